@@ -1,0 +1,12 @@
+//! The embedded BGP speaker.
+//!
+//! - [`types`], [`wire`], [`open`], [`adj_out`], [`fsm`]: pure — message building and parsing,
+//!   the OPEN exchange, route diffs, the per-peer session state machine.
+//! - [`driver`], [`speaker`]: I/O — one task per peer running a [`fsm::Session`] over TCP, and
+//!   the handle the agent uses (`set_peers`, `set_routes`, `shutdown`).
+
+pub mod adj_out;
+pub mod fsm;
+pub mod open;
+pub mod types;
+pub mod wire;

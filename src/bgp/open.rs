@@ -1,0 +1,179 @@
+//! [pure] The OPEN exchange (RFC 4271 §4.2, §6.2): the OPEN we send, the checks on the peer's,
+//! and what the two together negotiate.
+
+use crate::bgp::types::{Asn, Family, HoldTime, RouterId};
+use netgauze_bgp_pkt::capabilities::{
+    BgpCapability, FourOctetAsCapability, MultiProtocolExtensionsCapability,
+};
+use netgauze_bgp_pkt::notification::{BgpNotificationMessage, OpenMessageError};
+use netgauze_bgp_pkt::open::{BgpOpenMessage, BgpOpenMessageParameter};
+use netgauze_bgp_pkt::BgpMessage;
+use netgauze_iana::address_family::AddressType;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// What we offer in our OPEN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenOffer {
+    pub local_as: Asn,
+    pub router_id: RouterId,
+    pub hold_time: HoldTime,
+    /// Families we would announce on this session (those we have a next hop for).
+    pub families: Vec<Family>,
+}
+
+impl OpenOffer {
+    pub fn message(&self) -> BgpMessage {
+        let mut caps: Vec<BgpCapability> = self
+            .families
+            .iter()
+            .map(|f| {
+                BgpCapability::MultiProtocolExtensions(MultiProtocolExtensionsCapability::new(
+                    address_type(*f),
+                ))
+            })
+            .collect();
+        caps.push(BgpCapability::RouteRefresh);
+        caps.push(BgpCapability::FourOctetAs(FourOctetAsCapability::new(
+            self.local_as.0,
+        )));
+        BgpMessage::Open(BgpOpenMessage::new(
+            self.local_as.two_octet(),
+            self.hold_time.secs(),
+            self.router_id.0,
+            vec![BgpOpenMessageParameter::new_capabilities(caps)],
+        ))
+    }
+}
+
+pub fn address_type(f: Family) -> AddressType {
+    match f {
+        Family::Ipv4 => AddressType::Ipv4Unicast,
+        Family::Ipv6 => AddressType::Ipv6Unicast,
+    }
+}
+
+pub fn family_of(a: AddressType) -> Option<Family> {
+    match a {
+        AddressType::Ipv4Unicast => Some(Family::Ipv4),
+        AddressType::Ipv6Unicast => Some(Family::Ipv6),
+        _ => None,
+    }
+}
+
+/// The outcome of a successful OPEN exchange.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Negotiated {
+    pub peer_as: Asn,
+    pub peer_router_id: std::net::Ipv4Addr,
+    /// Minimum of both hold times; zero means no keepalives and no hold timer.
+    pub hold_time: u16,
+    pub keepalive: Option<Duration>,
+    pub asn4: bool,
+    /// Families both sides offered, in our order.
+    pub families: Vec<Family>,
+    pub peer_route_refresh: bool,
+}
+
+/// Why the peer's OPEN was refused: the NOTIFICATION to send and the operator's explanation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenRejected {
+    pub notification: BgpNotificationMessage,
+    pub reason: String,
+}
+
+/// Checks the peer's OPEN against what we expect (RFC 4271 §6.2) and negotiates.
+///
+/// `expected_as` of 0 accepts any AS (unnumbered peers learn it). `keepalive` is the configured
+/// interval, capped at a third of the negotiated hold time so the session cannot expire.
+pub fn negotiate(
+    offer: &OpenOffer,
+    expected_as: Asn,
+    keepalive: Option<Duration>,
+    open: &BgpOpenMessage,
+) -> Result<Negotiated, OpenRejected> {
+    let reject = |e: OpenMessageError, reason: String| OpenRejected {
+        notification: BgpNotificationMessage::OpenMessageError(e),
+        reason,
+    };
+    if open.version() != 4 {
+        return Err(reject(
+            OpenMessageError::UnsupportedVersionNumber {
+                value: 4u16.to_be_bytes().into(),
+            },
+            format!("peer speaks BGP version {}, we speak 4", open.version()),
+        ));
+    }
+    let caps = open.capabilities();
+    let asn4 = caps
+        .iter()
+        .any(|c| matches!(c, BgpCapability::FourOctetAs(_)));
+    let peer_as = Asn(open.my_asn4());
+    if expected_as.0 != 0 && peer_as != expected_as {
+        return Err(reject(
+            OpenMessageError::BadPeerAs {
+                value: open.my_as().to_be_bytes().into(),
+            },
+            format!("peer says it is {peer_as}, configured as {expected_as}"),
+        ));
+    }
+    let peer_hold = open.hold_time();
+    if peer_hold == 1 || peer_hold == 2 {
+        return Err(reject(
+            OpenMessageError::UnacceptableHoldTime {
+                value: Box::new([]),
+            },
+            format!("peer hold time {peer_hold} s is not allowed (0 or at least 3)"),
+        ));
+    }
+    let id = open.bgp_id();
+    let ibgp = peer_as == offer.local_as;
+    if id.is_unspecified() || id.is_broadcast() || (ibgp && id == offer.router_id.0) {
+        return Err(reject(
+            OpenMessageError::BadBgpIdentifier {
+                value: Box::new([]),
+            },
+            format!("peer BGP identifier {id} is not usable here"),
+        ));
+    }
+    let peer_families: Vec<Family> = caps
+        .iter()
+        .filter_map(|c| match c {
+            BgpCapability::MultiProtocolExtensions(mp) => family_of(mp.address_type()),
+            _ => None,
+        })
+        .collect();
+    let has_mp = caps
+        .iter()
+        .any(|c| matches!(c, BgpCapability::MultiProtocolExtensions(_)));
+    let families = offer
+        .families
+        .iter()
+        .copied()
+        // A peer without any MP capability speaks plain IPv4 unicast (RFC 4760 §8).
+        .filter(|f| peer_families.contains(f) || (!has_mp && *f == Family::Ipv4))
+        .collect();
+    let hold_time = offer.hold_time.secs().min(peer_hold);
+    let keepalive = (hold_time > 0).then(|| {
+        let third = Duration::from_secs(u64::from(hold_time)) / 3;
+        keepalive
+            .map_or(third, |k| k.min(third))
+            .max(Duration::from_secs(1))
+    });
+    Ok(Negotiated {
+        peer_as,
+        peer_router_id: id,
+        hold_time,
+        keepalive,
+        asn4,
+        families,
+        peer_route_refresh: caps.iter().any(|c| {
+            matches!(
+                c,
+                BgpCapability::RouteRefresh
+                    | BgpCapability::EnhancedRouteRefresh
+                    | BgpCapability::CiscoRouteRefresh
+            )
+        }),
+    })
+}

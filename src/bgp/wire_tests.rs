@@ -1,0 +1,276 @@
+//! Our UPDATEs against netgauze's decoder, the 4096-byte limit, and hostile input.
+
+use super::*;
+use crate::bgp::fsm::{Backoff, Input, NextHops, Session, SessionConfig};
+use crate::bgp::types::{HoldTime, RouterId};
+use netgauze_bgp_pkt::path_attribute::PathAttributeValue as V;
+use proptest::prelude::*;
+use std::net::IpAddr;
+use std::time::Instant;
+
+fn ctx(asn4: bool, local_as: u32) -> UpdateContext {
+    UpdateContext {
+        local_as: Asn(local_as),
+        ebgp: true,
+        asn4,
+        next_hop_v4: Some("10.99.0.1".parse().unwrap()),
+        next_hop_v6: Some("fd00:99::1".parse().unwrap()),
+        next_hop_v6_link_local: Some("fe80::1".parse().unwrap()),
+    }
+}
+
+fn hosts_v4(n: u32) -> Vec<IpNet> {
+    (0..n)
+        .map(|i| IpNet::from(IpAddr::from(std::net::Ipv4Addr::from(0x6440_0000 + i))))
+        .collect()
+}
+
+fn hosts_v6(n: u128) -> Vec<IpNet> {
+    (0..n)
+        .map(|i| {
+            IpNet::from(IpAddr::from(std::net::Ipv6Addr::from(
+                0xfd00_0098u128 << 96 | i,
+            )))
+        })
+        .collect()
+}
+
+/// Encodes, checks every message against the size limit, decodes with netgauze, and returns
+/// the prefixes found and the raw messages.
+fn roundtrip(msgs: &[BgpMessage], asn4: bool) -> (Vec<IpNet>, Vec<IpNet>, Vec<BgpMessage>) {
+    let mut announced = Vec::new();
+    let mut withdrawn = Vec::new();
+    let mut decoded = Vec::new();
+    for m in msgs {
+        let mut buf = Vec::new();
+        encode_into(m, &mut buf).unwrap();
+        assert!(buf.len() <= MAX_MESSAGE_LEN, "{} bytes", buf.len());
+        assert_eq!(buf.len(), encoded_len(m));
+        let mut ctx = parsing_context(asn4);
+        let back = decode(&buf, &mut ctx).unwrap();
+        assert_eq!(&back, m, "decode(encode(m)) == m");
+        if let BgpMessage::Update(u) = &back {
+            announced.extend(u.nlri().iter().map(|a| IpNet::V4(a.network().address())));
+            withdrawn.extend(
+                u.withdraw_routes()
+                    .iter()
+                    .map(|a| IpNet::V4(a.network().address())),
+            );
+            for a in u.path_attributes() {
+                match a.value() {
+                    V::MpReach(MpReach::Ipv6Unicast { nlri, .. }) => {
+                        announced.extend(nlri.iter().map(|a| IpNet::V6(a.network().address())))
+                    }
+                    V::MpUnreach(MpUnreach::Ipv6Unicast { nlri }) => {
+                        withdrawn.extend(nlri.iter().map(|a| IpNet::V6(a.network().address())))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        decoded.push(back);
+    }
+    (announced, withdrawn, decoded)
+}
+
+#[test]
+fn ten_thousand_ipv4_hosts_pack_into_full_messages_that_decode_back() {
+    let prefixes = hosts_v4(10_000);
+    let msgs = ctx(true, 65000).announcements(Family::Ipv4, &RouteAttrs::default(), &prefixes);
+    let (announced, _, _) = roundtrip(&msgs, true);
+    assert_eq!(announced, prefixes);
+    // 4096 bytes minus header and attributes leaves room for 814 /32s of 5 bytes each.
+    assert_eq!(msgs.len(), 10_000usize.div_ceil(814));
+    let mut first = Vec::new();
+    encode_into(&msgs[0], &mut first).unwrap();
+    assert!(
+        first.len() > MAX_MESSAGE_LEN - 5,
+        "first message is full: {}",
+        first.len()
+    );
+}
+
+#[test]
+fn ipv6_hosts_go_in_mp_reach_with_global_and_link_local_next_hops() {
+    let prefixes = hosts_v6(1_000);
+    let msgs = ctx(true, 65000).announcements(Family::Ipv6, &RouteAttrs::default(), &prefixes);
+    let (announced, _, decoded) = roundtrip(&msgs, true);
+    assert_eq!(announced, prefixes);
+    let BgpMessage::Update(u) = &decoded[0] else {
+        panic!()
+    };
+    let reach = u
+        .path_attributes()
+        .iter()
+        .find_map(|a| match a.value() {
+            V::MpReach(MpReach::Ipv6Unicast {
+                next_hop_global,
+                next_hop_local,
+                ..
+            }) => Some((*next_hop_global, *next_hop_local)),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        reach,
+        (
+            "fd00:99::1".parse().unwrap(),
+            Some("fe80::1".parse().unwrap())
+        )
+    );
+}
+
+#[test]
+fn withdrawals_of_both_families_pack_and_decode() {
+    let v4 = hosts_v4(3_000);
+    let (_, withdrawn, _) = roundtrip(&withdrawals(Family::Ipv4, &v4), true);
+    assert_eq!(withdrawn, v4);
+    let v6 = hosts_v6(700);
+    let (_, withdrawn, _) = roundtrip(&withdrawals(Family::Ipv6, &v6), true);
+    assert_eq!(withdrawn, v6);
+}
+
+#[test]
+fn ebgp_as_path_is_one_as_sequence_with_our_as() {
+    let msgs =
+        ctx(true, 4_200_000_001).announcements(Family::Ipv4, &RouteAttrs::default(), &hosts_v4(1));
+    let mut buf = Vec::new();
+    encode_into(&msgs[0], &mut buf).unwrap();
+    // ORIGIN (40 01 01 00), then AS_PATH: flags 0x40, type 2, length 6, AS_SEQUENCE (2) of 1 AS.
+    let at = buf
+        .windows(4)
+        .position(|w| w == [0x40, 0x02, 0x06, 0x02])
+        .unwrap();
+    assert_eq!(buf[at + 4], 1);
+    assert_eq!(&buf[at + 5..at + 9], &4_200_000_001u32.to_be_bytes());
+    assert!(
+        buf.windows(4).any(|w| w == [0x40, 0x01, 0x01, 0x00]),
+        "ORIGIN IGP"
+    );
+}
+
+#[test]
+fn two_octet_peer_gets_as_trans_and_as4_path_for_a_large_as() {
+    let msgs =
+        ctx(false, 4_200_000_001).announcements(Family::Ipv4, &RouteAttrs::default(), &hosts_v4(1));
+    let (_, _, decoded) = roundtrip(&msgs, false);
+    let BgpMessage::Update(u) = &decoded[0] else {
+        panic!()
+    };
+    let as_path = u.path_attributes().iter().find_map(|a| match a.value() {
+        V::AsPath(AsPath::As2PathSegments(s)) => Some(s[0].as_numbers().to_vec()),
+        _ => None,
+    });
+    assert_eq!(as_path, Some(vec![Asn::TRANS]));
+    assert!(u
+        .path_attributes()
+        .iter()
+        .any(|a| matches!(a.value(), V::As4Path(_))));
+}
+
+#[test]
+fn end_of_rib_markers_are_recognised_as_such() {
+    for f in [Family::Ipv4, Family::Ipv6] {
+        let BgpMessage::Update(u) = end_of_rib(f) else {
+            panic!()
+        };
+        assert_eq!(
+            u.end_of_rib().map(|a| crate::bgp::open::family_of(a)),
+            Some(Some(f))
+        );
+    }
+}
+
+#[test]
+fn cease_text_is_cut_at_255_bytes_on_a_character_boundary() {
+    let long = "é".repeat(200);
+    let BgpMessage::Notification(n) = cease(CeaseKind::AdministrativeShutdown, &long) else {
+        panic!()
+    };
+    let BgpNotificationMessage::CeaseError(CeaseError::AdministrativeShutdown { value }) = n else {
+        panic!()
+    };
+    assert_eq!(value[0], 254);
+    assert!(std::str::from_utf8(&value[1..]).is_ok());
+}
+
+fn established() -> (Session, Instant) {
+    let t0 = Instant::now();
+    let cfg = SessionConfig {
+        local_as: Asn(65000),
+        remote_as: Asn(65530),
+        router_id: RouterId("10.99.0.1".parse().unwrap()),
+        hold_time: HoldTime::new(90).unwrap(),
+        keepalive: None,
+        passive: false,
+        backoff: Backoff::default(),
+    };
+    let mut s = Session::new(cfg, 1);
+    s.handle(Input::Start, t0);
+    s.handle(
+        Input::Connected(NextHops {
+            v4: Some("10.99.0.1".parse().unwrap()),
+            ..NextHops::default()
+        }),
+        t0,
+    );
+    let open = crate::bgp::open::OpenOffer {
+        local_as: Asn(65530),
+        router_id: RouterId("10.99.0.2".parse().unwrap()),
+        hold_time: HoldTime::new(90).unwrap(),
+        families: vec![Family::Ipv4, Family::Ipv6],
+    }
+    .message();
+    let mut bytes = Vec::new();
+    encode_into(&open, &mut bytes).unwrap();
+    encode_into(&BgpMessage::KeepAlive, &mut bytes).unwrap();
+    s.handle(Input::Received(bytes), t0);
+    (s, t0)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// Any bytes at all: the session answers or waits, and never panics or loops.
+    #[test]
+    fn random_bytes_never_panic_the_session(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let (mut s, t0) = established();
+        let _ = s.handle(Input::Received(data), t0);
+    }
+
+    /// A valid header in front of random bodies reaches netgauze's parsers for every type.
+    #[test]
+    fn random_message_bodies_never_panic_the_session(
+        kind in 1u8..=6,
+        body in proptest::collection::vec(any::<u8>(), 0..400),
+    ) {
+        let (mut s, t0) = established();
+        let mut msg = vec![0xff; 16];
+        msg.extend_from_slice(&((HEADER_LEN + body.len()) as u16).to_be_bytes());
+        msg.push(kind);
+        msg.extend_from_slice(&body);
+        let _ = s.handle(Input::Received(msg), t0);
+    }
+
+    /// Random UPDATE bodies shaped like real ones (lengths that add up) go deeper into the
+    /// attribute parsers than uniform noise does.
+    #[test]
+    fn structured_random_updates_never_panic(
+        withdrawn in proptest::collection::vec(any::<u8>(), 0..40),
+        attrs in proptest::collection::vec(any::<u8>(), 0..200),
+        nlri in proptest::collection::vec(any::<u8>(), 0..40),
+    ) {
+        let (mut s, t0) = established();
+        let mut body = Vec::new();
+        body.extend_from_slice(&(withdrawn.len() as u16).to_be_bytes());
+        body.extend_from_slice(&withdrawn);
+        body.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
+        body.extend_from_slice(&attrs);
+        body.extend_from_slice(&nlri);
+        let mut msg = vec![0xff; 16];
+        msg.extend_from_slice(&((HEADER_LEN + body.len()) as u16).to_be_bytes());
+        msg.push(2);
+        msg.extend_from_slice(&body);
+        let _ = s.handle(Input::Received(msg), t0);
+    }
+}

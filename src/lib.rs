@@ -1,0 +1,2 @@
+//! vipd: routable addresses for Kubernetes `type: LoadBalancer` Services on bare metal.
+pub mod bgp;
