@@ -1,2 +1,21 @@
 //! vipd: routable addresses for Kubernetes `type: LoadBalancer` Services on bare metal.
+//!
+//! # Layout
+//! - [`cli`] reads kube-vip's flags and environment variables; [`config`] (pure) checks them.
+//! - [`agent`] is the owner loop: it gives the BGP speaker its peers and routes.
+//! - [`bgp`]: the embedded speaker — pure protocol core (`wire`, `open`, `adj_out`, `fsm`) and
+//!   its I/O edge (`driver`, `speaker`).
+//! - [`netif`] reads local interface addresses; [`sys`] holds the only `unsafe` (TCP-MD5).
+//! - [`demo`] runs `vipd demo`.
+//!
+//! Peer discovery lives in the `vipd-providers` crate.
+
+pub mod agent;
 pub mod bgp;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod netif;
+pub mod sys;
+
+pub use agent::run;

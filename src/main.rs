@@ -1,1 +1,77 @@
-fn main() {}
+//! The `vipd` binary: parse the command line, set up logging, run. All logic is in the library.
+
+use clap::Parser;
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+use vipd::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vipd: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: anyhow::Result<()> = match cli.command {
+        Command::Manager(args) => {
+            let cfg = match vipd::config::validate(&args.raw_settings()) {
+                Ok(cfg) => cfg,
+                Err(e) => {
+                    eprintln!("vipd: bad setting: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_logging(&cfg.log_filter, args.log_format == "json");
+            runtime
+                .block_on(vipd::run(cfg, shutdown_signal()))
+                .map_err(Into::into)
+        }
+        Command::Demo(args) => {
+            init_logging("error", false);
+            runtime
+                .block_on(vipd::demo::run(args.keep))
+                .map_err(Into::into)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vipd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `RUST_LOG` wins over `vip_loglevel`.
+fn init_logging(default: &str, json: bool) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().with_current_span(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+/// SIGTERM (Kubernetes) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

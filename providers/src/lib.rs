@@ -9,5 +9,5 @@
 pub mod peer;
 pub mod static_peers;
 
-pub use peer::{BfdSpec, MpBgpNextHop, MpBgpSpec, PeerAddress, PeerSpec, Password};
+pub use peer::{BfdSpec, MpBgpNextHop, MpBgpSpec, Password, PeerAddress, PeerSpec};
 pub use static_peers::{parse_bgp_peers, PeerParseError};

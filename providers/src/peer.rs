@@ -133,3 +133,11 @@ impl PeerSpec {
         }
     }
 }
+
+impl PeerSpec {
+    /// The same peer on another TCP port.
+    pub fn with_port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+}

@@ -64,10 +64,7 @@ fn parse_entry(entry: usize, text: &str) -> Result<PeerSpec, PeerParseError> {
             if pw.len() > 80 {
                 return Err(err(
                     "password",
-                    format!(
-                        "is {} bytes long; TCP-MD5 keys hold at most 80",
-                        pw.len()
-                    ),
+                    format!("is {} bytes long; TCP-MD5 keys hold at most 80", pw.len()),
                 ));
             }
             Some(Password::new((*pw).to_owned()))
@@ -248,7 +245,10 @@ fn parse_bfd(v: &str) -> Result<BfdSpec, String> {
 fn redact(text: &str) -> String {
     let (head, rest) = match text.strip_prefix('[') {
         Some(after) => match after.split_once(']') {
-            Some((inside, rest)) => (format!("[{inside}]"), rest.strip_prefix(':').unwrap_or(rest)),
+            Some((inside, rest)) => (
+                format!("[{inside}]"),
+                rest.strip_prefix(':').unwrap_or(rest),
+            ),
             None => return text.to_owned(),
         },
         None => match text.split_once(':') {
@@ -291,7 +291,10 @@ mod tests {
     #[test]
     fn bracketed_ipv6_with_port() {
         let peers = parse_bgp_peers("[fd00::1]:65001:s3cret:true:1179").unwrap();
-        assert_eq!(peers[0].address, PeerAddress::Ip("fd00::1".parse().unwrap()));
+        assert_eq!(
+            peers[0].address,
+            PeerAddress::Ip("fd00::1".parse().unwrap())
+        );
         assert_eq!(peers[0].port, 1179);
         assert_eq!(peers[0].remote_as, 65001);
         assert!(peers[0].multihop);
@@ -312,10 +315,8 @@ mod tests {
                 multiplier: 5
             })
         );
-        let fixed = parse_bgp_peers(
-            "[fd00::2]:65000::::mpbgp_nexthop=fixed;mpbgp_ipv4=192.0.2.7",
-        )
-        .unwrap();
+        let fixed =
+            parse_bgp_peers("[fd00::2]:65000::::mpbgp_nexthop=fixed;mpbgp_ipv4=192.0.2.7").unwrap();
         assert_eq!(fixed[0].mpbgp.next_hop, MpBgpNextHop::Fixed);
         assert_eq!(fixed[0].mpbgp.ipv4, Some("192.0.2.7".parse().unwrap()));
     }

@@ -607,18 +607,25 @@ impl Session {
 /// communication text when there is one (RFC 9003).
 pub fn describe(n: &BgpNotificationMessage) -> String {
     use netgauze_bgp_pkt::notification::CeaseError;
+    // "CeaseError(AdministrativeShutdown { value: [..] })" -> "CeaseError/AdministrativeShutdown"
+    let debug = format!("{n:?}");
+    let name = debug
+        .split(" {")
+        .next()
+        .unwrap_or(&debug)
+        .trim_end_matches(')')
+        .replace('(', "/");
     if let BgpNotificationMessage::CeaseError(
         CeaseError::AdministrativeShutdown { value } | CeaseError::AdministrativeReset { value },
     ) = n
     {
         if let Some((len, text)) = value.split_first() {
-            if let Some(text) = text.get(..usize::from(*len)) {
-                return format!("{n:?}: {:?}", String::from_utf8_lossy(text))
-                    .replace("value: ", "");
+            if let Some(text) = text.get(..usize::from(*len)).filter(|t| !t.is_empty()) {
+                return format!("{name}: {:?}", String::from_utf8_lossy(text));
             }
         }
     }
-    format!("{n:?}")
+    name
 }
 
 fn update_prefixes(update: &BgpUpdateMessage) -> (Vec<IpNet>, Vec<IpNet>) {

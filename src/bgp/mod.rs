@@ -6,7 +6,9 @@
 //!   the handle the agent uses (`set_peers`, `set_routes`, `shutdown`).
 
 pub mod adj_out;
+pub mod driver;
 pub mod fsm;
 pub mod open;
+pub mod speaker;
 pub mod types;
 pub mod wire;

@@ -1,0 +1,144 @@
+//! [I/O] The agent's owner loop for static VIPs: starts the speaker, hands it the peers and the
+//! VIPs, re-reads the VIP file on SIGHUP, and on shutdown sends every peer a Cease.
+
+use crate::bgp::speaker::{Speaker, SpeakerConfig, SpeakerError};
+use crate::bgp::types::{host_prefix, Asn, RouteAttrs, RouteSet, RouterId};
+use crate::config::{parse_vip_list, Config, ConfigError, RouterIdSource};
+use crate::netif::Interfaces;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+use tracing::{error, info, warn};
+
+/// How long shutdown waits for peers to take their Cease.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Speaker(#[from] SpeakerError),
+    #[error("cannot read {what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+/// Runs until `shutdown` completes, then withdraws everything by Cease and returns.
+pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    let ifs = Interfaces::read().map_err(|source| RunError::Io {
+        what: "the local interface addresses".into(),
+        source,
+    })?;
+    let router_id = resolve_router_id(&cfg.bgp.router_id, &ifs)?;
+    let mut speaker = Speaker::start(speaker_config(&cfg, router_id)).await?;
+    let mut vips = load_vips(&cfg).await?;
+    speaker.set_routes(route_set(&vips));
+    speaker.set_peers(cfg.bgp.peers.clone()).await;
+    info!(
+        router_id = %router_id.0,
+        local_as = cfg.bgp.local_as,
+        peers = cfg.bgp.peers.len(),
+        vips = vips.len(),
+        "vipd started; announcing static VIPs"
+    );
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|source| RunError::Io {
+            what: "SIGHUP".into(),
+            source,
+        })?;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            _ = hangup.recv() => match load_vips(&cfg).await {
+                Ok(new) => {
+                    let added = new.iter().filter(|v| !vips.contains(v)).count();
+                    let removed = vips.iter().filter(|v| !new.contains(v)).count();
+                    info!(added, removed, total = new.len(), "SIGHUP: VIP file re-read");
+                    vips = new;
+                    speaker.set_routes(route_set(&vips));
+                }
+                // A broken edit must not withdraw healthy VIPs.
+                Err(e) => error!("SIGHUP: {e}; keeping the {} VIPs announced now", vips.len()),
+            },
+        }
+    }
+    info!("shutting down: sending Cease to every peer");
+    speaker
+        .shutdown("vipd shutting down", SHUTDOWN_DEADLINE)
+        .await;
+    Ok(())
+}
+
+pub fn speaker_config(cfg: &Config, router_id: RouterId) -> SpeakerConfig {
+    let b = &cfg.bgp;
+    SpeakerConfig {
+        local_as: Asn(b.local_as),
+        router_id,
+        hold_time: b.hold_time,
+        keepalive: b.keepalive,
+        passive: b.passive,
+        listen: vec![
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), b.listen_port),
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), b.listen_port),
+        ],
+        source_ip: b.source_ip,
+        source_if: b.source_if.clone(),
+        mpbgp: b.mpbgp.clone(),
+        backoff: Default::default(),
+    }
+}
+
+pub fn resolve_router_id(src: &RouterIdSource, ifs: &Interfaces) -> Result<RouterId, ConfigError> {
+    let found = match src {
+        RouterIdSource::Fixed(ip) => Some(*ip),
+        RouterIdSource::Interface(ifname) => ifs.first_v4(ifname),
+        RouterIdSource::Lowest => ifs.lowest_v4(),
+    };
+    found.map(RouterId).ok_or_else(|| match src {
+        RouterIdSource::Interface(ifname) => ConfigError {
+            setting: "bgp_routerinterface".into(),
+            value: ifname.clone(),
+            reason: "has no IPv4 address to use as the router id".into(),
+        },
+        _ => ConfigError {
+            setting: "bgp_routerid (--bgpRouterID)".into(),
+            value: String::new(),
+            reason: "is not set and this host has no IPv4 address to take it from".into(),
+        },
+    })
+}
+
+/// `vip_address` plus the VIP file, without duplicates.
+async fn load_vips(cfg: &Config) -> Result<Vec<IpAddr>, RunError> {
+    let mut vips = cfg.vips.clone();
+    if let Some(path) = &cfg.vip_file {
+        let text = tokio::fs::read_to_string(path)
+            .await
+            .map_err(|source| RunError::Io {
+                what: format!("vip_file {}", path.display()),
+                source,
+            })?;
+        vips.extend(parse_vip_list(
+            &text,
+            &format!("vip_file {}", path.display()),
+        )?);
+    }
+    vips.sort();
+    vips.dedup();
+    if vips.is_empty() {
+        warn!(
+            "no VIPs configured (vip_address, vip_file): sessions come up with nothing to announce"
+        );
+    }
+    Ok(vips)
+}
+
+pub fn route_set(vips: &[IpAddr]) -> RouteSet {
+    vips.iter()
+        .map(|ip| (host_prefix(*ip), RouteAttrs::default()))
+        .collect()
+}

@@ -1,0 +1,429 @@
+//! [I/O] One task per peer: runs a [`Session`] over a real TCP connection. It opens the socket
+//! (TCP-MD5, TTL, source binding), reads and writes bytes, keeps the timers the session arms,
+//! and carries out the session's outputs in order. It decides nothing.
+
+use crate::bgp::fsm::{DownReason, Input, NextHops, Output, Session, SessionConfig, Timer};
+use crate::bgp::types::RouteSet;
+use crate::bgp::wire::{self, CeaseKind};
+use crate::netif::Interfaces;
+use crate::sys;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+use vipd_providers::{MpBgpNextHop, Password};
+
+/// How the driver reaches one peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transport {
+    pub peer: SocketAddr,
+    pub password: Option<Password>,
+    /// eBGP without multihop uses TTL 1; multihop 255.
+    pub ttl: Option<u32>,
+    pub source_ip: Option<IpAddr>,
+    pub source_if: Option<String>,
+    pub mpbgp: MpBgpNextHop,
+    pub mpbgp_v4: Option<std::net::Ipv4Addr>,
+    pub mpbgp_v6: Option<std::net::Ipv6Addr>,
+}
+
+/// Commands from the speaker to a peer task.
+#[derive(Debug)]
+pub enum Control {
+    Stop {
+        kind: CeaseKind,
+        reason: String,
+    },
+    /// A connection the passive listener accepted from this peer.
+    Accepted(TcpStream),
+}
+
+/// What a peer task tells the outside, for logs, metrics, `vipd status` and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerEvent {
+    Up {
+        peer: SocketAddr,
+    },
+    Down {
+        peer: SocketAddr,
+        reason: String,
+    },
+    Learned {
+        peer: SocketAddr,
+        announced: Vec<ipnet::IpNet>,
+        withdrawn: Vec<ipnet::IpNet>,
+    },
+}
+
+/// A peer's state as `vipd status` and metrics show it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerStatus {
+    pub state: String,
+    pub established_since: Option<Instant>,
+    pub last_error: Option<String>,
+    pub advertised: usize,
+    pub updates_received: u64,
+    pub notifications_received: u64,
+    pub flaps: u64,
+}
+
+type Connecting = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
+
+struct Conn {
+    read: OwnedReadHalf,
+    write: OwnedWriteHalf,
+}
+
+pub struct PeerTask {
+    transport: Transport,
+    session: Session,
+    timers: [Option<Instant>; 3],
+    conn: Option<Conn>,
+    connecting: Option<Connecting>,
+    status: watch::Sender<PeerStatus>,
+    events: Option<mpsc::UnboundedSender<PeerEvent>>,
+    write_timeout: Duration,
+}
+
+impl PeerTask {
+    pub fn new(
+        transport: Transport,
+        cfg: SessionConfig,
+        status: watch::Sender<PeerStatus>,
+        events: Option<mpsc::UnboundedSender<PeerEvent>>,
+    ) -> Self {
+        // A write that cannot finish within the hold time means the peer is gone.
+        let write_timeout = Duration::from_secs(u64::from(cfg.hold_time.secs()).max(30));
+        PeerTask {
+            transport,
+            session: Session::new(cfg, fastrand::u64(..)),
+            timers: [None; 3],
+            conn: None,
+            connecting: None,
+            status,
+            events,
+            write_timeout,
+        }
+    }
+
+    /// Runs until stopped; on the way out the session sends its Cease.
+    pub async fn run(
+        mut self,
+        mut routes: watch::Receiver<Arc<RouteSet>>,
+        mut control: mpsc::Receiver<Control>,
+    ) {
+        let initial = routes.borrow_and_update().clone();
+        self.step(Input::Routes(initial)).await;
+        self.step(Input::Start).await;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let deadline = self.timers.iter().flatten().min().copied();
+            let (has_connecting, has_conn) = (self.connecting.is_some(), self.conn.is_some());
+            // Each branch borrows its own field; the handlers below get `self` back.
+            let event = {
+                let connecting = &mut self.connecting;
+                let conn = &mut self.conn;
+                tokio::select! {
+                    biased;
+                    ctl = control.recv() => Event::Control(ctl),
+                    res = poll_connect(connecting), if has_connecting => Event::ConnectDone(res),
+                    n = read_some(conn.as_mut(), &mut buf), if has_conn => Event::Read(n),
+                    changed = routes.changed() => Event::RoutesChanged(changed.is_ok()),
+                    () = sleep_until(deadline), if deadline.is_some() => Event::TimerDue,
+                }
+            };
+            let input = match event {
+                Event::Control(Some(Control::Stop { kind, reason })) => {
+                    self.step(Input::Stop { kind, reason }).await;
+                    return;
+                }
+                // The speaker dropped us without a word: treat it as a deconfigure.
+                Event::Control(None) | Event::RoutesChanged(false) => {
+                    self.step(Input::Stop {
+                        kind: CeaseKind::PeerDeconfigured,
+                        reason: String::new(),
+                    })
+                    .await;
+                    return;
+                }
+                Event::Control(Some(Control::Accepted(stream))) => {
+                    if self.conn.is_some() {
+                        debug!("refusing a second connection from the peer while one is up");
+                        continue;
+                    }
+                    match self.attach(stream) {
+                        Ok(nh) => Input::Connected(nh),
+                        Err(e) => {
+                            warn!(error = %e, "could not set up the accepted connection");
+                            continue;
+                        }
+                    }
+                }
+                Event::ConnectDone(res) => {
+                    self.connecting = None;
+                    match res.and_then(|s| self.attach(s)) {
+                        Ok(nh) => Input::Connected(nh),
+                        Err(e) => Input::ConnectFailed(e.to_string()),
+                    }
+                }
+                Event::Read(Ok(0)) => Input::Closed("peer closed the connection".into()),
+                Event::Read(Ok(n)) => Input::Received(buf[..n].to_vec()),
+                Event::Read(Err(e)) => Input::Closed(e.to_string()),
+                Event::RoutesChanged(true) => Input::Routes(routes.borrow_and_update().clone()),
+                Event::TimerDue => {
+                    let now = Instant::now();
+                    let due = Timer::ALL
+                        .into_iter()
+                        .find(|t| self.timers[*t as usize].is_some_and(|at| at <= now));
+                    let Some(t) = due else { continue };
+                    self.timers[t as usize] = None;
+                    Input::Fired(t)
+                }
+            };
+            self.step(input).await;
+        }
+    }
+
+    /// Feeds one input and carries out everything that follows from it, including inputs the
+    /// actions themselves produce (a failed write closes the connection).
+    async fn step(&mut self, input: Input) {
+        let mut inputs = VecDeque::from([input]);
+        while let Some(input) = inputs.pop_front() {
+            let outputs = self.session.handle(input, Instant::now());
+            for output in outputs {
+                if let Some(next) = self.execute(output).await {
+                    inputs.push_back(next);
+                    // The rest of this batch assumed a connection that is gone.
+                    break;
+                }
+            }
+        }
+        self.status.send_modify(|s| {
+            s.state = format!("{:?}", self.session.state());
+            s.advertised = self.session.advertised();
+        });
+    }
+
+    async fn execute(&mut self, output: Output) -> Option<Input> {
+        match output {
+            Output::Connect => {
+                debug!("connecting");
+                self.connecting = Some(Box::pin(connect(self.transport.clone())));
+            }
+            Output::Send(msgs) => {
+                let Some(conn) = self.conn.as_mut() else {
+                    return None;
+                };
+                let mut bytes = Vec::with_capacity(msgs.len() * 64);
+                for m in &msgs {
+                    if let Err(e) = wire::encode_into(m, &mut bytes) {
+                        warn!(error = %e, "dropping a message vipd could not encode (a bug; please report it)");
+                    }
+                }
+                let write = async {
+                    conn.write.write_all(&bytes).await?;
+                    conn.write.flush().await
+                };
+                match tokio::time::timeout(self.write_timeout, write).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Some(Input::Closed(format!("write failed: {e}"))),
+                    Err(_) => {
+                        return Some(Input::Closed(format!(
+                            "peer took no data for {}s",
+                            self.write_timeout.as_secs()
+                        )))
+                    }
+                }
+            }
+            Output::Close => {
+                self.connecting = None;
+                if let Some(mut conn) = self.conn.take() {
+                    // Best effort: the NOTIFICATION before this was already written.
+                    let _ = conn.write.shutdown().await;
+                }
+            }
+            Output::Arm(t, at) => self.timers[t as usize] = Some(at),
+            Output::Disarm(t) => self.timers[t as usize] = None,
+            Output::Up(neg) => {
+                info!(
+                    peer_as = neg.peer_as.0,
+                    peer_id = %neg.peer_router_id,
+                    hold = neg.hold_time,
+                    families = ?neg.families,
+                    "session established"
+                );
+                self.status.send_modify(|s| {
+                    s.established_since = Some(Instant::now());
+                    s.last_error = None;
+                });
+                self.emit(PeerEvent::Up {
+                    peer: self.transport.peer,
+                });
+            }
+            Output::Down { reason, retry_in } => {
+                let retry = retry_in.map_or(String::new(), |d| {
+                    format!("; retrying in {:.1}s", d.as_secs_f64())
+                });
+                match &reason {
+                    DownReason::Stopped => info!("session stopped"),
+                    DownReason::ConnectFailed(_) | DownReason::ConnectTimeout => {
+                        info!("{reason}{retry}")
+                    }
+                    _ => warn!("session down: {reason}{retry}"),
+                }
+                let was_up = self.status.borrow().established_since.is_some();
+                self.status.send_modify(|s| {
+                    if was_up {
+                        s.flaps += 1;
+                    }
+                    if matches!(reason, DownReason::PeerNotification(_)) {
+                        s.notifications_received += 1;
+                    }
+                    s.established_since = None;
+                    s.last_error = Some(reason.to_string());
+                });
+                self.emit(PeerEvent::Down {
+                    peer: self.transport.peer,
+                    reason: reason.to_string(),
+                });
+            }
+            Output::Learned {
+                announced,
+                withdrawn,
+            } => {
+                debug!(
+                    announced = announced.len(),
+                    withdrawn = withdrawn.len(),
+                    "UPDATE from peer (ignored: vipd takes no routes)"
+                );
+                self.status.send_modify(|s| s.updates_received += 1);
+                self.emit(PeerEvent::Learned {
+                    peer: self.transport.peer,
+                    announced,
+                    withdrawn,
+                });
+            }
+        }
+        None
+    }
+
+    fn emit(&self, event: PeerEvent) {
+        if let Some(tx) = &self.events {
+            let _ = tx.send(event);
+        }
+    }
+
+    /// Takes a connected stream, applies per-connection options and works out our next hops.
+    fn attach(&mut self, stream: TcpStream) -> io::Result<NextHops> {
+        stream.set_nodelay(true)?;
+        let local = stream.local_addr()?;
+        let peer = stream.peer_addr()?;
+        if let Some(ttl) = self.transport.ttl {
+            set_ttl(&socket2::SockRef::from(&stream), peer.ip(), ttl)?;
+        }
+        let nh = next_hops(&self.transport, local.ip(), peer.ip(), &Interfaces::read()?);
+        info!(local = %local, "TCP connected");
+        let (read, write) = stream.into_split();
+        self.conn = Some(Conn { read, write });
+        Ok(nh)
+    }
+}
+
+enum Event {
+    Control(Option<Control>),
+    ConnectDone(io::Result<TcpStream>),
+    Read(io::Result<usize>),
+    RoutesChanged(bool),
+    TimerDue,
+}
+
+async fn poll_connect(connecting: &mut Option<Connecting>) -> io::Result<TcpStream> {
+    match connecting {
+        Some(c) => c.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn read_some(conn: Option<&mut Conn>, buf: &mut [u8]) -> io::Result<usize> {
+    match conn {
+        Some(c) => c.read.read(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn set_ttl(sock: &socket2::SockRef<'_>, peer: IpAddr, ttl: u32) -> io::Result<()> {
+    match peer {
+        IpAddr::V4(_) => sock.set_ttl_v4(ttl),
+        IpAddr::V6(_) => sock.set_unicast_hops_v6(ttl),
+    }
+}
+
+/// Opens the TCP connection: MD5 key and TTL before the SYN, bound to the source address or
+/// interface when configured.
+pub async fn connect(t: Transport) -> io::Result<TcpStream> {
+    let sock = match t.peer {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    if let Some(pw) = &t.password {
+        sys::set_tcp_md5(&sock, t.peer.ip(), pw.expose().as_bytes())?;
+    }
+    if let Some(ttl) = t.ttl {
+        set_ttl(&socket2::SockRef::from(&sock), t.peer.ip(), ttl)?;
+    }
+    if let Some(ifname) = &t.source_if {
+        socket2::SockRef::from(&sock).bind_device(Some(ifname.as_bytes()))?;
+    }
+    if let Some(ip) = t.source_ip {
+        sock.bind(SocketAddr::new(ip, 0))?;
+    }
+    sock.connect(t.peer).await
+}
+
+/// Next hops for a session whose local end is `local`: the session's own family from the
+/// connection, the other family as `mpbgp_nexthop` says, and an IPv6 link-local one when the
+/// peer is on our link.
+pub fn next_hops(t: &Transport, local: IpAddr, peer: IpAddr, ifs: &Interfaces) -> NextHops {
+    let ifname = t
+        .source_if
+        .clone()
+        .or_else(|| ifs.holding(local).map(str::to_owned));
+    let other = match t.mpbgp {
+        MpBgpNextHop::None => None,
+        MpBgpNextHop::Fixed => match local {
+            IpAddr::V4(_) => t.mpbgp_v6.map(IpAddr::V6),
+            IpAddr::V6(_) => t.mpbgp_v4.map(IpAddr::V4),
+        },
+        MpBgpNextHop::AutoSourceIp | MpBgpNextHop::AutoSourceIf => {
+            ifname.as_deref().and_then(|i| ifs.other_family(i, local))
+        }
+    };
+    let mut nh = NextHops::default();
+    for ip in [Some(local), other].into_iter().flatten() {
+        match ip {
+            IpAddr::V4(v4) => nh.v4 = Some(v4),
+            IpAddr::V6(v6) => nh.v6 = Some(v6),
+        }
+    }
+    if let (IpAddr::V6(_), Some(i)) = (peer, ifname.as_deref()) {
+        if ifs.on_link(i, peer) {
+            nh.v6_link_local = ifs.link_local_v6(i);
+        }
+    }
+    nh
+}

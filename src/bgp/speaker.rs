@@ -1,0 +1,327 @@
+//! [I/O] The BGP speaker as the agent sees it: declarative. `set_peers` takes the whole peer
+//! set and starts, re-establishes or stops sessions for what changed; `set_routes` takes the
+//! whole route set and every session sends its peer only the difference.
+
+use crate::bgp::driver::{Control, PeerEvent, PeerStatus, PeerTask, Transport};
+use crate::bgp::fsm::{Backoff, SessionConfig};
+use crate::bgp::types::{Asn, HoldTime, RouteSet, RouterId};
+use crate::bgp::wire::CeaseKind;
+use crate::sys;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{info, info_span, warn, Instrument};
+use vipd_providers::{MpBgpSpec, PeerAddress, PeerSpec};
+
+/// Settings shared by every session; a [`PeerSpec`] may override some per peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpeakerConfig {
+    pub local_as: Asn,
+    pub router_id: RouterId,
+    pub hold_time: HoldTime,
+    pub keepalive: Option<Duration>,
+    /// Listen instead of connecting; only configured peers are accepted.
+    pub passive: bool,
+    /// Addresses to listen on in passive mode.
+    pub listen: Vec<SocketAddr>,
+    pub source_ip: Option<IpAddr>,
+    pub source_if: Option<String>,
+    pub mpbgp: MpBgpSpec,
+    pub backoff: Backoff,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpeakerError {
+    #[error("cannot listen for BGP on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+struct PeerHandle {
+    spec: PeerSpec,
+    control: mpsc::Sender<Control>,
+    task: JoinHandle<()>,
+    status: watch::Receiver<PeerStatus>,
+}
+
+/// Where passive listeners send connections: the peer task for each address.
+type AcceptTable = Arc<Mutex<HashMap<IpAddr, mpsc::Sender<Control>>>>;
+
+pub struct Speaker {
+    cfg: SpeakerConfig,
+    peers: BTreeMap<SocketAddr, PeerHandle>,
+    routes: watch::Sender<Arc<RouteSet>>,
+    events: Option<mpsc::UnboundedSender<PeerEvent>>,
+    accept: AcceptTable,
+    listeners: Vec<(Arc<TcpListener>, JoinHandle<()>)>,
+}
+
+impl Speaker {
+    /// Starts the speaker with no peers and no routes; in passive mode it binds its listeners
+    /// now, so a port in use is an error at start rather than a silent non-event.
+    pub async fn start(cfg: SpeakerConfig) -> Result<Self, SpeakerError> {
+        let accept: AcceptTable = Arc::default();
+        let mut listeners = Vec::new();
+        if cfg.passive {
+            for addr in &cfg.listen {
+                let listener =
+                    Arc::new(bind_listener(*addr).map_err(|source| SpeakerError::Listen {
+                        addr: *addr,
+                        source,
+                    })?);
+                let task = tokio::spawn(accept_loop(Arc::clone(&listener), Arc::clone(&accept)));
+                listeners.push((listener, task));
+            }
+        }
+        Ok(Speaker {
+            cfg,
+            peers: BTreeMap::new(),
+            routes: watch::Sender::new(Arc::new(RouteSet::new())),
+            events: None,
+            accept,
+            listeners,
+        })
+    }
+
+    /// Peer events from now on (sessions up and down, routes the peers sent).
+    pub fn events(&mut self) -> mpsc::UnboundedReceiver<PeerEvent> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.events = Some(tx);
+        rx
+    }
+
+    /// The addresses the passive listeners are bound to (useful with port 0).
+    pub fn listening(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|(l, _)| l.local_addr().ok())
+            .collect()
+    }
+
+    /// Replaces the whole route set.
+    pub fn set_routes(&self, routes: RouteSet) {
+        self.routes.send_replace(Arc::new(routes));
+    }
+
+    /// Replaces the whole peer set. Unchanged peers are untouched; a changed one is
+    /// re-established; a removed one gets a Cease (Peer De-configured).
+    pub async fn set_peers(&mut self, peers: Vec<PeerSpec>) {
+        let mut wanted: BTreeMap<SocketAddr, PeerSpec> = BTreeMap::new();
+        for spec in peers {
+            match &spec.address {
+                PeerAddress::Ip(ip) => {
+                    wanted.insert(SocketAddr::new(*ip, spec.port), spec);
+                }
+                PeerAddress::Unnumbered(ifname) => warn!(
+                    interface = %ifname,
+                    "unnumbered BGP peers are not supported yet; skipping this peer"
+                ),
+            }
+        }
+        let mut stopping = Vec::new();
+        let keys: Vec<SocketAddr> = self.peers.keys().copied().collect();
+        for key in keys {
+            let kind = match wanted.get(&key) {
+                None => CeaseKind::PeerDeconfigured,
+                Some(spec) if self.peers.get(&key).is_some_and(|p| &p.spec != spec) => {
+                    CeaseKind::OtherConfigurationChange
+                }
+                Some(_) => continue,
+            };
+            if let Some(handle) = self.peers.remove(&key) {
+                info!(peer = %key, ?kind, "stopping BGP session");
+                stopping.push(self.stop_peer(key, handle, kind, String::new()));
+            }
+        }
+        for task in stopping {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        for (key, spec) in wanted {
+            if !self.peers.contains_key(&key) {
+                let handle = self.start_peer(key, spec);
+                self.peers.insert(key, handle);
+            }
+        }
+    }
+
+    /// Each peer's state, for `vipd status` and metrics.
+    pub fn status(&self) -> Vec<(SocketAddr, PeerStatus)> {
+        self.peers
+            .iter()
+            .map(|(k, h)| (*k, h.status.borrow().clone()))
+            .collect()
+    }
+
+    /// Sends every peer a Cease (Administrative Shutdown with `reason`) and waits for the
+    /// sessions to close, at most `deadline`.
+    pub async fn shutdown(mut self, reason: &str, deadline: Duration) {
+        let peers = std::mem::take(&mut self.peers);
+        let tasks: Vec<JoinHandle<()>> = peers
+            .into_iter()
+            .map(|(key, handle)| {
+                self.stop_peer(
+                    key,
+                    handle,
+                    CeaseKind::AdministrativeShutdown,
+                    reason.to_owned(),
+                )
+            })
+            .collect();
+        let all = async {
+            for t in tasks {
+                let _ = t.await;
+            }
+        };
+        if tokio::time::timeout(deadline, all).await.is_err() {
+            warn!("some BGP sessions did not close within {deadline:?}");
+        }
+        for (_, task) in &self.listeners {
+            task.abort();
+        }
+    }
+
+    fn stop_peer(
+        &self,
+        key: SocketAddr,
+        handle: PeerHandle,
+        kind: CeaseKind,
+        reason: String,
+    ) -> JoinHandle<()> {
+        self.accept
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key.ip());
+        if handle.spec.password.is_some() {
+            for (listener, _) in &self.listeners {
+                if same_family(listener, key.ip()) {
+                    // An empty key removes the peer's entry from the listener.
+                    let _ = sys::set_tcp_md5(listener.as_ref(), key.ip(), &[]);
+                }
+            }
+        }
+        // The task may already be gone (it ended on its own); then there is nothing to stop.
+        let _ = handle.control.try_send(Control::Stop { kind, reason });
+        handle.task
+    }
+
+    fn start_peer(&self, key: SocketAddr, spec: PeerSpec) -> PeerHandle {
+        let cfg = &self.cfg;
+        let local_as = spec.local_as.map_or(cfg.local_as, Asn);
+        let ebgp = spec.remote_as != local_as.0;
+        let same_fam = |ip: &IpAddr| ip.is_ipv4() == key.is_ipv4();
+        let mpbgp = if spec.mpbgp == MpBgpSpec::default() {
+            cfg.mpbgp.clone()
+        } else {
+            spec.mpbgp.clone()
+        };
+        let transport = Transport {
+            peer: key,
+            password: spec.password.clone(),
+            ttl: if spec.multihop {
+                Some(255)
+            } else if ebgp {
+                Some(1)
+            } else {
+                None
+            },
+            source_ip: spec.source.or(cfg.source_ip).filter(same_fam),
+            source_if: cfg.source_if.clone(),
+            mpbgp: mpbgp.next_hop,
+            mpbgp_v4: mpbgp.ipv4,
+            mpbgp_v6: mpbgp.ipv6,
+        };
+        let session = SessionConfig {
+            local_as,
+            remote_as: Asn(spec.remote_as),
+            router_id: spec.router_id.map_or(cfg.router_id, RouterId),
+            hold_time: cfg.hold_time,
+            keepalive: cfg.keepalive,
+            passive: cfg.passive,
+            backoff: cfg.backoff,
+        };
+        let (control, control_rx) = mpsc::channel(4);
+        if cfg.passive {
+            if let Some(pw) = &spec.password {
+                for (listener, _) in &self.listeners {
+                    if same_family(listener, key.ip()) {
+                        if let Err(e) =
+                            sys::set_tcp_md5(listener.as_ref(), key.ip(), pw.expose().as_bytes())
+                        {
+                            warn!(peer = %key, error = %e, "cannot set the TCP-MD5 key on the listener");
+                        }
+                    }
+                }
+            }
+            self.accept
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(key.ip(), control.clone());
+        }
+        let (status_tx, status) = watch::channel(PeerStatus::default());
+        let task = PeerTask::new(transport, session, status_tx, self.events.clone());
+        info!(peer = %key, remote_as = spec.remote_as, "starting BGP session");
+        let task = tokio::spawn(
+            task.run(self.routes.subscribe(), control_rx)
+                .instrument(info_span!("peer", peer = %key)),
+        );
+        PeerHandle {
+            spec,
+            control,
+            task,
+            status,
+        }
+    }
+}
+
+/// A listener; IPv6 ones are v6-only so an IPv4 listener can share the port.
+fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let domain = socket2::Domain::for_address(addr);
+    let sock = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.set_reuse_address(true)?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(64)?;
+    TcpListener::from_std(sock.into())
+}
+
+fn same_family(listener: &TcpListener, ip: IpAddr) -> bool {
+    listener
+        .local_addr()
+        .map(|a| a.is_ipv4() == ip.is_ipv4())
+        .unwrap_or(false)
+}
+
+async fn accept_loop(listener: Arc<TcpListener>, table: AcceptTable) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, from)) => {
+                let target = table
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get(&from.ip())
+                    .cloned();
+                match target {
+                    Some(tx) => {
+                        if tx.try_send(Control::Accepted(stream)).is_err() {
+                            warn!(%from, "peer task busy; dropping its connection");
+                        }
+                    }
+                    None => warn!(%from, "refusing a BGP connection from an unconfigured address"),
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Command line: kube-vip's flag and environment variable names, so an existing kube-vip
+//! DaemonSet runs vipd unchanged. A flag wins over its environment variable. Values are taken
+//! as text here and checked in [`crate::config`], which names the setting in every error.
+
+use crate::config::RawSettings;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "vipd",
+    version,
+    about = "Routable addresses for Kubernetes LoadBalancer Services on bare metal",
+    long_about = "vipd announces virtual IPs from every node by an embedded BGP speaker. \
+                  It reads kube-vip's environment variables and flags."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent (kube-vip's `manager`).
+    Manager(Box<ManagerArgs>),
+    /// Show a VIP announced end to end with no cluster and no root: an in-process BGP peer
+    /// receives the routes of a vipd speaker over loopback.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep running (Ctrl-C to stop) instead of exiting after the walk-through.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// Booleans take `--bgp`, `--bgp=true` or the env value (`true`, `1`, `t`, `false`, …).
+#[derive(Debug, Args)]
+pub struct ManagerArgs {
+    /// Services mode (not in this build yet).
+    #[arg(long = "services", env = "svc_enable", num_args = 0..=1, default_missing_value = "true")]
+    pub svc_enable: Option<String>,
+    /// ARP mode (not in this build yet).
+    #[arg(long = "arp", env = "vip_arp", num_args = 0..=1, default_missing_value = "true")]
+    pub vip_arp: Option<String>,
+    /// Announce VIPs by BGP.
+    #[arg(long = "bgp", env = "bgp_enable", num_args = 0..=1, default_missing_value = "true")]
+    pub bgp_enable: Option<String>,
+    /// Local AS number [default: 65000].
+    #[arg(long = "localAS", env = "bgp_as")]
+    pub bgp_as: Option<String>,
+    /// BGP router id (IPv4); else bgp_routerinterface's address; else the lowest local IPv4.
+    #[arg(long = "bgpRouterID", env = "bgp_routerid")]
+    pub bgp_routerid: Option<String>,
+    /// Interface whose IPv4 address is the router id.
+    #[arg(long = "bgpRouterInterface", env = "bgp_routerinterface")]
+    pub bgp_routerinterface: Option<String>,
+    /// Peers: addr:AS:password:multihop:port:mpbgp:bfd, comma separated, IPv6 in brackets.
+    #[arg(long = "bgppeers", env = "bgp_peers", hide_env_values = true)]
+    pub bgp_peers: Option<String>,
+    /// One more peer's address, appended to bgp_peers.
+    #[arg(long = "peerAddress", env = "bgp_peeraddress")]
+    pub bgp_peeraddress: Option<String>,
+    /// That peer's AS [default: 65000].
+    #[arg(long = "peerAS", env = "bgp_peeras")]
+    pub bgp_peeras: Option<String>,
+    /// That peer's TCP-MD5 password.
+    #[arg(long = "peerPass", env = "bgp_peerpass", hide_env_values = true)]
+    pub bgp_peerpass: Option<String>,
+    /// That peer is more than one hop away.
+    #[arg(long = "multihop", env = "bgp_multihop", num_args = 0..=1, default_missing_value = "true")]
+    pub bgp_multihop: Option<String>,
+    /// Local address for every session.
+    #[arg(long = "sourceIP", env = "bgp_sourceip")]
+    pub bgp_sourceip: Option<String>,
+    /// Local interface for every session.
+    #[arg(long = "sourceIF", env = "bgp_sourceif")]
+    pub bgp_sourceif: Option<String>,
+    /// Hold time in seconds [default: 30].
+    #[arg(long = "bgpHoldTimer", env = "bgp_hold_time")]
+    pub bgp_hold_time: Option<String>,
+    /// Keepalive interval in seconds [default: 10; never more than a third of the hold time].
+    #[arg(long = "bgpKeepAliveInterval", env = "bgp_keepalive_interval")]
+    pub bgp_keepalive_interval: Option<String>,
+    /// Do not connect: listen and accept only the configured peers.
+    #[arg(long = "bgp-passive", env = "bgp_passive", num_args = 0..=1, default_missing_value = "true")]
+    pub bgp_passive: Option<String>,
+    /// Port to listen on in passive mode [default: 179].
+    #[arg(long = "bgp-listen-port", env = "bgp_listen_port")]
+    pub bgp_listen_port: Option<String>,
+    /// Next hop for VIPs of the other family: fixed, auto_sourceip or auto_sourceif.
+    #[arg(long = "mpbgpNexthop", env = "mpbgp_nexthop")]
+    pub mpbgp_nexthop: Option<String>,
+    /// IPv4 next hop with mpbgp_nexthop=fixed.
+    #[arg(long = "mpbgpIPv4", env = "mpbgp_ipv4")]
+    pub mpbgp_ipv4: Option<String>,
+    /// IPv6 next hop with mpbgp_nexthop=fixed.
+    #[arg(long = "mpbgpIPv6", env = "mpbgp_ipv6")]
+    pub mpbgp_ipv6: Option<String>,
+    /// Static VIPs, comma separated (env `vip_address`, or kube-vip's `address`).
+    #[arg(long = "address", env = "vip_address")]
+    pub vip_address: Option<String>,
+    /// A file of more static VIPs, one per line; re-read on SIGHUP.
+    #[arg(long = "vip-file", env = "vip_file")]
+    pub vip_file: Option<String>,
+    /// Log level: 0-6 (kube-vip's numbers) or error/warn/info/debug/trace. RUST_LOG wins.
+    #[arg(long = "log", env = "vip_loglevel")]
+    pub vip_loglevel: Option<String>,
+    /// Log format.
+    #[arg(long = "log-format", env = "vipd_log_format", value_parser = ["text", "json"], default_value = "text")]
+    pub log_format: String,
+}
+
+impl ManagerArgs {
+    pub fn raw_settings(&self) -> RawSettings {
+        RawSettings {
+            svc_enable: self.svc_enable.clone(),
+            vip_arp: self.vip_arp.clone(),
+            bgp_enable: self.bgp_enable.clone(),
+            bgp_as: self.bgp_as.clone(),
+            bgp_routerid: self.bgp_routerid.clone(),
+            bgp_routerinterface: self.bgp_routerinterface.clone(),
+            bgp_peers: self.bgp_peers.clone(),
+            bgp_peeraddress: self.bgp_peeraddress.clone(),
+            bgp_peeras: self.bgp_peeras.clone(),
+            bgp_peerpass: self.bgp_peerpass.clone(),
+            bgp_multihop: self.bgp_multihop.clone(),
+            bgp_sourceip: self.bgp_sourceip.clone(),
+            bgp_sourceif: self.bgp_sourceif.clone(),
+            bgp_hold_time: self.bgp_hold_time.clone(),
+            bgp_keepalive_interval: self.bgp_keepalive_interval.clone(),
+            bgp_passive: self.bgp_passive.clone(),
+            bgp_listen_port: self.bgp_listen_port.clone(),
+            mpbgp_nexthop: self.mpbgp_nexthop.clone(),
+            mpbgp_ipv4: self.mpbgp_ipv4.clone(),
+            mpbgp_ipv6: self.mpbgp_ipv6.clone(),
+            // kube-vip reads `address` where `vip_address` is not set.
+            vip_address: self
+                .vip_address
+                .clone()
+                .or_else(|| std::env::var("address").ok()),
+            vip_file: self.vip_file.clone(),
+            vip_loglevel: self.vip_loglevel.clone(),
+        }
+    }
+}

@@ -1,0 +1,526 @@
+//! [pure] Turns raw settings (kube-vip's environment variables and flags, as strings) into a
+//! checked [`Config`]. Every error names the setting, the value and what is wrong with it, and
+//! never shows a password.
+
+use crate::bgp::types::HoldTime;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::time::Duration;
+use vipd_providers::static_peers::{parse_bool, parse_mpbgp_nexthop};
+use vipd_providers::{parse_bgp_peers, MpBgpSpec, Password, PeerAddress, PeerSpec};
+
+/// A setting that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting}: {value:?} {reason}")]
+pub struct ConfigError {
+    /// Env var and flag, e.g. `bgp_as (--localAS)`.
+    pub setting: String,
+    /// The value as given (`*****` for secrets).
+    pub value: String,
+    pub reason: String,
+}
+
+fn err(setting: &str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting: setting.to_owned(),
+        value: value.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Every setting as given, before checking. `None` = not set.
+#[derive(Debug, Default, Clone)]
+pub struct RawSettings {
+    pub svc_enable: Option<String>,
+    pub vip_arp: Option<String>,
+    pub bgp_enable: Option<String>,
+    pub bgp_as: Option<String>,
+    pub bgp_routerid: Option<String>,
+    pub bgp_routerinterface: Option<String>,
+    pub bgp_peers: Option<String>,
+    pub bgp_peeraddress: Option<String>,
+    pub bgp_peeras: Option<String>,
+    pub bgp_peerpass: Option<String>,
+    pub bgp_multihop: Option<String>,
+    pub bgp_sourceip: Option<String>,
+    pub bgp_sourceif: Option<String>,
+    pub bgp_hold_time: Option<String>,
+    pub bgp_keepalive_interval: Option<String>,
+    pub bgp_passive: Option<String>,
+    pub bgp_listen_port: Option<String>,
+    pub mpbgp_nexthop: Option<String>,
+    pub mpbgp_ipv4: Option<String>,
+    pub mpbgp_ipv6: Option<String>,
+    pub vip_address: Option<String>,
+    pub vip_file: Option<String>,
+    pub vip_loglevel: Option<String>,
+}
+
+/// Where the BGP identifier comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouterIdSource {
+    Fixed(Ipv4Addr),
+    /// The first IPv4 address of this interface (`bgp_routerinterface`).
+    Interface(String),
+    /// The host's lowest non-loopback IPv4 address, as BIRD and FRR pick it.
+    Lowest,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BgpSettings {
+    pub local_as: u32,
+    pub router_id: RouterIdSource,
+    pub hold_time: HoldTime,
+    pub keepalive: Option<Duration>,
+    pub peers: Vec<PeerSpec>,
+    pub source_ip: Option<IpAddr>,
+    pub source_if: Option<String>,
+    pub passive: bool,
+    pub listen_port: u16,
+    pub mpbgp: MpBgpSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub bgp: BgpSettings,
+    /// Static VIPs from `vip_address`.
+    pub vips: Vec<IpAddr>,
+    /// More static VIPs, one per line; re-read on SIGHUP.
+    pub vip_file: Option<PathBuf>,
+    /// A `tracing` filter directive.
+    pub log_filter: String,
+}
+
+pub fn validate(raw: &RawSettings) -> Result<Config, ConfigError> {
+    if flag(&raw.svc_enable, "svc_enable (--services)")? {
+        return Err(err(
+            "svc_enable (--services)",
+            "true",
+            "asks for services mode, which this build of vipd does not have yet; \
+             it announces the static VIPs of vip_address / vip_file",
+        ));
+    }
+    if flag(&raw.vip_arp, "vip_arp (--arp)")? {
+        return Err(err(
+            "vip_arp (--arp)",
+            "true",
+            "asks for ARP mode, which this build of vipd does not have yet; use bgp_enable",
+        ));
+    }
+    if !flag(&raw.bgp_enable, "bgp_enable (--bgp)")? {
+        return Err(err(
+            "bgp_enable (--bgp)",
+            raw.bgp_enable.as_deref().unwrap_or(""),
+            "is not set: no mode is enabled. Set bgp_enable=true (or --bgp)",
+        ));
+    }
+    let bgp = bgp_settings(raw)?;
+    let vips = match &raw.vip_address {
+        Some(v) => parse_vip_list(v, "vip_address (--address)")?,
+        None => Vec::new(),
+    };
+    Ok(Config {
+        bgp,
+        vips,
+        vip_file: raw
+            .vip_file
+            .as_ref()
+            .filter(|f| !f.is_empty())
+            .map(PathBuf::from),
+        log_filter: log_filter(raw.vip_loglevel.as_deref())?,
+    })
+}
+
+fn bgp_settings(raw: &RawSettings) -> Result<BgpSettings, ConfigError> {
+    let local_as = match &raw.bgp_as {
+        Some(v) => match v.parse::<u32>() {
+            Ok(0) | Err(_) => {
+                return Err(err(
+                    "bgp_as (--localAS)",
+                    v,
+                    "is not an AS number (1..4294967295)",
+                ))
+            }
+            Ok(a) => a,
+        },
+        None => 65000,
+    };
+    let router_id = match (&raw.bgp_routerid, &raw.bgp_routerinterface) {
+        (Some(id), _) if !id.is_empty() => {
+            let ip: Ipv4Addr = id
+                .parse()
+                .map_err(|_| err("bgp_routerid (--bgpRouterID)", id, "is not an IPv4 address"))?;
+            if ip.is_unspecified() || ip.is_broadcast() {
+                return Err(err(
+                    "bgp_routerid (--bgpRouterID)",
+                    id,
+                    "is not a usable BGP identifier",
+                ));
+            }
+            RouterIdSource::Fixed(ip)
+        }
+        (_, Some(ifname)) if !ifname.is_empty() => RouterIdSource::Interface(ifname.clone()),
+        _ => RouterIdSource::Lowest,
+    };
+    let hold_time = match &raw.bgp_hold_time {
+        Some(v) => v
+            .parse::<u16>()
+            .ok()
+            .and_then(HoldTime::new)
+            .ok_or_else(|| {
+                err(
+                    "bgp_hold_time (--bgpHoldTimer)",
+                    v,
+                    "is not a hold time in seconds (0, or 3..65535)",
+                )
+            })?,
+        None => HoldTime::new(30).unwrap_or_else(|| unreachable!("30 is a valid hold time")),
+    };
+    let keepalive = match &raw.bgp_keepalive_interval {
+        Some(v) => match v.parse::<u64>() {
+            Ok(s) if s >= 1 => Some(Duration::from_secs(s)),
+            _ => {
+                return Err(err(
+                    "bgp_keepalive_interval (--bgpKeepAliveInterval)",
+                    v,
+                    "is not a number of seconds (at least 1)",
+                ))
+            }
+        },
+        None => Some(Duration::from_secs(10)),
+    };
+    let mut peers = match &raw.bgp_peers {
+        Some(v) => parse_bgp_peers(v).map_err(|e| ConfigError {
+            setting: "bgp_peers (--bgppeers)".into(),
+            value: e.shown.clone(),
+            reason: format!("entry {}: {} {}", e.entry, e.field, e.problem),
+        })?,
+        None => Vec::new(),
+    };
+    if let Some(addr) = raw.bgp_peeraddress.as_deref().filter(|a| !a.is_empty()) {
+        peers.push(single_peer(raw, addr)?);
+    }
+    if let Some(p) = peers
+        .iter()
+        .find(|p| matches!(p.address, PeerAddress::Unnumbered(_)))
+    {
+        return Err(err(
+            "bgp_peers (--bgppeers)",
+            &p.address.to_string(),
+            "is an unnumbered peer, which vipd does not support yet; give the neighbour's address",
+        ));
+    }
+    if peers.is_empty() {
+        return Err(err(
+            "bgp_peers (--bgppeers)",
+            raw.bgp_peers.as_deref().unwrap_or(""),
+            "holds no peer, and bgp_peeraddress is not set: BGP needs at least one peer",
+        ));
+    }
+    let source_ip = match raw.bgp_sourceip.as_deref().filter(|s| !s.is_empty()) {
+        Some(v) => Some(
+            v.parse::<IpAddr>()
+                .map_err(|_| err("bgp_sourceip (--sourceIP)", v, "is not an IP address"))?,
+        ),
+        None => None,
+    };
+    let source_if = raw.bgp_sourceif.clone().filter(|s| !s.is_empty());
+    if let (Some(ip), Some(ifname)) = (&source_ip, &source_if) {
+        return Err(err(
+            "bgp_sourceif (--sourceIF)",
+            ifname,
+            format!("is set together with bgp_sourceip {ip}; set one of them"),
+        ));
+    }
+    let listen_port = match &raw.bgp_listen_port {
+        Some(v) => v.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| {
+            err(
+                "bgp_listen_port (--bgp-listen-port)",
+                v,
+                "is not a TCP port (1..65535)",
+            )
+        })?,
+        None => 179,
+    };
+    let mut mpbgp = MpBgpSpec::default();
+    if let Some(v) = &raw.mpbgp_nexthop {
+        mpbgp.next_hop = parse_mpbgp_nexthop(v).map_err(|r| err("mpbgp_nexthop", v, r))?;
+    }
+    if let Some(v) = raw.mpbgp_ipv4.as_deref().filter(|v| !v.is_empty()) {
+        mpbgp.ipv4 = Some(
+            v.parse()
+                .map_err(|_| err("mpbgp_ipv4", v, "is not an IPv4 address"))?,
+        );
+    }
+    if let Some(v) = raw.mpbgp_ipv6.as_deref().filter(|v| !v.is_empty()) {
+        mpbgp.ipv6 = Some(
+            v.parse()
+                .map_err(|_| err("mpbgp_ipv6", v, "is not an IPv6 address"))?,
+        );
+    }
+    Ok(BgpSettings {
+        local_as,
+        router_id,
+        hold_time,
+        keepalive,
+        peers,
+        source_ip,
+        source_if,
+        passive: flag(&raw.bgp_passive, "bgp_passive (--bgp-passive)")?,
+        listen_port,
+        mpbgp,
+    })
+}
+
+/// The peer of `bgp_peeraddress`, `bgp_peeras`, `bgp_peerpass` and `bgp_multihop`.
+fn single_peer(raw: &RawSettings, addr: &str) -> Result<PeerSpec, ConfigError> {
+    let bare = addr.trim_start_matches('[').trim_end_matches(']');
+    let ip: IpAddr = bare
+        .parse()
+        .map_err(|_| err("bgp_peeraddress", addr, "is not an IP address"))?;
+    let remote_as = match &raw.bgp_peeras {
+        Some(v) => match v.parse::<u32>() {
+            Ok(a) if a != 0 => a,
+            _ => return Err(err("bgp_peeras", v, "is not an AS number (1..4294967295)")),
+        },
+        None => 65000,
+    };
+    let mut spec = PeerSpec::new(ip, remote_as);
+    if let Some(pw) = raw.bgp_peerpass.as_deref().filter(|p| !p.is_empty()) {
+        if pw.len() > 80 {
+            return Err(err(
+                "bgp_peerpass",
+                "*****",
+                format!("is {} bytes long; TCP-MD5 keys hold at most 80", pw.len()),
+            ));
+        }
+        spec.password = Some(Password::new(pw.to_owned()));
+    }
+    spec.multihop = flag(&raw.bgp_multihop, "bgp_multihop")?;
+    Ok(spec)
+}
+
+/// A boolean the way kube-vip reads it (Go's `strconv.ParseBool`); unset or empty is false.
+fn flag(v: &Option<String>, setting: &str) -> Result<bool, ConfigError> {
+    match v.as_deref() {
+        None | Some("") => Ok(false),
+        Some(s) => parse_bool(s).ok_or_else(|| err(setting, s, "is not a boolean (true or false)")),
+    }
+}
+
+/// A list of VIPs, comma or newline separated (`#` starts a comment). Addresses that cannot be
+/// a unicast host route are refused by name.
+pub fn parse_vip_list(text: &str, source: &str) -> Result<Vec<IpAddr>, ConfigError> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("");
+        for item in line.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let at = if text.contains('\n') {
+                format!("{source} line {}", n + 1)
+            } else {
+                source.to_owned()
+            };
+            let ip: IpAddr = item
+                .parse()
+                .map_err(|_| err(&at, item, "is not an IP address"))?;
+            if ip.is_unspecified() {
+                return Err(err(
+                    &at,
+                    item,
+                    "asks for a DHCP address, which only services mode offers",
+                ));
+            }
+            let bad = match ip {
+                IpAddr::V4(v4) => v4.is_multicast() || v4.is_broadcast() || v4.is_loopback(),
+                IpAddr::V6(v6) => v6.is_multicast() || v6.is_loopback(),
+            };
+            if bad {
+                return Err(err(
+                    &at,
+                    item,
+                    "is not a unicast address that can be announced",
+                ));
+            }
+            out.push(ip);
+        }
+    }
+    Ok(out)
+}
+
+/// kube-vip's `vip_loglevel` (logrus numbers 0–6, or names) as a `tracing` filter.
+fn log_filter(v: Option<&str>) -> Result<String, ConfigError> {
+    let level = match v.map(str::trim) {
+        None | Some("") => "info",
+        Some("0" | "1" | "2" | "panic" | "fatal" | "error") => "error",
+        Some("3" | "warn" | "warning") => "warn",
+        Some("4" | "info") => "info",
+        Some("5" | "debug") => "debug",
+        Some("6" | "trace") => "trace",
+        Some(other) => {
+            return Err(err(
+                "vip_loglevel (--log)",
+                other,
+                "is not a log level (0-6, or error, warn, info, debug, trace)",
+            ))
+        }
+    };
+    Ok(level.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(pairs: &[(&str, &str)]) -> RawSettings {
+        let mut r = RawSettings {
+            bgp_enable: Some("true".into()),
+            bgp_peers: Some("10.99.0.2:65530".into()),
+            ..RawSettings::default()
+        };
+        for (k, v) in pairs {
+            let v = Some((*v).to_owned());
+            match *k {
+                "bgp_as" => r.bgp_as = v,
+                "bgp_routerid" => r.bgp_routerid = v,
+                "bgp_peers" => r.bgp_peers = v,
+                "bgp_peeraddress" => r.bgp_peeraddress = v,
+                "bgp_peerpass" => r.bgp_peerpass = v,
+                "bgp_multihop" => r.bgp_multihop = v,
+                "bgp_sourceip" => r.bgp_sourceip = v,
+                "bgp_sourceif" => r.bgp_sourceif = v,
+                "bgp_hold_time" => r.bgp_hold_time = v,
+                "bgp_enable" => r.bgp_enable = v,
+                "svc_enable" => r.svc_enable = v,
+                "vip_address" => r.vip_address = v,
+                "vip_loglevel" => r.vip_loglevel = v,
+                other => panic!("test knows no {other}"),
+            }
+        }
+        r
+    }
+
+    #[test]
+    fn defaults_follow_kube_vip() {
+        let c = validate(&raw(&[])).unwrap();
+        assert_eq!(c.bgp.local_as, 65000);
+        assert_eq!(c.bgp.hold_time.secs(), 30);
+        assert_eq!(c.bgp.keepalive, Some(Duration::from_secs(10)));
+        assert_eq!(c.bgp.router_id, RouterIdSource::Lowest);
+        assert_eq!(c.log_filter, "info");
+    }
+
+    #[test]
+    fn single_peer_is_appended_after_the_list() {
+        let c = validate(&raw(&[
+            ("bgp_peeraddress", "10.99.0.3"),
+            ("bgp_peerpass", "s3cret"),
+            ("bgp_multihop", "true"),
+        ]))
+        .unwrap();
+        assert_eq!(c.bgp.peers.len(), 2);
+        assert_eq!(c.bgp.peers[1].remote_as, 65000);
+        assert!(c.bgp.peers[1].multihop);
+        assert_eq!(
+            c.bgp.peers[1].password.as_ref().map(|p| p.expose()),
+            Some("s3cret")
+        );
+    }
+
+    #[test]
+    fn errors_name_the_setting_and_value() {
+        let e = validate(&raw(&[("bgp_as", "65k")])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "bgp_as (--localAS): \"65k\" is not an AS number (1..4294967295)"
+        );
+        let e = validate(&raw(&[("bgp_hold_time", "2")])).unwrap_err();
+        assert!(e.setting.starts_with("bgp_hold_time"));
+        let e = validate(&raw(&[("bgp_routerid", "1.2.3")])).unwrap_err();
+        assert_eq!(e.value, "1.2.3");
+        let e = validate(&raw(&[
+            ("bgp_multihop", "yes please"),
+            ("bgp_peeraddress", "10.0.0.1"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.setting, "bgp_multihop");
+    }
+
+    #[test]
+    fn secrets_never_appear_in_errors() {
+        let e = validate(&raw(&[("bgp_peers", "10.0.0.1:65000:hunter2:nope")])).unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let long = "p".repeat(81);
+        let e = validate(&raw(&[
+            ("bgp_peeraddress", "10.0.0.1"),
+            ("bgp_peerpass", &long),
+        ]))
+        .unwrap_err();
+        assert!(!e.to_string().contains(&long));
+    }
+
+    #[test]
+    fn source_ip_and_interface_together_are_refused() {
+        let e = validate(&raw(&[
+            ("bgp_sourceip", "10.0.0.1"),
+            ("bgp_sourceif", "eth0"),
+        ]))
+        .unwrap_err();
+        assert!(e.reason.contains("set one of them"));
+    }
+
+    #[test]
+    fn bgp_off_or_services_on_is_explained() {
+        assert!(validate(&raw(&[("bgp_enable", "false")]))
+            .unwrap_err()
+            .reason
+            .contains("no mode"));
+        assert!(validate(&raw(&[("svc_enable", "true")]))
+            .unwrap_err()
+            .reason
+            .contains("services mode"));
+        let mut r = raw(&[]);
+        r.bgp_peers = None;
+        assert!(validate(&r)
+            .unwrap_err()
+            .reason
+            .contains("at least one peer"));
+    }
+
+    #[test]
+    fn vip_lists_take_commas_lines_and_comments() {
+        assert_eq!(
+            parse_vip_list("198.18.0.10, fd00:98::10", "vip_address").unwrap(),
+            vec![
+                "198.18.0.10".parse::<IpAddr>().unwrap(),
+                "fd00:98::10".parse().unwrap()
+            ]
+        );
+        let file = "# VIPs\n198.18.0.10\n\n198.18.0.11 # web\n";
+        assert_eq!(parse_vip_list(file, "vip_file").unwrap().len(), 2);
+        let e = parse_vip_list("198.18.0.10\n198.18.0.300\n", "vip_file /x").unwrap_err();
+        assert_eq!(e.setting, "vip_file /x line 2");
+        assert!(parse_vip_list("224.0.0.1", "v")
+            .unwrap_err()
+            .reason
+            .contains("unicast"));
+        assert!(parse_vip_list("0.0.0.0", "v")
+            .unwrap_err()
+            .reason
+            .contains("DHCP"));
+    }
+
+    #[test]
+    fn log_levels_accept_logrus_numbers_and_names() {
+        assert_eq!(
+            validate(&raw(&[("vip_loglevel", "5")])).unwrap().log_filter,
+            "debug"
+        );
+        assert_eq!(
+            validate(&raw(&[("vip_loglevel", "warn")]))
+                .unwrap()
+                .log_filter,
+            "warn"
+        );
+        assert!(validate(&raw(&[("vip_loglevel", "loud")])).is_err());
+    }
+}
