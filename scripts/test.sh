@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace. As root it first installs the Debian packages the
+# interoperability tests need (BIRD 2, FRR, GoBGP, iproute2, tcpdump), without letting their
+# maintainer scripts start the daemons in the host's network namespace. Without root, or
+# without a package, those tests skip and say why.
+set -Eeuo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS=(bird2 frr gobgpd iproute2 iputils-ping tcpdump procps)
+
+install_packages() {
+	local missing=()
+	for p in "${PKGS[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+	[[ ${#missing[@]} -eq 0 ]] && return 0
+	echo "test.sh: installing ${missing[*]}" >&2
+	local made_policy=0
+	if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+		# Keep bird/frr from starting in the root namespace during installation.
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod 755 /usr/sbin/policy-rc.d
+		made_policy=1
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q
+	apt-get install -y -q --no-install-recommends "${missing[@]}"
+	[[ $made_policy == 1 ]] && rm -f /usr/sbin/policy-rc.d
+	return 0
+}
+
+if [[ $(id -u) -eq 0 ]]; then
+	install_packages
+else
+	echo "test.sh: not root: the BIRD/FRR/GoBGP namespace tests will skip (they need CAP_NET_ADMIN)" >&2
+fi
+
+cargo test --workspace "$@"
