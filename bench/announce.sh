@@ -25,6 +25,7 @@
 # polls of BIRD's route counter, default 0.005), KEEP=1 (keep the work dir with
 # logs and configs), MRT_PAD (padding records, default 5000).
 set -Eeuo pipefail
+trap 'echo "announce.sh: command failed (status $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
 
 usage() {
 	sed -n '2,5p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'

@@ -219,9 +219,7 @@ impl PeerTask {
                 self.connecting = Some(Box::pin(connect(self.transport.clone())));
             }
             Output::Send(msgs) => {
-                let Some(conn) = self.conn.as_mut() else {
-                    return None;
-                };
+                let conn = self.conn.as_mut()?;
                 let mut bytes = Vec::with_capacity(msgs.len() * 64);
                 for m in &msgs {
                     if let Err(e) = wire::encode_into(m, &mut bytes) {

@@ -175,7 +175,7 @@ fn end_of_rib_markers_are_recognised_as_such() {
             panic!()
         };
         assert_eq!(
-            u.end_of_rib().map(|a| crate::bgp::open::family_of(a)),
+            u.end_of_rib().map(crate::bgp::open::family_of),
             Some(Some(f))
         );
     }
