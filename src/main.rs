@@ -1,6 +1,7 @@
 //! The `vipd` binary: parse the command line, set up logging, run. All logic is in the library.
 
 use clap::Parser;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 use vipd::cli::{Cli, Command};
@@ -52,7 +53,8 @@ fn init_logging(default: &str, json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     if json {
         builder.json().with_current_span(true).init();
     } else {
