@@ -1,0 +1,145 @@
+//! The `vipd` binary as an operator meets it: bad settings, `--help`, and secrets.
+
+use std::process::{Command, Output};
+
+fn vipd(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vipd"));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("vipd runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const BASE: &[(&str, &str)] = &[
+    ("bgp_enable", "true"),
+    ("bgp_routerid", "192.0.2.1"),
+    ("bgp_peers", "192.0.2.2:65530"),
+];
+
+fn with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+    let mut env: Vec<_> = BASE.to_vec();
+    for (k, v) in extra {
+        env.retain(|(key, _)| key != k);
+        env.push((k, v));
+    }
+    env
+}
+
+#[test]
+fn a_bad_as_exits_2_naming_variable_flag_and_value() {
+    let o = vipd(&["manager"], &with(&[("bgp_as", "65k")]));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o).trim(),
+        "vipd: bad setting: bgp_as (--localAS): \"65k\" is not an AS number (1..4294967295)"
+    );
+}
+
+#[test]
+fn a_flag_wins_over_its_environment_variable() {
+    // The env value is fine; the flag's is not, so the flag must be the one read.
+    let o = vipd(
+        &["manager", "--localAS", "nope"],
+        &with(&[("bgp_as", "65001")]),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("\"nope\""), "{}", stderr(&o));
+}
+
+#[test]
+fn a_bad_peer_entry_names_its_position_and_field_but_not_its_password() {
+    let o = vipd(
+        &["manager"],
+        &with(&[(
+            "bgp_peers",
+            "192.0.2.2:65530,192.0.2.3:65530:hunter2:sometimes",
+        )]),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("bgp_peers") && e.contains("entry 2") && e.contains("multihop"),
+        "{e}"
+    );
+    assert!(!e.contains("hunter2"), "{e}");
+}
+
+#[test]
+fn no_mode_enabled_is_explained() {
+    let o = vipd(&["manager"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("bgp_enable"), "{}", stderr(&o));
+}
+
+#[test]
+fn help_shows_kube_vip_names_but_never_password_values() {
+    let o = vipd(
+        &["manager", "--help"],
+        &[
+            ("bgp_peerpass", "hunter2"),
+            ("bgp_peers", "192.0.2.2:1:hunter3"),
+        ],
+    );
+    assert!(o.status.success());
+    let help = String::from_utf8_lossy(&o.stdout);
+    for name in [
+        "--localAS",
+        "bgp_as",
+        "bgp_peers",
+        "--bgpRouterID",
+        "vip_address",
+        "bgp_hold_time",
+    ] {
+        assert!(help.contains(name), "--help lacks {name}");
+    }
+    assert!(
+        !help.contains("hunter2") && !help.contains("hunter3"),
+        "{help}"
+    );
+}
+
+#[test]
+fn debug_logs_never_show_a_password() {
+    // A peer nobody answers: vipd logs at trace level while it tries, then is stopped.
+    let child = Command::new(env!("CARGO_BIN_EXE_vipd"))
+        .arg("manager")
+        .env_clear()
+        .envs(with(&[
+            ("bgp_peers", "127.0.0.1:65530:hunter2:false:1"),
+            ("vip_address", "198.51.100.1"),
+            ("vip_loglevel", "6"),
+        ]))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("vipd starts");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().expect("vipd exits");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("starting BGP session"), "{log}");
+    assert!(!log.contains("hunter2"), "{log}");
+    assert!(out.status.success(), "SIGTERM is a clean exit: {log}");
+}
+
+#[test]
+fn demo_runs_end_to_end_and_exits_0() {
+    let o = vipd(&["demo"], &[]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    assert!(out.contains("BGP session established"), "{out}");
+    assert!(out.contains("router holds 3 routes"), "{out}");
+    assert!(out.contains("router withdrew 198.51.100.10/32"), "{out}");
+    assert!(
+        out.contains("AdministrativeShutdown: \"vipd demo finished\""),
+        "{out}"
+    );
+}
