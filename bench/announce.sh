@@ -12,7 +12,8 @@
 # N, and records:
 #   transfer s  newest route import time - time the session became Established,
 #               both from BIRD's own timestamps (microsecond `timeformat`)
-#   CPU s       utime+stime of the announcer (/proc/PID/stat, 10 ms ticks):
+#   CPU s       user+system CPU time of the announcer, all threads (its process
+#               CPU clock, clock_getcpuclockid(3); ns resolution):
 #               gobgpd: from just before `gobgp neighbor add` (routes already
 #               loaded from an MRT file) until BIRD holds all N;
 #               vipd: its whole life until BIRD holds all N (includes start-up
@@ -268,11 +269,22 @@ start_bird() {
 # birdwatch LABEL N : start the BIRD poller in the background (see birdwatch.py)
 start_watch() {
 	local label=$1 n=$2 first last
+	rm -f "$WORK/watch.ready"
 	read -r first last < <("$PY" "$HERE/mrt.py" check "$n")
 	"$PY" "$HERE/birdwatch.py" --sock "$BIRD_SOCK" --proto announcer --n "$n" \
 		--pid-file "$STATE/$label.pid" --timeout "$TIMEOUT" --interval "$POLL" \
-		--first "$first" --last "$last" >"$WORK/watch.env" 2>"$WORK/watch.err" &
+		--first "$first" --last "$last" --ready-file "$WORK/watch.ready" \
+		>"$WORK/watch.env" 2>"$WORK/watch.err" &
 	WATCH_PID=$!
+	# start the announcer only once the poller is connected and polling
+	local i
+	for i in $(seq 200); do
+		[[ -e $WORK/watch.ready ]] && return 0
+		kill -0 "$WATCH_PID" 2>/dev/null || break
+		sleep 0.025
+	done
+	cat "$WORK/watch.err" >&2
+	die "birdwatch.py did not start polling BIRD"
 }
 
 finish_watch() {
@@ -300,9 +312,10 @@ declare -A R_TRANSFER R_CPU R_RSS R_METHOD
 DETAILS=()
 RUN=1
 
-record() { # N WHO CPU_TICKS EXTRA
-	local n=$1 who=$2 ticks=$3 extra=$4 cpu rss t
-	cpu=$(awk -v t="$ticks" -v hz="$CLK_TCK" 'BEGIN{printf "%.2f", t/hz}')
+record() { # N WHO CPU_SECONDS CPU_TICKS EXTRA
+	local n=$1 who=$2 secs=$3 ticks=$4 extra=$5 cpu rss t tcpu
+	cpu=$(awk -v t="$secs" 'BEGIN{printf "%.3f", t}')
+	tcpu=$(awk -v t="$ticks" -v hz="$CLK_TCK" 'BEGIN{printf "%.2f", t/hz}')
 	rss=$(awk -v k="$HWM_KB" 'BEGIN{printf "%.1f", k/1024}')
 	t=$(awk -v t="$TRANSFER" 'BEGIN{printf "%.3f", t}')
 	R_TRANSFER[$n:$who]+=" $t"
@@ -313,15 +326,15 @@ record() { # N WHO CPU_TICKS EXTRA
 	if [[ $METHOD == poll ]]; then
 		timing="BIRD timestamps UNUSABLE, poll-based: Established seen to all $n seen ${POLL_TRANSFER} s ($POLLS polls every ${POLL} s; resolution about one poll interval)"
 	else
-		timing="Established $EST (BIRD); first route +${FIRST_ROUTE_AFTER} s, last +${TRANSFER} s (burst ${BURST} s); poll cross-check ${POLL_TRANSFER} s ($POLLS polls every ${POLL} s)"
+		timing="Established $EST (BIRD); first route +${FIRST_ROUTE_AFTER} s, last +${TRANSFER} s (burst ${BURST} s); poll cross-check ${POLL_TRANSFER} s ($POLLS polls every ${POLL} s; all $n seen ${SEEN_AFTER_LAST} s after the newest stamp)"
 	fi
-	DETAILS+=("- N=$n $who run $RUN/$RUNS: $timing; CPU ${cpu} s; VmHWM ${rss} MiB; $extra; route ${ATTRS}")
+	DETAILS+=("- N=$n $who run $RUN/$RUNS: $timing; CPU ${cpu} s (/proc stat ticks: ${tcpu} s); VmHWM ${rss} MiB; $extra; route ${ATTRS}")
 	log "N=$n $who run $RUN/$RUNS: transfer $t s, CPU $cpu s, peak RSS $rss MiB"
 }
 
 # ----------------------------------------------------------------- gobgpd ---
 run_gobgpd() {
-	local n=$1 mrt=$WORK/routes-$n.mrt t0 t1 got="" prev="" stable=0 pid cpu0
+	local n=$1 mrt=$WORK/routes-$n.mrt t0 t1 got="" prev="" stable=0 pid cpu0 ticks0
 	[[ -f $mrt ]] || "$PY" "$HERE/mrt.py" mrt "$n" "$mrt" --pad "${MRT_PAD:-5000}"
 	cat >"$WORK/gobgpd.toml" <<EOF
 [global.config]
@@ -366,10 +379,11 @@ EOF
 	((idle >= 2)) || log "note: gobgpd still used CPU 20 s after the load; measuring anyway"
 	start_bird
 	start_watch gobgpd "$n"
-	cpu0=$(cpu_ticks "$pid")
+	ticks0=$(cpu_ticks "$pid")
+	cpu0=$("$PY" "$HERE/birdwatch.py" cpu "$pid")
 	ip netns exec "$NODE" gobgp neighbor add 10.99.0.2 as 65530
 	finish_watch
-	record "$n" gobgpd $((CPU_TICKS_END - cpu0)) "MRT load $(secs "$t0" "$t1") s (not measured); gobgpd CPU before the neighbor add $(awk -v t="$cpu0" -v hz="$CLK_TCK" 'BEGIN{printf "%.2f", t/hz}') s (not counted)"
+	record "$n" gobgpd "$(awk -v a="$cpu0" -v b="$CPU_END" 'BEGIN{printf "%.6f", b-a}')" $((CPU_TICKS_END - ticks0)) "MRT load $(secs "$t0" "$t1") s (not measured); gobgpd CPU before the neighbor add ${cpu0} s (not counted)"
 }
 
 # ------------------------------------------------------------------- vipd ---
@@ -383,7 +397,7 @@ run_vipd() {
 	start_in "$NODE" vipd "$comm" env bgp_enable=true bgp_as=65000 bgp_routerid=10.99.0.1 \
 		bgp_peers=10.99.0.2:65530::false vip_file="$vips" "$VIPD" manager
 	finish_watch
-	record "$n" vipd "$CPU_TICKS_END" "CPU and RSS over vipd's whole life (start-up and reading the $n-line vip_file included)"
+	record "$n" vipd "$CPU_END" "$CPU_TICKS_END" "CPU and RSS over vipd's whole life (start-up and reading the $n-line vip_file included)"
 }
 
 # ------------------------------------------------------------------- main ---
@@ -416,7 +430,7 @@ if [[ " ${WHO_LIST[*]} " == *" vipd "* ]]; then
 	vipd_desc="$VIPD ($(stat -c %s "$VIPD") bytes, built $(date -r "$VIPD" '+%F %T'))"
 fi
 echo
-echo "Command: bench/announce.sh ${ARGS_ORIG[*]}"
+echo "Command: bench/announce.sh${ARGS_ORIG[*]:+ ${ARGS_ORIG[*]}}"
 echo "Date: $(date '+%F %T %Z'); host: $(uname -sr), $(nproc) CPUs ($(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo))"
 echo "Repo: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?') $(git -C "$ROOT" status --porcelain 2>/dev/null | grep -q . && echo '(uncommitted changes)')"
 echo "Receiver: $(bird --version 2>&1 | head -1), import all, no kernel protocol; announcers: $(gobgpd --version 2>/dev/null | head -1); vipd: $vipd_desc"
@@ -433,7 +447,7 @@ for n in "${NS[@]}"; do
 		# shellcheck disable=SC2086 # word splitting of the per-run lists is wanted
 		{
 			M_T[$n:$who]=$(median %.3f ${R_TRANSFER[$n:$who]})
-			M_C[$n:$who]=$(median %.2f ${R_CPU[$n:$who]})
+			M_C[$n:$who]=$(median %.3f ${R_CPU[$n:$who]})
 			M_R[$n:$who]=$(median %.1f ${R_RSS[$n:$who]})
 		}
 		t=${M_T[$n:$who]}
@@ -446,6 +460,6 @@ for n in "${NS[@]}"; do
 done
 echo
 echo "transfer s: BIRD's import time of its newest route minus the time BIRD's session went Established (BIRD timestamps, µs format)."
-echo "CPU s: utime+stime (10 ms ticks) — gobgpd from just before 'gobgp neighbor add' (routes preloaded via MRT, gobgpd idle again), vipd over its whole life; both until BIRD held all N. peak RSS: VmHWM."
+echo "CPU s: the announcer's process CPU clock (user+system, all threads, ns resolution) — gobgpd from just before 'gobgp neighbor add' (routes preloaded via MRT, gobgpd idle again), vipd over its whole life; both until BIRD held all N. peak RSS: VmHWM."
 ((poll_note == 0)) || echo "(poll): BIRD's timestamps were unusable for that run; the time is from polling BIRD every ${POLL} s instead."
 log "done in $(secs "$T_START" "$(date +%s.%N)") s"

@@ -24,6 +24,13 @@ so polling is cheap for BIRD and for the 2-core machine:
     BIRD stamps a route with its event-loop time when it imports it, so the
     resolution is one BIRD loop iteration (well under a millisecond here).
 
+CPU time is read with clock_gettime() on the announcer's process CPU clock
+(the clockid Linux derives from its PID, as clock_getcpuclockid(3) does):
+nanosecond resolution, all threads including ones that already exited.
+/proc/PID/stat utime+stime only has 10 ms ticks, too coarse for vipd.
+
+  birdwatch.py cpu PID     prints that process's CPU seconds (for a window start)
+
 Output: shell assignments (KEY=value) on stdout for announce.sh to eval.
 Exit status 1 (with a message on stderr) on timeout or wrong counts.
 """
@@ -67,8 +74,17 @@ class Bird:
                 out.append(line[1:])
 
 
-def proc_stats(pid: int) -> tuple[int, int]:
-    """(utime+stime in clock ticks, VmHWM in KiB) of a live process."""
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user+system, all threads) of a live process.
+
+    Linux: MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED) == (~pid << 3) | 2,
+    which is what glibc's clock_getcpuclockid(pid) returns."""
+    return time.clock_gettime(((~pid) << 3) | 2)
+
+
+def proc_stats(pid: int) -> tuple[float, int, int]:
+    """(CPU seconds, utime+stime in clock ticks, VmHWM in KiB) of a live process."""
+    cpu = proc_cpu(pid)
     with open(f"/proc/{pid}/stat") as f:
         st = f.read()
     fields = st[st.rindex(")") + 2:].split()
@@ -78,10 +94,13 @@ def proc_stats(pid: int) -> tuple[int, int]:
         for line in f:
             if line.startswith("VmHWM:"):
                 hwm = int(line.split()[1])
-    return ticks, hwm
+    return cpu, ticks, hwm
 
 
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "cpu":
+        print(f"{proc_cpu(int(sys.argv[2])):.6f}")
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--sock", required=True)
     ap.add_argument("--proto", required=True)
@@ -92,6 +111,8 @@ def main() -> None:
                     help="seconds for Established + all N routes (default 120)")
     ap.add_argument("--interval", type=float, default=0.005,
                     help="poll interval in seconds (default 0.005)")
+    ap.add_argument("--ready-file",
+                    help="created once connected to BIRD and polling")
     ap.add_argument("--first")
     ap.add_argument("--last")
     a = ap.parse_args()
@@ -120,9 +141,13 @@ def main() -> None:
             sys.exit(1)
 
     # 1. Established?
+    ready = False
     while True:
         check_alive()
         state, since, info = proto_line()
+        if not ready and a.ready_file:
+            open(a.ready_file, "w").close()
+            ready = True
         if info.startswith("Established"):
             est_poll = time.monotonic()
             break
@@ -146,6 +171,7 @@ def main() -> None:
                 break
         if imported >= a.n:
             done_poll = time.monotonic()
+            done_wall = time.time()
             break
         check_alive()
         if time.monotonic() > deadline:
@@ -156,8 +182,8 @@ def main() -> None:
     with open(a.pid_file) as f:
         pid = int(f.read().split()[0])
     try:
-        ticks, hwm = proc_stats(pid)
-    except (FileNotFoundError, ProcessLookupError):
+        cpu, ticks, hwm = proc_stats(pid)
+    except (FileNotFoundError, ProcessLookupError, OSError):
         print(f"birdwatch: announcer pid {pid} is gone", file=sys.stderr)
         sys.exit(1)
 
@@ -224,6 +250,10 @@ def main() -> None:
         "BURST": f"{last - first:.6f}",
         "POLL_TRANSFER": f"{poll_transfer:.6f}",
         "POLLS": polls,
+        # sanity check of BIRD's stamps against our own clock: how long after
+        # BIRD's newest import stamp the poll saw the count reach N (>= 0)
+        "SEEN_AFTER_LAST": f"{Decimal(f'{done_wall:.6f}') - last:.6f}" if method != "poll" else "",
+        "CPU_END": f"{cpu:.6f}",
         "CPU_TICKS_END": ticks,
         "CLK_TCK": CLK_TCK,
         "HWM_KB": hwm,

@@ -1,0 +1,263 @@
+//! BIRD 2 as the router: `bird -f` with its own config and control socket in a temp dir, queried
+//! with `birdc -s SOCKET`. Impure.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use super::daemon::Daemon;
+use super::netns::{Topology, NODE_LO, NODE_V4};
+use super::router::{
+    as_numbers, Family, RouteInfo, Router, RouterConfig, ROUTER_AS, ROUTER_ID, VIPD_AS,
+};
+use super::{global_address, ns_stdout, ns_succeeds, path_str, tool};
+
+pub struct Bird {
+    // Field order is drop order: the daemon stops before its directory goes away.
+    daemon: Daemon,
+    cfg: RouterConfig,
+    ns: String,
+    socket: PathBuf,
+    config: String,
+    dir: TempDir,
+}
+
+impl Bird {
+    /// `birdc -s SOCKET args...`; BIRD's reply whatever birdc's exit status.
+    fn birdc(&self, args: &[&str]) -> String {
+        let (birdc, socket) = (tool("birdc"), path_str(&self.socket));
+        let mut argv = vec![birdc.as_str(), "-s", socket.as_str()];
+        argv.extend_from_slice(args);
+        ns_stdout(&self.ns, &argv)
+    }
+
+    /// BGP protocol name of neighbor `i` in our config.
+    fn protocol(i: usize) -> String {
+        format!("vipd{i}")
+    }
+}
+
+impl Router for Bird {
+    const NAME: &'static str = "bird";
+    const NEEDS: &'static [(&'static str, &'static str)] = &[
+        ("bird", "apt-get install bird2"),
+        ("birdc", "apt-get install bird2"),
+    ];
+
+    fn new(topo: &Topology, cfg: RouterConfig) -> Bird {
+        let dir = tempfile::tempdir().expect("temp dir for bird");
+        let config = bird_config(&cfg);
+        let conf = dir.path().join("bird.conf");
+        std::fs::write(&conf, &config).expect("write bird.conf");
+        let socket = dir.path().join("bird.ctl");
+        let argv = vec![
+            tool("bird"),
+            "-f".to_string(), // foreground: the pid we hold is BIRD's
+            "-c".to_string(),
+            path_str(&conf),
+            "-s".to_string(),
+            path_str(&socket),
+            "-P".to_string(),
+            path_str(&dir.path().join("bird.pid")),
+        ];
+        let daemon = Daemon::new("bird", &topo.tor, argv, dir.path().join("bird.log"));
+        Bird {
+            daemon,
+            cfg,
+            ns: topo.tor.clone(),
+            socket,
+            config,
+            dir,
+        }
+    }
+
+    fn start(&mut self) {
+        // A socket left by a KILLed run would make birdc fail confusingly.
+        let _ = std::fs::remove_file(&self.socket);
+        self.daemon.start();
+        let (ns, birdc, socket) = (self.ns.clone(), tool("birdc"), path_str(&self.socket));
+        let context = format!("---- bird.conf ----\n{}", self.config);
+        self.daemon.wait_ready(
+            Duration::from_secs(10),
+            "birdc answers on the control socket",
+            || {
+                ns_succeeds(
+                    &ns,
+                    &[birdc.as_str(), "-s", socket.as_str(), "show", "status"],
+                )
+            },
+            &context,
+        );
+    }
+
+    fn stop(&mut self) {
+        self.daemon.stop();
+    }
+
+    fn session_established(&self) -> bool {
+        // "vipd0      BGP        ---        up     17:56:09.981  Established"
+        let out = self.birdc(&["show", "protocols"]);
+        (0..self.cfg.neighbors.len()).all(|i| {
+            let name = Bird::protocol(i);
+            out.lines().any(|l| {
+                l.split_whitespace().next() == Some(name.as_str()) && l.contains("Established")
+            })
+        })
+    }
+
+    fn route(&self, prefix: &str) -> Option<RouteInfo> {
+        parse_route(&self.birdc(&["show", "route", prefix, "all"]))
+    }
+
+    fn route_count(&self, family: Family) -> usize {
+        let table = match family {
+            Family::Ipv4 => "master4",
+            Family::Ipv6 => "master6",
+        };
+        // Only BGP routes: the multihop config also has a static route in master4.
+        parse_count(&self.birdc(&[
+            "show", "route", "table", table, "where", "source", "=", "RTS_BGP", "count",
+        ]))
+    }
+
+    fn log_tail(&self) -> String {
+        self.daemon.log_tail(40)
+    }
+}
+
+fn bird_config(cfg: &RouterConfig) -> String {
+    // Log to stderr (the daemon's log file); "states, events" shows session changes and the
+    // NOTIFICATIONs received, e.g. "vipd0: Received: Administrative shutdown".
+    let mut c = format!(
+        "log stderr all;\n\
+         debug protocols {{ states, events }};\n\
+         router id {ROUTER_ID};\n\
+         protocol device {{ }}\n"
+    );
+    if cfg.multihop {
+        // BIRD resolves a multihop next hop (vipd's loopback) through its own table, not the
+        // kernel's: without this IGP route the VIP is kept as unreachable.
+        c.push_str(&format!(
+            "protocol static vipd_igp {{ ipv4; route {NODE_LO}/32 via {NODE_V4}; }}\n"
+        ));
+    }
+    let port = if cfg.port == 179 {
+        String::new()
+    } else {
+        // `local ... port N` is BIRD's listening port (verified: it then listens on N only).
+        format!(" port {}", cfg.port)
+    };
+    for (i, n) in cfg.neighbors.iter().enumerate() {
+        let mut session = String::new();
+        if cfg.multihop {
+            session.push_str("  multihop 2;\n");
+        }
+        if let Some(password) = &cfg.password {
+            session.push_str(&format!("  password \"{password}\";\n"));
+        }
+        if cfg.passive {
+            session.push_str("  passive on;\n");
+        } else {
+            session.push_str("  connect delay time 1;\n  connect retry time 2;\n");
+        }
+        c.push_str(&format!(
+            "protocol bgp {name} {{\n  local {local}{port} as {ROUTER_AS};\n  neighbor {vipd} as {VIPD_AS};\n\
+             {session}  hold time {hold}; keepalive time {keepalive};\n  {family} {{ import all; export none; }};\n}}\n",
+            name = Bird::protocol(i),
+            local = n.local,
+            vipd = n.vipd,
+            hold = cfg.hold_time,
+            keepalive = cfg.keepalive(),
+            family = n.family().word(),
+        ));
+    }
+    c
+}
+
+/// Parses `birdc show route PREFIX all`: the first route after the "Table" line is the best one;
+/// its attributes are the tab-indented lines below it. `None` for "Network not found".
+/// ```text
+/// Table master6:
+/// fd00:98::10/128      unicast [vipd1 20:03:07.629] * (100) [AS65000i]
+///         via fd00:99::1 on veth-node
+///         Type: BGP univ
+///         BGP.origin: IGP
+///         BGP.as_path: 65000
+///         BGP.next_hop: fd00:99::1 fe80::4437:ddff:fe80:a858
+///         BGP.local_pref: 100
+/// ```
+pub fn parse_route(out: &str) -> Option<RouteInfo> {
+    let mut lines = out.lines().skip_while(|l| !l.starts_with("Table "));
+    lines.next()?;
+    let header = lines.next()?;
+    if header.is_empty() || header.starts_with(char::is_whitespace) {
+        return None;
+    }
+    let (mut next_hop, mut as_path, mut origin) = (None, None, None);
+    // Further routes for the same network start with spaces, not a tab: they end the block.
+    for line in lines.take_while(|l| l.starts_with('\t')) {
+        let line = line.trim();
+        if let Some(v) = line.strip_prefix("BGP.next_hop:") {
+            next_hop = global_address(v.split_whitespace());
+        } else if let Some(v) = line.strip_prefix("BGP.as_path:") {
+            as_path = Some(as_numbers(v));
+        } else if let Some(v) = line.strip_prefix("BGP.origin:") {
+            origin = Some(v.trim().to_uppercase());
+        }
+    }
+    Some(RouteInfo {
+        next_hop: next_hop?,
+        as_path: as_path?,
+        origin: origin?,
+    })
+}
+
+/// Parses `show route ... count`: "1 of 2 routes for 2 networks in table master4", where the
+/// first number is the routes that passed the filter.
+pub fn parse_count(out: &str) -> usize {
+    out.lines()
+        .find(|l| l.contains(" routes for "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Captured from BIRD 2.0.12 in a namespace (peer sending global + link-local next hop).
+    const SHOW_ROUTE_V6: &str = "BIRD 2.0.12 ready.\nTable master6:\n\
+        fd00:98::10/128      unicast [vipd1 18:00:12.483] * (100) [AS65000i]\n\
+        \tvia fd00:99::1 on veth-node\n\
+        \tType: BGP univ\n\
+        \tBGP.origin: IGP\n\
+        \tBGP.as_path: 65000\n\
+        \tBGP.next_hop: fd00:99::1 fe80::4437:ddff:fe80:a858\n\
+        \tBGP.local_pref: 100\n";
+
+    #[test]
+    fn bird_route_parser_reads_next_hop_as_path_and_origin() {
+        assert_eq!(
+            parse_route(SHOW_ROUTE_V6),
+            Some(RouteInfo {
+                next_hop: "fd00:99::1".parse().unwrap(),
+                as_path: vec![65000],
+                origin: "IGP".to_string(),
+            })
+        );
+    }
+
+    #[test]
+    fn bird_route_parser_returns_none_for_an_unknown_network() {
+        assert_eq!(parse_route("BIRD 2.0.12 ready.\nNetwork not found\n"), None);
+    }
+
+    #[test]
+    fn bird_count_parser_reads_the_filtered_route_count() {
+        let out = "BIRD 2.0.12 ready.\n1 of 2 routes for 2 networks in table master4\n";
+        assert_eq!(parse_count(out), 1);
+        assert_eq!(parse_count(""), 0);
+    }
+}

@@ -1,0 +1,231 @@
+//! Harness for vipd's BGP interoperability tests: two network namespaces joined by a veth, a real
+//! BIRD 2 / FRR / GoBGP peer in one, the real `vipd manager` binary in the other. Impure: creates
+//! namespaces and runs daemons, so it needs root and the daemon packages (tests skip loudly
+//! without them).
+// Each test binary (bgp_bird, bgp_frr, bgp_gobgp) uses only its own router's helpers.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Returns from the calling test, after printing a loud `SKIPPED` line, unless we are root and
+/// every listed binary is installed. Each argument after `root` is a `&[(binary, install hint)]`:
+/// `skip_unless!(root, R::NEEDS, VIPD_NEEDS);`
+macro_rules! skip_unless {
+    (root $(, $needs:expr)* $(,)?) => {
+        let needs: Vec<(&str, &str)> = [$($needs),*].concat();
+        if !$crate::support::prerequisites_met(&needs) {
+            return;
+        }
+    };
+}
+
+pub mod bird;
+pub mod daemon;
+pub mod frr;
+pub mod gobgp;
+pub mod netns;
+pub mod router;
+pub mod scenarios;
+pub mod vipd;
+
+/// What every test needs besides its router: iproute2 for namespaces, `nstat` for MD5 counters
+/// and `ss` for listening sockets.
+pub const VIPD_NEEDS: &[(&str, &str)] = &[
+    ("ip", "apt-get install iproute2"),
+    ("nstat", "apt-get install iproute2"),
+    ("ss", "apt-get install iproute2"),
+];
+
+/// Polls `cond` every 50 ms until it holds and returns how long that took. Panics with `what`, the
+/// elapsed time and `explain()` (log tails) when `timeout` passes first.
+pub fn wait_until_or_explain(
+    timeout: Duration,
+    what: &str,
+    mut cond: impl FnMut() -> bool,
+    explain: impl FnOnce() -> String,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        // Checked before the deadline test: a condition that turns true during the last poll counts.
+        if cond() {
+            return start.elapsed();
+        }
+        if start.elapsed() >= timeout {
+            panic!(
+                "timed out after {:.1?} waiting until {what}\n{}",
+                start.elapsed(),
+                explain()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// [`wait_until_or_explain`] for callers that have no logs to show.
+pub fn wait_until(timeout: Duration, what: &str, cond: impl FnMut() -> bool) -> Duration {
+    wait_until_or_explain(timeout, what, cond, String::new)
+}
+
+/// Polls `cond` for the whole `duration` and panics as soon as it is false: for things that must
+/// *not* happen, like a session coming up with the wrong MD5 password.
+pub fn holds_for(
+    duration: Duration,
+    what: &str,
+    mut cond: impl FnMut() -> bool,
+    explain: impl FnOnce() -> String,
+) {
+    let start = Instant::now();
+    while start.elapsed() < duration {
+        if !cond() {
+            panic!(
+                "expected that {what} for {duration:?}, but it stopped after {:.1?}\n{}",
+                start.elapsed(),
+                explain()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// True when the test can run; otherwise prints why not. `VIPD_NO_SKIP=1` (for CI, which must run
+/// everything) turns a skip into a failure.
+pub fn prerequisites_met(needs: &[(&str, &str)]) -> bool {
+    let mut missing = Vec::new();
+    if !is_root() {
+        missing.push("root (CAP_NET_ADMIN for network namespaces)".to_string());
+    }
+    for (bin, hint) in needs {
+        if which(bin).is_none() {
+            missing.push(format!("{bin} ({hint})"));
+        }
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("this test");
+    let line = format!("SKIPPED {test}: needs {}", missing.join(", needs "));
+    if std::env::var_os("VIPD_NO_SKIP").is_some_and(|v| v == "1") {
+        panic!("{line} (VIPD_NO_SKIP=1)");
+    }
+    // Written to the stderr handle, not with eprintln!: libtest captures the print macros of
+    // passing tests, and a skip must never look like a silent pass.
+    let _ = writeln!(std::io::stderr(), "\n*** {line} ***");
+    false
+}
+
+/// Effective uid 0, read from /proc so no libc call is needed.
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let uid_line = status.lines().find(|l| l.starts_with("Uid:"))?;
+            // "Uid:\treal\teffective\tsaved\tfs"
+            uid_line.split_whitespace().nth(2).map(|euid| euid == "0")
+        })
+        .unwrap_or(false)
+}
+
+/// Finds an executable in PATH or the sbin / FRR directories that a non-login PATH may lack.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(
+            ["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/lib/frr"]
+                .into_iter()
+                .map(PathBuf::from),
+        )
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Absolute path of a tool (so `ip netns exec` finds it whatever the PATH), or the bare name.
+pub fn tool(name: &str) -> String {
+    which(name).map_or_else(|| name.to_string(), |p| path_str(&p))
+}
+
+pub fn path_str(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// Runs `ip netns exec NS args...` and returns its stdout whatever the exit status (birdc exits 1
+/// for "Network not found", which is an answer, not an error). Empty if it could not run.
+pub fn ns_stdout(ns: &str, args: &[&str]) -> String {
+    Command::new(tool("ip"))
+        .args(["netns", "exec", ns])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// Runs `ip netns exec NS args...` quietly; true if it exited 0.
+pub fn ns_succeeds(ns: &str, args: &[&str]) -> bool {
+    Command::new(tool("ip"))
+        .args(["netns", "exec", ns])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Runs a setup command that must work; panics with the command and its stderr otherwise.
+pub fn run_ok(program: &str, args: &[&str]) {
+    let out = Command::new(tool(program))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "`{program} {}` failed ({}): {}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+}
+
+/// The first address in `candidates` that parses and is not IPv6 link-local (fe80::/10): the
+/// global next hop a peer shows next to the link-local one for on-link IPv6 sessions.
+pub fn global_address<'a>(candidates: impl IntoIterator<Item = &'a str>) -> Option<IpAddr> {
+    candidates
+        .into_iter()
+        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+        .find(|a| match a {
+            IpAddr::V4(_) => true,
+            IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 != 0xfe80,
+        })
+}
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn global_address_skips_the_ipv6_link_local_next_hop() {
+        assert_eq!(
+            global_address(["fe80::4437:ddff:fe80:a858", "fd00:99::1"]),
+            Some("fd00:99::1".parse().unwrap())
+        );
+        assert_eq!(global_address(["garbage"]), None);
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        assert_eq!(tail("a\nb\nc", 2), "b\nc");
+        assert_eq!(tail("a", 5), "a");
+    }
+}

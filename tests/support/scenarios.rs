@@ -1,0 +1,272 @@
+//! The acceptance scenarios of the BGP speaker, written once and run against each real router
+//! (tests/bgp_bird.rs, bgp_frr.rs, bgp_gobgp.rs). Each scenario builds its own namespaces, starts
+//! the router and the real vipd binary, and checks only what the router's own CLI shows.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use super::netns::{Topology, NODE_LO, NODE_V4, NODE_V6};
+use super::router::{Family, RouteInfo, Router, RouterConfig, VIPD_AS};
+use super::vipd::Vipd;
+use super::{holds_for, wait_until_or_explain, VIPD_NEEDS};
+
+const VIP4: &str = "198.18.0.10/32";
+const VIP4_B: &str = "198.18.0.11/32";
+const VIP4_C: &str = "198.18.0.12/32";
+const VIP6: &str = "fd00:98::10/128";
+
+/// Time allowed for a session to come up: vipd connects at once, but FRR and GoBGP may take a
+/// second or two to accept after their control socket answers.
+const SESSION_UP: Duration = Duration::from_secs(20);
+/// Time allowed for an UPDATE to show in the router's table once the session is up.
+const ROUTE_SEEN: Duration = Duration::from_secs(10);
+
+/// A running router and vipd in fresh namespaces. Field order is drop order: vipd and the router
+/// stop before their namespaces are deleted.
+struct Bed<R: Router> {
+    vipd: Vipd,
+    router: R,
+    topo: Topology,
+}
+
+impl<R: Router> Bed<R> {
+    fn start(cfg: RouterConfig, vips: &[&str]) -> Bed<R> {
+        let topo = Topology::setup();
+        let mut router = R::new(&topo, cfg.clone());
+        router.start();
+        let addresses: Vec<&str> = vips.iter().map(|p| address_of(p)).collect();
+        let mut vipd = Vipd::new(&topo, &cfg, &addresses);
+        vipd.start();
+        Bed { vipd, router, topo }
+    }
+
+    /// Both daemons' log tails, for failure messages.
+    fn explain(&self) -> String {
+        format!(
+            "---- {} log ----\n{}\n---- vipd log ----\n{}",
+            R::NAME,
+            self.router.log_tail(),
+            self.vipd.log_tail()
+        )
+    }
+
+    fn wait_established(&self) -> Duration {
+        wait_until_or_explain(
+            SESSION_UP,
+            &format!("{} shows every session with vipd Established", R::NAME),
+            || self.router.session_established(),
+            || self.explain(),
+        )
+    }
+
+    fn wait_route(&self, prefix: &str) -> RouteInfo {
+        let mut found = None;
+        wait_until_or_explain(
+            ROUTE_SEEN,
+            &format!("{} holds {prefix}", R::NAME),
+            || {
+                found = self.router.route(prefix);
+                found.is_some()
+            },
+            || self.explain(),
+        );
+        found.expect("route seen")
+    }
+
+    fn wait_gone(&self, prefix: &str) {
+        wait_until_or_explain(
+            ROUTE_SEEN,
+            &format!("{} no longer holds {prefix}", R::NAME),
+            || self.router.route(prefix).is_none(),
+            || self.explain(),
+        );
+    }
+
+    fn wait_count(&self, family: Family, n: usize) {
+        wait_until_or_explain(
+            ROUTE_SEEN,
+            &format!("{} holds {n} {} BGP routes", R::NAME, family.word()),
+            || self.router.route_count(family) == n,
+            || self.explain(),
+        );
+    }
+}
+
+/// "198.18.0.10/32" -> "198.18.0.10": vipd takes addresses, routers show prefixes.
+fn address_of(prefix: &str) -> &str {
+    prefix.split('/').next().expect("prefix")
+}
+
+fn expected(next_hop: &str) -> RouteInfo {
+    RouteInfo {
+        next_hop: next_hop.parse::<IpAddr>().expect("next hop"),
+        as_path: vec![VIPD_AS],
+        origin: "IGP".to_string(),
+    }
+}
+
+/// IPv4 and IPv6 VIPs over an IPv4 and an IPv6 session arrive with vipd's session address as next
+/// hop, AS path [65000] (one AS_SEQUENCE) and origin IGP.
+pub fn ipv4_and_ipv6_vips_arrive<R: Router>() {
+    skip_unless!(root, R::NEEDS, VIPD_NEEDS);
+    let bed = Bed::<R>::start(RouterConfig::ipv4().with_ipv6(), &[VIP4, VIP6]);
+    bed.wait_established();
+    assert_eq!(
+        bed.wait_route(VIP4),
+        expected(NODE_V4),
+        "{VIP4} at {}",
+        R::NAME
+    );
+    assert_eq!(
+        bed.wait_route(VIP6),
+        expected(NODE_V6),
+        "{VIP6} at {}",
+        R::NAME
+    );
+    // Nothing else: the table holds exactly what vipd was told to announce.
+    bed.wait_count(Family::Ipv4, 1);
+    bed.wait_count(Family::Ipv6, 1);
+}
+
+/// A VIP removed from the VIP file is withdrawn on SIGHUP; the others stay.
+pub fn removed_vip_is_withdrawn<R: Router>() {
+    skip_unless!(root, R::NEEDS, VIPD_NEEDS);
+    let mut bed = Bed::<R>::start(RouterConfig::ipv4(), &[VIP4, VIP4_B]);
+    bed.wait_established();
+    bed.wait_route(VIP4);
+    bed.wait_route(VIP4_B);
+    bed.vipd.write_vips(&[address_of(VIP4)]);
+    bed.vipd.reload();
+    bed.wait_gone(VIP4_B);
+    assert_eq!(
+        bed.router.route(VIP4),
+        Some(expected(NODE_V4)),
+        "{VIP4} must stay"
+    );
+    assert!(
+        bed.router.session_established(),
+        "the session must stay up\n{}",
+        bed.explain()
+    );
+}
+
+/// TCP-MD5 with the same password on both sides: the session comes up and the route arrives.
+pub fn md5_with_the_right_password<R: Router>() {
+    skip_unless!(root, R::NEEDS, VIPD_NEEDS);
+    let bed = Bed::<R>::start(RouterConfig::ipv4().password("s3cret-md5"), &[VIP4]);
+    bed.wait_established();
+    assert_eq!(bed.wait_route(VIP4), expected(NODE_V4));
+    assert_eq!(
+        bed.topo.md5_failures(),
+        0,
+        "no segment may fail its MD5 check"
+    );
+}
+
+/// TCP-MD5 with different passwords: the session stays down and the kernel counts the failures;
+/// the password itself never reaches vipd's log.
+pub fn md5_with_a_wrong_password_stays_down<R: Router>() {
+    skip_unless!(root, R::NEEDS, VIPD_NEEDS);
+    let topo = Topology::setup();
+    let mut router = R::new(&topo, RouterConfig::ipv4().password("router-side-key"));
+    router.start();
+    let mut vipd = Vipd::new(
+        &topo,
+        &RouterConfig::ipv4().password("vipd-side-key"),
+        &["198.18.0.10"],
+    );
+    vipd.start();
+    holds_for(
+        Duration::from_secs(8),
+        &format!("the session with {} stays down", R::NAME),
+        || !router.session_established() && router.route_count(Family::Ipv4) == 0,
+        || vipd.log_tail(),
+    );
+    assert!(
+        topo.md5_failures() > 0,
+        "the kernel must count TCP-MD5 failures (TcpExtTCPMD5Failure)"
+    );
+    assert!(vipd.is_running(), "vipd must keep retrying, not exit");
+    assert!(
+        !vipd.log().contains("vipd-side-key"),
+        "the password leaked into vipd's log"
+    );
+}
+
+/// eBGP multihop between loopbacks: vipd binds `bgp_sourceip` 10.99.255.1 and the router peers
+/// with it from 10.99.255.2; the next hop is vipd's loopback.
+pub fn multihop_between_loopbacks<R: Router>() {
+    skip_unless!(root, R::NEEDS, VIPD_NEEDS);
+    let bed = Bed::<R>::start(RouterConfig::ipv4().multihop(), &[VIP4]);
+    bed.wait_established();
+    assert_eq!(bed.wait_route(VIP4), expected(NODE_LO));
+}
+
+/// A router listening on port 1179 only: vipd honours the port from `bgp_peers`.
+pub fn non_default_port<R: Router>() {
+    skip_unless!(root, R::NEEDS, VIPD_NEEDS);
+    let bed = Bed::<R>::start(RouterConfig::ipv4().port(1179), &[VIP4]);
+    assert!(
+        bed.topo.tor_listens_on(1179),
+        "{} must listen on 1179",
+        R::NAME
+    );
+    assert!(
+        !bed.topo.tor_listens_on(179),
+        "{} must not listen on 179",
+        R::NAME
+    );
+    bed.wait_established();
+    assert_eq!(bed.wait_route(VIP4), expected(NODE_V4));
+}
+
+/// The router restarts with an empty table: vipd reconnects and the table is complete again.
+pub fn router_restart_restores_the_table<R: Router>() {
+    skip_unless!(root, R::NEEDS, VIPD_NEEDS);
+    let mut bed = Bed::<R>::start(RouterConfig::ipv4(), &[VIP4, VIP4_B, VIP4_C]);
+    bed.wait_established();
+    bed.wait_count(Family::Ipv4, 3);
+    bed.router.restart();
+    bed.wait_established();
+    bed.wait_count(Family::Ipv4, 3);
+    for prefix in [VIP4, VIP4_B, VIP4_C] {
+        assert_eq!(
+            bed.router.route(prefix),
+            Some(expected(NODE_V4)),
+            "{prefix}"
+        );
+    }
+    assert!(bed.vipd.is_running(), "vipd must ride out the restart");
+}
+
+/// SIGTERM: vipd sends Cease, so the router withdraws at once although the hold time is 90 s;
+/// vipd exits 0.
+pub fn cease_on_shutdown_empties_the_table<R: Router>() {
+    skip_unless!(root, R::NEEDS, VIPD_NEEDS);
+    let mut bed = Bed::<R>::start(
+        RouterConfig::ipv4().with_ipv6().hold_time(90),
+        &[VIP4, VIP6],
+    );
+    bed.wait_established();
+    bed.wait_route(VIP4);
+    bed.wait_route(VIP6);
+    let sent = Instant::now();
+    bed.vipd.terminate();
+    wait_until_or_explain(
+        Duration::from_secs(1),
+        &format!(
+            "{} holds no route from vipd, within 1 s of SIGTERM (hold time 90 s)",
+            R::NAME
+        ),
+        || bed.router.route_count(Family::Ipv4) == 0 && bed.router.route_count(Family::Ipv6) == 0,
+        || bed.explain(),
+    );
+    let emptied = sent.elapsed();
+    let status = bed.vipd.wait_exit(Duration::from_secs(5));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "vipd must exit 0 after SIGTERM, got {status:?}\n{}",
+        bed.explain()
+    );
+    eprintln!("{}: table empty {emptied:.1?} after SIGTERM", R::NAME);
+}

@@ -1,0 +1,112 @@
+//! The real `vipd manager` binary in the node namespace, configured the kube-vip way (environment
+//! variables only, from a cleared environment) with its static VIPs in a file it re-reads on
+//! SIGHUP. Impure.
+
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use super::daemon::Daemon;
+use super::netns::{Topology, NODE_LO, NODE_V4};
+use super::path_str;
+use super::router::{RouterConfig, VIPD_AS};
+
+pub struct Vipd {
+    // Field order is drop order: the process stops before its directory goes away.
+    daemon: Daemon,
+    vip_file: PathBuf,
+    _dir: TempDir,
+}
+
+impl Vipd {
+    /// vipd peering with every neighbor of the router's `cfg` (same password, port, multihop and
+    /// hold time), announcing `vips`. Not started.
+    pub fn new(topo: &Topology, cfg: &RouterConfig, vips: &[&str]) -> Vipd {
+        let dir = tempfile::tempdir().expect("temp dir for vipd");
+        let vip_file = dir.path().join("vips");
+        let mut env = vec![
+            ("bgp_enable", "true".to_string()),
+            ("bgp_as", VIPD_AS.to_string()),
+            ("bgp_routerid", NODE_V4.to_string()),
+            ("bgp_peers", bgp_peers(cfg)),
+            ("bgp_hold_time", cfg.hold_time.to_string()),
+            ("vip_file", path_str(&vip_file)),
+            ("vip_loglevel", "5".to_string()),
+        ];
+        if cfg.multihop {
+            env.push(("bgp_sourceip", NODE_LO.to_string()));
+        }
+        let env = env.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let argv = vec![
+            env!("CARGO_BIN_EXE_vipd").to_string(),
+            "manager".to_string(),
+        ];
+        let daemon =
+            Daemon::new("vipd", &topo.node, argv, dir.path().join("vipd.log")).with_clean_env(env);
+        let vipd = Vipd {
+            daemon,
+            vip_file,
+            _dir: dir,
+        };
+        vipd.write_vips(vips);
+        vipd
+    }
+
+    pub fn start(&mut self) {
+        self.daemon.start();
+    }
+
+    /// Rewrites the VIP file; takes effect on [`Vipd::reload`].
+    pub fn write_vips(&self, vips: &[&str]) {
+        std::fs::write(&self.vip_file, vips.join("\n") + "\n").expect("write the VIP file");
+    }
+
+    /// SIGHUP: vipd re-reads its VIP file.
+    pub fn reload(&mut self) {
+        assert!(self.daemon.signal("HUP"), "vipd is not running");
+    }
+
+    /// SIGTERM without waiting: the caller times what follows.
+    pub fn terminate(&mut self) {
+        assert!(self.daemon.signal("TERM"), "vipd is not running");
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        self.daemon.wait_exit(timeout)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.daemon.is_running()
+    }
+
+    pub fn log(&self) -> String {
+        self.daemon.log()
+    }
+
+    pub fn log_tail(&self) -> String {
+        self.daemon.log_tail(40)
+    }
+}
+
+/// kube-vip's `bgp_peers`: `address:AS:password:multihop:port`, IPv6 addresses in brackets.
+fn bgp_peers(cfg: &RouterConfig) -> String {
+    cfg.neighbors
+        .iter()
+        .map(|n| {
+            let address = match n.local {
+                std::net::IpAddr::V4(a) => a.to_string(),
+                std::net::IpAddr::V6(a) => format!("[{a}]"),
+            };
+            format!(
+                "{address}:{as}:{password}:{multihop}:{port}",
+                as = super::router::ROUTER_AS,
+                password = cfg.password.as_deref().unwrap_or(""),
+                multihop = cfg.multihop,
+                port = cfg.port,
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
