@@ -312,20 +312,24 @@ fn flag(v: &Option<String>, setting: &str) -> Result<bool, ConfigError> {
 /// a unicast host route are refused by name.
 pub fn parse_vip_list(text: &str, source: &str) -> Result<Vec<IpAddr>, ConfigError> {
     let mut out = Vec::new();
+    let multiline = text.contains('\n');
     for (n, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or("");
         for item in line.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let at = if text.contains('\n') {
-                format!("{source} line {}", n + 1)
-            } else {
-                source.to_owned()
+            // Built only on error: a 100,000-line VIP file must not format 100,000 strings.
+            let at = || {
+                if multiline {
+                    format!("{source} line {}", n + 1)
+                } else {
+                    source.to_owned()
+                }
             };
             let ip: IpAddr = item
                 .parse()
-                .map_err(|_| err(&at, item, "is not an IP address"))?;
+                .map_err(|_| err(&at(), item, "is not an IP address"))?;
             if ip.is_unspecified() {
                 return Err(err(
-                    &at,
+                    &at(),
                     item,
                     "asks for a DHCP address, which only services mode offers",
                 ));
@@ -336,7 +340,7 @@ pub fn parse_vip_list(text: &str, source: &str) -> Result<Vec<IpAddr>, ConfigErr
             };
             if bad {
                 return Err(err(
-                    &at,
+                    &at(),
                     item,
                     "is not a unicast address that can be announced",
                 ));
