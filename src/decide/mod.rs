@@ -13,6 +13,8 @@
 mod addresses;
 pub mod endpoints;
 pub mod reasons;
+#[cfg(test)]
+mod tests;
 
 pub use reasons::{AddressField, Problem, Skip};
 
