@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //! - [`cli`] reads kube-vip's flags and environment variables; [`config`] (pure) checks them.
+//! - [`decide`] (pure) says what this node should announce: Services and EndpointSlices in,
+//!   VIPs with typed skip reasons and problems out.
 //! - [`agent`] is the owner loop: it gives the BGP speaker its peers and routes.
 //! - [`bgp`]: the embedded speaker — pure protocol core (`wire`, `open`, `adj_out`, `fsm`) and
 //!   its I/O edge (`driver`, `speaker`).
@@ -14,6 +16,7 @@ pub mod agent;
 pub mod bgp;
 pub mod cli;
 pub mod config;
+pub mod decide;
 pub mod demo;
 pub mod netif;
 pub mod sys;

@@ -1,0 +1,161 @@
+//! [pure] Which Services are vipd's (type, `kube-vip.io/ignore`, `loadBalancerClass`) and which
+//! addresses a Service asks for.
+
+use super::reasons::{AddressField, Problem, Skip, ANNOTATION_IGNORE, ANNOTATION_LB_IPS};
+use super::DecideConfig;
+use k8s_openapi::api::core::v1::Service;
+use std::net::IpAddr;
+
+/// Whether the Service is one vipd serves at all (compat §1 steps 1–2), checked in kube-vip's
+/// order: type, ignore, class. `Err` = leave the Service alone; no address is read and no
+/// Problem is raised, so vipd never posts Events on Services of other controllers.
+pub(super) fn ours(svc: &Service, cfg: &DecideConfig) -> Result<(), Skip> {
+    let spec = svc.spec.as_ref();
+    let service_type = spec.and_then(|s| s.type_.as_deref());
+    if service_type != Some("LoadBalancer") {
+        // An absent spec or type is what the API defaults to ClusterIP; not ours.
+        return Err(Skip::NotLoadBalancer {
+            service_type: service_type.map(str::to_owned),
+        });
+    }
+    if annotation(svc, ANNOTATION_IGNORE) == Some("true") {
+        return Err(Skip::Ignored);
+    }
+    class_filter(spec.and_then(|s| s.load_balancer_class.as_deref()), cfg)
+}
+
+/// kube-vip's two class filters (`lbClassFilterLegacy` / `lbClassFilter` in
+/// pkg/services/watch_services.go), chosen by `lb_class_legacy_handling`.
+fn class_filter(class: Option<&str>, cfg: &DecideConfig) -> Result<(), Skip> {
+    let ours = &cfg.lb_class_name;
+    match class {
+        Some(c) if c != ours => Err(Skip::ClassNotOurs {
+            class: c.to_owned(),
+            ours: ours.clone(),
+        }),
+        Some(_) => Ok(()),
+        // Legacy: a Service without a class is served unless `lb_class_only`.
+        None if cfg.lb_class_legacy_handling && !cfg.lb_class_only => Ok(()),
+        // Non-legacy: "no class" matches only an empty class name (`lb_class_only` is not read).
+        None if !cfg.lb_class_legacy_handling && ours.is_empty() => Ok(()),
+        None => Err(Skip::ClassMissing { ours: ours.clone() }),
+    }
+}
+
+/// A warning when `kube-vip.io/ignore` looks meant as true but is not exactly `"true"`.
+///
+/// kube-vip compares the exact string (`svc.Annotations[...] == "true"`), so `"True"` or `"1"`
+/// leaves the Service served there. vipd does the same — treating them as true would withdraw
+/// a Service that worked under kube-vip the moment vipd replaces it — and says so.
+pub(super) fn ignore_near_miss(svc: &Service) -> Option<Problem> {
+    let value = annotation(svc, ANNOTATION_IGNORE)?;
+    let lower = value.trim().to_ascii_lowercase();
+    let meant_true = matches!(lower.as_str(), "true" | "t" | "1" | "yes" | "y" | "on");
+    (value != "true" && meant_true).then(|| Problem::IgnoreNotTrue {
+        value: value.to_owned(),
+    })
+}
+
+/// The addresses a Service asks for.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct Requested {
+    /// Where they were read from; `None` = neither source is set.
+    pub field: Option<AddressField>,
+    /// Parsed, canonical (IPv4-mapped IPv6 as IPv4), deduplicated, in the order given.
+    /// The DHCP placeholders `0.0.0.0` / `::` are kept here; the caller skips them.
+    pub vips: Vec<IpAddr>,
+    pub problems: Vec<Problem>,
+}
+
+/// Annotation `kube-vip.io/loadbalancerIPs` if it has any non-empty entry, else
+/// `spec.loadBalancerIP`.
+///
+/// `status.loadBalancer.ingress` is deliberately not a source, although kube-vip reads it
+/// (compat §1 step 3): vipd writes it from what it announces, so reading it back would let an
+/// announcement keep itself alive after the annotation or spec that asked for it is removed
+/// (with kube-vip's "status never cleared" defect, compat §9, that is a VIP announced forever),
+/// and would make vipd announce addresses another controller wrote there. Allocators
+/// (kube-vip-cloud-provider, CCMs) write the annotation and `spec.loadBalancerIP`.
+pub(super) fn requested(svc: &Service) -> Requested {
+    let annotated =
+        annotation(svc, ANNOTATION_LB_IPS).filter(|v| v.split(',').any(|e| !e.trim().is_empty()));
+    let spec_ip = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.load_balancer_ip.as_deref())
+        .filter(|v| !v.trim().is_empty());
+    let (field, raw) = match (annotated, spec_ip) {
+        (Some(a), _) => (AddressField::Annotation, a),
+        (None, Some(s)) => (AddressField::Spec, s),
+        (None, None) => return Requested::default(),
+    };
+    let mut out = Requested {
+        field: Some(field),
+        ..Requested::default()
+    };
+    // spec.loadBalancerIP holds one address; splitting it on ',' too is harmless and gives a
+    // clearer message for "a,b" than "not an IP".
+    for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        match parse_entry(field, entry) {
+            Ok(ip) if !out.vips.contains(&ip) => out.vips.push(ip),
+            Ok(_) => {} // a repeated address asks for nothing more
+            Err(p) => out.problems.push(p),
+        }
+    }
+    out
+}
+
+fn parse_entry(field: AddressField, entry: &str) -> Result<IpAddr, Problem> {
+    let Ok(ip) = entry.parse::<IpAddr>() else {
+        return Err(if looks_like_hostname(entry) {
+            Problem::UnsupportedHostname {
+                field,
+                value: entry.to_owned(),
+            }
+        } else {
+            Problem::InvalidAddress {
+                field,
+                value: entry.to_owned(),
+            }
+        });
+    };
+    // Go's net.ParseIP treats "::ffff:a.b.c.d" as the IPv4 address a.b.c.d; so does kube-vip,
+    // and announcing it as an IPv6 /128 would reach nobody.
+    let ip = ip.to_canonical();
+    let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+    if ip.is_loopback() || ip.is_multicast() || broadcast {
+        return Err(Problem::UnusableAddress { field, value: ip });
+    }
+    Ok(ip)
+}
+
+/// RFC 1123 host name shape (labels of letters, digits and '-', dot-separated, at least one
+/// letter so "1.2.3" stays "not an IP address").
+fn looks_like_hostname(s: &str) -> bool {
+    let s = s.strip_suffix('.').unwrap_or(s);
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes().any(|b| b.is_ascii_alphabetic())
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// `true` for the DHCP placeholders `0.0.0.0` and `::` (compat §7).
+pub(super) fn is_dhcp(ip: &IpAddr) -> bool {
+    ip.is_unspecified()
+}
+
+pub(super) fn annotation<'a>(svc: &'a Service, key: &str) -> Option<&'a str> {
+    svc.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
+}
