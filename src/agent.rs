@@ -1,5 +1,6 @@
-//! [I/O] The agent's owner loop for static VIPs: starts the speaker, hands it the peers and the
-//! VIPs, re-reads the VIP file on SIGHUP, and on shutdown sends every peer a Cease.
+//! [I/O] The agent: starts the speaker and hands it the peers, then runs services mode
+//! ([`crate::services`]) or announces the static VIPs (re-reading the VIP file on SIGHUP); on
+//! shutdown it sends every peer a Cease.
 
 use crate::bgp::speaker::{Speaker, SpeakerConfig, SpeakerError};
 use crate::bgp::types::{host_prefix, Asn, RouteAttrs, RouteSet, RouterId};
@@ -19,6 +20,8 @@ pub enum RunError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Speaker(#[from] SpeakerError),
+    #[error(transparent)]
+    Kube(#[from] crate::kube::client::ClientError),
     #[error("cannot read {what}: {source}")]
     Io {
         what: String,
@@ -34,16 +37,34 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     })?;
     let router_id = resolve_router_id(&cfg.bgp.router_id, &ifs)?;
     let mut speaker = Speaker::start(speaker_config(&cfg, router_id)).await?;
-    let mut vips = load_vips(&cfg).await?;
-    speaker.set_routes(route_set(&vips));
     speaker.set_peers(cfg.bgp.peers.clone()).await;
     info!(
         router_id = %router_id.0,
         local_as = cfg.bgp.local_as,
         peers = cfg.bgp.peers.len(),
-        vips = vips.len(),
-        "vipd started; announcing static VIPs"
+        "vipd started"
     );
+    // Whatever ends the loop, the peers get their Cease below.
+    let result = match &cfg.services {
+        Some(svc) => crate::services::run(&cfg, svc, &mut speaker, shutdown).await,
+        None => run_static(&cfg, &speaker, shutdown).await,
+    };
+    info!("shutting down: sending Cease to every peer");
+    speaker
+        .shutdown("vipd shutting down", SHUTDOWN_DEADLINE)
+        .await;
+    result
+}
+
+/// Static VIPs (`vip_address`, `vip_file`), re-read on SIGHUP.
+async fn run_static(
+    cfg: &Config,
+    speaker: &Speaker,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let mut vips = load_vips(cfg).await?;
+    speaker.set_routes(route_set(&vips));
+    info!(vips = vips.len(), "announcing static VIPs");
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(|source| RunError::Io {
             what: "SIGHUP".into(),
@@ -52,8 +73,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            () = &mut shutdown => break,
-            _ = hangup.recv() => match load_vips(&cfg).await {
+            () = &mut shutdown => return Ok(()),
+            _ = hangup.recv() => match load_vips(cfg).await {
                 Ok(new) => {
                     let added = new.iter().filter(|v| !vips.contains(v)).count();
                     let removed = vips.iter().filter(|v| !new.contains(v)).count();
@@ -66,11 +87,6 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             },
         }
     }
-    info!("shutting down: sending Cease to every peer");
-    speaker
-        .shutdown("vipd shutting down", SHUTDOWN_DEADLINE)
-        .await;
-    Ok(())
 }
 
 pub fn speaker_config(cfg: &Config, router_id: RouterId) -> SpeakerConfig {

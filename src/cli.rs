@@ -37,9 +37,36 @@ pub struct DemoArgs {
 /// Booleans take `--bgp`, `--bgp=true` or the env value (`true`, `1`, `t`, `false`, …).
 #[derive(Debug, Args)]
 pub struct ManagerArgs {
-    /// Services mode (not in this build yet).
+    /// Services mode: announce the VIPs of `type: LoadBalancer` Services (else the static VIPs).
     #[arg(long = "services", env = "svc_enable", num_args = 0..=1, default_missing_value = "true")]
     pub svc_enable: Option<String>,
+    /// Watch Services of this namespace only [default: all namespaces].
+    #[arg(long = "serviceNamespace", env = "svc_namespace")]
+    pub svc_namespace: Option<String>,
+    /// This node's name [default: the host name, lowercased].
+    #[arg(long = "nodeName", env = "vip_nodename")]
+    pub vip_nodename: Option<String>,
+    /// Kubeconfig file [default: $KUBECONFIG, ~/.kube/config, then in-cluster].
+    #[arg(long = "k8sConfigPath", env = "k8s_config_file")]
+    pub k8s_config_file: Option<String>,
+    /// Only Services whose loadBalancerClass is lb_class_name.
+    #[arg(long = "lbClassOnly", env = "lb_class_only", num_args = 0..=1, default_missing_value = "true")]
+    pub lb_class_only: Option<String>,
+    /// The loadBalancerClass vipd serves [default: kube-vip.io/kube-vip-class].
+    #[arg(long = "lbClassName", env = "lb_class_name")]
+    pub lb_class_name: Option<String>,
+    /// Also serve Services without a class unless lbClassOnly [default: true].
+    #[arg(long = "lbClassNameLegacyHandling", env = "lb_class_legacy_handling", num_args = 0..=1, default_missing_value = "true")]
+    pub lb_class_legacy_handling: Option<String>,
+    /// Also put each announced VIP on vip_interface (by netlink); removed on withdraw.
+    #[arg(long = "bgpAttachIPToInterface", env = "bgp_attach_ip_to_interface", num_args = 0..=1, default_missing_value = "true")]
+    pub bgp_attach_ip_to_interface: Option<String>,
+    /// Interface for VIP addresses [default: lo].
+    #[arg(long = "interface", env = "vip_interface")]
+    pub vip_interface: Option<String>,
+    /// Never write status.loadBalancer of Services.
+    #[arg(long = "disableServiceUpdates", env = "disable_service_updates", num_args = 0..=1, default_missing_value = "true")]
+    pub disable_service_updates: Option<String>,
     /// ARP mode (not in this build yet).
     #[arg(long = "arp", env = "vip_arp", num_args = 0..=1, default_missing_value = "true")]
     pub vip_arp: Option<String>,
@@ -141,6 +168,18 @@ impl ManagerArgs {
                 .or_else(|| std::env::var("address").ok()),
             vip_file: self.vip_file.clone(),
             vip_loglevel: self.vip_loglevel.clone(),
+            svc_namespace: self.svc_namespace.clone(),
+            vip_nodename: self.vip_nodename.clone(),
+            hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned()),
+            k8s_config_file: self.k8s_config_file.clone(),
+            lb_class_only: self.lb_class_only.clone(),
+            lb_class_name: self.lb_class_name.clone(),
+            lb_class_legacy_handling: self.lb_class_legacy_handling.clone(),
+            bgp_attach_ip_to_interface: self.bgp_attach_ip_to_interface.clone(),
+            vip_interface: self.vip_interface.clone(),
+            disable_service_updates: self.disable_service_updates.clone(),
         }
     }
 }

@@ -54,6 +54,17 @@ pub struct RawSettings {
     pub vip_address: Option<String>,
     pub vip_file: Option<String>,
     pub vip_loglevel: Option<String>,
+    pub svc_namespace: Option<String>,
+    pub vip_nodename: Option<String>,
+    /// The host name, read by the caller (this module does no I/O): the node name by default.
+    pub hostname: Option<String>,
+    pub k8s_config_file: Option<String>,
+    pub lb_class_only: Option<String>,
+    pub lb_class_name: Option<String>,
+    pub lb_class_legacy_handling: Option<String>,
+    pub bgp_attach_ip_to_interface: Option<String>,
+    pub vip_interface: Option<String>,
+    pub disable_service_updates: Option<String>,
 }
 
 /// Where the BGP identifier comes from.
@@ -80,9 +91,31 @@ pub struct BgpSettings {
     pub mpbgp: MpBgpSpec,
 }
 
+/// Services mode (`svc_enable`): what to watch and how to treat the Services found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicesSettings {
+    /// Watch Services of this namespace only (`svc_namespace`); `None` = all namespaces.
+    pub namespace: Option<String>,
+    /// This node's name (`vip_nodename`, else the host name lowercased, as kube-vip does).
+    pub node_name: String,
+    /// `k8s_config_file`; `None` = the usual kubeconfig search, then in-cluster.
+    pub kubeconfig: Option<PathBuf>,
+    pub lb_class_only: bool,
+    pub lb_class_name: String,
+    pub lb_class_legacy_handling: bool,
+    /// `bgp_attach_ip_to_interface`: also put each announced VIP on `interface`.
+    pub attach_to_interface: bool,
+    /// `vip_interface`; `lo` when unset.
+    pub interface: String,
+    /// `disable_service_updates`: never write `status.loadBalancer`.
+    pub status_updates: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub bgp: BgpSettings,
+    /// `Some` in services mode; the static VIPs are then not announced.
+    pub services: Option<ServicesSettings>,
     /// Static VIPs from `vip_address`.
     pub vips: Vec<IpAddr>,
     /// More static VIPs, one per line; re-read on SIGHUP.
@@ -92,14 +125,6 @@ pub struct Config {
 }
 
 pub fn validate(raw: &RawSettings) -> Result<Config, ConfigError> {
-    if flag(&raw.svc_enable, "svc_enable (--services)")? {
-        return Err(err(
-            "svc_enable (--services)",
-            "true",
-            "asks for services mode, which this build of vipd does not have yet; \
-             it announces the static VIPs of vip_address / vip_file",
-        ));
-    }
     if flag(&raw.vip_arp, "vip_arp (--arp)")? {
         return Err(err(
             "vip_arp (--arp)",
@@ -119,8 +144,14 @@ pub fn validate(raw: &RawSettings) -> Result<Config, ConfigError> {
         Some(v) => parse_vip_list(v, "vip_address (--address)")?,
         None => Vec::new(),
     };
+    let services = if flag(&raw.svc_enable, "svc_enable (--services)")? {
+        Some(services_settings(raw)?)
+    } else {
+        None
+    };
     Ok(Config {
         bgp,
+        services,
         vips,
         vip_file: raw
             .vip_file
@@ -272,6 +303,63 @@ fn bgp_settings(raw: &RawSettings) -> Result<BgpSettings, ConfigError> {
     })
 }
 
+fn services_settings(raw: &RawSettings) -> Result<ServicesSettings, ConfigError> {
+    let node_name = match (&raw.vip_nodename, &raw.hostname) {
+        (Some(n), _) if !n.trim().is_empty() => n.trim().to_owned(),
+        (_, Some(h)) if !h.trim().is_empty() => h.trim().to_lowercase(),
+        _ => {
+            return Err(err(
+                "vip_nodename (--nodeName)",
+                raw.vip_nodename.as_deref().unwrap_or(""),
+                "is not set and the host name is unknown: set it to this node's name \
+                 (the manifest sets it from spec.nodeName)",
+            ))
+        }
+    };
+    if let Some(bad) = node_name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '.'))
+    {
+        return Err(err(
+            "vip_nodename (--nodeName)",
+            &node_name,
+            format!("is not a Kubernetes node name (it has {bad:?})"),
+        ));
+    }
+    Ok(ServicesSettings {
+        namespace: non_empty(&raw.svc_namespace).map(str::to_owned),
+        node_name,
+        kubeconfig: non_empty(&raw.k8s_config_file).map(PathBuf::from),
+        lb_class_only: flag(&raw.lb_class_only, "lb_class_only (--lbClassOnly)")?,
+        // kube-vip honours an explicitly empty class name, so only unset takes the default.
+        lb_class_name: raw
+            .lb_class_name
+            .clone()
+            .unwrap_or_else(|| "kube-vip.io/kube-vip-class".to_owned()),
+        lb_class_legacy_handling: match raw.lb_class_legacy_handling.as_deref() {
+            None | Some("") => true,
+            Some(_) => flag(
+                &raw.lb_class_legacy_handling,
+                "lb_class_legacy_handling (--lbClassNameLegacyHandling)",
+            )?,
+        },
+        attach_to_interface: flag(
+            &raw.bgp_attach_ip_to_interface,
+            "bgp_attach_ip_to_interface (--bgpAttachIPToInterface)",
+        )?,
+        interface: non_empty(&raw.vip_interface).unwrap_or("lo").to_owned(),
+        status_updates: !flag(
+            &raw.disable_service_updates,
+            "disable_service_updates (--disableServiceUpdates)",
+        )?,
+    })
+}
+
+/// The trimmed value, unless unset or blank.
+fn non_empty(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
 /// The peer of `bgp_peeraddress`, `bgp_peeras`, `bgp_peerpass` and `bgp_multihop`.
 fn single_peer(raw: &RawSettings, addr: &str) -> Result<PeerSpec, ConfigError> {
     let bare = addr.trim_start_matches('[').trim_end_matches(']');
@@ -395,6 +483,10 @@ mod tests {
                 "bgp_hold_time" => r.bgp_hold_time = v,
                 "bgp_enable" => r.bgp_enable = v,
                 "svc_enable" => r.svc_enable = v,
+                "vip_nodename" => r.vip_nodename = v,
+                "hostname" => r.hostname = v,
+                "lb_class_name" => r.lb_class_name = v,
+                "lb_class_legacy_handling" => r.lb_class_legacy_handling = v,
                 "vip_address" => r.vip_address = v,
                 "vip_loglevel" => r.vip_loglevel = v,
                 other => panic!("test knows no {other}"),
@@ -473,15 +565,47 @@ mod tests {
     }
 
     #[test]
-    fn bgp_off_or_services_on_is_explained() {
+    fn services_mode_takes_kube_vip_defaults_and_names_the_node() {
+        let c = validate(&raw(&[("svc_enable", "true"), ("hostname", "Worker-1")])).unwrap();
+        let s = c.services.unwrap();
+        assert_eq!(
+            s.node_name, "worker-1",
+            "host name lowercased, as kube-vip does"
+        );
+        assert_eq!(s.lb_class_name, "kube-vip.io/kube-vip-class");
+        assert!(s.lb_class_legacy_handling && !s.lb_class_only && s.status_updates);
+        assert_eq!((s.interface.as_str(), s.attach_to_interface), ("lo", false));
+        let c = validate(&raw(&[
+            ("svc_enable", "true"),
+            ("vip_nodename", "node-a"),
+            ("hostname", "other"),
+            ("lb_class_name", ""),
+        ]))
+        .unwrap();
+        let s = c.services.unwrap();
+        assert_eq!(s.node_name, "node-a");
+        assert_eq!(
+            s.lb_class_name, "",
+            "an explicitly empty class name is kept"
+        );
+        let e = validate(&raw(&[("svc_enable", "true"), ("vip_nodename", "Node_A")])).unwrap_err();
+        assert_eq!(e.setting, "vip_nodename (--nodeName)");
+        assert!(e.reason.contains("not a Kubernetes node name"), "{e}");
+        let e = validate(&raw(&[
+            ("svc_enable", "true"),
+            ("hostname", "n1"),
+            ("lb_class_legacy_handling", "maybe"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.value, "maybe");
+    }
+
+    #[test]
+    fn bgp_off_is_explained() {
         assert!(validate(&raw(&[("bgp_enable", "false")]))
             .unwrap_err()
             .reason
             .contains("no mode"));
-        assert!(validate(&raw(&[("svc_enable", "true")]))
-            .unwrap_err()
-            .reason
-            .contains("services mode"));
         let mut r = raw(&[]);
         r.bgp_peers = None;
         assert!(validate(&r)

@@ -4,7 +4,9 @@
 //! - [`cli`] reads kube-vip's flags and environment variables; [`config`] (pure) checks them.
 //! - [`decide`] (pure) says what this node should announce: Services and EndpointSlices in,
 //!   VIPs with typed skip reasons and problems out.
-//! - [`agent`] is the owner loop: it gives the BGP speaker its peers and routes.
+//! - [`agent`] starts the BGP speaker with its peers and runs [`services`] mode (the owner
+//!   loop: watch, decide, announce, report) or the static VIPs.
+//! - [`kube`] (I/O): the client, the watched view, status and Events writes.
 //! - [`bgp`]: the embedded speaker — pure protocol core (`wire`, `open`, `adj_out`, `fsm`) and
 //!   its I/O edge (`driver`, `speaker`).
 //! - [`netif`] reads local interface addresses; [`sys`] holds the only `unsafe` (TCP-MD5).
@@ -18,7 +20,9 @@ pub mod cli;
 pub mod config;
 pub mod decide;
 pub mod demo;
+pub mod kube;
 pub mod netif;
+pub mod services;
 pub mod sys;
 
 pub use agent::run;

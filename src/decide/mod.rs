@@ -5,6 +5,7 @@
 //! - `addresses`: which Services are vipd's (type, ignore, class) and which addresses they ask for.
 //! - [`endpoints`]: merging EndpointSlices; the externalTrafficPolicy Cluster/Local gate.
 //! - [`reasons`]: [`Skip`] and [`Problem`].
+//! - [`ingress`]: what `status.loadBalancer.ingress` this node writes.
 //!
 //! No I/O, no clock: the same inputs always give the same `Desired` (BTree maps throughout).
 //! The view must be complete (every reflector `InitDone`): the caller does not call `desired`
@@ -12,6 +13,7 @@
 
 mod addresses;
 pub mod endpoints;
+pub mod ingress;
 pub mod reasons;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,161 @@
+//! [pure] What `status.loadBalancer.ingress` of a Service should hold, seen from this node.
+//!
+//! Every node runs this on its own view, so a node writes only what every node would agree on:
+//! - a node that announces the Service sets the ingress to the VIPs it announces;
+//! - any node clears it for facts that hold cluster-wide (no longer a LoadBalancer, no address,
+//!   no serving endpoint anywhere) — kube-vip never cleared it, leaving stale addresses;
+//! - nobody touches it for per-node facts (an excluded node, no endpoint *here* under
+//!   externalTrafficPolicy Local, a family this node has no peer for) or for Services that are
+//!   not vipd's (ignored, another class): that status belongs to whoever serves them.
+
+use super::{ServiceDecision, Skip};
+use k8s_openapi::api::core::v1::Service;
+use std::net::IpAddr;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngressTarget {
+    /// Write exactly these addresses, in this order.
+    Set(Vec<IpAddr>),
+    /// Remove every ingress entry.
+    Clear,
+    /// Not this node's to write.
+    Leave,
+}
+
+/// The ingress this node should write for `decision`. `peers_up`: some BGP session is
+/// Established, so an announced VIP has actually reached a router.
+pub fn ingress_target(decision: &ServiceDecision, peers_up: bool) -> IngressTarget {
+    if !decision.announced.is_empty() {
+        return if peers_up {
+            IngressTarget::Set(decision.announced.clone())
+        } else {
+            IngressTarget::Leave
+        };
+    }
+    match &decision.skip {
+        Some(
+            Skip::NotLoadBalancer { .. }
+            | Skip::NoAddress
+            | Skip::NoUsableAddress { .. }
+            | Skip::NoEndpoints,
+        ) => IngressTarget::Clear,
+        _ => IngressTarget::Leave,
+    }
+}
+
+/// The IP entries of `status.loadBalancer.ingress` now (hostname entries are not vipd's).
+pub fn current_ingress(svc: &Service) -> Vec<IpAddr> {
+    svc.status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .map(|entries| {
+            entries
+                .iter()
+                .filter_map(|e| e.ip.as_deref()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The write that brings `current` to `target`, if any: `Some(addresses)` (empty = clear).
+pub fn ingress_change(target: &IngressTarget, current: &[IpAddr]) -> Option<Vec<IpAddr>> {
+    match target {
+        IngressTarget::Set(want) if want.as_slice() != current => Some(want.clone()),
+        IngressTarget::Clear if !current.is_empty() => Some(Vec::new()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn decision(announced: &[&str], skip: Option<Skip>) -> ServiceDecision {
+        let announced: Vec<IpAddr> = announced.iter().map(|s| ip(s)).collect();
+        ServiceDecision {
+            vips: announced.clone(),
+            announced,
+            skip,
+            not_announced: Vec::new(),
+            problems: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_announcing_node_writes_its_vips_once_a_peer_is_up() {
+        let d = decision(&["198.18.0.10", "fd00:98::10"], None);
+        assert_eq!(
+            ingress_target(&d, true),
+            IngressTarget::Set(vec![ip("198.18.0.10"), ip("fd00:98::10")])
+        );
+        assert_eq!(ingress_target(&d, false), IngressTarget::Leave);
+    }
+
+    #[test]
+    fn cluster_wide_reasons_clear_and_per_node_or_foreign_reasons_leave_alone() {
+        let node = || "n1".to_string();
+        let table = [
+            (
+                Skip::NotLoadBalancer {
+                    service_type: Some("ClusterIP".into()),
+                },
+                IngressTarget::Clear,
+            ),
+            (Skip::NoAddress, IngressTarget::Clear),
+            (Skip::NoEndpoints, IngressTarget::Clear),
+            (
+                Skip::NoLocalEndpoints { node: node() },
+                IngressTarget::Leave,
+            ),
+            (Skip::NodeExcluded { node: node() }, IngressTarget::Leave),
+            (Skip::Ignored, IngressTarget::Leave),
+            (
+                Skip::ClassNotOurs {
+                    class: "metallb".into(),
+                    ours: "x".into(),
+                },
+                IngressTarget::Leave,
+            ),
+            (
+                Skip::NoPeerForFamily { vip: ip("fd00::1") },
+                IngressTarget::Leave,
+            ),
+            (Skip::Dhcp { vip: ip("0.0.0.0") }, IngressTarget::Leave),
+        ];
+        for (skip, want) in table {
+            let d = decision(&[], Some(skip.clone()));
+            assert_eq!(ingress_target(&d, true), want, "{skip}");
+        }
+    }
+
+    #[test]
+    fn a_write_happens_only_when_the_status_differs() {
+        let now = [ip("198.18.0.10")];
+        let set = IngressTarget::Set(now.to_vec());
+        assert_eq!(ingress_change(&set, &now), None);
+        assert_eq!(ingress_change(&set, &[]), Some(now.to_vec()));
+        assert_eq!(ingress_change(&IngressTarget::Clear, &now), Some(vec![]));
+        assert_eq!(ingress_change(&IngressTarget::Clear, &[]), None);
+        assert_eq!(ingress_change(&IngressTarget::Leave, &now), None);
+    }
+
+    #[test]
+    fn current_ingress_reads_ip_entries_and_skips_hostnames() {
+        let svc: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "default"},
+            "status": {"loadBalancer": {"ingress": [
+                {"ip": "198.18.0.10"}, {"hostname": "lb.example.com"}, {"ip": "fd00:98::10"}
+            ]}}
+        }))
+        .unwrap();
+        assert_eq!(
+            current_ingress(&svc),
+            vec![ip("198.18.0.10"), ip("fd00:98::10")]
+        );
+    }
+}

@@ -1,0 +1,147 @@
+//! [I/O] Reflectors for the three things vipd decides from: Services (all namespaces or one),
+//! every EndpointSlice that belongs to a Service, and this node. The stores keep the last state
+//! through API errors and re-lists (a 410 Gone re-list swaps the store only once complete), so
+//! an API server going away never empties the view, and nothing is withdrawn for it.
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+/// The watched objects at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub services: Vec<Arc<Service>>,
+    pub endpoint_slices: Vec<Arc<EndpointSlice>>,
+    pub node: Option<Arc<Node>>,
+}
+
+pub struct View {
+    services: Store<Service>,
+    slices: Store<EndpointSlice>,
+    nodes: Store<Node>,
+    changed: watch::Receiver<u64>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl View {
+    /// Starts the watches. `namespace`: Services and EndpointSlices of one namespace only.
+    pub fn start(client: Client, namespace: Option<&str>, node_name: &str) -> View {
+        let (tx, changed) = watch::channel(0u64);
+        let (services, t1) = reflect(
+            "services",
+            scoped(client.clone(), namespace),
+            watcher::Config::default(),
+            tx.clone(),
+        );
+        // Only slices managed for a Service carry this label; one watch for all of them beats
+        // one per Service (kube-vip) and sees every slice of a Service, not just the last.
+        let (slices, t2) = reflect(
+            "endpointslices",
+            scoped(client.clone(), namespace),
+            watcher::Config::default().labels("kubernetes.io/service-name"),
+            tx.clone(),
+        );
+        let (nodes, t3) = reflect(
+            "node",
+            Api::<Node>::all(client),
+            watcher::Config::default().fields(&format!("metadata.name={node_name}")),
+            tx,
+        );
+        View {
+            services,
+            slices,
+            nodes,
+            changed,
+            tasks: vec![t1, t2, t3],
+        }
+    }
+
+    /// Waits until every store holds a complete first list. Before that, a missing Service
+    /// could be a Service not yet listed: deciding then could withdraw a healthy VIP.
+    pub async fn ready(&self) {
+        let _ = self.services.wait_until_ready().await;
+        let _ = self.slices.wait_until_ready().await;
+        let _ = self.nodes.wait_until_ready().await;
+    }
+
+    /// Resolves when any store changed since the last call.
+    pub async fn changed(&mut self) {
+        if self.changed.changed().await.is_err() {
+            // Every watch task ended (only at shutdown): never resolve again.
+            std::future::pending::<()>().await;
+        }
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            services: self.services.state(),
+            endpoint_slices: self.slices.state(),
+            node: self.nodes.state().into_iter().next(),
+        }
+    }
+}
+
+impl Drop for View {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn scoped<K>(client: Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    }
+}
+
+/// One reflector: a store and the task that feeds it, logging each failure streak once.
+fn reflect<K>(
+    what: &'static str,
+    api: Api<K>,
+    cfg: watcher::Config,
+    changed: watch::Sender<u64>,
+) -> (Store<K>, JoinHandle<()>)
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (store, writer) = reflector::store();
+    let stream = watcher(api, cfg).default_backoff().reflect(writer);
+    let task = tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        let mut failing = false;
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(_) => {
+                    if failing {
+                        info!(watch = what, "watch works again");
+                        failing = false;
+                    }
+                    changed.send_modify(|n| *n += 1);
+                }
+                Err(e) => {
+                    if !failing {
+                        warn!(watch = what, error = %e, "watch failed; keeping the last known state and retrying with backoff");
+                        failing = true;
+                    }
+                }
+            }
+        }
+    });
+    (store, task)
+}

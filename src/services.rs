@@ -1,0 +1,240 @@
+//! [I/O] The owner loop of services mode: watch (kube view) → decide (pure) → do (BGP routes,
+//! status, Events). Only this loop holds what has been applied; the watch, status and event
+//! tasks report to it or take orders from it.
+//!
+//! Safety: nothing is decided before every watch has listed once (a Service not yet seen would
+//! read as "withdraw"), and a watch in error keeps the last state, so an API server that goes
+//! away withdraws nothing (kube-vip#867). A periodic resync re-decides even without events
+//! (kube-vip#948).
+
+use crate::agent::{route_set, RunError};
+use crate::bgp::driver::PeerEvent;
+use crate::bgp::speaker::Speaker;
+use crate::config::{Config, ServicesSettings};
+use crate::decide::ingress::{current_ingress, ingress_change, ingress_target};
+use crate::decide::{self, ClusterView, DecideConfig, Desired, NodeCtx, Problem, ServiceKey};
+use crate::kube::status::{EventSink, ServiceEvent, StatusWriter};
+use crate::kube::view::{Snapshot, View};
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+use tracing::{info, warn};
+use vipd_providers::MpBgpNextHop;
+
+/// Changes arriving together (a rollout touches many slices) are decided once.
+const DEBOUNCE: Duration = Duration::from_millis(10);
+/// Re-decide this often even without events.
+const RESYNC: Duration = Duration::from_secs(60);
+
+/// Runs services mode until `shutdown`; the caller withdraws by Cease afterwards.
+pub async fn run(
+    cfg: &Config,
+    svc: &ServicesSettings,
+    speaker: &mut Speaker,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let client = crate::kube::client::client(svc.kubeconfig.as_deref()).await?;
+    let mut view = View::start(client.clone(), svc.namespace.as_deref(), &svc.node_name);
+    let mut owner = Owner {
+        node_name: svc.node_name.clone(),
+        decide: decide_config(cfg, svc),
+        status: svc
+            .status_updates
+            .then(|| StatusWriter::start(client.clone())),
+        events: EventSink::start(client, &svc.node_name),
+        routes: BTreeSet::new(),
+        announced: BTreeMap::new(),
+        reported: BTreeMap::new(),
+        requested: BTreeMap::new(),
+    };
+    let mut peer_events = speaker.events();
+    let mut peers_up: BTreeSet<SocketAddr> = BTreeSet::new();
+    tokio::pin!(shutdown);
+    info!(
+        node = %svc.node_name,
+        namespace = svc.namespace.as_deref().unwrap_or("(all)"),
+        "services mode: waiting for the first complete list of Services, EndpointSlices and this node"
+    );
+    tokio::select! {
+        () = &mut shutdown => return Ok(()),
+        () = view.ready() => {}
+    }
+    info!("watches listed; deciding");
+    let mut resync = tokio::time::interval(RESYNC);
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        owner.reconcile(speaker, &view.snapshot(), !peers_up.is_empty());
+        tokio::select! {
+            () = &mut shutdown => break,
+            () = view.changed() => tokio::time::sleep(DEBOUNCE).await,
+            _ = resync.tick() => {}
+            Some(ev) = peer_events.recv() => match ev {
+                PeerEvent::Up { peer } => { peers_up.insert(peer); }
+                PeerEvent::Down { peer, .. } => { peers_up.remove(&peer); }
+                PeerEvent::Learned { .. } => continue,
+            },
+        }
+    }
+    Ok(())
+}
+
+/// Which families some peer can carry: its own, and the other one when `mpbgp_nexthop` gives
+/// it a next hop.
+fn decide_config(cfg: &Config, svc: &ServicesSettings) -> DecideConfig {
+    let mut d = DecideConfig {
+        lb_class_only: svc.lb_class_only,
+        lb_class_name: svc.lb_class_name.clone(),
+        lb_class_legacy_handling: svc.lb_class_legacy_handling,
+        announce_ipv4: false,
+        announce_ipv6: false,
+    };
+    for p in &cfg.bgp.peers {
+        let v6 = matches!(p.address, vipd_providers::PeerAddress::Ip(IpAddr::V6(_)));
+        let mpbgp = if p.mpbgp.next_hop == MpBgpNextHop::None {
+            cfg.bgp.mpbgp.next_hop
+        } else {
+            p.mpbgp.next_hop
+        };
+        let both = mpbgp != MpBgpNextHop::None;
+        d.announce_ipv4 |= !v6 || both;
+        d.announce_ipv6 |= v6 || both;
+    }
+    d
+}
+
+/// What has been applied, and the writes asked for.
+struct Owner {
+    node_name: String,
+    decide: DecideConfig,
+    status: Option<StatusWriter>,
+    events: EventSink,
+    /// The VIPs handed to the speaker.
+    routes: BTreeSet<IpAddr>,
+    /// Per Service, the VIPs this node announces for it.
+    announced: BTreeMap<ServiceKey, Vec<IpAddr>>,
+    /// Per Service, the problems already reported (each is reported once while it lasts).
+    reported: BTreeMap<ServiceKey, Vec<Problem>>,
+    /// Per Service, the last ingress asked of the status writer and not yet seen in the view.
+    requested: BTreeMap<ServiceKey, Vec<IpAddr>>,
+}
+
+impl Owner {
+    fn reconcile(&mut self, speaker: &Speaker, snap: &Snapshot, peers_up: bool) {
+        let view = ClusterView {
+            services: &snap.services,
+            endpoint_slices: &snap.endpoint_slices,
+        };
+        let node = NodeCtx::from_node(&self.node_name, snap.node.as_deref());
+        let desired = decide::desired(&view, &node, &self.decide);
+        self.apply_routes(speaker, &desired);
+        self.report(&desired);
+        if self.status.is_some() {
+            self.write_status(snap, &desired, peers_up);
+        }
+    }
+
+    fn apply_routes(&mut self, speaker: &Speaker, desired: &Desired) {
+        let wanted: BTreeSet<IpAddr> = desired.routes.keys().copied().collect();
+        if wanted != self.routes {
+            let added = wanted.difference(&self.routes).count();
+            let removed = self.routes.difference(&wanted).count();
+            info!(
+                added,
+                removed,
+                total = wanted.len(),
+                "announcing a new route set"
+            );
+            let vips: Vec<IpAddr> = wanted.iter().copied().collect();
+            speaker.set_routes(route_set(&vips));
+            self.routes = wanted;
+        }
+    }
+
+    /// Log lines and Events for what changed: VIPs announced or withdrawn per Service, and new
+    /// problems in a Service's input.
+    fn report(&mut self, desired: &Desired) {
+        for (key, d) in &desired.services {
+            let before = self.announced.get(key).map(Vec::as_slice).unwrap_or(&[]);
+            if before != d.announced.as_slice() {
+                let note = if d.announced.is_empty() {
+                    let why = d.skip.as_ref().map_or(String::new(), |s| s.to_string());
+                    info!(service = %key, %why, "withdrawn from this node");
+                    format!("no longer announced from node {}: {why}", self.node_name)
+                } else {
+                    let vips = join(&d.announced);
+                    info!(service = %key, %vips, "announced from this node by BGP");
+                    format!("{vips} announced by BGP from node {}", self.node_name)
+                };
+                self.events.send(ServiceEvent {
+                    service: key.clone(),
+                    warning: false,
+                    reason: if d.announced.is_empty() {
+                        "Withdrawn"
+                    } else {
+                        "Announced"
+                    }
+                    .into(),
+                    note,
+                });
+            }
+            let known = self.reported.get(key).map(Vec::as_slice).unwrap_or(&[]);
+            for p in d.problems.iter().filter(|p| !known.contains(p)) {
+                warn!(service = %key, reason = p.reason(), "{p}");
+                self.events.send(ServiceEvent {
+                    service: key.clone(),
+                    warning: true,
+                    reason: p.reason().into(),
+                    note: p.to_string(),
+                });
+            }
+        }
+        self.announced = desired
+            .services
+            .iter()
+            .filter(|(_, d)| !d.announced.is_empty())
+            .map(|(k, d)| (k.clone(), d.announced.clone()))
+            .collect();
+        self.reported = desired
+            .services
+            .iter()
+            .filter(|(_, d)| !d.problems.is_empty())
+            .map(|(k, d)| (k.clone(), d.problems.clone()))
+            .collect();
+    }
+
+    fn write_status(&mut self, snap: &Snapshot, desired: &Desired, peers_up: bool) {
+        let Some(status) = &self.status else { return };
+        let mut still_requested = BTreeMap::new();
+        for svc in &snap.services {
+            let (Some(namespace), Some(name)) = (&svc.metadata.namespace, &svc.metadata.name)
+            else {
+                continue;
+            };
+            let key = ServiceKey {
+                namespace: namespace.clone(),
+                name: name.clone(),
+            };
+            let Some(d) = desired.services.get(&key) else {
+                continue;
+            };
+            let target = ingress_target(d, peers_up);
+            let Some(change) = ingress_change(&target, &current_ingress(svc)) else {
+                continue;
+            };
+            // Asked already and not yet visible in the watch: do not ask again.
+            if self.requested.get(&key) != Some(&change) {
+                status.set(key.clone(), change.clone());
+            }
+            still_requested.insert(key, change);
+        }
+        self.requested = still_requested;
+    }
+}
+
+fn join(ips: &[IpAddr]) -> String {
+    ips.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
