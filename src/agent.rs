@@ -22,6 +22,8 @@ pub enum RunError {
     Speaker(#[from] SpeakerError),
     #[error(transparent)]
     Kube(#[from] crate::kube::client::ClientError),
+    #[error(transparent)]
+    Netlink(#[from] crate::netlink::NetlinkError),
     #[error("cannot read {what}: {source}")]
     Io {
         what: String,
@@ -44,16 +46,22 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         peers = cfg.bgp.peers.len(),
         "vipd started"
     );
-    // Whatever ends the loop, the peers get their Cease below.
-    let result = match &cfg.services {
-        Some(svc) => crate::services::run(&cfg, svc, &mut speaker, shutdown).await,
-        None => run_static(&cfg, &speaker, shutdown).await,
-    };
+    match &cfg.services {
+        Some(svc) => crate::services::run(&cfg, svc, speaker, shutdown).await,
+        None => {
+            let result = run_static(&cfg, &speaker, shutdown).await;
+            cease(speaker).await;
+            result
+        }
+    }
+}
+
+/// Withdraws everything at once: a Cease (Administrative Shutdown) to every peer.
+pub async fn cease(speaker: Speaker) {
     info!("shutting down: sending Cease to every peer");
     speaker
         .shutdown("vipd shutting down", SHUTDOWN_DEADLINE)
         .await;
-    result
 }
 
 /// Static VIPs (`vip_address`, `vip_file`), re-read on SIGHUP.

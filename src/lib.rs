@@ -9,7 +9,8 @@
 //! - [`kube`] (I/O): the client, the watched view, status and Events writes.
 //! - [`bgp`]: the embedded speaker — pure protocol core (`wire`, `open`, `adj_out`, `fsm`) and
 //!   its I/O edge (`driver`, `speaker`).
-//! - [`netif`] reads local interface addresses; [`sys`] holds the only `unsafe` (TCP-MD5).
+//! - [`netlink`] puts VIP addresses on an interface (marked as vipd's); [`netif`] reads local
+//!   interface addresses; [`sys`] holds the only `unsafe` (TCP-MD5).
 //! - [`demo`] runs `vipd demo`.
 //!
 //! Peer discovery lives in the `vipd-providers` crate.
@@ -22,6 +23,7 @@ pub mod decide;
 pub mod demo;
 pub mod kube;
 pub mod netif;
+pub mod netlink;
 pub mod services;
 pub mod sys;
 

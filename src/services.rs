@@ -7,7 +7,7 @@
 //! away withdraws nothing (kube-vip#867). A periodic resync re-decides even without events
 //! (kube-vip#948).
 
-use crate::agent::{route_set, RunError};
+use crate::agent::{cease, route_set, RunError};
 use crate::bgp::driver::PeerEvent;
 use crate::bgp::speaker::Speaker;
 use crate::config::{Config, ServicesSettings};
@@ -15,6 +15,7 @@ use crate::decide::ingress::{current_ingress, ingress_change, ingress_target};
 use crate::decide::{self, ClusterView, DecideConfig, Desired, NodeCtx, Problem, ServiceKey};
 use crate::kube::status::{EventSink, ServiceEvent, StatusWriter};
 use crate::kube::view::{Snapshot, View};
+use crate::netlink::VipAddresses;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -27,13 +28,35 @@ const DEBOUNCE: Duration = Duration::from_millis(10);
 /// Re-decide this often even without events.
 const RESYNC: Duration = Duration::from_secs(60);
 
-/// Runs services mode until `shutdown`; the caller withdraws by Cease afterwards.
+/// Runs services mode until `shutdown`, then withdraws: Cease to every peer first, then the VIP
+/// addresses vipd added (so no router sends traffic to a node that no longer answers for it).
 pub async fn run(
     cfg: &Config,
     svc: &ServicesSettings,
-    speaker: &mut Speaker,
+    mut speaker: Speaker,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    let mut addresses = None;
+    let result = serve(cfg, svc, &mut speaker, &mut addresses, shutdown).await;
+    cease(speaker).await;
+    if let Some(addrs) = addresses.as_mut() {
+        for e in addrs.remove_unwanted(&BTreeSet::new()).await {
+            warn!("shutdown: {e}");
+        }
+    }
+    result
+}
+
+async fn serve(
+    cfg: &Config,
+    svc: &ServicesSettings,
+    speaker: &mut Speaker,
+    addresses: &mut Option<VipAddresses>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    if svc.attach_to_interface {
+        *addresses = Some(VipAddresses::open(&svc.interface).await?);
+    }
     let client = crate::kube::client::client(svc.kubeconfig.as_deref()).await?;
     let mut view = View::start(client.clone(), svc.namespace.as_deref(), &svc.node_name);
     let mut owner = Owner {
@@ -64,7 +87,14 @@ pub async fn run(
     let mut resync = tokio::time::interval(RESYNC);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        owner.reconcile(speaker, &view.snapshot(), !peers_up.is_empty());
+        owner
+            .reconcile(
+                speaker,
+                addresses.as_mut(),
+                &view.snapshot(),
+                !peers_up.is_empty(),
+            )
+            .await;
         tokio::select! {
             () = &mut shutdown => break,
             () = view.changed() => tokio::time::sleep(DEBOUNCE).await,
@@ -120,22 +150,40 @@ struct Owner {
 }
 
 impl Owner {
-    fn reconcile(&mut self, speaker: &Speaker, snap: &Snapshot, peers_up: bool) {
+    async fn reconcile(
+        &mut self,
+        speaker: &Speaker,
+        addresses: Option<&mut VipAddresses>,
+        snap: &Snapshot,
+        peers_up: bool,
+    ) {
         let view = ClusterView {
             services: &snap.services,
             endpoint_slices: &snap.endpoint_slices,
         };
         let node = NodeCtx::from_node(&self.node_name, snap.node.as_deref());
         let desired = decide::desired(&view, &node, &self.decide);
-        self.apply_routes(speaker, &desired);
+        let wanted: BTreeSet<IpAddr> = desired.routes.keys().copied().collect();
+        // The address before the route, the route before the address goes.
+        match addresses {
+            Some(addrs) => {
+                for e in addrs.add_missing(&wanted).await {
+                    warn!("{e}");
+                }
+                self.apply_routes(speaker, wanted.clone());
+                for e in addrs.remove_unwanted(&wanted).await {
+                    warn!("{e}");
+                }
+            }
+            None => self.apply_routes(speaker, wanted),
+        }
         self.report(&desired);
         if self.status.is_some() {
             self.write_status(snap, &desired, peers_up);
         }
     }
 
-    fn apply_routes(&mut self, speaker: &Speaker, desired: &Desired) {
-        let wanted: BTreeSet<IpAddr> = desired.routes.keys().copied().collect();
+    fn apply_routes(&mut self, speaker: &Speaker, wanted: BTreeSet<IpAddr>) {
         if wanted != self.routes {
             let added = wanted.difference(&self.routes).count();
             let removed = self.routes.difference(&wanted).count();

@@ -1,0 +1,225 @@
+//! [I/O] VIP addresses on an interface (`bgp_attach_ip_to_interface`), by rtnetlink.
+//!
+//! Every address vipd adds carries its own address protocol number ([`ADDRESS_PROTO`],
+//! `IFA_PROTO`, shown by `ip address` as `proto 118`). That mark is how a restarted vipd finds
+//! what it added before (nothing leaks), and why it never removes an address someone else
+//! added: an address that already exists is left as it is and never becomes vipd's.
+
+use futures::TryStreamExt;
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressProtocol,
+    AddressScope, CacheInfo,
+};
+use rtnetlink::Handle;
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use tracing::{debug, info, warn};
+
+/// `IFA_PROTO` of vipd's addresses (0–3 belong to the kernel; 118 is ASCII `v`).
+pub const ADDRESS_PROTO: u8 = 118;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    #[error("cannot open a netlink socket: {0}")]
+    Socket(std::io::Error),
+    #[error("interface {0:?} (vip_interface) does not exist")]
+    NoInterface(String),
+    #[error("{action} {ip} on {ifname}: {source}")]
+    Request {
+        action: &'static str,
+        ip: String,
+        ifname: String,
+        source: rtnetlink::Error,
+    },
+}
+
+/// The VIP addresses vipd owns on one interface.
+pub struct VipAddresses {
+    handle: Handle,
+    ifname: String,
+    index: u32,
+    ours: BTreeSet<IpAddr>,
+}
+
+impl VipAddresses {
+    /// Opens netlink, finds `ifname` and adopts the addresses an earlier vipd left there.
+    pub async fn open(ifname: &str) -> Result<VipAddresses, NetlinkError> {
+        let (conn, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Socket)?;
+        tokio::spawn(conn);
+        let link = handle
+            .link()
+            .get()
+            .match_name(ifname.to_owned())
+            .execute()
+            .try_next()
+            .await
+            .ok()
+            .flatten()
+            .ok_or_else(|| NetlinkError::NoInterface(ifname.to_owned()))?;
+        let mut addrs = VipAddresses {
+            handle,
+            ifname: ifname.to_owned(),
+            index: link.header.index,
+            ours: BTreeSet::new(),
+        };
+        addrs.ours = addrs
+            .list()
+            .await?
+            .into_iter()
+            .filter(|(_, proto)| *proto == Some(ADDRESS_PROTO))
+            .map(|(ip, _)| ip)
+            .collect();
+        if !addrs.ours.is_empty() {
+            info!(
+                interface = ifname,
+                count = addrs.ours.len(),
+                "found VIP addresses of an earlier vipd; keeping them until the first decision"
+            );
+        }
+        Ok(addrs)
+    }
+
+    /// Addresses on the interface with their `IFA_PROTO`.
+    async fn list(&self) -> Result<Vec<(IpAddr, Option<u8>)>, NetlinkError> {
+        let msgs: Vec<AddressMessage> = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(self.index)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|source| self.error("list addresses", None, source))?;
+        Ok(msgs
+            .iter()
+            .filter_map(|m| {
+                let ip = m.attributes.iter().find_map(|a| match a {
+                    AddressAttribute::Address(ip) => Some(*ip),
+                    _ => None,
+                })?;
+                let proto = m.attributes.iter().find_map(|a| match a {
+                    AddressAttribute::Protocol(p) => Some(u8::from(*p)),
+                    _ => None,
+                });
+                Some((ip, proto))
+            })
+            .collect())
+    }
+
+    pub fn ours(&self) -> &BTreeSet<IpAddr> {
+        &self.ours
+    }
+
+    /// Adds the wanted addresses vipd does not have yet. Errors are per address; the others
+    /// still get added.
+    pub async fn add_missing(&mut self, wanted: &BTreeSet<IpAddr>) -> Vec<NetlinkError> {
+        let mut errors = Vec::new();
+        for ip in wanted.difference(&self.ours.clone()) {
+            match self.add(*ip).await {
+                Ok(true) => {
+                    self.ours.insert(*ip);
+                }
+                Ok(false) => {}
+                Err(e) => errors.push(e),
+            }
+        }
+        errors
+    }
+
+    /// Removes vipd's addresses that are not wanted.
+    pub async fn remove_unwanted(&mut self, wanted: &BTreeSet<IpAddr>) -> Vec<NetlinkError> {
+        let mut errors = Vec::new();
+        let unwanted: Vec<IpAddr> = self.ours.difference(wanted).copied().collect();
+        for ip in unwanted {
+            match self.remove(ip).await {
+                Ok(()) => {
+                    self.ours.remove(&ip);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        errors
+    }
+
+    /// `Ok(false)`: the address exists already and is not vipd's; it is left alone.
+    async fn add(&self, ip: IpAddr) -> Result<bool, NetlinkError> {
+        let prefix = if ip.is_ipv4() { 32 } else { 128 };
+        let mut req = self.handle.address().add(self.index, ip, prefix);
+        let msg = req.message_mut();
+        msg.attributes
+            .push(AddressAttribute::Protocol(AddressProtocol::from(
+                ADDRESS_PROTO,
+            )));
+        // Preferred lifetime 0: the VIP is never picked as a source address for the host's own
+        // connections; valid forever.
+        let mut lifetimes = CacheInfo::default();
+        lifetimes.ifa_preferred = 0;
+        lifetimes.ifa_valid = u32::MAX;
+        msg.attributes.push(AddressAttribute::CacheInfo(lifetimes));
+        if ip.is_ipv6() {
+            // No duplicate address detection: a tentative VIP would not answer for seconds.
+            msg.header.flags |= AddressHeaderFlags::Nodad;
+            msg.attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        if self.ifname == "lo" {
+            msg.header.scope = AddressScope::Host;
+        }
+        match req.execute().await {
+            Ok(()) => {
+                info!(%ip, interface = %self.ifname, "VIP address added");
+                Ok(true)
+            }
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => {
+                debug!(%ip, interface = %self.ifname, "address exists already and is not vipd's: left alone");
+                Ok(false)
+            }
+            Err(source) => Err(self.error("add", Some(ip), source)),
+        }
+    }
+
+    async fn remove(&self, ip: IpAddr) -> Result<(), NetlinkError> {
+        let msgs: Vec<AddressMessage> = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(self.index)
+            .set_address_filter(ip)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|source| self.error("find", Some(ip), source))?;
+        for msg in msgs {
+            let proto = msg.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Protocol(p) => Some(u8::from(*p)),
+                _ => None,
+            });
+            if proto != Some(ADDRESS_PROTO) {
+                warn!(%ip, interface = %self.ifname, "the address is no longer vipd's (re-added by someone else?): left alone");
+                continue;
+            }
+            self.handle
+                .address()
+                .del(msg)
+                .execute()
+                .await
+                .map_err(|source| self.error("remove", Some(ip), source))?;
+            info!(%ip, interface = %self.ifname, "VIP address removed");
+        }
+        Ok(())
+    }
+
+    fn error(
+        &self,
+        action: &'static str,
+        ip: Option<IpAddr>,
+        source: rtnetlink::Error,
+    ) -> NetlinkError {
+        NetlinkError::Request {
+            action,
+            ip: ip.map_or_else(|| "addresses".to_owned(), |ip| ip.to_string()),
+            ifname: self.ifname.clone(),
+            source,
+        }
+    }
+}
