@@ -50,7 +50,10 @@ fn main() -> ExitCode {
 
 /// `RUST_LOG` wins over `vip_loglevel`.
 fn init_logging(default: &str, json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // kube's client logs every failed request at ERROR; vipd's own watch log says it once per
+    // failure streak, with what it keeps doing meanwhile.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default},kube_client::client::builder=off")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

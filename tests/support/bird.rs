@@ -32,6 +32,18 @@ impl Bird {
         ns_stdout(&self.ns, &argv)
     }
 
+    /// The next hop of every path BIRD holds for `prefix` (one per announcing node, ECMP).
+    pub fn next_hops(&self, prefix: &str) -> Vec<std::net::IpAddr> {
+        let mut hops: Vec<_> = self
+            .birdc(&["show", "route", prefix, "all"])
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("BGP.next_hop:"))
+            .filter_map(|v| global_address(v.split_whitespace()))
+            .collect();
+        hops.sort();
+        hops
+    }
+
     /// BGP protocol name of neighbor `i` in our config.
     fn protocol(i: usize) -> String {
         format!("vipd{i}")

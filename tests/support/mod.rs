@@ -24,6 +24,7 @@ macro_rules! skip_unless {
 }
 
 pub mod bird;
+pub mod cluster;
 pub mod daemon;
 pub mod frr;
 pub mod gobgp;

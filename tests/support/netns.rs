@@ -24,7 +24,10 @@ pub const TOR_LO: &str = "10.99.255.2";
 static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
 
 pub struct Topology {
+    /// The first node (`nodes[0]`).
     pub node: String,
+    /// Every node; node `i` reaches the tor over its own veth, 10.99.`i`.1 <-> 10.99.`i`.2.
+    pub nodes: Vec<String>,
     pub tor: String,
     /// Namespaces this value created (and so may delete), in creation order.
     created: Vec<String>,
@@ -32,20 +35,51 @@ pub struct Topology {
 
 impl Topology {
     pub fn setup() -> Topology {
+        Topology::with_nodes(1)
+    }
+
+    /// `n` node namespaces, each with its own link to the tor: node `i` is 10.99.`i`.1/24
+    /// (and fd00:99:`i`::1/64), the tor's side 10.99.`i`.2. Node 0 also has the loopbacks and
+    /// static routes of the diagram above.
+    pub fn with_nodes(n: usize) -> Topology {
+        assert!((1..=200).contains(&n), "1..=200 nodes");
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let prefix = format!("vt{}-{id}", std::process::id());
+        let nodes: Vec<String> = (0..n)
+            .map(|i| {
+                if i == 0 {
+                    format!("{prefix}-node")
+                } else {
+                    format!("{prefix}-n{i}")
+                }
+            })
+            .collect();
         let mut topo = Topology {
-            node: format!("{prefix}-node"),
+            node: nodes[0].clone(),
+            nodes: nodes.clone(),
             tor: format!("{prefix}-tor"),
             created: Vec::new(),
         };
         // `topo` exists before the first command, so a failing step still cleans up on unwind.
-        for ns in [topo.node.clone(), topo.tor.clone()] {
+        for ns in nodes.iter().chain([&topo.tor]) {
             run_ok("ip", &["netns", "add", ns.as_str()]);
-            topo.created.push(ns);
+            topo.created.push(ns.clone());
         }
         configure(&topo.node, &topo.tor);
+        for (i, ns) in nodes.iter().enumerate().skip(1) {
+            configure_extra_node(i, ns, &topo.tor);
+        }
         topo
+    }
+
+    /// Node `i`'s IPv4 address on its link to the tor.
+    pub fn node_v4(i: usize) -> String {
+        format!("10.99.{i}.1")
+    }
+
+    /// The tor's IPv4 address on its link to node `i`.
+    pub fn tor_v4(i: usize) -> String {
+        format!("10.99.{i}.2")
     }
 
     /// Sum of `TcpExtTCPMD5Failure` in both namespaces. A wrong TCP-MD5 key is silent in every
@@ -132,6 +166,31 @@ fn configure(n: &str, t: &str) {
         ],
     ];
     for step in steps {
+        run_ok("ip", step);
+    }
+}
+
+/// Node `i` (> 0): its own veth pair to the tor, named by index on the tor's side.
+fn configure_extra_node(i: usize, n: &str, t: &str) {
+    let (node_if, tor_if) = ("veth-tor".to_string(), format!("veth-n{i}"));
+    let (node_ip, tor_ip) = (
+        format!("{}/24", Topology::node_v4(i)),
+        format!("{}/24", Topology::tor_v4(i)),
+    );
+    let (node_ip6, tor_ip6) = (format!("fd00:99:{i}::1/64"), format!("fd00:99:{i}::2/64"));
+    let steps: Vec<Vec<&str>> = vec![
+        vec!["-n", n, "link", "set", "lo", "up"],
+        vec![
+            "-n", n, "link", "add", &node_if, "type", "veth", "peer", "name", &tor_if, "netns", t,
+        ],
+        vec!["-n", n, "link", "set", &node_if, "up"],
+        vec!["-n", t, "link", "set", &tor_if, "up"],
+        vec!["-n", n, "addr", "add", &node_ip, "dev", &node_if],
+        vec!["-n", t, "addr", "add", &tor_ip, "dev", &tor_if],
+        vec!["-n", n, "addr", "add", &node_ip6, "dev", &node_if, "nodad"],
+        vec!["-n", t, "addr", "add", &tor_ip6, "dev", &tor_if, "nodad"],
+    ];
+    for step in &steps {
         run_ok("ip", step);
     }
 }

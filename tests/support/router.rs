@@ -98,6 +98,15 @@ impl RouterConfig {
         }
     }
 
+    /// One IPv4 session per node of a [`Topology::with_nodes`] topology.
+    pub fn nodes(n: usize) -> RouterConfig {
+        let mut cfg = RouterConfig::ipv4();
+        cfg.neighbors = (0..n)
+            .map(|i| Neighbor::new(&Topology::node_v4(i), &Topology::tor_v4(i)))
+            .collect();
+        cfg
+    }
+
     /// Adds an IPv6 session over the veth: fd00:99::1 to fd00:99::2 (IPv6 unicast only).
     pub fn with_ipv6(mut self) -> RouterConfig {
         self.neighbors.push(Neighbor::new(NODE_V6, TOR_V6));

@@ -54,6 +54,56 @@ impl Vipd {
         vipd
     }
 
+    /// vipd in services mode on node `i` of a [`Topology::with_nodes`] topology, named
+    /// `node<i>`, peering with the tor over its link and reading the API server through
+    /// `kubeconfig`. `extra`: more settings. Not started.
+    pub fn services(
+        topo: &Topology,
+        i: usize,
+        kubeconfig: &std::path::Path,
+        extra: &[(&str, &str)],
+    ) -> Vipd {
+        let dir = tempfile::tempdir().expect("temp dir for vipd");
+        let mut env: Vec<(String, String)> = [
+            ("bgp_enable", "true".to_string()),
+            ("bgp_as", VIPD_AS.to_string()),
+            ("bgp_routerid", Topology::node_v4(i)),
+            (
+                "bgp_peers",
+                format!(
+                    "{}:{}::false",
+                    Topology::tor_v4(i),
+                    super::router::ROUTER_AS
+                ),
+            ),
+            ("bgp_hold_time", "9".to_string()),
+            ("svc_enable", "true".to_string()),
+            ("vip_nodename", format!("node{i}")),
+            ("k8s_config_file", path_str(kubeconfig)),
+            ("RUST_LOG", "vipd=debug,info".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let argv = vec![
+            env!("CARGO_BIN_EXE_vipd").to_string(),
+            "manager".to_string(),
+        ];
+        let daemon = Daemon::new(
+            &format!("vipd on node{i}"),
+            &topo.nodes[i],
+            argv,
+            dir.path().join("vipd.log"),
+        )
+        .with_clean_env(env);
+        Vipd {
+            daemon,
+            vip_file: dir.path().join("unused"),
+            _dir: dir,
+        }
+    }
+
     pub fn start(&mut self) {
         self.daemon.start();
     }
@@ -66,6 +116,13 @@ impl Vipd {
     /// SIGHUP: vipd re-reads its VIP file.
     pub fn reload(&mut self) {
         assert!(self.daemon.signal("HUP"), "vipd is not running");
+    }
+
+    /// SIGKILL: a crash, with no Cease and no cleanup. True if it was running.
+    pub fn kill(&mut self) -> bool {
+        let sent = self.daemon.signal("KILL");
+        self.daemon.wait_exit(Duration::from_secs(5));
+        sent
     }
 
     /// SIGTERM without waiting: the caller times what follows.

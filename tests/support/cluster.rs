@@ -1,0 +1,194 @@
+//! The Kubernetes side of the services tests: the in-process API server (vipd's own, speaking
+//! real HTTP) runs inside the tor namespace, where every node's agent reaches it over its link,
+//! and the test drives it with the real `kube` client. Impure: enters a network namespace.
+
+use std::future::Future;
+use std::path::Path;
+
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::json;
+
+/// Runs `body` on a thread inside network namespace `ns`, on a multi-threaded Tokio runtime
+/// built there (its worker threads inherit the namespace, so every socket the API server and the
+/// client open lives in `ns`). Blocking waits in `body` do not stall the server: it runs on the
+/// workers. A panic in `body` fails the calling test.
+pub fn in_netns<R: Send>(ns: &str, body: impl Future<Output = R> + Send) -> R {
+    std::thread::scope(|scope| {
+        let thread = scope.spawn(|| {
+            let path = format!("/var/run/netns/{ns}");
+            let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+                .unwrap_or_else(|e| panic!("setns into {ns}: {e}"));
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("tokio runtime")
+                .block_on(body)
+        });
+        match thread.join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
+/// A kubeconfig pointing at `server` (e.g. `http://10.99.0.2:41234`), no auth: what an agent
+/// on a node uses to reach the API server in the tor namespace.
+pub fn write_kubeconfig(path: &Path, server: &str) {
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {server}\n\
+         users:\n- name: test\n  user: {{}}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n\
+         current-context: test\n"
+    );
+    std::fs::write(path, text).expect("write kubeconfig");
+}
+
+pub fn node(name: &str) -> Node {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+    }))
+    .expect("node")
+}
+
+/// A LoadBalancer Service asking for `vips` by kube-vip's annotation.
+pub fn lb_service(name: &str, vips: &str, local: bool) -> Service {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": "default",
+                     "annotations": {"kube-vip.io/loadbalancerIPs": vips}},
+        "spec": {"type": "LoadBalancer",
+                 "externalTrafficPolicy": if local { "Local" } else { "Cluster" },
+                 "selector": {"app": name},
+                 "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}]},
+    }))
+    .expect("service")
+}
+
+/// One endpoint of a slice: pod address, node, and its conditions.
+#[derive(Debug, Clone, Copy)]
+pub struct Ep<'a> {
+    pub ip: &'a str,
+    pub node: &'a str,
+    pub ready: bool,
+    pub serving: bool,
+    pub terminating: bool,
+}
+
+impl<'a> Ep<'a> {
+    pub fn ready(ip: &'a str, node: &'a str) -> Ep<'a> {
+        Ep {
+            ip,
+            node,
+            ready: true,
+            serving: true,
+            terminating: false,
+        }
+    }
+
+    /// A pod being replaced during a rollout that still serves.
+    pub fn terminating_serving(ip: &'a str, node: &'a str) -> Ep<'a> {
+        Ep {
+            ip,
+            node,
+            ready: false,
+            serving: true,
+            terminating: true,
+        }
+    }
+}
+
+/// EndpointSlice `slice` of Service `service` with `endpoints`.
+pub fn slice(service: &str, slice: &str, endpoints: &[Ep]) -> EndpointSlice {
+    let eps: Vec<_> = endpoints
+        .iter()
+        .map(|e| {
+            json!({"addresses": [e.ip], "nodeName": e.node,
+                   "conditions": {"ready": e.ready, "serving": e.serving, "terminating": e.terminating}})
+        })
+        .collect();
+    serde_json::from_value(json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": slice, "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": service}},
+        "addressType": "IPv4",
+        "endpoints": eps,
+        "ports": [{"port": 8080, "protocol": "TCP"}],
+    }))
+    .expect("endpoint slice")
+}
+
+pub async fn create_node(client: &Client, name: &str) {
+    Api::<Node>::all(client.clone())
+        .create(&PostParams::default(), &node(name))
+        .await
+        .unwrap_or_else(|e| panic!("create node {name}: {e}"));
+}
+
+pub async fn create_service(client: &Client, svc: &Service) {
+    Api::<Service>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), svc)
+        .await
+        .unwrap_or_else(|e| panic!("create service: {e}"));
+}
+
+/// Creates the slice, or replaces its endpoints if it exists.
+pub async fn put_slice(client: &Client, s: &EndpointSlice) {
+    let api = Api::<EndpointSlice>::namespaced(client.clone(), "default");
+    let name = s.metadata.name.clone().expect("slice name");
+    let patch = json!({"endpoints": serde_json::to_value(&s.endpoints).expect("endpoints")});
+    if api.get_opt(&name).await.expect("get slice").is_some() {
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .unwrap_or_else(|e| panic!("patch slice {name}: {e}"));
+    } else {
+        api.create(&PostParams::default(), s)
+            .await
+            .unwrap_or_else(|e| panic!("create slice {name}: {e}"));
+    }
+}
+
+/// The IPs in `status.loadBalancer.ingress` of Service `name` (empty if none).
+pub async fn ingress(client: &Client, name: &str) -> Vec<String> {
+    let svc = Api::<Service>::namespaced(client.clone(), "default")
+        .get(name)
+        .await
+        .unwrap_or_else(|e| panic!("get service {name}: {e}"));
+    svc.status
+        .and_then(|s| s.load_balancer)
+        .and_then(|lb| lb.ingress)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|i| i.ip)
+        .collect()
+}
+
+/// Polls `$cond` (which may `.await`) every 50 ms until it holds; evaluates to the time it took.
+/// Panics after `$timeout` with `$what` and, if given, `$explain` (log tails).
+#[macro_export]
+macro_rules! eventually {
+    ($timeout:expr, $what:expr, $cond:expr) => {
+        $crate::eventually!($timeout, $what, $cond, String::new())
+    };
+    ($timeout:expr, $what:expr, $cond:expr, $explain:expr) => {{
+        let start = std::time::Instant::now();
+        loop {
+            if $cond {
+                break start.elapsed();
+            }
+            if start.elapsed() > $timeout {
+                panic!(
+                    "timed out after {:.1?} waiting until {}\n{}",
+                    start.elapsed(),
+                    $what,
+                    $explain
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }};
+}
