@@ -9,8 +9,11 @@
 //! - [`peer`]: the peer type; [`static_peers`]: kube-vip's `bgp_peers` syntax [pure];
 //! - [`feed`]: [`PeerFeed`] / [`PeerPublisher`] / [`PeerSnapshot`], the one interface;
 //! - [`annotations`]: peers from a Node's annotations [pure]; [`AnnotationSource`] publishes them;
+//! - [`equinix`]: the legacy Equinix Metal API provider: `cloud-sa.json` [pure], the JSON model
+//!   [pure], the HTTP client and the periodic refresh task [I/O].
 
 pub mod annotations;
+pub mod equinix;
 pub mod feed;
 pub mod peer;
 pub mod sources;
@@ -32,4 +35,8 @@ pub enum ProviderError {
     Static(#[from] PeerParseError),
     #[error(transparent)]
     Annotation(#[from] AnnotationError),
+    #[error(transparent)]
+    CloudConfig(#[from] equinix::CloudConfigError),
+    #[error(transparent)]
+    Metal(#[from] equinix::MetalError),
 }
