@@ -229,6 +229,13 @@ impl<'a> Reader<'a> {
             })?;
             indices.insert(n);
         }
+        if indices.is_empty() {
+            // Only keys of fields we do not know.
+            return Ok(AnnotationPeers::Waiting(Waiting {
+                key: format!("{start}0-peer-ip"),
+                empty: false,
+            }));
+        }
         let mut peers = Vec::new();
         for n in indices {
             let k = |f: &str| format!("{start}{n}-{f}");
@@ -290,6 +297,13 @@ impl<'a> Reader<'a> {
             (Err(w), _, _) | (_, Err(w), _) | (_, _, Err(w)) => return Ok(Err(w)),
         };
         let peer_ips = parse_ip_list(peer_ip, ips)?;
+        if peer_ips.is_empty() {
+            // Only commas: as good as empty.
+            return Ok(Err(Waiting {
+                key: peer_ip.to_owned(),
+                empty: true,
+            }));
+        }
         let node_asn = parse_asn(node_asn, node)?;
         let peer_asn = parse_asn(peer_asn, peer)?;
         let src_ip = self
@@ -362,11 +376,15 @@ fn dotted(
         r.required(&asns_key),
     ) {
         (Ok(i), Ok(n), Ok(a)) => (i, n, a),
-        (Err(w), _, _) | (_, Err(w), _) | (_, _, Err(w)) => {
-            return Ok(AnnotationPeers::Waiting(w))
-        }
+        (Err(w), _, _) | (_, Err(w), _) | (_, _, Err(w)) => return Ok(AnnotationPeers::Waiting(w)),
     };
     let peer_ips = parse_ip_list(&ips_key, ips)?;
+    if peer_ips.is_empty() {
+        return Ok(AnnotationPeers::Waiting(Waiting {
+            key: ips_key,
+            empty: true,
+        }));
+    }
     let node_asn = parse_asn(&node_key, node)?;
     let asns = asns
         .split(',')

@@ -100,7 +100,8 @@ impl PeerFeed {
 
     /// A feed that is Ready with `peers` and never changes (static `bgp_peers` settings).
     pub fn fixed(source: &'static str, peers: Vec<PeerSpec>) -> PeerFeed {
-        let (_publisher, feed) = PeerFeed::channel(source, PeerSnapshot::Ready(PeerSet::new(peers)));
+        let (_publisher, feed) =
+            PeerFeed::channel(source, PeerSnapshot::Ready(PeerSet::new(peers)));
         feed
     }
 
@@ -187,7 +188,12 @@ mod tests {
 
     #[test]
     fn a_problem_before_any_answer_is_pending_and_after_one_keeps_the_last_set() {
-        let (publ, feed) = PeerFeed::channel("test", PeerSnapshot::Pending { why: "start".into() });
+        let (publ, feed) = PeerFeed::channel(
+            "test",
+            PeerSnapshot::Pending {
+                why: "start".into(),
+            },
+        );
         assert!(publ.problem("no node yet".into()));
         assert_eq!(
             feed.current(),

@@ -117,7 +117,10 @@ mod tests {
         assert!(changed);
         let peers = snap.peers().unwrap();
         assert_eq!(peers.len(), 2);
-        assert!(peers.iter().all(|p| p.multihop), "169.254.255.x is not connected");
+        assert!(
+            peers.iter().all(|p| p.multihop),
+            "169.254.255.x is not connected"
+        );
 
         // The same annotations again: nothing to tell the agent.
         assert!(!src.update(&ccm("169.254.255.2"), &connected).1);

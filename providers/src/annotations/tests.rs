@@ -55,10 +55,7 @@ fn equinix_peer(addr: &str) -> PeerSpec {
 
 #[test]
 fn current_ccm_keys_give_one_peer_per_index_in_index_order() {
-    let (peers, generation) = found(peers_from_annotations(
-        "metal.equinix.com",
-        &ccm_current(),
-    ));
+    let (peers, generation) = found(peers_from_annotations("metal.equinix.com", &ccm_current()));
     assert_eq!(generation, Generation::Indexed);
     assert_eq!(
         peers,
@@ -103,7 +100,10 @@ fn every_index_keeps_its_own_as_password_and_multihop() {
     );
     assert_eq!(peers[0].remote_as, 65530);
     assert_eq!(peers[0].local_as, Some(65000));
-    assert_eq!(peers[0].password.as_ref().map(|p| p.expose()), Some("secret"));
+    assert_eq!(
+        peers[0].password.as_ref().map(|p| p.expose()),
+        Some("secret")
+    );
     assert!(!peers[0].multihop);
     assert_eq!(peers[1].local_as, Some(65002));
     assert_eq!(peers[1].remote_as, 65532);
@@ -225,7 +225,10 @@ fn any_prefix_works() {
     let (peers, _) = found(peers_from_annotations("bgp.example.net", &a));
     assert_eq!(peers[0].address, PeerAddress::Ip(ip("fd00::1")));
     assert_eq!(peers[0].source, Some(ip("fd00::2")));
-    assert_eq!(peers[0].router_id, None, "an IPv6 src-ip cannot be a router id");
+    assert_eq!(
+        peers[0].router_id, None,
+        "an IPv6 src-ip cannot be a router id"
+    );
     // Keys of another prefix are not ours.
     let w = waiting(peers_from_annotations("metal.equinix.com", &a));
     assert_eq!(w.key, "metal.equinix.com/bgp-peers-0-peer-ip");
@@ -245,7 +248,10 @@ fn an_ipv6_peer_does_not_get_an_ipv4_source_but_keeps_the_router_id() {
 
 #[test]
 fn no_annotations_at_all_is_waiting_for_the_first_peer_ip() {
-    let w = waiting(peers_from_annotations("metal.equinix.com", &BTreeMap::new()));
+    let w = waiting(peers_from_annotations(
+        "metal.equinix.com",
+        &BTreeMap::new(),
+    ));
     assert_eq!(
         w.to_string(),
         "node annotation metal.equinix.com/bgp-peers-0-peer-ip is missing"
@@ -287,10 +293,26 @@ fn bad_values_name_the_key_and_the_value() {
     let cases = [
         ("metal.equinix.com/bgp-peers-0-node-asn", "65x", "\"65x\""),
         ("metal.equinix.com/bgp-peers-1-peer-asn", "0", "\"0\""),
-        ("metal.equinix.com/bgp-peers-0-peer-asn", "4294967296", "\"4294967296\""),
-        ("metal.equinix.com/bgp-peers-1-peer-ip", "169.254.255.300", "\"169.254.255.300\""),
-        ("metal.equinix.com/bgp-peers-0-src-ip", "10.66.29.1/31", "\"10.66.29.1/31\""),
-        ("metal.equinix.com/bgp-peers-0-peer-multi-hop", "maybe", "\"maybe\""),
+        (
+            "metal.equinix.com/bgp-peers-0-peer-asn",
+            "4294967296",
+            "\"4294967296\"",
+        ),
+        (
+            "metal.equinix.com/bgp-peers-1-peer-ip",
+            "169.254.255.300",
+            "\"169.254.255.300\"",
+        ),
+        (
+            "metal.equinix.com/bgp-peers-0-src-ip",
+            "10.66.29.1/31",
+            "\"10.66.29.1/31\"",
+        ),
+        (
+            "metal.equinix.com/bgp-peers-0-peer-multi-hop",
+            "maybe",
+            "\"maybe\"",
+        ),
     ];
     for (key, value, shown) in cases {
         let mut a = ccm_current();
@@ -301,7 +323,10 @@ fn bad_values_name_the_key_and_the_value() {
         assert!(text.contains(shown), "{text}");
     }
     let mut a = ccm_current();
-    a.insert("metal.equinix.com/bgp-peers-x-peer-ip".into(), "10.0.0.1".into());
+    a.insert(
+        "metal.equinix.com/bgp-peers-x-peer-ip".into(),
+        "10.0.0.1".into(),
+    );
     let e = peers_from_annotations("metal.equinix.com", &a).unwrap_err();
     assert!(e.to_string().contains("bgp-peers-x-peer-ip"), "{e}");
 }
@@ -320,16 +345,25 @@ fn bad_passwords_name_the_key_but_never_the_value() {
     for value in ["hunter2!", "aHVudGVyMg", "//79/Q=="] {
         // not base64; base64 without padding; base64 of bytes that are not UTF-8
         let mut a = ccm_current();
-        a.insert("metal.equinix.com/bgp-peers-1-bgp-pass".into(), value.into());
+        a.insert(
+            "metal.equinix.com/bgp-peers-1-bgp-pass".into(),
+            value.into(),
+        );
         let e = peers_from_annotations("metal.equinix.com", &a).unwrap_err();
         let text = format!("{e} {e:?}");
-        assert!(text.contains("metal.equinix.com/bgp-peers-1-bgp-pass"), "{text}");
+        assert!(
+            text.contains("metal.equinix.com/bgp-peers-1-bgp-pass"),
+            "{text}"
+        );
         assert!(!text.contains(value), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
     }
     let long = base64::engine::general_purpose::STANDARD.encode("x".repeat(81));
     let mut a = ccm_current();
-    a.insert("metal.equinix.com/bgp-peers-0-bgp-pass".into(), long.clone());
+    a.insert(
+        "metal.equinix.com/bgp-peers-0-bgp-pass".into(),
+        long.clone(),
+    );
     let e = peers_from_annotations("metal.equinix.com", &a).unwrap_err();
     assert!(e.to_string().contains("at most 80"), "{e}");
     assert!(!e.to_string().contains(&long));
@@ -338,12 +372,18 @@ fn bad_passwords_name_the_key_but_never_the_value() {
 #[test]
 fn a_decoded_password_never_shows_in_debug_output() {
     let mut a = ccm_current();
-    a.insert("metal.equinix.com/bgp-peers-0-bgp-pass".into(), "aHVudGVyMg==".into());
+    a.insert(
+        "metal.equinix.com/bgp-peers-0-bgp-pass".into(),
+        "aHVudGVyMg==".into(),
+    );
     let r = peers_from_annotations("metal.equinix.com", &a).unwrap();
     let text = format!("{r:?}");
     assert!(!text.contains("hunter2"), "{text}");
     let (peers, _) = found(Ok(r));
-    assert_eq!(peers[0].password.as_ref().map(|p| p.expose()), Some("hunter2"));
+    assert_eq!(
+        peers[0].password.as_ref().map(|p| p.expose()),
+        Some("hunter2")
+    );
 }
 
 #[test]
@@ -360,11 +400,43 @@ fn multihop_is_turned_on_only_for_peers_off_the_connected_subnets() {
     let mut legacy = PeerSpec::new(ip("10.66.29.0"), 65530);
     legacy.local_as = Some(65000);
     peers.push(legacy);
-    let connected: Vec<IpNet> = vec!["10.66.29.1/31".parse().unwrap(), "fe80::1/64".parse().unwrap()];
+    let connected: Vec<IpNet> = vec![
+        "10.66.29.1/31".parse().unwrap(),
+        "fe80::1/64".parse().unwrap(),
+    ];
     assert!(needs_multihop(ip("169.254.255.1"), &connected));
     assert!(!needs_multihop(ip("10.66.29.0"), &connected));
     apply_connected_multihop(&mut peers, &connected);
     let hops: Vec<bool> = peers.iter().map(|p| p.multihop).collect();
     assert_eq!(hops, vec![true, true, false]);
-    assert_eq!(annotated_router_id(&peers), Some("10.66.29.1".parse().unwrap()));
+    assert_eq!(
+        annotated_router_id(&peers),
+        Some("10.66.29.1".parse().unwrap())
+    );
+}
+
+#[test]
+fn keys_that_give_no_address_are_still_waiting() {
+    let a = ann(&[("metal.equinix.com/bgp-peers-0-colour", "red")]);
+    let w = waiting(peers_from_annotations("metal.equinix.com", &a));
+    assert_eq!(w.key, "metal.equinix.com/bgp-peers-0-peer-ip");
+
+    let mut a = ccm_current();
+    a.insert("metal.equinix.com/bgp-peers-1-peer-ip".into(), " , ".into());
+    let w = waiting(peers_from_annotations("metal.equinix.com", &a));
+    assert_eq!(
+        w,
+        Waiting {
+            key: "metal.equinix.com/bgp-peers-1-peer-ip".into(),
+            empty: true
+        }
+    );
+
+    let a = ann(&[
+        ("packet.com/node.asn", "65000"),
+        ("packet.com/peer.asns", "65530"),
+        ("packet.com/peer.ips", ","),
+    ]);
+    let w = waiting(peers_from_annotations("packet.com", &a));
+    assert_eq!(w.key, "packet.com/peer.ips");
 }

@@ -8,8 +8,8 @@
 
 use crate::equinix::cloud_config::{is_api_id, CloudConfig};
 use crate::equinix::model::{
-    error_message, BgpConfig, BgpNeighbor, Device, DeviceList, Family, NeighborError,
-    NeighborList, NewSession, ProjectBgp,
+    error_message, BgpConfig, BgpNeighbor, Device, DeviceList, Family, NeighborError, NeighborList,
+    NewSession, ProjectBgp,
 };
 use backon::{ExponentialBuilder, Retryable};
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE, RETRY_AFTER};
@@ -76,7 +76,9 @@ pub enum MetalError {
         message: String,
         project: String,
     },
-    #[error("{call}: 404 Not Found ({message}): check projectID (METAL_PROJECT_ID) and the device")]
+    #[error(
+        "{call}: 404 Not Found ({message}): check projectID (METAL_PROJECT_ID) and the device"
+    )]
     NotFound { call: String, message: String },
     #[error("{call}: {status} ({message})")]
     Rejected {
@@ -132,16 +134,17 @@ impl MetalError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            MetalError::RateLimited { .. } | MetalError::Server { .. } | MetalError::Transport { .. }
+            MetalError::RateLimited { .. }
+                | MetalError::Server { .. }
+                | MetalError::Transport { .. }
         )
     }
 
     /// How long the API asked us to wait, if it did.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            MetalError::RateLimited { retry_after, .. } | MetalError::Server { retry_after, .. } => {
-                *retry_after
-            }
+            MetalError::RateLimited { retry_after, .. }
+            | MetalError::Server { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -280,7 +283,10 @@ impl MetalClient {
     /// `GET /devices/{id}` with its addresses.
     pub async fn device(&self, id: &str) -> Result<Device, MetalError> {
         check_id("device id", id)?;
-        let query = [("include", "ip_addresses.parent_block,parent_block".to_owned())];
+        let query = [(
+            "include",
+            "ip_addresses.parent_block,parent_block".to_owned(),
+        )];
         self.get_json(&format!("/devices/{id}"), &query).await
     }
 
@@ -478,7 +484,8 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// How long the API wants us to wait: `X-RateLimit-Reset` (unix seconds; small values are read
 /// as seconds from now), else `Retry-After` (seconds).
 fn wait_hint(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let number = |name: &str| -> Option<u64> { headers.get(name)?.to_str().ok()?.trim().parse().ok() };
+    let number =
+        |name: &str| -> Option<u64> { headers.get(name)?.to_str().ok()?.trim().parse().ok() };
     if let Some(reset) = number("x-ratelimit-reset") {
         // Anything before 2001 is not a timestamp but a delta.
         if reset < 1_000_000_000 {

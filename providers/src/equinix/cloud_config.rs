@@ -194,12 +194,18 @@ mod tests {
     #[test]
     fn project_id_spellings_and_base_url_are_accepted() {
         for key in ["projectID", "projectId", "projectid", "ProjectID"] {
-            let file = format!(r#"{{"apiKey":"t","{key}":"{PID}","base-url":"http://127.0.0.1:9/metal/v1/"}}"#);
+            let file = format!(
+                r#"{{"apiKey":"t","{key}":"{PID}","base-url":"http://127.0.0.1:9/metal/v1/"}}"#
+            );
             let c = CloudConfig::from_parts(Some(&file), MetalEnv::default()).unwrap();
             assert_eq!(c.project_id, PID, "{key}");
             assert_eq!(c.base_url, "http://127.0.0.1:9/metal/v1");
         }
-        let c = CloudConfig::from_parts(Some(&format!(r#"{{"APIKEY":"t","projectId":"{PID}"}}"#)), MetalEnv::default()).unwrap();
+        let c = CloudConfig::from_parts(
+            Some(&format!(r#"{{"APIKEY":"t","projectId":"{PID}"}}"#)),
+            MetalEnv::default(),
+        )
+        .unwrap();
         assert_eq!(c.api_key.expose_secret(), "t");
     }
 
@@ -213,13 +219,29 @@ mod tests {
                 .expose_secret()
                 .to_owned()
         };
-        assert_eq!(key(env(&[("METAL_API_KEY", "m"), ("PACKET_AUTH_TOKEN", "p")])), "m");
-        assert_eq!(key(env(&[("PACKET_AUTH_TOKEN", "p"), ("PACKET_API_KEY", "q")])), "p");
+        assert_eq!(
+            key(env(&[("METAL_API_KEY", "m"), ("PACKET_AUTH_TOKEN", "p")])),
+            "m"
+        );
+        assert_eq!(
+            key(env(&[("PACKET_AUTH_TOKEN", "p"), ("PACKET_API_KEY", "q")])),
+            "p"
+        );
         assert_eq!(key(env(&[("PACKET_API_KEY", "q")])), "q");
-        assert_eq!(key(env(&[("METAL_API_KEY", "")])), "from-file", "empty = unset");
+        assert_eq!(
+            key(env(&[("METAL_API_KEY", "")])),
+            "from-file",
+            "empty = unset"
+        );
 
         let project = |e: MetalEnv| CloudConfig::from_parts(Some(&file), e).unwrap().project_id;
-        assert_eq!(project(env(&[("METAL_PROJECT_ID", "aaaa-1"), ("PACKET_PROJECT_ID", "bbbb-2")])), "aaaa-1");
+        assert_eq!(
+            project(env(&[
+                ("METAL_PROJECT_ID", "aaaa-1"),
+                ("PACKET_PROJECT_ID", "bbbb-2")
+            ])),
+            "aaaa-1"
+        );
         assert_eq!(project(env(&[("PACKET_PROJECT_ID", "bbbb-2")])), "bbbb-2");
         assert_eq!(project(env(&[("vip_packetprojectid", "cccc-3")])), "cccc-3");
         assert_eq!(project(env(&[])), PID);
@@ -227,27 +249,50 @@ mod tests {
 
     #[test]
     fn environment_alone_is_enough() {
-        let c = CloudConfig::from_parts(None, env(&[("PACKET_AUTH_TOKEN", "t"), ("METAL_PROJECT_ID", PID)])).unwrap();
+        let c = CloudConfig::from_parts(
+            None,
+            env(&[("PACKET_AUTH_TOKEN", "t"), ("METAL_PROJECT_ID", PID)]),
+        )
+        .unwrap();
         assert_eq!(c.api_key.expose_secret(), "t");
     }
 
     #[test]
     fn missing_and_bad_fields_are_explained_without_the_key() {
         assert_eq!(
-            CloudConfig::from_parts(Some(&format!(r#"{{"projectID":"{PID}"}}"#)), MetalEnv::default()).unwrap_err(),
+            CloudConfig::from_parts(
+                Some(&format!(r#"{{"projectID":"{PID}"}}"#)),
+                MetalEnv::default()
+            )
+            .unwrap_err(),
             CloudConfigError::NoApiKey
         );
         assert_eq!(
-            CloudConfig::from_parts(Some(r#"{"apiKey":"sekrit-1"}"#), MetalEnv::default()).unwrap_err(),
+            CloudConfig::from_parts(Some(r#"{"apiKey":"sekrit-1"}"#), MetalEnv::default())
+                .unwrap_err(),
             CloudConfigError::NoProject
         );
-        let e = CloudConfig::from_parts(Some(r#"{"apiKey":"sekrit-1","projectID":"../x"}"#), MetalEnv::default()).unwrap_err();
+        let e = CloudConfig::from_parts(
+            Some(r#"{"apiKey":"sekrit-1","projectID":"../x"}"#),
+            MetalEnv::default(),
+        )
+        .unwrap_err();
         assert_eq!(e, CloudConfigError::BadProject("../x".into()));
-        let e = CloudConfig::from_parts(Some(r#"{"apiKey":"sekrit-1","projectID":42}"#), MetalEnv::default()).unwrap_err();
+        let e = CloudConfig::from_parts(
+            Some(r#"{"apiKey":"sekrit-1","projectID":42}"#),
+            MetalEnv::default(),
+        )
+        .unwrap_err();
         assert_eq!(e, CloudConfigError::NotAString { field: "projectID" });
-        let e = CloudConfig::from_parts(Some(r#"{"apiKey":"sekrit-1","projectID":"p-1","base-url":"ftp://x"}"#), MetalEnv::default()).unwrap_err();
+        let e = CloudConfig::from_parts(
+            Some(r#"{"apiKey":"sekrit-1","projectID":"p-1","base-url":"ftp://x"}"#),
+            MetalEnv::default(),
+        )
+        .unwrap_err();
         assert!(matches!(e, CloudConfigError::BadBaseUrl(_)));
-        let e = CloudConfig::from_parts(Some(r#"{"apiKey":"sekrit-1", oops}"#), MetalEnv::default()).unwrap_err();
+        let e =
+            CloudConfig::from_parts(Some(r#"{"apiKey":"sekrit-1", oops}"#), MetalEnv::default())
+                .unwrap_err();
         assert!(!e.to_string().contains("sekrit-1"), "{e}");
     }
 

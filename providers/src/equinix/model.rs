@@ -387,15 +387,24 @@ mod tests {
             p.router_id = Some("10.66.29.1".parse().unwrap());
             p
         };
-        assert_eq!(set.peers, vec![want("169.254.255.1"), want("169.254.255.2")]);
+        assert_eq!(
+            set.peers,
+            vec![want("169.254.255.1"), want("169.254.255.2")]
+        );
         let route = |addr: &str| PeerRoute {
             destination: addr.parse().unwrap(),
             gateway: "10.66.29.0".parse().unwrap(),
             source: Some("10.66.29.1".parse().unwrap()),
         };
-        assert_eq!(set.routes, vec![route("169.254.255.1"), route("169.254.255.2")]);
+        assert_eq!(
+            set.routes,
+            vec![route("169.254.255.1"), route("169.254.255.2")]
+        );
         // IPv6 only: the IPv4 neighbour is not used.
-        assert!(peer_set(&list.bgp_neighbors, &[Family::Ipv6], None).unwrap().peers.is_empty());
+        assert!(peer_set(&list.bgp_neighbors, &[Family::Ipv6], None)
+            .unwrap()
+            .peers
+            .is_empty());
     }
 
     #[test]
@@ -410,8 +419,14 @@ mod tests {
         };
         let set = peer_set(&n.bgp_neighbors, &[Family::Ipv4], Some(&private)).unwrap();
         assert!(set.routes.is_empty());
-        assert_eq!(set.peers[0].password.as_ref().map(|p| p.expose()), Some("s3cretPW"));
-        assert!(!format!("{n:?}").contains("s3cretPW"), "Debug must hide the MD5 key");
+        assert_eq!(
+            set.peers[0].password.as_ref().map(|p| p.expose()),
+            Some("s3cretPW")
+        );
+        assert!(
+            !format!("{n:?}").contains("s3cretPW"),
+            "Debug must hide the MD5 key"
+        );
     }
 
     #[test]
@@ -420,34 +435,58 @@ mod tests {
             "customer_ip":"10.0.0.1","md5_password":null,"peer_as":65530,"peer_ips":["10.0.0.300"]}]}"#).unwrap();
         assert_eq!(n.bgp_neighbors[0].md5_password, None);
         let e = peer_set(&n.bgp_neighbors, &[Family::Ipv4], None).unwrap_err();
-        assert_eq!(e.to_string(), "bgp_neighbors[0].peer_ips: \"10.0.0.300\" is not an IP address");
+        assert_eq!(
+            e.to_string(),
+            "bgp_neighbors[0].peer_ips: \"10.0.0.300\" is not an IP address"
+        );
     }
 
     #[test]
     fn bgp_config_is_judged_by_id_and_status() {
         let parse = |s: &str| serde_json::from_str::<BgpConfig>(s).unwrap().state();
         assert_eq!(parse("{}"), ProjectBgp::NeverEnabled);
-        assert_eq!(parse(r#"{"id":"c27a…","status":"enabled","deployment_type":"local","asn":65000,"md5":null,"max_prefix":10,
- "route_object":null,"ranges":[],"sessions":[],"project":{"href":"/metal/v1/projects/8d4e…"}}"#), ProjectBgp::Enabled);
-        assert_eq!(parse(r#"{"id":"c","status":"disabled"}"#), ProjectBgp::Disabled);
-        assert_eq!(parse(r#"{"id":"c","status":"requested"}"#), ProjectBgp::Requested);
+        assert_eq!(
+            parse(
+                r#"{"id":"c27a…","status":"enabled","deployment_type":"local","asn":65000,"md5":null,"max_prefix":10,
+ "route_object":null,"ranges":[],"sessions":[],"project":{"href":"/metal/v1/projects/8d4e…"}}"#
+            ),
+            ProjectBgp::Enabled
+        );
+        assert_eq!(
+            parse(r#"{"id":"c","status":"disabled"}"#),
+            ProjectBgp::Disabled
+        );
+        assert_eq!(
+            parse(r#"{"id":"c","status":"requested"}"#),
+            ProjectBgp::Requested
+        );
     }
 
     #[test]
     fn error_bodies_of_every_shape() {
-        assert_eq!(error_message(br#"{"errors":["Invalid authentication token"]}"#), "Invalid authentication token");
+        assert_eq!(
+            error_message(br#"{"errors":["Invalid authentication token"]}"#),
+            "Invalid authentication token"
+        );
         assert_eq!(error_message(br#"{"errors":["a","b"]}"#), "a; b");
         assert_eq!(error_message(br#"{"error":"Not found"}"#), "Not found");
-        assert_eq!(error_message(b"<html>bad gateway</html>"), "<html>bad gateway</html>");
+        assert_eq!(
+            error_message(b"<html>bad gateway</html>"),
+            "<html>bad gateway</html>"
+        );
         assert_eq!(error_message(b""), "(empty body)");
-        assert_eq!(error_message("x".repeat(300).as_bytes()).chars().count(), 201);
+        assert_eq!(
+            error_message("x".repeat(300).as_bytes()).chars().count(),
+            201
+        );
     }
 
     #[test]
     fn pagination_by_next_or_by_page_counts() {
         let m: Meta = serde_json::from_str(r#"{"next":{"href":"/x?page=2"}}"#).unwrap();
         assert!(m.has_next());
-        let m: Meta = serde_json::from_str(r#"{"current_page":1,"last_page":2,"next":null}"#).unwrap();
+        let m: Meta =
+            serde_json::from_str(r#"{"current_page":1,"last_page":2,"next":null}"#).unwrap();
         assert!(m.has_next());
         let m: Meta = serde_json::from_str(r#"{"current_page":2,"last_page":2}"#).unwrap();
         assert!(!m.has_next());
@@ -456,8 +495,14 @@ mod tests {
     #[test]
     fn provider_ids_of_every_form() {
         let id = "3b1c5e6a-0000-4000-8000-000000000001";
-        assert_eq!(device_id_from_provider_id(&format!("equinixmetal://{id}")).as_deref(), Some(id));
-        assert_eq!(device_id_from_provider_id(&format!("packet://{id}")).as_deref(), Some(id));
+        assert_eq!(
+            device_id_from_provider_id(&format!("equinixmetal://{id}")).as_deref(),
+            Some(id)
+        );
+        assert_eq!(
+            device_id_from_provider_id(&format!("packet://{id}")).as_deref(),
+            Some(id)
+        );
         assert_eq!(device_id_from_provider_id(id).as_deref(), Some(id));
         assert_eq!(device_id_from_provider_id("aws:///us-east-1a/i-0abc"), None);
         assert_eq!(device_id_from_provider_id(""), None);

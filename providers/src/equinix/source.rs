@@ -103,11 +103,15 @@ impl MetalDiscovery {
             }
             Err(e) => return Err(e),
         };
-        let set = peer_set(&neighbors, &self.opts.families, private_ipv4(&device).as_ref())
-            .map_err(|source| MetalError::BadNeighbor {
-                device: device.id.clone(),
-                source,
-            })?;
+        let set = peer_set(
+            &neighbors,
+            &self.opts.families,
+            private_ipv4(&device).as_ref(),
+        )
+        .map_err(|source| MetalError::BadNeighbor {
+            device: device.id.clone(),
+            source,
+        })?;
         if set.peers.is_empty() {
             return Err(MetalError::NoNeighbours {
                 device: device.id.clone(),
