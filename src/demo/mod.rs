@@ -3,6 +3,8 @@
 //! (passive, AS 65001) that prints what it learns. The demo's router is for the demo only;
 //! vipd's tests run against BIRD, FRR and GoBGP.
 
+pub mod apiserver;
+
 use crate::agent::route_set;
 use crate::bgp::driver::PeerEvent;
 use crate::bgp::speaker::{Speaker, SpeakerConfig, SpeakerError};

@@ -1,0 +1,766 @@
+//! What the server fills in and guards on writes: metadata on create (uid, timestamps,
+//! generateName), server-owned fields kept on update, the status subresource split, and the
+//! Service defaults and allocations (cluster IP, node ports). Pure apart from random uids and
+//! generated names; time comes in as `now`.
+
+use super::error::{ApiError, Result};
+use super::resources::{self, ResourceDef};
+use super::store::Db;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The range cluster IPs are allocated from: 10.96.0.0/16, from .0.10 up (.0.1 is the
+/// `kubernetes` Service on a real cluster).
+const CLUSTER_IP_FIRST: u32 = u32::from_be_bytes([10, 96, 0, 10]);
+const CLUSTER_IP_LAST: u32 = u32::from_be_bytes([10, 96, 255, 254]);
+const NODE_PORTS: std::ops::RangeInclusive<u64> = 30000..=32767;
+
+/// Metadata fields only the server writes; an update or patch cannot change them.
+const SERVER_META: &[&str] = &[
+    "uid",
+    "creationTimestamp",
+    "generation",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+];
+
+/// `2024-05-01T12:00:00Z`, as Kubernetes writes timestamps.
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+fn uid() -> String {
+    let h = |n: usize| {
+        (0..n)
+            .map(|_| char::from_digit(fastrand::u32(0..16), 16).unwrap_or('0'))
+            .collect::<String>()
+    };
+    format!("{}-{}-4{}-a{}-{}", h(8), h(4), h(3), h(3), h(12))
+}
+
+/// The random suffix of a `generateName`, from the same alphabet as the real server's.
+fn name_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    (0..5)
+        .map(|_| char::from(ALPHABET[fastrand::usize(0..ALPHABET.len())]))
+        .collect()
+}
+
+pub fn initial_namespace(name: &str, now: SystemTime) -> Value {
+    json!({
+        "kind": "Namespace",
+        "apiVersion": "v1",
+        "metadata": {
+            "name": name,
+            "uid": uid(),
+            "creationTimestamp": rfc3339(now),
+            "labels": {"kubernetes.io/metadata.name": name},
+        },
+        "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Active"},
+    })
+}
+
+fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+    obj.get("metadata")?.get(field)?.as_str()
+}
+
+fn invalid(def: &ResourceDef, name: &str, field: &str, why: impl Into<String>) -> ApiError {
+    ApiError::Invalid {
+        kind: def.kind.to_string(),
+        name: name.to_string(),
+        field: field.to_string(),
+        why: why.into(),
+    }
+}
+
+/// Checks `kind`/`apiVersion` (filling them in when absent) and that the body is an object with
+/// an object `metadata`.
+fn typed_object(def: &ResourceDef, body: Value) -> Result<Map<String, Value>> {
+    let Value::Object(mut obj) = body else {
+        return Err(ApiError::BadRequest(format!(
+            "the body is not a JSON object: expected a {} {}",
+            def.api_version(),
+            def.kind
+        )));
+    };
+    let want = def.api_version();
+    match obj.get("apiVersion").and_then(Value::as_str) {
+        Some(v) if v != want => {
+            return Err(ApiError::BadRequest(format!(
+                "the API version in the data ({v}) does not match the expected API version ({want})"
+            )))
+        }
+        _ => {}
+    }
+    match obj.get("kind").and_then(Value::as_str) {
+        Some(k) if k != def.kind => {
+            return Err(ApiError::BadRequest(format!(
+                "the kind in the data ({k}) does not match the expected kind ({})",
+                def.kind
+            )))
+        }
+        _ => {}
+    }
+    obj.insert("apiVersion".into(), json!(want));
+    obj.insert("kind".into(), json!(def.kind));
+    match obj.get("metadata") {
+        None | Some(Value::Null) => {
+            obj.insert("metadata".into(), json!({}));
+        }
+        Some(Value::Object(_)) => {}
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "metadata: expected an object".to_string(),
+            ))
+        }
+    }
+    Ok(obj)
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// Builds the object a create stores: returns (namespace, name, object).
+pub fn for_create(
+    db: &Db,
+    def: &ResourceDef,
+    url_ns: Option<&str>,
+    body: Value,
+    now: SystemTime,
+) -> Result<(String, String, Value)> {
+    let mut obj = Value::Object(typed_object(def, body)?);
+    let ns = if def.namespaced {
+        let url_ns = url_ns.ok_or(ApiError::MethodNotAllowed)?;
+        match meta_str(&obj, "namespace") {
+            Some(n) if !n.is_empty() && n != url_ns => {
+                return Err(ApiError::BadRequest(format!(
+                    "the namespace of the provided object ({n}) does not match the namespace sent on the request ({url_ns})"
+                )))
+            }
+            _ => {}
+        }
+        let namespaces = resources::find("", "v1", "namespaces").ok_or(ApiError::NoRoute)?;
+        if db.get(namespaces, "", url_ns).is_none() {
+            return Err(ApiError::NotFound {
+                resource: "namespaces".into(),
+                name: url_ns.into(),
+            });
+        }
+        url_ns.to_string()
+    } else {
+        String::new()
+    };
+    let mut name = meta_str(&obj, "name").unwrap_or("").to_string();
+    if name.is_empty() {
+        match meta_str(&obj, "generateName") {
+            Some(prefix) if !prefix.is_empty() => {
+                // Retry on the (unlikely) clash, as the real server's registry does.
+                for _ in 0..8 {
+                    name = format!("{prefix}{}", name_suffix());
+                    if db.get(def, &ns, &name).is_none() {
+                        break;
+                    }
+                }
+            }
+            _ => {
+                return Err(invalid(
+                    def,
+                    "",
+                    "metadata.name",
+                    "Required value: name or generateName is required",
+                ))
+            }
+        }
+    }
+    if !valid_name(&name) {
+        return Err(invalid(
+            def,
+            &name,
+            "metadata.name",
+            format!("Invalid value: {name:?}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"),
+        ));
+    }
+    if db.get(def, &ns, &name).is_some() {
+        return Err(ApiError::AlreadyExists {
+            resource: def.qualified(),
+            name,
+        });
+    }
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("name".into(), json!(name));
+        if def.namespaced {
+            meta.insert("namespace".into(), json!(ns));
+        } else {
+            meta.remove("namespace");
+        }
+        meta.insert("uid".into(), json!(uid()));
+        meta.insert("creationTimestamp".into(), json!(rfc3339(now)));
+        meta.insert("generation".into(), json!(1));
+        for f in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+            meta.remove(f);
+        }
+    }
+    match def.kind {
+        "Service" => {
+            // A new Service has no load-balancer status yet, whatever the body says.
+            obj["status"] = json!({"loadBalancer": {}});
+            default_service(db, def, &ns, &name, &mut obj, None)?;
+        }
+        "Namespace" => {
+            obj["status"] = json!({"phase": "Active"});
+            if let Some(labels) = obj["metadata"]
+                .as_object_mut()
+                .map(|m| m.entry("labels").or_insert_with(|| json!({})))
+                .and_then(Value::as_object_mut)
+            {
+                labels.insert("kubernetes.io/metadata.name".into(), json!(name));
+            }
+        }
+        _ => {}
+    }
+    Ok((ns, name, obj))
+}
+
+/// Builds the object an update or patch stores from the client's `new` version of `old`.
+/// `status`: the write went to the `/status` subresource. Returns `None` when nothing changed
+/// (the stored object and its resourceVersion stay as they are).
+pub fn for_update(
+    db: &Db,
+    def: &ResourceDef,
+    old: &Value,
+    new: Value,
+    status: bool,
+) -> Result<Option<Value>> {
+    let name = meta_str(old, "name").unwrap_or("").to_string();
+    let ns = meta_str(old, "namespace").unwrap_or("").to_string();
+    let new = typed_object(def, new)?;
+    let mut new = Value::Object(new);
+    for (field, want) in [("name", &name), ("namespace", &ns)] {
+        match meta_str(&new, field) {
+            Some(v) if !v.is_empty() && v != want => {
+                return Err(ApiError::BadRequest(format!(
+                    "the {field} of the object ({v}) does not match the {field} on the URL ({want})"
+                )))
+            }
+            _ => {}
+        }
+    }
+    // Optimistic concurrency: a resourceVersion in the body must be the stored one.
+    match (
+        meta_str(&new, "resourceVersion"),
+        meta_str(old, "resourceVersion"),
+    ) {
+        (Some(sent), Some(have)) if !sent.is_empty() && sent != have => {
+            return Err(ApiError::Conflict {
+                resource: def.qualified(),
+                name,
+                why: "the object has been modified; please apply your changes to the latest version and try again".into(),
+            })
+        }
+        _ => {}
+    }
+    let mut out = if status {
+        // /status: take only .status from the client.
+        let mut out = old.clone();
+        match new.get("status") {
+            Some(s) => out["status"] = s.clone(),
+            None => {
+                if let Some(o) = out.as_object_mut() {
+                    o.remove("status");
+                }
+            }
+        }
+        out
+    } else {
+        if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.insert("name".into(), json!(name));
+            if def.namespaced {
+                meta.insert("namespace".into(), json!(ns));
+            } else {
+                meta.remove("namespace");
+            }
+            for f in SERVER_META {
+                match old.get("metadata").and_then(|m| m.get(*f)) {
+                    Some(v) => meta.insert((*f).into(), v.clone()),
+                    None => meta.remove(*f),
+                };
+            }
+        }
+        if def.has_status {
+            // The main resource never changes .status of a kind with a status subresource.
+            match (old.get("status"), new.as_object_mut()) {
+                (Some(s), Some(o)) => {
+                    o.insert("status".into(), s.clone());
+                }
+                (None, Some(o)) => {
+                    o.remove("status");
+                }
+                _ => {}
+            }
+        }
+        if def.kind == "Service" {
+            default_service(db, def, &ns, &name, &mut new, Some(old))?;
+        }
+        new
+    };
+    // Compare ignoring the resourceVersion the client may have left out.
+    if let Some(meta) = out.get_mut("metadata").and_then(Value::as_object_mut) {
+        match old.get("metadata").and_then(|m| m.get("resourceVersion")) {
+            Some(rv) => meta.insert("resourceVersion".into(), rv.clone()),
+            None => meta.remove("resourceVersion"),
+        };
+    }
+    if &out == old {
+        return Ok(None);
+    }
+    if !status && spec_changed(old, &out) {
+        let generation = old
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        out["metadata"]["generation"] = json!(generation + 1);
+    }
+    Ok(Some(out))
+}
+
+/// Anything outside metadata and status changed (what bumps metadata.generation).
+fn spec_changed(old: &Value, new: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("metadata");
+            o.remove("status");
+        }
+        v
+    };
+    strip(old) != strip(new)
+}
+
+/// The other Services' cluster IPs and node ports (everything but `ns/name`).
+fn allocated(db: &Db, def: &ResourceDef, ns: &str, name: &str) -> (BTreeSet<u32>, BTreeSet<u64>) {
+    let mut ips = BTreeSet::new();
+    let mut ports = BTreeSet::new();
+    for s in db.list(def, None) {
+        if meta_str(s, "namespace") == Some(ns) && meta_str(s, "name") == Some(name) {
+            continue;
+        }
+        if let Some(ip) = s
+            .pointer("/spec/clusterIP")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<Ipv4Addr>().ok())
+        {
+            ips.insert(u32::from(ip));
+        }
+        for p in s
+            .pointer("/spec/ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(n) = p.get("nodePort").and_then(Value::as_u64) {
+                ports.insert(n);
+            }
+        }
+        if let Some(n) = s.pointer("/spec/healthCheckNodePort").and_then(Value::as_u64) {
+            ports.insert(n);
+        }
+    }
+    (ips, ports)
+}
+
+/// Fills in what the real server defaults and allocates for a Service; with `old`, keeps the
+/// cluster IP and node ports already allocated (an update may leave them out).
+fn default_service(
+    db: &Db,
+    def: &ResourceDef,
+    ns: &str,
+    name: &str,
+    svc: &mut Value,
+    old: Option<&Value>,
+) -> Result<()> {
+    let (mut used_ips, mut used_ports) = allocated(db, def, ns, name);
+    if !svc.get("spec").is_some_and(Value::is_object) {
+        svc["spec"] = json!({});
+    }
+    let old_spec = old.and_then(|o| o.get("spec"));
+    let old_str = |f: &str| old_spec.and_then(|s| s.get(f)).and_then(Value::as_str);
+    let spec = &mut svc["spec"];
+    let ty = spec
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
+        .to_string();
+    if !["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"].contains(&ty.as_str()) {
+        return Err(invalid(
+            def,
+            name,
+            "spec.type",
+            format!("Unsupported value: {ty:?}: supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\""),
+        ));
+    }
+    spec["type"] = json!(ty);
+    if ty == "ExternalName" {
+        return Ok(());
+    }
+
+    // Cluster IP: kept from before, checked if given, else allocated.
+    let given = spec
+        .get("clusterIP")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let ip = match (given, old_str("clusterIP")) {
+        (Some(g), Some(o)) if g != o => {
+            return Err(invalid(
+                def,
+                name,
+                "spec.clusterIPs[0]",
+                format!("Invalid value: {g:?}: may not change once set"),
+            ))
+        }
+        (Some(g), _) if g == "None" => g,
+        (Some(g), Some(_)) => g,
+        (Some(g), None) => {
+            let addr: Ipv4Addr = g.parse().map_err(|_| {
+                invalid(
+                    def,
+                    name,
+                    "spec.clusterIPs[0]",
+                    format!("Invalid value: {g:?}: must be a valid IP address"),
+                )
+            })?;
+            let n = u32::from(addr);
+            if !(CLUSTER_IP_FIRST & 0xffff_0000..=CLUSTER_IP_LAST | 0xff).contains(&n) {
+                return Err(invalid(
+                    def,
+                    name,
+                    "spec.clusterIPs[0]",
+                    format!("Invalid value: {g:?}: provided IP is not in the valid range. The range of valid IPs is 10.96.0.0/16"),
+                ));
+            }
+            if used_ips.contains(&n) {
+                return Err(invalid(
+                    def,
+                    name,
+                    "spec.clusterIPs[0]",
+                    format!("Invalid value: {g:?}: provided IP is already allocated"),
+                ));
+            }
+            g
+        }
+        (None, Some(o)) => o.to_string(),
+        (None, None) => {
+            let n = (CLUSTER_IP_FIRST..=CLUSTER_IP_LAST)
+                .find(|n| !used_ips.contains(n))
+                .ok_or_else(|| {
+                    invalid(
+                        def,
+                        name,
+                        "spec.clusterIPs",
+                        "Internal error: range 10.96.0.0/16 is full",
+                    )
+                })?;
+            used_ips.insert(n);
+            Ipv4Addr::from(n).to_string()
+        }
+    };
+    spec["clusterIP"] = json!(ip);
+    spec["clusterIPs"] = json!([ip]);
+    for (field, value) in [
+        ("ipFamilies", json!(["IPv4"])),
+        ("ipFamilyPolicy", json!("SingleStack")),
+        ("sessionAffinity", json!("None")),
+        ("internalTrafficPolicy", json!("Cluster")),
+    ] {
+        if spec.get(field).is_none_or(Value::is_null) {
+            spec[field] = value;
+        }
+    }
+
+    let lb = ty == "LoadBalancer";
+    let node_ports_wanted = ty == "NodePort"
+        || (lb
+            && spec
+                .get("allocateLoadBalancerNodePorts")
+                .and_then(Value::as_bool)
+                .unwrap_or(true));
+    if ty == "NodePort" || lb {
+        if spec.get("externalTrafficPolicy").is_none_or(Value::is_null) {
+            spec["externalTrafficPolicy"] = json!("Cluster");
+        }
+    } else if let Some(o) = spec.as_object_mut() {
+        o.remove("externalTrafficPolicy");
+    }
+    if lb && spec.get("allocateLoadBalancerNodePorts").is_none_or(Value::is_null) {
+        spec["allocateLoadBalancerNodePorts"] = json!(true);
+    }
+
+    let old_ports: Vec<Value> = old_spec
+        .and_then(|s| s.get("ports"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let allocate_port = |used: &mut BTreeSet<u64>, field: &str| -> Result<u64> {
+        let n = NODE_PORTS.clone().find(|n| !used.contains(n)).ok_or_else(|| {
+            invalid(
+                def,
+                name,
+                field,
+                "Internal error: range 30000-32767 is full",
+            )
+        })?;
+        used.insert(n);
+        Ok(n)
+    };
+    let mut ports = match spec.get_mut("ports") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(p)) => std::mem::take(p),
+        Some(_) => {
+            return Err(invalid(def, name, "spec.ports", "Invalid value: expected a list"))
+        }
+    };
+    for (i, p) in ports.iter_mut().enumerate() {
+        let field = format!("spec.ports[{i}]");
+        let Some(po) = p.as_object_mut() else {
+            return Err(invalid(def, name, &field, "Invalid value: expected an object"));
+        };
+        let port = po.get("port").and_then(Value::as_u64).unwrap_or(0);
+        if !(1..=65535).contains(&port) {
+            return Err(invalid(
+                def,
+                name,
+                &format!("{field}.port"),
+                "Invalid value: must be between 1 and 65535, inclusive",
+            ));
+        }
+        let proto = po
+            .get("protocol")
+            .and_then(Value::as_str)
+            .unwrap_or("TCP")
+            .to_string();
+        po.insert("protocol".into(), json!(proto));
+        if po.get("targetPort").is_none_or(Value::is_null) {
+            po.insert("targetPort".into(), json!(port));
+        }
+        let given = po.get("nodePort").and_then(Value::as_u64).filter(|n| *n != 0);
+        if !node_ports_wanted {
+            if given.is_none() {
+                po.remove("nodePort");
+            }
+            continue;
+        }
+        let previous = old_ports
+            .iter()
+            .find(|o| {
+                o.get("port").and_then(Value::as_u64) == Some(port)
+                    && o.get("protocol").and_then(Value::as_str).unwrap_or("TCP") == proto
+            })
+            .and_then(|o| o.get("nodePort"))
+            .and_then(Value::as_u64);
+        let n = match (given, previous) {
+            (Some(g), prev) => {
+                if !NODE_PORTS.contains(&g) {
+                    return Err(invalid(
+                        def,
+                        name,
+                        &format!("{field}.nodePort"),
+                        format!("Invalid value: {g}: provided port is not in the valid range. The range of valid ports is 30000-32767"),
+                    ));
+                }
+                if prev != Some(g) && used_ports.contains(&g) {
+                    return Err(invalid(
+                        def,
+                        name,
+                        &format!("{field}.nodePort"),
+                        format!("Invalid value: {g}: provided port is already allocated"),
+                    ));
+                }
+                used_ports.insert(g);
+                g
+            }
+            (None, Some(prev)) => {
+                used_ports.insert(prev);
+                prev
+            }
+            (None, None) => allocate_port(&mut used_ports, &format!("{field}.nodePort"))?,
+        };
+        po.insert("nodePort".into(), json!(n));
+    }
+    spec["ports"] = Value::Array(ports);
+
+    let local = spec.get("externalTrafficPolicy").and_then(Value::as_str) == Some("Local");
+    if lb && local {
+        if spec
+            .get("healthCheckNodePort")
+            .and_then(Value::as_u64)
+            .is_none()
+        {
+            let n = match old_spec
+                .and_then(|s| s.get("healthCheckNodePort"))
+                .and_then(Value::as_u64)
+            {
+                Some(n) => n,
+                None => allocate_port(&mut used_ports, "spec.healthCheckNodePort")?,
+            };
+            spec["healthCheckNodePort"] = json!(n);
+        }
+    } else if let Some(o) = spec.as_object_mut() {
+        o.remove("healthCheckNodePort");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn svc_def() -> &'static ResourceDef {
+        resources::find("", "v1", "services").unwrap_or_else(|| unreachable!())
+    }
+
+    fn db() -> Db {
+        let mut db = Db::new(100);
+        let ns = resources::find("", "v1", "namespaces").unwrap_or_else(|| unreachable!());
+        db.put(ns, "", "default", initial_namespace("default", UNIX_EPOCH));
+        db
+    }
+
+    fn create(db: &mut Db, body: Value) -> Result<Value> {
+        let (ns, name, obj) = for_create(db, svc_def(), Some("default"), body, UNIX_EPOCH)?;
+        Ok(db.put(svc_def(), &ns, &name, obj))
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(1_709_251_199)),
+            "2024-02-29T23:59:59Z"
+        );
+    }
+
+    #[test]
+    fn a_load_balancer_service_gets_the_real_defaults() {
+        let mut db = db();
+        let s = create(
+            &mut db,
+            json!({"metadata": {"name": "web"}, "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}}),
+        );
+        let s = s.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            s["spec"],
+            json!({
+                "type": "LoadBalancer",
+                "clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"],
+                "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack",
+                "sessionAffinity": "None", "internalTrafficPolicy": "Cluster",
+                "externalTrafficPolicy": "Cluster", "allocateLoadBalancerNodePorts": true,
+                "ports": [{"port": 80, "protocol": "TCP", "targetPort": 80, "nodePort": 30000}],
+            })
+        );
+        assert_eq!(s["status"], json!({"loadBalancer": {}}));
+        assert_eq!(s["metadata"]["generation"], 1);
+        assert_eq!(s["metadata"]["namespace"], "default");
+    }
+
+    #[test]
+    fn allocations_skip_what_other_services_hold() {
+        let mut db = db();
+        let lb = |n: &str| json!({"metadata": {"name": n}, "spec": {"type": "NodePort", "ports": [{"port": 80}]}});
+        let _ = create(&mut db, lb("a"));
+        let b = create(&mut db, lb("b")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(b["spec"]["clusterIP"], "10.96.0.11");
+        assert_eq!(b["spec"]["ports"][0]["nodePort"], 30001);
+        let clash = create(
+            &mut db,
+            json!({"metadata": {"name": "c"}, "spec": {"clusterIP": "10.96.0.11"}}),
+        );
+        assert!(matches!(clash, Err(ApiError::Invalid { .. })), "{clash:?}");
+    }
+
+    #[test]
+    fn an_update_keeps_allocations_server_metadata_and_status() {
+        let mut db = db();
+        let old = create(
+            &mut db,
+            json!({"metadata": {"name": "web"}, "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut new = json!({"metadata": {"name": "web", "labels": {"a": "b"}},
+            "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "1.2.3.4"}]}}});
+        let out = for_update(&db, svc_def(), &old, new.clone(), false)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("a label change is a change"));
+        assert_eq!(out["spec"], old["spec"]);
+        assert_eq!(out["status"], old["status"]);
+        assert_eq!(out["metadata"]["uid"], old["metadata"]["uid"]);
+        assert_eq!(out["metadata"]["generation"], 1);
+        // Through /status only the status changes.
+        let out = for_update(&db, svc_def(), &old, new.clone(), true)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("a status change is a change"));
+        assert_eq!(out["status"], new["status"]);
+        assert_eq!(out["metadata"], old["metadata"]);
+        // A stale resourceVersion conflicts.
+        new["metadata"]["resourceVersion"] = json!("1");
+        assert!(matches!(
+            for_update(&db, svc_def(), &old, new, false),
+            Err(ApiError::Conflict { .. })
+        ));
+    }
+
+    #[test]
+    fn an_identical_update_is_no_change() {
+        let mut db = db();
+        let old = create(&mut db, json!({"metadata": {"name": "web"}}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut same = old.clone();
+        if let Some(m) = same["metadata"].as_object_mut() {
+            m.remove("resourceVersion");
+        }
+        assert_eq!(for_update(&db, svc_def(), &old, same, false), Ok(None));
+    }
+
+    #[test]
+    fn create_checks_names_kinds_and_namespaces() {
+        let db = db();
+        let bad = |body: Value, ns: &str| for_create(&db, svc_def(), Some(ns), body, UNIX_EPOCH).err();
+        assert!(matches!(bad(json!({"metadata": {}}), "default"), Some(ApiError::Invalid { .. })));
+        assert!(matches!(bad(json!({"metadata": {"name": "Web"}}), "default"), Some(ApiError::Invalid { .. })));
+        assert!(matches!(bad(json!({"kind": "Node", "metadata": {"name": "a"}}), "default"), Some(ApiError::BadRequest(_))));
+        assert!(matches!(bad(json!([1]), "default"), Some(ApiError::BadRequest(_))));
+        assert!(matches!(bad(json!({"metadata": {"name": "a"}}), "nope"), Some(ApiError::NotFound { .. })));
+        let gen = for_create(&db, svc_def(), Some("default"), json!({"metadata": {"generateName": "web-"}}), UNIX_EPOCH);
+        let name = gen.map(|(_, n, _)| n).unwrap_or_default();
+        assert!(name.starts_with("web-") && name.len() == 9, "{name}");
+    }
+}
