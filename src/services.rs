@@ -18,7 +18,7 @@ use crate::kube::view::{Snapshot, View};
 use crate::netlink::VipAddresses;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 use tracing::{info, warn};
 use vipd_providers::MpBgpNextHop;
@@ -71,8 +71,9 @@ async fn serve(
         reported: BTreeMap::new(),
         requested: BTreeMap::new(),
     };
+    // Peer events only wake the loop; whether a session is up is read from the speaker, so an
+    // Up that happened before this point is not missed.
     let mut peer_events = speaker.events();
-    let mut peers_up: BTreeSet<SocketAddr> = BTreeSet::new();
     tokio::pin!(shutdown);
     info!(
         node = %svc.node_name,
@@ -92,21 +93,26 @@ async fn serve(
                 speaker,
                 addresses.as_mut(),
                 &view.snapshot(),
-                !peers_up.is_empty(),
+                any_peer_up(speaker),
             )
             .await;
         tokio::select! {
             () = &mut shutdown => break,
             () = view.changed() => tokio::time::sleep(DEBOUNCE).await,
             _ = resync.tick() => {}
-            Some(ev) = peer_events.recv() => match ev {
-                PeerEvent::Up { peer } => { peers_up.insert(peer); }
-                PeerEvent::Down { peer, .. } => { peers_up.remove(&peer); }
-                PeerEvent::Learned { .. } => continue,
+            Some(ev) = peer_events.recv() => if let PeerEvent::Learned { .. } = ev {
+                continue;
             },
         }
     }
     Ok(())
+}
+
+fn any_peer_up(speaker: &Speaker) -> bool {
+    speaker
+        .status()
+        .iter()
+        .any(|(_, s)| s.established_since.is_some())
 }
 
 /// Which families some peer can carry: its own, and the other one when `mpbgp_nexthop` gives

@@ -192,3 +192,44 @@ macro_rules! eventually {
         }
     }};
 }
+
+/// Every address on `ifname` in namespace `ns` with its `IFA_PROTO` (iproute2 6.1 does not show
+/// it), read by rtnetlink from a thread inside the namespace.
+pub fn addresses_with_proto(ns: &str, ifname: &str) -> Vec<(std::net::IpAddr, Option<u8>)> {
+    use futures::TryStreamExt;
+    use netlink_packet_route::address::AddressAttribute;
+    in_netns(ns, async {
+        let (conn, handle, _) = rtnetlink::new_connection().expect("netlink socket");
+        tokio::spawn(conn);
+        let link = handle
+            .link()
+            .get()
+            .match_name(ifname.to_owned())
+            .execute()
+            .try_next()
+            .await
+            .expect("link lookup")
+            .expect("link exists");
+        let msgs: Vec<_> = handle
+            .address()
+            .get()
+            .set_link_index_filter(link.header.index)
+            .execute()
+            .try_collect()
+            .await
+            .expect("list addresses");
+        msgs.iter()
+            .filter_map(|m| {
+                let ip = m.attributes.iter().find_map(|a| match a {
+                    AddressAttribute::Address(ip) => Some(*ip),
+                    _ => None,
+                })?;
+                let proto = m.attributes.iter().find_map(|a| match a {
+                    AddressAttribute::Protocol(p) => Some(u8::from(*p)),
+                    _ => None,
+                });
+                Some((ip, proto))
+            })
+            .collect()
+    })
+}

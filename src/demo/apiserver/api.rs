@@ -146,7 +146,9 @@ fn watch_spec(call: &Call) -> Result<WatchSpec> {
     let timeout = match call.query.non_empty("timeoutSeconds") {
         None => None,
         Some(t) => Some(Duration::from_secs(t.parse::<u64>().map_err(|_| {
-            ApiError::BadRequest(format!("invalid timeoutSeconds {t:?}: expected whole seconds"))
+            ApiError::BadRequest(format!(
+                "invalid timeoutSeconds {t:?}: expected whole seconds"
+            ))
         })?)),
     };
     let initial_events = call.query.flag("sendInitialEvents");
@@ -155,7 +157,11 @@ fn watch_spec(call: &Call) -> Result<WatchSpec> {
         namespace: call.path.namespace.clone(),
         selector,
         // With sendInitialEvents the snapshot is asked for explicitly, whatever the version.
-        start: if initial_events { Start::Snapshot } else { start },
+        start: if initial_events {
+            Start::Snapshot
+        } else {
+            start
+        },
         bookmarks: call.query.flag("allowWatchBookmarks"),
         initial_events_end: initial_events,
         timeout,
@@ -318,7 +324,9 @@ fn delete(db: &mut Db, call: &Call, name: &str) -> Result<Value> {
         marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
         return Ok(db.put(def, &ns, name, marked));
     }
-    let gone = db.remove(def, &ns, name).ok_or_else(|| call.not_found(name))?;
+    let gone = db
+        .remove(def, &ns, name)
+        .ok_or_else(|| call.not_found(name))?;
     if def.kind == "Namespace" {
         // What the namespace controller would do: delete everything inside.
         for r in resources::RESOURCES.iter().filter(|r| r.namespaced) {
@@ -413,7 +421,13 @@ mod tests {
     #[test]
     fn a_no_op_patch_keeps_the_resource_version() {
         let mut db = db();
-        let created = run(&mut db, "POST", SVCS, None, json!({"metadata": {"name": "a"}}));
+        let created = run(
+            &mut db,
+            "POST",
+            SVCS,
+            None,
+            json!({"metadata": {"name": "a"}}),
+        );
         let rv = created.map(|c| c["metadata"]["resourceVersion"].clone());
         let patched = run(
             &mut db,
@@ -422,7 +436,10 @@ mod tests {
             Some("application/merge-patch+json"),
             json!({"spec": {"type": "ClusterIP"}}),
         );
-        assert_eq!(patched.map(|p| p["metadata"]["resourceVersion"].clone()), rv);
+        assert_eq!(
+            patched.map(|p| p["metadata"]["resourceVersion"].clone()),
+            rv
+        );
         assert_eq!(db.events_after(1).map(|e| e.len()), Ok(1));
     }
 
@@ -435,7 +452,10 @@ mod tests {
         let e = run(&mut db, "PATCH", &url, ct, body.clone()).err();
         assert!(matches!(e, Some(ApiError::Invalid { .. })), "{e:?}");
         let made = run(&mut db, "PATCH", &format!("{url}?fieldManager=t"), ct, body);
-        assert_eq!(made.map(|m| m["spec"]["type"].clone()), Ok(json!("ClusterIP")));
+        assert_eq!(
+            made.map(|m| m["spec"]["type"].clone()),
+            Ok(json!("ClusterIP"))
+        );
     }
 
     #[test]
@@ -468,7 +488,13 @@ mod tests {
     fn delete_preconditions_and_wrong_methods() {
         let mut db = db();
         let url = format!("{SVCS}/a");
-        let _ = run(&mut db, "POST", SVCS, None, json!({"metadata": {"name": "a"}}));
+        let _ = run(
+            &mut db,
+            "POST",
+            SVCS,
+            None,
+            json!({"metadata": {"name": "a"}}),
+        );
         let e = run(
             &mut db,
             "DELETE",
@@ -490,7 +516,13 @@ mod tests {
     #[test]
     fn list_exact_at_an_old_version_is_expired() {
         let mut db = db();
-        let _ = run(&mut db, "POST", SVCS, None, json!({"metadata": {"name": "a"}}));
+        let _ = run(
+            &mut db,
+            "POST",
+            SVCS,
+            None,
+            json!({"metadata": {"name": "a"}}),
+        );
         let e = run(
             &mut db,
             "GET",

@@ -100,7 +100,12 @@ async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Result<Response<Body>,
             "could not read the request body: {e}"
         ))),
     };
-    debug!(method, path, status = resp.status().as_u16(), "fake API server request");
+    debug!(
+        method,
+        path,
+        status = resp.status().as_u16(),
+        "fake API server request"
+    );
     Ok(resp)
 }
 
@@ -120,9 +125,7 @@ fn respond(
         _ if method != "GET" => return error(&ApiError::MethodNotAllowed),
         Route::Version => return json(200, &discovery::version()),
         Route::Health => return bytes(200, "text/plain", Bytes::from_static(b"ok")),
-        Route::CoreVersions => {
-            return json(200, &discovery::core_versions(&ctx.addr.to_string()))
-        }
+        Route::CoreVersions => return json(200, &discovery::core_versions(&ctx.addr.to_string())),
         Route::Groups => return json(200, &discovery::groups()),
         Route::Group(g) => return json(200, &discovery::group_doc(&g)),
         Route::Resources { group, version } => {

@@ -68,7 +68,9 @@ pub struct ApiServer {
 
 impl std::fmt::Debug for ApiServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiServer").field("addr", &self.addr).finish()
+        f.debug_struct("ApiServer")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -170,10 +172,9 @@ preferences: {{}}
             .unwrap_or_else(|e| unreachable!("{}: {e}", self.url()));
         let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
         connector.set_nodelay(true);
-        let http = hyper_util::client::legacy::Client::builder(
-            hyper_util::rt::TokioExecutor::new(),
-        )
-        .build::<_, kube::client::Body>(connector);
+        let http =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build::<_, kube::client::Body>(connector);
         let svc = kube::client::middleware::BaseUriLayer::new(base).layer(http);
         kube::Client::new(svc, "default")
     }

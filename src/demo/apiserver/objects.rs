@@ -28,7 +28,10 @@ const SERVER_META: &[&str] = &[
 
 /// `2024-05-01T12:00:00Z`, as Kubernetes writes timestamps.
 pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
     let z = days as i64 + 719_468;
@@ -223,7 +226,11 @@ pub fn for_create(
         meta.insert("uid".into(), json!(uid()));
         meta.insert("creationTimestamp".into(), json!(rfc3339(now)));
         meta.insert("generation".into(), json!(1));
-        for f in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+        for f in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+        ] {
             meta.remove(f);
         }
     }
@@ -388,7 +395,10 @@ fn allocated(db: &Db, def: &ResourceDef, ns: &str, name: &str) -> (BTreeSet<u32>
                 ports.insert(n);
             }
         }
-        if let Some(n) = s.pointer("/spec/healthCheckNodePort").and_then(Value::as_u64) {
+        if let Some(n) = s
+            .pointer("/spec/healthCheckNodePort")
+            .and_then(Value::as_u64)
+        {
             ports.insert(n);
         }
     }
@@ -518,7 +528,11 @@ fn default_service(
     } else if let Some(o) = spec.as_object_mut() {
         o.remove("externalTrafficPolicy");
     }
-    if lb && spec.get("allocateLoadBalancerNodePorts").is_none_or(Value::is_null) {
+    if lb
+        && spec
+            .get("allocateLoadBalancerNodePorts")
+            .is_none_or(Value::is_null)
+    {
         spec["allocateLoadBalancerNodePorts"] = json!(true);
     }
 
@@ -528,14 +542,17 @@ fn default_service(
         .cloned()
         .unwrap_or_default();
     let allocate_port = |used: &mut BTreeSet<u64>, field: &str| -> Result<u64> {
-        let n = NODE_PORTS.clone().find(|n| !used.contains(n)).ok_or_else(|| {
-            invalid(
-                def,
-                name,
-                field,
-                "Internal error: range 30000-32767 is full",
-            )
-        })?;
+        let n = NODE_PORTS
+            .clone()
+            .find(|n| !used.contains(n))
+            .ok_or_else(|| {
+                invalid(
+                    def,
+                    name,
+                    field,
+                    "Internal error: range 30000-32767 is full",
+                )
+            })?;
         used.insert(n);
         Ok(n)
     };
@@ -543,13 +560,23 @@ fn default_service(
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(p)) => std::mem::take(p),
         Some(_) => {
-            return Err(invalid(def, name, "spec.ports", "Invalid value: expected a list"))
+            return Err(invalid(
+                def,
+                name,
+                "spec.ports",
+                "Invalid value: expected a list",
+            ))
         }
     };
     for (i, p) in ports.iter_mut().enumerate() {
         let field = format!("spec.ports[{i}]");
         let Some(po) = p.as_object_mut() else {
-            return Err(invalid(def, name, &field, "Invalid value: expected an object"));
+            return Err(invalid(
+                def,
+                name,
+                &field,
+                "Invalid value: expected an object",
+            ));
         };
         let port = po.get("port").and_then(Value::as_u64).unwrap_or(0);
         if !(1..=65535).contains(&port) {
@@ -569,7 +596,10 @@ fn default_service(
         if po.get("targetPort").is_none_or(Value::is_null) {
             po.insert("targetPort".into(), json!(port));
         }
-        let given = po.get("nodePort").and_then(Value::as_u64).filter(|n| *n != 0);
+        let given = po
+            .get("nodePort")
+            .and_then(Value::as_u64)
+            .filter(|n| *n != 0);
         if !node_ports_wanted {
             if given.is_none() {
                 po.remove("nodePort");
@@ -741,8 +771,8 @@ mod tests {
     #[test]
     fn an_identical_update_is_no_change() {
         let mut db = db();
-        let old = create(&mut db, json!({"metadata": {"name": "web"}}))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let old =
+            create(&mut db, json!({"metadata": {"name": "web"}})).unwrap_or_else(|e| panic!("{e}"));
         let mut same = old.clone();
         if let Some(m) = same["metadata"].as_object_mut() {
             m.remove("resourceVersion");
@@ -753,13 +783,38 @@ mod tests {
     #[test]
     fn create_checks_names_kinds_and_namespaces() {
         let db = db();
-        let bad = |body: Value, ns: &str| for_create(&db, svc_def(), Some(ns), body, UNIX_EPOCH).err();
-        assert!(matches!(bad(json!({"metadata": {}}), "default"), Some(ApiError::Invalid { .. })));
-        assert!(matches!(bad(json!({"metadata": {"name": "Web"}}), "default"), Some(ApiError::Invalid { .. })));
-        assert!(matches!(bad(json!({"kind": "Node", "metadata": {"name": "a"}}), "default"), Some(ApiError::BadRequest(_))));
-        assert!(matches!(bad(json!([1]), "default"), Some(ApiError::BadRequest(_))));
-        assert!(matches!(bad(json!({"metadata": {"name": "a"}}), "nope"), Some(ApiError::NotFound { .. })));
-        let gen = for_create(&db, svc_def(), Some("default"), json!({"metadata": {"generateName": "web-"}}), UNIX_EPOCH);
+        let bad =
+            |body: Value, ns: &str| for_create(&db, svc_def(), Some(ns), body, UNIX_EPOCH).err();
+        assert!(matches!(
+            bad(json!({"metadata": {}}), "default"),
+            Some(ApiError::Invalid { .. })
+        ));
+        assert!(matches!(
+            bad(json!({"metadata": {"name": "Web"}}), "default"),
+            Some(ApiError::Invalid { .. })
+        ));
+        assert!(matches!(
+            bad(
+                json!({"kind": "Node", "metadata": {"name": "a"}}),
+                "default"
+            ),
+            Some(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            bad(json!([1]), "default"),
+            Some(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            bad(json!({"metadata": {"name": "a"}}), "nope"),
+            Some(ApiError::NotFound { .. })
+        ));
+        let gen = for_create(
+            &db,
+            svc_def(),
+            Some("default"),
+            json!({"metadata": {"generateName": "web-"}}),
+            UNIX_EPOCH,
+        );
         let name = gen.map(|(_, n, _)| n).unwrap_or_default();
         assert!(name.starts_with("web-") && name.len() == 9, "{name}");
     }

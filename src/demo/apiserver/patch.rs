@@ -27,14 +27,17 @@ impl PatchKind {
     /// From a `Content-Type` header (parameters such as `; charset=utf-8` ignored).
     pub fn from_content_type(ct: Option<&str>) -> Result<PatchKind, ApiError> {
         let ct = ct.unwrap_or("");
-        let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let media = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         match media.as_str() {
             "application/merge-patch+json" => Ok(PatchKind::Merge),
             "application/json-patch+json" => Ok(PatchKind::Json),
             "application/strategic-merge-patch+json" => Ok(PatchKind::Strategic),
-            "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
-                Ok(PatchKind::Apply)
-            }
+            "application/apply-patch+yaml" | "application/apply-patch+cbor" => Ok(PatchKind::Apply),
             _ => Err(ApiError::UnsupportedMediaType(ACCEPTED.to_string())),
         }
     }
@@ -265,7 +268,10 @@ mod tests {
     fn apply_merges_maps_and_replaces_lists() {
         let p = json!({"metadata": {"annotations": {"c": "3"}}, "spec": {"ports": [{"port": 81}]}});
         let out = apply(PatchKind::Apply, &doc(), &p).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(out["metadata"]["annotations"], json!({"a": "1", "b": "2", "c": "3"}));
+        assert_eq!(
+            out["metadata"]["annotations"],
+            json!({"a": "1", "b": "2", "c": "3"})
+        );
         assert_eq!(out["spec"]["ports"], json!([{"port": 81}]));
         assert_eq!(out["spec"]["type"], "LoadBalancer");
     }
