@@ -44,6 +44,20 @@ impl Bird {
         hops
     }
 
+    /// Every BGP route of `table` ("master4") with the Unix time (µs resolution) BIRD imported
+    /// it, from BIRD's own stamps: `198.18.0.10/32  unicast [vipd0 1795921087.040336] * ...`.
+    pub fn import_times(&self, table: &str) -> Vec<(String, f64)> {
+        self.birdc(&["show", "route", "table", table, "where", "source", "=", "RTS_BGP"])
+            .lines()
+            .filter_map(|l| {
+                let prefix = l.split_whitespace().next()?;
+                let stamp = l.split('[').nth(1)?.split_whitespace().nth(1)?;
+                let stamp = stamp.trim_end_matches(']').parse().ok()?;
+                prefix.contains('/').then(|| (prefix.to_string(), stamp))
+            })
+            .collect()
+    }
+
     /// BGP protocol name of neighbor `i` in our config.
     fn protocol(i: usize) -> String {
         format!("vipd{i}")
@@ -144,6 +158,7 @@ fn bird_config(cfg: &RouterConfig) -> String {
     let mut c = format!(
         "log stderr all;\n\
          debug protocols {{ states, events }};\n\
+         timeformat route \"%s.%6f\";\n\
          router id {ROUTER_ID};\n\
          protocol device {{ }}\n"
     );

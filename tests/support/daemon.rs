@@ -139,6 +139,12 @@ impl Daemon {
         }
     }
 
+    /// The process id while it runs (`ip netns exec` exec()s, so this is the daemon itself).
+    pub fn pid(&mut self) -> Option<u32> {
+        self.poll_exit();
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.poll_exit();
         self.child.is_some()

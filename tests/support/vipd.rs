@@ -134,6 +134,10 @@ impl Vipd {
         self.daemon.wait_exit(timeout)
     }
 
+    pub fn pid(&mut self) -> Option<u32> {
+        self.daemon.pid()
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.daemon.is_running()
     }

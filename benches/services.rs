@@ -1,0 +1,158 @@
+//! Services mode benchmark (root; BIRD 2): how long from a Service being created in the API to
+//! its route being in BIRD's table, over 1,000 Services (p50, p99, max), and the agent's memory
+//! with 10,000 Services announced. The same harness as tests/services_bird.rs: vipd's
+//! in-process API server in the tor namespace, the real release `vipd manager --services` on
+//! the node, BIRD as the router. Run: `sudo cargo bench --bench services` (see BENCHMARKS.md).
+//!
+//! Latency uses BIRD's own import stamps (`timeformat route "%s.%6f"`) against the wall clock
+//! taken when the create request returned, so polling adds nothing to it.
+
+#[allow(dead_code, unused_macros, unused_imports)]
+#[macro_use]
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::core::v1::Service;
+use kube::api::PostParams;
+use kube::Api;
+use support::bird::Bird;
+use support::cluster::{self, in_netns};
+use support::netns::Topology;
+use support::router::{Family, Router, RouterConfig};
+use support::vipd::Vipd;
+use vipd::demo::apiserver::ApiServer;
+
+fn main() {
+    if !support::prerequisites_met(&[Bird::NEEDS, support::VIPD_NEEDS].concat()) {
+        return;
+    }
+    let n_latency: usize = env_or("VIPD_BENCH_SERVICES", 1000);
+    let n_memory: usize = env_or("VIPD_BENCH_SERVICES_RSS", 10_000);
+    println!("vipd services benchmark: {} at {}", env!("CARGO_PKG_VERSION"), date());
+    let lat = run(n_latency);
+    let mem = run(n_memory);
+    let (p50, p99, max) = (pct(&lat.latencies, 50.0), pct(&lat.latencies, 99.0), pct(&lat.latencies, 100.0));
+    println!();
+    println!("| Services | created → route at BIRD p50 | p99 | max | all {} routes in BIRD after | vipd RSS | vipd peak RSS |", "N");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.2} s | {:.1} MiB | {:.1} MiB |",
+        n_latency, p50, p99, max, lat.converged.as_secs_f64(), lat.rss_mib, lat.hwm_mib
+    );
+    println!(
+        "| {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.2} s | {:.1} MiB | {:.1} MiB |",
+        n_memory,
+        pct(&mem.latencies, 50.0),
+        pct(&mem.latencies, 99.0),
+        pct(&mem.latencies, 100.0),
+        mem.converged.as_secs_f64(),
+        mem.rss_mib,
+        mem.hwm_mib
+    );
+}
+
+struct Outcome {
+    /// Per Service, ms from its create request returning to BIRD's import of its route.
+    latencies: Vec<f64>,
+    /// From the first create to BIRD holding every route.
+    converged: Duration,
+    rss_mib: f64,
+    hwm_mib: f64,
+}
+
+fn run(n: usize) -> Outcome {
+    let topo = Topology::with_nodes(1);
+    let mut bird = Bird::new(&topo, RouterConfig::nodes(1));
+    bird.start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tor = topo.tor.clone();
+    in_netns(&tor, async {
+        let api = ApiServer::start("0.0.0.0:0".parse().unwrap()).await.expect("API server");
+        let client = api.client();
+        cluster::create_node(&client, "node0").await;
+        let kubeconfig = dir.path().join("kubeconfig");
+        cluster::write_kubeconfig(&kubeconfig, &format!("http://{}:{}", Topology::tor_v4(0), api.addr().port()));
+        let mut agent = Vipd::services(&topo, 0, &kubeconfig, &[("RUST_LOG", "warn")]);
+        agent.start();
+        eventually!(Duration::from_secs(20), "the session is up", bird.session_established(), agent.log_tail());
+        let services: Api<Service> = Api::namespaced(client.clone(), "default");
+        let mut created = BTreeMap::new();
+        let start = Instant::now();
+        for i in 0..n {
+            let vip = format!("100.{}.{}.{}", 64 + i / 65536, (i / 256) % 256, i % 256);
+            let mut svc = cluster::lb_service(&format!("svc-{i}"), &vip, false);
+            // No EndpointSlice needed: one request per Service, so the latency is the agent's.
+            svc.metadata.annotations.get_or_insert_with(Default::default).insert(
+                "kube-vip.io/allow-reconcile-without-endpoints".into(),
+                "true".into(),
+            );
+            // As on a real cluster, 10,000 LoadBalancers do not fit the NodePort range.
+            if let Some(spec) = svc.spec.as_mut() {
+                spec.allocate_load_balancer_node_ports = Some(false);
+            }
+            services.create(&PostParams::default(), &svc).await.expect("create service");
+            created.insert(format!("{vip}/32"), unix_now());
+        }
+        eventually!(Duration::from_secs(600), format!("BIRD holds {n} routes"), bird.route_count(Family::Ipv4) == n, agent.log_tail());
+        let converged = start.elapsed();
+        let pid = agent.pid().expect("vipd runs");
+        let (rss_mib, hwm_mib) = memory(pid);
+        let mut latencies: Vec<f64> = bird
+            .import_times("master4")
+            .into_iter()
+            .filter_map(|(prefix, at)| Some((at - created.get(&prefix)?) * 1000.0))
+            .collect();
+        assert_eq!(latencies.len(), n, "every route has an import stamp");
+        latencies.sort_by(f64::total_cmp);
+        println!(
+            "N={n}: all routes in BIRD {:.2} s after the first create; p50 {:.1} ms, p99 {:.1} ms; vipd RSS {rss_mib:.1} MiB (peak {hwm_mib:.1} MiB)",
+            converged.as_secs_f64(),
+            pct(&latencies, 50.0),
+            pct(&latencies, 99.0)
+        );
+        api.stop().await;
+        Outcome { latencies, converged, rss_mib, hwm_mib }
+    })
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_secs_f64()
+}
+
+/// VmRSS and VmHWM of `pid`, in MiB.
+fn memory(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    let kib = |key: &str| -> f64 {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (kib("VmRSS:") / 1024.0, kib("VmHWM:") / 1024.0)
+}
+
+/// The `p`th percentile of sorted `v` (nearest rank).
+fn pct(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
+}
+
+fn env_or(key: &str, default: usize) -> usize {
+    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn date() -> String {
+    std::process::Command::new("date")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
