@@ -31,16 +31,30 @@ fn main() {
     }
     let n_latency: usize = env_or("VIPD_BENCH_SERVICES", 1000);
     let n_memory: usize = env_or("VIPD_BENCH_SERVICES_RSS", 10_000);
-    println!("vipd services benchmark: {} at {}", env!("CARGO_PKG_VERSION"), date());
+    println!(
+        "vipd services benchmark: {} at {}",
+        env!("CARGO_PKG_VERSION"),
+        date()
+    );
     let lat = run(n_latency);
     let mem = run(n_memory);
-    let (p50, p99, max) = (pct(&lat.latencies, 50.0), pct(&lat.latencies, 99.0), pct(&lat.latencies, 100.0));
+    let (p50, p99, max) = (
+        pct(&lat.latencies, 50.0),
+        pct(&lat.latencies, 99.0),
+        pct(&lat.latencies, 100.0),
+    );
     println!();
     println!("| Services | created → route at BIRD p50 | p99 | max | all {} routes in BIRD after | vipd RSS | vipd peak RSS |", "N");
     println!("|---:|---:|---:|---:|---:|---:|---:|");
     println!(
         "| {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.2} s | {:.1} MiB | {:.1} MiB |",
-        n_latency, p50, p99, max, lat.converged.as_secs_f64(), lat.rss_mib, lat.hwm_mib
+        n_latency,
+        p50,
+        p99,
+        max,
+        lat.converged.as_secs_f64(),
+        lat.rss_mib,
+        lat.hwm_mib
     );
     println!(
         "| {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.2} s | {:.1} MiB | {:.1} MiB |",
@@ -70,14 +84,24 @@ fn run(n: usize) -> Outcome {
     let dir = tempfile::tempdir().expect("temp dir");
     let tor = topo.tor.clone();
     in_netns(&tor, async {
-        let api = ApiServer::start("0.0.0.0:0".parse().unwrap()).await.expect("API server");
+        let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
+            .await
+            .expect("API server");
         let client = api.client();
         cluster::create_node(&client, "node0").await;
         let kubeconfig = dir.path().join("kubeconfig");
-        cluster::write_kubeconfig(&kubeconfig, &format!("http://{}:{}", Topology::tor_v4(0), api.addr().port()));
+        cluster::write_kubeconfig(
+            &kubeconfig,
+            &format!("http://{}:{}", Topology::tor_v4(0), api.addr().port()),
+        );
         let mut agent = Vipd::services(&topo, 0, &kubeconfig, &[("RUST_LOG", "warn")]);
         agent.start();
-        eventually!(Duration::from_secs(20), "the session is up", bird.session_established(), agent.log_tail());
+        eventually!(
+            Duration::from_secs(20),
+            "the session is up",
+            bird.session_established(),
+            agent.log_tail()
+        );
         let services: Api<Service> = Api::namespaced(client.clone(), "default");
         let mut created = BTreeMap::new();
         let start = Instant::now();
@@ -85,18 +109,29 @@ fn run(n: usize) -> Outcome {
             let vip = format!("100.{}.{}.{}", 64 + i / 65536, (i / 256) % 256, i % 256);
             let mut svc = cluster::lb_service(&format!("svc-{i}"), &vip, false);
             // No EndpointSlice needed: one request per Service, so the latency is the agent's.
-            svc.metadata.annotations.get_or_insert_with(Default::default).insert(
-                "kube-vip.io/allow-reconcile-without-endpoints".into(),
-                "true".into(),
-            );
+            svc.metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(
+                    "kube-vip.io/allow-reconcile-without-endpoints".into(),
+                    "true".into(),
+                );
             // As on a real cluster, 10,000 LoadBalancers do not fit the NodePort range.
             if let Some(spec) = svc.spec.as_mut() {
                 spec.allocate_load_balancer_node_ports = Some(false);
             }
-            services.create(&PostParams::default(), &svc).await.expect("create service");
+            services
+                .create(&PostParams::default(), &svc)
+                .await
+                .expect("create service");
             created.insert(format!("{vip}/32"), unix_now());
         }
-        eventually!(Duration::from_secs(600), format!("BIRD holds {n} routes"), bird.route_count(Family::Ipv4) == n, agent.log_tail());
+        eventually!(
+            Duration::from_secs(600),
+            format!("BIRD holds {n} routes"),
+            bird.route_count(Family::Ipv4) == n,
+            agent.log_tail()
+        );
         let converged = start.elapsed();
         let pid = agent.pid().expect("vipd runs");
         let (rss_mib, hwm_mib) = memory(pid);
@@ -114,12 +149,20 @@ fn run(n: usize) -> Outcome {
             pct(&latencies, 99.0)
         );
         api.stop().await;
-        Outcome { latencies, converged, rss_mib, hwm_mib }
+        Outcome {
+            latencies,
+            converged,
+            rss_mib,
+            hwm_mib,
+        }
     })
 }
 
 fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_secs_f64()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs_f64()
 }
 
 /// VmRSS and VmHWM of `pid`, in MiB.
@@ -146,7 +189,10 @@ fn pct(v: &[f64], p: f64) -> f64 {
 }
 
 fn env_or(key: &str, default: usize) -> usize {
-    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn date() -> String {

@@ -22,14 +22,14 @@ pub struct Cli {
 pub enum Command {
     /// Run the agent (kube-vip's `manager`).
     Manager(Box<ManagerArgs>),
-    /// Show a VIP announced end to end with no cluster and no root: an in-process BGP peer
-    /// receives the routes of a vipd speaker over loopback.
+    /// Show Services get VIPs end to end with no cluster and no root: an in-process API server,
+    /// BGP router and vipd agent; prints created → announced → status written, with timings.
     Demo(DemoArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Keep running (Ctrl-C to stop) instead of exiting after the walk-through.
+    /// Keep running (Ctrl-C to stop) after the walk-through, with a kubeconfig for kubectl.
     #[arg(long)]
     pub keep: bool,
 }

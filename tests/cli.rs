@@ -135,11 +135,18 @@ fn demo_runs_end_to_end_and_exits_0() {
     let o = vipd(&["demo"], &[]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{out}{}", stderr(&o));
-    assert!(out.contains("BGP session established"), "{out}");
-    assert!(out.contains("router holds 3 routes"), "{out}");
-    assert!(out.contains("router withdrew 198.51.100.10/32"), "{out}");
-    assert!(
-        out.contains("AdministrativeShutdown: \"vipd demo finished\""),
-        "{out}"
-    );
+    // What a user reads in the walk-through: each step, seen from the router and the API.
+    for step in [
+        "BGP session established",
+        "router learned 198.51.100.10/32",
+        "status.loadBalancer.ingress = [198.51.100.10]",
+        "router learned 198.51.100.11/32",
+        "status.loadBalancer.ingress = [198.51.100.11]",
+        "Warning event on default/broken: InvalidLoadBalancerIP",
+        "router withdrew 198.51.100.10/32",
+        "status.loadBalancer.ingress of default/web cleared",
+        "AdministrativeShutdown: \"vipd shutting down\"; it holds 0 routes",
+    ] {
+        assert!(out.contains(step), "missing {step:?} in:\n{out}");
+    }
 }

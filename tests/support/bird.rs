@@ -47,15 +47,17 @@ impl Bird {
     /// Every BGP route of `table` ("master4") with the Unix time (µs resolution) BIRD imported
     /// it, from BIRD's own stamps: `198.18.0.10/32  unicast [vipd0 1795921087.040336] * ...`.
     pub fn import_times(&self, table: &str) -> Vec<(String, f64)> {
-        self.birdc(&["show", "route", "table", table, "where", "source", "=", "RTS_BGP"])
-            .lines()
-            .filter_map(|l| {
-                let prefix = l.split_whitespace().next()?;
-                let stamp = l.split('[').nth(1)?.split_whitespace().nth(1)?;
-                let stamp = stamp.trim_end_matches(']').parse().ok()?;
-                prefix.contains('/').then(|| (prefix.to_string(), stamp))
-            })
-            .collect()
+        self.birdc(&[
+            "show", "route", "table", table, "where", "source", "=", "RTS_BGP",
+        ])
+        .lines()
+        .filter_map(|l| {
+            let prefix = l.split_whitespace().next()?;
+            let stamp = l.split('[').nth(1)?.split_whitespace().nth(1)?;
+            let stamp = stamp.trim_end_matches(']').parse().ok()?;
+            prefix.contains('/').then(|| (prefix.to_string(), stamp))
+        })
+        .collect()
     }
 
     /// BGP protocol name of neighbor `i` in our config.
