@@ -12,7 +12,7 @@ use crate::bgp::driver::PeerEvent;
 use crate::bgp::speaker::Speaker;
 use crate::config::{Config, ServicesSettings};
 use crate::decide::ingress::{current_ingress, ingress_change, ingress_target};
-use crate::decide::{self, ClusterView, DecideConfig, Desired, NodeCtx, Problem, ServiceKey};
+use crate::decide::{self, ClusterView, DecideConfig, Desired, NodeCtx, Problem, ServiceKey, Skip};
 use crate::kube::status::{EventSink, ServiceEvent, StatusWriter};
 use crate::kube::view::{Snapshot, View};
 use crate::netlink::VipAddresses;
@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::IpAddr;
 use std::time::Duration;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use vipd_providers::MpBgpNextHop;
 
 /// Changes arriving together (a rollout touches many slices) are decided once.
@@ -69,6 +69,7 @@ async fn serve(
         routes: BTreeSet::new(),
         announced: BTreeMap::new(),
         reported: BTreeMap::new(),
+        skipped: BTreeMap::new(),
         requested: BTreeMap::new(),
     };
     // Peer events only wake the loop; whether a session is up is read from the speaker, so an
@@ -151,6 +152,8 @@ struct Owner {
     announced: BTreeMap<ServiceKey, Vec<IpAddr>>,
     /// Per Service, the problems already reported (each is reported once while it lasts).
     reported: BTreeMap<ServiceKey, Vec<Problem>>,
+    /// Per Service, why it is not announced from this node, as last logged.
+    skipped: BTreeMap<ServiceKey, Skip>,
     /// Per Service, the last ingress asked of the status writer and not yet seen in the view.
     requested: BTreeMap<ServiceKey, Vec<IpAddr>>,
 }
@@ -232,6 +235,19 @@ impl Owner {
                     note,
                 });
             }
+            if let Some(skip) = &d.skip {
+                if self.skipped.get(key) != Some(skip) {
+                    // Services that are not vipd's are the common case: keep them out of info.
+                    if matches!(
+                        skip,
+                        Skip::NotLoadBalancer { .. } | Skip::ClassNotOurs { .. } | Skip::Ignored
+                    ) {
+                        debug!(service = %key, why = %skip, "not announced");
+                    } else {
+                        info!(service = %key, why = %skip, "not announced from this node");
+                    }
+                }
+            }
             let known = self.reported.get(key).map(Vec::as_slice).unwrap_or(&[]);
             for p in d.problems.iter().filter(|p| !known.contains(p)) {
                 warn!(service = %key, reason = p.reason(), "{p}");
@@ -248,6 +264,11 @@ impl Owner {
             .iter()
             .filter(|(_, d)| !d.announced.is_empty())
             .map(|(k, d)| (k.clone(), d.announced.clone()))
+            .collect();
+        self.skipped = desired
+            .services
+            .iter()
+            .filter_map(|(k, d)| Some((k.clone(), d.skip.clone()?)))
             .collect();
         self.reported = desired
             .services
