@@ -6,6 +6,7 @@ use crate::bgp::speaker::{Speaker, SpeakerConfig, SpeakerError};
 use crate::bgp::types::{host_prefix, Asn, RouteAttrs, RouteSet, RouterId};
 use crate::config::{parse_vip_list, Config, ConfigError, RouterIdSource};
 use crate::netif::Interfaces;
+use crate::peers::PeerSources;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -38,18 +39,35 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         source,
     })?;
     let router_id = resolve_router_id(&cfg.bgp.router_id, &ifs)?;
+    let client = match (&cfg.services, &cfg.bgp.annotations) {
+        (None, None) => None,
+        _ => Some(crate::kube::client::client(cfg.kubeconfig.as_deref()).await?),
+    };
+    let mut peers = match (&cfg.bgp.annotations, &client, &cfg.node_name) {
+        (Some(prefix), Some(client), Some(node)) => PeerSources::with_annotations(
+            cfg.bgp.peers.clone(),
+            client.clone(),
+            node,
+            prefix,
+            matches!(cfg.bgp.router_id, RouterIdSource::Fixed(_)),
+        ),
+        _ => PeerSources::fixed(cfg.bgp.peers.clone()),
+    };
     let mut speaker = Speaker::start(speaker_config(&cfg, router_id)).await?;
-    speaker.set_peers(cfg.bgp.peers.clone()).await;
+    let initial = peers.current();
     info!(
         router_id = %router_id.0,
         local_as = cfg.bgp.local_as,
-        peers = cfg.bgp.peers.len(),
+        peers = initial.len(),
         "vipd started"
     );
-    match &cfg.services {
-        Some(svc) => crate::services::run(&cfg, svc, speaker, shutdown).await,
-        None => {
-            let result = run_static(&cfg, &speaker, shutdown).await;
+    speaker.set_peers(initial).await;
+    match (&cfg.services, client) {
+        (Some(svc), Some(client)) => {
+            crate::services::run(&cfg, svc, speaker, client, peers, shutdown).await
+        }
+        _ => {
+            let result = run_static(&cfg, &mut speaker, &mut peers, shutdown).await;
             cease(speaker).await;
             result
         }
@@ -67,7 +85,8 @@ pub async fn cease(speaker: Speaker) {
 /// Static VIPs (`vip_address`, `vip_file`), re-read on SIGHUP.
 async fn run_static(
     cfg: &Config,
-    speaker: &Speaker,
+    speaker: &mut Speaker,
+    peers: &mut PeerSources,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let mut vips = load_vips(cfg).await?;
@@ -82,6 +101,7 @@ async fn run_static(
     loop {
         tokio::select! {
             () = &mut shutdown => return Ok(()),
+            set = peers.changed() => speaker.set_peers(set).await,
             _ = hangup.recv() => match load_vips(cfg).await {
                 Ok(new) => {
                     let added = new.iter().filter(|v| !vips.contains(v)).count();

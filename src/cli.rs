@@ -124,6 +124,10 @@ pub struct ManagerArgs {
     /// IPv6 next hop with mpbgp_nexthop=fixed.
     #[arg(long = "mpbgpIPv6", env = "mpbgp_ipv6")]
     pub mpbgp_ipv6: Option<String>,
+    /// Also take BGP peers from this node's annotations under this prefix (e.g.
+    /// metal.equinix.com), following them as they change.
+    #[arg(long = "annotations", env = "annotation")]
+    pub annotation: Option<String>,
     /// Static VIPs, comma separated (env `vip_address`, or kube-vip's `address`).
     #[arg(long = "address", env = "vip_address")]
     pub vip_address: Option<String>,
@@ -180,6 +184,7 @@ impl ManagerArgs {
             bgp_attach_ip_to_interface: self.bgp_attach_ip_to_interface.clone(),
             vip_interface: self.vip_interface.clone(),
             disable_service_updates: self.disable_service_updates.clone(),
+            annotation: self.annotation.clone(),
         }
     }
 }

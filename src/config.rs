@@ -65,6 +65,8 @@ pub struct RawSettings {
     pub bgp_attach_ip_to_interface: Option<String>,
     pub vip_interface: Option<String>,
     pub disable_service_updates: Option<String>,
+    /// kube-vip's `annotation`: peers from this node's annotations under this prefix.
+    pub annotation: Option<String>,
 }
 
 /// Where the BGP identifier comes from.
@@ -89,6 +91,9 @@ pub struct BgpSettings {
     pub passive: bool,
     pub listen_port: u16,
     pub mpbgp: MpBgpSpec,
+    /// `annotation`: also take peers from this node's annotations under this prefix (e.g.
+    /// `metal.equinix.com`), following them as they change.
+    pub annotations: Option<String>,
 }
 
 /// Services mode (`svc_enable`): what to watch and how to treat the Services found.
@@ -98,8 +103,6 @@ pub struct ServicesSettings {
     pub namespace: Option<String>,
     /// This node's name (`vip_nodename`, else the host name lowercased, as kube-vip does).
     pub node_name: String,
-    /// `k8s_config_file`; `None` = the usual kubeconfig search, then in-cluster.
-    pub kubeconfig: Option<PathBuf>,
     pub lb_class_only: bool,
     pub lb_class_name: String,
     pub lb_class_legacy_handling: bool,
@@ -116,6 +119,11 @@ pub struct Config {
     pub bgp: BgpSettings,
     /// `Some` in services mode; the static VIPs are then not announced.
     pub services: Option<ServicesSettings>,
+    /// This node's name: `vip_nodename`, else the host name lowercased. Needed by services mode
+    /// and the node-annotation peers.
+    pub node_name: Option<String>,
+    /// `k8s_config_file`; `None` = the usual kubeconfig search, then in-cluster.
+    pub kubeconfig: Option<PathBuf>,
     /// Static VIPs from `vip_address`.
     pub vips: Vec<IpAddr>,
     /// More static VIPs, one per line; re-read on SIGHUP.
@@ -149,9 +157,16 @@ pub fn validate(raw: &RawSettings) -> Result<Config, ConfigError> {
     } else {
         None
     };
+    let node_name = match (&services, &bgp.annotations) {
+        (Some(s), _) => Some(s.node_name.clone()),
+        (None, Some(_)) => Some(node_name(raw)?),
+        (None, None) => None,
+    };
     Ok(Config {
         bgp,
         services,
+        node_name,
+        kubeconfig: non_empty(&raw.k8s_config_file).map(PathBuf::from),
         vips,
         vip_file: raw
             .vip_file
@@ -241,11 +256,12 @@ fn bgp_settings(raw: &RawSettings) -> Result<BgpSettings, ConfigError> {
             "is an unnumbered peer, which vipd does not support yet; give the neighbour's address",
         ));
     }
-    if peers.is_empty() {
+    let annotations = non_empty(&raw.annotation).map(str::to_owned);
+    if peers.is_empty() && annotations.is_none() {
         return Err(err(
             "bgp_peers (--bgppeers)",
             raw.bgp_peers.as_deref().unwrap_or(""),
-            "holds no peer, and bgp_peeraddress is not set: BGP needs at least one peer",
+            "holds no peer, and neither bgp_peeraddress nor annotation is set: BGP needs at least one peer",
         ));
     }
     let source_ip = match raw.bgp_sourceip.as_deref().filter(|s| !s.is_empty()) {
@@ -300,36 +316,14 @@ fn bgp_settings(raw: &RawSettings) -> Result<BgpSettings, ConfigError> {
         passive: flag(&raw.bgp_passive, "bgp_passive (--bgp-passive)")?,
         listen_port,
         mpbgp,
+        annotations,
     })
 }
 
 fn services_settings(raw: &RawSettings) -> Result<ServicesSettings, ConfigError> {
-    let node_name = match (&raw.vip_nodename, &raw.hostname) {
-        (Some(n), _) if !n.trim().is_empty() => n.trim().to_owned(),
-        (_, Some(h)) if !h.trim().is_empty() => h.trim().to_lowercase(),
-        _ => {
-            return Err(err(
-                "vip_nodename (--nodeName)",
-                raw.vip_nodename.as_deref().unwrap_or(""),
-                "is not set and the host name is unknown: set it to this node's name \
-                 (the manifest sets it from spec.nodeName)",
-            ))
-        }
-    };
-    if let Some(bad) = node_name
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '.'))
-    {
-        return Err(err(
-            "vip_nodename (--nodeName)",
-            &node_name,
-            format!("is not a Kubernetes node name (it has {bad:?})"),
-        ));
-    }
     Ok(ServicesSettings {
         namespace: non_empty(&raw.svc_namespace).map(str::to_owned),
-        node_name,
-        kubeconfig: non_empty(&raw.k8s_config_file).map(PathBuf::from),
+        node_name: node_name(raw)?,
         lb_class_only: flag(&raw.lb_class_only, "lb_class_only (--lbClassOnly)")?,
         // kube-vip honours an explicitly empty class name, so only unset takes the default.
         lb_class_name: raw
@@ -353,6 +347,33 @@ fn services_settings(raw: &RawSettings) -> Result<ServicesSettings, ConfigError>
             "disable_service_updates (--disableServiceUpdates)",
         )?,
     })
+}
+
+/// `vip_nodename`, else the host name lowercased (as kube-vip does).
+fn node_name(raw: &RawSettings) -> Result<String, ConfigError> {
+    let node_name = match (&raw.vip_nodename, &raw.hostname) {
+        (Some(n), _) if !n.trim().is_empty() => n.trim().to_owned(),
+        (_, Some(h)) if !h.trim().is_empty() => h.trim().to_lowercase(),
+        _ => {
+            return Err(err(
+                "vip_nodename (--nodeName)",
+                raw.vip_nodename.as_deref().unwrap_or(""),
+                "is not set and the host name is unknown: set it to this node's name \
+                 (the manifest sets it from spec.nodeName)",
+            ))
+        }
+    };
+    if let Some(bad) = node_name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '.'))
+    {
+        return Err(err(
+            "vip_nodename (--nodeName)",
+            &node_name,
+            format!("is not a Kubernetes node name (it has {bad:?})"),
+        ));
+    }
+    Ok(node_name)
 }
 
 /// The trimmed value, unless unset or blank.

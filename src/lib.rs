@@ -7,6 +7,7 @@
 //! - [`agent`] starts the BGP speaker with its peers and runs [`services`] mode (the owner
 //!   loop: watch, decide, announce, report) or the static VIPs.
 //! - [`kube`] (I/O): the client, the watched view, status and Events writes.
+//! - [`peers`] (I/O): the peer set, static and from this node's annotations (watched).
 //! - [`bgp`]: the embedded speaker — pure protocol core (`wire`, `open`, `adj_out`, `fsm`) and
 //!   its I/O edge (`driver`, `speaker`).
 //! - [`netlink`] puts VIP addresses on an interface (marked as vipd's); [`netif`] reads local
@@ -24,6 +25,7 @@ pub mod demo;
 pub mod kube;
 pub mod netif;
 pub mod netlink;
+pub mod peers;
 pub mod services;
 pub mod sys;
 

@@ -45,6 +45,16 @@ impl Interfaces {
             .map(|a| a.ifname.as_str())
     }
 
+    /// Every connected prefix (address and prefix length), e.g. to tell whether a peer is one
+    /// hop away.
+    pub fn prefixes(&self) -> Vec<ipnet::IpNet> {
+        self.0
+            .iter()
+            .filter_map(|a| ipnet::IpNet::new(a.ip, a.prefix_len).ok())
+            .map(|n| n.trunc())
+            .collect()
+    }
+
     pub fn first_v4(&self, ifname: &str) -> Option<Ipv4Addr> {
         self.0.iter().find_map(|a| match a.ip {
             IpAddr::V4(v4) if a.ifname == ifname => Some(v4),

@@ -16,12 +16,13 @@ use crate::decide::{self, ClusterView, DecideConfig, Desired, NodeCtx, Problem, 
 use crate::kube::status::{EventSink, ServiceEvent, StatusWriter};
 use crate::kube::view::{Snapshot, View};
 use crate::netlink::VipAddresses;
+use crate::peers::PeerSources;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::IpAddr;
 use std::time::Duration;
 use tracing::{debug, info, warn};
-use vipd_providers::MpBgpNextHop;
+use vipd_providers::{MpBgpNextHop, PeerSpec};
 
 /// Changes arriving together (a rollout touches many slices) are decided once.
 const DEBOUNCE: Duration = Duration::from_millis(10);
@@ -34,10 +35,21 @@ pub async fn run(
     cfg: &Config,
     svc: &ServicesSettings,
     mut speaker: Speaker,
+    client: kube::Client,
+    mut peers: PeerSources,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let mut addresses = None;
-    let result = serve(cfg, svc, &mut speaker, &mut addresses, shutdown).await;
+    let result = serve(
+        cfg,
+        svc,
+        &mut speaker,
+        client,
+        &mut peers,
+        &mut addresses,
+        shutdown,
+    )
+    .await;
     cease(speaker).await;
     if let Some(addrs) = addresses.as_mut() {
         for e in addrs.remove_unwanted(&BTreeSet::new()).await {
@@ -51,17 +63,18 @@ async fn serve(
     cfg: &Config,
     svc: &ServicesSettings,
     speaker: &mut Speaker,
+    client: kube::Client,
+    peers: &mut PeerSources,
     addresses: &mut Option<VipAddresses>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     if svc.attach_to_interface {
         *addresses = Some(VipAddresses::open(&svc.interface).await?);
     }
-    let client = crate::kube::client::client(svc.kubeconfig.as_deref()).await?;
     let mut view = View::start(client.clone(), svc.namespace.as_deref(), &svc.node_name);
     let mut owner = Owner {
         node_name: svc.node_name.clone(),
-        decide: decide_config(cfg, svc),
+        decide: decide_config(cfg, svc, &peers.current()),
         status: svc
             .status_updates
             .then(|| StatusWriter::start(client.clone())),
@@ -101,6 +114,10 @@ async fn serve(
             () = &mut shutdown => break,
             () = view.changed() => tokio::time::sleep(DEBOUNCE).await,
             _ = resync.tick() => {}
+            set = peers.changed() => {
+                owner.decide = decide_config(cfg, svc, &set);
+                speaker.set_peers(set).await;
+            }
             Some(ev) = peer_events.recv() => if let PeerEvent::Learned { .. } = ev {
                 continue;
             },
@@ -118,15 +135,17 @@ fn any_peer_up(speaker: &Speaker) -> bool {
 
 /// Which families some peer can carry: its own, and the other one when `mpbgp_nexthop` gives
 /// it a next hop.
-fn decide_config(cfg: &Config, svc: &ServicesSettings) -> DecideConfig {
+fn decide_config(cfg: &Config, svc: &ServicesSettings, peers: &[PeerSpec]) -> DecideConfig {
     let mut d = DecideConfig {
         lb_class_only: svc.lb_class_only,
         lb_class_name: svc.lb_class_name.clone(),
         lb_class_legacy_handling: svc.lb_class_legacy_handling,
-        announce_ipv4: false,
-        announce_ipv6: false,
+        // No peers yet (annotations not read yet): nothing reaches a router anyway, and
+        // "no peer for this family" Warnings on every Service would be noise.
+        announce_ipv4: peers.is_empty(),
+        announce_ipv6: peers.is_empty(),
     };
-    for p in &cfg.bgp.peers {
+    for p in peers {
         let v6 = matches!(p.address, vipd_providers::PeerAddress::Ip(IpAddr::V6(_)));
         let mpbgp = if p.mpbgp.next_hop == MpBgpNextHop::None {
             cfg.bgp.mpbgp.next_hop

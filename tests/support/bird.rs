@@ -32,6 +32,14 @@ impl Bird {
         ns_stdout(&self.ns, &argv)
     }
 
+    /// Whether the session of neighbor `i` (in `RouterConfig` order) is Established.
+    pub fn protocol_established(&self, i: usize) -> bool {
+        let name = Bird::protocol(i);
+        self.birdc(&["show", "protocols"]).lines().any(|l| {
+            l.split_whitespace().next() == Some(name.as_str()) && l.contains("Established")
+        })
+    }
+
     /// The next hop of every path BIRD holds for `prefix` (one per announcing node, ECMP).
     pub fn next_hops(&self, prefix: &str) -> Vec<std::net::IpAddr> {
         let mut hops: Vec<_> = self

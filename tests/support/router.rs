@@ -121,6 +121,13 @@ impl RouterConfig {
         self
     }
 
+    /// Adds the direct session over the veth (10.99.0.1 <-> 10.99.0.2) next to the loopback one
+    /// of [`RouterConfig::multihop`], with the same settings.
+    pub fn and_direct(mut self) -> RouterConfig {
+        self.neighbors.push(Neighbor::new(NODE_V4, TOR_V4));
+        self
+    }
+
     pub fn password(mut self, password: &str) -> RouterConfig {
         self.password = Some(password.to_string());
         self

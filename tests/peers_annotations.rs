@@ -1,0 +1,140 @@
+//! Peers from node annotations (`annotation=metal.equinix.com`, as the Equinix CCM writes them):
+//! vipd in services mode with no static peer reads its Node in the in-process API server, peers
+//! with BIRD at the annotated address (multihop between loopbacks, TCP-MD5 from the base64
+//! password) and announces a Service's VIP; editing the annotations moves the session to another
+//! peer without a restart. Root and BIRD needed; skipped loudly otherwise.
+
+#[macro_use]
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Patch, PatchParams};
+use kube::Api;
+use serde_json::json;
+use support::bird::Bird;
+use support::cluster::{self, in_netns, lb_service, slice, Ep};
+use support::netns::Topology;
+use support::router::{Router, RouterConfig};
+use support::vipd::Vipd;
+use support::VIPD_NEEDS;
+use vipd::demo::apiserver::ApiServer;
+
+const KEY: &str = "metal.equinix.com/bgp-peers-0-";
+
+fn annotations(peer: &str, src: &str, multihop: bool) -> BTreeMap<String, String> {
+    [
+        ("node-asn", "65000"),
+        ("peer-asn", "65530"),
+        ("peer-ip", peer),
+        ("src-ip", src),
+        // base64 of "s3cret-md5"
+        ("bgp-pass", "czNjcmV0LW1kNQ=="),
+        ("peer-multi-hop", if multihop { "true" } else { "false" }),
+    ]
+    .into_iter()
+    .map(|(k, v)| (format!("{KEY}{k}"), v.to_string()))
+    .collect()
+}
+
+#[test]
+fn annotated_peers_are_followed_live() {
+    skip_unless!(root, Bird::NEEDS, VIPD_NEEDS);
+    let topo = Topology::with_nodes(1);
+    // Neighbor 0: the loopbacks (multihop); neighbor 1: the direct link. Same MD5 password.
+    let mut bird = Bird::new(
+        &topo,
+        RouterConfig::ipv4()
+            .multihop()
+            .and_direct()
+            .password("s3cret-md5"),
+    );
+    bird.start();
+    let dir = tempfile::tempdir().unwrap();
+    let tor = topo.tor.clone();
+    in_netns(&tor, async {
+        let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
+            .await
+            .unwrap();
+        let client = api.client();
+        let mut node = cluster::node("node0");
+        node.metadata.annotations = Some(annotations("10.99.255.2", "10.99.255.1", true));
+        Api::<Node>::all(client.clone())
+            .create(&Default::default(), &node)
+            .await
+            .unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        cluster::write_kubeconfig(
+            &kubeconfig,
+            &format!("http://{}:{}", Topology::tor_v4(0), api.addr().port()),
+        );
+        let mut agent = Vipd::services(
+            &topo,
+            0,
+            &kubeconfig,
+            &[
+                ("bgp_peers", ""),
+                ("bgp_routerid", ""),
+                ("annotation", "metal.equinix.com"),
+            ],
+        );
+        agent.start();
+        let explain = |agent: &Vipd| {
+            format!(
+                "---- bird ----\n{}\n---- vipd ----\n{}",
+                bird.log_tail(),
+                agent.log_tail()
+            )
+        };
+        cluster::create_service(&client, &lb_service("web", "198.18.0.10", false)).await;
+        cluster::put_slice(
+            &client,
+            &slice("web", "web-1", &[Ep::ready("10.244.0.5", "node0")]),
+        )
+        .await;
+        eventually!(
+            Duration::from_secs(20),
+            "the multihop session to the annotated loopback is up",
+            bird.protocol_established(0),
+            explain(&agent)
+        );
+        eventually!(
+            Duration::from_secs(10),
+            "the VIP arrives with the annotated source as next hop",
+            bird.next_hops("198.18.0.10/32")
+                == vec!["10.99.255.1".parse::<std::net::IpAddr>().unwrap()],
+            explain(&agent)
+        );
+        assert!(
+            !bird.protocol_established(1),
+            "no session on the direct link yet"
+        );
+
+        let patch =
+            json!({"metadata": {"annotations": annotations("10.99.0.2", "10.99.0.1", false)}});
+        Api::<Node>::all(client.clone())
+            .patch("node0", &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .unwrap();
+        eventually!(
+            Duration::from_secs(20),
+            "the session moved to the direct peer",
+            bird.protocol_established(1) && !bird.protocol_established(0),
+            explain(&agent)
+        );
+        eventually!(
+            Duration::from_secs(10),
+            "the VIP is now via the direct link",
+            bird.next_hops("198.18.0.10/32")
+                == vec!["10.99.0.1".parse::<std::net::IpAddr>().unwrap()],
+            explain(&agent)
+        );
+        assert!(agent.is_running(), "no restart");
+        assert!(
+            !agent.log().contains("s3cret-md5"),
+            "the password leaked into the log"
+        );
+    });
+}
