@@ -25,6 +25,8 @@ pub enum RunError {
     Kube(#[from] crate::kube::client::ClientError),
     #[error(transparent)]
     Netlink(#[from] crate::netlink::NetlinkError),
+    #[error("peer provider: {0}")]
+    Provider(String),
     #[error("cannot read {what}: {source}")]
     Io {
         what: String,
@@ -43,25 +45,30 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         (None, None) => None,
         _ => Some(crate::kube::client::client(cfg.kubeconfig.as_deref()).await?),
     };
-    let mut peers = match (&cfg.bgp.annotations, &client, &cfg.node_name) {
-        (Some(prefix), Some(client), Some(node)) => PeerSources::with_annotations(
-            cfg.bgp.peers.clone(),
-            client.clone(),
-            node,
-            prefix,
-            matches!(cfg.bgp.router_id, RouterIdSource::Fixed(_)),
-        ),
-        _ => PeerSources::fixed(cfg.bgp.peers.clone()),
-    };
+    let mut peers = PeerSources::new(
+        cfg.bgp.peers.clone(),
+        matches!(cfg.bgp.router_id, RouterIdSource::Fixed(_)),
+    );
+    if let (Some(prefix), Some(client), Some(node)) =
+        (&cfg.bgp.annotations, &client, &cfg.node_name)
+    {
+        peers.watch_annotations(client.clone(), node, prefix);
+    }
+    if let (Some(metal), Some(node)) = (&cfg.metal, &cfg.node_name) {
+        let (feed, task) = metal_source(metal, node).await?;
+        peers.add_feed(feed, task);
+        if metal.peer_routes {
+            peers.install_routes()?;
+        }
+    }
     let mut speaker = Speaker::start(speaker_config(&cfg, router_id)).await?;
-    let initial = peers.current();
     info!(
         router_id = %router_id.0,
         local_as = cfg.bgp.local_as,
-        peers = initial.len(),
+        peers = peers.current().len(),
         "vipd started"
     );
-    speaker.set_peers(initial).await;
+    peers.apply(&mut speaker).await;
     match (&cfg.services, client) {
         (Some(svc), Some(client)) => {
             crate::services::run(&cfg, svc, speaker, client, peers, shutdown).await
@@ -69,9 +76,43 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         _ => {
             let result = run_static(&cfg, &mut speaker, &mut peers, shutdown).await;
             cease(speaker).await;
+            peers.remove_routes().await;
             result
         }
     }
+}
+
+/// The Equinix Metal API provider: `cloud-sa.json` with the env overrides, the device found by
+/// node name, then by the OS host name.
+async fn metal_source(
+    metal: &crate::config::MetalSettings,
+    node: &str,
+) -> Result<(vipd_providers::PeerFeed, tokio::task::JoinHandle<()>), RunError> {
+    use vipd_providers::equinix::{
+        spawn_metal_source, ClientOptions, CloudConfig, MetalClient, MetalEnv, MetalSourceOptions,
+    };
+    let file = match &metal.provider_config {
+        Some(path) => Some(tokio::fs::read_to_string(path).await.map_err(|source| {
+            RunError::Io {
+                what: format!("provider_config {}", path.display()),
+                source,
+            }
+        })?),
+        None => None,
+    };
+    let env = MetalEnv::from_lookup(|k| std::env::var(k).ok());
+    let cloud = CloudConfig::from_parts(file.as_deref(), env)
+        .map_err(|e| RunError::Provider(e.to_string()))?;
+    let client = MetalClient::new(&cloud, ClientOptions::default())
+        .map_err(|e| RunError::Provider(e.to_string()))?;
+    let mut names = vec![node.to_owned()];
+    if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        let host = host.trim().to_owned();
+        if !host.is_empty() && host != node {
+            names.push(host);
+        }
+    }
+    Ok(spawn_metal_source(client, MetalSourceOptions::new(names)))
 }
 
 /// Withdraws everything at once: a Cease (Administrative Shutdown) to every peer.
@@ -101,7 +142,7 @@ async fn run_static(
     loop {
         tokio::select! {
             () = &mut shutdown => return Ok(()),
-            set = peers.changed() => speaker.set_peers(set).await,
+            () = peers.changed() => peers.apply(speaker).await,
             _ = hangup.recv() => match load_vips(cfg).await {
                 Ok(new) => {
                     let added = new.iter().filter(|v| !vips.contains(v)).count();

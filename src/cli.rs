@@ -128,6 +128,15 @@ pub struct ManagerArgs {
     /// metal.equinix.com), following them as they change.
     #[arg(long = "annotations", env = "annotation")]
     pub annotation: Option<String>,
+    /// Take BGP peers from the Equinix Metal API (legacy: Metal ended on 2026-06-30).
+    #[arg(long = "metal", env = "vip_packet", num_args = 0..=1, default_missing_value = "true")]
+    pub vip_packet: Option<String>,
+    /// The CCM's cloud-sa.json (apiKey, projectID); METAL_API_KEY / METAL_PROJECT_ID override it.
+    #[arg(long = "provider-config", env = "provider_config")]
+    pub provider_config: Option<String>,
+    /// Install host routes to the Metal peers via the private gateway (removed on exit).
+    #[arg(long = "metal-peer-routes", env = "metal_peer_routes", num_args = 0..=1, default_missing_value = "true")]
+    pub metal_peer_routes: Option<String>,
     /// Static VIPs, comma separated (env `vip_address`, or kube-vip's `address`).
     #[arg(long = "address", env = "vip_address")]
     pub vip_address: Option<String>,
@@ -185,6 +194,9 @@ impl ManagerArgs {
             vip_interface: self.vip_interface.clone(),
             disable_service_updates: self.disable_service_updates.clone(),
             annotation: self.annotation.clone(),
+            vip_packet: self.vip_packet.clone(),
+            provider_config: self.provider_config.clone(),
+            metal_peer_routes: self.metal_peer_routes.clone(),
         }
     }
 }

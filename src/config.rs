@@ -67,6 +67,9 @@ pub struct RawSettings {
     pub disable_service_updates: Option<String>,
     /// kube-vip's `annotation`: peers from this node's annotations under this prefix.
     pub annotation: Option<String>,
+    pub vip_packet: Option<String>,
+    pub provider_config: Option<String>,
+    pub metal_peer_routes: Option<String>,
 }
 
 /// Where the BGP identifier comes from.
@@ -94,6 +97,16 @@ pub struct BgpSettings {
     /// `annotation`: also take peers from this node's annotations under this prefix (e.g.
     /// `metal.equinix.com`), following them as they change.
     pub annotations: Option<String>,
+}
+
+/// The legacy Equinix Metal API provider (`vip_packet` / `--metal`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetalSettings {
+    /// `provider_config`: the CCM's `cloud-sa.json`; env `METAL_API_KEY` / `METAL_PROJECT_ID`
+    /// override it.
+    pub provider_config: Option<PathBuf>,
+    /// `metal_peer_routes`: install host routes to the peers via the private gateway.
+    pub peer_routes: bool,
 }
 
 /// Services mode (`svc_enable`): what to watch and how to treat the Services found.
@@ -124,6 +137,8 @@ pub struct Config {
     pub node_name: Option<String>,
     /// `k8s_config_file`; `None` = the usual kubeconfig search, then in-cluster.
     pub kubeconfig: Option<PathBuf>,
+    /// `Some` with `vip_packet` / `--metal`: peers from the Equinix Metal API.
+    pub metal: Option<MetalSettings>,
     /// Static VIPs from `vip_address`.
     pub vips: Vec<IpAddr>,
     /// More static VIPs, one per line; re-read on SIGHUP.
@@ -157,16 +172,25 @@ pub fn validate(raw: &RawSettings) -> Result<Config, ConfigError> {
     } else {
         None
     };
-    let node_name = match (&services, &bgp.annotations) {
+    let metal = if flag(&raw.vip_packet, "vip_packet (--metal)")? {
+        Some(MetalSettings {
+            provider_config: non_empty(&raw.provider_config).map(PathBuf::from),
+            peer_routes: flag(&raw.metal_peer_routes, "metal_peer_routes (--metal-peer-routes)")?,
+        })
+    } else {
+        None
+    };
+    let node_name = match (&services, bgp.annotations.is_some() || metal.is_some()) {
         (Some(s), _) => Some(s.node_name.clone()),
-        (None, Some(_)) => Some(node_name(raw)?),
-        (None, None) => None,
+        (None, true) => Some(node_name(raw)?),
+        (None, false) => None,
     };
     Ok(Config {
         bgp,
         services,
         node_name,
         kubeconfig: non_empty(&raw.k8s_config_file).map(PathBuf::from),
+        metal,
         vips,
         vip_file: raw
             .vip_file
@@ -257,11 +281,13 @@ fn bgp_settings(raw: &RawSettings) -> Result<BgpSettings, ConfigError> {
         ));
     }
     let annotations = non_empty(&raw.annotation).map(str::to_owned);
-    if peers.is_empty() && annotations.is_none() {
+    // Peers may come from the node's annotations or the Equinix Metal API instead.
+    let discovered = annotations.is_some() || flag(&raw.vip_packet, "vip_packet (--metal)")?;
+    if peers.is_empty() && !discovered {
         return Err(err(
             "bgp_peers (--bgppeers)",
             raw.bgp_peers.as_deref().unwrap_or(""),
-            "holds no peer, and neither bgp_peeraddress nor annotation is set: BGP needs at least one peer",
+            "holds no peer, and neither bgp_peeraddress, annotation nor vip_packet is set: BGP needs at least one peer",
         ));
     }
     let source_ip = match raw.bgp_sourceip.as_deref().filter(|s| !s.is_empty()) {

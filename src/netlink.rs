@@ -24,6 +24,8 @@ pub enum NetlinkError {
     Socket(std::io::Error),
     #[error("interface {0:?} (vip_interface) does not exist")]
     NoInterface(String),
+    #[error("peer {0} cannot be routed through gateway {1} (another address family)")]
+    Unroutable(IpAddr, IpAddr),
     #[error("{action} {ip} on {ifname}: {source}")]
     Request {
         action: &'static str,
@@ -221,5 +223,102 @@ impl VipAddresses {
             ifname: self.ifname.clone(),
             source,
         }
+    }
+}
+
+/// Routing protocol number of the peer routes vipd installs (`ip route … proto 118`), so they
+/// are found again and never confused with anyone else's.
+pub const ROUTE_PROTO: u8 = 118;
+
+/// Host routes to BGP peers (`--metal-peer-routes`: the Equinix Metal routers are reached via
+/// the private gateway). Installed before the session that needs them, removed when the peer
+/// goes and on exit.
+pub struct PeerRoutes {
+    handle: Handle,
+    installed: BTreeSet<vipd_providers::PeerRoute>,
+}
+
+impl PeerRoutes {
+    pub fn open() -> Result<PeerRoutes, NetlinkError> {
+        let (conn, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Socket)?;
+        tokio::spawn(conn);
+        Ok(PeerRoutes {
+            handle,
+            installed: BTreeSet::new(),
+        })
+    }
+
+    /// Installs the wanted routes (replacing a route to the same destination) and removes the
+    /// ones vipd installed that are no longer wanted. Errors are per route.
+    pub async fn sync(&mut self, wanted: &BTreeSet<vipd_providers::PeerRoute>) -> Vec<NetlinkError> {
+        let mut errors = Vec::new();
+        for r in wanted.difference(&self.installed.clone()) {
+            let Some(msg) = route_message(r) else {
+                errors.push(NetlinkError::Unroutable(r.destination, r.gateway));
+                continue;
+            };
+            match self.handle.route().add(msg).replace().execute().await {
+                Ok(()) => {
+                    info!(destination = %r.destination, gateway = %r.gateway, "peer route installed");
+                    self.installed.insert(*r);
+                }
+                Err(source) => errors.push(route_error("add route to", r, source)),
+            }
+        }
+        let stale: Vec<_> = self.installed.difference(wanted).copied().collect();
+        for r in stale {
+            let Some(msg) = route_message(&r) else { continue };
+            match self.handle.route().del(msg).execute().await {
+                Ok(()) => info!(destination = %r.destination, "peer route removed"),
+                Err(source) => errors.push(route_error("remove route to", &r, source)),
+            }
+            self.installed.remove(&r);
+        }
+        errors
+    }
+}
+
+/// `None`: an IPv6 peer behind an IPv4 gateway cannot be routed.
+fn route_message(r: &vipd_providers::PeerRoute) -> Option<netlink_packet_route::route::RouteMessage> {
+    use netlink_packet_route::route::RouteProtocol;
+    use rtnetlink::RouteMessageBuilder;
+    let proto = RouteProtocol::from(ROUTE_PROTO);
+    Some(match (r.destination, r.gateway, r.source) {
+        (IpAddr::V4(d), IpAddr::V4(g), src) => {
+            let mut b = RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+                .destination_prefix(d, 32)
+                .gateway(g)
+                .protocol(proto);
+            if let Some(IpAddr::V4(s)) = src {
+                b = b.pref_source(s);
+            }
+            b.build()
+        }
+        (IpAddr::V6(d), IpAddr::V6(g), src) => {
+            let mut b = RouteMessageBuilder::<std::net::Ipv6Addr>::new()
+                .destination_prefix(d, 128)
+                .gateway(g)
+                .protocol(proto);
+            if let Some(IpAddr::V6(s)) = src {
+                b = b.pref_source(s);
+            }
+            b.build()
+        }
+        // An IPv4 peer via an IPv6 gateway (RFC 5549 style); the reverse cannot be routed.
+        (IpAddr::V4(d), IpAddr::V6(g), _) => RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+            .destination_prefix(d, 32)
+            .via(g)
+            .protocol(proto)
+            .build(),
+        (IpAddr::V6(_), IpAddr::V4(_), _) => return None,
+    })
+}
+
+fn route_error(action: &'static str, r: &vipd_providers::PeerRoute, source: rtnetlink::Error) -> NetlinkError {
+    NetlinkError::Request {
+        action,
+        ip: r.destination.to_string(),
+        ifname: format!("via {}", r.gateway),
+        source,
     }
 }

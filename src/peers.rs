@@ -1,10 +1,13 @@
 //! [I/O] Where the speaker's peers come from: the static settings (`bgp_peers`, …) and, with
-//! `annotation`, this node's annotations, watched so the peers follow every change without a
+//! `annotation`, this node's annotations, and with `vip_packet` the Equinix Metal API; the
+//! annotations are watched so the peers follow every change without a
 //! restart (kube-vip read them once). The sets are merged, the first entry for an address wins
 //! (kube-vip#242 duplicated peers), and the speaker gets the whole set on every change: new peers
 //! connect, removed ones get a Cease, changed ones re-establish, the rest are untouched.
 
+use crate::bgp::speaker::Speaker;
 use crate::netif::Interfaces;
+use crate::netlink::{NetlinkError, PeerRoutes};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::runtime::{watcher, WatchStreamExt};
@@ -12,100 +15,134 @@ use kube::{Api, Client};
 use std::collections::BTreeSet;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
-use vipd_providers::{AnnotationSource, PeerAddress, PeerFeed, PeerSnapshot, PeerSpec};
+use vipd_providers::{
+    AnnotationSource, PeerAddress, PeerFeed, PeerRoute, PeerSnapshot, PeerSpec,
+};
 
 pub struct PeerSources {
     static_peers: Vec<PeerSpec>,
-    annotations: Option<PeerFeed>,
-    /// `bgp_routerid` was set: it wins over an annotated router id.
+    /// Discovered peers: node annotations, the Equinix Metal API.
+    feeds: Vec<PeerFeed>,
+    /// `bgp_routerid` was set: it wins over a discovered router id.
     fixed_router_id: bool,
-    task: Option<JoinHandle<()>>,
+    tasks: Vec<JoinHandle<()>>,
+    /// `Some` with `metal_peer_routes`: the host routes the providers ask for.
+    routes: Option<PeerRoutes>,
 }
 
 impl PeerSources {
-    /// Static peers only.
-    pub fn fixed(static_peers: Vec<PeerSpec>) -> PeerSources {
+    /// Static peers only, until feeds are added.
+    pub fn new(static_peers: Vec<PeerSpec>, fixed_router_id: bool) -> PeerSources {
         PeerSources {
             static_peers,
-            annotations: None,
-            fixed_router_id: true,
-            task: None,
-        }
-    }
-
-    /// Static peers plus the annotations of Node `node` under `prefix`, watched through `client`.
-    pub fn with_annotations(
-        static_peers: Vec<PeerSpec>,
-        client: Client,
-        node: &str,
-        prefix: &str,
-        fixed_router_id: bool,
-    ) -> PeerSources {
-        let (source, feed) = AnnotationSource::new(prefix, node);
-        info!(
-            node,
-            prefix, "taking BGP peers from this node's annotations"
-        );
-        let task = tokio::spawn(watch_node(client, node.to_owned(), source));
-        PeerSources {
-            static_peers,
-            annotations: Some(feed),
+            feeds: Vec::new(),
             fixed_router_id,
-            task: Some(task),
+            tasks: Vec::new(),
+            routes: None,
         }
     }
 
-    /// The peers in force now. While the annotations have given no answer yet, only the static
-    /// peers (the log says what the annotations lack).
-    pub fn current(&self) -> Vec<PeerSpec> {
-        let annotated = self
-            .annotations
-            .as_ref()
-            .map(|f| f.current())
-            .and_then(|s| s.peers().map(<[PeerSpec]>::to_vec))
-            .unwrap_or_default();
-        merge(&self.static_peers, annotated, self.fixed_router_id)
+    /// Installs the host routes the providers give for their peers (`--metal-peer-routes`).
+    pub fn install_routes(&mut self) -> Result<(), NetlinkError> {
+        self.routes = Some(PeerRoutes::open()?);
+        Ok(())
     }
 
-    /// Waits for a change of the annotated peers and returns the new merged set. Never resolves
-    /// without an annotation source.
-    pub async fn changed(&mut self) -> Vec<PeerSpec> {
-        match self.annotations.as_mut() {
-            Some(feed) => {
-                let snapshot = feed.changed().await;
-                match &snapshot {
-                    PeerSnapshot::Pending { why } => info!("annotated peers not known yet: {why}"),
-                    PeerSnapshot::Stale { why, .. } => {
-                        warn!("annotated peers: {why}; keeping the last good peers")
-                    }
-                    PeerSnapshot::Ready(set) => {
-                        info!(peers = set.peers.len(), "annotated peers changed")
-                    }
-                }
-                self.current()
+    /// Hands the speaker the current peers, after installing the routes they need.
+    pub async fn apply(&mut self, speaker: &mut Speaker) {
+        let wanted = self.routes();
+        if let Some(routes) = self.routes.as_mut() {
+            for e in routes.sync(&wanted).await {
+                warn!("{e}");
             }
-            None => std::future::pending().await,
+        }
+        speaker.set_peers(self.current()).await;
+    }
+
+    /// Removes the routes vipd installed (after the Cease, at exit).
+    pub async fn remove_routes(&mut self) {
+        if let Some(routes) = self.routes.as_mut() {
+            for e in routes.sync(&BTreeSet::new()).await {
+                warn!("shutdown: {e}");
+            }
+        }
+    }
+
+    /// Also takes the annotations of Node `node` under `prefix`, watched through `client`.
+    pub fn watch_annotations(&mut self, client: Client, node: &str, prefix: &str) {
+        let (source, feed) = AnnotationSource::new(prefix, node);
+        info!(node, prefix, "taking BGP peers from this node's annotations");
+        self.tasks
+            .push(tokio::spawn(watch_node(client, node.to_owned(), source)));
+        self.feeds.push(feed);
+    }
+
+    /// Also takes the peers of `feed`, fed by `task` (aborted with this value).
+    pub fn add_feed(&mut self, feed: PeerFeed, task: JoinHandle<()>) {
+        info!(source = feed.source(), "taking BGP peers from a provider");
+        self.feeds.push(feed);
+        self.tasks.push(task);
+    }
+
+    /// The peers in force now. While a provider has given no answer yet, the others' (the log
+    /// says what it lacks).
+    pub fn current(&self) -> Vec<PeerSpec> {
+        let discovered = self
+            .feeds
+            .iter()
+            .filter_map(|f| f.current().peers().map(<[PeerSpec]>::to_vec))
+            .flatten();
+        merge(&self.static_peers, discovered, self.fixed_router_id)
+    }
+
+    /// Routes the providers say the peers need (`--metal-peer-routes`).
+    pub fn routes(&self) -> BTreeSet<PeerRoute> {
+        self.feeds
+            .iter()
+            .filter_map(|f| f.current().peer_set().map(|s| s.routes.clone()))
+            .flatten()
+            .collect()
+    }
+
+    /// Waits for any provider's change (then call [`apply`](Self::apply)). Never resolves
+    /// without providers.
+    pub async fn changed(&mut self) {
+        if self.feeds.is_empty() {
+            return std::future::pending().await;
+        }
+        let (snapshot, i, _) = futures::future::select_all(
+            self.feeds.iter_mut().map(|f| Box::pin(f.changed())),
+        )
+        .await;
+        let source = self.feeds[i].source();
+        match &snapshot {
+            PeerSnapshot::Pending { why } => info!(source, "peers not known yet: {why}"),
+            PeerSnapshot::Stale { why, .. } => {
+                warn!(source, "{why}; keeping the last good peers")
+            }
+            PeerSnapshot::Ready(set) => info!(source, peers = set.peers.len(), "peers changed"),
         }
     }
 }
 
 impl Drop for PeerSources {
     fn drop(&mut self) {
-        if let Some(t) = &self.task {
+        for t in &self.tasks {
             t.abort();
         }
     }
 }
 
-/// Static peers first, then annotated ones at addresses not taken yet.
+/// Static peers first, then discovered ones at addresses not taken yet (an address given by both
+/// the annotations and the Metal API is one peer, kube-vip#242).
 fn merge(
     static_peers: &[PeerSpec],
-    annotated: Vec<PeerSpec>,
+    discovered: impl Iterator<Item = PeerSpec>,
     fixed_router_id: bool,
 ) -> Vec<PeerSpec> {
     let mut seen: BTreeSet<PeerAddress> = BTreeSet::new();
     let mut out = Vec::new();
-    for mut p in static_peers.iter().cloned().chain(annotated) {
+    for mut p in static_peers.iter().cloned().chain(discovered) {
         if fixed_router_id {
             p.router_id = None;
         }

@@ -51,6 +51,7 @@ pub async fn run(
     )
     .await;
     cease(speaker).await;
+    peers.remove_routes().await;
     if let Some(addrs) = addresses.as_mut() {
         for e in addrs.remove_unwanted(&BTreeSet::new()).await {
             warn!("shutdown: {e}");
@@ -114,9 +115,9 @@ async fn serve(
             () = &mut shutdown => break,
             () = view.changed() => tokio::time::sleep(DEBOUNCE).await,
             _ = resync.tick() => {}
-            set = peers.changed() => {
-                owner.decide = decide_config(cfg, svc, &set);
-                speaker.set_peers(set).await;
+            () = peers.changed() => {
+                owner.decide = decide_config(cfg, svc, &peers.current());
+                peers.apply(speaker).await;
             }
             Some(ev) = peer_events.recv() => if let PeerEvent::Learned { .. } = ev {
                 continue;
