@@ -92,12 +92,16 @@ async fn metal_source(
         spawn_metal_source, ClientOptions, CloudConfig, MetalClient, MetalEnv, MetalSourceOptions,
     };
     let file = match &metal.provider_config {
-        Some(path) => Some(tokio::fs::read_to_string(path).await.map_err(|source| {
-            RunError::Io {
-                what: format!("provider_config {}", path.display()),
-                source,
-            }
-        })?),
+        Some(path) => {
+            Some(
+                tokio::fs::read_to_string(path)
+                    .await
+                    .map_err(|source| RunError::Io {
+                        what: format!("provider_config {}", path.display()),
+                        source,
+                    })?,
+            )
+        }
         None => None,
     };
     let env = MetalEnv::from_lookup(|k| std::env::var(k).ok());

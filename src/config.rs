@@ -175,7 +175,10 @@ pub fn validate(raw: &RawSettings) -> Result<Config, ConfigError> {
     let metal = if flag(&raw.vip_packet, "vip_packet (--metal)")? {
         Some(MetalSettings {
             provider_config: non_empty(&raw.provider_config).map(PathBuf::from),
-            peer_routes: flag(&raw.metal_peer_routes, "metal_peer_routes (--metal-peer-routes)")?,
+            peer_routes: flag(
+                &raw.metal_peer_routes,
+                "metal_peer_routes (--metal-peer-routes)",
+            )?,
         })
     } else {
         None

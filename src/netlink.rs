@@ -250,7 +250,10 @@ impl PeerRoutes {
 
     /// Installs the wanted routes (replacing a route to the same destination) and removes the
     /// ones vipd installed that are no longer wanted. Errors are per route.
-    pub async fn sync(&mut self, wanted: &BTreeSet<vipd_providers::PeerRoute>) -> Vec<NetlinkError> {
+    pub async fn sync(
+        &mut self,
+        wanted: &BTreeSet<vipd_providers::PeerRoute>,
+    ) -> Vec<NetlinkError> {
         let mut errors = Vec::new();
         for r in wanted.difference(&self.installed.clone()) {
             let Some(msg) = route_message(r) else {
@@ -267,7 +270,9 @@ impl PeerRoutes {
         }
         let stale: Vec<_> = self.installed.difference(wanted).copied().collect();
         for r in stale {
-            let Some(msg) = route_message(&r) else { continue };
+            let Some(msg) = route_message(&r) else {
+                continue;
+            };
             match self.handle.route().del(msg).execute().await {
                 Ok(()) => info!(destination = %r.destination, "peer route removed"),
                 Err(source) => errors.push(route_error("remove route to", &r, source)),
@@ -279,7 +284,9 @@ impl PeerRoutes {
 }
 
 /// `None`: an IPv6 peer behind an IPv4 gateway cannot be routed.
-fn route_message(r: &vipd_providers::PeerRoute) -> Option<netlink_packet_route::route::RouteMessage> {
+fn route_message(
+    r: &vipd_providers::PeerRoute,
+) -> Option<netlink_packet_route::route::RouteMessage> {
     use netlink_packet_route::route::RouteProtocol;
     use rtnetlink::RouteMessageBuilder;
     let proto = RouteProtocol::from(ROUTE_PROTO);
@@ -314,7 +321,11 @@ fn route_message(r: &vipd_providers::PeerRoute) -> Option<netlink_packet_route::
     })
 }
 
-fn route_error(action: &'static str, r: &vipd_providers::PeerRoute, source: rtnetlink::Error) -> NetlinkError {
+fn route_error(
+    action: &'static str,
+    r: &vipd_providers::PeerRoute,
+    source: rtnetlink::Error,
+) -> NetlinkError {
     NetlinkError::Request {
         action,
         ip: r.destination.to_string(),

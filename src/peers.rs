@@ -15,9 +15,7 @@ use kube::{Api, Client};
 use std::collections::BTreeSet;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
-use vipd_providers::{
-    AnnotationSource, PeerAddress, PeerFeed, PeerRoute, PeerSnapshot, PeerSpec,
-};
+use vipd_providers::{AnnotationSource, PeerAddress, PeerFeed, PeerRoute, PeerSnapshot, PeerSpec};
 
 pub struct PeerSources {
     static_peers: Vec<PeerSpec>,
@@ -71,7 +69,10 @@ impl PeerSources {
     /// Also takes the annotations of Node `node` under `prefix`, watched through `client`.
     pub fn watch_annotations(&mut self, client: Client, node: &str, prefix: &str) {
         let (source, feed) = AnnotationSource::new(prefix, node);
-        info!(node, prefix, "taking BGP peers from this node's annotations");
+        info!(
+            node,
+            prefix, "taking BGP peers from this node's annotations"
+        );
         self.tasks
             .push(tokio::spawn(watch_node(client, node.to_owned(), source)));
         self.feeds.push(feed);
@@ -110,10 +111,8 @@ impl PeerSources {
         if self.feeds.is_empty() {
             return std::future::pending().await;
         }
-        let (snapshot, i, _) = futures::future::select_all(
-            self.feeds.iter_mut().map(|f| Box::pin(f.changed())),
-        )
-        .await;
+        let (snapshot, i, _) =
+            futures::future::select_all(self.feeds.iter_mut().map(|f| Box::pin(f.changed()))).await;
         let source = self.feeds[i].source();
         match &snapshot {
             PeerSnapshot::Pending { why } => info!(source, "peers not known yet: {why}"),

@@ -28,6 +28,7 @@ pub mod cluster;
 pub mod daemon;
 pub mod frr;
 pub mod gobgp;
+pub mod metal;
 pub mod netns;
 pub mod router;
 pub mod scenarios;

@@ -121,6 +121,12 @@ impl RouterConfig {
         self
     }
 
+    /// Replaces the sessions with one to vipd at `vipd` from the router's address `local`.
+    pub fn only_neighbor(mut self, vipd: &str, local: &str) -> RouterConfig {
+        self.neighbors = vec![Neighbor::new(vipd, local)];
+        self
+    }
+
     /// Adds the direct session over the veth (10.99.0.1 <-> 10.99.0.2) next to the loopback one
     /// of [`RouterConfig::multihop`], with the same settings.
     pub fn and_direct(mut self) -> RouterConfig {
