@@ -31,7 +31,8 @@ pub enum NetlinkError {
         action: &'static str,
         ip: String,
         ifname: String,
-        source: rtnetlink::Error,
+        // Boxed: a netlink error carries the whole request message.
+        source: Box<rtnetlink::Error>,
     },
 }
 
@@ -221,7 +222,7 @@ impl VipAddresses {
             action,
             ip: ip.map_or_else(|| "addresses".to_owned(), |ip| ip.to_string()),
             ifname: self.ifname.clone(),
-            source,
+            source: Box::new(source),
         }
     }
 }
@@ -330,6 +331,6 @@ fn route_error(
         action,
         ip: r.destination.to_string(),
         ifname: format!("via {}", r.gateway),
-        source,
+        source: Box::new(source),
     }
 }
