@@ -80,7 +80,14 @@ impl PeerSources {
 
     /// Also takes the peers of `feed`, fed by `task` (aborted with this value).
     pub fn add_feed(&mut self, feed: PeerFeed, task: JoinHandle<()>) {
-        info!(source = feed.source(), "taking BGP peers from a provider");
+        if let Some(why) = feed.current().problem() {
+            info!(
+                source = feed.source(),
+                "taking BGP peers from a provider; until it answers: {why}"
+            );
+        } else {
+            info!(source = feed.source(), "taking BGP peers from a provider");
+        }
         self.feeds.push(feed);
         self.tasks.push(task);
     }
