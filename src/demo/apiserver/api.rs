@@ -5,10 +5,12 @@
 use super::error::{self, ApiError, Result};
 use super::objects;
 use super::patch::{self, PatchKind};
+use super::proto;
 use super::resources::{self, ResourceDef};
 use super::routes::{Query, ResourcePath};
 use super::selector::Selector;
 use super::store::Db;
+use super::table::{self, Include};
 use super::watch::{Start, WatchSpec};
 use serde_json::{json, Value};
 use std::time::{Duration, SystemTime};
@@ -21,6 +23,8 @@ pub struct Call<'a> {
     pub content_type: Option<&'a str>,
     pub body: &'a [u8],
     pub now: SystemTime,
+    /// Reads answer with a Table (kubectl's `Accept: …;as=Table`), rows carrying this much.
+    pub table: Option<Include>,
 }
 
 /// What to answer.
@@ -74,14 +78,30 @@ pub fn read(db: &Db, call: &Call) -> Result<Outcome> {
     if call.is_watch() {
         return watch_spec(call).map(Outcome::Watch);
     }
-    match &call.path.name {
-        Some(name) => db
-            .get(def, call.ns(), name)
-            .cloned()
-            .map(|o| Outcome::Json(200, o))
-            .ok_or_else(|| call.not_found(name)),
-        None => list(db, call).map(|l| Outcome::Json(200, l)),
-    }
+    let body = match &call.path.name {
+        Some(name) => {
+            let obj = db
+                .get(def, call.ns(), name)
+                .cloned()
+                .ok_or_else(|| call.not_found(name))?;
+            match call.table {
+                Some(inc) => table::table(def, &[obj], None, call.now, inc),
+                None => obj,
+            }
+        }
+        None => {
+            let mut l = list(db, call)?;
+            if let Some(inc) = call.table {
+                let items = match l.get_mut("items").map(Value::take) {
+                    Some(Value::Array(items)) => items,
+                    _ => Vec::new(),
+                };
+                l = table::table(def, &items, Some(db.rv()), call.now, inc);
+            }
+            l
+        }
+    };
+    Ok(Outcome::Json(200, body))
 }
 
 /// Runs a write (POST, PUT, PATCH, DELETE).
@@ -146,7 +166,9 @@ fn watch_spec(call: &Call) -> Result<WatchSpec> {
     let timeout = match call.query.non_empty("timeoutSeconds") {
         None => None,
         Some(t) => Some(Duration::from_secs(t.parse::<u64>().map_err(|_| {
-            ApiError::BadRequest(format!("invalid timeoutSeconds {t:?}: expected whole seconds"))
+            ApiError::BadRequest(format!(
+                "invalid timeoutSeconds {t:?}: expected whole seconds"
+            ))
         })?)),
     };
     let initial_events = call.query.flag("sendInitialEvents");
@@ -155,14 +177,35 @@ fn watch_spec(call: &Call) -> Result<WatchSpec> {
         namespace: call.path.namespace.clone(),
         selector,
         // With sendInitialEvents the snapshot is asked for explicitly, whatever the version.
-        start: if initial_events { Start::Snapshot } else { start },
+        start: if initial_events {
+            Start::Snapshot
+        } else {
+            start
+        },
         bookmarks: call.query.flag("allowWatchBookmarks"),
         initial_events_end: initial_events,
         timeout,
+        table: call.table,
     })
 }
 
+/// The request body as JSON: JSON itself, or the protobuf kubectl's typed clients send.
 fn body_json(call: &Call) -> Result<Value> {
+    let media = call
+        .content_type
+        .and_then(|c| c.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    match media.as_str() {
+        "" | "application/json" | "*/*" => {}
+        proto::MEDIA_TYPE => return proto::decode(call.body),
+        _ => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "application/json, {}",
+                proto::MEDIA_TYPE
+            )))
+        }
+    }
     serde_json::from_slice(call.body).map_err(|e| {
         ApiError::BadRequest(format!(
             "the request body is not a valid {} object: {e}",
@@ -318,7 +361,9 @@ fn delete(db: &mut Db, call: &Call, name: &str) -> Result<Value> {
         marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
         return Ok(db.put(def, &ns, name, marked));
     }
-    let gone = db.remove(def, &ns, name).ok_or_else(|| call.not_found(name))?;
+    let gone = db
+        .remove(def, &ns, name)
+        .ok_or_else(|| call.not_found(name))?;
     if def.kind == "Namespace" {
         // What the namespace controller would do: delete everything inside.
         for r in resources::RESOURCES.iter().filter(|r| r.namespaced) {
@@ -396,6 +441,7 @@ mod tests {
             content_type: ct,
             body: &body,
             now: UNIX_EPOCH,
+            table: None,
         };
         let out = if call.is_read() {
             read(db, &call)
@@ -413,7 +459,13 @@ mod tests {
     #[test]
     fn a_no_op_patch_keeps_the_resource_version() {
         let mut db = db();
-        let created = run(&mut db, "POST", SVCS, None, json!({"metadata": {"name": "a"}}));
+        let created = run(
+            &mut db,
+            "POST",
+            SVCS,
+            None,
+            json!({"metadata": {"name": "a"}}),
+        );
         let rv = created.map(|c| c["metadata"]["resourceVersion"].clone());
         let patched = run(
             &mut db,
@@ -422,7 +474,10 @@ mod tests {
             Some("application/merge-patch+json"),
             json!({"spec": {"type": "ClusterIP"}}),
         );
-        assert_eq!(patched.map(|p| p["metadata"]["resourceVersion"].clone()), rv);
+        assert_eq!(
+            patched.map(|p| p["metadata"]["resourceVersion"].clone()),
+            rv
+        );
         assert_eq!(db.events_after(1).map(|e| e.len()), Ok(1));
     }
 
@@ -435,7 +490,10 @@ mod tests {
         let e = run(&mut db, "PATCH", &url, ct, body.clone()).err();
         assert!(matches!(e, Some(ApiError::Invalid { .. })), "{e:?}");
         let made = run(&mut db, "PATCH", &format!("{url}?fieldManager=t"), ct, body);
-        assert_eq!(made.map(|m| m["spec"]["type"].clone()), Ok(json!("ClusterIP")));
+        assert_eq!(
+            made.map(|m| m["spec"]["type"].clone()),
+            Ok(json!("ClusterIP"))
+        );
     }
 
     #[test]
@@ -468,7 +526,13 @@ mod tests {
     fn delete_preconditions_and_wrong_methods() {
         let mut db = db();
         let url = format!("{SVCS}/a");
-        let _ = run(&mut db, "POST", SVCS, None, json!({"metadata": {"name": "a"}}));
+        let _ = run(
+            &mut db,
+            "POST",
+            SVCS,
+            None,
+            json!({"metadata": {"name": "a"}}),
+        );
         let e = run(
             &mut db,
             "DELETE",
@@ -490,7 +554,13 @@ mod tests {
     #[test]
     fn list_exact_at_an_old_version_is_expired() {
         let mut db = db();
-        let _ = run(&mut db, "POST", SVCS, None, json!({"metadata": {"name": "a"}}));
+        let _ = run(
+            &mut db,
+            "POST",
+            SVCS,
+            None,
+            json!({"metadata": {"name": "a"}}),
+        );
         let e = run(
             &mut db,
             "GET",

@@ -32,7 +32,9 @@ pub enum ApiError {
         field: String,
         why: String,
     },
-    #[error("the body of the request was in an unknown format - accepted media types include: {0}")]
+    #[error(
+        "the body of the request was in an unknown format - accepted media types include: {0}"
+    )]
     UnsupportedMediaType(String),
     #[error("the server does not allow this method on the requested resource")]
     MethodNotAllowed,

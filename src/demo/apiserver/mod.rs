@@ -15,11 +15,12 @@
 //!   shares it and wakes watches.
 //! - `objects` [pure]: server-filled metadata, status-subresource split, Service defaults.
 //! - `patch` [pure]: the four patch types; `selector` [pure]: label and field selectors.
-//! - `api` [pure]: the REST verbs on a `Db`.
+//! - `proto` [pure]: the protobuf bodies `kubectl create service|configmap|namespace` send.
+//! - `api` [pure]: the REST verbs on a `Db`; `table` [pure]: kubectl's server-side printing.
 //! - `watch`: watch streams; `http` [I/O]: hyper glue; this file: the handle.
 //!
 //! Not a real API server: no authentication, authorization, admission, field ownership,
-//! protobuf, Table output, pagination (`limit` is ignored; every list is one page), or
+//! protobuf responses, pagination (`limit` is ignored; every list is one page), or
 //! aggregated discovery (clients fall back to the plain documents).
 
 mod api;
@@ -28,10 +29,12 @@ mod error;
 mod http;
 mod objects;
 mod patch;
+mod proto;
 mod resources;
 mod routes;
 mod selector;
 mod store;
+mod table;
 mod watch;
 
 pub use store::Store;
@@ -68,7 +71,9 @@ pub struct ApiServer {
 
 impl std::fmt::Debug for ApiServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiServer").field("addr", &self.addr).finish()
+        f.debug_struct("ApiServer")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -170,10 +175,9 @@ preferences: {{}}
             .unwrap_or_else(|e| unreachable!("{}: {e}", self.url()));
         let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
         connector.set_nodelay(true);
-        let http = hyper_util::client::legacy::Client::builder(
-            hyper_util::rt::TokioExecutor::new(),
-        )
-        .build::<_, kube::client::Body>(connector);
+        let http =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build::<_, kube::client::Body>(connector);
         let svc = kube::client::middleware::BaseUriLayer::new(base).layer(http);
         kube::Client::new(svc, "default")
     }

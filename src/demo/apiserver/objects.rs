@@ -28,7 +28,10 @@ const SERVER_META: &[&str] = &[
 
 /// `2024-05-01T12:00:00Z`, as Kubernetes writes timestamps.
 pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
     let z = days as i64 + 719_468;
@@ -46,6 +49,31 @@ pub fn rfc3339(t: SystemTime) -> String {
         rem / 60 % 60,
         rem % 60
     )
+}
+
+/// Reads a timestamp [`rfc3339`] writes (fractional seconds and offsets other than `Z` are not
+/// accepted: `None`).
+pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    let b = s.as_bytes();
+    if b.len() != 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[19] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    // Days since 1970-01-01 from a civil date (H. Hinnant's algorithm).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = u64::try_from(days * 86_400 + h * 3600 + mi * 60 + se).ok()?;
+    Some(UNIX_EPOCH + std::time::Duration::from_secs(secs))
 }
 
 fn uid() -> String {
@@ -223,7 +251,11 @@ pub fn for_create(
         meta.insert("uid".into(), json!(uid()));
         meta.insert("creationTimestamp".into(), json!(rfc3339(now)));
         meta.insert("generation".into(), json!(1));
-        for f in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+        for f in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+        ] {
             meta.remove(f);
         }
     }
@@ -388,7 +420,10 @@ fn allocated(db: &Db, def: &ResourceDef, ns: &str, name: &str) -> (BTreeSet<u32>
                 ports.insert(n);
             }
         }
-        if let Some(n) = s.pointer("/spec/healthCheckNodePort").and_then(Value::as_u64) {
+        if let Some(n) = s
+            .pointer("/spec/healthCheckNodePort")
+            .and_then(Value::as_u64)
+        {
             ports.insert(n);
         }
     }
@@ -518,8 +553,18 @@ fn default_service(
     } else if let Some(o) = spec.as_object_mut() {
         o.remove("externalTrafficPolicy");
     }
-    if lb && spec.get("allocateLoadBalancerNodePorts").is_none_or(Value::is_null) {
+    if lb
+        && spec
+            .get("allocateLoadBalancerNodePorts")
+            .is_none_or(Value::is_null)
+    {
         spec["allocateLoadBalancerNodePorts"] = json!(true);
+    } else if !lb {
+        // Only LoadBalancers have these; a type change away clears them.
+        if let Some(o) = spec.as_object_mut() {
+            o.remove("allocateLoadBalancerNodePorts");
+            o.remove("loadBalancerClass");
+        }
     }
 
     let old_ports: Vec<Value> = old_spec
@@ -528,14 +573,17 @@ fn default_service(
         .cloned()
         .unwrap_or_default();
     let allocate_port = |used: &mut BTreeSet<u64>, field: &str| -> Result<u64> {
-        let n = NODE_PORTS.clone().find(|n| !used.contains(n)).ok_or_else(|| {
-            invalid(
-                def,
-                name,
-                field,
-                "Internal error: range 30000-32767 is full",
-            )
-        })?;
+        let n = NODE_PORTS
+            .clone()
+            .find(|n| !used.contains(n))
+            .ok_or_else(|| {
+                invalid(
+                    def,
+                    name,
+                    field,
+                    "Internal error: range 30000-32767 is full",
+                )
+            })?;
         used.insert(n);
         Ok(n)
     };
@@ -543,13 +591,23 @@ fn default_service(
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(p)) => std::mem::take(p),
         Some(_) => {
-            return Err(invalid(def, name, "spec.ports", "Invalid value: expected a list"))
+            return Err(invalid(
+                def,
+                name,
+                "spec.ports",
+                "Invalid value: expected a list",
+            ))
         }
     };
     for (i, p) in ports.iter_mut().enumerate() {
         let field = format!("spec.ports[{i}]");
         let Some(po) = p.as_object_mut() else {
-            return Err(invalid(def, name, &field, "Invalid value: expected an object"));
+            return Err(invalid(
+                def,
+                name,
+                &field,
+                "Invalid value: expected an object",
+            ));
         };
         let port = po.get("port").and_then(Value::as_u64).unwrap_or(0);
         if !(1..=65535).contains(&port) {
@@ -566,10 +624,17 @@ fn default_service(
             .unwrap_or("TCP")
             .to_string();
         po.insert("protocol".into(), json!(proto));
-        if po.get("targetPort").is_none_or(Value::is_null) {
+        // Unset, 0 and "" all mean "same as port" (protobuf clients send 0).
+        if po
+            .get("targetPort")
+            .is_none_or(|t| t.is_null() || *t == json!(0) || *t == json!(""))
+        {
             po.insert("targetPort".into(), json!(port));
         }
-        let given = po.get("nodePort").and_then(Value::as_u64).filter(|n| *n != 0);
+        let given = po
+            .get("nodePort")
+            .and_then(Value::as_u64)
+            .filter(|n| *n != 0);
         if !node_ports_wanted {
             if given.is_none() {
                 po.remove("nodePort");
@@ -661,10 +726,12 @@ mod tests {
     #[test]
     fn timestamps_are_rfc3339_utc() {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
-        assert_eq!(
-            rfc3339(UNIX_EPOCH + Duration::from_secs(1_709_251_199)),
-            "2024-02-29T23:59:59Z"
-        );
+        let leap = UNIX_EPOCH + Duration::from_secs(1_709_251_199);
+        assert_eq!(rfc3339(leap), "2024-02-29T23:59:59Z");
+        assert_eq!(parse_rfc3339("2024-02-29T23:59:59Z"), Some(leap));
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(UNIX_EPOCH));
+        assert_eq!(parse_rfc3339("2024-02-29T23:59:59.5Z"), None);
+        assert_eq!(parse_rfc3339("2024-13-01T00:00:00Z"), None);
     }
 
     #[test]
@@ -741,8 +808,8 @@ mod tests {
     #[test]
     fn an_identical_update_is_no_change() {
         let mut db = db();
-        let old = create(&mut db, json!({"metadata": {"name": "web"}}))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let old =
+            create(&mut db, json!({"metadata": {"name": "web"}})).unwrap_or_else(|e| panic!("{e}"));
         let mut same = old.clone();
         if let Some(m) = same["metadata"].as_object_mut() {
             m.remove("resourceVersion");
@@ -753,13 +820,38 @@ mod tests {
     #[test]
     fn create_checks_names_kinds_and_namespaces() {
         let db = db();
-        let bad = |body: Value, ns: &str| for_create(&db, svc_def(), Some(ns), body, UNIX_EPOCH).err();
-        assert!(matches!(bad(json!({"metadata": {}}), "default"), Some(ApiError::Invalid { .. })));
-        assert!(matches!(bad(json!({"metadata": {"name": "Web"}}), "default"), Some(ApiError::Invalid { .. })));
-        assert!(matches!(bad(json!({"kind": "Node", "metadata": {"name": "a"}}), "default"), Some(ApiError::BadRequest(_))));
-        assert!(matches!(bad(json!([1]), "default"), Some(ApiError::BadRequest(_))));
-        assert!(matches!(bad(json!({"metadata": {"name": "a"}}), "nope"), Some(ApiError::NotFound { .. })));
-        let gen = for_create(&db, svc_def(), Some("default"), json!({"metadata": {"generateName": "web-"}}), UNIX_EPOCH);
+        let bad =
+            |body: Value, ns: &str| for_create(&db, svc_def(), Some(ns), body, UNIX_EPOCH).err();
+        assert!(matches!(
+            bad(json!({"metadata": {}}), "default"),
+            Some(ApiError::Invalid { .. })
+        ));
+        assert!(matches!(
+            bad(json!({"metadata": {"name": "Web"}}), "default"),
+            Some(ApiError::Invalid { .. })
+        ));
+        assert!(matches!(
+            bad(
+                json!({"kind": "Node", "metadata": {"name": "a"}}),
+                "default"
+            ),
+            Some(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            bad(json!([1]), "default"),
+            Some(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            bad(json!({"metadata": {"name": "a"}}), "nope"),
+            Some(ApiError::NotFound { .. })
+        ));
+        let gen = for_create(
+            &db,
+            svc_def(),
+            Some("default"),
+            json!({"metadata": {"generateName": "web-"}}),
+            UNIX_EPOCH,
+        );
         let name = gen.map(|(_, n, _)| n).unwrap_or_default();
         assert!(name.starts_with("web-") && name.len() == 9, "{name}");
     }

@@ -61,10 +61,12 @@ pub fn route(path: &str) -> Option<Route> {
             group: String::new(),
             version: "v1".into(),
         }),
-        ["openapi", "v3", "apis", group, version] => served(group, version).then(|| Route::OpenApiV3 {
-            group: group.to_string(),
-            version: version.to_string(),
-        }),
+        ["openapi", "v3", "apis", group, version] => {
+            served(group, version).then(|| Route::OpenApiV3 {
+                group: group.to_string(),
+                version: version.to_string(),
+            })
+        }
         ["apis", group] => resources::groups()
             .contains(group)
             .then(|| Route::Group(group.to_string())),
@@ -97,7 +99,11 @@ fn in_group_version(group: &str, version: &str, rest: &[&str]) -> Option<Route> 
         ["namespaces", ns, plural, tail @ ..] => match resources::find(group, version, plural) {
             Some(def) if def.namespaced => (Some(ns.to_string()), def, tail),
             Some(_) => return None,
-            None => (None, resources::find(group, version, "namespaces")?, &rest[1..]),
+            None => (
+                None,
+                resources::find(group, version, "namespaces")?,
+                &rest[1..],
+            ),
         },
         [plural, tail @ ..] => (None, resources::find(group, version, plural)?, tail),
         [] => return None,
@@ -169,16 +175,14 @@ fn percent_decode(s: &str, plus_is_space: bool) -> String {
     let mut i = 0;
     while i < b.len() {
         match b[i] {
-            b'%' if i + 2 < b.len() => {
-                match (hex(b[i + 1]), hex(b[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h << 4 | l);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 3;
+                    continue;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b'+' if plus_is_space => out.push(b' '),
             c => out.push(c),
         }
@@ -195,15 +199,14 @@ fn hex(c: u8) -> Option<u8> {
 mod tests {
     use super::*;
 
-    fn res(path: &str) -> Option<(&'static str, Option<String>, Option<String>, bool, bool)> {
+    /// (plural, namespace, name, status, watch prefix)
+    type Parsed = (&'static str, Option<String>, Option<String>, bool, bool);
+
+    fn res(path: &str) -> Option<Parsed> {
         match route(path)? {
-            Route::Resource(r) => Some((
-                r.def.plural,
-                r.namespace,
-                r.name,
-                r.status,
-                r.watch_prefix,
-            )),
+            Route::Resource(r) => {
+                Some((r.def.plural, r.namespace, r.name, r.status, r.watch_prefix))
+            }
             _ => None,
         }
     }
@@ -234,7 +237,10 @@ mod tests {
                 false
             ))
         );
-        assert_eq!(res("/api/v1/services"), Some(("services", None, None, false, false)));
+        assert_eq!(
+            res("/api/v1/services"),
+            Some(("services", None, None, false, false))
+        );
     }
 
     #[test]
@@ -266,7 +272,10 @@ mod tests {
                 true
             ))
         );
-        assert_eq!(res("/api/v1/watch/nodes"), Some(("nodes", None, None, false, true)));
+        assert_eq!(
+            res("/api/v1/watch/nodes"),
+            Some(("nodes", None, None, false, true))
+        );
     }
 
     #[test]

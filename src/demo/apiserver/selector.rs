@@ -182,8 +182,7 @@ fn check_key(req: &str, key: &str) -> Result<(), ApiError> {
 
 fn check_value(req: &str, v: &str) -> Result<(), ApiError> {
     let ok = v.len() <= 63
-        && v
-            .chars()
+        && v.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if ok {
         Ok(())
