@@ -13,7 +13,8 @@
 //! - `discovery` [pure]: `/version`, `/api`, `/apis`, resource lists, OpenAPI stand-ins.
 //! - `store` [pure `Db`]: objects, the resourceVersion counter, the event history; `Store`
 //!   shares it and wakes watches.
-//! - `objects` [pure]: server-filled metadata, status-subresource split, Service defaults.
+//! - `objects` [pure]: server-filled metadata, status-subresource split; `service` [pure]:
+//!   Service defaults and cluster IP / node port allocation.
 //! - `patch` [pure]: the four patch types; `selector` [pure]: label and field selectors.
 //! - `proto` [pure]: the protobuf bodies `kubectl create service|configmap|namespace` send.
 //! - `api` [pure]: the REST verbs on a `Db`; `table` [pure]: kubectl's server-side printing.
@@ -33,6 +34,7 @@ mod proto;
 mod resources;
 mod routes;
 mod selector;
+mod service;
 mod store;
 mod table;
 mod watch;
