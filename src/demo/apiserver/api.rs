@@ -5,10 +5,12 @@
 use super::error::{self, ApiError, Result};
 use super::objects;
 use super::patch::{self, PatchKind};
+use super::proto;
 use super::resources::{self, ResourceDef};
 use super::routes::{Query, ResourcePath};
 use super::selector::Selector;
 use super::store::Db;
+use super::table::{self, Include};
 use super::watch::{Start, WatchSpec};
 use serde_json::{json, Value};
 use std::time::{Duration, SystemTime};
@@ -21,6 +23,8 @@ pub struct Call<'a> {
     pub content_type: Option<&'a str>,
     pub body: &'a [u8],
     pub now: SystemTime,
+    /// Reads answer with a Table (kubectl's `Accept: …;as=Table`), rows carrying this much.
+    pub table: Option<Include>,
 }
 
 /// What to answer.
@@ -74,14 +78,30 @@ pub fn read(db: &Db, call: &Call) -> Result<Outcome> {
     if call.is_watch() {
         return watch_spec(call).map(Outcome::Watch);
     }
-    match &call.path.name {
-        Some(name) => db
-            .get(def, call.ns(), name)
-            .cloned()
-            .map(|o| Outcome::Json(200, o))
-            .ok_or_else(|| call.not_found(name)),
-        None => list(db, call).map(|l| Outcome::Json(200, l)),
-    }
+    let body = match &call.path.name {
+        Some(name) => {
+            let obj = db
+                .get(def, call.ns(), name)
+                .cloned()
+                .ok_or_else(|| call.not_found(name))?;
+            match call.table {
+                Some(inc) => table::table(def, &[obj], None, call.now, inc),
+                None => obj,
+            }
+        }
+        None => {
+            let mut l = list(db, call)?;
+            if let Some(inc) = call.table {
+                let items = match l.get_mut("items").map(Value::take) {
+                    Some(Value::Array(items)) => items,
+                    _ => Vec::new(),
+                };
+                l = table::table(def, &items, Some(db.rv()), call.now, inc);
+            }
+            l
+        }
+    };
+    Ok(Outcome::Json(200, body))
 }
 
 /// Runs a write (POST, PUT, PATCH, DELETE).
@@ -165,10 +185,27 @@ fn watch_spec(call: &Call) -> Result<WatchSpec> {
         bookmarks: call.query.flag("allowWatchBookmarks"),
         initial_events_end: initial_events,
         timeout,
+        table: call.table,
     })
 }
 
+/// The request body as JSON: JSON itself, or the protobuf kubectl's typed clients send.
 fn body_json(call: &Call) -> Result<Value> {
+    let media = call
+        .content_type
+        .and_then(|c| c.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    match media.as_str() {
+        "" | "application/json" | "*/*" => {}
+        proto::MEDIA_TYPE => return proto::decode(call.body),
+        _ => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "application/json, {}",
+                proto::MEDIA_TYPE
+            )))
+        }
+    }
     serde_json::from_slice(call.body).map_err(|e| {
         ApiError::BadRequest(format!(
             "the request body is not a valid {} object: {e}",
@@ -404,6 +441,7 @@ mod tests {
             content_type: ct,
             body: &body,
             now: UNIX_EPOCH,
+            table: None,
         };
         let out = if call.is_read() {
             read(db, &call)

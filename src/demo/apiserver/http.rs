@@ -6,13 +6,14 @@ use super::discovery;
 use super::error::ApiError;
 use super::routes::{self, Query, Route};
 use super::store::Store;
+use super::table::{self, Include};
 use super::watch;
 use bytes::Bytes;
 use futures::StreamExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -79,11 +80,14 @@ async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Result<Response<Body>,
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     let query = Query::parse(req.uri().query());
-    let content_type = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let header = |name| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let content_type = header(CONTENT_TYPE);
+    let accept = header(ACCEPT);
     let resp = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(body) => respond(
             &ctx,
@@ -91,6 +95,7 @@ async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Result<Response<Body>,
             &path,
             &query,
             content_type.as_deref(),
+            accept.as_deref(),
             &body.to_bytes(),
         ),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
@@ -115,6 +120,7 @@ fn respond(
     path: &str,
     query: &Query,
     content_type: Option<&str>,
+    accept: Option<&str>,
     body: &[u8],
 ) -> Response<Body> {
     let Some(route) = routes::route(path) else {
@@ -137,7 +143,7 @@ fn respond(
         Route::OpenApiV2 => {
             return bytes(
                 200,
-                "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+                "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
                 Bytes::from_static(discovery::openapi_v2()),
             )
         }
@@ -151,6 +157,7 @@ fn respond(
         content_type,
         body,
         now: SystemTime::now(),
+        table: table::wanted(accept).then(|| Include::parse(query.get("includeObject"))),
     };
     let outcome = if call.is_read() {
         ctx.store.read(|db| api::read(db, &call))

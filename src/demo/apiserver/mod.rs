@@ -13,13 +13,15 @@
 //! - `discovery` [pure]: `/version`, `/api`, `/apis`, resource lists, OpenAPI stand-ins.
 //! - `store` [pure `Db`]: objects, the resourceVersion counter, the event history; `Store`
 //!   shares it and wakes watches.
-//! - `objects` [pure]: server-filled metadata, status-subresource split, Service defaults.
+//! - `objects` [pure]: server-filled metadata, status-subresource split; `service` [pure]:
+//!   Service defaults and cluster IP / node port allocation.
 //! - `patch` [pure]: the four patch types; `selector` [pure]: label and field selectors.
-//! - `api` [pure]: the REST verbs on a `Db`.
+//! - `proto` [pure]: the protobuf bodies `kubectl create service|configmap|namespace` send.
+//! - `api` [pure]: the REST verbs on a `Db`; `table` [pure]: kubectl's server-side printing.
 //! - `watch`: watch streams; `http` [I/O]: hyper glue; this file: the handle.
 //!
 //! Not a real API server: no authentication, authorization, admission, field ownership,
-//! protobuf, Table output, pagination (`limit` is ignored; every list is one page), or
+//! protobuf responses, pagination (`limit` is ignored; every list is one page), or
 //! aggregated discovery (clients fall back to the plain documents).
 
 mod api;
@@ -28,10 +30,13 @@ mod error;
 mod http;
 mod objects;
 mod patch;
+mod proto;
 mod resources;
 mod routes;
 mod selector;
+mod service;
 mod store;
+mod table;
 mod watch;
 
 pub use store::Store;

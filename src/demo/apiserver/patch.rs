@@ -4,8 +4,9 @@
 //! - `application/json-patch+json`: RFC 6902.
 //! - `application/strategic-merge-patch+json`: treated as a merge patch once its directives are
 //!   honoured or dropped (`$patch: replace|delete`, `$retainKeys`, `$deleteFromPrimitiveList/…`,
-//!   `$setElementOrder/…`). Lists are replaced whole, not merged by key: enough for
-//!   `kubectl annotate`, `label` and `edit` of metadata, not for editing one list element.
+//!   `$setElementOrder/…`). Lists of objects merge by key when kubectl names the key in a
+//!   `$setElementOrder/…` directive (it does for every list it patches by key), and are replaced
+//!   whole otherwise. Enough for `kubectl annotate`, `label`, `edit` and client-side `apply`.
 //! - `application/apply-patch+yaml` (server-side apply): the applied configuration is merged
 //!   into the object, and creates it when absent. There is no field-ownership tracking
 //!   (`managedFields`), so no apply conflicts and no removal of fields a manager stopped applying.
@@ -141,6 +142,14 @@ fn strategic_merge(doc: &Value, patch: &Value) -> Value {
                 let merged = strategic_merge(out.get(k).unwrap_or(&Value::Null), v);
                 out.insert(k.clone(), merged);
             }
+            Value::Array(items) => {
+                let order = p.get(&format!("$setElementOrder/{k}"));
+                let merged = match (out.get(k), order.and_then(merge_key)) {
+                    (Some(Value::Array(have)), Some(key)) => merge_list(have, items, order, &key),
+                    _ => without_directives(v),
+                };
+                out.insert(k.clone(), merged);
+            }
             other => {
                 out.insert(k.clone(), without_directives(other));
             }
@@ -150,6 +159,54 @@ fn strategic_merge(doc: &Value, patch: &Value) -> Value {
         out.retain(|k, _| keep.iter().any(|x| x.as_str() == Some(k)));
     }
     Value::Object(out)
+}
+
+/// The merge key of a list, read off its `$setElementOrder/…` directive (kubectl sends one for
+/// every list it patches by key: `[{"port": 80}, {"port": 443}]` → `port`). The real server
+/// knows the keys from the schema; this one only learns them from the directive, and replaces
+/// lists that come without one.
+fn merge_key(order: &Value) -> Option<String> {
+    let first = order.as_array()?.first()?.as_object()?;
+    match first.keys().collect::<Vec<_>>().as_slice() {
+        [key] => Some((*key).clone()),
+        _ => None,
+    }
+}
+
+/// Merges list elements by `key`: patched elements merge into the existing element with the
+/// same key, `$patch: delete` removes one, and the result follows the `$setElementOrder` order
+/// (elements it does not mention keep their place at the end).
+fn merge_list(have: &[Value], patch: &[Value], order: Option<&Value>, key: &str) -> Value {
+    let key_of = |v: &Value| v.get(key).cloned();
+    let mut merged: Vec<Value> = have.to_vec();
+    for item in patch {
+        let Some(k) = key_of(item) else {
+            merged.push(without_directives(item));
+            continue;
+        };
+        let pos = merged.iter().position(|m| key_of(m).as_ref() == Some(&k));
+        let delete = item.get("$patch").and_then(Value::as_str) == Some("delete");
+        match (pos, delete) {
+            (Some(i), true) => {
+                merged.remove(i);
+            }
+            (None, true) => {}
+            (Some(i), false) => merged[i] = strategic_merge(&merged[i], item),
+            (None, false) => merged.push(without_directives(item)),
+        }
+    }
+    let order: Vec<Value> = order
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(key_of)
+        .collect();
+    merged.sort_by_key(|m| {
+        key_of(m)
+            .and_then(|k| order.iter().position(|o| *o == k))
+            .unwrap_or(usize::MAX)
+    });
+    Value::Array(merged)
 }
 
 /// `patch` with every `$…` key removed (and `null`s dropped from maps), at any depth.
@@ -259,6 +316,18 @@ mod tests {
         assert_eq!(out["metadata"]["annotations"], json!({"a": "1"}));
         assert_eq!(out["spec"]["ports"], json!([{"port": 81}]));
         assert!(out.get("$setElementOrder/ports").is_none());
+        // What `kubectl apply` sends to change one port's targetPort and add another.
+        let p = json!({"spec": {"$setElementOrder/ports": [{"port": 443}, {"port": 80}],
+                                "ports": [{"port": 80, "targetPort": 9090}, {"port": 443}]}});
+        let out = apply(PatchKind::Strategic, &doc(), &p).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            out["spec"]["ports"],
+            json!([{"port": 443}, {"port": 80, "name": "http", "targetPort": 9090}])
+        );
+        let p = json!({"spec": {"$setElementOrder/ports": [{"port": 443}],
+                                "ports": [{"port": 80, "$patch": "delete"}, {"port": 443}]}});
+        let out = apply(PatchKind::Strategic, &doc(), &p).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(out["spec"]["ports"], json!([{"port": 443}]));
         let replace = json!({"metadata": {"annotations": {"$patch": "replace", "z": "9"}}});
         let out = apply(PatchKind::Strategic, &doc(), &replace).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(out["metadata"]["annotations"], json!({"z": "9"}));

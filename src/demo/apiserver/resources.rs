@@ -60,7 +60,8 @@ const BASE: ResourceDef = ResourceDef {
 
 /// Every served resource. Two `events` exist, as on a real server: core `v1` (what
 /// `kubectl get events` shows) and `events.k8s.io/v1` (what kube's `Recorder` writes). Unlike a
-/// real server they are two separate stores, not two views of one.
+/// real server they are two separate stores, not two views of one. Only core events have the
+/// short name `ev`, so that `kubectl get ev` is not ambiguous.
 pub static RESOURCES: &[ResourceDef] = &[
     ResourceDef {
         plural: "namespaces",
@@ -129,7 +130,6 @@ pub static RESOURCES: &[ResourceDef] = &[
         plural: "events",
         singular: "event",
         kind: "Event",
-        short_names: &["ev"],
         ..BASE
     },
 ];

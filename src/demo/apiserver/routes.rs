@@ -199,7 +199,10 @@ fn hex(c: u8) -> Option<u8> {
 mod tests {
     use super::*;
 
-    fn res(path: &str) -> Option<(&'static str, Option<String>, Option<String>, bool, bool)> {
+    /// (plural, namespace, name, status, watch prefix)
+    type Parsed = (&'static str, Option<String>, Option<String>, bool, bool);
+
+    fn res(path: &str) -> Option<Parsed> {
         match route(path)? {
             Route::Resource(r) => {
                 Some((r.def.plural, r.namespace, r.name, r.status, r.watch_prefix))

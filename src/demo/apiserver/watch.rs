@@ -12,11 +12,12 @@ use super::error::ApiError;
 use super::resources::ResourceDef;
 use super::selector::Selector;
 use super::store::{Db, Event, EventType, Store};
+use super::table::{self, Include};
 use bytes::Bytes;
 use futures::Stream;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 /// Where a watch starts.
@@ -41,6 +42,8 @@ pub struct WatchSpec {
     pub initial_events_end: bool,
     /// `timeoutSeconds`: end the stream (cleanly) after this long.
     pub timeout: Option<Duration>,
+    /// Objects are sent as one-row Tables (kubectl `get -w`).
+    pub table: Option<Include>,
 }
 
 impl WatchSpec {
@@ -66,6 +69,23 @@ impl WatchSpec {
             (EventType::Modified, false, false) => None,
             (kind, _, true) => Some(kind),
             (_, _, false) => None,
+        }
+    }
+
+    /// One ADDED/MODIFIED/DELETED line.
+    fn event(&self, kind: EventType, obj: &Value) -> Bytes {
+        match self.table {
+            Some(inc) => line(
+                kind.as_str(),
+                &table::table(
+                    self.def,
+                    std::slice::from_ref(obj),
+                    None,
+                    SystemTime::now(),
+                    inc,
+                ),
+            ),
+            None => line(kind.as_str(), obj),
         }
     }
 
@@ -113,7 +133,7 @@ impl Watch {
                     .cloned()
                     .collect();
                 for o in objs {
-                    self.queue.push_back(line("ADDED", &o));
+                    self.queue.push_back(self.spec.event(EventType::Added, &o));
                 }
                 self.pos = db.rv();
                 if self.spec.initial_events_end {
@@ -133,7 +153,7 @@ impl Watch {
             Ok(events) => {
                 for e in events {
                     if let Some(kind) = self.spec.view(&e) {
-                        self.queue.push_back(line(kind.as_str(), &e.object));
+                        self.queue.push_back(self.spec.event(kind, &e.object));
                     }
                 }
                 self.pos = self.pos.max(db.rv());
