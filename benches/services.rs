@@ -7,7 +7,7 @@
 //! Latency uses BIRD's own import stamps (`timeformat route "%s.%6f"`) against the wall clock
 //! taken when the create request returned, so polling adds nothing to it.
 
-#[allow(dead_code, unused_macros, unused_imports)]
+#[allow(unused_macros, unused_imports)]
 #[macro_use]
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -44,7 +44,7 @@ fn main() {
         pct(&lat.latencies, 100.0),
     );
     println!();
-    println!("| Services | created → route at BIRD p50 | p99 | max | all {} routes in BIRD after | vipd RSS | vipd peak RSS |", "N");
+    println!("| Services | created → route at BIRD p50 | p99 | max | all routes in BIRD after | vipd RSS | vipd peak RSS |");
     println!("|---:|---:|---:|---:|---:|---:|---:|");
     println!(
         "| {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.2} s | {:.1} MiB | {:.1} MiB |",
