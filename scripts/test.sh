@@ -29,8 +29,17 @@ install_packages() {
 	return 0
 }
 
+# kubectl drives the in-process API server in tests/apiserver.rs. It is not in Debian's main
+# archive under that name; Debian's kubernetes-client package provides an (older) one.
+install_kubectl() {
+	command -v kubectl >/dev/null && return 0
+	echo "test.sh: kubectl missing; installing Debian's kubernetes-client" >&2
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends kubernetes-client
+}
+
 if [[ $(id -u) -eq 0 ]]; then
 	install_packages
+	install_kubectl
 	# Everything a test needs is installed now: a skip would hide a broken setup, so it fails.
 	export VIPD_NO_SKIP=1
 else
