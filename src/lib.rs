@@ -12,6 +12,7 @@
 //!   its I/O edge (`driver`, `speaker`).
 //! - [`netlink`] puts VIP addresses on an interface (marked as vipd's); [`netif`] reads local
 //!   interface addresses; [`sys`] holds the only `unsafe` (TCP-MD5).
+//! - [`manifest`] (pure) prints the RBAC, DaemonSet and static Pod that install vipd.
 //! - [`demo`] runs `vipd demo`.
 //!
 //! Peer discovery lives in the `vipd-providers` crate.
@@ -23,6 +24,7 @@ pub mod config;
 pub mod decide;
 pub mod demo;
 pub mod kube;
+pub mod manifest;
 pub mod netif;
 pub mod netlink;
 pub mod peers;

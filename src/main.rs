@@ -8,17 +8,8 @@ use vipd::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("vipd: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let result: anyhow::Result<()> = match cli.command {
+        Command::Manifest(args) => return manifest(&args),
         Command::Manager(args) => {
             let cfg = match vipd::config::validate(&args.raw_settings()) {
                 Ok(cfg) => cfg,
@@ -28,21 +19,51 @@ fn main() -> ExitCode {
                 }
             };
             init_logging(&cfg.log_filter, args.log_format == "json");
-            runtime
-                .block_on(vipd::run(cfg, shutdown_signal()))
-                .map_err(Into::into)
+            runtime().and_then(|rt| {
+                rt.block_on(vipd::run(cfg, shutdown_signal()))
+                    .map_err(Into::into)
+            })
         }
         Command::Demo(args) => {
             init_logging("error", false);
-            runtime
-                .block_on(vipd::demo::run(args.keep))
-                .map_err(Into::into)
+            runtime().and_then(|rt| rt.block_on(vipd::demo::run(args.keep)).map_err(Into::into))
         }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("vipd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
+}
+
+/// `vipd manifest`: the YAML on stdout, or why not (exit status 2, as for a bad setting).
+fn manifest(args: &vipd::cli::ManifestArgs) -> ExitCode {
+    match vipd::manifest::render(args) {
+        Ok(yaml) => print_out(&yaml),
+        Err(e) => {
+            eprintln!("vipd: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error worth a panic.
+fn print_out(text: &str) -> ExitCode {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vipd: cannot write to stdout: {e}");
             ExitCode::FAILURE
         }
     }

@@ -1,0 +1,529 @@
+//! [pure] `vipd manifest daemonset | pod | rbac`: the Kubernetes objects that install vipd,
+//! built from `k8s-openapi` types and printed as multi-document YAML.
+//!
+//! The flags are kube-vip's and fill the environment variables the agent reads (same names), so
+//! `vipd manifest daemonset --services --bgp --annotations metal.equinix.com --inCluster |
+//! kubectl apply -f -` installs a working vipd. Deliberate differences from kube-vip's output:
+//! - `daemonset` prints the RBAC documents before the DaemonSet (kube-vip's prints only the
+//!   DaemonSet and needs its rbac.yaml applied first), so that one line is a whole install.
+//! - Objects are named `vipd` (kube-vip: `kube-vip-ds`, `system:kube-vip-role`, …).
+//! - The ClusterRole grants only what the chosen modes use: Leases only with an election or
+//!   IPAM, ConfigMaps only with IPAM, no `nodes` writes (vipd writes no Node), no `endpoints`,
+//!   `pods` or `servicecidrs`.
+//! - The DaemonSet always uses its ServiceAccount; `--inCluster` is accepted and changes nothing
+//!   (kube-vip without it mounts the host's admin.conf). The static Pod always uses the host's
+//!   kubeconfig instead, since the kubelet refuses static Pods that name a ServiceAccount.
+//! - The container has a read-only root filesystem, no privilege escalation, probes on
+//!   `/healthz` and `/readyz`, the `metrics` port and resource requests; kube-vip's has none.
+//! - Only settings that are set are written (kube-vip writes `bgp_routerid`, `bgp_peer*` and
+//!   `port` even when empty); `bgp_as` is always written with BGP.
+//! - A DaemonSet or Pod the agent would refuse to start (a bad AS, both `--sourceIF` and
+//!   `--sourceIP`, BGP without peers, a mode this build lacks) is refused here, with the agent's
+//!   own message.
+
+use crate::cli::{ManifestArgs, ManifestFlags, ManifestKind};
+use crate::config::{ConfigError, RawSettings};
+use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec};
+use k8s_openapi::api::core::v1::{
+    Affinity, Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    HostAlias, HostPathVolumeSource, NodeAffinity, NodeSelector, NodeSelectorRequirement,
+    NodeSelectorTerm, ObjectFieldSelector, Pod, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SecretVolumeSource, SecurityContext, ServiceAccount, Toleration, Volume,
+    VolumeMount,
+};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Name of every object vipd's manifests create.
+pub const NAME: &str = "vipd";
+/// The Equinix CCM's Secret and where its `cloud-sa.json` is mounted.
+pub const METAL_SECRET: &str = "metal-cloud-config";
+pub const METAL_MOUNT: &str = "/etc/cloud-sa";
+pub const METAL_PROVIDER_CONFIG: &str = "/etc/cloud-sa/cloud-sa.json";
+
+/// Why no manifest was printed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the agent would refuse this setting: {0}")]
+    Setting(#[from] ConfigError),
+    #[error(
+        "prometheus_server (--prometheusHTTPServer): {0:?} has no port; \
+         the probes and the metrics port need one (e.g. :2112)"
+    )]
+    MetricsPort(String),
+    #[error("cannot write YAML: {0}")]
+    Yaml(String),
+}
+
+/// The YAML documents for `args`, separated by `---`.
+pub fn render(args: &ManifestArgs) -> Result<String, Error> {
+    let mut docs = Vec::new();
+    match &args.kind {
+        ManifestKind::Rbac(f) => rbac(f, &mut docs)?,
+        ManifestKind::Daemonset(f) => {
+            let ds = daemonset(f)?;
+            rbac(f, &mut docs)?;
+            docs.push(yaml(&ds)?);
+        }
+        ManifestKind::Pod(f) => docs.push(yaml(&pod(f)?)?),
+    }
+    Ok(docs.join("---\n"))
+}
+
+fn yaml<T: Serialize>(doc: &T) -> Result<String, Error> {
+    serde_saphyr::to_string(doc).map_err(|e| Error::Yaml(e.to_string()))
+}
+
+fn labels() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), NAME.to_owned()),
+        (
+            "app.kubernetes.io/version".to_owned(),
+            env!("CARGO_PKG_VERSION").to_owned(),
+        ),
+    ])
+}
+
+fn meta(namespace: Option<&str>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(NAME.to_owned()),
+        namespace: namespace.map(str::to_owned),
+        labels: Some(labels()),
+        ..Default::default()
+    }
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
+    PolicyRule {
+        api_groups: Some(vec![group.to_owned()]),
+        resources: Some(strings(resources)),
+        verbs: strings(verbs),
+        ..Default::default()
+    }
+}
+
+/// What the agent reads and writes, for the modes `f` turns on.
+pub fn cluster_rules(f: &ManifestFlags) -> Vec<PolicyRule> {
+    let mut rules = Vec::new();
+    if f.ipam {
+        // The allocator writes the VIP it picks into the Service.
+        rules.push(rule(
+            "",
+            &["services"],
+            &["get", "list", "watch", "patch", "update"],
+        ));
+    } else {
+        rules.push(rule("", &["services"], &["get", "list", "watch"]));
+    }
+    // status.loadBalancer.ingress by merge patch; update for kube-vip's fallback path.
+    rules.push(rule("", &["services/status"], &["patch", "update"]));
+    rules.push(rule(
+        "discovery.k8s.io",
+        &["endpointslices"],
+        &["get", "list", "watch"],
+    ));
+    // Node readiness, the exclude-from-external-load-balancers label, peer annotations.
+    rules.push(rule("", &["nodes"], &["get", "list", "watch"]));
+    // Events on Services: events.k8s.io/v1, and core/v1 for older recorders; patch for series.
+    rules.push(rule("", &["events"], &["create", "patch"]));
+    rules.push(rule("events.k8s.io", &["events"], &["create", "patch"]));
+    if f.services_election || f.leader_election || f.ipam {
+        // kube-lease-manager takes and renews a Lease by (server-side apply) patch.
+        rules.push(rule(
+            "coordination.k8s.io",
+            &["leases"],
+            &["get", "create", "update", "patch"],
+        ));
+    }
+    if f.ipam {
+        // The `kubevip` ConfigMap of ranges and CIDRs.
+        rules.push(rule("", &["configmaps"], &["get", "list", "watch"]));
+    }
+    rules
+}
+
+fn rbac(f: &ManifestFlags, docs: &mut Vec<String>) -> Result<(), Error> {
+    let account = ServiceAccount {
+        metadata: meta(Some(&f.namespace)),
+        ..Default::default()
+    };
+    let role = ClusterRole {
+        metadata: meta(None),
+        rules: Some(cluster_rules(f)),
+        ..Default::default()
+    };
+    let binding = ClusterRoleBinding {
+        metadata: meta(None),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".to_owned(),
+            kind: "ClusterRole".to_owned(),
+            name: NAME.to_owned(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".to_owned(),
+            name: NAME.to_owned(),
+            namespace: Some(f.namespace.clone()),
+            ..Default::default()
+        }]),
+    };
+    docs.push(yaml(&account)?);
+    docs.push(yaml(&role)?);
+    docs.push(yaml(&binding)?);
+    Ok(())
+}
+
+/// Where the container's kubeconfig comes from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    ServiceAccount,
+    HostKubeconfig,
+}
+
+fn daemonset(f: &ManifestFlags) -> Result<DaemonSet, Error> {
+    let mut spec = pod_spec(f, Access::ServiceAccount)?;
+    if f.taint {
+        // As kube-vip's --taint: tolerate everything a control-plane node is tainted with and
+        // run only on nodes labelled as control plane (either role label).
+        spec.tolerations = Some(
+            ["NoSchedule", "NoExecute"]
+                .into_iter()
+                .map(|effect| Toleration {
+                    effect: Some(effect.to_owned()),
+                    operator: Some("Exists".to_owned()),
+                    ..Default::default()
+                })
+                .collect(),
+        );
+        let term = |key: &str| NodeSelectorTerm {
+            match_expressions: Some(vec![NodeSelectorRequirement {
+                key: key.to_owned(),
+                operator: "Exists".to_owned(),
+                values: None,
+            }]),
+            ..Default::default()
+        };
+        spec.affinity = Some(Affinity {
+            node_affinity: Some(NodeAffinity {
+                required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+                    node_selector_terms: vec![
+                        term("node-role.kubernetes.io/master"),
+                        term("node-role.kubernetes.io/control-plane"),
+                    ],
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    let selector = BTreeMap::from([("app.kubernetes.io/name".to_owned(), NAME.to_owned())]);
+    Ok(DaemonSet {
+        metadata: meta(Some(&f.namespace)),
+        spec: Some(DaemonSetSpec {
+            selector: LabelSelector {
+                match_labels: Some(selector),
+                ..Default::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels()),
+                    ..Default::default()
+                }),
+                spec: Some(spec),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    })
+}
+
+fn pod(f: &ManifestFlags) -> Result<Pod, Error> {
+    Ok(Pod {
+        metadata: meta(Some(&f.namespace)),
+        spec: Some(pod_spec(f, Access::HostKubeconfig)?),
+        status: None,
+    })
+}
+
+fn pod_spec(f: &ManifestFlags, access: Access) -> Result<PodSpec, Error> {
+    let metal = metal(f);
+    let mut env = env(f);
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    if access == Access::HostKubeconfig {
+        env.push(value("k8s_config_file", &f.k8s_config_path));
+        volumes.push(Volume {
+            name: "kubeconfig".to_owned(),
+            host_path: Some(HostPathVolumeSource {
+                path: f.k8s_config_path.clone(),
+                type_: Some("File".to_owned()),
+            }),
+            ..Default::default()
+        });
+        mounts.push(read_only_mount("kubeconfig", &f.k8s_config_path));
+    }
+    if metal {
+        let source = match access {
+            Access::ServiceAccount => Volume {
+                name: "cloud-sa-volume".to_owned(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(METAL_SECRET.to_owned()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            // A static Pod cannot mount a Secret: the same files from the host.
+            Access::HostKubeconfig => Volume {
+                name: "cloud-sa-volume".to_owned(),
+                host_path: Some(HostPathVolumeSource {
+                    path: METAL_MOUNT.to_owned(),
+                    type_: Some("Directory".to_owned()),
+                }),
+                ..Default::default()
+            },
+        };
+        volumes.push(source);
+        mounts.push(read_only_mount("cloud-sa-volume", METAL_MOUNT));
+    }
+    check(&env)?;
+    let (probe_host, port) = metrics_port(&f.prometheus_server)?;
+    let probe = |path: &str| Probe {
+        http_get: Some(HTTPGetAction {
+            host: probe_host.clone(),
+            path: Some(path.to_owned()),
+            port: IntOrString::String("metrics".to_owned()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let container = Container {
+        name: NAME.to_owned(),
+        image: Some(f.image.clone()),
+        image_pull_policy: Some("IfNotPresent".to_owned()),
+        args: Some(vec!["manager".to_owned()]),
+        env: Some(env),
+        ports: Some(vec![ContainerPort {
+            name: Some("metrics".to_owned()),
+            container_port: i32::from(port),
+            protocol: Some("TCP".to_owned()),
+            ..Default::default()
+        }]),
+        liveness_probe: Some(probe("/healthz")),
+        readiness_probe: Some(probe("/readyz")),
+        resources: Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_owned(), Quantity("10m".to_owned())),
+                ("memory".to_owned(), Quantity("32Mi".to_owned())),
+            ])),
+            limits: Some(BTreeMap::from([(
+                "memory".to_owned(),
+                Quantity("128Mi".to_owned()),
+            )])),
+            ..Default::default()
+        }),
+        // Addresses and routes by netlink need NET_ADMIN; SO_BINDTODEVICE (bgp_sourceif) and
+        // ARP/NDP frames need NET_RAW. Nothing else.
+        security_context: Some(SecurityContext {
+            capabilities: Some(Capabilities {
+                add: Some(strings(&["NET_ADMIN", "NET_RAW"])),
+                drop: Some(strings(&["ALL"])),
+            }),
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            ..Default::default()
+        }),
+        volume_mounts: (!mounts.is_empty()).then_some(mounts),
+        ..Default::default()
+    };
+    Ok(PodSpec {
+        host_network: Some(true),
+        service_account_name: (access == Access::ServiceAccount).then(|| NAME.to_owned()),
+        // kube-vip's static Pod: a kubeconfig naming `kubernetes` reaches the local API server.
+        host_aliases: (access == Access::HostKubeconfig).then(|| {
+            vec![HostAlias {
+                ip: "127.0.0.1".to_owned(),
+                hostnames: Some(vec!["kubernetes".to_owned()]),
+            }]
+        }),
+        containers: vec![container],
+        volumes: (!volumes.is_empty()).then_some(volumes),
+        ..Default::default()
+    })
+}
+
+/// `--provider-config` implies `--metal`, as it did for kube-vip before v0.9.
+fn metal(f: &ManifestFlags) -> bool {
+    f.metal || f.provider_config.as_deref().is_some_and(|p| !p.is_empty())
+}
+
+fn value(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.to_owned()),
+        value_from: None,
+    }
+}
+
+fn read_only_mount(name: &str, path: &str) -> VolumeMount {
+    VolumeMount {
+        name: name.to_owned(),
+        mount_path: path.to_owned(),
+        read_only: Some(true),
+        ..Default::default()
+    }
+}
+
+/// The agent's settings, in kube-vip's names and (mostly) its order.
+fn env(f: &ManifestFlags) -> Vec<EnvVar> {
+    let mut env = Vec::new();
+    let text = |env: &mut Vec<EnvVar>, name: &str, v: &Option<String>| {
+        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+            env.push(value(name, v));
+        }
+    };
+    let yes = |env: &mut Vec<EnvVar>, name: &str, on: bool| {
+        if on {
+            env.push(value(name, "true"));
+        }
+    };
+    // kube-vip always writes vip_arp.
+    env.push(value("vip_arp", if f.arp { "true" } else { "false" }));
+    env.push(EnvVar {
+        name: "vip_nodename".to_owned(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "spec.nodeName".to_owned(),
+                api_version: None,
+            }),
+            ..Default::default()
+        }),
+    });
+    text(&mut env, "vip_interface", &f.interface);
+    yes(&mut env, "svc_enable", f.services);
+    yes(&mut env, "svc_election", f.services_election);
+    yes(&mut env, "lb_class_only", f.lb_class_only);
+    text(&mut env, "lb_class_name", &f.lb_class_name);
+    yes(&mut env, "vip_leaderelection", f.leader_election);
+    text(&mut env, "annotation", &f.annotations);
+    if f.bgp {
+        env.push(value("bgp_enable", "true"));
+        yes(
+            &mut env,
+            "bgp_attach_ip_to_interface",
+            f.bgp_attach_ip_to_interface,
+        );
+        text(&mut env, "bgp_routerid", &f.router_id);
+        let local_as = f.local_as.as_deref().filter(|a| !a.is_empty());
+        env.push(value("bgp_as", local_as.unwrap_or("65000")));
+        text(&mut env, "bgp_peeraddress", &f.peer_address);
+        text(&mut env, "bgp_peerpass", &f.peer_pass);
+        text(&mut env, "bgp_peeras", &f.peer_as);
+        yes(&mut env, "bgp_multihop", f.multihop);
+        text(&mut env, "bgp_sourceif", &f.source_if);
+        text(&mut env, "bgp_sourceip", &f.source_ip);
+        text(&mut env, "bgp_peers", &f.bgp_peers);
+    }
+    if metal(f) {
+        env.push(value("vip_packet", "true"));
+        let config = f.provider_config.as_deref().filter(|p| !p.is_empty());
+        env.push(value(
+            "provider_config",
+            config.unwrap_or(METAL_PROVIDER_CONFIG),
+        ));
+        yes(&mut env, "metal_peer_routes", f.metal_peer_routes);
+    }
+    yes(&mut env, "lb_ipam", f.ipam);
+    env.push(value("prometheus_server", &f.prometheus_server));
+    yes(
+        &mut env,
+        "disable_service_updates",
+        f.disable_service_updates,
+    );
+    text(&mut env, "vip_loglevel", &f.log);
+    env
+}
+
+/// Runs the agent's own checks on the environment the container will get, so a manifest that
+/// would crash-loop is refused here with the same message.
+fn check(env: &[EnvVar]) -> Result<(), Error> {
+    let get = |name: &str| {
+        env.iter()
+            .find(|e| e.name == name)
+            .and_then(|e| e.value.clone())
+    };
+    let raw = RawSettings {
+        svc_enable: get("svc_enable"),
+        vip_arp: get("vip_arp"),
+        bgp_enable: get("bgp_enable"),
+        bgp_as: get("bgp_as"),
+        bgp_routerid: get("bgp_routerid"),
+        bgp_peers: get("bgp_peers"),
+        bgp_peeraddress: get("bgp_peeraddress"),
+        bgp_peeras: get("bgp_peeras"),
+        bgp_peerpass: get("bgp_peerpass"),
+        bgp_multihop: get("bgp_multihop"),
+        bgp_sourceip: get("bgp_sourceip"),
+        bgp_sourceif: get("bgp_sourceif"),
+        vip_loglevel: get("vip_loglevel"),
+        // Filled from spec.nodeName when the Pod starts; any valid name stands in for it.
+        vip_nodename: Some("node".to_owned()),
+        lb_class_only: get("lb_class_only"),
+        lb_class_name: get("lb_class_name"),
+        bgp_attach_ip_to_interface: get("bgp_attach_ip_to_interface"),
+        vip_interface: get("vip_interface"),
+        disable_service_updates: get("disable_service_updates"),
+        annotation: get("annotation"),
+        vip_packet: get("vip_packet"),
+        provider_config: get("provider_config"),
+        metal_peer_routes: get("metal_peer_routes"),
+        k8s_config_file: get("k8s_config_file"),
+        ..Default::default()
+    };
+    crate::config::validate(&raw)?;
+    Ok(())
+}
+
+/// The port of `prometheus_server` (`:2112`, `0.0.0.0:2112`, `[::1]:2112`), and the host the
+/// kubelet must probe when the server listens on one address only.
+pub fn metrics_port(addr: &str) -> Result<(Option<String>, u16), Error> {
+    let bad = || Error::MetricsPort(addr.to_owned());
+    let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().ok().filter(|p| *p != 0).ok_or_else(bad)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = match host {
+        "" | "0.0.0.0" | "::" => None,
+        h => Some(h.to_owned()),
+    };
+    Ok((host, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_metrics_port_comes_from_prometheus_server() {
+        assert_eq!(metrics_port(":2112").unwrap(), (None, 2112));
+        assert_eq!(metrics_port("0.0.0.0:9000").unwrap(), (None, 9000));
+        assert_eq!(metrics_port("[::]:9000").unwrap(), (None, 9000));
+        assert_eq!(
+            metrics_port("127.0.0.1:2112").unwrap(),
+            (Some("127.0.0.1".to_owned()), 2112)
+        );
+        assert_eq!(
+            metrics_port("[::1]:2112").unwrap(),
+            (Some("::1".to_owned()), 2112)
+        );
+        for bad in ["", "2112", ":0", ":http", "host:"] {
+            assert!(metrics_port(bad).is_err(), "{bad}");
+        }
+    }
+}
