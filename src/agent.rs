@@ -5,6 +5,7 @@
 use crate::bgp::speaker::{Speaker, SpeakerConfig, SpeakerError};
 use crate::bgp::types::{host_prefix, Asn, RouteAttrs, RouteSet, RouterId};
 use crate::config::{parse_vip_list, Config, ConfigError, RouterIdSource};
+use crate::http::Readiness;
 use crate::netif::Interfaces;
 use crate::peers::PeerSources;
 use std::future::Future;
@@ -45,9 +46,14 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         (None, None) => None,
         _ => Some(crate::kube::client::client(cfg.kubeconfig.as_deref()).await?),
     };
+    let readiness = Readiness::default();
+    if let Some(addr) = cfg.http {
+        tokio::spawn(crate::http::serve(addr, readiness.clone()));
+    }
     let mut peers = PeerSources::new(
         cfg.bgp.peers.clone(),
         matches!(cfg.bgp.router_id, RouterIdSource::Fixed(_)),
+        readiness.clone(),
     );
     if let (Some(prefix), Some(client), Some(node)) =
         (&cfg.bgp.annotations, &client, &cfg.node_name)
@@ -71,7 +77,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     peers.apply(&mut speaker).await;
     match (&cfg.services, client) {
         (Some(svc), Some(client)) => {
-            crate::services::run(&cfg, svc, speaker, client, peers, shutdown).await
+            crate::services::run(&cfg, svc, speaker, client, peers, readiness, shutdown).await
         }
         _ => {
             let result = run_static(&cfg, &mut speaker, &mut peers, shutdown).await;

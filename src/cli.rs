@@ -278,6 +278,13 @@ pub struct ManagerArgs {
     /// Install host routes to the Metal peers via the private gateway (removed on exit).
     #[arg(long = "metal-peer-routes", env = "metal_peer_routes", num_args = 0..=1, default_missing_value = "true")]
     pub metal_peer_routes: Option<String>,
+    /// Address of /healthz and /readyz ("" turns it off).
+    #[arg(
+        long = "prometheusHTTPServer",
+        env = "prometheus_server",
+        default_value = ":2112"
+    )]
+    pub prometheus_server: String,
     /// Static VIPs, comma separated (env `vip_address`, or kube-vip's `address`).
     #[arg(long = "address", env = "vip_address")]
     pub vip_address: Option<String>,
@@ -338,6 +345,7 @@ impl ManagerArgs {
             vip_packet: self.vip_packet.clone(),
             provider_config: self.provider_config.clone(),
             metal_peer_routes: self.metal_peer_routes.clone(),
+            prometheus_server: Some(self.prometheus_server.clone()),
         }
     }
 }

@@ -70,6 +70,7 @@ pub struct RawSettings {
     pub vip_packet: Option<String>,
     pub provider_config: Option<String>,
     pub metal_peer_routes: Option<String>,
+    pub prometheus_server: Option<String>,
 }
 
 /// Where the BGP identifier comes from.
@@ -139,6 +140,8 @@ pub struct Config {
     pub kubeconfig: Option<PathBuf>,
     /// `Some` with `vip_packet` / `--metal`: peers from the Equinix Metal API.
     pub metal: Option<MetalSettings>,
+    /// `prometheus_server`: where /healthz and /readyz are served; `None` = off.
+    pub http: Option<std::net::SocketAddr>,
     /// Static VIPs from `vip_address`.
     pub vips: Vec<IpAddr>,
     /// More static VIPs, one per line; re-read on SIGHUP.
@@ -194,6 +197,16 @@ pub fn validate(raw: &RawSettings) -> Result<Config, ConfigError> {
         node_name,
         kubeconfig: non_empty(&raw.k8s_config_file).map(PathBuf::from),
         metal,
+        http: match non_empty(&raw.prometheus_server) {
+            None => None,
+            Some(v) => Some(crate::http::listen_address(v).ok_or_else(|| {
+                err(
+                    "prometheus_server (--prometheusHTTPServer)",
+                    v,
+                    "is not an address with a port (:2112, 0.0.0.0:2112, [::1]:2112)",
+                )
+            })?),
+        },
         vips,
         vip_file: raw
             .vip_file

@@ -13,6 +13,7 @@
 //! - [`netlink`] puts VIP addresses on an interface (marked as vipd's); [`netif`] reads local
 //!   interface addresses; [`sys`] holds the only `unsafe` (TCP-MD5).
 //! - [`manifest`] (pure) prints the RBAC, DaemonSet and static Pod that install vipd.
+//! - [`http`] serves `/healthz` and `/readyz`.
 //! - [`demo`] runs `vipd demo`.
 //!
 //! Peer discovery lives in the `vipd-providers` crate.
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod config;
 pub mod decide;
 pub mod demo;
+pub mod http;
 pub mod kube;
 pub mod manifest;
 pub mod netif;

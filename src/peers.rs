@@ -6,6 +6,7 @@
 //! connect, removed ones get a Cease, changed ones re-establish, the rest are untouched.
 
 use crate::bgp::speaker::Speaker;
+use crate::http::Readiness;
 use crate::netif::Interfaces;
 use crate::netlink::{NetlinkError, PeerRoutes};
 use futures::StreamExt;
@@ -26,17 +27,24 @@ pub struct PeerSources {
     tasks: Vec<JoinHandle<()>>,
     /// `Some` with `metal_peer_routes`: the host routes the providers ask for.
     routes: Option<PeerRoutes>,
+    /// Not ready while a provider has not answered yet.
+    readiness: Readiness,
 }
 
 impl PeerSources {
     /// Static peers only, until feeds are added.
-    pub fn new(static_peers: Vec<PeerSpec>, fixed_router_id: bool) -> PeerSources {
+    pub fn new(
+        static_peers: Vec<PeerSpec>,
+        fixed_router_id: bool,
+        readiness: Readiness,
+    ) -> PeerSources {
         PeerSources {
             static_peers,
             feeds: Vec::new(),
             fixed_router_id,
             tasks: Vec::new(),
             routes: None,
+            readiness,
         }
     }
 
@@ -55,6 +63,19 @@ impl PeerSources {
             }
         }
         speaker.set_peers(self.current()).await;
+        let pending: Vec<String> = self
+            .feeds
+            .iter()
+            .filter_map(|f| match f.current() {
+                PeerSnapshot::Pending { why } => Some(format!("{}: {why}", f.source())),
+                _ => None,
+            })
+            .collect();
+        if pending.is_empty() {
+            self.readiness.ready("peers");
+        } else {
+            self.readiness.not_ready("peers", pending.join("; "));
+        }
     }
 
     /// Removes the routes vipd installed (after the Cease, at exit).

@@ -13,6 +13,7 @@ use crate::bgp::speaker::Speaker;
 use crate::config::{Config, ServicesSettings};
 use crate::decide::ingress::{current_ingress, ingress_change, ingress_target};
 use crate::decide::{self, ClusterView, DecideConfig, Desired, NodeCtx, Problem, ServiceKey, Skip};
+use crate::http::Readiness;
 use crate::kube::status::{EventSink, ServiceEvent, StatusWriter};
 use crate::kube::view::{Snapshot, View};
 use crate::netlink::VipAddresses;
@@ -37,6 +38,7 @@ pub async fn run(
     mut speaker: Speaker,
     client: kube::Client,
     mut peers: PeerSources,
+    readiness: Readiness,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let mut addresses = None;
@@ -46,6 +48,7 @@ pub async fn run(
         &mut speaker,
         client,
         &mut peers,
+        &readiness,
         &mut addresses,
         shutdown,
     )
@@ -66,9 +69,14 @@ async fn serve(
     speaker: &mut Speaker,
     client: kube::Client,
     peers: &mut PeerSources,
+    readiness: &Readiness,
     addresses: &mut Option<VipAddresses>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    readiness.not_ready(
+        "services",
+        "waiting for the first complete list of Services, EndpointSlices and this node",
+    );
     if svc.attach_to_interface {
         *addresses = Some(VipAddresses::open(&svc.interface).await?);
     }
@@ -100,6 +108,7 @@ async fn serve(
         () = view.ready() => {}
     }
     info!("watches listed; deciding");
+    readiness.ready("services");
     let mut resync = tokio::time::interval(RESYNC);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -81,6 +81,7 @@ fn annotated_peers_are_followed_live() {
             ],
         );
         agent.start();
+        // Before the Node has the annotations' answer the agent is not ready and says why.
         let explain = |agent: &Vipd| {
             format!(
                 "---- bird ----\n{}\n---- vipd ----\n{}",
@@ -135,6 +136,66 @@ fn annotated_peers_are_followed_live() {
         assert!(
             !agent.log().contains("s3cret-md5"),
             "the password leaked into the log"
+        );
+    });
+}
+
+/// A node without the annotations yet: the agent starts, is not ready, and says which key it
+/// waits for; once the CCM writes them, it peers and becomes ready.
+#[test]
+fn missing_annotations_keep_the_agent_unready_and_say_which_key() {
+    skip_unless!(root, Bird::NEEDS, VIPD_NEEDS);
+    let topo = Topology::with_nodes(1);
+    let mut bird = Bird::new(&topo, RouterConfig::ipv4().password("s3cret-md5"));
+    bird.start();
+    let dir = tempfile::tempdir().unwrap();
+    let tor = topo.tor.clone();
+    in_netns(&tor, async {
+        let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
+            .await
+            .unwrap();
+        let client = api.client();
+        cluster::create_node(&client, "node0").await;
+        let kubeconfig = dir.path().join("kubeconfig");
+        cluster::write_kubeconfig(
+            &kubeconfig,
+            &format!("http://{}:{}", Topology::tor_v4(0), api.addr().port()),
+        );
+        let mut agent = Vipd::services(
+            &topo,
+            0,
+            &kubeconfig,
+            &[("bgp_peers", ""), ("annotation", "metal.equinix.com")],
+        );
+        agent.start();
+        let mut reply = (0, String::new());
+        eventually!(
+            Duration::from_secs(10),
+            "/readyz answers 503 naming the missing key",
+            {
+                reply = cluster::http_get("10.99.0.1:2112", "/readyz").await;
+                reply.0 == 503 && reply.1.contains("metal.equinix.com/")
+            },
+            format!("{reply:?}\n{}", agent.log_tail())
+        );
+        assert!(agent.is_running(), "no crash loop while waiting");
+        let patch =
+            json!({"metadata": {"annotations": annotations("10.99.0.2", "10.99.0.1", false)}});
+        Api::<Node>::all(client.clone())
+            .patch("node0", &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .unwrap();
+        eventually!(
+            Duration::from_secs(20),
+            "the session comes up",
+            bird.session_established(),
+            agent.log_tail()
+        );
+        eventually!(
+            Duration::from_secs(5),
+            "ready",
+            cluster::http_get("10.99.0.1:2112", "/readyz").await.0 == 200,
+            agent.log_tail()
         );
     });
 }
