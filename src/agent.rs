@@ -77,7 +77,13 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     peers.apply(&mut speaker).await;
     match (&cfg.services, client) {
         (Some(svc), Some(client)) => {
-            crate::services::run(&cfg, svc, speaker, client, peers, readiness, shutdown).await
+            let agent = crate::services::Agent {
+                speaker,
+                peers,
+                client,
+                readiness,
+            };
+            crate::services::run(&cfg, svc, agent, shutdown).await
         }
         _ => {
             let result = run_static(&cfg, &mut speaker, &mut peers, shutdown).await;

@@ -35,24 +35,14 @@ const RESYNC: Duration = Duration::from_secs(60);
 pub async fn run(
     cfg: &Config,
     svc: &ServicesSettings,
-    mut speaker: Speaker,
-    client: kube::Client,
-    mut peers: PeerSources,
-    readiness: Readiness,
+    mut agent: Agent,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let mut addresses = None;
-    let result = serve(
-        cfg,
-        svc,
-        &mut speaker,
-        client,
-        &mut peers,
-        &readiness,
-        &mut addresses,
-        shutdown,
-    )
-    .await;
+    let result = serve(cfg, svc, &mut agent, &mut addresses, shutdown).await;
+    let Agent {
+        speaker, mut peers, ..
+    } = agent;
     cease(speaker).await;
     peers.remove_routes().await;
     if let Some(addrs) = addresses.as_mut() {
@@ -63,16 +53,29 @@ pub async fn run(
     result
 }
 
+/// What the agent started before services mode: the speaker, its peers, the Kubernetes client
+/// and the readiness the HTTP endpoint reports.
+pub struct Agent {
+    pub speaker: Speaker,
+    pub peers: PeerSources,
+    pub client: kube::Client,
+    pub readiness: Readiness,
+}
+
 async fn serve(
     cfg: &Config,
     svc: &ServicesSettings,
-    speaker: &mut Speaker,
-    client: kube::Client,
-    peers: &mut PeerSources,
-    readiness: &Readiness,
+    agent: &mut Agent,
     addresses: &mut Option<VipAddresses>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    let Agent {
+        speaker,
+        peers,
+        client,
+        readiness,
+    } = agent;
+    let client = client.clone();
     readiness.not_ready(
         "services",
         "waiting for the first complete list of Services, EndpointSlices and this node",

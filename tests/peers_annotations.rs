@@ -168,7 +168,7 @@ fn missing_annotations_keep_the_agent_unready_and_say_which_key() {
             &[("bgp_peers", ""), ("annotation", "metal.equinix.com")],
         );
         agent.start();
-        let mut reply = (0, String::new());
+        let mut reply: (u16, String);
         eventually!(
             Duration::from_secs(10),
             "/readyz answers 503 naming the missing key",
