@@ -79,6 +79,8 @@ pub enum SearchOrder {
 pub struct AddrSet {
     family: Family,
     ranges: Vec<(u128, u128)>,
+    /// The keys that gave addresses to the set, in key order (for messages).
+    keys: Vec<String>,
 }
 
 impl AddrSet {
@@ -86,6 +88,7 @@ impl AddrSet {
         AddrSet {
             family,
             ranges: Vec::new(),
+            keys: Vec::new(),
         }
     }
 
@@ -95,6 +98,11 @@ impl AddrSet {
 
     pub fn is_empty(&self) -> bool {
         self.ranges.is_empty()
+    }
+
+    /// The ConfigMap keys the addresses came from (`cidr-default`, `range-global`).
+    pub fn keys(&self) -> &[String] {
+        &self.keys
     }
 
     pub fn contains(&self, ip: &IpAddr) -> bool {
@@ -111,8 +119,12 @@ impl AddrSet {
             .map(|&(lo, hi)| (address(self.family, lo), address(self.family, hi)))
     }
 
-    /// Adds `first..=last` (same family as the set, `first <= last`: the callers check).
-    fn insert(&mut self, first: u128, last: u128) {
+    /// Adds `first..=last` from `key` (same family as the set, `first <= last`: the callers
+    /// check).
+    fn insert(&mut self, key: &str, first: u128, last: u128) {
+        if !self.keys.iter().any(|k| k == key) {
+            self.keys.push(key.to_owned());
+        }
         let mut lo = first;
         let mut hi = last;
         // Keep the ranges that neither overlap nor touch the new one; absorb the others.
@@ -193,8 +205,6 @@ pub struct Scope {
     pub v4: AddrSet,
     /// IPv6 addresses of `cidr-<scope>` and `range-<scope>`.
     pub v6: AddrSet,
-    /// The address keys present (`cidr-<scope>`, `range-<scope>`), for messages.
-    pub keys: Vec<String>,
     /// `allow-share-<scope>`, if present and valid.
     pub allow_share: Option<bool>,
     /// `interface-<scope>`, if present and not empty.
@@ -209,7 +219,6 @@ impl Scope {
             name: name.to_owned(),
             v4: AddrSet::new(Family::V4),
             v6: AddrSet::new(Family::V6),
-            keys: Vec::new(),
             allow_share: None,
             interface: None,
             problems: Vec::new(),
@@ -280,7 +289,6 @@ impl Pools {
             let scope = pools.scope_mut(scope_name);
             match kind {
                 KeyKind::Cidr | KeyKind::Range => {
-                    scope.keys.push(key.clone());
                     for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
                         let parsed = if kind == KeyKind::Cidr {
                             parse_cidr(key, entry, skip_end_ips)
@@ -294,7 +302,7 @@ impl Pools {
                                 last,
                                 note,
                             }) => {
-                                scope.set_mut(family).insert(first, last);
+                                scope.set_mut(family).insert(key, first, last);
                                 scope.problems.extend(note);
                             }
                             Err(p) => scope.problems.push(p),

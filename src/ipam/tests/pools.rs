@@ -22,7 +22,7 @@ fn a_cidr_key_serves_its_namespace_with_every_address_of_the_block() {
     let s = ns(&p, "default");
     assert_eq!(ranges(&s.v4), [r("192.168.0.200", "192.168.0.207")]);
     assert!(s.v6.is_empty());
-    assert_eq!(s.keys, ["cidr-default"]);
+    assert_eq!(s.v4.keys(), ["cidr-default"]);
     assert!(p.global.v4.is_empty() && p.problems().next().is_none());
     assert_eq!(p.order, SearchOrder::Ascending);
 }
@@ -42,7 +42,7 @@ fn global_keys_serve_every_namespace_after_its_own() {
             r("192.168.1.220", "192.168.1.230")
         ]
     );
-    assert_eq!(p.global.keys, ["cidr-global", "range-global"]);
+    assert_eq!(p.global.v4.keys(), ["cidr-global", "range-global"]);
     let names = |n: &str| p.scopes_for(n).map(|s| s.name.clone()).collect::<Vec<_>>();
     assert_eq!(names("development"), ["development", "global"]);
     assert_eq!(names("finance"), ["global"]);
@@ -61,7 +61,7 @@ fn several_entries_of_one_namespace_merge_overlaps_included() {
         ranges(&ns(&p, "a").v4),
         [r("10.0.0.0", "10.0.0.3"), r("192.168.0.10", "192.168.0.15")]
     );
-    assert_eq!(ns(&p, "a").keys, ["cidr-a", "range-a"]);
+    assert_eq!(ns(&p, "a").v4.keys(), ["cidr-a", "range-a"]);
     assert!(p.problems().next().is_none());
 }
 
@@ -75,6 +75,7 @@ fn ipv6_cidrs_and_ranges_fill_the_ipv6_pool_next_to_the_ipv4_one() {
         ),
     ]));
     let s = ns(&p, "a");
+    assert_eq!(s.v6.keys(), ["cidr-a", "range-a"]);
     assert_eq!(
         ranges(&s.v6),
         [
