@@ -31,8 +31,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-/// What the allocator wants written, given every Service (the complete view) and the
-/// ConfigMap's `data` (`None`: the ConfigMap does not exist).
+/// What the allocator wants written, given every Service and the ConfigMap's `data` (`None`:
+/// the ConfigMap does not exist).
+///
+/// The Services must be the complete view (the reflector `InitDone`, the watch healthy): a
+/// Service missing here is an address that looks free, and would be handed out twice.
 pub fn plan(
     services: &[Arc<Service>],
     config: Option<&BTreeMap<String, String>>,

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 mod alloc;
 mod pools;
+mod properties;
 
 /// ConfigMap data from key/value pairs.
 fn cm(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -44,15 +45,9 @@ fn lb(
     annotations: serde_json::Value,
     spec: serde_json::Value,
 ) -> Arc<Service> {
-    let created = format!(
-        "2025-01-01T{:02}:{:02}:{:02}Z",
-        t / 3600,
-        (t / 60) % 60,
-        t % 60
-    );
     let mut s = serde_json::json!({
         "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": name, "namespace": ns, "creationTimestamp": created,
+        "metadata": {"name": name, "namespace": ns, "creationTimestamp": timestamp(t),
                      "annotations": annotations},
         "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}]},
     });
@@ -60,6 +55,16 @@ fn lb(
         base.extend(extra.clone());
     }
     svc(s)
+}
+
+/// `t` seconds into a day, as `metadata.creationTimestamp`.
+fn timestamp(t: u32) -> String {
+    format!(
+        "2025-01-01T{:02}:{:02}:{:02}Z",
+        t / 3600,
+        (t / 60) % 60,
+        t % 60
+    )
 }
 
 /// A plain LoadBalancer Service waiting for an address.
