@@ -4,6 +4,7 @@
 //! - [`cli`] reads kube-vip's flags and environment variables; [`config`] (pure) checks them.
 //! - [`decide`] (pure) says what this node should announce: Services and EndpointSlices in,
 //!   VIPs with typed skip reasons and problems out.
+//! - [`ipam`] (pure) allocates addresses from the kube-vip-cloud-provider ConfigMap's pools.
 //! - [`agent`] starts the BGP speaker with its peers and runs [`services`] mode (the owner
 //!   loop: watch, decide, announce, report) or the static VIPs.
 //! - [`kube`] (I/O): the client, the watched view, status and Events writes.
@@ -25,6 +26,7 @@ pub mod config;
 pub mod decide;
 pub mod demo;
 pub mod http;
+pub mod ipam;
 pub mod kube;
 pub mod manifest;
 pub mod netif;
