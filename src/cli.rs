@@ -285,6 +285,16 @@ pub struct ManagerArgs {
         default_value = ":2112"
     )]
     pub prometheus_server: String,
+    /// Services mode: also allocate addresses from the kube-vip-cloud-provider ConfigMap (one
+    /// agent, elected by the Lease vipd-ipam, allocates).
+    #[arg(long = "ipam", env = "lb_ipam", num_args = 0..=1, default_missing_value = "true")]
+    pub lb_ipam: Option<String>,
+    /// The IPAM ConfigMap [default: kubevip].
+    #[arg(long = "ipamConfigMap", env = "lb_ipam_configmap")]
+    pub lb_ipam_configmap: Option<String>,
+    /// Its namespace [default: kube-system].
+    #[arg(long = "ipamNamespace", env = "lb_ipam_namespace")]
+    pub lb_ipam_namespace: Option<String>,
     /// Static VIPs, comma separated (env `vip_address`, or kube-vip's `address`).
     #[arg(long = "address", env = "vip_address")]
     pub vip_address: Option<String>,
@@ -346,6 +356,10 @@ impl ManagerArgs {
             provider_config: self.provider_config.clone(),
             metal_peer_routes: self.metal_peer_routes.clone(),
             prometheus_server: Some(self.prometheus_server.clone()),
+            lb_ipam: self.lb_ipam.clone(),
+            lb_ipam_configmap: self.lb_ipam_configmap.clone(),
+            lb_ipam_namespace: self.lb_ipam_namespace.clone(),
+            pod_namespace: std::env::var("POD_NAMESPACE").ok(),
         }
     }
 }

@@ -71,6 +71,11 @@ pub struct RawSettings {
     pub provider_config: Option<String>,
     pub metal_peer_routes: Option<String>,
     pub prometheus_server: Option<String>,
+    pub lb_ipam: Option<String>,
+    pub lb_ipam_configmap: Option<String>,
+    pub lb_ipam_namespace: Option<String>,
+    /// `POD_NAMESPACE` (the manifest sets it): where the IPAM Lease lives.
+    pub pod_namespace: Option<String>,
 }
 
 /// Where the BGP identifier comes from.
@@ -126,6 +131,8 @@ pub struct ServicesSettings {
     pub interface: String,
     /// `disable_service_updates`: never write `status.loadBalancer`.
     pub status_updates: bool,
+    /// `lb_ipam`: allocate addresses from the kube-vip-cloud-provider ConfigMap.
+    pub ipam: Option<crate::kube::ipam::IpamSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -388,6 +395,19 @@ fn services_settings(raw: &RawSettings) -> Result<ServicesSettings, ConfigError>
             &raw.disable_service_updates,
             "disable_service_updates (--disableServiceUpdates)",
         )?,
+        ipam: if flag(&raw.lb_ipam, "lb_ipam (--ipam)")? {
+            Some(crate::kube::ipam::IpamSettings {
+                configmap: non_empty(&raw.lb_ipam_configmap).unwrap_or("kubevip").to_owned(),
+                namespace: non_empty(&raw.lb_ipam_namespace)
+                    .unwrap_or("kube-system")
+                    .to_owned(),
+                lease_namespace: non_empty(&raw.pod_namespace)
+                    .unwrap_or("kube-system")
+                    .to_owned(),
+            })
+        } else {
+            None
+        },
     })
 }
 

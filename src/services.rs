@@ -83,6 +83,16 @@ async fn serve(
     if svc.attach_to_interface {
         *addresses = Some(VipAddresses::open(&svc.interface).await?);
     }
+    // The allocator runs beside the owner loop (it only writes Services; what it writes comes
+    // back through the watch like any other change). Aborted when services mode ends.
+    let _ipam = svc.ipam.clone().map(|settings| {
+        AbortOnDrop(tokio::spawn(crate::kube::ipam::run(
+            client.clone(),
+            settings,
+            decide_config(cfg, svc, &[]),
+            svc.node_name.clone(),
+        )))
+    });
     let mut view = View::start(client.clone(), svc.namespace.as_deref(), &svc.node_name);
     let mut owner = Owner {
         node_name: svc.node_name.clone(),
@@ -137,6 +147,14 @@ async fn serve(
         }
     }
     Ok(())
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn any_peer_up(speaker: &Speaker) -> bool {

@@ -110,7 +110,7 @@ where
 }
 
 /// One reflector: a store and the task that feeds it, logging each failure streak once.
-fn reflect<K>(
+pub(crate) fn reflect<K>(
     what: &'static str,
     api: Api<K>,
     cfg: watcher::Config,

@@ -1,0 +1,143 @@
+//! [I/O] The address allocator (`lb_ipam` / `--ipam`): one agent, elected through the Lease
+//! `vipd-ipam`, reads the kube-vip-cloud-provider ConfigMap and every Service, asks the pure
+//! planner ([`crate::ipam::plan`]) what to write, and writes it by merge patch. The others
+//! stand by. The in-use set is rebuilt from the Services on every plan, so a new leader never
+//! hands out an address twice; each patch carries the Service's resourceVersion, so a plan made
+//! from a stale view fails with a conflict instead of overwriting, and the next plan decides.
+
+use crate::decide::{DecideConfig, ServiceKey};
+use crate::ipam::{plan, IpamProblem};
+use crate::kube::status::{EventSink, ServiceEvent};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use kube::api::{Patch, PatchParams};
+use crate::kube::view::reflect;
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use kube_lease_manager::LeaseManagerBuilder;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+/// Where the pools are and how the allocator is elected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpamSettings {
+    /// The ConfigMap (`lb_ipam_configmap`, default `kubevip`)…
+    pub configmap: String,
+    /// …in this namespace (`lb_ipam_namespace`, default `kube-system`).
+    pub namespace: String,
+    /// Namespace of the Lease `vipd-ipam` (the agent's own, `POD_NAMESPACE`, else kube-system).
+    pub lease_namespace: String,
+}
+
+pub const LEASE: &str = "vipd-ipam";
+
+/// Runs until the task is dropped: contends for the Lease and, while holding it, allocates.
+pub async fn run(client: Client, settings: IpamSettings, decide: DecideConfig, identity: String) {
+    let (tx, mut changed) = watch::channel(0u64);
+    // The tasks end with this function (the allocator's task is aborted at shutdown).
+    let (services, _t1) = reflect(
+        "ipam services",
+        Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
+        tx.clone(),
+    );
+    let (configmaps, _t2) = reflect(
+        "ipam configmap",
+        Api::<ConfigMap>::namespaced(client.clone(), &settings.namespace),
+        watcher::Config::default().fields(&format!("metadata.name={}", settings.configmap)),
+        tx,
+    );
+    let events = EventSink::start(client.clone(), &identity);
+    let mut leader = loop {
+        let built = LeaseManagerBuilder::new(client.clone(), LEASE)
+            .with_namespace(settings.lease_namespace.clone())
+            .with_identity(identity.clone())
+            .with_duration(15)
+            .with_grace(5)
+            .build()
+            .await;
+        match built {
+            Ok(manager) => break manager.watch().await.0,
+            Err(e) => {
+                warn!(lease = LEASE, "cannot set up the IPAM election: {e}; retrying");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }
+    };
+    let _ = services.wait_until_ready().await;
+    let _ = configmaps.wait_until_ready().await;
+    let mut reported: BTreeMap<ServiceKey, Vec<IpamProblem>> = BTreeMap::new();
+    let mut was_leader = false;
+    loop {
+        let is_leader = *leader.borrow_and_update();
+        if is_leader != was_leader {
+            info!(lease = LEASE, leader = is_leader, "IPAM allocator {}", if is_leader { "elected: allocating" } else { "standing by" });
+            was_leader = is_leader;
+        }
+        if is_leader {
+            allocate(&client, &settings, &decide, &services, &configmaps, &events, &mut reported).await;
+        }
+        tokio::select! {
+            r = leader.changed() => if r.is_err() {
+                warn!("the IPAM election ended; standing by");
+                std::future::pending::<()>().await;
+            },
+            _ = changed.changed() => tokio::time::sleep(Duration::from_millis(20)).await,
+            () = tokio::time::sleep(Duration::from_secs(30)) => {}
+        }
+    }
+}
+
+async fn allocate(
+    client: &Client,
+    settings: &IpamSettings,
+    decide: &DecideConfig,
+    services: &Store<Service>,
+    configmaps: &Store<ConfigMap>,
+    events: &EventSink,
+    reported: &mut BTreeMap<ServiceKey, Vec<IpamProblem>>,
+) {
+    let config = configmaps
+        .state()
+        .into_iter()
+        .find(|c| c.metadata.name.as_deref() == Some(settings.configmap.as_str()))
+        .map(|c| c.data.clone().unwrap_or_default());
+    let plan = plan(&services.state(), config.as_ref(), decide);
+    for a in &plan.allocations {
+        let api: Api<Service> = Api::namespaced(client.clone(), &a.service.namespace);
+        match api
+            .patch(&a.service.name, &PatchParams::default(), &Patch::Merge(a.merge_patch()))
+            .await
+        {
+            Ok(_) => {
+                info!(service = %a.service, addresses = %a.annotation_value(), "address allocated");
+                events.send(ServiceEvent {
+                    service: a.service.clone(),
+                    warning: false,
+                    reason: "AddressAllocated".into(),
+                    note: format!("{} from the {}/{} pools", a.annotation_value(), settings.namespace, settings.configmap),
+                });
+            }
+            // Changed since the plan was made: the next plan (on its watch event) decides.
+            Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => {
+                debug!(service = %a.service, "allocation skipped: {}", e.message)
+            }
+            Err(e) => warn!(service = %a.service, "cannot write the allocated address: {e}"),
+        }
+    }
+    for (key, problems) in &plan.problems {
+        let known = reported.get(key).map(Vec::as_slice).unwrap_or(&[]);
+        for p in problems.iter().filter(|p| !known.contains(p)) {
+            warn!(service = %key, reason = p.reason(), "{p}");
+            events.send(ServiceEvent {
+                service: key.clone(),
+                warning: true,
+                reason: p.reason().into(),
+                note: p.to_string(),
+            });
+        }
+    }
+    *reported = plan.problems;
+}
