@@ -2,7 +2,9 @@
 //! written as the JSON a user applies; every case stands alone and compares whole results.
 //!
 //! - `pools`: each ConfigMap key, malformed entries.
-//! - `alloc`: the guide's seed examples, allocation order, sharing, families, static addresses.
+//! - `seeds`: the guide's seed examples.
+//! - `alloc`: allocation order, what is in use, problems, settings.
+//! - `sharing`, `families`: allow-share; single- and dual-stack.
 //! - `properties`: random histories of create, delete, type change, ConfigMap edit, restart.
 
 use super::*;
@@ -13,8 +15,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 mod alloc;
+mod families;
 mod pools;
 mod properties;
+mod seeds;
+mod sharing;
 
 /// ConfigMap data from key/value pairs.
 fn cm(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -91,4 +96,34 @@ fn alloc(ns: &str, name: &str, addresses: &[&str]) -> Allocation {
 
 fn run(services: &[Arc<Service>], config: &BTreeMap<String, String>) -> IpamPlan {
     plan(services, Some(config), &DecideConfig::default())
+}
+
+/// The guide's example ConfigMap ("The Kube-vip Cloud Provider configmap").
+fn guide() -> BTreeMap<String, String> {
+    cm(&[
+        ("cidr-default", "192.168.0.200/29"),
+        ("range-development", "192.168.0.210-192.168.0.219"),
+        ("cidr-finance", "192.168.0.220/29,192.168.0.230/29"),
+        ("cidr-global", "192.168.0.240/29"),
+    ])
+}
+
+/// `n` fresh Services `<ns>/s00`, `s01`, … created one second apart.
+fn many(ns: &str, n: u32) -> Vec<Arc<Service>> {
+    (0..n).map(|i| fresh(ns, &format!("s{i:02}"), i)).collect()
+}
+
+/// The addresses handed out, in order, as text.
+fn handed_out(plan: &IpamPlan) -> Vec<String> {
+    plan.allocations
+        .iter()
+        .map(|a| a.annotation_value())
+        .collect()
+}
+
+fn problems(plan: &IpamPlan, ns: &str, name: &str) -> Vec<IpamProblem> {
+    plan.problems
+        .get(&key(ns, name))
+        .cloned()
+        .unwrap_or_default()
 }
