@@ -397,7 +397,9 @@ fn services_settings(raw: &RawSettings) -> Result<ServicesSettings, ConfigError>
         )?,
         ipam: if flag(&raw.lb_ipam, "lb_ipam (--ipam)")? {
             Some(crate::kube::ipam::IpamSettings {
-                configmap: non_empty(&raw.lb_ipam_configmap).unwrap_or("kubevip").to_owned(),
+                configmap: non_empty(&raw.lb_ipam_configmap)
+                    .unwrap_or("kubevip")
+                    .to_owned(),
                 namespace: non_empty(&raw.lb_ipam_namespace)
                     .unwrap_or("kube-system")
                     .to_owned(),

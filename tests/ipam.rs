@@ -34,42 +34,71 @@ fn two_agents_allocate_distinct_addresses_across_a_leader_crash() {
     let dir = tempfile::tempdir().unwrap();
     let tor = topo.tor.clone();
     in_netns(&tor, async {
-        let api = ApiServer::start("0.0.0.0:0".parse().unwrap()).await.unwrap();
+        let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
+            .await
+            .unwrap();
         let client = api.client();
         let _ = Api::<Namespace>::all(client.clone())
-            .create(&PostParams::default(), &serde_json::from_value(serde_json::json!({"metadata": {"name": "kube-system"}})).unwrap())
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(serde_json::json!({"metadata": {"name": "kube-system"}}))
+                    .unwrap(),
+            )
             .await;
         let cm: ConfigMap = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "kubevip", "namespace": "kube-system"},
             "data": {"cidr-global": "198.18.10.0/28"}
         }))
         .unwrap();
-        Api::<ConfigMap>::namespaced(client.clone(), "kube-system").create(&PostParams::default(), &cm).await.unwrap();
+        Api::<ConfigMap>::namespaced(client.clone(), "kube-system")
+            .create(&PostParams::default(), &cm)
+            .await
+            .unwrap();
         let mut agents = Vec::new();
         for i in 0..2 {
             cluster::create_node(&client, &format!("node{i}")).await;
             let kubeconfig = dir.path().join(format!("kubeconfig-{i}"));
-            cluster::write_kubeconfig(&kubeconfig, &format!("http://{}:{}", Topology::tor_v4(i), api.addr().port()));
+            cluster::write_kubeconfig(
+                &kubeconfig,
+                &format!("http://{}:{}", Topology::tor_v4(i), api.addr().port()),
+            );
             let mut agent = Vipd::services(&topo, i, &kubeconfig, &[("lb_ipam", "true")]);
             agent.start();
             agents.push(agent);
         }
         let explain = |agents: &[Vipd]| {
-            agents.iter().enumerate().map(|(i, a)| format!("---- agent {i} ----\n{}\n", a.log_tail())).collect::<String>()
+            agents
+                .iter()
+                .enumerate()
+                .map(|(i, a)| format!("---- agent {i} ----\n{}\n", a.log_tail()))
+                .collect::<String>()
         };
         let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
         let services: Api<Service> = Api::namespaced(client.clone(), "default");
         let mut killed = None;
         for i in 0..N {
             let mut svc = cluster::lb_service(&format!("svc-{i}"), "", false);
-            let annotations = svc.metadata.annotations.get_or_insert_with(Default::default);
+            let annotations = svc
+                .metadata
+                .annotations
+                .get_or_insert_with(Default::default);
             annotations.clear();
-            annotations.insert("kube-vip.io/allow-reconcile-without-endpoints".into(), "true".into());
+            annotations.insert(
+                "kube-vip.io/allow-reconcile-without-endpoints".into(),
+                "true".into(),
+            );
             services.create(&PostParams::default(), &svc).await.unwrap();
             if i == N / 2 {
-                let holder = leases.get("vipd-ipam").await.ok().and_then(|l| l.spec?.holder_identity);
+                let holder = leases
+                    .get("vipd-ipam")
+                    .await
+                    .ok()
+                    .and_then(|l| l.spec?.holder_identity);
                 let holder = holder.expect("a leader holds vipd-ipam by now");
-                let index: usize = holder.trim_start_matches("node").parse().expect("holder is nodeN");
+                let index: usize = holder
+                    .trim_start_matches("node")
+                    .parse()
+                    .expect("holder is nodeN");
                 assert!(agents[index].kill(), "the leader was running");
                 killed = Some(index);
             }
@@ -78,24 +107,65 @@ fn two_agents_allocate_distinct_addresses_across_a_leader_crash() {
         let killed = killed.unwrap();
         let survivor = 1 - killed;
         let mut addresses: Vec<String>;
-        eventually!(Duration::from_secs(60), format!("all {N} Services have an address"), {
-            addresses = services.list(&Default::default()).await.unwrap().items.iter()
-                .filter_map(|s| s.metadata.annotations.as_ref()?.get("kube-vip.io/loadbalancerIPs").cloned())
-                .filter(|a| !a.is_empty())
-                .collect();
-            addresses.len() == N
-        }, explain(&agents));
+        eventually!(
+            Duration::from_secs(60),
+            format!("all {N} Services have an address"),
+            {
+                addresses = services
+                    .list(&Default::default())
+                    .await
+                    .unwrap()
+                    .items
+                    .iter()
+                    .filter_map(|s| {
+                        s.metadata
+                            .annotations
+                            .as_ref()?
+                            .get("kube-vip.io/loadbalancerIPs")
+                            .cloned()
+                    })
+                    .filter(|a| !a.is_empty())
+                    .collect();
+                addresses.len() == N
+            },
+            explain(&agents)
+        );
         let distinct: BTreeSet<&String> = addresses.iter().collect();
-        assert_eq!(distinct.len(), N, "one distinct address per Service: {addresses:?}");
+        assert_eq!(
+            distinct.len(),
+            N,
+            "one distinct address per Service: {addresses:?}"
+        );
         let pool: ipnet::IpNet = "198.18.10.0/28".parse().unwrap();
         for a in &addresses {
-            assert!(pool.contains(&a.parse::<IpAddr>().unwrap()), "{a} is outside the pool");
+            assert!(
+                pool.contains(&a.parse::<IpAddr>().unwrap()),
+                "{a} is outside the pool"
+            );
         }
-        let holder = leases.get("vipd-ipam").await.unwrap().spec.unwrap().holder_identity;
-        assert_eq!(holder.as_deref(), Some(format!("node{survivor}").as_str()), "the survivor took over");
-        eventually!(Duration::from_secs(30), format!("BIRD holds all {N} VIPs from the surviving node"), {
-            bird.route_count(Family::Ipv4) == N
-                && addresses.iter().all(|a| bird.next_hops(&format!("{a}/32")) == vec![Topology::node_v4(survivor).parse::<IpAddr>().unwrap()])
-        }, explain(&agents));
+        let holder = leases
+            .get("vipd-ipam")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .holder_identity;
+        assert_eq!(
+            holder.as_deref(),
+            Some(format!("node{survivor}").as_str()),
+            "the survivor took over"
+        );
+        eventually!(
+            Duration::from_secs(30),
+            format!("BIRD holds all {N} VIPs from the surviving node"),
+            {
+                bird.route_count(Family::Ipv4) == N
+                    && addresses.iter().all(|a| {
+                        bird.next_hops(&format!("{a}/32"))
+                            == vec![Topology::node_v4(survivor).parse::<IpAddr>().unwrap()]
+                    })
+            },
+            explain(&agents)
+        );
     });
 }

@@ -8,9 +8,9 @@
 use crate::decide::{DecideConfig, ServiceKey};
 use crate::ipam::{plan, IpamProblem};
 use crate::kube::status::{EventSink, ServiceEvent};
+use crate::kube::view::reflect;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::api::{Patch, PatchParams};
-use crate::kube::view::reflect;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, Client};
@@ -61,7 +61,10 @@ pub async fn run(client: Client, settings: IpamSettings, decide: DecideConfig, i
         match built {
             Ok(manager) => break manager.watch().await.0,
             Err(e) => {
-                warn!(lease = LEASE, "cannot set up the IPAM election: {e}; retrying");
+                warn!(
+                    lease = LEASE,
+                    "cannot set up the IPAM election: {e}; retrying"
+                );
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }
         }
@@ -73,11 +76,29 @@ pub async fn run(client: Client, settings: IpamSettings, decide: DecideConfig, i
     loop {
         let is_leader = *leader.borrow_and_update();
         if is_leader != was_leader {
-            info!(lease = LEASE, leader = is_leader, "IPAM allocator {}", if is_leader { "elected: allocating" } else { "standing by" });
+            info!(
+                lease = LEASE,
+                leader = is_leader,
+                "IPAM allocator {}",
+                if is_leader {
+                    "elected: allocating"
+                } else {
+                    "standing by"
+                }
+            );
             was_leader = is_leader;
         }
         if is_leader {
-            allocate(&client, &settings, &decide, &services, &configmaps, &events, &mut reported).await;
+            allocate(
+                &client,
+                &settings,
+                &decide,
+                &services,
+                &configmaps,
+                &events,
+                &mut reported,
+            )
+            .await;
         }
         tokio::select! {
             r = leader.changed() => if r.is_err() {
@@ -108,7 +129,11 @@ async fn allocate(
     for a in &plan.allocations {
         let api: Api<Service> = Api::namespaced(client.clone(), &a.service.namespace);
         match api
-            .patch(&a.service.name, &PatchParams::default(), &Patch::Merge(a.merge_patch()))
+            .patch(
+                &a.service.name,
+                &PatchParams::default(),
+                &Patch::Merge(a.merge_patch()),
+            )
             .await
         {
             Ok(_) => {
@@ -117,7 +142,12 @@ async fn allocate(
                     service: a.service.clone(),
                     warning: false,
                     reason: "AddressAllocated".into(),
-                    note: format!("{} from the {}/{} pools", a.annotation_value(), settings.namespace, settings.configmap),
+                    note: format!(
+                        "{} from the {}/{} pools",
+                        a.annotation_value(),
+                        settings.namespace,
+                        settings.configmap
+                    ),
                 });
             }
             // Changed since the plan was made: the next plan (on its watch event) decides.
