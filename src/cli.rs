@@ -27,6 +27,53 @@ pub enum Command {
     Demo(DemoArgs),
     /// Print Kubernetes YAML to install vipd: `vipd manifest daemonset … | kubectl apply -f -`.
     Manifest(ManifestArgs),
+    /// Run only the address allocator (what `manager --ipam` runs beside the agent), e.g. as a
+    /// Deployment: Services without an address get one from the kubevip ConfigMap's pools.
+    Ipam(IpamArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IpamArgs {
+    /// The IPAM ConfigMap.
+    #[arg(
+        long = "ipamConfigMap",
+        env = "lb_ipam_configmap",
+        default_value = "kubevip"
+    )]
+    pub configmap: String,
+    /// Its namespace.
+    #[arg(
+        long = "ipamNamespace",
+        env = "lb_ipam_namespace",
+        default_value = "kube-system"
+    )]
+    pub namespace: String,
+    /// Namespace of the Lease vipd-ipam.
+    #[arg(
+        long = "leaseNamespace",
+        env = "POD_NAMESPACE",
+        default_value = "kube-system"
+    )]
+    pub lease_namespace: String,
+    /// Identity in the Lease [default: the host name].
+    #[arg(long = "identity", env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Kubeconfig file [default: $KUBECONFIG, ~/.kube/config, then in-cluster].
+    #[arg(long = "k8sConfigPath", env = "k8s_config_file")]
+    pub k8s_config_file: Option<String>,
+    /// Only Services whose loadBalancerClass is lb_class_name.
+    #[arg(long = "lbClassOnly", env = "lb_class_only", default_value = "false")]
+    pub lb_class_only: String,
+    /// The loadBalancerClass vipd serves.
+    #[arg(
+        long = "lbClassName",
+        env = "lb_class_name",
+        default_value = "kube-vip.io/kube-vip-class"
+    )]
+    pub lb_class_name: String,
+    /// Log level: 0-6 or error/warn/info/debug/trace.
+    #[arg(long = "log", env = "vip_loglevel", default_value = "info")]
+    pub log: String,
 }
 
 #[derive(Debug, Args)]

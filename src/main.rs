@@ -24,6 +24,13 @@ fn main() -> ExitCode {
                     .map_err(Into::into)
             })
         }
+        Command::Ipam(args) => {
+            init_logging(&args.log, false);
+            runtime().and_then(|rt| {
+                rt.block_on(vipd::kube::ipam::run_standalone(&args, shutdown_signal()))
+                    .map_err(Into::into)
+            })
+        }
         Command::Demo(args) => {
             init_logging("error", false);
             runtime().and_then(|rt| rt.block_on(vipd::demo::run(args.keep)).map_err(Into::into))

@@ -33,6 +33,47 @@ pub struct IpamSettings {
 
 pub const LEASE: &str = "vipd-ipam";
 
+#[derive(Debug, thiserror::Error)]
+pub enum StandaloneError {
+    #[error(transparent)]
+    Client(#[from] crate::kube::client::ClientError),
+    #[error("lb_class_only (--lbClassOnly): {0:?} is not a boolean (true or false)")]
+    Bool(String),
+}
+
+/// `vipd ipam`: the allocator alone, until `shutdown`.
+pub async fn run_standalone(
+    args: &crate::cli::IpamArgs,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), StandaloneError> {
+    let lb_class_only = vipd_providers::static_peers::parse_bool(&args.lb_class_only)
+        .ok_or_else(|| StandaloneError::Bool(args.lb_class_only.clone()))?;
+    let client =
+        crate::kube::client::client(args.k8s_config_file.as_deref().map(std::path::Path::new))
+            .await?;
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_lowercase())
+            .unwrap_or_else(|_| "vipd-ipam".into())
+    });
+    let settings = IpamSettings {
+        configmap: args.configmap.clone(),
+        namespace: args.namespace.clone(),
+        lease_namespace: args.lease_namespace.clone(),
+    };
+    let decide = DecideConfig {
+        lb_class_only,
+        lb_class_name: args.lb_class_name.clone(),
+        ..DecideConfig::default()
+    };
+    info!(identity, configmap = %settings.configmap, namespace = %settings.namespace, "vipd ipam started");
+    tokio::select! {
+        () = run(client, settings, decide, identity) => {}
+        () = shutdown => info!("vipd ipam stopping"),
+    }
+    Ok(())
+}
+
 /// Runs until the task is dropped: contends for the Lease and, while holding it, allocates.
 pub async fn run(client: Client, settings: IpamSettings, decide: DecideConfig, identity: String) {
     let (tx, mut changed) = watch::channel(0u64);
