@@ -109,6 +109,17 @@ impl VipAddresses {
             .collect())
     }
 
+    /// Every address on the interface now, whoever added it (empty if it cannot be read).
+    pub async fn present(&self) -> BTreeSet<IpAddr> {
+        match self.list().await {
+            Ok(list) => list.into_iter().map(|(ip, _)| ip).collect(),
+            Err(e) => {
+                warn!("{e}");
+                self.ours.clone()
+            }
+        }
+    }
+
     pub fn ours(&self) -> &BTreeSet<IpAddr> {
         &self.ours
     }
@@ -249,9 +260,9 @@ impl PeerRoutes {
         })
     }
 
-    /// Installs the wanted routes (replacing a route to the same destination) and removes the
-    /// ones vipd installed that are no longer wanted. Errors are per route.
-    pub async fn sync(
+    /// Installs the wanted routes vipd has not installed yet (replacing a route to the same
+    /// destination). Errors are per route.
+    pub async fn add_missing(
         &mut self,
         wanted: &BTreeSet<vipd_providers::PeerRoute>,
     ) -> Vec<NetlinkError> {
@@ -269,22 +280,34 @@ impl PeerRoutes {
                 Err(source) => errors.push(route_error("add route to", r, source)),
             }
         }
+        errors
+    }
+
+    /// Removes the routes vipd installed that are no longer wanted. A route whose removal
+    /// fails stays on the list and is tried again next time.
+    pub async fn remove_unwanted(
+        &mut self,
+        wanted: &BTreeSet<vipd_providers::PeerRoute>,
+    ) -> Vec<NetlinkError> {
+        let mut errors = Vec::new();
         let stale: Vec<_> = self.installed.difference(wanted).copied().collect();
         for r in stale {
             let Some(msg) = route_message(&r) else {
+                self.installed.remove(&r);
                 continue;
             };
             match self.handle.route().del(msg).execute().await {
-                Ok(()) => info!(destination = %r.destination, "peer route removed"),
+                Ok(()) => {
+                    info!(destination = %r.destination, "peer route removed");
+                    self.installed.remove(&r);
+                }
                 Err(source) => errors.push(route_error("remove route to", &r, source)),
             }
-            self.installed.remove(&r);
         }
         errors
     }
 }
 
-/// `None`: an IPv6 peer behind an IPv4 gateway cannot be routed.
 fn route_message(
     r: &vipd_providers::PeerRoute,
 ) -> Option<netlink_packet_route::route::RouteMessage> {

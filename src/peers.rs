@@ -54,15 +54,21 @@ impl PeerSources {
         Ok(())
     }
 
-    /// Hands the speaker the current peers, after installing the routes they need.
+    /// Hands the speaker the current peers: routes for new peers first, then the peer set
+    /// (removed peers get their Cease over the old route), then stale routes go.
     pub async fn apply(&mut self, speaker: &mut Speaker) {
         let wanted = self.routes();
         if let Some(routes) = self.routes.as_mut() {
-            for e in routes.sync(&wanted).await {
+            for e in routes.add_missing(&wanted).await {
                 warn!("{e}");
             }
         }
         speaker.set_peers(self.current()).await;
+        if let Some(routes) = self.routes.as_mut() {
+            for e in routes.remove_unwanted(&wanted).await {
+                warn!("{e}");
+            }
+        }
         let pending: Vec<String> = self
             .feeds
             .iter()
@@ -81,7 +87,7 @@ impl PeerSources {
     /// Removes the routes vipd installed (after the Cease, at exit).
     pub async fn remove_routes(&mut self) {
         if let Some(routes) = self.routes.as_mut() {
-            for e in routes.sync(&BTreeSet::new()).await {
+            for e in routes.remove_unwanted(&BTreeSet::new()).await {
                 warn!("shutdown: {e}");
             }
         }
@@ -186,11 +192,19 @@ async fn watch_node(client: Client, node: String, source: AnnotationSource) {
     let api: Api<Node> = Api::all(client);
     let cfg = watcher::Config::default().fields(&format!("metadata.name={node}"));
     let mut events = std::pin::pin!(watcher(api, cfg).default_backoff());
+    // A failed read keeps the last good prefixes: an empty list would make every peer
+    // multihop, change every spec and re-establish every session.
+    let mut connected = Vec::new();
     while let Some(event) = events.next().await {
         match event {
             Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n)) => {
                 let annotations = n.metadata.annotations.unwrap_or_default();
-                let connected = Interfaces::read().map(|i| i.prefixes()).unwrap_or_default();
+                match Interfaces::read() {
+                    Ok(i) => connected = i.prefixes(),
+                    Err(e) => {
+                        warn!("cannot read the interface prefixes ({e}); using the last ones")
+                    }
+                }
                 source.update(&annotations, &connected);
             }
             Ok(watcher::Event::Delete(_)) => {

@@ -15,7 +15,7 @@ use crate::decide::ingress::{current_ingress, ingress_change, ingress_target};
 use crate::decide::{self, ClusterView, DecideConfig, Desired, NodeCtx, Problem, ServiceKey, Skip};
 use crate::http::Readiness;
 use crate::kube::status::{EventSink, ServiceEvent, StatusWriter};
-use crate::kube::view::{Snapshot, View};
+use crate::kube::view::{AbortOnDrop, Snapshot, View};
 use crate::netlink::VipAddresses;
 use crate::peers::PeerSources;
 use std::collections::{BTreeMap, BTreeSet};
@@ -124,7 +124,7 @@ async fn serve(
     readiness.ready("services");
     let mut resync = tokio::time::interval(RESYNC);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    'decide: loop {
         owner
             .reconcile(
                 speaker,
@@ -133,28 +133,29 @@ async fn serve(
                 any_peer_up(speaker),
             )
             .await;
-        tokio::select! {
-            () = &mut shutdown => break,
-            () = view.changed() => tokio::time::sleep(DEBOUNCE).await,
-            _ = resync.tick() => {}
-            () = peers.changed() => {
-                owner.decide = decide_config(cfg, svc, &peers.current());
-                peers.apply(speaker).await;
+        // Wait for something that can change a decision; UPDATEs a peer sends us cannot.
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break 'decide,
+                () = view.changed() => {
+                    tokio::time::sleep(DEBOUNCE).await;
+                    break;
+                }
+                _ = resync.tick() => break,
+                () = peers.changed() => {
+                    owner.decide = decide_config(cfg, svc, &peers.current());
+                    peers.apply(speaker).await;
+                    break;
+                }
+                Some(ev) = peer_events.recv() => {
+                    if !matches!(ev, PeerEvent::Learned { .. }) {
+                        break;
+                    }
+                }
             }
-            Some(ev) = peer_events.recv() => if let PeerEvent::Learned { .. } = ev {
-                continue;
-            },
         }
     }
     Ok(())
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 fn any_peer_up(speaker: &Speaker) -> bool {
@@ -227,9 +228,18 @@ impl Owner {
         match addresses {
             Some(addrs) => {
                 for e in addrs.add_missing(&wanted).await {
-                    warn!("{e}");
+                    warn!("{e}; not announcing it until its address is in place");
                 }
-                self.apply_routes(speaker, wanted.clone());
+                // Only VIPs whose address is on the interface (vipd's, or one that was
+                // already there) are announced: a router must not send traffic here for an
+                // address this node does not answer for.
+                let present = addrs.present().await;
+                let announce: BTreeSet<IpAddr> = wanted
+                    .iter()
+                    .filter(|ip| present.contains(ip))
+                    .copied()
+                    .collect();
+                self.apply_routes(speaker, announce);
                 for e in addrs.remove_unwanted(&wanted).await {
                     warn!("{e}");
                 }

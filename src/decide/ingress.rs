@@ -16,6 +16,10 @@ use std::net::IpAddr;
 pub enum IngressTarget {
     /// Write exactly these addresses, in this order.
     Set(Vec<IpAddr>),
+    /// This node announces only some of the Service's VIPs for reasons of its own (no peer for
+    /// a family): write these only if the status is empty, so a node that announces every VIP
+    /// is not overwritten — two nodes writing different lists would patch each other forever.
+    SetIfEmpty(Vec<IpAddr>),
     /// Remove every ingress entry.
     Clear,
     /// Not this node's to write.
@@ -26,10 +30,12 @@ pub enum IngressTarget {
 /// Established, so an announced VIP has actually reached a router.
 pub fn ingress_target(decision: &ServiceDecision, peers_up: bool) -> IngressTarget {
     if !decision.announced.is_empty() {
-        return if peers_up {
+        return if !peers_up {
+            IngressTarget::Leave
+        } else if decision.not_announced.is_empty() {
             IngressTarget::Set(decision.announced.clone())
         } else {
-            IngressTarget::Leave
+            IngressTarget::SetIfEmpty(decision.announced.clone())
         };
     }
     match &decision.skip {
@@ -62,6 +68,7 @@ pub fn current_ingress(svc: &Service) -> Vec<IpAddr> {
 pub fn ingress_change(target: &IngressTarget, current: &[IpAddr]) -> Option<Vec<IpAddr>> {
     match target {
         IngressTarget::Set(want) if want.as_slice() != current => Some(want.clone()),
+        IngressTarget::SetIfEmpty(want) if current.is_empty() => Some(want.clone()),
         IngressTarget::Clear if !current.is_empty() => Some(Vec::new()),
         _ => None,
     }
@@ -94,6 +101,26 @@ mod tests {
             IngressTarget::Set(vec![ip("198.18.0.10"), ip("fd00:98::10")])
         );
         assert_eq!(ingress_target(&d, false), IngressTarget::Leave);
+    }
+
+    #[test]
+    fn a_node_announcing_only_part_writes_only_into_an_empty_status() {
+        let mut d = decision(&["198.18.0.10"], None);
+        d.vips.push(ip("fd00:98::10"));
+        d.not_announced = vec![(
+            ip("fd00:98::10"),
+            Skip::NoPeerForFamily {
+                vip: ip("fd00:98::10"),
+            },
+        )];
+        let target = ingress_target(&d, true);
+        assert_eq!(target, IngressTarget::SetIfEmpty(vec![ip("198.18.0.10")]));
+        assert_eq!(ingress_change(&target, &[]), Some(vec![ip("198.18.0.10")]));
+        // What a dual-stack node wrote stays: no ping-pong between the two nodes.
+        assert_eq!(
+            ingress_change(&target, &[ip("198.18.0.10"), ip("fd00:98::10")]),
+            None
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use crate::decide::{DecideConfig, ServiceKey};
 use crate::ipam::{plan, IpamProblem};
 use crate::kube::status::{EventSink, ServiceEvent};
-use crate::kube::view::reflect;
+use crate::kube::view::{reflect, wait_ready, AbortOnDrop};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::Store;
@@ -78,18 +78,19 @@ pub async fn run_standalone(
 pub async fn run(client: Client, settings: IpamSettings, decide: DecideConfig, identity: String) {
     let (tx, mut changed) = watch::channel(0u64);
     // The tasks end with this function (the allocator's task is aborted at shutdown).
-    let (services, _t1) = reflect(
+    let (services, t1) = reflect(
         "ipam services",
         Api::<Service>::all(client.clone()),
         watcher::Config::default(),
         tx.clone(),
     );
-    let (configmaps, _t2) = reflect(
+    let (configmaps, t2) = reflect(
         "ipam configmap",
         Api::<ConfigMap>::namespaced(client.clone(), &settings.namespace),
         watcher::Config::default().fields(&format!("metadata.name={}", settings.configmap)),
         tx,
     );
+    let _watches = (AbortOnDrop(t1), AbortOnDrop(t2));
     let events = EventSink::start(client.clone(), &identity);
     let mut leader = loop {
         let built = LeaseManagerBuilder::new(client.clone(), LEASE)
@@ -110,8 +111,8 @@ pub async fn run(client: Client, settings: IpamSettings, decide: DecideConfig, i
             }
         }
     };
-    let _ = services.wait_until_ready().await;
-    let _ = configmaps.wait_until_ready().await;
+    wait_ready(&services, "ipam services").await;
+    wait_ready(&configmaps, "ipam configmap").await;
     let mut reported: BTreeMap<ServiceKey, Vec<IpamProblem>> = BTreeMap::new();
     let mut was_leader = false;
     loop {
@@ -130,16 +131,15 @@ pub async fn run(client: Client, settings: IpamSettings, decide: DecideConfig, i
             was_leader = is_leader;
         }
         if is_leader {
-            allocate(
-                &client,
-                &settings,
-                &decide,
-                &services,
-                &configmaps,
-                &events,
-                &mut reported,
-            )
-            .await;
+            let inputs = Inputs {
+                client: &client,
+                settings: &settings,
+                decide: &decide,
+                services: &services,
+                configmaps: &configmaps,
+                events: &events,
+            };
+            allocate(&inputs, &mut reported, &leader).await;
         }
         tokio::select! {
             r = leader.changed() => if r.is_err() {
@@ -152,15 +152,29 @@ pub async fn run(client: Client, settings: IpamSettings, decide: DecideConfig, i
     }
 }
 
+/// What one allocation pass reads and writes through.
+struct Inputs<'a> {
+    client: &'a Client,
+    settings: &'a IpamSettings,
+    decide: &'a DecideConfig,
+    services: &'a Store<Service>,
+    configmaps: &'a Store<ConfigMap>,
+    events: &'a EventSink,
+}
+
 async fn allocate(
-    client: &Client,
-    settings: &IpamSettings,
-    decide: &DecideConfig,
-    services: &Store<Service>,
-    configmaps: &Store<ConfigMap>,
-    events: &EventSink,
+    inputs: &Inputs<'_>,
     reported: &mut BTreeMap<ServiceKey, Vec<IpamProblem>>,
+    leader: &watch::Receiver<bool>,
 ) {
+    let Inputs {
+        client,
+        settings,
+        decide,
+        services,
+        configmaps,
+        events,
+    } = *inputs;
     let config = configmaps
         .state()
         .into_iter()
@@ -168,6 +182,10 @@ async fn allocate(
         .map(|c| c.data.clone().unwrap_or_default());
     let plan = plan(&services.state(), config.as_ref(), decide);
     for a in &plan.allocations {
+        // Leadership can end mid-plan: stop writing at once.
+        if !*leader.borrow() {
+            return;
+        }
         let api: Api<Service> = Api::namespaced(client.clone(), &a.service.namespace);
         match api
             .patch(

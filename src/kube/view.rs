@@ -68,9 +68,9 @@ impl View {
     /// Waits until every store holds a complete first list. Before that, a missing Service
     /// could be a Service not yet listed: deciding then could withdraw a healthy VIP.
     pub async fn ready(&self) {
-        let _ = self.services.wait_until_ready().await;
-        let _ = self.slices.wait_until_ready().await;
-        let _ = self.nodes.wait_until_ready().await;
+        wait_ready(&self.services, "services").await;
+        wait_ready(&self.slices, "endpointslices").await;
+        wait_ready(&self.nodes, "node").await;
     }
 
     /// Resolves when any store changed since the last call.
@@ -95,6 +95,31 @@ impl Drop for View {
         for t in &self.tasks {
             t.abort();
         }
+    }
+}
+
+/// Waits until `store` has its first complete list. If its watch task is gone, it never will:
+/// waiting forever beats deciding from an empty store (that would withdraw every VIP).
+pub(crate) async fn wait_ready<K>(store: &Store<K>, what: &str)
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    if store.wait_until_ready().await.is_err() {
+        tracing::error!(
+            watch = what,
+            "the watch ended before its first list; not deciding from it"
+        );
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Aborts its task when dropped (a plain `JoinHandle` only detaches).
+pub struct AbortOnDrop(pub JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
