@@ -206,7 +206,9 @@ struct Owner {
     /// Per Service, why it is not announced from this node, as last logged.
     skipped: BTreeMap<ServiceKey, Skip>,
     /// Per Service, the last ingress asked of the status writer and not yet seen in the view.
-    requested: BTreeMap<ServiceKey, Vec<IpAddr>>,
+    /// (with the Service's resourceVersion when asked: a newer version that still differs means
+    /// the write was lost or overwritten, so it is asked again).
+    requested: BTreeMap<ServiceKey, (Vec<IpAddr>, Option<String>)>,
 }
 
 impl Owner {
@@ -357,11 +359,13 @@ impl Owner {
             let Some(change) = ingress_change(&target, &current_ingress(svc)) else {
                 continue;
             };
-            // Asked already and not yet visible in the watch: do not ask again.
-            if self.requested.get(&key) != Some(&change) {
-                status.set(key.clone(), change.clone());
+            // Asked already and the watch has shown no newer version: do not ask again.
+            let version = svc.metadata.resource_version.clone();
+            let asked = (change, version);
+            if self.requested.get(&key) != Some(&asked) {
+                status.set(key.clone(), asked.0.clone());
             }
-            still_requested.insert(key, change);
+            still_requested.insert(key, asked);
         }
         self.requested = still_requested;
     }

@@ -2,11 +2,14 @@
 //!
 //! Every node runs this on its own view, so a node writes only what every node would agree on:
 //! - a node that announces the Service sets the ingress to the VIPs it announces;
-//! - any node clears it for facts that hold cluster-wide (no longer a LoadBalancer, no address,
-//!   no serving endpoint anywhere) — kube-vip never cleared it, leaving stale addresses;
+//! - any node clears it for facts that hold cluster-wide (no longer a LoadBalancer, no serving
+//!   endpoint anywhere) — kube-vip never cleared it, leaving stale addresses;
 //! - nobody touches it for per-node facts (an excluded node, no endpoint *here* under
 //!   externalTrafficPolicy Local, a family this node has no peer for) or for Services that are
-//!   not vipd's (ignored, another class): that status belongs to whoever serves them.
+//!   not vipd's (ignored, another class): that status belongs to whoever serves them. A Service
+//!   without an address vipd can use is left alone too: under kube-vip's legacy class handling
+//!   it may be another controller's (MetalLB during a migration), and clearing its status would
+//!   start a write war.
 
 use super::{ServiceDecision, Skip};
 use k8s_openapi::api::core::v1::Service;
@@ -39,12 +42,7 @@ pub fn ingress_target(decision: &ServiceDecision, peers_up: bool) -> IngressTarg
         };
     }
     match &decision.skip {
-        Some(
-            Skip::NotLoadBalancer { .. }
-            | Skip::NoAddress
-            | Skip::NoUsableAddress { .. }
-            | Skip::NoEndpoints,
-        ) => IngressTarget::Clear,
+        Some(Skip::NotLoadBalancer { .. } | Skip::NoEndpoints) => IngressTarget::Clear,
         _ => IngressTarget::Leave,
     }
 }
@@ -133,7 +131,7 @@ mod tests {
                 },
                 IngressTarget::Clear,
             ),
-            (Skip::NoAddress, IngressTarget::Clear),
+            (Skip::NoAddress, IngressTarget::Leave),
             (Skip::NoEndpoints, IngressTarget::Clear),
             (
                 Skip::NoLocalEndpoints { node: node() },
