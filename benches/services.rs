@@ -89,11 +89,7 @@ fn run(n: usize) -> Outcome {
             .expect("API server");
         let client = api.client();
         cluster::create_node(&client, "node0").await;
-        let kubeconfig = dir.path().join("kubeconfig");
-        cluster::write_kubeconfig(
-            &kubeconfig,
-            &format!("http://{}:{}", Topology::tor_v4(0), api.addr().port()),
-        );
+        let kubeconfig = cluster::node_kubeconfig(dir.path(), 0, api.addr().port());
         let mut agent = Vipd::services(&topo, 0, &kubeconfig, &[("RUST_LOG", "warn")]);
         agent.start();
         eventually!(

@@ -57,11 +57,7 @@ fn two_agents_allocate_distinct_addresses_across_a_leader_crash() {
         let mut agents = Vec::new();
         for i in 0..2 {
             cluster::create_node(&client, &format!("node{i}")).await;
-            let kubeconfig = dir.path().join(format!("kubeconfig-{i}"));
-            cluster::write_kubeconfig(
-                &kubeconfig,
-                &format!("http://{}:{}", Topology::tor_v4(i), api.addr().port()),
-            );
+            let kubeconfig = cluster::node_kubeconfig(dir.path(), i, api.addr().port());
             let mut agent = Vipd::services(&topo, i, &kubeconfig, &[("lb_ipam", "true")]);
             agent.start();
             agents.push(agent);

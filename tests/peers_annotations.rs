@@ -65,11 +65,7 @@ fn annotated_peers_are_followed_live() {
             .create(&Default::default(), &node)
             .await
             .unwrap();
-        let kubeconfig = dir.path().join("kubeconfig");
-        cluster::write_kubeconfig(
-            &kubeconfig,
-            &format!("http://{}:{}", Topology::tor_v4(0), api.addr().port()),
-        );
+        let kubeconfig = cluster::node_kubeconfig(dir.path(), 0, api.addr().port());
         let mut agent = Vipd::services(
             &topo,
             0,
@@ -156,11 +152,7 @@ fn missing_annotations_keep_the_agent_unready_and_say_which_key() {
             .unwrap();
         let client = api.client();
         cluster::create_node(&client, "node0").await;
-        let kubeconfig = dir.path().join("kubeconfig");
-        cluster::write_kubeconfig(
-            &kubeconfig,
-            &format!("http://{}:{}", Topology::tor_v4(0), api.addr().port()),
-        );
+        let kubeconfig = cluster::node_kubeconfig(dir.path(), 0, api.addr().port());
         let mut agent = Vipd::services(
             &topo,
             0,

@@ -77,11 +77,7 @@ fn metal_api_peers_reach_bird_through_the_installed_peer_route() {
             &slice("web", "web-1", &[Ep::ready("10.244.0.5", "node0")]),
         )
         .await;
-        let kubeconfig = dir.path().join("kubeconfig");
-        cluster::write_kubeconfig(
-            &kubeconfig,
-            &format!("http://{}:{}", Topology::tor_v4(0), api.addr().port()),
-        );
+        let kubeconfig = cluster::node_kubeconfig(dir.path(), 0, api.addr().port());
         let cloud_sa = cloud_sa.display().to_string();
         let mut agent = Vipd::services(
             &topo,

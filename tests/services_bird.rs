@@ -52,9 +52,7 @@ impl Bed {
     }
 
     fn kubeconfig(&self, i: usize, port: u16) -> PathBuf {
-        let path = self.dir.path().join(format!("kubeconfig-node{i}"));
-        cluster::write_kubeconfig(&path, &format!("http://{}:{port}", Topology::tor_v4(i)));
-        path
+        cluster::node_kubeconfig(self.dir.path(), i, port)
     }
 
     fn explain(&self) -> String {

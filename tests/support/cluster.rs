@@ -47,6 +47,17 @@ pub fn write_kubeconfig(path: &Path, server: &str) {
     std::fs::write(path, text).expect("write kubeconfig");
 }
 
+/// Writes `dir/kubeconfig-node<i>` for the agent on node `i` of a [`Topology::with_nodes`]
+/// topology: the API server on `port` in the tor namespace, reached over node `i`'s link.
+pub fn node_kubeconfig(dir: &Path, i: usize, port: u16) -> std::path::PathBuf {
+    let path = dir.join(format!("kubeconfig-node{i}"));
+    write_kubeconfig(
+        &path,
+        &format!("http://{}:{port}", super::netns::Topology::tor_v4(i)),
+    );
+    path
+}
+
 pub fn node(name: &str) -> Node {
     serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Node",
