@@ -1,5 +1,5 @@
-//! [I/O] The one place with `unsafe`: the Linux TCP-MD5 socket option (RFC 2385), which no
-//! socket crate wraps.
+//! [I/O] The one place with `unsafe`: the Linux TCP-MD5 socket option (RFC 2385) and the
+//! link-layer address (`sockaddr_ll`) of an AF_PACKET socket, which no socket crate wraps.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -80,3 +80,33 @@ fn unsafe_zeroed_storage() -> libc::sockaddr_storage {
 }
 
 const _: () = assert!(std::mem::size_of::<TcpMd5Sig>() == 216);
+
+/// An AF_PACKET raw socket (whole Ethernet frames, header included) bound to interface
+/// `ifindex`, receiving only frames of `ethertype` (e.g. 0x0806 ARP, 0x86DD IPv6); non-blocking.
+pub fn packet_socket(ifindex: u32, ethertype: u16) -> io::Result<socket2::Socket> {
+    let proto = socket2::Protocol::from(i32::from(ethertype.to_be()));
+    let socket = socket2::Socket::new(socket2::Domain::PACKET, socket2::Type::RAW, Some(proto))?;
+    let mut storage = socket2::SockAddrStorage::zeroed();
+    // SAFETY: `SockAddrStorage` is a `sockaddr_storage`, larger than and aligned at least as
+    // strictly as `sockaddr_ll` (checked below), so viewing it as one is in bounds; the
+    // storage was zeroed, a valid value for every field.
+    let ll = unsafe { storage.view_as::<libc::sockaddr_ll>() };
+    ll.sll_family = libc::AF_PACKET as u16;
+    ll.sll_protocol = ethertype.to_be();
+    ll.sll_ifindex = ifindex as i32;
+    // SAFETY: the first `size_of::<sockaddr_ll>()` bytes of `storage` hold the initialised
+    // `sockaddr_ll` written above.
+    let addr = unsafe {
+        socket2::SockAddr::new(
+            storage,
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    socket.bind(&addr)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+const _: () = assert!(
+    std::mem::size_of::<libc::sockaddr_ll>() <= std::mem::size_of::<libc::sockaddr_storage>()
+);
