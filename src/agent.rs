@@ -1,5 +1,5 @@
-//! [I/O] The agent: starts the speaker and hands it the peers, then runs services mode
-//! ([`crate::services`]) or announces the static VIPs (re-reading the VIP file on SIGHUP); on
+//! [I/O] The agent: in ARP mode runs [`crate::l2::mode`] (no speaker); else starts the speaker
+//! and hands it the peers, then runs services mode ([`crate::services`]) or announces the static VIPs (re-reading the VIP file on SIGHUP); on
 //! shutdown it sends every peer a Cease.
 
 use crate::bgp::speaker::{Speaker, SpeakerConfig, SpeakerError};
@@ -37,6 +37,11 @@ pub enum RunError {
 
 /// Runs until `shutdown` completes, then withdraws everything by Cease and returns.
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    if let Some(svc) = &cfg.services {
+        if let Some(arp) = &svc.arp {
+            return run_arp(&cfg, svc, arp, shutdown).await;
+        }
+    }
     let ifs = Interfaces::read().map_err(|source| RunError::Io {
         what: "the local interface addresses".into(),
         source,
@@ -92,6 +97,22 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             result
         }
     }
+}
+
+/// ARP/NDP mode: services mode without a BGP speaker or peers.
+async fn run_arp(
+    cfg: &Config,
+    svc: &crate::config::ServicesSettings,
+    arp: &crate::config::ArpSettings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let client = crate::kube::client::client(cfg.kubeconfig.as_deref()).await?;
+    let readiness = Readiness::default();
+    if let Some(addr) = cfg.http {
+        tokio::spawn(crate::http::serve(addr, readiness.clone()));
+    }
+    info!(node = %svc.node_name, "vipd started in ARP/NDP mode");
+    crate::l2::mode::run(svc, arp, client, readiness, shutdown).await
 }
 
 /// The Equinix Metal API provider: `cloud-sa.json` with the env overrides, the device found by

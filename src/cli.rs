@@ -249,15 +249,42 @@ pub struct ManagerArgs {
     /// Also put each announced VIP on vip_interface (by netlink); removed on withdraw.
     #[arg(long = "bgpAttachIPToInterface", env = "bgp_attach_ip_to_interface", num_args = 0..=1, default_missing_value = "true")]
     pub bgp_attach_ip_to_interface: Option<String>,
-    /// Interface for VIP addresses [default: lo].
+    /// Interface for VIP addresses [default: lo; ARP mode: the interface whose subnet holds
+    /// the VIP].
     #[arg(long = "interface", env = "vip_interface")]
     pub vip_interface: Option<String>,
     /// Never write status.loadBalancer of Services.
     #[arg(long = "disableServiceUpdates", env = "disable_service_updates", num_args = 0..=1, default_missing_value = "true")]
     pub disable_service_updates: Option<String>,
-    /// ARP mode (not in this build yet).
+    /// ARP/NDP mode (needs --services): one elected node per VIP adds it to its interface and
+    /// announces it by gratuitous ARP / unsolicited Neighbour Advertisement. Not with --bgp.
     #[arg(long = "arp", env = "vip_arp", num_args = 0..=1, default_missing_value = "true")]
     pub vip_arp: Option<String>,
+    /// ARP mode: one Lease per Service (kubevip-<service>, or the kube-vip.io/leaseName
+    /// annotation) instead of one for all.
+    #[arg(long = "servicesElection", env = "svc_election", num_args = 0..=1, default_missing_value = "true")]
+    pub svc_election: Option<String>,
+    /// ARP mode without servicesElection: the one Lease, name or namespace/name
+    /// [default: plndr-svcs-lock in POD_NAMESPACE, else kube-system].
+    #[arg(long = "servicesLeaseName", env = "svc_leasename")]
+    pub svc_leasename: Option<String>,
+    /// Lease duration in seconds (fractions allowed) [default: 15].
+    #[arg(long = "leaseDuration", env = "vip_leaseduration")]
+    pub vip_leaseduration: Option<String>,
+    /// A leader that has not renewed for this many seconds drops its VIPs; below
+    /// leaseDuration [default: 10].
+    #[arg(long = "leaseRenewDuration", env = "vip_renewdeadline")]
+    pub vip_renewdeadline: Option<String>,
+    /// Seconds between Lease reads and renews; below leaseRenewDuration [default: 2].
+    #[arg(long = "leaseRetry", env = "vip_retryperiod")]
+    pub vip_retryperiod: Option<String>,
+    /// ARP mode: milliseconds between repeated announcements (below 500: 3000) [default: 3000].
+    #[arg(long = "arpRate", env = "vip_arpRate")]
+    pub vip_arp_rate: Option<String>,
+    /// ARP mode: interface for Service VIPs unless the Service's kube-vip.io/serviceInterface
+    /// names one [default: vip_interface, else the interface whose subnet holds the VIP].
+    #[arg(long = "serviceInterface", env = "vip_servicesinterface")]
+    pub vip_servicesinterface: Option<String>,
     /// Announce VIPs by BGP.
     #[arg(long = "bgp", env = "bgp_enable", num_args = 0..=1, default_missing_value = "true")]
     pub bgp_enable: Option<String>,
@@ -407,6 +434,13 @@ impl ManagerArgs {
             lb_ipam_configmap: self.lb_ipam_configmap.clone(),
             lb_ipam_namespace: self.lb_ipam_namespace.clone(),
             pod_namespace: std::env::var("POD_NAMESPACE").ok(),
+            svc_election: self.svc_election.clone(),
+            svc_leasename: self.svc_leasename.clone(),
+            vip_leaseduration: self.vip_leaseduration.clone(),
+            vip_renewdeadline: self.vip_renewdeadline.clone(),
+            vip_retryperiod: self.vip_retryperiod.clone(),
+            vip_arp_rate: self.vip_arp_rate.clone(),
+            vip_servicesinterface: self.vip_servicesinterface.clone(),
         }
     }
 }

@@ -76,6 +76,14 @@ pub struct RawSettings {
     pub lb_ipam_namespace: Option<String>,
     /// `POD_NAMESPACE` (the manifest sets it): where the IPAM Lease lives.
     pub pod_namespace: Option<String>,
+    pub svc_election: Option<String>,
+    pub svc_leasename: Option<String>,
+    pub vip_leaseduration: Option<String>,
+    pub vip_renewdeadline: Option<String>,
+    pub vip_retryperiod: Option<String>,
+    /// `vip_arpRate` (milliseconds).
+    pub vip_arp_rate: Option<String>,
+    pub vip_servicesinterface: Option<String>,
 }
 
 /// Where the BGP identifier comes from.
@@ -133,6 +141,31 @@ pub struct ServicesSettings {
     pub status_updates: bool,
     /// `lb_ipam`: allocate addresses from the kube-vip-cloud-provider ConfigMap.
     pub ipam: Option<crate::kube::ipam::IpamSettings>,
+    /// `vip_arp`: announce by ARP/NDP from an elected node instead of BGP.
+    pub arp: Option<ArpSettings>,
+}
+
+/// ARP/NDP mode (`vip_arp`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArpSettings {
+    /// `svc_election`: one Lease per Service; else one Lease for all.
+    pub election: ElectionScope,
+    /// `vip_leaseduration`, `vip_renewdeadline`, `vip_retryperiod`.
+    pub timing: crate::election::Timing,
+    /// `vip_arpRate`: announcements repeat this often once the first ones are out.
+    pub rate: Duration,
+    /// `vip_servicesinterface`: the VIP's interface unless the Service names one.
+    pub services_interface: Option<String>,
+    /// `vip_interface`: next in line; `None` (or `auto`): the interface whose subnet holds the VIP.
+    pub interface: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ElectionScope {
+    /// Lease `kubevip-<service>` in the Service's namespace (or `kube-vip.io/leaseName`).
+    PerService,
+    /// One Lease for every Service (`svc_leasename`, default `plndr-svcs-lock`).
+    Global { namespace: String, name: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,21 +191,30 @@ pub struct Config {
 }
 
 pub fn validate(raw: &RawSettings) -> Result<Config, ConfigError> {
-    if flag(&raw.vip_arp, "vip_arp (--arp)")? {
+    let arp = flag(&raw.vip_arp, "vip_arp (--arp)")?;
+    let bgp_on = flag(&raw.bgp_enable, "bgp_enable (--bgp)")?;
+    if arp && bgp_on {
         return Err(err(
             "vip_arp (--arp)",
             "true",
-            "asks for ARP mode, which this build of vipd does not have yet; use bgp_enable",
+            "and bgp_enable are both set: kube-vip runs exactly one mode; choose one",
         ));
     }
-    if !flag(&raw.bgp_enable, "bgp_enable (--bgp)")? {
+    if arp && !flag(&raw.svc_enable, "svc_enable (--services)")? {
+        return Err(err(
+            "vip_arp (--arp)",
+            "true",
+            "announces the VIPs of LoadBalancer Services: set svc_enable=true (or --services) too",
+        ));
+    }
+    if !arp && !bgp_on {
         return Err(err(
             "bgp_enable (--bgp)",
             raw.bgp_enable.as_deref().unwrap_or(""),
-            "is not set: no mode is enabled. Set bgp_enable=true (or --bgp)",
+            "is not set: no mode is enabled. Set bgp_enable=true (--bgp) or vip_arp=true (--arp)",
         ));
     }
-    let bgp = bgp_settings(raw)?;
+    let bgp = bgp_settings(raw, bgp_on)?;
     let vips = match &raw.vip_address {
         Some(v) => parse_vip_list(v, "vip_address (--address)")?,
         None => Vec::new(),
@@ -224,7 +266,7 @@ pub fn validate(raw: &RawSettings) -> Result<Config, ConfigError> {
     })
 }
 
-fn bgp_settings(raw: &RawSettings) -> Result<BgpSettings, ConfigError> {
+fn bgp_settings(raw: &RawSettings, bgp_on: bool) -> Result<BgpSettings, ConfigError> {
     let local_as = match &raw.bgp_as {
         Some(v) => match v.parse::<u32>() {
             Ok(0) | Err(_) => {
@@ -306,7 +348,8 @@ fn bgp_settings(raw: &RawSettings) -> Result<BgpSettings, ConfigError> {
     let annotations = non_empty(&raw.annotation).map(str::to_owned);
     // Peers may come from the node's annotations or the Equinix Metal API instead.
     let discovered = annotations.is_some() || flag(&raw.vip_packet, "vip_packet (--metal)")?;
-    if peers.is_empty() && !discovered {
+    // In ARP mode no BGP runs: the BGP settings are checked for syntax only.
+    if peers.is_empty() && !discovered && bgp_on {
         return Err(err(
             "bgp_peers (--bgppeers)",
             raw.bgp_peers.as_deref().unwrap_or(""),
@@ -410,6 +453,89 @@ fn services_settings(raw: &RawSettings) -> Result<ServicesSettings, ConfigError>
         } else {
             None
         },
+        arp: if flag(&raw.vip_arp, "vip_arp (--arp)")? {
+            Some(arp_settings(raw)?)
+        } else {
+            None
+        },
+    })
+}
+
+fn arp_settings(raw: &RawSettings) -> Result<ArpSettings, ConfigError> {
+    let seconds = |v: &Option<String>, setting: &str, default: u64| match non_empty(v) {
+        None => Ok(Duration::from_secs(default)),
+        Some(s) => s
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite() && *f > 0.0 && *f < 86_400.0)
+            .map(Duration::from_secs_f64)
+            .ok_or_else(|| err(setting, s, "is not a number of seconds above 0")),
+    };
+    let timing = crate::election::Timing {
+        lease_duration: seconds(
+            &raw.vip_leaseduration,
+            "vip_leaseduration (--leaseDuration)",
+            15,
+        )?,
+        renew_deadline: seconds(
+            &raw.vip_renewdeadline,
+            "vip_renewdeadline (--leaseRenewDuration)",
+            10,
+        )?,
+        retry: seconds(&raw.vip_retryperiod, "vip_retryperiod (--leaseRetry)", 2)?,
+    };
+    // The fence needs room: a leader drops the VIP at the renew deadline, before anyone may
+    // take the Lease at its duration; and it must try to renew more than once before then.
+    if timing.renew_deadline >= timing.lease_duration {
+        return Err(err(
+            "vip_renewdeadline (--leaseRenewDuration)",
+            raw.vip_renewdeadline.as_deref().unwrap_or("10"),
+            "must be below vip_leaseduration: a leader must stop before its Lease can be taken",
+        ));
+    }
+    if timing.retry >= timing.renew_deadline {
+        return Err(err(
+            "vip_retryperiod (--leaseRetry)",
+            raw.vip_retryperiod.as_deref().unwrap_or("2"),
+            "must be below vip_renewdeadline",
+        ));
+    }
+    let rate = match non_empty(&raw.vip_arp_rate) {
+        None => 3000,
+        Some(v) => v
+            .parse::<u64>()
+            .map_err(|_| err("vip_arpRate", v, "is not a number of milliseconds"))?,
+    };
+    let election = if flag(&raw.svc_election, "svc_election (--servicesElection)")? {
+        ElectionScope::PerService
+    } else {
+        let spec = non_empty(&raw.svc_leasename).unwrap_or("plndr-svcs-lock");
+        let pod_ns = non_empty(&raw.pod_namespace).unwrap_or("kube-system");
+        let (namespace, name) = match spec.split_once('/') {
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() => (ns, name),
+            Some(_) => {
+                return Err(err(
+                    "svc_leasename (--servicesLeaseName)",
+                    spec,
+                    "is not a Lease name or namespace/name",
+                ))
+            }
+            None => (pod_ns, spec),
+        };
+        ElectionScope::Global {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }
+    };
+    Ok(ArpSettings {
+        election,
+        timing,
+        // kube-vip: a rate below 500 ms falls back to 3000.
+        rate: Duration::from_millis(if rate < 500 { 3000 } else { rate }),
+        services_interface: non_empty(&raw.vip_servicesinterface).map(str::to_owned),
+        interface: non_empty(&raw.vip_interface)
+            .filter(|i| *i != "auto")
+            .map(str::to_owned),
     })
 }
 

@@ -45,6 +45,18 @@ impl Interfaces {
             .map(|a| a.ifname.as_str())
     }
 
+    /// The interface with a subnet (not a host address: /32, /128) that contains `ip`, the
+    /// longest prefix first; never `lo`. ARP mode's `auto` interface for a VIP.
+    pub fn subnet_holding(&self, ip: IpAddr) -> Option<&str> {
+        self.0
+            .iter()
+            .filter(|a| a.ifname != "lo" && a.ip.is_ipv4() == ip.is_ipv4())
+            .filter(|a| a.prefix_len < if ip.is_ipv4() { 32 } else { 128 })
+            .filter(|a| ipnet::IpNet::new(a.ip, a.prefix_len).is_ok_and(|n| n.contains(&ip)))
+            .max_by_key(|a| a.prefix_len)
+            .map(|a| a.ifname.as_str())
+    }
+
     /// Every connected prefix (address and prefix length), e.g. to tell whether a peer is one
     /// hop away.
     pub fn prefixes(&self) -> Vec<ipnet::IpNet> {
@@ -137,6 +149,20 @@ mod tests {
     fn lookups_find_the_right_addresses() {
         let s = snapshot();
         assert_eq!(s.holding("10.99.0.1".parse().unwrap()), Some("eth0"));
+        assert_eq!(
+            s.subnet_holding("10.99.0.50".parse().unwrap()),
+            Some("eth0")
+        );
+        assert_eq!(
+            s.subnet_holding("192.0.2.50".parse().unwrap()),
+            Some("eth1")
+        );
+        assert_eq!(
+            s.subnet_holding("fd00:99::50".parse().unwrap()),
+            Some("eth0")
+        );
+        assert_eq!(s.subnet_holding("127.0.0.2".parse().unwrap()), None);
+        assert_eq!(s.subnet_holding("198.51.100.1".parse().unwrap()), None);
         assert_eq!(s.global_v6("eth0"), Some("fd00:99::1".parse().unwrap()));
         assert_eq!(s.link_local_v6("eth0"), Some("fe80::1".parse().unwrap()));
         assert_eq!(s.lowest_v4(), Some("10.99.0.1".parse().unwrap()));

@@ -41,6 +41,8 @@ pub struct VipAddresses {
     handle: Handle,
     ifname: String,
     index: u32,
+    /// The interface's hardware address (`None`: it has none, e.g. `lo`).
+    mac: Option<[u8; 6]>,
     ours: BTreeSet<IpAddr>,
 }
 
@@ -59,10 +61,15 @@ impl VipAddresses {
             .ok()
             .flatten()
             .ok_or_else(|| NetlinkError::NoInterface(ifname.to_owned()))?;
+        let mac = link.attributes.iter().find_map(|a| match a {
+            netlink_packet_route::link::LinkAttribute::Address(m) => m.as_slice().try_into().ok(),
+            _ => None,
+        });
         let mut addrs = VipAddresses {
             handle,
             ifname: ifname.to_owned(),
             index: link.header.index,
+            mac,
             ours: BTreeSet::new(),
         };
         addrs.ours = addrs
@@ -124,6 +131,18 @@ impl VipAddresses {
         &self.ours
     }
 
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    pub fn mac(&self) -> Option<[u8; 6]> {
+        self.mac
+    }
+
     /// Adds the wanted addresses vipd does not have yet. Errors are per address; the others
     /// still get added.
     pub async fn add_missing(&mut self, wanted: &BTreeSet<IpAddr>) -> Vec<NetlinkError> {
@@ -156,7 +175,7 @@ impl VipAddresses {
     }
 
     /// `Ok(false)`: the address exists already and is not vipd's; it is left alone.
-    async fn add(&self, ip: IpAddr) -> Result<bool, NetlinkError> {
+    pub async fn add(&self, ip: IpAddr) -> Result<bool, NetlinkError> {
         let prefix = if ip.is_ipv4() { 32 } else { 128 };
         let mut req = self.handle.address().add(self.index, ip, prefix);
         let msg = req.message_mut();
@@ -192,7 +211,9 @@ impl VipAddresses {
         }
     }
 
-    async fn remove(&self, ip: IpAddr) -> Result<(), NetlinkError> {
+    /// Removes `ip` if it is on the interface and vipd's (`IFA_PROTO` 118); another's address
+    /// is left alone.
+    pub async fn remove(&self, ip: IpAddr) -> Result<(), NetlinkError> {
         let msgs: Vec<AddressMessage> = self
             .handle
             .address()
@@ -356,4 +377,49 @@ fn route_error(
         ifname: format!("via {}", r.gateway),
         source: Box::new(source),
     }
+}
+
+/// Removes every address vipd marked (`IFA_PROTO` 118) on any interface: what an earlier vipd
+/// in ARP mode left behind (a crash skips its cleanup). A node that is not elected must not
+/// answer for a VIP. Returns how many were removed.
+pub async fn remove_all_marked() -> Result<usize, NetlinkError> {
+    let (conn, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Socket)?;
+    tokio::spawn(conn);
+    let msgs: Vec<AddressMessage> = handle
+        .address()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|source| NetlinkError::Request {
+            action: "list",
+            ip: "addresses".into(),
+            ifname: "any interface".into(),
+            source: Box::new(source),
+        })?;
+    let mut removed = 0;
+    for msg in msgs {
+        let marked = msg
+            .attributes
+            .iter()
+            .any(|a| matches!(a, AddressAttribute::Protocol(p) if u8::from(*p) == ADDRESS_PROTO));
+        if !marked {
+            continue;
+        }
+        let ip = msg.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Address(ip) => Some(*ip),
+            _ => None,
+        });
+        let index = msg.header.index;
+        match handle.address().del(msg).execute().await {
+            Ok(()) => {
+                removed += 1;
+                info!(ip = ?ip, index, "removed a VIP address an earlier vipd left");
+            }
+            Err(e) => {
+                warn!(ip = ?ip, index, "cannot remove a VIP address an earlier vipd left: {e}")
+            }
+        }
+    }
+    Ok(removed)
 }

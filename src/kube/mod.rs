@@ -3,5 +3,6 @@
 
 pub mod client;
 pub mod ipam;
+pub mod lease;
 pub mod status;
 pub mod view;

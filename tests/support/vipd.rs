@@ -104,6 +104,45 @@ impl Vipd {
         }
     }
 
+    /// vipd in ARP mode (services, no BGP) on node `i` of a [`Topology::with_nodes`] topology,
+    /// named `node<i>`, reading the API server through `kubeconfig`. `extra`: more settings
+    /// (later ones win). Not started.
+    pub fn arp(
+        topo: &Topology,
+        i: usize,
+        kubeconfig: &std::path::Path,
+        extra: &[(&str, &str)],
+    ) -> Vipd {
+        let dir = tempfile::tempdir().expect("temp dir for vipd");
+        let mut env: Vec<(String, String)> = [
+            ("vip_arp", "true".to_string()),
+            ("svc_enable", "true".to_string()),
+            ("vip_nodename", format!("node{i}")),
+            ("k8s_config_file", path_str(kubeconfig)),
+            ("RUST_LOG", "vipd=debug,info".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let argv = vec![
+            env!("CARGO_BIN_EXE_vipd").to_string(),
+            "manager".to_string(),
+        ];
+        let daemon = Daemon::new(
+            &format!("vipd on node{i}"),
+            &topo.nodes[i],
+            argv,
+            dir.path().join("vipd.log"),
+        )
+        .with_clean_env(env);
+        Vipd {
+            daemon,
+            vip_file: dir.path().join("unused"),
+            _dir: dir,
+        }
+    }
+
     pub fn start(&mut self) {
         self.daemon.start();
     }
