@@ -13,9 +13,9 @@
 //! Timing: RFC 5227's probe phase (PROBE_WAIT up to 1 s, 3 probes 1–2 s apart, ANNOUNCE_WAIT
 //! 2 s: up to ~7 s) would eat the whole failover budget (lease duration + 1 s): a new leader
 //! may claim only after the old one's lease expired, and every second of probing is a second
-//! the VIP answers nowhere. Here the probe takes 3 × 75 ms + 100 ms = 325 ms. On one L2
-//! segment a holder answers an ARP probe in well under a millisecond, so three chances within
-//! 325 ms still find any live holder; what they cannot find (a holder that is down) cannot
+//! the VIP answers nowhere. Here probes go out at 0, 75 and 150 ms and the claim follows at
+//! 250 ms. On one L2 segment a holder answers a probe in well under a millisecond, so three
+//! chances within 250 ms still find any live holder; what they cannot find (a holder that is down) cannot
 //! answer traffic either.
 
 use super::frame::{self, Mac};

@@ -267,20 +267,32 @@ impl Owner {
             })
             .collect();
 
-        // Which Lease each of vipd's Services is elected by, and whether this node stands.
+        // Which Lease each of vipd's Services is elected by, and whether this node stands: it
+        // may serve the Service (decide) and knows an interface for each of its VIPs (a leader
+        // that cannot put the VIP anywhere would leave it dark while holding the Lease).
         let mut lease_of = BTreeMap::new();
         let mut eligible: BTreeMap<LeaseKey, bool> = BTreeMap::new();
+        let mut placed: BTreeMap<ServiceKey, Vec<(IpAddr, String)>> = BTreeMap::new();
         for (key, d) in &desired.services {
             if d.vips.is_empty() {
                 continue;
             }
-            let annotation = services
-                .get(key)
-                .and_then(|s| annotation(s, ANNOTATION_LEASE_NAME));
+            let svc = services.get(key).copied();
+            let annotation = svc.and_then(|s| annotation(s, ANNOTATION_LEASE_NAME));
             let lk = lease_key(key, annotation, &self.arp.election);
-            let stands = matches!(self.arp.election, ElectionScope::Global { .. })
-                || !d.announced.is_empty();
+            let mut ifaces = Vec::new();
+            for vip in &d.announced {
+                match self.interface_for(svc, *vip) {
+                    Ok(ifname) => ifaces.push((*vip, ifname)),
+                    Err(why) => self.problem(key, "NoInterface", why),
+                }
+            }
+            let can_serve = !d.announced.is_empty() && ifaces.len() == d.announced.len();
+            let stands = matches!(self.arp.election, ElectionScope::Global { .. }) || can_serve;
             *eligible.entry(lk.clone()).or_default() |= stands;
+            if can_serve {
+                placed.insert(key.clone(), ifaces);
+            }
             lease_of.insert(key.clone(), lk);
         }
 
@@ -290,18 +302,12 @@ impl Owner {
             if !self.leading.contains_key(lk) {
                 continue;
             }
-            let d = &desired.services[key];
-            for vip in &d.announced {
-                match self.interface_for(services.get(key).copied(), *vip) {
-                    Ok(ifname) => {
-                        wanted
-                            .entry(*vip)
-                            .or_insert_with(|| (ifname, BTreeSet::new()))
-                            .1
-                            .insert(key.clone());
-                    }
-                    Err(why) => self.problem(key, "NoInterface", why),
-                }
+            for (vip, ifname) in placed.get(key).into_iter().flatten() {
+                wanted
+                    .entry(*vip)
+                    .or_insert_with(|| (ifname.clone(), BTreeSet::new()))
+                    .1
+                    .insert(key.clone());
             }
         }
 
