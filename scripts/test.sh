@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. As root it first installs the Debian packages the
-# interoperability tests need (BIRD 2, FRR, GoBGP, iproute2, tcpdump), without letting their
+# interoperability tests need (BIRD 2, FRR, GoBGP, iproute2, tcpdump, arping, ndisc6), without letting their
 # maintainer scripts start the daemons in the host's network namespace. Without root, or
 # without a package, those tests skip and say why.
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(bird2 frr gobgpd iproute2 iputils-ping tcpdump procps)
+PKGS=(bird2 frr gobgpd iproute2 iputils-ping iputils-arping ndisc6 tcpdump procps)
 
 install_packages() {
 	local missing=()

@@ -700,6 +700,15 @@ mod tests {
                 "lb_class_legacy_handling" => r.lb_class_legacy_handling = v,
                 "vip_address" => r.vip_address = v,
                 "vip_loglevel" => r.vip_loglevel = v,
+                "vip_arp" => r.vip_arp = v,
+                "svc_election" => r.svc_election = v,
+                "svc_leasename" => r.svc_leasename = v,
+                "vip_leaseduration" => r.vip_leaseduration = v,
+                "vip_renewdeadline" => r.vip_renewdeadline = v,
+                "vip_retryperiod" => r.vip_retryperiod = v,
+                "vip_arp_rate" => r.vip_arp_rate = v,
+                "vip_interface" => r.vip_interface = v,
+                "pod_namespace" => r.pod_namespace = v,
                 other => panic!("test knows no {other}"),
             }
         }
@@ -861,5 +870,105 @@ mod tests {
             "warn"
         );
         assert!(validate(&raw(&[("vip_loglevel", "loud")])).is_err());
+    }
+
+    fn arp(pairs: &[(&str, &str)]) -> Result<ArpSettings, ConfigError> {
+        let mut all = vec![
+            ("bgp_enable", "false"),
+            ("bgp_peers", ""),
+            ("vip_arp", "true"),
+            ("svc_enable", "true"),
+            ("vip_nodename", "n1"),
+        ];
+        all.extend_from_slice(pairs);
+        validate(&raw(&all)).map(|c| c.services.unwrap().arp.unwrap())
+    }
+
+    #[test]
+    fn arp_mode_takes_kube_vips_defaults_and_needs_no_bgp_peer() {
+        let a = arp(&[]).unwrap();
+        assert_eq!(
+            a.election,
+            ElectionScope::Global {
+                namespace: "kube-system".into(),
+                name: "plndr-svcs-lock".into()
+            }
+        );
+        assert_eq!(
+            a.timing,
+            crate::election::Timing {
+                lease_duration: Duration::from_secs(15),
+                renew_deadline: Duration::from_secs(10),
+                retry: Duration::from_secs(2),
+            }
+        );
+        assert_eq!(a.rate, Duration::from_millis(3000));
+        assert_eq!((a.interface, a.services_interface), (None, None));
+    }
+
+    #[test]
+    fn arp_mode_reads_election_timing_rate_and_lease_name() {
+        let a = arp(&[
+            ("svc_election", "true"),
+            ("vip_leaseduration", "3"),
+            ("vip_renewdeadline", "2"),
+            ("vip_retryperiod", "0.5"),
+            ("vip_arp_rate", "1000"),
+            ("vip_interface", "auto"),
+        ])
+        .unwrap();
+        assert_eq!(a.election, ElectionScope::PerService);
+        assert_eq!(a.timing.retry, Duration::from_millis(500));
+        assert_eq!(a.rate, Duration::from_millis(1000));
+        assert_eq!(a.interface, None);
+        let b = arp(&[
+            ("svc_leasename", "infra/lock"),
+            ("vip_arp_rate", "100"),
+            ("pod_namespace", "vipd"),
+        ])
+        .unwrap();
+        assert_eq!(
+            b.election,
+            ElectionScope::Global {
+                namespace: "infra".into(),
+                name: "lock".into()
+            }
+        );
+        assert_eq!(
+            b.rate,
+            Duration::from_millis(3000),
+            "below 500 ms falls back to 3000, as kube-vip"
+        );
+        let c = arp(&[("svc_leasename", "lock"), ("pod_namespace", "vipd")]).unwrap();
+        assert_eq!(
+            c.election,
+            ElectionScope::Global {
+                namespace: "vipd".into(),
+                name: "lock".into()
+            }
+        );
+    }
+
+    #[test]
+    fn arp_mode_refuses_timings_that_leave_no_room_for_the_fence() {
+        let e = arp(&[("vip_leaseduration", "10"), ("vip_renewdeadline", "10")]).unwrap_err();
+        assert_eq!(e.setting, "vip_renewdeadline (--leaseRenewDuration)");
+        let e = arp(&[("vip_renewdeadline", "2"), ("vip_retryperiod", "2")]).unwrap_err();
+        assert_eq!(e.setting, "vip_retryperiod (--leaseRetry)");
+        let e = arp(&[("vip_leaseduration", "-1")]).unwrap_err();
+        assert_eq!(e.setting, "vip_leaseduration (--leaseDuration)");
+    }
+
+    #[test]
+    fn arp_mode_needs_services_and_excludes_bgp() {
+        let e = validate(&raw(&[
+            ("vip_arp", "true"),
+            ("svc_enable", "true"),
+            ("vip_nodename", "n1"),
+        ]))
+        .unwrap_err();
+        assert!(e.reason.contains("exactly one mode"), "{e}");
+        let e = validate(&raw(&[("vip_arp", "true"), ("bgp_enable", "false")])).unwrap_err();
+        assert!(e.reason.contains("svc_enable"), "{e}");
     }
 }
