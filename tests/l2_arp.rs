@@ -659,3 +659,164 @@ fn a_vip_another_host_already_answers_for_is_not_claimed_and_a_warning_names_its
         );
     });
 }
+
+/// The API server (in the tor namespace: call inside `in_netns(tor)`), three started agents
+/// with `settings`, and `services` (name, VIP), externalTrafficPolicy Cluster with one endpoint.
+async fn start_cluster(
+    topo: &Topology,
+    dir: &std::path::Path,
+    settings: &[(&str, &str)],
+    services: &[(&str, &str)],
+) -> (ApiServer, Client, Vec<Vipd>) {
+    let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
+        .await
+        .unwrap();
+    let client = api.client();
+    let mut agents = Vec::new();
+    for i in 0..NODES {
+        cluster::create_node(&client, &format!("node{i}")).await;
+        let kubeconfig = cluster::node_kubeconfig(dir, i, api.addr().port());
+        let mut a = Vipd::arp(topo, i, &kubeconfig, settings);
+        a.start();
+        agents.push(a);
+    }
+    for (name, vip) in services {
+        cluster::create_service(&client, &cluster::lb_service(name, vip, false)).await;
+        let slice = cluster::slice(
+            name,
+            &format!("{name}-1"),
+            &[Ep::ready("10.244.0.5", "node0")],
+        );
+        cluster::put_slice(&client, &slice).await;
+    }
+    (api, client, agents)
+}
+
+/// The live node whose `lan0` holds `vip`, if exactly one does (`dead`: a killed node, whose
+/// link is down with the address still on it).
+fn holder_of(topo: &Topology, vip: &str, dead: Option<usize>) -> Option<usize> {
+    let on: Vec<usize> = (0..NODES)
+        .filter(|i| Some(*i) != dead && vip_on(&topo.nodes[*i], vip))
+        .collect();
+    (on.len() == 1).then(|| on[0])
+}
+
+#[test]
+fn per_service_election_spreads_vips_over_the_nodes() {
+    skip_unless!(root, VIPD_NEEDS, L2_NEEDS);
+    let topo = Topology::with_nodes(NODES);
+    let _lan = Lan::new(&topo);
+    let services = [
+        ("s0", "10.97.0.70"),
+        ("s1", "10.97.0.71"),
+        ("s2", "10.97.0.72"),
+        ("s3", "10.97.0.73"),
+        ("s4", "10.97.0.74"),
+        ("s5", "10.97.0.75"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let tor = topo.tor.clone();
+    in_netns(&tor, async {
+        let (_api, client, agents) = start_cluster(&topo, dir.path(), TIMING, &services).await;
+        let client = &client;
+        {
+            let mut placement = Vec::new();
+            eventually!(
+                Duration::from_secs(15),
+                "every VIP on exactly one node, its Lease holder",
+                {
+                    placement.clear();
+                    for (name, vip) in &services {
+                        let lease = holder(client, &format!("kubevip-{name}")).await;
+                        placement.push((holder_of(&topo, vip, None), lease));
+                    }
+                    placement.iter().all(|(on, lease)| {
+                        on.is_some()
+                            && lease.as_deref() == on.map(|i| format!("node{i}")).as_deref()
+                    })
+                },
+                explain(&agents)
+            );
+            let mut per_node = [0usize; NODES];
+            for (on, _) in &placement {
+                per_node[on.unwrap()] += 1;
+            }
+            eprintln!(
+                "==== spread of {} VIPs over {NODES} nodes: {per_node:?} ====",
+                services.len()
+            );
+            assert!(
+                per_node.iter().all(|n| *n >= 1),
+                "every node leads some VIP: {per_node:?}"
+            );
+            assert!(
+                per_node.iter().all(|n| *n <= 3),
+                "no node piles up the VIPs: {per_node:?}"
+            );
+        }
+    });
+}
+
+#[test]
+fn one_lease_for_all_moves_every_vip_together() {
+    skip_unless!(root, VIPD_NEEDS, L2_NEEDS);
+    let topo = Topology::with_nodes(NODES);
+    let lan = Lan::new(&topo);
+    let settings = [
+        ("svc_election", "false"),
+        ("svc_leasename", "default/plndr-svcs-lock"),
+        ("vip_leaseduration", "3"),
+        ("vip_renewdeadline", "2"),
+        ("vip_retryperiod", "0.5"),
+    ];
+    let services = [("g0", "10.97.0.80"), ("g1", "10.97.0.81")];
+    let dir = tempfile::tempdir().unwrap();
+    let tor = topo.tor.clone();
+    in_netns(&tor, async {
+        let (_api, client, mut agents) =
+            start_cluster(&topo, dir.path(), &settings, &services).await;
+        let client = &client;
+        {
+            let together = |topo: &Topology, dead: Option<usize>| {
+                let a = holder_of(topo, "10.97.0.80", dead);
+                (a.is_some() && a == holder_of(topo, "10.97.0.81", dead)).then(|| a.unwrap())
+            };
+            eventually!(
+                Duration::from_secs(15),
+                "both VIPs on one node",
+                together(&topo, None).is_some(),
+                explain(&agents)
+            );
+            let first = together(&topo, None).unwrap();
+            assert_eq!(
+                holder(client, "plndr-svcs-lock").await,
+                Some(format!("node{first}"))
+            );
+            assert!(ns_succeeds(
+                &lan.client,
+                &["ping", "-c1", "-W1", "10.97.0.81"]
+            ));
+            let t0 = Instant::now();
+            agents[first].kill();
+            run_ok(
+                "ip",
+                &["-n", &topo.nodes[first], "link", "set", "lan0", "down"],
+            );
+            eventually!(
+                BUDGET,
+                "both VIPs move together to one live node",
+                together(&topo, Some(first)).is_some_and(|n| n != first),
+                explain(&agents)
+            );
+            let second = together(&topo, Some(first)).unwrap();
+            eprintln!(
+                "==== one Lease for all: both VIPs moved node{first} -> node{second} in {:?} ====",
+                t0.elapsed()
+            );
+            assert_eq!(
+                holder(client, "plndr-svcs-lock").await,
+                Some(format!("node{second}"))
+            );
+        }
+    });
+}

@@ -18,7 +18,11 @@
 //!   conflict; a conflict while leading ends leadership at once.
 //! - **Sticky**: a Lease renewed within its duration is never taken, however eligible we are.
 //! - **Spread**: a free or expired Lease is taken only after `held × retry` (the number of
-//!   Leases this node already leads), so the node holding fewest VIPs wins races.
+//!   Leases this node already leads), so the node holding fewest VIPs wins races; a Lease that
+//!   does not exist yet or was released waits also a stagger in `[0, retry)` from a stable hash
+//!   of (node, Lease), so at startup, when no node holds anything, different nodes win different
+//!   Leases. (An expired Lease gets no stagger: a dead leader's VIPs must come back within the
+//!   failover budget.)
 //!
 //! Time comes in as `now`; nothing here reads a clock.
 
@@ -137,9 +141,11 @@ pub struct Elector {
     seen: Option<Seen>,
     /// The end of our leadership, while leading.
     leading_until: Option<Instant>,
-    /// Since when the Lease could be acquired (absent, released, expired): the spread delay
-    /// counts from here.
-    free_since: Option<Instant>,
+    /// Since when the Lease could be acquired (absent, released, expired), and the stagger
+    /// that applies: the spread delay counts from here.
+    free_since: Option<(Instant, Duration)>,
+    /// This node's stagger for this Lease (see the module docs).
+    stagger: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -157,7 +163,20 @@ impl Elector {
             seen: None,
             leading_until: None,
             free_since: None,
+            stagger: Duration::ZERO,
         }
+    }
+
+    /// Sets the startup stagger from a stable hash of this node's identity and `lease` (e.g.
+    /// `namespace/name`): the same on every run, different across nodes and Leases.
+    pub fn with_stagger_for(mut self, lease: &str) -> Elector {
+        // FNV-1a: stable across builds and platforms, unlike std's RandomState.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self.identity.bytes().chain([b'#']).chain(lease.bytes()) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.stagger = self.timing.retry.mul_f64((h % 1000) as f64 / 1000.0);
+        self
     }
 
     pub fn is_leading(&self, now: Instant) -> bool {
@@ -222,7 +241,7 @@ impl Elector {
         };
         let lease = match seen {
             Seen::Absent => {
-                return if self.may_acquire(now, now, held) {
+                return if self.may_acquire(now, self.stagger, now, held) {
                     vec![self.write(WriteKind::Create, None, 0)]
                 } else {
                     Vec::new()
@@ -257,7 +276,7 @@ impl Elector {
             }
             Some(_) => {
                 let expires = since + lease.lease_duration.unwrap_or(self.timing.lease_duration);
-                if now >= expires && self.may_acquire(expires, now, held) {
+                if now >= expires && self.may_acquire(expires, Duration::ZERO, now, held) {
                     vec![self.write(
                         WriteKind::Take,
                         Some(lease.resource_version),
@@ -271,7 +290,7 @@ impl Elector {
                 }
             }
             None => {
-                if self.may_acquire(now, now, held) {
+                if self.may_acquire(now, self.stagger, now, held) {
                     vec![self.write(
                         WriteKind::Take,
                         Some(lease.resource_version),
@@ -284,13 +303,20 @@ impl Elector {
         }
     }
 
-    /// Eligible, and the spread delay since the Lease became free (at `free_at`) has passed.
-    fn may_acquire(&mut self, free_at: Instant, now: Instant, held: usize) -> bool {
+    /// Eligible, and the spread delay since the Lease became free (at `free_at`, with
+    /// `stagger`) has passed.
+    fn may_acquire(
+        &mut self,
+        free_at: Instant,
+        stagger: Duration,
+        now: Instant,
+        held: usize,
+    ) -> bool {
         if !self.eligible {
             return false;
         }
-        let since = *self.free_since.get_or_insert(free_at);
-        now >= since + self.spread(held)
+        let (since, stagger) = *self.free_since.get_or_insert((free_at, stagger));
+        now >= since + stagger + self.spread(held)
     }
 
     fn spread(&self, held: usize) -> Duration {
@@ -364,8 +390,8 @@ impl Elector {
                 }
             }
         }
-        if let (Some(free), true) = (self.free_since, self.eligible) {
-            let at = free + self.spread(held);
+        if let (Some((free, stagger)), true) = (self.free_since, self.eligible) {
+            let at = free + stagger + self.spread(held);
             if at > now {
                 next = next.min(at);
             }

@@ -3,6 +3,7 @@
 
 use super::*;
 use proptest::prelude::*;
+use std::collections::BTreeSet;
 
 fn timing() -> Timing {
     Timing {
@@ -256,6 +257,34 @@ fn spread_a_node_holding_two_leases_waits_two_retry_periods_before_taking_a_free
 }
 
 #[test]
+fn spread_at_startup_a_stable_per_node_stagger_below_one_retry_period_delays_creation() {
+    let t0 = Instant::now();
+    let stagger = |node: &str, lease: &str| {
+        let mut e = Elector::new(node, timing(), true).with_stagger_for(lease);
+        assert_eq!(e.observe(None, t0, 0), []);
+        e.next_read(t0, 0) - t0
+    };
+    let a = stagger("node0", "default/kubevip-web");
+    assert_eq!(a, stagger("node0", "default/kubevip-web"), "stable");
+    assert!(a < ms(500));
+    let all: BTreeSet<Duration> = ["node0", "node1", "node2"]
+        .iter()
+        .flat_map(|n| ["default/kubevip-a", "default/kubevip-b"].map(|l| stagger(n, l)))
+        .collect();
+    assert!(
+        all.len() >= 5,
+        "staggers differ across nodes and Leases: {all:?}"
+    );
+    // An expired Lease is taken without stagger: the failover budget.
+    let mut e = Elector::new("n2", timing(), true).with_stagger_for("default/kubevip-web");
+    e.observe(Some(lease("7", Some("n1"))), t0, 0);
+    assert_eq!(
+        e.observe(Some(lease("7", Some("n1"))), t0 + ms(3000), 0),
+        [write(WriteKind::Take, Some("7"), Some("n2"), 1)]
+    );
+}
+
+#[test]
 fn shutdown_stops_leading_first_and_then_releases() {
     let t0 = Instant::now();
     let mut e = Elector::new("n1", timing(), true);
@@ -362,7 +391,10 @@ proptest! {
     ) {
         let t0 = Instant::now();
         let mut store = Store { lease: None, version: 0 };
-        let mut electors = [Elector::new("a", timing(), true), Elector::new("b", timing(), true)];
+        let mut electors = [
+            Elector::new("a", timing(), true).with_stagger_for("default/l"),
+            Elector::new("b", timing(), true).with_stagger_for("default/l"),
+        ];
         let mut pending = [Pending::Idle { wake: t0 }, Pending::Idle { wake: t0 }];
         // Leadership intervals [from, until) per elector as the consumer sees them.
         let mut intervals: [Vec<(Instant, Instant)>; 2] = [Vec::new(), Vec::new()];

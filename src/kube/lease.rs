@@ -63,10 +63,11 @@ impl Election {
         let (eligible_tx, eligible_rx) = watch::channel(eligible);
         let (stop_tx, stop_rx) = watch::channel(false);
         let api = Api::namespaced(client, &key.namespace);
+        let elector = Elector::new(identity, timing, eligible).with_stagger_for(&key.to_string());
         let driver = Driver {
             api,
             key,
-            elector: Elector::new(identity, timing, eligible),
+            elector,
             timing,
             held,
             leading: false,
