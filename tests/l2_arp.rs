@@ -820,3 +820,43 @@ fn one_lease_for_all_moves_every_vip_together() {
         }
     });
 }
+
+#[test]
+fn under_etp_local_only_the_node_with_the_endpoint_stands_and_a_leader_that_loses_it_hands_over() {
+    skip_unless!(root, VIPD_NEEDS, L2_NEEDS);
+    let vip = "10.97.0.90";
+    let topo = Topology::with_nodes(NODES);
+    let _lan = Lan::new(&topo);
+    let dir = tempfile::tempdir().unwrap();
+    let tor = topo.tor.clone();
+    in_netns(&tor, async {
+        let (_api, client, agents) = start_cluster(&topo, dir.path(), TIMING, &[]).await;
+        cluster::create_service(&client, &cluster::lb_service("local", vip, true)).await;
+        let on = |node: &'static str| {
+            cluster::slice("local", "local-1", &[Ep::ready("10.244.2.5", node)])
+        };
+        cluster::put_slice(&client, &on("node2")).await;
+        eventually!(
+            Duration::from_secs(10),
+            "node2, the only node with an endpoint, holds the VIP and the Lease",
+            holder_of(&topo, vip, None) == Some(2)
+                && holder(&client, "kubevip-local").await.as_deref() == Some("node2"),
+            explain(&agents)
+        );
+        // The pod moves to node1: node2 drops the VIP and releases; node1 takes at once.
+        let t0 = Instant::now();
+        cluster::put_slice(&client, &on("node1")).await;
+        eventually!(
+            Duration::from_secs(5),
+            "node1 holds the VIP and node2 no longer does",
+            holder_of(&topo, vip, None) == Some(1)
+                && holder(&client, "kubevip-local").await.as_deref() == Some("node1"),
+            explain(&agents)
+        );
+        eprintln!(
+            "==== ETP Local: the VIP followed the endpoint node2 -> node1 in {:?} ====",
+            t0.elapsed()
+        );
+        assert!(!vip_on(&topo.nodes[0], vip), "node0 never had an endpoint");
+    });
+}
