@@ -7,8 +7,8 @@
 //! - `daemonset` prints the RBAC documents before the DaemonSet (kube-vip's prints only the
 //!   DaemonSet and needs its rbac.yaml applied first), so that one line is a whole install.
 //! - Objects are named `vipd` (kube-vip: `kube-vip-ds`, `system:kube-vip-role`, …).
-//! - The ClusterRole grants only what the chosen modes use: Leases only with an election or
-//!   IPAM, ConfigMaps only with IPAM, no `nodes` writes (vipd writes no Node), no `endpoints`,
+//! - The ClusterRole grants only what the chosen modes use: Leases only with an election,
+//!   IPAM or ARP mode, Service writes only with IPAM or ARP mode, ConfigMaps only with IPAM, no `nodes` writes (vipd writes no Node), no `endpoints`,
 //!   `pods` or `servicecidrs`.
 //! - The DaemonSet always uses its ServiceAccount; `--inCluster` is accepted and changes nothing
 //!   (kube-vip without it mounts the host's admin.conf). The static Pod always uses the host's
@@ -113,8 +113,9 @@ fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
 /// What the agent reads and writes, for the modes `f` turns on.
 pub fn cluster_rules(f: &ManifestFlags) -> Vec<PolicyRule> {
     let mut rules = Vec::new();
-    if f.ipam {
-        // The allocator writes the VIP it picks into the Service.
+    if f.ipam || f.arp {
+        // The allocator writes the VIP it picks into the Service; an ARP-mode leader writes
+        // the annotation kube-vip.io/vipHost.
         rules.push(rule(
             "",
             &["services"],
@@ -135,8 +136,9 @@ pub fn cluster_rules(f: &ManifestFlags) -> Vec<PolicyRule> {
     // Events on Services: events.k8s.io/v1, and core/v1 for older recorders; patch for series.
     rules.push(rule("", &["events"], &["create", "patch"]));
     rules.push(rule("events.k8s.io", &["events"], &["create", "patch"]));
-    if f.services_election || f.leader_election || f.ipam {
-        // kube-lease-manager takes and renews a Lease by (server-side apply) patch.
+    if f.services_election || f.leader_election || f.ipam || f.arp {
+        // kube-lease-manager takes and renews a Lease by (server-side apply) patch; ARP mode
+        // elects through a Lease always (get, create, update).
         rules.push(rule(
             "coordination.k8s.io",
             &["leases"],

@@ -368,10 +368,10 @@ fn env_carries_kube_vips_names_for_the_flags_given() {
 }
 
 #[test]
-fn leases_are_granted_only_with_an_election_or_ipam() {
+fn leases_are_granted_only_with_an_election_ipam_or_arp() {
     let lease = "coordination.k8s.io/leases";
     assert!(!rules(&with(&["--services"])).contains_key(lease));
-    for flag in ["--servicesElection", "--leaderElection", "--ipam"] {
+    for flag in ["--servicesElection", "--leaderElection", "--ipam", "--arp"] {
         assert_eq!(
             rules(&with(&["--services", flag]))[lease],
             verbs(&["get", "create", "update", "patch"]),
@@ -381,7 +381,7 @@ fn leases_are_granted_only_with_an_election_or_ipam() {
 }
 
 #[test]
-fn configmaps_and_service_writes_are_granted_only_with_ipam() {
+fn configmaps_only_with_ipam_and_service_writes_only_with_ipam_or_arp() {
     let plain = rules(&with(&["--services", "--servicesElection"]));
     assert!(!plain.contains_key("configmaps"));
     assert_eq!(plain["services"], verbs(&["get", "list", "watch"]));
@@ -389,6 +389,13 @@ fn configmaps_and_service_writes_are_granted_only_with_ipam() {
     assert_eq!(ipam["configmaps"], verbs(&["get", "list", "watch"]));
     assert_eq!(
         ipam["services"],
+        verbs(&["get", "list", "watch", "patch", "update"])
+    );
+    // ARP mode: the leader writes kube-vip.io/vipHost.
+    let arp = rules(&with(&["--services", "--arp"]));
+    assert!(!arp.contains_key("configmaps"));
+    assert_eq!(
+        arp["services"],
         verbs(&["get", "list", "watch", "patch", "update"])
     );
 }
