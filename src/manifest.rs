@@ -8,8 +8,8 @@
 //!   DaemonSet and needs its rbac.yaml applied first), so that one line is a whole install.
 //! - Objects are named `vipd` (kube-vip: `kube-vip-ds`, `system:kube-vip-role`, …).
 //! - The ClusterRole grants only what the chosen modes use: Leases only with an election,
-//!   IPAM or ARP mode, Service writes only with IPAM or ARP mode, ConfigMaps only with IPAM, no `nodes` writes (vipd writes no Node), no `endpoints`,
-//!   `pods` or `servicecidrs`.
+//!   IPAM or ARP mode, Service writes only with IPAM or ARP mode, ConfigMaps only with IPAM,
+//!   no `nodes` writes (vipd writes no Node), no `endpoints`, `pods` or `servicecidrs`.
 //! - The DaemonSet always uses its ServiceAccount; `--inCluster` is accepted and changes nothing
 //!   (kube-vip without it mounts the host's admin.conf). The static Pod always uses the host's
 //!   kubeconfig instead, since the kubelet refuses static Pods that name a ServiceAccount.
