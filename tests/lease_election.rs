@@ -101,7 +101,7 @@ async fn a_released_lease_passes_to_the_other_candidate_at_once_and_never_to_bot
     }
 
     // The leader stops: it reports NotLeading, releases, and the other takes within a retry
-    // period plus its stagger (< 2 retry periods), far below the lease duration.
+    // period plus its stagger (each below one retry period), far below the lease duration.
     let t0 = Instant::now();
     elections[first]
         .take()
@@ -128,7 +128,7 @@ async fn a_released_lease_passes_to_the_other_candidate_at_once_and_never_to_bot
     };
     eprintln!("==== released Lease taken over in {took:?} ====");
     assert!(
-        took < Duration::from_millis(1000),
+        took < Duration::from_millis(1500),
         "takeover after release took {took:?}"
     );
     drop(elections);
