@@ -123,6 +123,7 @@ pub async fn run(
         requested: BTreeMap::new(),
         host_asked: BTreeMap::new(),
         problems: BTreeSet::new(),
+        problems_now: BTreeSet::new(),
     };
     tokio::pin!(shutdown);
     info!(node = %svc.node_name, election = ?arp.election, "ARP mode: waiting for the first complete list of Services, EndpointSlices and this node");
@@ -210,8 +211,10 @@ struct Owner {
     requested: BTreeMap<ServiceKey, (Vec<IpAddr>, Option<String>)>,
     /// Per Service, the resourceVersion when `vipHost` was last asked.
     host_asked: BTreeMap<ServiceKey, Option<String>>,
-    /// Problems already reported (once each while they last).
+    /// Problems reported up to the last reconcile (each once while it lasts)…
     problems: BTreeSet<(ServiceKey, String)>,
+    /// …and those found in this one (a problem gone and back is reported again).
+    problems_now: BTreeSet<(ServiceKey, String)>,
 }
 
 impl Owner {
@@ -389,6 +392,7 @@ impl Owner {
         }
 
         self.report(&desired, &wanted, &services);
+        self.problems = std::mem::take(&mut self.problems_now);
     }
 
     /// The VIP's interface: the Service's annotation, `vip_servicesinterface`, `vip_interface`,
@@ -422,7 +426,9 @@ impl Owner {
     }
 
     fn problem(&mut self, key: &ServiceKey, reason: &str, note: String) {
-        if self.problems.insert((key.clone(), note.clone())) {
+        let new = !self.problems.contains(&(key.clone(), note.clone()));
+        self.problems_now.insert((key.clone(), note.clone()));
+        if new {
             warn!(service = %key, reason, "{note}");
             self.events.send(ServiceEvent {
                 service: key.clone(),
