@@ -875,3 +875,73 @@ fn under_etp_local_only_the_node_with_the_endpoint_stands_and_a_leader_that_lose
         assert!(!vip_on(&topo.nodes[0], vip), "node0 never had an endpoint");
     });
 }
+
+#[test]
+fn a_leader_cut_off_from_the_api_server_drops_the_vip_before_another_node_takes_it() {
+    skip_unless!(root, VIPD_NEEDS, L2_NEEDS);
+    let vip = "10.97.0.95";
+    let topo = Topology::with_nodes(NODES);
+    let _lan = Lan::new(&topo);
+    let dir = tempfile::tempdir().unwrap();
+    let tor = topo.tor.clone();
+    in_netns(&tor, async {
+        let (_api, client, agents) =
+            start_cluster(&topo, dir.path(), TIMING, &[("cut", vip)]).await;
+        for round in 0..3 {
+            eventually!(
+                Duration::from_secs(10),
+                "one node holds the VIP",
+                holder_of(&topo, vip, None).is_some(),
+                explain(&agents)
+            );
+            let old = holder_of(&topo, vip, None).unwrap();
+            // The partition: the leader keeps its LAN (its kernel would answer ARP for as long
+            // as the address is there) but loses the API server.
+            let t0 = Instant::now();
+            run_ok(
+                "ip",
+                &["-n", &topo.nodes[old], "link", "set", "veth-tor", "down"],
+            );
+            let mut dropped = None;
+            let mut taken = None;
+            while t0.elapsed() < BUDGET + Duration::from_secs(2) && taken.is_none() {
+                if dropped.is_none() && !vip_on(&topo.nodes[old], vip) {
+                    dropped = Some(t0.elapsed());
+                }
+                if (0..NODES).any(|i| i != old && vip_on(&topo.nodes[i], vip)) {
+                    taken = Some(t0.elapsed());
+                    // Both at once would be a split brain: the old one must be gone by now.
+                    assert!(!vip_on(&topo.nodes[old], vip), "round {round}: node{old} still holds {vip} while another node claimed it\n{}", explain(&agents));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let (dropped, taken) = (
+                dropped.expect("the cut-off leader dropped the VIP"),
+                taken.expect("another node took the VIP"),
+            );
+            eprintln!("==== partition {round}: node{old} dropped the VIP after {dropped:?}, another node held it after {taken:?} ====");
+            assert!(
+                dropped < Duration::from_millis(2600),
+                "dropped at the renew deadline (2 s after the last renew), not later: {dropped:?}"
+            );
+            assert!(dropped < taken, "dropped before taken");
+            assert!(taken <= BUDGET, "failover within the budget: {taken:?}");
+            // Heal: the old leader comes back and does not take the VIP back (sticky).
+            run_ok(
+                "ip",
+                &["-n", &topo.nodes[old], "link", "set", "veth-tor", "up"],
+            );
+            let new = holder_of(&topo, vip, None).unwrap();
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            assert_eq!(
+                holder_of(&topo, vip, None),
+                Some(new),
+                "sticky after the partition heals"
+            );
+            assert_eq!(
+                holder(&client, "kubevip-cut").await,
+                Some(format!("node{new}"))
+            );
+        }
+    });
+}
