@@ -11,6 +11,7 @@
 //! - [`peers`] (I/O): the peer set, static and from this node's annotations (watched).
 //! - [`bgp`]: the embedded speaker — pure protocol core (`wire`, `open`, `adj_out`, `fsm`) and
 //!   its I/O edge (`driver`, `speaker`).
+//! - [`dhcp`]: DHCP-acquired VIPs — the pure RFC 2131 client and its macvlan/socket edge.
 //! - [`netlink`] puts VIP addresses on an interface (marked as vipd's); [`netif`] reads local
 //!   interface addresses; [`sys`] holds the only `unsafe` (TCP-MD5).
 //! - [`manifest`] (pure) prints the RBAC, DaemonSet and static Pod that install vipd.
@@ -25,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod decide;
 pub mod demo;
+pub mod dhcp;
 pub mod http;
 pub mod ipam;
 pub mod kube;

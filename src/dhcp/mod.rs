@@ -1,0 +1,10 @@
+//! DHCP-acquired VIPs (`loadBalancerIP: 0.0.0.0`).
+//!
+//! - [`client`] [pure]: the RFC 2131 client state machine (messages by `dhcproto`).
+//! - [`macvlan`] [I/O]: the per-Service macvlan a lease is held on, and its MAC.
+//! - [`edge`] [I/O]: drives a [`client::Client`] over a UDP socket bound to the macvlan and keeps
+//!   the leased address on it.
+
+pub mod client;
+pub mod edge;
+pub mod macvlan;
