@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. As root it first installs the Debian packages the
-# interoperability tests need (BIRD 2, FRR, GoBGP, iproute2, tcpdump), without letting their
+# interoperability tests need (BIRD 2, FRR, GoBGP, dnsmasq, miniupnpd, iproute2, tcpdump), without letting their
 # maintainer scripts start the daemons in the host's network namespace. Without root, or
 # without a package, those tests skip and say why.
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(bird2 frr gobgpd iproute2 iputils-ping tcpdump procps)
+# dnsmasq-base: DHCP server (dhcp_dnsmasq); miniupnpd-nftables, nftables, stun-server, miniupnpc:
+# UPnP IGD, its ruleset, the STUN server that gives it a usable external address, upnpc.
+PKGS=(bird2 frr gobgpd iproute2 iputils-ping tcpdump procps dnsmasq-base miniupnpd-nftables nftables stun-server miniupnpc)
 
 install_packages() {
 	local missing=()

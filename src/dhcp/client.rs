@@ -123,6 +123,9 @@ pub struct Client {
     began: Instant,
     /// Transmissions of the current message so far.
     tries: u32,
+    /// When the first REQUEST of the current exchange went out: the lease timers count from
+    /// there (RFC 2131 §4.4.1), not from the DISCOVER, which a pinging server may answer late.
+    requested_at: Instant,
     /// When to act next: retransmit, or move to the next lease phase.
     deadline: Option<Instant>,
     lease: Option<Lease>,
@@ -141,6 +144,7 @@ impl Client {
             xid: 0,
             began: Instant::now(),
             tries: 0,
+            requested_at: Instant::now(),
             deadline: None,
             lease: None,
             naks: 0,
@@ -363,9 +367,7 @@ impl Client {
                 secs(OptionCode::Renewal),
                 secs(OptionCode::Rebinding),
             );
-            // The timers count from when the request was sent (RFC 2131 §4.4.1), which is the
-            // conservative end.
-            let base = self.began;
+            let base = self.requested_at;
             (
                 Some(lease),
                 Some(base + t1),
@@ -454,6 +456,9 @@ impl Client {
             }
             State::Bound | State::Stopped => return Vec::new(),
         };
+        if self.tries == 0 && kind_of(&msg) == Some(MessageType::Request) {
+            self.requested_at = now;
+        }
         self.tries += 1;
         self.deadline = Some(self.next_deadline(now));
         vec![send(to, &msg)]
@@ -514,6 +519,10 @@ impl Client {
         }
         msg
     }
+}
+
+fn kind_of(msg: &Message) -> Option<MessageType> {
+    msg.opts().msg_type()
 }
 
 fn send(to: Destination, msg: &Message) -> Action {

@@ -145,6 +145,22 @@ fn discover_offer_request_ack_binds_with_client_id_and_hostname() {
 }
 
 #[test]
+fn lease_timers_count_from_the_request_not_from_a_late_answered_discover() {
+    let t0 = Instant::now();
+    let mut c = client(None);
+    let (_, discover) = sent(&c.start(t0));
+    let t3 = t0 + Duration::from_secs(3);
+    let (_, request) = sent(&c.handle(
+        t3,
+        &reply(&discover, MessageType::Offer, OFFERED, Some(120)),
+    ));
+    let t4 = t0 + Duration::from_secs(4);
+    let lease = bound_lease(&c.handle(t4, &reply(&request, MessageType::Ack, OFFERED, Some(120))));
+    assert_eq!(lease.t1, Some(t3 + Duration::from_secs(60)));
+    assert_eq!(lease.expires, Some(t3 + Duration::from_secs(120)));
+}
+
+#[test]
 fn renew_is_unicast_at_t1_rebind_broadcast_at_t2_and_expiry_unbinds_and_rediscovers() {
     let (mut c, t0) = bound(120);
     assert!(

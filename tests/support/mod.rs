@@ -26,6 +26,7 @@ macro_rules! skip_unless {
 pub mod bird;
 pub mod cluster;
 pub mod daemon;
+pub mod dnsmasq;
 pub mod frr;
 pub mod gobgp;
 pub mod metal;
