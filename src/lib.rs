@@ -14,6 +14,7 @@
 //! - [`dhcp`]: DHCP-acquired VIPs — the pure RFC 2131 client and its macvlan/socket edge.
 //! - [`netlink`] puts VIP addresses on an interface (marked as vipd's); [`netif`] reads local
 //!   interface addresses; [`sys`] holds the only `unsafe` (TCP-MD5).
+//! - [`upnp`]: UPnP port mappings for annotated Services (pure plan, igd-next edge).
 //! - [`manifest`] (pure) prints the RBAC, DaemonSet and static Pod that install vipd.
 //! - [`http`] serves `/healthz` and `/readyz`.
 //! - [`demo`] runs `vipd demo`.
@@ -36,5 +37,6 @@ pub mod netlink;
 pub mod peers;
 pub mod services;
 pub mod sys;
+pub mod upnp;
 
 pub use agent::run;

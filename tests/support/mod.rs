@@ -30,6 +30,7 @@ pub mod dnsmasq;
 pub mod frr;
 pub mod gobgp;
 pub mod metal;
+pub mod miniupnpd;
 pub mod netns;
 pub mod router;
 pub mod scenarios;
