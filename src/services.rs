@@ -13,6 +13,7 @@ use crate::bgp::speaker::Speaker;
 use crate::config::{Config, ServicesSettings};
 use crate::decide::ingress::{current_ingress, ingress_change, ingress_target};
 use crate::decide::{self, ClusterView, DecideConfig, Desired, NodeCtx, Problem, ServiceKey, Skip};
+use crate::dhcp::services::DhcpServices;
 use crate::http::Readiness;
 use crate::kube::status::{EventSink, ServiceEvent, StatusWriter};
 use crate::kube::view::{AbortOnDrop, Snapshot, View};
@@ -39,7 +40,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let mut addresses = None;
-    let result = serve(cfg, svc, &mut agent, &mut addresses, shutdown).await;
+    let mut dhcp = None;
+    let result = serve(cfg, svc, &mut agent, &mut addresses, &mut dhcp, shutdown).await;
     let Agent {
         speaker, mut peers, ..
     } = agent;
@@ -49,6 +51,10 @@ pub async fn run(
         for e in addrs.remove_unwanted(&BTreeSet::new()).await {
             warn!("shutdown: {e}");
         }
+    }
+    // After the routes: RELEASE the leases, delete the macvlans.
+    if let Some(dhcp) = dhcp.as_mut() {
+        dhcp.shutdown().await;
     }
     result
 }
@@ -67,6 +73,7 @@ async fn serve(
     svc: &ServicesSettings,
     agent: &mut Agent,
     addresses: &mut Option<VipAddresses>,
+    dhcp_out: &mut Option<DhcpServices>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let Agent {
@@ -100,7 +107,8 @@ async fn serve(
         status: svc
             .status_updates
             .then(|| StatusWriter::start(client.clone())),
-        events: EventSink::start(client, &svc.node_name),
+        events: EventSink::start(client.clone(), &svc.node_name),
+        dhcp: Some(DhcpServices::new(client, &svc.interface)),
         routes: BTreeSet::new(),
         announced: BTreeMap::new(),
         reported: BTreeMap::new(),
@@ -110,6 +118,7 @@ async fn serve(
     // Peer events only wake the loop; whether a session is up is read from the speaker, so an
     // Up that happened before this point is not missed.
     let mut peer_events = speaker.events();
+    let dhcp_changed = owner.dhcp.as_ref().map(DhcpServices::notifier);
     tokio::pin!(shutdown);
     info!(
         node = %svc.node_name,
@@ -141,6 +150,7 @@ async fn serve(
                     tokio::time::sleep(DEBOUNCE).await;
                     break;
                 }
+                () = lease_changed(dhcp_changed.as_deref()) => break,
                 _ = resync.tick() => break,
                 () = peers.changed() => {
                     owner.decide = decide_config(cfg, svc, &peers.current());
@@ -155,7 +165,17 @@ async fn serve(
             }
         }
     }
+    // The leases outlive the loop: released after the routes are withdrawn (see `run`).
+    *dhcp_out = owner.dhcp.take();
     Ok(())
+}
+
+/// A DHCP lease was bound, moved or lost (never, without DHCP).
+async fn lease_changed(notify: Option<&tokio::sync::Notify>) {
+    match notify {
+        Some(n) => n.notified().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn any_peer_up(speaker: &Speaker) -> bool {
@@ -209,6 +229,8 @@ struct Owner {
     /// (with the Service's resourceVersion when asked: a newer version that still differs means
     /// the write was lost or overwritten, so it is asked again).
     requested: BTreeMap<ServiceKey, (Vec<IpAddr>, Option<String>)>,
+    /// The DHCP VIPs (`0.0.0.0` Services) this node leases; their addresses live on macvlans.
+    dhcp: Option<DhcpServices>,
 }
 
 impl Owner {
@@ -224,25 +246,34 @@ impl Owner {
             endpoint_slices: &snap.endpoint_slices,
         };
         let node = NodeCtx::from_node(&self.node_name, snap.node.as_deref());
-        let desired = decide::desired(&view, &node, &self.decide);
+        let mut desired = decide::desired(&view, &node, &self.decide);
+        let mut on_macvlans = BTreeSet::new();
+        if let Some(dhcp) = self.dhcp.as_mut() {
+            dhcp.reconcile(&snap.services, &mut desired, &self.events)
+                .await;
+            on_macvlans = dhcp.leased();
+        }
         let wanted: BTreeSet<IpAddr> = desired.routes.keys().copied().collect();
+        // Leased addresses are on their macvlans already, never on the VIP interface.
+        let on_interface: BTreeSet<IpAddr> = wanted.difference(&on_macvlans).copied().collect();
         // The address before the route, the route before the address goes.
         match addresses {
             Some(addrs) => {
-                for e in addrs.add_missing(&wanted).await {
+                for e in addrs.add_missing(&on_interface).await {
                     warn!("{e}; not announcing it until its address is in place");
                 }
                 // Only VIPs whose address is on the interface (vipd's, or one that was
                 // already there) are announced: a router must not send traffic here for an
                 // address this node does not answer for.
-                let present = addrs.present().await;
+                let mut present = addrs.present().await;
+                present.extend(on_macvlans.iter().copied());
                 let announce: BTreeSet<IpAddr> = wanted
                     .iter()
                     .filter(|ip| present.contains(ip))
                     .copied()
                     .collect();
                 self.apply_routes(speaker, announce);
-                for e in addrs.remove_unwanted(&wanted).await {
+                for e in addrs.remove_unwanted(&on_interface).await {
                     warn!("{e}");
                 }
             }

@@ -4,7 +4,12 @@
 //! - [`macvlan`] [I/O]: the per-Service macvlan a lease is held on, and its MAC.
 //! - [`edge`] [I/O]: drives a [`client::Client`] over a UDP socket bound to the macvlan and keeps
 //!   the leased address on it.
+//! - [`plan`] [pure]: which Services this node leases for, their identity from annotations, and
+//!   how a lease joins the decision.
+//! - [`services`] [I/O]: the DHCP VIPs of services mode, driven by the owner loop.
 
 pub mod client;
 pub mod edge;
 pub mod macvlan;
+pub mod plan;
+pub mod services;
