@@ -49,17 +49,7 @@ impl DhcpBed {
         let log = dir.path().join("dnsmasq.log");
         let conf = dir.path().join("dnsmasq.conf");
         let mut bed = DhcpBed {
-            dnsmasq: Daemon::new(
-                "dnsmasq",
-                &srv,
-                vec![
-                    tool("dnsmasq"),
-                    format!("--conf-file={}", path_str(&conf)),
-                    "--keep-in-foreground".into(),
-                    "--log-facility=-".into(),
-                ],
-                log,
-            ),
+            dnsmasq: daemon(&srv, &conf, log),
             lan: lan.clone(),
             srv: srv.clone(),
             dir,
@@ -83,18 +73,14 @@ impl DhcpBed {
         for step in steps {
             run_ok("ip", step);
         }
-        let mut text = format!(
-            "port=0\ninterface=lan0\nbind-interfaces\nno-resolv\nno-hosts\n\
-             dhcp-range=10.98.0.100,10.98.0.150,255.255.255.0,{lease}\ndhcp-authoritative\n\
-             dhcp-leasefile={}\npid-file={}\nlog-dhcp\nuser=root\n",
-            path_str(&bed.lease_file()),
-            path_str(&bed.dir.path().join("dnsmasq.pid")),
+        write_config(
+            &conf,
+            "lan0",
+            "10.98.0.100,10.98.0.150,255.255.255.0",
+            lease,
+            &bed.lease_file(),
+            extra,
         );
-        for line in extra {
-            text.push_str(line);
-            text.push('\n');
-        }
-        std::fs::write(&conf, &text).expect("write dnsmasq.conf");
         bed.start_dnsmasq();
         bed
     }
@@ -116,23 +102,7 @@ impl DhcpBed {
     }
 
     pub fn leases(&self) -> Vec<LeaseLine> {
-        std::fs::read_to_string(self.lease_file())
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                if f.len() < 5 {
-                    return None;
-                }
-                Some(LeaseLine {
-                    expiry: f[0].parse().ok()?,
-                    mac: f[1].to_string(),
-                    ip: f[2].to_string(),
-                    hostname: f[3].to_string(),
-                    client_id: f[4].to_string(),
-                })
-            })
-            .collect()
+        leases(&self.lease_file())
     }
 
     pub fn lease_for(&self, mac: &str) -> Option<LeaseLine> {
@@ -165,6 +135,66 @@ impl DhcpBed {
             .map(str::to_string)
             .collect()
     }
+}
+
+/// dnsmasq's lease file, parsed.
+pub fn leases(path: &std::path::Path) -> Vec<LeaseLine> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() < 5 {
+                return None;
+            }
+            Some(LeaseLine {
+                expiry: f[0].parse().ok()?,
+                mac: f[1].to_string(),
+                ip: f[2].to_string(),
+                hostname: f[3].to_string(),
+                client_id: f[4].to_string(),
+            })
+        })
+        .collect()
+}
+
+/// dnsmasq (DHCP only, no DNS) serving `range` (`start,end,mask`) on `interface` with `lease`,
+/// staying root so it can write `lease_file` in a root-owned temp dir, plus `extra` lines.
+pub fn write_config(
+    conf: &std::path::Path,
+    interface: &str,
+    range: &str,
+    lease: &str,
+    lease_file: &std::path::Path,
+    extra: &[&str],
+) {
+    let mut text = format!(
+        "port=0\ninterface={interface}\nbind-interfaces\nno-resolv\nno-hosts\n\
+         dhcp-range={range},{lease}\ndhcp-authoritative\n\
+         dhcp-leasefile={}\npid-file={}.pid\nlog-dhcp\nuser=root\n",
+        path_str(lease_file),
+        path_str(lease_file),
+    );
+    for line in extra {
+        text.push_str(line);
+        text.push('\n');
+    }
+    std::fs::write(conf, &text).expect("write dnsmasq.conf");
+}
+
+/// dnsmasq in the foreground in `ns` with config `conf`, logging to `log`. Not started.
+pub fn daemon(ns: &str, conf: &std::path::Path, log: PathBuf) -> Daemon {
+    Daemon::new(
+        "dnsmasq",
+        ns,
+        vec![
+            tool("dnsmasq"),
+            format!("--conf-file={}", path_str(conf)),
+            "--keep-in-foreground".into(),
+            "--log-facility=-".into(),
+        ],
+        log,
+    )
 }
 
 impl Drop for DhcpBed {
