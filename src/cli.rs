@@ -255,6 +255,10 @@ pub struct ManagerArgs {
     /// Never write status.loadBalancer of Services.
     #[arg(long = "disableServiceUpdates", env = "disable_service_updates", num_args = 0..=1, default_missing_value = "true")]
     pub disable_service_updates: Option<String>,
+    /// Map the ports of Services annotated kube-vip.io/forwardUPNP on the UPnP gateway (the env
+    /// spelling enableUPNP is read too).
+    #[arg(long = "enableUPNP", env = "enable_upnp", num_args = 0..=1, default_missing_value = "true")]
+    pub enable_upnp: Option<String>,
     /// ARP mode (not in this build yet).
     #[arg(long = "arp", env = "vip_arp", num_args = 0..=1, default_missing_value = "true")]
     pub vip_arp: Option<String>,
@@ -407,6 +411,11 @@ impl ManagerArgs {
             lb_ipam_configmap: self.lb_ipam_configmap.clone(),
             lb_ipam_namespace: self.lb_ipam_namespace.clone(),
             pod_namespace: std::env::var("POD_NAMESPACE").ok(),
+            // The services guide documents `enableUPNP`; kube-vip only reads `enable_upnp`.
+            enable_upnp: self
+                .enable_upnp
+                .clone()
+                .or_else(|| std::env::var("enableUPNP").ok()),
         }
     }
 }

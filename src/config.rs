@@ -76,6 +76,8 @@ pub struct RawSettings {
     pub lb_ipam_namespace: Option<String>,
     /// `POD_NAMESPACE` (the manifest sets it): where the IPAM Lease lives.
     pub pod_namespace: Option<String>,
+    /// `enable_upnp` (or the guide's `enableUPNP`, which kube-vip ignores).
+    pub enable_upnp: Option<String>,
 }
 
 /// Where the BGP identifier comes from.
@@ -133,6 +135,8 @@ pub struct ServicesSettings {
     pub status_updates: bool,
     /// `lb_ipam`: allocate addresses from the kube-vip-cloud-provider ConfigMap.
     pub ipam: Option<crate::kube::ipam::IpamSettings>,
+    /// `enable_upnp`: map the ports of `kube-vip.io/forwardUPNP` Services on the gateway.
+    pub upnp: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -391,6 +395,7 @@ fn services_settings(raw: &RawSettings) -> Result<ServicesSettings, ConfigError>
             "bgp_attach_ip_to_interface (--bgpAttachIPToInterface)",
         )?,
         interface: non_empty(&raw.vip_interface).unwrap_or("lo").to_owned(),
+        upnp: flag(&raw.enable_upnp, "enable_upnp (enableUPNP)")?,
         status_updates: !flag(
             &raw.disable_service_updates,
             "disable_service_updates (--disableServiceUpdates)",
@@ -574,10 +579,19 @@ mod tests {
                 "lb_class_legacy_handling" => r.lb_class_legacy_handling = v,
                 "vip_address" => r.vip_address = v,
                 "vip_loglevel" => r.vip_loglevel = v,
+                "enable_upnp" => r.enable_upnp = v,
                 other => panic!("test knows no {other}"),
             }
         }
         r
+    }
+
+    #[test]
+    fn upnp_is_off_unless_enabled() {
+        let svc = |pairs: &[(&str, &str)]| validate(&raw(pairs)).unwrap().services.unwrap().upnp;
+        assert!(!svc(&[("svc_enable", "true")]));
+        assert!(svc(&[("svc_enable", "true"), ("enable_upnp", "true")]));
+        assert!(validate(&raw(&[("svc_enable", "true"), ("enable_upnp", "maybe")])).is_err());
     }
 
     #[test]

@@ -19,6 +19,8 @@ use crate::kube::status::{EventSink, ServiceEvent, StatusWriter};
 use crate::kube::view::{AbortOnDrop, Snapshot, View};
 use crate::netlink::VipAddresses;
 use crate::peers::PeerSources;
+use crate::upnp::gateway::SearchSettings;
+use crate::upnp::services::UpnpServices;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::IpAddr;
@@ -41,7 +43,16 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let mut addresses = None;
     let mut dhcp = None;
-    let result = serve(cfg, svc, &mut agent, &mut addresses, &mut dhcp, shutdown).await;
+    let mut upnp = None;
+    let result = serve(
+        cfg,
+        svc,
+        &mut agent,
+        &mut addresses,
+        (&mut dhcp, &mut upnp),
+        shutdown,
+    )
+    .await;
     let Agent {
         speaker, mut peers, ..
     } = agent;
@@ -52,9 +63,12 @@ pub async fn run(
             warn!("shutdown: {e}");
         }
     }
-    // After the routes: RELEASE the leases, delete the macvlans.
+    // After the routes: RELEASE the leases, delete the macvlans and the UPnP mappings.
     if let Some(dhcp) = dhcp.as_mut() {
         dhcp.shutdown().await;
+    }
+    if let Some(upnp) = upnp.as_mut() {
+        upnp.shutdown().await;
     }
     result
 }
@@ -73,7 +87,7 @@ async fn serve(
     svc: &ServicesSettings,
     agent: &mut Agent,
     addresses: &mut Option<VipAddresses>,
-    dhcp_out: &mut Option<DhcpServices>,
+    (dhcp_out, upnp_out): (&mut Option<DhcpServices>, &mut Option<UpnpServices>),
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let Agent {
@@ -101,14 +115,18 @@ async fn serve(
         )))
     });
     let mut view = View::start(client.clone(), svc.namespace.as_deref(), &svc.node_name);
+    let events = EventSink::start(client.clone(), &svc.node_name);
     let mut owner = Owner {
         node_name: svc.node_name.clone(),
         decide: decide_config(cfg, svc, &peers.current()),
         status: svc
             .status_updates
             .then(|| StatusWriter::start(client.clone())),
-        events: EventSink::start(client.clone(), &svc.node_name),
+        events: events.clone(),
         dhcp: Some(DhcpServices::new(client, &svc.interface)),
+        upnp: svc
+            .upnp
+            .then(|| UpnpServices::start(SearchSettings::default(), events)),
         routes: BTreeSet::new(),
         announced: BTreeMap::new(),
         reported: BTreeMap::new(),
@@ -167,6 +185,7 @@ async fn serve(
     }
     // The leases outlive the loop: released after the routes are withdrawn (see `run`).
     *dhcp_out = owner.dhcp.take();
+    *upnp_out = owner.upnp.take();
     Ok(())
 }
 
@@ -231,6 +250,8 @@ struct Owner {
     requested: BTreeMap<ServiceKey, (Vec<IpAddr>, Option<String>)>,
     /// The DHCP VIPs (`0.0.0.0` Services) this node leases; their addresses live on macvlans.
     dhcp: Option<DhcpServices>,
+    /// UPnP mappings of `forwardUPNP` Services this node announces (`enable_upnp`).
+    upnp: Option<UpnpServices>,
 }
 
 impl Owner {
@@ -278,6 +299,9 @@ impl Owner {
                 }
             }
             None => self.apply_routes(speaker, wanted),
+        }
+        if let Some(upnp) = self.upnp.as_mut() {
+            upnp.update(&snap.services, &desired);
         }
         self.report(&desired);
         if self.status.is_some() {

@@ -74,6 +74,8 @@ pub struct UpnpState {
     pub installed: BTreeMap<Key, Mapping>,
     /// The last round's failures, each naming the gateway's answer; empty when all went well.
     pub errors: Vec<String>,
+    /// The failures that concern one Service (`namespace/name` → error), for its Events.
+    pub failed: BTreeMap<String, String>,
 }
 
 /// The mappings vipd made on one gateway.
@@ -103,6 +105,13 @@ impl Forwarder {
                 .map(|(k, i)| (*k, i.mapping.clone()))
                 .collect(),
             errors: errors.iter().map(ToString::to_string).collect(),
+            failed: errors
+                .iter()
+                .filter_map(|e| match e {
+                    UpnpError::Add { service, .. } => Some((service.clone(), e.to_string())),
+                    _ => None,
+                })
+                .collect(),
         }
     }
 
