@@ -588,10 +588,15 @@ mod tests {
 
     #[test]
     fn upnp_is_off_unless_enabled() {
-        let svc = |pairs: &[(&str, &str)]| validate(&raw(pairs)).unwrap().services.unwrap().upnp;
-        assert!(!svc(&[("svc_enable", "true")]));
-        assert!(svc(&[("svc_enable", "true"), ("enable_upnp", "true")]));
-        assert!(validate(&raw(&[("svc_enable", "true"), ("enable_upnp", "maybe")])).is_err());
+        let with = |more: &[(&str, &str)]| {
+            let mut pairs = vec![("svc_enable", "true"), ("vip_nodename", "n1")];
+            pairs.extend_from_slice(more);
+            validate(&raw(&pairs))
+        };
+        let upnp = |more: &[(&str, &str)]| with(more).unwrap().services.unwrap().upnp;
+        assert!(!upnp(&[]));
+        assert!(upnp(&[("enable_upnp", "true")]));
+        assert!(with(&[("enable_upnp", "maybe")]).is_err());
     }
 
     #[test]
