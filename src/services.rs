@@ -137,6 +137,7 @@ async fn serve(
     // Up that happened before this point is not missed.
     let mut peer_events = speaker.events();
     let dhcp_changed = owner.dhcp.as_ref().map(DhcpServices::notifier);
+    let upnp_changed = owner.upnp.as_ref().map(UpnpServices::notifier);
     tokio::pin!(shutdown);
     info!(
         node = %svc.node_name,
@@ -169,6 +170,7 @@ async fn serve(
                     break;
                 }
                 () = lease_changed(dhcp_changed.as_deref()) => break,
+                () = lease_changed(upnp_changed.as_deref()) => break,
                 _ = resync.tick() => break,
                 () = peers.changed() => {
                     owner.decide = decide_config(cfg, svc, &peers.current());
@@ -189,7 +191,8 @@ async fn serve(
     Ok(())
 }
 
-/// A DHCP lease was bound, moved or lost (never, without DHCP).
+/// A DHCP lease was bound, moved or lost, or UPnP's external address or mapped Services changed
+/// (never, without them).
 async fn lease_changed(notify: Option<&tokio::sync::Notify>) {
     match notify {
         Some(n) => n.notified().await,
@@ -410,7 +413,8 @@ impl Owner {
             let Some(d) = desired.services.get(&key) else {
                 continue;
             };
-            let target = ingress_target(d, peers_up);
+            let external = self.upnp.as_ref().and_then(|u| u.external_for(&key));
+            let target = crate::upnp::plan::with_external(ingress_target(d, peers_up), external);
             let Some(change) = ingress_change(&target, &current_ingress(svc)) else {
                 continue;
             };

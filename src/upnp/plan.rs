@@ -7,8 +7,9 @@
 //! permanent ones re-asserted, since a rebooted router forgets them), and removed when the port,
 //! the annotation or the Service goes away.
 
+use crate::decide::ingress::IngressTarget;
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 pub const FORWARD_ANNOTATION: &str = "kube-vip.io/forwardUPNP";
@@ -224,6 +225,24 @@ pub fn steps(
     out
 }
 
+/// The ingress a Service's status gets with UPnP: its VIPs, then the gateway's external address
+/// when one of its ports is mapped (kube-vip lists the gateway's address too, so clients outside
+/// the NAT find the Service).
+pub fn with_external(target: IngressTarget, external: Option<IpAddr>) -> IngressTarget {
+    let Some(ext) = external else { return target };
+    let add = |mut v: Vec<IpAddr>| {
+        if !v.contains(&ext) {
+            v.push(ext);
+        }
+        v
+    };
+    match target {
+        IngressTarget::Set(v) => IngressTarget::Set(add(v)),
+        IngressTarget::SetIfEmpty(v) => IngressTarget::SetIfEmpty(add(v)),
+        other => other,
+    }
+}
+
 /// The earliest refresh among installed mappings.
 pub fn next_refresh(installed: &BTreeMap<Key, Installed>) -> Option<Instant> {
     installed.values().map(|i| i.refresh_at).min()
@@ -400,6 +419,32 @@ mod tests {
         assert_eq!(
             steps(&shorter, &installed, now),
             vec![Step::Add((Proto::Tcp, 80), mapping(80, 60, "default/web"))]
+        );
+    }
+
+    #[test]
+    fn the_gateway_address_follows_the_vips_in_the_ingress() {
+        let vip: IpAddr = "10.96.0.50".parse().unwrap();
+        let ext: IpAddr = "198.18.1.1".parse().unwrap();
+        assert_eq!(
+            with_external(IngressTarget::Set(vec![vip]), Some(ext)),
+            IngressTarget::Set(vec![vip, ext])
+        );
+        assert_eq!(
+            with_external(IngressTarget::SetIfEmpty(vec![vip, ext]), Some(ext)),
+            IngressTarget::SetIfEmpty(vec![vip, ext])
+        );
+        assert_eq!(
+            with_external(IngressTarget::Clear, Some(ext)),
+            IngressTarget::Clear
+        );
+        assert_eq!(
+            with_external(IngressTarget::Leave, Some(ext)),
+            IngressTarget::Leave
+        );
+        assert_eq!(
+            with_external(IngressTarget::Set(vec![vip]), None),
+            IngressTarget::Set(vec![vip])
         );
     }
 

@@ -12,12 +12,15 @@ use k8s_openapi::api::core::v1::Service;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 use tracing::warn;
 
 pub struct UpnpServices {
     desired: watch::Sender<BTreeMap<plan::Key, plan::Mapping>>,
+    state: watch::Receiver<UpnpState>,
+    /// Notified when the external address or the set of mapped Services changes (status).
+    changed: Arc<Notify>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
     /// Sends the forwarder's failures as Events as they happen (rounds run on their own timers).
@@ -30,13 +33,20 @@ impl UpnpServices {
     pub fn start(search: SearchSettings, events: EventSink) -> UpnpServices {
         let (desired, desired_rx) = watch::channel(BTreeMap::new());
         let (state_tx, state) = watch::channel(UpnpState::default());
-        let events = AbortOnDrop(tokio::spawn(report_failures(state, events)));
+        let changed = Arc::new(Notify::new());
+        let events = AbortOnDrop(tokio::spawn(report_failures(
+            state.clone(),
+            events,
+            changed.clone(),
+        )));
         let (stop, stop_rx) = oneshot::channel::<()>();
         let task = tokio::spawn(gateway::run(search, desired_rx, state_tx, false, async {
             let _ = stop_rx.await;
         }));
         UpnpServices {
             desired,
+            state,
+            changed,
             stop: Some(stop),
             task: Some(task),
             _events: events,
@@ -61,6 +71,22 @@ impl UpnpServices {
         });
     }
 
+    pub fn notifier(&self) -> Arc<Notify> {
+        self.changed.clone()
+    }
+
+    /// The gateway's external address, if a port of `key` is mapped.
+    pub fn external_for(&self, key: &ServiceKey) -> Option<IpAddr> {
+        let state = self.state.borrow();
+        let name = key.to_string();
+        state
+            .installed
+            .values()
+            .any(|m| m.service == name)
+            .then_some(state.external_ip)
+            .flatten()
+    }
+
     /// Deletes every mapping and ends the task.
     pub async fn shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {
@@ -73,10 +99,24 @@ impl UpnpServices {
 }
 
 /// A Warning Event per Service whose mapping failed, once per distinct failure while it lasts.
-async fn report_failures(mut state: watch::Receiver<UpnpState>, events: EventSink) {
+/// Also wakes the owner loop when what the status shows changes.
+async fn report_failures(
+    mut state: watch::Receiver<UpnpState>,
+    events: EventSink,
+    changed: Arc<Notify>,
+) {
     let mut reported: BTreeMap<String, String> = BTreeMap::new();
+    let mut shown = (None, Vec::new());
     while state.changed().await.is_ok() {
-        let failed = state.borrow_and_update().failed.clone();
+        let (failed, now_shown) = {
+            let s = state.borrow_and_update();
+            let services: Vec<String> = s.installed.values().map(|m| m.service.clone()).collect();
+            (s.failed.clone(), (s.external_ip, services))
+        };
+        if now_shown != shown {
+            shown = now_shown;
+            changed.notify_one();
+        }
         for (service, error) in &failed {
             if reported.get(service) == Some(error) {
                 continue;
