@@ -384,7 +384,8 @@ fn leases_are_granted_only_with_an_election_or_ipam() {
 fn configmaps_and_service_writes_are_granted_only_with_ipam() {
     let plain = rules(&with(&["--services", "--servicesElection"]));
     assert!(!plain.contains_key("configmaps"));
-    assert_eq!(plain["services"], verbs(&["get", "list", "watch"]));
+    // patch: DHCP VIPs write kube-vip.io/hwaddr and requestedIP; update only for IPAM.
+    assert_eq!(plain["services"], verbs(&["get", "list", "watch", "patch"]));
     let ipam = rules(&with(&["--services", "--ipam"]));
     assert_eq!(ipam["configmaps"], verbs(&["get", "list", "watch"]));
     assert_eq!(
