@@ -19,7 +19,7 @@ use support::dnsmasq::{self, LeaseLine};
 use support::netns::Topology;
 use support::router::{Router, RouterConfig};
 use support::vipd::Vipd;
-use support::{ns_stdout, VIPD_NEEDS};
+use support::{ns_stdout, run_ok, VIPD_NEEDS};
 use vipd::demo::apiserver::ApiServer;
 
 const UP: Duration = Duration::from_secs(30);
@@ -30,6 +30,42 @@ fn leased(lines: &[LeaseLine], mac: &str) -> Option<String> {
         .iter()
         .find(|l| l.mac.eq_ignore_ascii_case(mac))
         .map(|l| l.ip.clone())
+}
+
+/// The macvlans in namespace `node`.
+fn macvlans(node: &str) -> Vec<String> {
+    ns_stdout(node, &["ip", "-o", "link", "show", "type", "macvlan"])
+        .lines()
+        .filter_map(|l| {
+            let name = l.split_whitespace().nth(1)?;
+            Some(name.trim_end_matches(':').split('@').next()?.to_string())
+        })
+        .collect()
+}
+
+/// Starts dnsmasq in `ns` on `interface` serving `range` (2-minute leases) and waits for it.
+fn start_dnsmasq(
+    ns: &str,
+    dir: &std::path::Path,
+    interface: &str,
+    range: &str,
+) -> (support::daemon::Daemon, std::path::PathBuf) {
+    let conf = dir.join("dnsmasq.conf");
+    let lease_file = dir.join("dnsmasq.leases");
+    dnsmasq::write_config(&conf, interface, range, "2m", &lease_file, &[]);
+    let mut daemon = dnsmasq::daemon(ns, &conf, dir.join("dnsmasq.log"));
+    daemon.start();
+    daemon.wait_ready(
+        Duration::from_secs(10),
+        "dnsmasq bound to udp/67",
+        || {
+            !ns_stdout(ns, &["ss", "-Hlun", "sport = :67"])
+                .trim()
+                .is_empty()
+        },
+        "",
+    );
+    (daemon, lease_file)
 }
 
 async fn annotation(api: &Api<Service>, key: &str) -> Option<String> {
@@ -74,21 +110,6 @@ fn a_dhcp_service_is_leased_announced_kept_across_restart_and_released_on_delete
         },
         "",
     );
-    let macvlans = |node: &str| {
-        ns_stdout(node, &["ip", "-o", "link", "show", "type", "macvlan"])
-            .lines()
-            .filter_map(|l| {
-                l.split_whitespace().nth(1).map(|n| {
-                    n.trim_end_matches(':')
-                        .split('@')
-                        .next()
-                        .unwrap_or("")
-                        .to_string()
-                })
-            })
-            .collect::<Vec<_>>()
-    };
-
     in_netns(&tor, async {
         let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
             .await
@@ -247,5 +268,150 @@ fn a_dhcp_service_is_leased_announced_kept_across_restart_and_released_on_delete
             .collect();
         eprintln!("dnsmasq:\n{}", exchange.join("\n"));
         drop(agent);
+    });
+}
+
+/// Failover: two nodes share a DHCP segment (a bridge on the tor, beside their BGP links). The
+/// Service's only endpoint moves from node0 to node1 (externalTrafficPolicy Local): node0 stops
+/// without RELEASE, node1 asks with the Service's MAC for the same address and gets it; BIRD
+/// moves the route to node1.
+#[test]
+fn a_dhcp_service_keeps_its_address_when_it_fails_over_to_another_node() {
+    skip_unless!(root, Bird::NEEDS, dnsmasq::NEEDS, VIPD_NEEDS);
+    let topo = Topology::with_nodes(2);
+    let mut bird = Bird::new(&topo, RouterConfig::nodes(2));
+    bird.start();
+    let tor = topo.tor.clone();
+    // The DHCP segment: br-dhcp 10.97.0.1/24 on the tor, a veth `dhcp0` from each node.
+    run_ok(
+        "ip",
+        &["-n", &tor, "link", "add", "br-dhcp", "type", "bridge"],
+    );
+    run_ok(
+        "ip",
+        &["-n", &tor, "addr", "add", "10.97.0.1/24", "dev", "br-dhcp"],
+    );
+    run_ok("ip", &["-n", &tor, "link", "set", "br-dhcp", "up"]);
+    for (i, ns) in topo.nodes.iter().enumerate() {
+        let port = format!("dhcp-n{i}");
+        run_ok(
+            "ip",
+            &[
+                "-n", ns, "link", "add", "dhcp0", "type", "veth", "peer", "name", &port, "netns",
+                &tor,
+            ],
+        );
+        run_ok(
+            "ip",
+            &["-n", &tor, "link", "set", &port, "master", "br-dhcp", "up"],
+        );
+        run_ok("ip", &["-n", ns, "link", "set", "dhcp0", "up"]);
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (dnsmasq, lease_file) = start_dnsmasq(
+        &tor,
+        dir.path(),
+        "br-dhcp",
+        "10.97.0.100,10.97.0.150,255.255.255.0",
+    );
+
+    in_netns(&tor, async {
+        let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
+            .await
+            .expect("API server");
+        let client = api.client();
+        let services: Api<Service> = Api::namespaced(client.clone(), "default");
+        let mut agents = Vec::new();
+        for i in 0..2 {
+            cluster::create_node(&client, &format!("node{i}")).await;
+            let kubeconfig = cluster::node_kubeconfig(dir.path(), i, api.addr().port());
+            let mut agent = Vipd::services(&topo, i, &kubeconfig, &[("vip_interface", "dhcp0")]);
+            agent.start();
+            agents.push(agent);
+        }
+        let explain = |agents: &[Vipd]| {
+            let mut s = format!(
+                "---- lease file ----\n{:?}\n---- dnsmasq ----\n{}",
+                dnsmasq::leases(&lease_file),
+                dnsmasq.log_tail(20)
+            );
+            for (i, a) in agents.iter().enumerate() {
+                s.push_str(&format!("\n---- vipd node{i} ----\n{}", a.log_tail()));
+            }
+            s
+        };
+        cluster::create_service(&client, &lb_service("web", "0.0.0.0", true)).await;
+        cluster::put_slice(
+            &client,
+            &slice("web", "web-1", &[Ep::ready("10.244.0.5", "node0")]),
+        )
+        .await;
+
+        eventually!(
+            UP,
+            "node0 leased an address",
+            annotation(&services, "kube-vip.io/requestedIP")
+                .await
+                .is_some(),
+            explain(&agents)
+        );
+        let mac = annotation(&services, "kube-vip.io/hwaddr")
+            .await
+            .expect("hwaddr");
+        let ip = annotation(&services, "kube-vip.io/requestedIP")
+            .await
+            .unwrap();
+        let prefix = format!("{ip}/32");
+        eventually!(
+            UP,
+            "BIRD holds the lease via node0",
+            bird.next_hops(&prefix) == vec!["10.99.0.1".parse::<IpAddr>().unwrap()],
+            explain(&agents)
+        );
+        assert_eq!(macvlans(&topo.nodes[0]).len(), 1);
+        assert!(
+            macvlans(&topo.nodes[1]).is_empty(),
+            "node1 has no endpoint: no lease there"
+        );
+        let first = dnsmasq::leases(&lease_file);
+        eprintln!("node0 leased {ip} to {mac}: {first:?}");
+
+        cluster::put_slice(
+            &client,
+            &slice("web", "web-1", &[Ep::ready("10.244.1.5", "node1")]),
+        )
+        .await;
+        eventually!(
+            UP,
+            "BIRD holds the same address via node1",
+            bird.next_hops(&prefix) == vec!["10.99.1.1".parse::<IpAddr>().unwrap()],
+            explain(&agents)
+        );
+        assert!(
+            macvlans(&topo.nodes[0]).is_empty(),
+            "node0 removed its macvlan"
+        );
+        assert_eq!(macvlans(&topo.nodes[1]).len(), 1);
+        assert_eq!(
+            leased(&dnsmasq::leases(&lease_file), &mac),
+            Some(ip.clone())
+        );
+        let log = dnsmasq.log();
+        assert!(
+            !log.contains("DHCPRELEASE"),
+            "a failover does not release\n{}",
+            explain(&agents)
+        );
+        assert_eq!(
+            log.matches("DHCPDISCOVER").count(),
+            1,
+            "node1 used INIT-REBOOT\n{}",
+            explain(&agents)
+        );
+        eprintln!(
+            "node1 holds {ip} with {mac}: {:?}",
+            dnsmasq::leases(&lease_file)
+        );
+        drop(agents);
     });
 }
