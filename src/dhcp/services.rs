@@ -41,6 +41,9 @@ pub struct DhcpServices {
     /// Woken when any lease changes, so the owner loop re-decides.
     changed: Arc<Notify>,
     rng: fastrand::Rng,
+    /// Per Service, the start failure already sent as an Event: retried at every reconcile,
+    /// reported once while it lasts.
+    failed: BTreeMap<ServiceKey, String>,
 }
 
 impl DhcpServices {
@@ -51,6 +54,7 @@ impl DhcpServices {
             running: BTreeMap::new(),
             changed: Arc::new(Notify::new()),
             rng: fastrand::Rng::new(),
+            failed: BTreeMap::new(),
         }
     }
 
@@ -105,21 +109,26 @@ impl DhcpServices {
             }
         }
         // Start what should be served here.
+        let mut failed = BTreeMap::new();
         for (key, d) in &desired.services {
             if self.running.contains_key(key) || plan::want(Some(d)) != Want::Lease {
                 continue;
             }
             let Some(svc) = by_key.get(key) else { continue };
             if let Err(note) = self.start(key, svc).await {
-                warn!(service = %key, "{note}");
-                events.send(ServiceEvent {
-                    service: key.clone(),
-                    warning: true,
-                    reason: "DHCPFailed".into(),
-                    note,
-                });
+                if self.failed.get(key) != Some(&note) {
+                    warn!(service = %key, "{note}");
+                    events.send(ServiceEvent {
+                        service: key.clone(),
+                        warning: true,
+                        reason: "DHCPFailed".into(),
+                        note: note.clone(),
+                    });
+                }
+                failed.insert(key.clone(), note);
             }
         }
+        self.failed = failed;
         // The leased address into requestedIP.
         for (key, r) in &mut self.running {
             let now = r.vip.lease().borrow().as_ref().map(|l| l.address);
@@ -136,6 +145,15 @@ impl DhcpServices {
 
     async fn start(&mut self, key: &ServiceKey, svc: &Service) -> Result<(), String> {
         let id = plan::identity(svc);
+        let parent = id.parent.clone().unwrap_or_else(|| self.parent.clone());
+        if parent == "lo" {
+            // The default vip_interface: a macvlan needs an Ethernet link on the DHCP server's LAN.
+            return Err(format!(
+                "DHCP for {key} needs the LAN interface: set vip_interface or the annotation \
+                 {} (lo cannot carry a macvlan)",
+                plan::SERVICE_INTERFACE
+            ));
+        }
         let mac = match id.mac {
             Some(mac) => mac,
             None => {
@@ -148,7 +166,7 @@ impl DhcpServices {
             }
         };
         let spec = DhcpSpec {
-            parent: id.parent.unwrap_or_else(|| self.parent.clone()),
+            parent,
             ifname: id.ifname,
             mac,
             hostname: id.hostname,
