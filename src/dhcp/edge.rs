@@ -81,7 +81,13 @@ impl DhcpVip {
                 });
             }
         };
-        let addresses = VipAddresses::open(&spec.ifname).await?;
+        let addresses = match VipAddresses::open(&spec.ifname).await {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = macvlan::delete(&spec.ifname).await;
+                return Err(e.into());
+            }
+        };
         let mut cfg = ClientConfig::new(spec.mac, seed);
         cfg.hostname = spec.hostname.clone();
         cfg.requested = spec.requested;
@@ -212,6 +218,10 @@ impl Run {
                 Action::Bound(lease) => {
                     let wanted = BTreeSet::from([IpAddr::V4(lease.address)]);
                     for e in self.addresses.add_missing(&wanted).await {
+                        warn!(macvlan = %self.ifname, "{e}");
+                    }
+                    // A reused macvlan may still carry an earlier lease's address.
+                    for e in self.addresses.remove_unwanted(&wanted).await {
                         warn!(macvlan = %self.ifname, "{e}");
                     }
                     info!(
