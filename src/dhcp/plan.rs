@@ -93,10 +93,21 @@ pub fn fold_leases(desired: &mut Desired, leases: &BTreeMap<ServiceKey, Ipv4Addr
             continue;
         }
         let ip = IpAddr::V4(*leased);
-        d.not_announced.retain(|(vip, _)| *vip != placeholder);
+        // `decide`'s invariant: `vips` = `announced` + `not_announced`, in `vips` order. The
+        // lease takes the placeholder's place (once, if a static VIP equals it).
+        d.vips.retain(|v| *v != ip);
+        if let Some(slot) = d.vips.iter_mut().find(|v| **v == placeholder) {
+            *slot = ip;
+        }
+        d.not_announced
+            .retain(|(vip, _)| *vip != placeholder && *vip != ip);
+        let order: Vec<IpAddr> = d.vips.clone();
         if !d.announced.contains(&ip) {
             d.announced.push(ip);
         }
+        d.announced
+            .sort_by_key(|v| order.iter().position(|o| o == v).unwrap_or(usize::MAX));
+        d.announced.dedup();
         d.skip = None;
         desired.routes.entry(ip).or_default().insert(key.clone());
     }
@@ -180,6 +191,25 @@ mod tests {
     }
 
     #[test]
+    fn a_lease_beside_a_static_vip_keeps_the_order_of_vips() {
+        let mut desired = Desired::default();
+        desired.services.insert(
+            key("web"),
+            decision(&["0.0.0.0", "192.0.2.1"], &["192.0.2.1"], None),
+        );
+        let leased = Ipv4Addr::new(10, 98, 0, 132);
+        fold_leases(&mut desired, &BTreeMap::from([(key("web"), leased)]));
+        let web = &desired.services[&key("web")];
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(web.vips, vec![ip("10.98.0.132"), ip("192.0.2.1")]);
+        assert_eq!(
+            web.announced, web.vips,
+            "every VIP announced, in vips order"
+        );
+        assert!(web.not_announced.is_empty());
+    }
+
+    #[test]
     fn identity_reads_the_annotations() {
         let svc: Service = serde_json::from_value(json!({
             "metadata": {"name": "web", "namespace": "default", "uid": "1a2b3c4d-0000-0000-0000-000000000000",
@@ -237,6 +267,11 @@ mod tests {
         let web = &desired.services[&key("web")];
         let leased: IpAddr = "10.98.0.132".parse().unwrap();
         assert_eq!(web.announced, vec![leased]);
+        assert_eq!(
+            web.vips,
+            vec![leased],
+            "the lease takes the placeholder's place"
+        );
         assert_eq!(web.skip, None);
         assert!(web.not_announced.is_empty());
         assert!(
