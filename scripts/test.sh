@@ -6,7 +6,7 @@
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(bird2 frr gobgpd iproute2 iputils-ping tcpdump procps)
+PKGS=(bird2 frr gobgpd iproute2 iputils-ping tcpdump procps python3-prometheus-client)
 
 install_packages() {
 	local missing=()

@@ -14,7 +14,8 @@
 //! - [`netlink`] puts VIP addresses on an interface (marked as vipd's); [`netif`] reads local
 //!   interface addresses; [`sys`] holds the only `unsafe` (TCP-MD5).
 //! - [`manifest`] (pure) prints the RBAC, DaemonSet and static Pod that install vipd.
-//! - [`http`] serves `/healthz` and `/readyz`.
+//! - [`report`] (pure) is what `vipd status` shows; [`observe`] collects it and the metrics;
+//!   [`http`] serves `/healthz`, `/readyz`, `/metrics` and `/status`.
 //! - [`demo`] runs `vipd demo`.
 //!
 //! Peer discovery lives in the `vipd-providers` crate.
@@ -25,13 +26,16 @@ pub mod cli;
 pub mod config;
 pub mod decide;
 pub mod demo;
+pub mod event_limit;
 pub mod http;
 pub mod ipam;
 pub mod kube;
 pub mod manifest;
 pub mod netif;
 pub mod netlink;
+pub mod observe;
 pub mod peers;
+pub mod report;
 pub mod services;
 pub mod sys;
 
