@@ -288,3 +288,82 @@ fn status_shows_the_peer_and_why_a_vip_is_withheld() {
         );
     });
 }
+
+/// A Service flapping (its only endpoint ready, then gone, 40 times) makes the agent want ~80
+/// Events; at most the burst plus one per period reach the API, the rest are counted.
+#[test]
+fn a_flapping_service_cannot_flood_the_api_with_events() {
+    skip_unless!(root, Bird::NEEDS, VIPD_NEEDS);
+    let topo = Topology::with_nodes(1);
+    let bird = {
+        let mut b = Bird::new(&topo, RouterConfig::nodes(1));
+        b.start();
+        b
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (tor, node) = (topo.tor.clone(), topo.nodes[0].clone());
+    in_netns(&tor, async {
+        let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
+            .await
+            .unwrap();
+        let client = api.client();
+        cluster::create_node(&client, "node0").await;
+        cluster::create_service(&client, &lb_service("flappy", "198.18.0.20", false)).await;
+        let kubeconfig = cluster::node_kubeconfig(dir.path(), 0, api.addr().port());
+        let mut agent = Vipd::services(&topo, 0, &kubeconfig, &[]);
+        agent.start();
+        let explain = || format!("{}\n{}", bird.log_tail(), agent.log_tail());
+        let ready = slice("flappy", "flappy-1", &[Ep::ready("10.244.0.5", "node0")]);
+        let gone = slice("flappy", "flappy-1", &[]);
+        for _ in 0..40 {
+            cluster::put_slice(&client, &ready).await;
+            eventually!(
+                Duration::from_secs(10),
+                "announced",
+                !bird.next_hops("198.18.0.20/32").is_empty(),
+                explain()
+            );
+            cluster::put_slice(&client, &gone).await;
+            eventually!(
+                Duration::from_secs(10),
+                "withdrawn",
+                bird.next_hops("198.18.0.20/32").is_empty(),
+                explain()
+            );
+        }
+        // Occurrences the API was told of: an Event object, or one more in its series.
+        let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+            kube::Api::namespaced(client.clone(), "default");
+        let mut recorded = 0;
+        eventually!(Duration::from_secs(5), "events are written", {
+            recorded = events
+                .list(&Default::default())
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("flappy"))
+                .map(|e| e.series.as_ref().map_or(1, |s| s.count))
+                .sum::<i32>();
+            recorded >= 10
+        });
+        let suppressed = metric(&scrape_unparsed(&node), "vipd_events_suppressed_total");
+        assert!(
+            (10..=12).contains(&recorded),
+            "{recorded} event occurrences reached the API for 80 flaps"
+        );
+        assert!(suppressed >= 60.0, "only {suppressed} suppressed");
+    });
+}
+
+/// `/metrics` as `name value` pairs, for a test that needs no label matching.
+fn scrape_unparsed(ns: &str) -> BTreeMap<String, f64> {
+    let (_, body) = in_netns(ns, cluster::http_get(HTTP, "/metrics"));
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
