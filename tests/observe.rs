@@ -334,7 +334,7 @@ fn a_flapping_service_cannot_flood_the_api_with_events() {
         // Occurrences the API was told of: an Event object, or one more in its series.
         let events: kube::Api<k8s_openapi::api::events::v1::Event> =
             kube::Api::namespaced(client.clone(), "default");
-        let mut recorded = 0;
+        let mut recorded: i32;
         eventually!(Duration::from_secs(5), "events are written", {
             recorded = events
                 .list(&Default::default())
