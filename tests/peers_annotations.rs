@@ -15,7 +15,7 @@ use kube::api::{Patch, PatchParams};
 use kube::Api;
 use serde_json::json;
 use support::bird::Bird;
-use support::cluster::{self, in_netns, lb_service, slice, Ep};
+use support::cluster::{self, in_netns, lb_service};
 use support::netns::Topology;
 use support::router::{Router, RouterConfig};
 use support::vipd::Vipd;
@@ -39,6 +39,21 @@ fn annotations(peer: &str, src: &str, multihop: bool) -> BTreeMap<String, String
     .collect()
 }
 
+/// The API server (in the calling namespace) with Node `node0` carrying `annotations`.
+async fn annotated_node0(annotations: BTreeMap<String, String>) -> (ApiServer, kube::Client) {
+    let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
+        .await
+        .unwrap();
+    let client = api.client();
+    let mut node = cluster::node("node0");
+    node.metadata.annotations = Some(annotations);
+    Api::<Node>::all(client.clone())
+        .create(&Default::default(), &node)
+        .await
+        .unwrap();
+    (api, client)
+}
+
 #[test]
 fn annotated_peers_are_followed_live() {
     skip_unless!(root, Bird::NEEDS, VIPD_NEEDS);
@@ -55,16 +70,7 @@ fn annotated_peers_are_followed_live() {
     let dir = tempfile::tempdir().unwrap();
     let tor = topo.tor.clone();
     in_netns(&tor, async {
-        let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
-            .await
-            .unwrap();
-        let client = api.client();
-        let mut node = cluster::node("node0");
-        node.metadata.annotations = Some(annotations("10.99.255.2", "10.99.255.1", true));
-        Api::<Node>::all(client.clone())
-            .create(&Default::default(), &node)
-            .await
-            .unwrap();
+        let (api, client) = annotated_node0(annotations("10.99.255.2", "10.99.255.1", true)).await;
         let kubeconfig = cluster::node_kubeconfig(dir.path(), 0, api.addr().port());
         let mut agent = Vipd::services(
             &topo,
@@ -85,10 +91,11 @@ fn annotated_peers_are_followed_live() {
                 agent.log_tail()
             )
         };
-        cluster::create_service(&client, &lb_service("web", "198.18.0.10", false)).await;
-        cluster::put_slice(
+        cluster::create_served(
             &client,
-            &slice("web", "web-1", &[Ep::ready("10.244.0.5", "node0")]),
+            &lb_service("web", "198.18.0.10", false),
+            "node0",
+            "10.244.0.5",
         )
         .await;
         eventually!(
@@ -256,24 +263,16 @@ fn the_rendered_daemonsets_environment_runs_an_agent_that_peers_and_announces() 
     let dir = tempfile::tempdir().unwrap();
     let tor = topo.tor.clone();
     in_netns(&tor, async {
-        let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
-            .await
-            .unwrap();
-        let client = api.client();
-        let mut node = cluster::node("node0");
-        node.metadata.annotations = Some(annotations("10.99.0.2", "10.99.0.1", false));
-        Api::<Node>::all(client.clone())
-            .create(&Default::default(), &node)
-            .await
-            .unwrap();
+        let (api, client) = annotated_node0(annotations("10.99.0.2", "10.99.0.1", false)).await;
         let kubeconfig = cluster::node_kubeconfig(dir.path(), 0, api.addr().port());
         env.push(("k8s_config_file".into(), support::path_str(&kubeconfig)));
         let mut agent = Vipd::with_env(&topo, 0, env.clone());
         agent.start();
-        cluster::create_service(&client, &lb_service("web", "198.18.0.10", false)).await;
-        cluster::put_slice(
+        cluster::create_served(
             &client,
-            &slice("web", "web-1", &[Ep::ready("10.244.0.5", "node0")]),
+            &lb_service("web", "198.18.0.10", false),
+            "node0",
+            "10.244.0.5",
         )
         .await;
         eventually!(
