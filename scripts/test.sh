@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 # dnsmasq-base: DHCP server (dhcp_dnsmasq); miniupnpd-nftables, nftables, stun-server, miniupnpc:
 # UPnP IGD, its ruleset, the STUN server that gives it a usable external address, upnpc.
-PKGS=(bird2 frr gobgpd iproute2 iputils-ping tcpdump procps dnsmasq-base miniupnpd-nftables nftables stun-server miniupnpc)
+PKGS=(bird2 frr gobgpd iproute2 iputils-ping tcpdump procps dnsmasq-base miniupnpd-nftables nftables stun-server miniupnpc python3-prometheus-client)
 
 install_packages() {
 	local missing=()

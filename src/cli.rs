@@ -27,9 +27,23 @@ pub enum Command {
     Demo(DemoArgs),
     /// Print Kubernetes YAML to install vipd: `vipd manifest daemonset … | kubectl apply -f -`.
     Manifest(ManifestArgs),
+    /// Ask the agent on this node what it announces: per peer its state, uptime, last error and
+    /// prefixes sent; per VIP the peers it is announced to, or why it is withheld.
+    Status(StatusArgs),
     /// Run only the address allocator (what `manager --ipam` runs beside the agent), e.g. as a
     /// Deployment: Services without an address get one from the kubevip ConfigMap's pools.
     Ipam(IpamArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The agent's HTTP address (its `prometheus_server`); an empty or 0.0.0.0 host means this
+    /// machine.
+    #[arg(long = "server", env = "prometheus_server", default_value = ":2112")]
+    pub server: String,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_parser = ["text", "json"], default_value = "text")]
+    pub output: String,
 }
 
 #[derive(Debug, Args)]

@@ -16,7 +16,8 @@
 //!   interface addresses; [`sys`] holds the only `unsafe` (TCP-MD5).
 //! - [`upnp`]: UPnP port mappings for annotated Services (pure plan, igd-next edge).
 //! - [`manifest`] (pure) prints the RBAC, DaemonSet and static Pod that install vipd.
-//! - [`http`] serves `/healthz` and `/readyz`.
+//! - [`report`] (pure) is what `vipd status` shows; [`observe`] collects it and the metrics;
+//!   [`http`] serves `/healthz`, `/readyz`, `/metrics` and `/status`.
 //! - [`demo`] runs `vipd demo`.
 //!
 //! Peer discovery lives in the `vipd-providers` crate.
@@ -28,13 +29,16 @@ pub mod config;
 pub mod decide;
 pub mod demo;
 pub mod dhcp;
+pub mod event_limit;
 pub mod http;
 pub mod ipam;
 pub mod kube;
 pub mod manifest;
 pub mod netif;
 pub mod netlink;
+pub mod observe;
 pub mod peers;
+pub mod report;
 pub mod services;
 pub mod sys;
 pub mod upnp;

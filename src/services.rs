@@ -18,13 +18,15 @@ use crate::http::Readiness;
 use crate::kube::status::{EventSink, ServiceEvent, StatusWriter};
 use crate::kube::view::{AbortOnDrop, Snapshot, View};
 use crate::netlink::VipAddresses;
+use crate::observe::Observer;
 use crate::peers::PeerSources;
+use crate::report::{Reason, ServiceState, VipState};
 use crate::upnp::gateway::SearchSettings;
 use crate::upnp::services::UpnpServices;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::IpAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 use vipd_providers::{MpBgpNextHop, PeerSpec};
 
@@ -80,6 +82,7 @@ pub struct Agent {
     pub peers: PeerSources,
     pub client: kube::Client,
     pub readiness: Readiness,
+    pub observer: Observer,
 }
 
 async fn serve(
@@ -95,6 +98,7 @@ async fn serve(
         peers,
         client,
         readiness,
+        observer,
     } = agent;
     let client = client.clone();
     readiness.not_ready(
@@ -112,10 +116,11 @@ async fn serve(
             settings,
             decide_config(cfg, svc, &[]),
             svc.node_name.clone(),
+            observer.clone(),
         )))
     });
     let mut view = View::start(client.clone(), svc.namespace.as_deref(), &svc.node_name);
-    let events = EventSink::start(client.clone(), &svc.node_name);
+    let events = EventSink::start(client.clone(), &svc.node_name, observer.clone());
     let mut owner = Owner {
         node_name: svc.node_name.clone(),
         decide: decide_config(cfg, svc, &peers.current()),
@@ -123,6 +128,7 @@ async fn serve(
             .status_updates
             .then(|| StatusWriter::start(client.clone())),
         events: events.clone(),
+        observer: observer.clone(),
         dhcp: Some(DhcpServices::new(client, &svc.interface)),
         upnp: svc
             .upnp
@@ -239,6 +245,7 @@ struct Owner {
     decide: DecideConfig,
     status: Option<StatusWriter>,
     events: EventSink,
+    observer: Observer,
     /// The VIPs handed to the speaker.
     routes: BTreeSet<IpAddr>,
     /// Per Service, the VIPs this node announces for it.
@@ -265,6 +272,7 @@ impl Owner {
         snap: &Snapshot,
         peers_up: bool,
     ) {
+        let started = Instant::now();
         let view = ClusterView {
             services: &snap.services,
             endpoint_slices: &snap.endpoint_slices,
@@ -310,6 +318,8 @@ impl Owner {
         if self.status.is_some() {
             self.write_status(snap, &desired, peers_up);
         }
+        self.observer
+            .publish(service_states(&desired, &self.routes), started.elapsed());
     }
 
     fn apply_routes(&mut self, speaker: &Speaker, wanted: BTreeSet<IpAddr>) {
@@ -371,6 +381,8 @@ impl Owner {
             let known = self.reported.get(key).map(Vec::as_slice).unwrap_or(&[]);
             for p in d.problems.iter().filter(|p| !known.contains(p)) {
                 warn!(service = %key, reason = p.reason(), "{p}");
+                self.observer
+                    .reconcile_error(&key.namespace, &key.name, p.reason());
                 self.events.send(ServiceEvent {
                     service: key.clone(),
                     warning: true,
@@ -428,6 +440,45 @@ impl Owner {
         }
         self.requested = still_requested;
     }
+}
+
+/// What `vipd status` shows per Service: each VIP routed, or why not. Services that are not
+/// vipd's (not LoadBalancer, another class) are left out.
+fn service_states(desired: &Desired, routed: &BTreeSet<IpAddr>) -> Vec<ServiceState> {
+    let why = |s: &Skip| Reason::new(s.code(), s.to_string());
+    desired
+        .services
+        .iter()
+        .filter(|(_, d)| {
+            !matches!(
+                d.skip,
+                Some(Skip::NotLoadBalancer { .. } | Skip::ClassNotOurs { .. })
+            )
+        })
+        .map(|(key, d)| ServiceState {
+            service: key.to_string(),
+            withheld: d.skip.as_ref().map(why),
+            vips: d
+                .vips
+                .iter()
+                .map(|vip| {
+                    let state = if routed.contains(vip) {
+                        VipState::Routed
+                    } else if let Some((_, s)) = d.not_announced.iter().find(|(v, _)| v == vip) {
+                        VipState::Withheld(why(s))
+                    } else if let Some(s) = &d.skip {
+                        VipState::Withheld(why(s))
+                    } else {
+                        VipState::Withheld(Reason::new(
+                            "AddressMissing",
+                            "the address could not be put on the interface (see the log)",
+                        ))
+                    };
+                    (*vip, state)
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 fn join(ips: &[IpAddr]) -> String {

@@ -78,6 +78,25 @@ pub enum Skip {
     NoPeerForFamily { vip: IpAddr },
 }
 
+impl Skip {
+    /// The reason as a stable CamelCase code, for `vipd status -o json` and scripts.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Skip::NotLoadBalancer { .. } => "NotLoadBalancer",
+            Skip::Ignored => "Ignored",
+            Skip::ClassNotOurs { .. } => "ClassNotOurs",
+            Skip::ClassMissing { .. } => "ClassMissing",
+            Skip::NoAddress => "NoAddress",
+            Skip::NoUsableAddress { .. } => "NoUsableAddress",
+            Skip::NodeExcluded { .. } => "NodeExcluded",
+            Skip::NoEndpoints => "NoEndpoints",
+            Skip::NoLocalEndpoints { .. } => "NoLocalEndpoints",
+            Skip::Dhcp { .. } => "Dhcp",
+            Skip::NoPeerForFamily { .. } => "NoPeerForFamily",
+        }
+    }
+}
+
 impl fmt::Display for Skip {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -107,6 +107,12 @@ pub fn prerequisites_met(needs: &[(&str, &str)]) -> bool {
             missing.push(format!("{bin} ({hint})"));
         }
     }
+    skip_unless_empty(missing)
+}
+
+/// True when nothing is `missing`; otherwise says what is, loudly (or fails under
+/// `VIPD_NO_SKIP=1`).
+pub fn skip_unless_empty(missing: Vec<String>) -> bool {
     if missing.is_empty() {
         return true;
     }
