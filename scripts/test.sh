@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. As root it first installs the Debian packages the
-# interoperability tests need (BIRD 2, FRR, GoBGP, iproute2, tcpdump, arping, ndisc6), without letting their
+# interoperability tests need (BIRD 2, FRR, GoBGP, dnsmasq, miniupnpd, iproute2, tcpdump, arping, ndisc6), without letting their
 # maintainer scripts start the daemons in the host's network namespace. Without root, or
 # without a package, those tests skip and say why.
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(bird2 frr gobgpd iproute2 iputils-ping iputils-arping ndisc6 tcpdump procps)
+# dnsmasq-base: DHCP server (dhcp_dnsmasq); miniupnpd-nftables, nftables, stun-server, miniupnpc:
+# UPnP IGD, its ruleset, the STUN server that gives it a usable external address, upnpc.
+# iputils-arping, ndisc6: the client side of the ARP/NDP tests (l2_arp).
+PKGS=(bird2 frr gobgpd iproute2 iputils-ping iputils-arping ndisc6 tcpdump procps dnsmasq-base miniupnpd-nftables nftables stun-server miniupnpc python3-prometheus-client)
 
 install_packages() {
 	local missing=()

@@ -7,7 +7,9 @@ use crate::bgp::types::{host_prefix, Asn, RouteAttrs, RouteSet, RouterId};
 use crate::config::{parse_vip_list, Config, ConfigError, RouterIdSource};
 use crate::http::Readiness;
 use crate::netif::Interfaces;
+use crate::observe::Observer;
 use crate::peers::PeerSources;
+use crate::report::{ServiceState, VipState};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -52,8 +54,19 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         _ => Some(crate::kube::client::client(cfg.kubeconfig.as_deref()).await?),
     };
     let readiness = Readiness::default();
+    let node = cfg.node_name.clone().unwrap_or_else(host_name);
+    let mode = if cfg.services.is_some() {
+        "bgp"
+    } else {
+        "bgp-static"
+    };
+    let observer = Observer::new(&node, mode, readiness.clone());
     if let Some(addr) = cfg.http {
-        tokio::spawn(crate::http::serve(addr, readiness.clone()));
+        tokio::spawn(crate::http::serve(
+            addr,
+            readiness.clone(),
+            observer.clone(),
+        ));
     }
     let mut peers = PeerSources::new(
         cfg.bgp.peers.clone(),
@@ -73,6 +86,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         }
     }
     let mut speaker = Speaker::start(speaker_config(&cfg, router_id)).await?;
+    observer.set_peers(speaker.board());
     info!(
         router_id = %router_id.0,
         local_as = cfg.bgp.local_as,
@@ -87,11 +101,12 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
                 peers,
                 client,
                 readiness,
+                observer,
             };
             crate::services::run(&cfg, svc, agent, shutdown).await
         }
         _ => {
-            let result = run_static(&cfg, &mut speaker, &mut peers, shutdown).await;
+            let result = run_static(&cfg, &mut speaker, &mut peers, &observer, shutdown).await;
             cease(speaker).await;
             peers.remove_routes().await;
             result
@@ -108,11 +123,18 @@ async fn run_arp(
 ) -> Result<(), RunError> {
     let client = crate::kube::client::client(cfg.kubeconfig.as_deref()).await?;
     let readiness = Readiness::default();
+    // /metrics and `vipd status` see the node, mode and readiness; ARP mode does not yet
+    // report its per-VIP state to the observer.
+    let observer = Observer::new(&svc.node_name, "arp", readiness.clone());
     if let Some(addr) = cfg.http {
-        tokio::spawn(crate::http::serve(addr, readiness.clone()));
+        tokio::spawn(crate::http::serve(
+            addr,
+            readiness.clone(),
+            observer.clone(),
+        ));
     }
     info!(node = %svc.node_name, "vipd started in ARP/NDP mode");
-    crate::l2::mode::run(svc, arp, client, readiness, shutdown).await
+    crate::l2::mode::run(svc, arp, client, readiness, observer, shutdown).await
 }
 
 /// The Equinix Metal API provider: `cloud-sa.json` with the env overrides, the device found by
@@ -165,10 +187,12 @@ async fn run_static(
     cfg: &Config,
     speaker: &mut Speaker,
     peers: &mut PeerSources,
+    observer: &Observer,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let mut vips = load_vips(cfg).await?;
     speaker.set_routes(route_set(&vips));
+    observer.publish(static_state(&vips), Duration::ZERO);
     info!(vips = vips.len(), "announcing static VIPs");
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(|source| RunError::Io {
@@ -187,12 +211,29 @@ async fn run_static(
                     info!(added, removed, total = new.len(), "SIGHUP: VIP file re-read");
                     vips = new;
                     speaker.set_routes(route_set(&vips));
+                    observer.publish(static_state(&vips), Duration::ZERO);
                 }
                 // A broken edit must not withdraw healthy VIPs.
                 Err(e) => error!("SIGHUP: {e}; keeping the {} VIPs announced now", vips.len()),
             },
         }
     }
+}
+
+/// Static VIPs as `vipd status` shows them: one pseudo-Service, every VIP routed.
+fn static_state(vips: &[IpAddr]) -> Vec<ServiceState> {
+    vec![ServiceState {
+        service: "(static: vip_address, vip_file)".into(),
+        vips: vips.iter().map(|v| (*v, VipState::Routed)).collect(),
+        withheld: None,
+    }]
+}
+
+/// The OS host name, for metrics and status when no node name is set.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
 }
 
 pub fn speaker_config(cfg: &Config, router_id: RouterId) -> SpeakerConfig {

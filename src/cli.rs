@@ -27,9 +27,23 @@ pub enum Command {
     Demo(DemoArgs),
     /// Print Kubernetes YAML to install vipd: `vipd manifest daemonset … | kubectl apply -f -`.
     Manifest(ManifestArgs),
+    /// Ask the agent on this node what it announces: per peer its state, uptime, last error and
+    /// prefixes sent; per VIP the peers it is announced to, or why it is withheld.
+    Status(StatusArgs),
     /// Run only the address allocator (what `manager --ipam` runs beside the agent), e.g. as a
     /// Deployment: Services without an address get one from the kubevip ConfigMap's pools.
     Ipam(IpamArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The agent's HTTP address (its `prometheus_server`); an empty or 0.0.0.0 host means this
+    /// machine.
+    #[arg(long = "server", env = "prometheus_server", default_value = ":2112")]
+    pub server: String,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_parser = ["text", "json"], default_value = "text")]
+    pub output: String,
 }
 
 #[derive(Debug, Args)]
@@ -256,6 +270,10 @@ pub struct ManagerArgs {
     /// Never write status.loadBalancer of Services.
     #[arg(long = "disableServiceUpdates", env = "disable_service_updates", num_args = 0..=1, default_missing_value = "true")]
     pub disable_service_updates: Option<String>,
+    /// Map the ports of Services annotated kube-vip.io/forwardUPNP on the UPnP gateway (the env
+    /// spelling enableUPNP is read too).
+    #[arg(long = "enableUPNP", env = "enable_upnp", num_args = 0..=1, default_missing_value = "true")]
+    pub enable_upnp: Option<String>,
     /// ARP/NDP mode (needs --services): one elected node per VIP adds it to its interface and
     /// announces it by gratuitous ARP / unsolicited Neighbour Advertisement. Not with --bgp.
     #[arg(long = "arp", env = "vip_arp", num_args = 0..=1, default_missing_value = "true")]
@@ -441,6 +459,11 @@ impl ManagerArgs {
             vip_retryperiod: self.vip_retryperiod.clone(),
             vip_arp_rate: self.vip_arp_rate.clone(),
             vip_servicesinterface: self.vip_servicesinterface.clone(),
+            // The services guide documents `enableUPNP`; kube-vip only reads `enable_upnp`.
+            enable_upnp: self
+                .enable_upnp
+                .clone()
+                .or_else(|| std::env::var("enableUPNP").ok()),
         }
     }
 }

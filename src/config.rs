@@ -84,6 +84,8 @@ pub struct RawSettings {
     /// `vip_arpRate` (milliseconds).
     pub vip_arp_rate: Option<String>,
     pub vip_servicesinterface: Option<String>,
+    /// `enable_upnp` (or the guide's `enableUPNP`, which kube-vip ignores).
+    pub enable_upnp: Option<String>,
 }
 
 /// Where the BGP identifier comes from.
@@ -141,6 +143,8 @@ pub struct ServicesSettings {
     pub status_updates: bool,
     /// `lb_ipam`: allocate addresses from the kube-vip-cloud-provider ConfigMap.
     pub ipam: Option<crate::kube::ipam::IpamSettings>,
+    /// `enable_upnp`: map the ports of `kube-vip.io/forwardUPNP` Services on the gateway.
+    pub upnp: bool,
     /// `vip_arp`: announce by ARP/NDP from an elected node instead of BGP.
     pub arp: Option<ArpSettings>,
 }
@@ -434,6 +438,7 @@ fn services_settings(raw: &RawSettings) -> Result<ServicesSettings, ConfigError>
             "bgp_attach_ip_to_interface (--bgpAttachIPToInterface)",
         )?,
         interface: non_empty(&raw.vip_interface).unwrap_or("lo").to_owned(),
+        upnp: flag(&raw.enable_upnp, "enable_upnp (enableUPNP)")?,
         status_updates: !flag(
             &raw.disable_service_updates,
             "disable_service_updates (--disableServiceUpdates)",
@@ -709,10 +714,24 @@ mod tests {
                 "vip_arp_rate" => r.vip_arp_rate = v,
                 "vip_interface" => r.vip_interface = v,
                 "pod_namespace" => r.pod_namespace = v,
+                "enable_upnp" => r.enable_upnp = v,
                 other => panic!("test knows no {other}"),
             }
         }
         r
+    }
+
+    #[test]
+    fn upnp_is_off_unless_enabled() {
+        let with = |more: &[(&str, &str)]| {
+            let mut pairs = vec![("svc_enable", "true"), ("vip_nodename", "n1")];
+            pairs.extend_from_slice(more);
+            validate(&raw(&pairs))
+        };
+        let upnp = |more: &[(&str, &str)]| with(more).unwrap().services.unwrap().upnp;
+        assert!(!upnp(&[]));
+        assert!(upnp(&[("enable_upnp", "true")]));
+        assert!(with(&[("enable_upnp", "maybe")]).is_err());
     }
 
     #[test]

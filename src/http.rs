@@ -1,7 +1,9 @@
 //! [I/O] The agent's HTTP endpoint (`prometheus_server`, default `:2112`): `/healthz` (the
 //! process serves) and `/readyz` (peers known and, in services mode, the first complete list of
-//! Services seen; otherwise 503 with the reason). The manifest's probes point here.
+//! Services seen; otherwise 503 with the reason) for the manifest's probes; `/metrics`
+//! (OpenMetrics) and `/status` (JSON, what `vipd status` prints).
 
+use crate::observe::Observer;
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::server::conn::http1;
@@ -15,7 +17,7 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 /// What keeps the agent from being ready, by component. Empty = ready.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, Debug)]
 pub struct Readiness(Arc<Mutex<BTreeMap<&'static str, String>>>);
 
 impl Readiness {
@@ -49,27 +51,122 @@ pub fn listen_address(spec: &str) -> Option<SocketAddr> {
 
 /// Serves until the task is dropped. A port that cannot be bound is logged, not fatal: the agent
 /// announcing matters more than its probes.
-pub async fn serve(addr: SocketAddr, readiness: Readiness) {
+pub async fn serve(addr: SocketAddr, readiness: Readiness, observer: Observer) {
     let listener = match TcpListener::bind(addr).await {
         Ok(l) => l,
         Err(e) => {
-            warn!(%addr, "cannot serve /healthz and /readyz: {e}");
+            warn!(%addr, "cannot serve /healthz, /readyz, /metrics and /status: {e}");
             return;
         }
     };
-    info!(%addr, "serving /healthz and /readyz");
+    info!(%addr, "serving /healthz, /readyz, /metrics and /status");
     while let Ok((stream, _)) = listener.accept().await {
         let readiness = readiness.clone();
+        let observer = observer.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                let readiness = readiness.clone();
-                async move { Ok::<_, std::convert::Infallible>(answer(req.uri().path(), &readiness)) }
+                let resp = match req.uri().path() {
+                    "/metrics" => with_type(
+                        observer.metrics_text(),
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
+                    "/status" => with_type(
+                        serde_json::to_string_pretty(&observer.report())
+                            .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")),
+                        "application/json",
+                    ),
+                    path => answer(path, &readiness),
+                };
+                async move { Ok::<_, std::convert::Infallible>(resp) }
             });
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
         });
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error("--server {0:?} is not host:port")]
+    Address(String),
+    #[error("cannot ask the agent at {url}: {reason} (is vipd running with prometheus_server {server:?}?)")]
+    Unreachable {
+        url: String,
+        server: String,
+        reason: String,
+    },
+    #[error("the agent at {url} answered {status}: {body}")]
+    Status {
+        url: String,
+        status: StatusCode,
+        body: String,
+    },
+    #[error("the agent at {url} sent a status vipd cannot read: {reason}")]
+    Body { url: String, reason: String },
+}
+
+/// `GET /status` from the agent at `server` (kube-vip's `prometheus_server` form).
+pub async fn fetch_status(server: &str) -> Result<crate::report::AgentReport, StatusError> {
+    use http_body_util::BodyExt;
+    let mut addr = listen_address(server).ok_or_else(|| StatusError::Address(server.into()))?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let url = format!("http://{addr}/status");
+    let unreachable = |reason: String| StatusError::Unreachable {
+        url: url.clone(),
+        server: server.to_owned(),
+        reason,
+    };
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|_| StatusError::Address(server.into()))?;
+    let resp = tokio::time::timeout(std::time::Duration::from_secs(5), client.get(uri))
+        .await
+        .map_err(|_| unreachable("no answer within 5 s".into()))?
+        .map_err(|e| unreachable(error_chain(&e)))?;
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?
+        .to_bytes();
+    if !status.is_success() {
+        return Err(StatusError::Status {
+            url,
+            status,
+            body: String::from_utf8_lossy(&body).trim().to_owned(),
+        });
+    }
+    serde_json::from_slice(&body).map_err(|e| StatusError::Body {
+        url,
+        reason: e.to_string(),
+    })
+}
+
+/// hyper's client errors say "client error (Connect)"; the cause says what happened.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
+}
+
+fn with_type(body: String, content_type: &'static str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    resp
 }
 
 fn answer(path: &str, readiness: &Readiness) -> Response<Full<Bytes>> {

@@ -11,10 +11,13 @@
 //! - [`peers`] (I/O): the peer set, static and from this node's annotations (watched).
 //! - [`bgp`]: the embedded speaker — pure protocol core (`wire`, `open`, `adj_out`, `fsm`) and
 //!   its I/O edge (`driver`, `speaker`).
+//! - [`dhcp`]: DHCP-acquired VIPs — the pure RFC 2131 client and its macvlan/socket edge.
 //! - [`netlink`] puts VIP addresses on an interface (marked as vipd's); [`netif`] reads local
 //!   interface addresses; [`sys`] holds the only `unsafe` (TCP-MD5).
+//! - [`upnp`]: UPnP port mappings for annotated Services (pure plan, igd-next edge).
 //! - [`manifest`] (pure) prints the RBAC, DaemonSet and static Pod that install vipd.
-//! - [`http`] serves `/healthz` and `/readyz`.
+//! - [`report`] (pure) is what `vipd status` shows; [`observe`] collects it and the metrics;
+//!   [`http`] serves `/healthz`, `/readyz`, `/metrics` and `/status`.
 //! - [`demo`] runs `vipd demo`.
 //!
 //! Peer discovery lives in the `vipd-providers` crate.
@@ -25,7 +28,9 @@ pub mod cli;
 pub mod config;
 pub mod decide;
 pub mod demo;
+pub mod dhcp;
 pub mod election;
+pub mod event_limit;
 pub mod http;
 pub mod ipam;
 pub mod kube;
@@ -33,8 +38,11 @@ pub mod l2;
 pub mod manifest;
 pub mod netif;
 pub mod netlink;
+pub mod observe;
 pub mod peers;
+pub mod report;
 pub mod services;
 pub mod sys;
+pub mod upnp;
 
 pub use agent::run;

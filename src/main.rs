@@ -31,6 +31,7 @@ fn main() -> ExitCode {
                     .map_err(Into::into)
             })
         }
+        Command::Status(args) => return status(&args),
         Command::Demo(args) => {
             init_logging("error", false);
             runtime().and_then(|rt| rt.block_on(vipd::demo::run(args.keep)).map_err(Into::into))
@@ -59,6 +60,28 @@ fn manifest(args: &vipd::cli::ManifestArgs) -> ExitCode {
         Err(e) => {
             eprintln!("vipd: {e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `vipd status`: exit status 1 when the agent cannot be asked.
+fn status(args: &vipd::cli::StatusArgs) -> ExitCode {
+    let report = runtime().and_then(|rt| {
+        rt.block_on(vipd::http::fetch_status(&args.server))
+            .map_err(Into::into)
+    });
+    match report {
+        Ok(r) if args.output == "json" => match serde_json::to_string_pretty(&r) {
+            Ok(json) => print_out(&(json + "\n")),
+            Err(e) => {
+                eprintln!("vipd: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Ok(r) => print_out(&vipd::report::render_text(&r)),
+        Err(e) => {
+            eprintln!("vipd: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -121,6 +121,9 @@ pub fn cluster_rules(f: &ManifestFlags) -> Vec<PolicyRule> {
             &["services"],
             &["get", "list", "watch", "patch", "update"],
         ));
+    } else if f.services {
+        // DHCP VIPs (`0.0.0.0`) write kube-vip.io/hwaddr and requestedIP into the Service.
+        rules.push(rule("", &["services"], &["get", "list", "watch", "patch"]));
     } else {
         rules.push(rule("", &["services"], &["get", "list", "watch"]));
     }

@@ -13,15 +13,20 @@ use crate::bgp::speaker::Speaker;
 use crate::config::{Config, ServicesSettings};
 use crate::decide::ingress::{current_ingress, ingress_change, ingress_target};
 use crate::decide::{self, ClusterView, DecideConfig, Desired, NodeCtx, Problem, ServiceKey, Skip};
+use crate::dhcp::services::DhcpServices;
 use crate::http::Readiness;
 use crate::kube::status::{EventSink, ServiceEvent, StatusWriter};
 use crate::kube::view::{AbortOnDrop, Snapshot, View};
 use crate::netlink::VipAddresses;
+use crate::observe::Observer;
 use crate::peers::PeerSources;
+use crate::report::{Reason, ServiceState, VipState};
+use crate::upnp::gateway::SearchSettings;
+use crate::upnp::services::UpnpServices;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::IpAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 use vipd_providers::{MpBgpNextHop, PeerSpec};
 
@@ -39,7 +44,17 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let mut addresses = None;
-    let result = serve(cfg, svc, &mut agent, &mut addresses, shutdown).await;
+    let mut dhcp = None;
+    let mut upnp = None;
+    let result = serve(
+        cfg,
+        svc,
+        &mut agent,
+        &mut addresses,
+        (&mut dhcp, &mut upnp),
+        shutdown,
+    )
+    .await;
     let Agent {
         speaker, mut peers, ..
     } = agent;
@@ -49,6 +64,13 @@ pub async fn run(
         for e in addrs.remove_unwanted(&BTreeSet::new()).await {
             warn!("shutdown: {e}");
         }
+    }
+    // After the routes: RELEASE the leases, delete the macvlans and the UPnP mappings.
+    if let Some(dhcp) = dhcp.as_mut() {
+        dhcp.shutdown().await;
+    }
+    if let Some(upnp) = upnp.as_mut() {
+        upnp.shutdown().await;
     }
     result
 }
@@ -60,6 +82,7 @@ pub struct Agent {
     pub peers: PeerSources,
     pub client: kube::Client,
     pub readiness: Readiness,
+    pub observer: Observer,
 }
 
 async fn serve(
@@ -67,6 +90,7 @@ async fn serve(
     svc: &ServicesSettings,
     agent: &mut Agent,
     addresses: &mut Option<VipAddresses>,
+    (dhcp_out, upnp_out): (&mut Option<DhcpServices>, &mut Option<UpnpServices>),
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let Agent {
@@ -74,6 +98,7 @@ async fn serve(
         peers,
         client,
         readiness,
+        observer,
     } = agent;
     let client = client.clone();
     readiness.not_ready(
@@ -91,16 +116,23 @@ async fn serve(
             settings,
             decide_config(cfg, svc, &[]),
             svc.node_name.clone(),
+            observer.clone(),
         )))
     });
     let mut view = View::start(client.clone(), svc.namespace.as_deref(), &svc.node_name);
+    let events = EventSink::start(client.clone(), &svc.node_name, observer.clone());
     let mut owner = Owner {
         node_name: svc.node_name.clone(),
         decide: decide_config(cfg, svc, &peers.current()),
         status: svc
             .status_updates
             .then(|| StatusWriter::start(client.clone())),
-        events: EventSink::start(client, &svc.node_name),
+        events: events.clone(),
+        observer: observer.clone(),
+        dhcp: Some(DhcpServices::new(client, &svc.interface)),
+        upnp: svc
+            .upnp
+            .then(|| UpnpServices::start(SearchSettings::default(), events)),
         routes: BTreeSet::new(),
         announced: BTreeMap::new(),
         reported: BTreeMap::new(),
@@ -110,6 +142,8 @@ async fn serve(
     // Peer events only wake the loop; whether a session is up is read from the speaker, so an
     // Up that happened before this point is not missed.
     let mut peer_events = speaker.events();
+    let dhcp_changed = owner.dhcp.as_ref().map(DhcpServices::notifier);
+    let upnp_changed = owner.upnp.as_ref().map(UpnpServices::notifier);
     tokio::pin!(shutdown);
     info!(
         node = %svc.node_name,
@@ -141,6 +175,8 @@ async fn serve(
                     tokio::time::sleep(DEBOUNCE).await;
                     break;
                 }
+                () = lease_changed(dhcp_changed.as_deref()) => break,
+                () = lease_changed(upnp_changed.as_deref()) => break,
                 _ = resync.tick() => break,
                 () = peers.changed() => {
                     owner.decide = decide_config(cfg, svc, &peers.current());
@@ -155,7 +191,19 @@ async fn serve(
             }
         }
     }
+    // The leases outlive the loop: released after the routes are withdrawn (see `run`).
+    *dhcp_out = owner.dhcp.take();
+    *upnp_out = owner.upnp.take();
     Ok(())
+}
+
+/// A DHCP lease was bound, moved or lost, or UPnP's external address or mapped Services changed
+/// (never, without them).
+async fn lease_changed(notify: Option<&tokio::sync::Notify>) {
+    match notify {
+        Some(n) => n.notified().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn any_peer_up(speaker: &Speaker) -> bool {
@@ -197,6 +245,7 @@ struct Owner {
     decide: DecideConfig,
     status: Option<StatusWriter>,
     events: EventSink,
+    observer: Observer,
     /// The VIPs handed to the speaker.
     routes: BTreeSet<IpAddr>,
     /// Per Service, the VIPs this node announces for it.
@@ -209,6 +258,10 @@ struct Owner {
     /// (with the Service's resourceVersion when asked: a newer version that still differs means
     /// the write was lost or overwritten, so it is asked again).
     requested: BTreeMap<ServiceKey, (Vec<IpAddr>, Option<String>)>,
+    /// The DHCP VIPs (`0.0.0.0` Services) this node leases; their addresses live on macvlans.
+    dhcp: Option<DhcpServices>,
+    /// UPnP mappings of `forwardUPNP` Services this node announces (`enable_upnp`).
+    upnp: Option<UpnpServices>,
 }
 
 impl Owner {
@@ -219,39 +272,54 @@ impl Owner {
         snap: &Snapshot,
         peers_up: bool,
     ) {
+        let started = Instant::now();
         let view = ClusterView {
             services: &snap.services,
             endpoint_slices: &snap.endpoint_slices,
         };
         let node = NodeCtx::from_node(&self.node_name, snap.node.as_deref());
-        let desired = decide::desired(&view, &node, &self.decide);
+        let mut desired = decide::desired(&view, &node, &self.decide);
+        let mut on_macvlans = BTreeSet::new();
+        if let Some(dhcp) = self.dhcp.as_mut() {
+            dhcp.reconcile(&snap.services, &mut desired, &self.events)
+                .await;
+            on_macvlans = dhcp.leased();
+        }
         let wanted: BTreeSet<IpAddr> = desired.routes.keys().copied().collect();
+        // Leased addresses are on their macvlans already, never on the VIP interface.
+        let on_interface: BTreeSet<IpAddr> = wanted.difference(&on_macvlans).copied().collect();
         // The address before the route, the route before the address goes.
         match addresses {
             Some(addrs) => {
-                for e in addrs.add_missing(&wanted).await {
+                for e in addrs.add_missing(&on_interface).await {
                     warn!("{e}; not announcing it until its address is in place");
                 }
                 // Only VIPs whose address is on the interface (vipd's, or one that was
                 // already there) are announced: a router must not send traffic here for an
                 // address this node does not answer for.
-                let present = addrs.present().await;
+                let mut present = addrs.present().await;
+                present.extend(on_macvlans.iter().copied());
                 let announce: BTreeSet<IpAddr> = wanted
                     .iter()
                     .filter(|ip| present.contains(ip))
                     .copied()
                     .collect();
                 self.apply_routes(speaker, announce);
-                for e in addrs.remove_unwanted(&wanted).await {
+                for e in addrs.remove_unwanted(&on_interface).await {
                     warn!("{e}");
                 }
             }
             None => self.apply_routes(speaker, wanted),
         }
+        if let Some(upnp) = self.upnp.as_mut() {
+            upnp.update(&snap.services, &desired);
+        }
         self.report(&desired);
         if self.status.is_some() {
             self.write_status(snap, &desired, peers_up);
         }
+        self.observer
+            .publish(service_states(&desired, &self.routes), started.elapsed());
     }
 
     fn apply_routes(&mut self, speaker: &Speaker, wanted: BTreeSet<IpAddr>) {
@@ -313,6 +381,8 @@ impl Owner {
             let known = self.reported.get(key).map(Vec::as_slice).unwrap_or(&[]);
             for p in d.problems.iter().filter(|p| !known.contains(p)) {
                 warn!(service = %key, reason = p.reason(), "{p}");
+                self.observer
+                    .reconcile_error(&key.namespace, &key.name, p.reason());
                 self.events.send(ServiceEvent {
                     service: key.clone(),
                     warning: true,
@@ -355,7 +425,8 @@ impl Owner {
             let Some(d) = desired.services.get(&key) else {
                 continue;
             };
-            let target = ingress_target(d, peers_up);
+            let external = self.upnp.as_ref().and_then(|u| u.external_for(&key));
+            let target = crate::upnp::plan::with_external(ingress_target(d, peers_up), external);
             let Some(change) = ingress_change(&target, &current_ingress(svc)) else {
                 continue;
             };
@@ -369,6 +440,45 @@ impl Owner {
         }
         self.requested = still_requested;
     }
+}
+
+/// What `vipd status` shows per Service: each VIP routed, or why not. Services that are not
+/// vipd's (not LoadBalancer, another class) are left out.
+fn service_states(desired: &Desired, routed: &BTreeSet<IpAddr>) -> Vec<ServiceState> {
+    let why = |s: &Skip| Reason::new(s.code(), s.to_string());
+    desired
+        .services
+        .iter()
+        .filter(|(_, d)| {
+            !matches!(
+                d.skip,
+                Some(Skip::NotLoadBalancer { .. } | Skip::ClassNotOurs { .. })
+            )
+        })
+        .map(|(key, d)| ServiceState {
+            service: key.to_string(),
+            withheld: d.skip.as_ref().map(why),
+            vips: d
+                .vips
+                .iter()
+                .map(|vip| {
+                    let state = if routed.contains(vip) {
+                        VipState::Routed
+                    } else if let Some((_, s)) = d.not_announced.iter().find(|(v, _)| v == vip) {
+                        VipState::Withheld(why(s))
+                    } else if let Some(s) = &d.skip {
+                        VipState::Withheld(why(s))
+                    } else {
+                        VipState::Withheld(Reason::new(
+                            "AddressMissing",
+                            "the address could not be put on the interface (see the log)",
+                        ))
+                    };
+                    (*vip, state)
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 fn join(ips: &[IpAddr]) -> String {

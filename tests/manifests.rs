@@ -384,7 +384,8 @@ fn leases_are_granted_only_with_an_election_ipam_or_arp() {
 fn configmaps_only_with_ipam_and_service_writes_only_with_ipam_or_arp() {
     let plain = rules(&with(&["--services", "--servicesElection"]));
     assert!(!plain.contains_key("configmaps"));
-    assert_eq!(plain["services"], verbs(&["get", "list", "watch"]));
+    // patch: DHCP VIPs write kube-vip.io/hwaddr and requestedIP; update only for IPAM.
+    assert_eq!(plain["services"], verbs(&["get", "list", "watch", "patch"]));
     let ipam = rules(&with(&["--services", "--ipam"]));
     assert_eq!(ipam["configmaps"], verbs(&["get", "list", "watch"]));
     assert_eq!(
@@ -607,4 +608,36 @@ fn a_daemonset_the_agent_would_refuse_is_not_printed() {
         assert!(o.stdout.is_empty(), "{args:?}");
         assert!(err.contains(says), "{args:?}: {err}");
     }
+}
+
+/// The image and the DaemonSet agree: the manifest gives no `command`, so the image's
+/// ENTRYPOINT runs with the manifest's `args`; the builder's Rust is new enough for the crate.
+#[test]
+fn the_dockerfile_runs_what_the_daemonset_asks_for() {
+    let dockerfile = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile"))
+        .expect("Dockerfile");
+    let last_stage = dockerfile.rsplit("\nFROM ").next().unwrap();
+    assert!(
+        last_stage.contains("ENTRYPOINT [\"/vipd\"]"),
+        "{last_stage}"
+    );
+    assert!(
+        !last_stage.contains("\nUSER "),
+        "capabilities need root in the container"
+    );
+    let ds = daemonset(&["--bgp", "--annotations", "x"]);
+    let c = container(pod_spec(&ds));
+    assert_eq!(c.command, None);
+    assert_eq!(c.args.as_deref(), Some(&["manager".to_string()][..]));
+    let rust = dockerfile
+        .split("rust:")
+        .nth(1)
+        .and_then(|s| s.split('-').next())
+        .expect("a rust:X.Y builder");
+    let needed = env!("CARGO_PKG_RUST_VERSION");
+    let minor = |v: &str| v.split('.').nth(1).unwrap().parse::<u32>().unwrap();
+    assert!(
+        minor(rust) >= minor(needed),
+        "builder rust {rust} < rust-version {needed}"
+    );
 }

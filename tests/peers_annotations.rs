@@ -15,7 +15,7 @@ use kube::api::{Patch, PatchParams};
 use kube::Api;
 use serde_json::json;
 use support::bird::Bird;
-use support::cluster::{self, in_netns, lb_service, slice, Ep};
+use support::cluster::{self, in_netns, lb_service};
 use support::netns::Topology;
 use support::router::{Router, RouterConfig};
 use support::vipd::Vipd;
@@ -39,6 +39,21 @@ fn annotations(peer: &str, src: &str, multihop: bool) -> BTreeMap<String, String
     .collect()
 }
 
+/// The API server (in the calling namespace) with Node `node0` carrying `annotations`.
+async fn annotated_node0(annotations: BTreeMap<String, String>) -> (ApiServer, kube::Client) {
+    let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
+        .await
+        .unwrap();
+    let client = api.client();
+    let mut node = cluster::node("node0");
+    node.metadata.annotations = Some(annotations);
+    Api::<Node>::all(client.clone())
+        .create(&Default::default(), &node)
+        .await
+        .unwrap();
+    (api, client)
+}
+
 #[test]
 fn annotated_peers_are_followed_live() {
     skip_unless!(root, Bird::NEEDS, VIPD_NEEDS);
@@ -55,16 +70,7 @@ fn annotated_peers_are_followed_live() {
     let dir = tempfile::tempdir().unwrap();
     let tor = topo.tor.clone();
     in_netns(&tor, async {
-        let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
-            .await
-            .unwrap();
-        let client = api.client();
-        let mut node = cluster::node("node0");
-        node.metadata.annotations = Some(annotations("10.99.255.2", "10.99.255.1", true));
-        Api::<Node>::all(client.clone())
-            .create(&Default::default(), &node)
-            .await
-            .unwrap();
+        let (api, client) = annotated_node0(annotations("10.99.255.2", "10.99.255.1", true)).await;
         let kubeconfig = cluster::node_kubeconfig(dir.path(), 0, api.addr().port());
         let mut agent = Vipd::services(
             &topo,
@@ -85,10 +91,11 @@ fn annotated_peers_are_followed_live() {
                 agent.log_tail()
             )
         };
-        cluster::create_service(&client, &lb_service("web", "198.18.0.10", false)).await;
-        cluster::put_slice(
+        cluster::create_served(
             &client,
-            &slice("web", "web-1", &[Ep::ready("10.244.0.5", "node0")]),
+            &lb_service("web", "198.18.0.10", false),
+            "node0",
+            "10.244.0.5",
         )
         .await;
         eventually!(
@@ -187,6 +194,103 @@ fn missing_annotations_keep_the_agent_unready_and_say_which_key() {
             Duration::from_secs(5),
             "ready",
             cluster::http_get("10.99.0.1:2112", "/readyz").await.0 == 200,
+            agent.log_tail()
+        );
+    });
+}
+
+/// The install line users copy (`vipd manifest daemonset … --annotations metal.equinix.com
+/// --inCluster`): the DaemonSet's environment, exactly as rendered (the downward API's node name
+/// filled in as the kubelet would), runs an agent that peers with BIRD from the Node's
+/// annotations and announces a Service. The one addition is the kubeconfig, standing in for the
+/// in-cluster service account a test has no API server for.
+#[test]
+fn the_rendered_daemonsets_environment_runs_an_agent_that_peers_and_announces() {
+    skip_unless!(root, Bird::NEEDS, VIPD_NEEDS);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vipd"))
+        .args([
+            "manifest",
+            "daemonset",
+            "--interface",
+            "veth-tor",
+            "--services",
+            "--bgp",
+            "--annotations",
+            "metal.equinix.com",
+            "--inCluster",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    let ds: k8s_openapi::api::apps::v1::DaemonSet = serde_saphyr::from_multiple(&yaml)
+        .unwrap()
+        .into_iter()
+        .find_map(|doc: serde_json::Value| {
+            (doc["kind"] == "DaemonSet").then(|| serde_json::from_value(doc).unwrap())
+        })
+        .expect("a DaemonSet in the output");
+    let container = &ds.spec.unwrap().template.spec.unwrap().containers[0];
+    let mut env: Vec<(String, String)> = container
+        .env
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| {
+            let field = e
+                .value_from
+                .as_ref()
+                .and_then(|f| f.field_ref.as_ref())
+                .map(|f| f.field_path.as_str());
+            let value = match (e.value, field) {
+                (Some(v), _) => v,
+                (None, Some("spec.nodeName")) => "node0".into(),
+                (None, Some("metadata.namespace")) => "kube-system".into(),
+                (None, Some("metadata.name")) => "vipd-abcde".into(),
+                (None, other) => panic!("env {} from {other:?}: the test cannot fill it", e.name),
+            };
+            (e.name, value)
+        })
+        .collect();
+
+    let topo = Topology::with_nodes(1);
+    let mut bird = Bird::new(&topo, RouterConfig::ipv4().password("s3cret-md5"));
+    bird.start();
+    let dir = tempfile::tempdir().unwrap();
+    let tor = topo.tor.clone();
+    in_netns(&tor, async {
+        let (api, client) = annotated_node0(annotations("10.99.0.2", "10.99.0.1", false)).await;
+        let kubeconfig = cluster::node_kubeconfig(dir.path(), 0, api.addr().port());
+        env.push(("k8s_config_file".into(), support::path_str(&kubeconfig)));
+        let mut agent = Vipd::with_env(&topo, 0, env.clone());
+        agent.start();
+        cluster::create_served(
+            &client,
+            &lb_service("web", "198.18.0.10", false),
+            "node0",
+            "10.244.0.5",
+        )
+        .await;
+        eventually!(
+            Duration::from_secs(20),
+            "BIRD has the VIP from the annotated session",
+            bird.next_hops("198.18.0.10/32")
+                == vec!["10.99.0.1".parse::<std::net::IpAddr>().unwrap()],
+            format!("env {env:?}\n{}\n{}", bird.log_tail(), agent.log_tail())
+        );
+        assert_eq!(
+            cluster::ingress(&client, "web").await,
+            vec!["198.18.0.10".to_string()]
+        );
+        // The probes' port is the one the manifest's prometheus_server names.
+        assert_eq!(
+            cluster::http_get("10.99.0.1:2112", "/readyz").await.0,
+            200,
+            "{}",
             agent.log_tail()
         );
     });

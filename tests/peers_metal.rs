@@ -11,7 +11,7 @@ mod support;
 use std::time::Duration;
 
 use support::bird::Bird;
-use support::cluster::{self, in_netns, lb_service, slice, Ep};
+use support::cluster::{self, in_netns, lb_service};
 use support::metal::{MetalMock, MetalWorld, PROJECT, TOKEN};
 use support::netns::Topology;
 use support::router::{Family, Router, RouterConfig};
@@ -71,10 +71,11 @@ fn metal_api_peers_reach_bird_through_the_installed_peer_route() {
             .unwrap();
         let client = api.client();
         cluster::create_node(&client, "node0").await;
-        cluster::create_service(&client, &lb_service("web", "198.18.0.10", false)).await;
-        cluster::put_slice(
+        cluster::create_served(
             &client,
-            &slice("web", "web-1", &[Ep::ready("10.244.0.5", "node0")]),
+            &lb_service("web", "198.18.0.10", false),
+            "node0",
+            "10.244.0.5",
         )
         .await;
         let kubeconfig = cluster::node_kubeconfig(dir.path(), 0, api.addr().port());

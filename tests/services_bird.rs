@@ -95,10 +95,11 @@ fn service_reaches_bird_gets_status_and_is_withdrawn_without_endpoints() {
         let client = api.client();
         cluster::create_node(&client, "node0").await;
         bed.start_agent(0, api.addr().port(), &[]);
-        cluster::create_service(&client, &lb_service("web", "198.18.0.10", false)).await;
-        cluster::put_slice(
+        cluster::create_served(
             &client,
-            &slice("web", "web-1", &[Ep::ready("10.244.0.5", "node0")]),
+            &lb_service("web", "198.18.0.10", false),
+            "node0",
+            "10.244.0.5",
         )
         .await;
         eventually!(
@@ -167,10 +168,11 @@ fn local_traffic_policy_announces_only_from_nodes_with_endpoints() {
         }
         bed.start_agent(0, api.addr().port(), &[]);
         bed.start_agent(1, api.addr().port(), &[]);
-        cluster::create_service(&client, &lb_service("web", "198.18.0.20", true)).await;
-        cluster::put_slice(
+        cluster::create_served(
             &client,
-            &slice("web", "web-1", &[Ep::ready("10.244.1.5", "node1")]),
+            &lb_service("web", "198.18.0.20", true),
+            "node1",
+            "10.244.1.5",
         )
         .await;
         eventually!(
@@ -225,10 +227,11 @@ fn rolling_update_with_terminating_serving_endpoints_never_withdraws() {
         let client = api.client();
         cluster::create_node(&client, "node0").await;
         bed.start_agent(0, api.addr().port(), &[]);
-        cluster::create_service(&client, &lb_service("web", "198.18.0.30", true)).await;
-        cluster::put_slice(
+        cluster::create_served(
             &client,
-            &slice("web", "web-1", &[Ep::ready("10.244.0.5", "node0")]),
+            &lb_service("web", "198.18.0.30", true),
+            "node0",
+            "10.244.0.5",
         )
         .await;
         eventually!(
@@ -328,10 +331,11 @@ fn api_server_outage_leaves_the_table_untouched() {
             .await
             .expect("restart the API server");
         let client = api.client();
-        cluster::create_service(&client, &lb_service("c", "198.18.0.42", false)).await;
-        cluster::put_slice(
+        cluster::create_served(
             &client,
-            &slice("c", "c-1", &[Ep::ready("10.244.0.7", "node0")]),
+            &lb_service("c", "198.18.0.42", false),
+            "node0",
+            "10.244.0.7",
         )
         .await;
         eventually!(

@@ -3,10 +3,11 @@
 //! and carries out the session's outputs in order. It decides nothing.
 
 use crate::bgp::fsm::{DownReason, Input, NextHops, Output, Session, SessionConfig, Timer};
-use crate::bgp::types::RouteSet;
+use crate::bgp::types::{Family, RouteSet};
 use crate::bgp::wire::{self, CeaseKind};
 use crate::netif::Interfaces;
 use crate::sys;
+use netgauze_bgp_pkt::BgpMessage;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
@@ -68,9 +69,13 @@ pub enum PeerEvent {
 pub struct PeerStatus {
     pub state: String,
     pub established_since: Option<Instant>,
+    /// The families negotiated in the OPENs of the current session (empty when down).
+    pub families: Vec<Family>,
     pub last_error: Option<String>,
     pub advertised: usize,
+    pub updates_sent: u64,
     pub updates_received: u64,
+    pub notifications_sent: u64,
     pub notifications_received: u64,
     pub flaps: u64,
 }
@@ -231,7 +236,22 @@ impl PeerTask {
                     conn.write.flush().await
                 };
                 match tokio::time::timeout(self.write_timeout, write).await {
-                    Ok(Ok(())) => {}
+                    Ok(Ok(())) => {
+                        let updates = msgs
+                            .iter()
+                            .filter(|m| matches!(m, BgpMessage::Update(_)))
+                            .count() as u64;
+                        let notifications = msgs
+                            .iter()
+                            .filter(|m| matches!(m, BgpMessage::Notification(_)))
+                            .count() as u64;
+                        if updates + notifications > 0 {
+                            self.status.send_modify(|s| {
+                                s.updates_sent += updates;
+                                s.notifications_sent += notifications;
+                            });
+                        }
+                    }
                     Ok(Err(e)) => return Some(Input::Closed(format!("write failed: {e}"))),
                     Err(_) => {
                         return Some(Input::Closed(format!(
@@ -260,6 +280,7 @@ impl PeerTask {
                 );
                 self.status.send_modify(|s| {
                     s.established_since = Some(Instant::now());
+                    s.families = neg.families.clone();
                     s.last_error = None;
                 });
                 self.emit(PeerEvent::Up {
@@ -286,6 +307,7 @@ impl PeerTask {
                         s.notifications_received += 1;
                     }
                     s.established_since = None;
+                    s.families.clear();
                     s.last_error = Some(reason.to_string());
                 });
                 self.emit(PeerEvent::Down {

@@ -50,6 +50,31 @@ struct PeerHandle {
     status: watch::Receiver<PeerStatus>,
 }
 
+/// Every session's live state, shared with the HTTP endpoint (`/metrics`, `/status`), which
+/// reads it at scrape time instead of asking the owner loop.
+#[derive(Clone, Default, Debug)]
+pub struct PeerBoard(Arc<Mutex<BTreeMap<SocketAddr, watch::Receiver<PeerStatus>>>>);
+
+impl PeerBoard {
+    /// Each configured peer's state now, in address order.
+    pub fn snapshot(&self) -> Vec<(SocketAddr, PeerStatus)> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(k, rx)| (*k, rx.borrow().clone()))
+            .collect()
+    }
+
+    fn set(&self, key: SocketAddr, status: Option<watch::Receiver<PeerStatus>>) {
+        let mut m = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match status {
+            Some(rx) => m.insert(key, rx),
+            None => m.remove(&key),
+        };
+    }
+}
+
 /// Where passive listeners send connections: the peer task for each address.
 type AcceptTable = Arc<Mutex<HashMap<IpAddr, mpsc::Sender<Control>>>>;
 
@@ -60,6 +85,7 @@ pub struct Speaker {
     events: Option<mpsc::UnboundedSender<PeerEvent>>,
     accept: AcceptTable,
     listeners: Vec<(Arc<TcpListener>, JoinHandle<()>)>,
+    board: PeerBoard,
 }
 
 impl Speaker {
@@ -86,6 +112,7 @@ impl Speaker {
             events: None,
             accept,
             listeners,
+            board: PeerBoard::default(),
         })
     }
 
@@ -102,6 +129,11 @@ impl Speaker {
             .iter()
             .filter_map(|(l, _)| l.local_addr().ok())
             .collect()
+    }
+
+    /// A live view of every session's state, for readers outside the owner loop.
+    pub fn board(&self) -> PeerBoard {
+        self.board.clone()
     }
 
     /// Replaces the whole route set.
@@ -135,6 +167,7 @@ impl Speaker {
                 Some(_) => continue,
             };
             if let Some(handle) = self.peers.remove(&key) {
+                self.board.set(key, None);
                 info!(peer = %key, ?kind, "stopping BGP session");
                 stopping.push(self.stop_peer(key, handle, kind, String::new()));
             }
@@ -145,6 +178,7 @@ impl Speaker {
         for (key, spec) in wanted {
             if !self.peers.contains_key(&key) {
                 let handle = self.start_peer(key, spec);
+                self.board.set(key, Some(handle.status.clone()));
                 self.peers.insert(key, handle);
             }
         }

@@ -71,10 +71,30 @@ pub enum Skip {
     /// externalTrafficPolicy Local: no serving endpoint of the Service runs on this node, so
     /// kube-proxy here would drop the traffic.
     NoLocalEndpoints { node: String },
-    /// `0.0.0.0` / `::` asks for an address by DHCP, which vipd does not do yet.
+    /// `0.0.0.0` asks for an address by DHCP and none is leased here (yet); `::` (DHCPv6) is
+    /// not supported.
     Dhcp { vip: IpAddr },
     /// No BGP peer carries this VIP's address family.
     NoPeerForFamily { vip: IpAddr },
+}
+
+impl Skip {
+    /// The reason as a stable CamelCase code, for `vipd status -o json` and scripts.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Skip::NotLoadBalancer { .. } => "NotLoadBalancer",
+            Skip::Ignored => "Ignored",
+            Skip::ClassNotOurs { .. } => "ClassNotOurs",
+            Skip::ClassMissing { .. } => "ClassMissing",
+            Skip::NoAddress => "NoAddress",
+            Skip::NoUsableAddress { .. } => "NoUsableAddress",
+            Skip::NodeExcluded { .. } => "NodeExcluded",
+            Skip::NoEndpoints => "NoEndpoints",
+            Skip::NoLocalEndpoints { .. } => "NoLocalEndpoints",
+            Skip::Dhcp { .. } => "Dhcp",
+            Skip::NoPeerForFamily { .. } => "NoPeerForFamily",
+        }
+    }
 }
 
 impl fmt::Display for Skip {
@@ -108,6 +128,13 @@ impl fmt::Display for Skip {
             Skip::NoLocalEndpoints { node } => write!(
                 f,
                 "no serving endpoint on node {node} (externalTrafficPolicy Local)"
+            ),
+            // DHCPv4 is served by src/dhcp (the lease replaces this skip once bound); DHCPv6 not.
+            Skip::Dhcp {
+                vip: vip @ IpAddr::V4(_),
+            } => write!(
+                f,
+                "{vip} asks for an address by DHCP; none is leased on this node yet"
             ),
             Skip::Dhcp { vip } => write!(
                 f,

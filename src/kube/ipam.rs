@@ -6,9 +6,11 @@
 //! from a stale view fails with a conflict instead of overwriting, and the next plan decides.
 
 use crate::decide::{DecideConfig, ServiceKey};
+use crate::http::Readiness;
 use crate::ipam::{plan, IpamProblem};
 use crate::kube::status::{EventSink, ServiceEvent};
 use crate::kube::view::{reflect, wait_ready, AbortOnDrop};
+use crate::observe::Observer;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::Store;
@@ -68,14 +70,20 @@ pub async fn run_standalone(
     };
     info!(identity, configmap = %settings.configmap, namespace = %settings.namespace, "vipd ipam started");
     tokio::select! {
-        () = run(client, settings, decide, identity) => {}
+        () = run(client, settings, decide, identity.clone(), Observer::new(&identity, "ipam", Readiness::default())) => {}
         () = shutdown => info!("vipd ipam stopping"),
     }
     Ok(())
 }
 
 /// Runs until the task is dropped: contends for the Lease and, while holding it, allocates.
-pub async fn run(client: Client, settings: IpamSettings, decide: DecideConfig, identity: String) {
+pub async fn run(
+    client: Client,
+    settings: IpamSettings,
+    decide: DecideConfig,
+    identity: String,
+    observer: Observer,
+) {
     let (tx, mut changed) = watch::channel(0u64);
     // The tasks end with this function (the allocator's task is aborted at shutdown).
     let (services, t1) = reflect(
@@ -91,7 +99,7 @@ pub async fn run(client: Client, settings: IpamSettings, decide: DecideConfig, i
         tx,
     );
     let _watches = (AbortOnDrop(t1), AbortOnDrop(t2));
-    let events = EventSink::start(client.clone(), &identity);
+    let events = EventSink::start(client.clone(), &identity, observer.clone());
     let mut leader = loop {
         let built = LeaseManagerBuilder::new(client.clone(), LEASE)
             .with_namespace(settings.lease_namespace.clone())
@@ -129,6 +137,7 @@ pub async fn run(client: Client, settings: IpamSettings, decide: DecideConfig, i
                 }
             );
             was_leader = is_leader;
+            observer.set_leader(LEASE, is_leader);
         }
         if is_leader {
             let inputs = Inputs {

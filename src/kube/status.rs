@@ -4,6 +4,8 @@
 //! API server never stalls the owner loop; a failed write is kept and retried, latest wins.
 
 use crate::decide::ServiceKey;
+use crate::event_limit::{EventLimiter, Verdict};
+use crate::observe::Observer;
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -113,22 +115,35 @@ pub struct ServiceEvent {
     pub note: String,
 }
 
-/// Publishes Events (events.k8s.io/v1) from a task; a failure is logged, never retried.
+/// Publishes Events (events.k8s.io/v1) from a task, at most a burst and then one per period per
+/// Service ([`EventLimiter`]); a failure is logged, never retried.
 #[derive(Clone)]
 pub struct EventSink {
     tx: mpsc::UnboundedSender<ServiceEvent>,
 }
 
 impl EventSink {
-    pub fn start(client: Client, node_name: &str) -> EventSink {
+    pub fn start(client: Client, node_name: &str, observer: Observer) -> EventSink {
         let reporter = Reporter {
             controller: "vipd".into(),
             instance: Some(node_name.to_owned()),
         };
         let recorder = Recorder::new(client, reporter);
         let (tx, mut rx) = mpsc::unbounded_channel::<ServiceEvent>();
+        let mut limiter = EventLimiter::default();
         tokio::spawn(async move {
-            while let Some(ev) = rx.recv().await {
+            while let Some(mut ev) = rx.recv().await {
+                match limiter.check(&ev.service, std::time::Instant::now()) {
+                    Verdict::Drop => {
+                        observer.event_suppressed();
+                        debug!(service = %ev.service, reason = %ev.reason, "event rate limit: not sent");
+                        continue;
+                    }
+                    Verdict::Send { suppressed: 0 } => {}
+                    Verdict::Send { suppressed } => ev.note.push_str(&format!(
+                        " ({suppressed} earlier events about this Service were not sent: rate limit)"
+                    )),
+                }
                 let reference = ObjectReference {
                     api_version: Some("v1".into()),
                     kind: Some("Service".into()),

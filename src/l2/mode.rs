@@ -78,6 +78,7 @@ pub async fn run(
     arp: &ArpSettings,
     client: Client,
     readiness: Readiness,
+    observer: crate::observe::Observer,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     // A crashed predecessor's addresses would answer ARP for VIPs this node does not lead.
@@ -98,6 +99,7 @@ pub async fn run(
             settings,
             decide_config(svc),
             svc.node_name.clone(),
+            observer.clone(),
         )))
     });
     let mut view = View::start(client.clone(), svc.namespace.as_deref(), &svc.node_name);
@@ -111,7 +113,7 @@ pub async fn run(
         status: svc
             .status_updates
             .then(|| StatusWriter::start(client.clone())),
-        events: EventSink::start(client, &svc.node_name),
+        events: EventSink::start(client, &svc.node_name, observer),
         held: Arc::new(AtomicUsize::new(0)),
         elections: BTreeMap::new(),
         leading: BTreeMap::new(),

@@ -40,6 +40,12 @@ impl Bird {
         })
     }
 
+    /// `birdc enable|disable` the session of neighbor `i`: disabling sends the peer a Cease.
+    pub fn set_protocol_enabled(&self, i: usize, enabled: bool) {
+        let verb = if enabled { "enable" } else { "disable" };
+        self.birdc(&[verb, &Bird::protocol(i)]);
+    }
+
     /// The next hop of every path BIRD holds for `prefix` (one per announcing node, ECMP).
     pub fn next_hops(&self, prefix: &str) -> Vec<std::net::IpAddr> {
         let mut hops: Vec<_> = self

@@ -148,6 +148,17 @@ pub async fn create_service(client: &Client, svc: &Service) {
 }
 
 /// Creates the slice, or replaces its endpoints if it exists.
+/// Creates `svc` and its EndpointSlice `<name>-1` with one ready endpoint `ep` on `node`.
+pub async fn create_served(client: &Client, svc: &Service, node: &str, ep: &str) {
+    create_service(client, svc).await;
+    let name = svc.metadata.name.as_deref().expect("a named Service");
+    put_slice(
+        client,
+        &slice(name, &format!("{name}-1"), &[Ep::ready(ep, node)]),
+    )
+    .await;
+}
+
 pub async fn put_slice(client: &Client, s: &EndpointSlice) {
     let api = Api::<EndpointSlice>::namespaced(client.clone(), "default");
     let name = s.metadata.name.clone().expect("slice name");

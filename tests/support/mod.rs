@@ -26,9 +26,11 @@ macro_rules! skip_unless {
 pub mod bird;
 pub mod cluster;
 pub mod daemon;
+pub mod dnsmasq;
 pub mod frr;
 pub mod gobgp;
 pub mod metal;
+pub mod miniupnpd;
 pub mod netns;
 pub mod router;
 pub mod scenarios;
@@ -105,6 +107,12 @@ pub fn prerequisites_met(needs: &[(&str, &str)]) -> bool {
             missing.push(format!("{bin} ({hint})"));
         }
     }
+    skip_unless_empty(missing)
+}
+
+/// True when nothing is `missing`; otherwise says what is, loudly (or fails under
+/// `VIPD_NO_SKIP=1`).
+pub fn skip_unless_empty(missing: Vec<String>) -> bool {
     if missing.is_empty() {
         return true;
     }

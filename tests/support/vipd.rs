@@ -63,7 +63,6 @@ impl Vipd {
         kubeconfig: &std::path::Path,
         extra: &[(&str, &str)],
     ) -> Vipd {
-        let dir = tempfile::tempdir().expect("temp dir for vipd");
         let mut env: Vec<(String, String)> = [
             ("bgp_enable", "true".to_string()),
             ("bgp_as", VIPD_AS.to_string()),
@@ -86,6 +85,12 @@ impl Vipd {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Vipd::with_env(topo, i, env)
+    }
+
+    /// `vipd manager` on node `i` with exactly the environment `env`. Not started.
+    pub fn with_env(topo: &Topology, i: usize, env: Vec<(String, String)>) -> Vipd {
+        let dir = tempfile::tempdir().expect("temp dir for vipd");
         let argv = vec![
             env!("CARGO_BIN_EXE_vipd").to_string(),
             "manager".to_string(),

@@ -163,6 +163,10 @@ fn skip_texts_name_the_value() {
             ":: asks for an address by DHCP, which vipd does not support yet",
         ),
         (
+            Skip::Dhcp { vip: ip("0.0.0.0") },
+            "0.0.0.0 asks for an address by DHCP; none is leased on this node yet",
+        ),
+        (
             Skip::NoPeerForFamily {
                 vip: ip("2001:db8::1"),
             },

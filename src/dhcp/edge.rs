@@ -1,0 +1,260 @@
+//! [I/O] One DHCP VIP: a macvlan, a UDP socket on it, a [`Client`] driven by packets and timers,
+//! and the leased address kept on the macvlan while the lease lasts.
+//!
+//! The socket is UDP `0.0.0.0:68` bound to the macvlan (`SO_BINDTODEVICE`) with `SO_BROADCAST`;
+//! our requests carry the BROADCAST flag, so OFFER and ACK arrive as broadcasts before the
+//! address exists and no packet socket is needed. A server that stops answering changes nothing
+//! until the lease expires: only the client's `Unbound` removes the address.
+
+use super::client::{Action, Client, ClientConfig, Destination, Lease};
+use super::macvlan::{self, MacvlanError};
+use crate::netlink::{NetlinkError, VipAddresses};
+use socket2::{Domain, Protocol, Socket, Type};
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::Instant;
+use tokio::net::UdpSocket;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+const SERVER_PORT: u16 = 67;
+const CLIENT_PORT: u16 = 68;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DhcpError {
+    #[error(transparent)]
+    Macvlan(#[from] MacvlanError),
+    #[error("DHCP socket on {ifname}: {source}")]
+    Socket {
+        ifname: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Address(#[from] NetlinkError),
+}
+
+/// What one DHCP VIP is asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DhcpSpec {
+    /// The Service interface the macvlan sits on.
+    pub parent: String,
+    /// The macvlan ([`macvlan::macvlan_name`]).
+    pub ifname: String,
+    pub mac: [u8; 6],
+    /// Option 12 (`kube-vip.io/loadbalancerHostname`).
+    pub hostname: Option<String>,
+    /// INIT-REBOOT address (`kube-vip.io/requestedIP`).
+    pub requested: Option<Ipv4Addr>,
+}
+
+/// How a DHCP VIP ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// The Service went away: RELEASE the lease, then delete the macvlan.
+    Release,
+    /// Another node takes over (or vipd restarts): delete the macvlan but keep the lease, which
+    /// the next holder of the MAC renews.
+    Keep,
+}
+
+/// A running DHCP VIP. Dropping it without [`DhcpVip::stop`] stops the task and leaves the
+/// macvlan (and the address) in place, as a crash would.
+pub struct DhcpVip {
+    ifname: String,
+    lease: watch::Receiver<Option<Lease>>,
+    stop: Option<oneshot::Sender<Stop>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl DhcpVip {
+    /// Creates the macvlan and its socket and starts the client.
+    pub async fn start(spec: DhcpSpec, seed: u64) -> Result<DhcpVip, DhcpError> {
+        macvlan::create(&spec.parent, &spec.ifname, spec.mac).await?;
+        let socket = match open_socket(&spec.ifname) {
+            Ok(s) => s,
+            Err(source) => {
+                let _ = macvlan::delete(&spec.ifname).await;
+                return Err(DhcpError::Socket {
+                    ifname: spec.ifname.clone(),
+                    source,
+                });
+            }
+        };
+        let addresses = match VipAddresses::open(&spec.ifname).await {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = macvlan::delete(&spec.ifname).await;
+                return Err(e.into());
+            }
+        };
+        let mut cfg = ClientConfig::new(spec.mac, seed);
+        cfg.hostname = spec.hostname.clone();
+        cfg.requested = spec.requested;
+        let (lease_tx, lease) = watch::channel(None);
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let ifname = spec.ifname.clone();
+        let task = tokio::spawn(async move {
+            let mut run = Run {
+                ifname: spec.ifname,
+                socket,
+                client: Client::new(cfg),
+                addresses,
+                lease: lease_tx,
+            };
+            run.run(stop_rx).await;
+        });
+        Ok(DhcpVip {
+            ifname,
+            lease,
+            stop: Some(stop_tx),
+            task: Some(task),
+        })
+    }
+
+    /// The current lease (`None` until bound and after expiry); changes are signalled.
+    pub fn lease(&self) -> watch::Receiver<Option<Lease>> {
+        self.lease.clone()
+    }
+
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    /// Ends the client as `how` says and deletes the macvlan.
+    pub async fn stop(mut self, how: Stop) -> Result<(), DhcpError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(how);
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        macvlan::delete(&self.ifname).await?;
+        Ok(())
+    }
+}
+
+impl Drop for DhcpVip {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+fn open_socket(ifname: &str) -> std::io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    // Another DHCP client on the host may hold 0.0.0.0:68 on another interface.
+    socket.set_reuse_address(true)?;
+    socket.bind_device(Some(ifname.as_bytes()))?;
+    socket.set_broadcast(true)?;
+    socket.set_nonblocking(true)?;
+    let any = SocketAddr::from((Ipv4Addr::UNSPECIFIED, CLIENT_PORT));
+    socket.bind(&any.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+struct Run {
+    ifname: String,
+    socket: UdpSocket,
+    client: Client,
+    addresses: VipAddresses,
+    lease: watch::Sender<Option<Lease>>,
+}
+
+impl Run {
+    async fn run(&mut self, mut stop: oneshot::Receiver<Stop>) {
+        let actions = self.client.start(Instant::now());
+        self.apply(actions).await;
+        let mut buf = vec![0u8; 1500];
+        loop {
+            let deadline = self.client.deadline();
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let actions = tokio::select! {
+                how = &mut stop => {
+                    // A dropped handle (Err) is a crash: leave everything as it is.
+                    if let Ok(Stop::Release) = how {
+                        let actions = self.client.release(Instant::now());
+                        self.apply(actions).await;
+                    }
+                    return;
+                }
+                received = self.socket.recv_from(&mut buf) => match received {
+                    Ok((n, from)) => {
+                        debug!(macvlan = %self.ifname, %from, bytes = n, "DHCP packet");
+                        self.client.handle(Instant::now(), &buf[..n])
+                    }
+                    Err(e) => {
+                        warn!(macvlan = %self.ifname, "DHCP receive: {e}");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        Vec::new()
+                    }
+                },
+                () = sleep => self.client.on_timeout(Instant::now()),
+            };
+            self.apply(actions).await;
+        }
+    }
+
+    async fn apply(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Send { to, payload } => {
+                    let dest = match to {
+                        Destination::Broadcast => Ipv4Addr::BROADCAST,
+                        Destination::Unicast(ip) => ip,
+                    };
+                    let addr = SocketAddrV4::new(dest, SERVER_PORT);
+                    // A lost packet is what retransmission is for: log and go on.
+                    if let Err(e) = self.socket.send_to(&payload, addr).await {
+                        warn!(macvlan = %self.ifname, %addr, "DHCP send: {e}");
+                    }
+                }
+                Action::Bound(lease) => {
+                    let wanted = BTreeSet::from([IpAddr::V4(lease.address)]);
+                    for e in self.addresses.add_missing(&wanted).await {
+                        warn!(macvlan = %self.ifname, "{e}");
+                    }
+                    // A reused macvlan may still carry an earlier lease's address.
+                    for e in self.addresses.remove_unwanted(&wanted).await {
+                        warn!(macvlan = %self.ifname, "{e}");
+                    }
+                    info!(
+                        macvlan = %self.ifname,
+                        address = %lease.address,
+                        server = %lease.server,
+                        lease_secs = lease.duration.map(|d| d.as_secs()),
+                        "DHCP lease bound"
+                    );
+                    self.lease.send_replace(Some(lease));
+                }
+                Action::Unbound(address) => {
+                    let wanted: BTreeSet<IpAddr> = self
+                        .addresses
+                        .ours()
+                        .iter()
+                        .filter(|ip| **ip != IpAddr::V4(address))
+                        .copied()
+                        .collect();
+                    for e in self.addresses.remove_unwanted(&wanted).await {
+                        warn!(macvlan = %self.ifname, "{e}");
+                    }
+                    info!(macvlan = %self.ifname, %address, "DHCP lease ended");
+                    if self
+                        .lease
+                        .borrow()
+                        .as_ref()
+                        .is_some_and(|l| l.address == address)
+                    {
+                        self.lease.send_replace(None);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! The macvlan a DHCP VIP lives on: its name and MAC [pure], its creation and removal [I/O].
+//!
+//! One macvlan per Service gives each lease its own MAC, so the DHCP server sees one client per
+//! Service, and a node that takes the Service over asks with the same MAC (kept in
+//! `kube-vip.io/hwaddr`) and gets the same address.
+
+use futures::TryStreamExt;
+use netlink_packet_route::link::{LinkAttribute, MacVlanMode};
+use rtnetlink::{Handle, LinkMacVlan};
+use tracing::{info, warn};
+
+/// Linux interface names are at most 15 bytes (IFNAMSIZ - 1).
+const IFNAMSIZ_MAX: usize = 15;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MacvlanError {
+    #[error("cannot open a netlink socket: {0}")]
+    Socket(std::io::Error),
+    #[error("parent interface {0:?} of the DHCP macvlan does not exist")]
+    NoParent(String),
+    #[error("{action} macvlan {name}: {source}")]
+    Request {
+        action: &'static str,
+        name: String,
+        source: Box<rtnetlink::Error>,
+    },
+}
+
+/// `kube-vip.io/macvlanName` if it is a usable interface name, else `vip-<first 8 of the UID>`
+/// (kube-vip's name, so a node upgraded from kube-vip finds the same link).
+pub fn macvlan_name(uid: &str, annotation: Option<&str>) -> String {
+    if let Some(name) = annotation.map(str::trim).filter(|n| valid_ifname(n)) {
+        return name.to_owned();
+    }
+    let short: String = uid
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(8)
+        .collect();
+    format!("vip-{short}")
+}
+
+fn valid_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= IFNAMSIZ_MAX
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
+}
+
+/// `aa:bb:cc:dd:ee:ff` (also `-` separated), unicast only: a multicast MAC cannot own a lease.
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let parts: Vec<&str> = text.trim().split([':', '-']).collect();
+    if parts.len() != 6 {
+        return None;
+    }
+    let mut mac = [0u8; 6];
+    for (byte, part) in mac.iter_mut().zip(parts) {
+        if part.len() != 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(part, 16).ok()?;
+    }
+    (mac[0] & 1 == 0 && mac != [0; 6]).then_some(mac)
+}
+
+pub fn format_mac(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// A random locally administered unicast MAC (bit 1 of the first byte set, bit 0 clear), which
+/// cannot collide with a vendor's address.
+pub fn new_local_mac(rng: &mut fastrand::Rng) -> [u8; 6] {
+    let mut mac = [0u8; 6];
+    for b in &mut mac {
+        *b = rng.u8(..);
+    }
+    mac[0] = (mac[0] & 0xfc) | 0x02;
+    mac
+}
+
+/// Creates macvlan `name` (bridge mode, up) on `parent` with `mac` and returns its index. A link
+/// of that name left by an earlier vipd is reused if it has the MAC, else replaced.
+pub async fn create(parent: &str, name: &str, mac: [u8; 6]) -> Result<u32, MacvlanError> {
+    let handle = connect()?;
+    let parent_index = link_index(&handle, parent)
+        .await
+        .ok_or_else(|| MacvlanError::NoParent(parent.to_owned()))?;
+    if let Some((index, existing)) = link(&handle, name).await {
+        if existing.as_deref() == Some(&mac[..]) {
+            info!(macvlan = name, "reusing the macvlan an earlier vipd left");
+            set_rp_filter_off(name);
+            return Ok(index);
+        }
+        warn!(
+            macvlan = name,
+            "replacing a link of the same name with another MAC"
+        );
+        delete_index(&handle, name, index).await?;
+    }
+    handle
+        .link()
+        .add(
+            LinkMacVlan::new(name, parent_index, MacVlanMode::Bridge)
+                .address(mac.to_vec())
+                .up()
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(|e| request_error("create", name, e))?;
+    let (index, _) = link(&handle, name)
+        .await
+        .ok_or_else(|| MacvlanError::Request {
+            action: "find the new",
+            name: name.to_owned(),
+            source: Box::new(rtnetlink::Error::RequestFailed),
+        })?;
+    set_rp_filter_off(name);
+    info!(macvlan = name, parent, mac = %format_mac(&mac), "macvlan created");
+    Ok(index)
+}
+
+/// Deletes macvlan `name` (and with it its addresses); absent is fine.
+pub async fn delete(name: &str) -> Result<(), MacvlanError> {
+    let handle = connect()?;
+    if let Some((index, _)) = link(&handle, name).await {
+        delete_index(&handle, name, index).await?;
+        info!(macvlan = name, "macvlan deleted");
+    }
+    Ok(())
+}
+
+/// The interface's MAC, if it exists.
+pub async fn mac_of(name: &str) -> Result<Option<[u8; 6]>, MacvlanError> {
+    let handle = connect()?;
+    Ok(link(&handle, name)
+        .await
+        .and_then(|(_, mac)| mac)
+        .and_then(|m| <[u8; 6]>::try_from(m.as_slice()).ok()))
+}
+
+fn connect() -> Result<Handle, MacvlanError> {
+    let (conn, handle, _) = rtnetlink::new_connection().map_err(MacvlanError::Socket)?;
+    tokio::spawn(conn);
+    Ok(handle)
+}
+
+async fn delete_index(handle: &Handle, name: &str, index: u32) -> Result<(), MacvlanError> {
+    handle
+        .link()
+        .del(index)
+        .execute()
+        .await
+        .map_err(|e| request_error("delete", name, e))
+}
+
+async fn link_index(handle: &Handle, name: &str) -> Option<u32> {
+    link(handle, name).await.map(|(i, _)| i)
+}
+
+/// Index and MAC of link `name`.
+async fn link(handle: &Handle, name: &str) -> Option<(u32, Option<Vec<u8>>)> {
+    let msg = handle
+        .link()
+        .get()
+        .match_name(name.to_owned())
+        .execute()
+        .try_next()
+        .await
+        .ok()
+        .flatten()?;
+    let mac = msg.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Address(m) => Some(m.clone()),
+        _ => None,
+    });
+    Some((msg.header.index, mac))
+}
+
+/// Replies to DHCP and to the VIP arrive on the macvlan from peers routed via the parent; strict
+/// reverse-path filtering would drop them (kube-vip sets 0 as well). The kernel uses the larger
+/// of `all` and the interface's value, so a host with `all=1` still needs loose mode there.
+fn set_rp_filter_off(name: &str) {
+    let path = format!("/proc/sys/net/ipv4/conf/{name}/rp_filter");
+    if let Err(e) = std::fs::write(&path, "0") {
+        warn!(
+            macvlan = name,
+            "cannot turn reverse-path filtering off ({path}): {e}"
+        );
+    }
+}
+
+fn request_error(action: &'static str, name: &str, e: rtnetlink::Error) -> MacvlanError {
+    MacvlanError::Request {
+        action,
+        name: name.to_owned(),
+        source: Box::new(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_from_uid_or_annotation() {
+        let uid = "1a2b3c4d-5e6f-7081-92a3-b4c5d6e7f809";
+        assert_eq!(macvlan_name(uid, None), "vip-1a2b3c4d");
+        assert_eq!(macvlan_name(uid, Some("web-dhcp")), "web-dhcp");
+        // Unusable annotations fall back to the UID name.
+        for bad in ["", "a/b", "has space", "sixteen-chars-xx", "..", "a:b"] {
+            assert_eq!(macvlan_name(uid, Some(bad)), "vip-1a2b3c4d", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn macs_parse_and_print() {
+        assert_eq!(
+            parse_mac("02:42:AC:11:00:02"),
+            Some([2, 0x42, 0xac, 0x11, 0, 2])
+        );
+        assert_eq!(
+            parse_mac("02-42-ac-11-00-02"),
+            Some([2, 0x42, 0xac, 0x11, 0, 2])
+        );
+        assert_eq!(
+            format_mac(&[2, 0x42, 0xac, 0x11, 0, 2]),
+            "02:42:ac:11:00:02"
+        );
+        for bad in [
+            "",
+            "02:42:ac:11:00",
+            "02:42:ac:11:00:02:03",
+            "01:00:5e:00:00:01",
+            "00:00:00:00:00:00",
+            "2:42:ac:11:00:02",
+            "zz:42:ac:11:00:02",
+        ] {
+            assert_eq!(parse_mac(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn new_macs_are_locally_administered_unicast() {
+        let mut rng = fastrand::Rng::with_seed(1);
+        for _ in 0..1000 {
+            let mac = new_local_mac(&mut rng);
+            assert_eq!(mac[0] & 0x03, 0x02, "{mac:02x?}");
+            assert_eq!(parse_mac(&format_mac(&mac)), Some(mac));
+        }
+    }
+}

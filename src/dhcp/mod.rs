@@ -1,0 +1,15 @@
+//! DHCP-acquired VIPs (`loadBalancerIP: 0.0.0.0`).
+//!
+//! - [`client`] [pure]: the RFC 2131 client state machine (messages by `dhcproto`).
+//! - [`macvlan`] [I/O]: the per-Service macvlan a lease is held on, and its MAC.
+//! - [`edge`] [I/O]: drives a [`client::Client`] over a UDP socket bound to the macvlan and keeps
+//!   the leased address on it.
+//! - [`plan`] [pure]: which Services this node leases for, their identity from annotations, and
+//!   how a lease joins the decision.
+//! - [`services`] [I/O]: the DHCP VIPs of services mode, driven by the owner loop.
+
+pub mod client;
+pub mod edge;
+pub mod macvlan;
+pub mod plan;
+pub mod services;

@@ -1,0 +1,289 @@
+//! [pure] DHCP VIPs in services mode: which Services this node leases for, what it asks with
+//! (from the Service's annotations), and how a lease joins the decision so the leased address
+//! is announced, reported and written to the status like any VIP.
+
+use super::macvlan::{macvlan_name, parse_mac};
+use crate::decide::{Desired, Problem, ServiceDecision, ServiceKey, Skip};
+use k8s_openapi::api::core::v1::Service;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+pub const HWADDR: &str = "kube-vip.io/hwaddr";
+pub const REQUESTED_IP: &str = "kube-vip.io/requestedIP";
+pub const MACVLAN_NAME: &str = "kube-vip.io/macvlanName";
+pub const HOSTNAME: &str = "kube-vip.io/loadbalancerHostname";
+pub const SERVICE_INTERFACE: &str = "kube-vip.io/serviceInterface";
+
+/// What a Service wants from this node's DHCP side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Want {
+    /// It asks for a DHCPv4 address and this node passes its gates: hold the lease here.
+    Lease,
+    /// It asks for one, but another node serves it (no local endpoints, excluded node): stop
+    /// here without RELEASE, so the next holder of the MAC renews the same lease.
+    Elsewhere,
+    /// It no longer asks (deleted, address changed, not vipd's): RELEASE.
+    Nothing,
+}
+
+/// The 0.0.0.0 placeholder: DHCPv4. (`::`, DHCPv6, is not implemented; it stays skipped.)
+fn asks_dhcp4(d: &ServiceDecision) -> bool {
+    d.vips.contains(&IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+/// The Service's want from its decision. `decide` reports the DHCP placeholder as skipped with
+/// [`Skip::Dhcp`] and hides the Service-wide reason behind it; the Service-wide gates passed
+/// exactly when nothing else was skipped for another reason.
+pub fn want(d: Option<&ServiceDecision>) -> Want {
+    let Some(d) = d else { return Want::Nothing };
+    if !asks_dhcp4(d) {
+        return Want::Nothing;
+    }
+    match &d.skip {
+        None | Some(Skip::Dhcp { .. }) => Want::Lease,
+        Some(_) => Want::Elsewhere,
+    }
+}
+
+/// The client's identity for a Service, from its annotations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub ifname: String,
+    /// `None`: no usable `kube-vip.io/hwaddr`; the caller makes one and writes it back.
+    pub mac: Option<[u8; 6]>,
+    pub hostname: Option<String>,
+    pub requested: Option<Ipv4Addr>,
+    /// `kube-vip.io/serviceInterface`, if set: the parent instead of the agent's interface.
+    pub parent: Option<String>,
+}
+
+pub fn identity(svc: &Service) -> Identity {
+    let ann = svc.metadata.annotations.clone().unwrap_or_default();
+    let get = |k: &str| ann.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let uid = svc.metadata.uid.as_deref().unwrap_or_default();
+    Identity {
+        ifname: macvlan_name(uid, get(MACVLAN_NAME)),
+        mac: get(HWADDR).and_then(parse_mac),
+        hostname: get(HOSTNAME).map(str::to_owned),
+        // `requestedIP` may be `v4[,v6]`.
+        requested: get(REQUESTED_IP).and_then(|v| {
+            v.split(',')
+                .filter_map(|p| p.trim().parse::<Ipv4Addr>().ok())
+                .find(|ip| !ip.is_unspecified())
+        }),
+        parent: get(SERVICE_INTERFACE)
+            .filter(|i| *i != "auto")
+            .map(str::to_owned),
+    }
+}
+
+/// Folds the current leases into `desired`: each leased Service announces its address in place
+/// of the placeholder (routes, `announced`, so status and Events follow), and the "DHCP is not
+/// supported" problems go, since DHCP is served.
+pub fn fold_leases(desired: &mut Desired, leases: &BTreeMap<ServiceKey, Ipv4Addr>) {
+    let placeholder = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    for (key, d) in desired.services.iter_mut() {
+        d.problems.retain(
+            |p| !matches!(p, Problem::DhcpNotSupported { value, .. } if *value == placeholder),
+        );
+        let Some(leased) = leases.get(key) else {
+            continue;
+        };
+        if want(Some(d)) != Want::Lease {
+            continue;
+        }
+        let ip = IpAddr::V4(*leased);
+        // `decide`'s invariant: `vips` = `announced` + `not_announced`, in `vips` order. The
+        // lease takes the placeholder's place (once, if a static VIP equals it).
+        d.vips.retain(|v| *v != ip);
+        if let Some(slot) = d.vips.iter_mut().find(|v| **v == placeholder) {
+            *slot = ip;
+        }
+        d.not_announced
+            .retain(|(vip, _)| *vip != placeholder && *vip != ip);
+        let order: Vec<IpAddr> = d.vips.clone();
+        if !d.announced.contains(&ip) {
+            d.announced.push(ip);
+        }
+        d.announced
+            .sort_by_key(|v| order.iter().position(|o| o == v).unwrap_or(usize::MAX));
+        d.announced.dedup();
+        d.skip = None;
+        desired.routes.entry(ip).or_default().insert(key.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn key(name: &str) -> ServiceKey {
+        ServiceKey {
+            namespace: "default".into(),
+            name: name.into(),
+        }
+    }
+
+    fn decision(vips: &[&str], announced: &[&str], skip: Option<Skip>) -> ServiceDecision {
+        let ip = |s: &&str| s.parse::<IpAddr>().unwrap();
+        let announced: Vec<IpAddr> = announced.iter().map(ip).collect();
+        ServiceDecision {
+            vips: vips.iter().map(ip).collect(),
+            not_announced: vips
+                .iter()
+                .map(ip)
+                .filter(|v| !announced.contains(v))
+                .map(|v| {
+                    let reason = if v.is_unspecified() {
+                        Skip::Dhcp { vip: v }
+                    } else {
+                        skip.clone().unwrap_or(Skip::NoEndpoints)
+                    };
+                    (v, reason)
+                })
+                .collect(),
+            announced,
+            skip,
+            problems: vec![Problem::DhcpNotSupported {
+                field: crate::decide::AddressField::Spec,
+                value: "0.0.0.0".parse().unwrap(),
+            }],
+        }
+    }
+
+    #[test]
+    fn want_follows_the_decision() {
+        let dhcp = Skip::Dhcp {
+            vip: "0.0.0.0".parse().unwrap(),
+        };
+        assert_eq!(
+            want(Some(&decision(&["0.0.0.0"], &[], Some(dhcp)))),
+            Want::Lease
+        );
+        // Beside a static VIP that is announced: the gates passed.
+        assert_eq!(
+            want(Some(&decision(
+                &["192.0.2.1", "0.0.0.0"],
+                &["192.0.2.1"],
+                None
+            ))),
+            Want::Lease
+        );
+        let local = Skip::NoLocalEndpoints { node: "n1".into() };
+        assert_eq!(
+            want(Some(&decision(&["0.0.0.0"], &[], Some(local)))),
+            Want::Elsewhere
+        );
+        assert_eq!(
+            want(Some(&decision(&["192.0.2.1"], &["192.0.2.1"], None))),
+            Want::Nothing
+        );
+        assert_eq!(want(None), Want::Nothing);
+        let v6 = Skip::Dhcp {
+            vip: "::".parse().unwrap(),
+        };
+        assert_eq!(
+            want(Some(&decision(&["::"], &[], Some(v6)))),
+            Want::Nothing,
+            "DHCPv6 is not served"
+        );
+    }
+
+    #[test]
+    fn a_lease_beside_a_static_vip_keeps_the_order_of_vips() {
+        let mut desired = Desired::default();
+        desired.services.insert(
+            key("web"),
+            decision(&["0.0.0.0", "192.0.2.1"], &["192.0.2.1"], None),
+        );
+        let leased = Ipv4Addr::new(10, 98, 0, 132);
+        fold_leases(&mut desired, &BTreeMap::from([(key("web"), leased)]));
+        let web = &desired.services[&key("web")];
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(web.vips, vec![ip("10.98.0.132"), ip("192.0.2.1")]);
+        assert_eq!(
+            web.announced, web.vips,
+            "every VIP announced, in vips order"
+        );
+        assert!(web.not_announced.is_empty());
+    }
+
+    #[test]
+    fn identity_reads_the_annotations() {
+        let svc: Service = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "default", "uid": "1a2b3c4d-0000-0000-0000-000000000000",
+                "annotations": {
+                    "kube-vip.io/hwaddr": "02:56:49:50:44:01",
+                    "kube-vip.io/requestedIP": "10.98.0.132,fd00::5",
+                    "kube-vip.io/loadbalancerHostname": "web",
+                }}
+        }))
+        .unwrap();
+        assert_eq!(
+            identity(&svc),
+            Identity {
+                ifname: "vip-1a2b3c4d".into(),
+                mac: Some([2, 0x56, 0x49, 0x50, 0x44, 1]),
+                hostname: Some("web".into()),
+                requested: Some("10.98.0.132".parse().unwrap()),
+                parent: None,
+            }
+        );
+        let bare: Service = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "default", "uid": "99999999-0",
+                "annotations": {"kube-vip.io/hwaddr": "nonsense", "kube-vip.io/macvlanName": "mv-web",
+                    "kube-vip.io/serviceInterface": "eth1", "kube-vip.io/requestedIP": "0.0.0.0"}}
+        }))
+        .unwrap();
+        let id = identity(&bare);
+        assert_eq!((id.mac, id.requested), (None, None));
+        assert_eq!(id.ifname, "mv-web");
+        assert_eq!(id.parent.as_deref(), Some("eth1"));
+    }
+
+    #[test]
+    fn a_lease_is_announced_in_place_of_the_placeholder() {
+        let dhcp = Skip::Dhcp {
+            vip: "0.0.0.0".parse().unwrap(),
+        };
+        let mut desired = Desired::default();
+        desired
+            .services
+            .insert(key("web"), decision(&["0.0.0.0"], &[], Some(dhcp.clone())));
+        desired
+            .services
+            .insert(key("waiting"), decision(&["0.0.0.0"], &[], Some(dhcp)));
+        let local = Skip::NoLocalEndpoints { node: "n1".into() };
+        desired.services.insert(
+            key("elsewhere"),
+            decision(&["0.0.0.0"], &[], Some(local.clone())),
+        );
+        let leases = BTreeMap::from([
+            (key("web"), Ipv4Addr::new(10, 98, 0, 132)),
+            (key("elsewhere"), Ipv4Addr::new(10, 98, 0, 133)),
+        ]);
+        fold_leases(&mut desired, &leases);
+        let web = &desired.services[&key("web")];
+        let leased: IpAddr = "10.98.0.132".parse().unwrap();
+        assert_eq!(web.announced, vec![leased]);
+        assert_eq!(
+            web.vips,
+            vec![leased],
+            "the lease takes the placeholder's place"
+        );
+        assert_eq!(web.skip, None);
+        assert!(web.not_announced.is_empty());
+        assert!(
+            web.problems.is_empty(),
+            "DHCP is served: no DhcpNotSupported"
+        );
+        assert_eq!(desired.routes[&leased], [key("web")].into());
+        // No lease yet: still skipped as DHCP, but no "not supported" problem.
+        let waiting = &desired.services[&key("waiting")];
+        assert!(waiting.announced.is_empty() && waiting.problems.is_empty());
+        // A stale lease of a Service served elsewhere is not announced here.
+        assert_eq!(desired.services[&key("elsewhere")].skip, Some(local));
+        assert_eq!(desired.routes.len(), 1);
+    }
+}

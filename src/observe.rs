@@ -1,0 +1,353 @@
+//! [I/O] What the agent shows about itself: the owner loop publishes into an [`Observer`], the
+//! HTTP endpoint reads from it (`/status` as JSON for `vipd status`, `/metrics` as OpenMetrics).
+//!
+//! Peer metrics are read live from the speaker's [`PeerBoard`] at scrape time rather than
+//! mirrored into counters, so they can never drift from what `vipd status` says.
+
+use crate::bgp::speaker::PeerBoard;
+use crate::http::Readiness;
+use crate::report::{self, AgentReport, ServiceState};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// The states kube-vip's `kube_vip_manager_bgp_session_info` enumerates (GoBGP's names), in
+/// the order of RFC 4271's states vipd reports.
+const SESSION_STATES: [(&str, &str); 6] = [
+    ("Idle", "SESSION_STATE_IDLE"),
+    ("Connect", "SESSION_STATE_CONNECT"),
+    ("Active", "SESSION_STATE_ACTIVE"),
+    ("OpenSent", "SESSION_STATE_OPENSENT"),
+    ("OpenConfirm", "SESSION_STATE_OPENCONFIRM"),
+    ("Established", "SESSION_STATE_ESTABLISHED"),
+];
+
+type Labels = Vec<(&'static str, String)>;
+/// Reads one counter of a peer.
+type PeerCount = fn(&report::PeerReport) -> u64;
+
+/// Cheap to clone; every clone shows the same agent.
+#[derive(Clone)]
+pub struct Observer {
+    live: Arc<Live>,
+    registry: Arc<Registry>,
+    reconcile: Histogram,
+    errors: Family<Labels, Counter>,
+    events_suppressed: Counter,
+    leader: Family<Labels, Gauge>,
+}
+
+/// What changes between scrapes and is read at scrape time.
+#[derive(Debug)]
+struct Live {
+    node: String,
+    mode: String,
+    readiness: Readiness,
+    peers: Mutex<Option<PeerBoard>>,
+    services: Mutex<Vec<ServiceState>>,
+}
+
+impl Observer {
+    pub fn new(node: &str, mode: &str, readiness: Readiness) -> Observer {
+        let live = Arc::new(Live {
+            node: node.to_owned(),
+            mode: mode.to_owned(),
+            readiness,
+            peers: Mutex::default(),
+            services: Mutex::default(),
+        });
+        let reconcile = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        let errors = Family::<Labels, Counter>::default();
+        let events_suppressed = Counter::default();
+        let leader = Family::<Labels, Gauge>::default();
+        let mut registry = Registry::default();
+        registry.register(
+            "kube_vip_build",
+            "vipd's version on this node",
+            Info::new(vec![
+                ("version", env!("CARGO_PKG_VERSION").to_owned()),
+                ("build", "vipd".to_owned()),
+                ("node", node.to_owned()),
+            ]),
+        );
+        registry.register(
+            "vipd_reconcile_duration_seconds",
+            "Time from a change seen to routes, addresses and status requests handed out, per batch",
+            reconcile.clone(),
+        );
+        registry.register(
+            "kube_vip_service_reconcile_errors",
+            "Problems found in a Service's input (each counted once while it lasts)",
+            errors.clone(),
+        );
+        registry.register(
+            "vipd_events_suppressed",
+            "Kubernetes Events not sent because a Service exceeded its event rate",
+            events_suppressed.clone(),
+        );
+        registry.register(
+            "kube_vip_is_leader",
+            "1 while this node holds the lease",
+            leader.clone(),
+        );
+        registry.register_collector(Box::new(LiveCollector(Arc::clone(&live))));
+        Observer {
+            live,
+            registry: Arc::new(registry),
+            reconcile,
+            errors,
+            events_suppressed,
+            leader,
+        }
+    }
+
+    pub fn set_peers(&self, board: PeerBoard) {
+        *lock(&self.live.peers) = Some(board);
+    }
+
+    /// The owner loop's decisions after a reconcile.
+    pub fn publish(&self, services: Vec<ServiceState>, took: Duration) {
+        *lock(&self.live.services) = services;
+        self.reconcile.observe(took.as_secs_f64());
+    }
+
+    pub fn reconcile_error(&self, namespace: &str, name: &str, reason: &str) {
+        self.errors
+            .get_or_create(&vec![
+                ("namespace", namespace.to_owned()),
+                ("name", name.to_owned()),
+                ("reason", reason.to_owned()),
+            ])
+            .inc();
+    }
+
+    pub fn event_suppressed(&self) {
+        self.events_suppressed.inc();
+    }
+
+    pub fn set_leader(&self, lease: &str, is_leader: bool) {
+        self.leader
+            .get_or_create(&vec![
+                ("node", self.live.node.clone()),
+                ("lease_name", lease.to_owned()),
+            ])
+            .set(i64::from(is_leader));
+    }
+
+    pub fn report(&self) -> AgentReport {
+        self.live.report()
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn metrics_text(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Live {
+    fn report(&self) -> AgentReport {
+        let now = Instant::now();
+        let peers = lock(&self.peers)
+            .as_ref()
+            .map(|b| {
+                b.snapshot()
+                    .iter()
+                    .map(|(addr, s)| report::peer_report(*addr, s, now))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let not_ready = self
+            .readiness
+            .reasons()
+            .map(|r| r.lines().map(str::to_owned).collect())
+            .unwrap_or_default();
+        report::assemble(
+            (self.node.clone(), self.mode.clone(), not_ready),
+            &lock(&self.services),
+            peers,
+        )
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Series derived from the live report at each scrape.
+#[derive(Debug)]
+struct LiveCollector(Arc<Live>);
+
+impl Collector for LiveCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let r = self.0.report();
+        let peer = |p: &report::PeerReport| vec![("peer", p.peer.clone())];
+        let mut fam = enc.encode_descriptor(
+            "kube_vip_manager_bgp_session_info",
+            "1 for the session's current state (kube-vip's name and states).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for p in &r.peers {
+            for (ours, theirs) in SESSION_STATES {
+                let labels = vec![("state", theirs.to_owned()), ("peer", p.peer.clone())];
+                ConstGauge::new(i64::from(p.state == ours)).encode(fam.encode_family(&labels)?)?;
+            }
+        }
+        gauges(
+            &mut enc,
+            "vipd_bgp_session_up",
+            "1 while the session is Established.",
+            &r,
+            |p| i64::from(p.established()),
+        )?;
+        gauges(
+            &mut enc,
+            "vipd_bgp_session_uptime_seconds",
+            "Seconds since the session was established (0 when down).",
+            &r,
+            |p| {
+                p.uptime_seconds
+                    .map_or(0, |s| i64::try_from(s).unwrap_or(i64::MAX))
+            },
+        )?;
+        gauges(
+            &mut enc,
+            "vipd_bgp_prefixes_advertised",
+            "Prefixes the peer holds from this node now.",
+            &r,
+            |p| i64::try_from(p.prefixes_sent).unwrap_or(i64::MAX),
+        )?;
+        let counters: [(&str, &str, PeerCount); 5] = [
+            ("vipd_bgp_updates_sent", "UPDATE messages sent.", |p| {
+                p.updates_sent
+            }),
+            (
+                "vipd_bgp_updates_received",
+                "UPDATE messages received.",
+                |p| p.updates_received,
+            ),
+            (
+                "vipd_bgp_notifications_sent",
+                "NOTIFICATION messages sent.",
+                |p| p.notifications_sent,
+            ),
+            (
+                "vipd_bgp_notifications_received",
+                "NOTIFICATION messages received.",
+                |p| p.notifications_received,
+            ),
+            (
+                "vipd_bgp_session_flaps",
+                "Times an Established session went down.",
+                |p| p.flaps,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let mut fam = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for p in &r.peers {
+                ConstCounter::new(value(p)).encode(fam.encode_family(&peer(p))?)?;
+            }
+        }
+        let mut per_ns: BTreeMap<&str, i64> = BTreeMap::new();
+        let mut announced = 0i64;
+        for s in &r.services {
+            let n = s.vips.iter().filter(|v| v.withheld.is_none()).count();
+            if n > 0 {
+                let ns = s.service.split_once('/').map_or("", |(ns, _)| ns);
+                *per_ns.entry(ns).or_default() += 1;
+                announced += i64::try_from(n).unwrap_or(i64::MAX);
+            }
+        }
+        let mut fam = enc.encode_descriptor(
+            "kube_vip_active_services",
+            "Services with a VIP announced from this node.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (ns, n) in per_ns {
+            ConstGauge::new(n).encode(fam.encode_family(&vec![("namespace", ns.to_owned())])?)?;
+        }
+        let mut fam = enc.encode_descriptor(
+            "vipd_vips_announced",
+            "VIPs announced from this node to at least one peer, by mode.",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(announced).encode(fam.encode_family(&vec![("mode", "bgp".to_owned())])?)?;
+        Ok(())
+    }
+}
+
+fn gauges(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    r: &AgentReport,
+    value: impl Fn(&report::PeerReport) -> i64,
+) -> Result<(), std::fmt::Error> {
+    let mut fam = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for p in &r.peers {
+        ConstGauge::new(value(p)).encode(fam.encode_family(&vec![("peer", p.peer.clone())])?)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Reason, VipState};
+
+    #[test]
+    fn metrics_show_services_and_counts_with_the_incumbents_names() {
+        let o = Observer::new("n1", "bgp", Readiness::default());
+        o.publish(
+            vec![
+                ServiceState {
+                    service: "shop/web".into(),
+                    vips: vec![("192.0.2.1".parse().unwrap(), VipState::Routed)],
+                    withheld: None,
+                },
+                ServiceState {
+                    service: "shop/idle".into(),
+                    vips: vec![(
+                        "192.0.2.2".parse().unwrap(),
+                        VipState::Withheld(Reason::new("NoEndpoints", "none")),
+                    )],
+                    withheld: None,
+                },
+            ],
+            Duration::from_millis(3),
+        );
+        o.reconcile_error("shop", "bad", "InvalidLoadBalancerIP");
+        o.set_leader("vipd-ipam", true);
+        let text = o.metrics_text();
+        // No peers: the routed VIP is withheld (NoSession), so nothing is active.
+        assert!(!text.contains("kube_vip_active_services{"), "{text}");
+        assert!(
+            text.contains("vipd_vips_announced{mode=\"bgp\"} 0"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "kube_vip_service_reconcile_errors_total{namespace=\"shop\",name=\"bad\",reason=\"InvalidLoadBalancerIP\"} 1"
+        ), "{text}");
+        assert!(text.contains("kube_vip_is_leader{node=\"n1\",lease_name=\"vipd-ipam\"} 1"));
+        assert!(
+            text.contains("vipd_reconcile_duration_seconds_count 1"),
+            "{text}"
+        );
+        assert!(text.contains("kube_vip_build_info{version=\""), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

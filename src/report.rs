@@ -1,0 +1,367 @@
+//! [pure] What `vipd status` shows and `/metrics` counts: the agent's peers and, per Service,
+//! each VIP announced to which peers or the typed reason it is not.
+//!
+//! The owner loop publishes [`ServiceState`]s after each reconcile; the peers' state is read
+//! live at request time; [`assemble`] joins the two, so a session that went down a second ago
+//! shows as down even if nothing was re-decided since.
+
+use crate::bgp::driver::PeerStatus;
+use crate::bgp::types::Family;
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+/// The whole answer of `GET /status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentReport {
+    pub node: String,
+    pub version: String,
+    /// `bgp` (services mode) or `bgp-static` (VIPs from flags/env).
+    pub mode: String,
+    /// What keeps `/readyz` from answering 200; empty when ready.
+    pub not_ready: Vec<String>,
+    pub peers: Vec<PeerReport>,
+    pub services: Vec<ServiceReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerReport {
+    /// `address:port`.
+    pub peer: String,
+    /// RFC 4271 state: Idle, Connect, Active, OpenSent, OpenConfirm, Established.
+    pub state: String,
+    pub uptime_seconds: Option<u64>,
+    pub families: Vec<String>,
+    pub last_error: Option<String>,
+    pub prefixes_sent: usize,
+    pub updates_sent: u64,
+    pub updates_received: u64,
+    pub notifications_sent: u64,
+    pub notifications_received: u64,
+    pub flaps: u64,
+}
+
+impl PeerReport {
+    pub fn established(&self) -> bool {
+        self.uptime_seconds.is_some()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceReport {
+    /// `namespace/name`.
+    pub service: String,
+    pub vips: Vec<VipReport>,
+    /// Why the whole Service is not announced from this node (then `vips` may be empty).
+    pub withheld: Option<Reason>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VipReport {
+    pub vip: IpAddr,
+    pub mode: String,
+    /// The peers whose established session carries this VIP's family.
+    pub announced_to: Vec<String>,
+    pub withheld: Option<Reason>,
+}
+
+/// A typed reason: a stable code for scripts and the sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    pub code: String,
+    pub message: String,
+}
+
+impl Reason {
+    pub fn new(code: &str, message: impl Into<String>) -> Reason {
+        Reason {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// What the owner loop decided for one Service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceState {
+    pub service: String,
+    pub vips: Vec<(IpAddr, VipState)>,
+    pub withheld: Option<Reason>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum VipState {
+    /// Handed to the BGP speaker.
+    Routed,
+    Withheld(Reason),
+}
+
+pub fn peer_report(peer: SocketAddr, s: &PeerStatus, now: Instant) -> PeerReport {
+    PeerReport {
+        peer: peer.to_string(),
+        state: s.state.clone(),
+        uptime_seconds: s
+            .established_since
+            .map(|t| now.saturating_duration_since(t).as_secs()),
+        families: s.families.iter().map(ToString::to_string).collect(),
+        last_error: s.last_error.clone(),
+        prefixes_sent: s.advertised,
+        updates_sent: s.updates_sent,
+        updates_received: s.updates_received,
+        notifications_sent: s.notifications_sent,
+        notifications_received: s.notifications_received,
+        flaps: s.flaps,
+    }
+}
+
+/// Joins the owner loop's last decisions with the peers' state now.
+pub fn assemble(
+    head: (String, String, Vec<String>),
+    services: &[ServiceState],
+    peers: Vec<PeerReport>,
+) -> AgentReport {
+    let (node, mode, not_ready) = head;
+    let services = services
+        .iter()
+        .map(|s| ServiceReport {
+            service: s.service.clone(),
+            withheld: s.withheld.clone(),
+            vips: s
+                .vips
+                .iter()
+                .map(|(vip, state)| vip_report(*vip, state, &peers))
+                .collect(),
+        })
+        .collect();
+    AgentReport {
+        node,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        mode,
+        not_ready,
+        peers,
+        services,
+    }
+}
+
+fn vip_report(vip: IpAddr, state: &VipState, peers: &[PeerReport]) -> VipReport {
+    let family = Family::of(vip).to_string();
+    let (announced_to, withheld) = match state {
+        VipState::Withheld(r) => (Vec::new(), Some(r.clone())),
+        VipState::Routed => {
+            let to: Vec<String> = peers
+                .iter()
+                .filter(|p| p.established() && p.families.contains(&family))
+                .map(|p| p.peer.clone())
+                .collect();
+            let why = to.is_empty().then(|| {
+                Reason::new(
+                    "NoSession",
+                    format!(
+                        "no established BGP session carries {family}; announced once one is up"
+                    ),
+                )
+            });
+            (to, why)
+        }
+    };
+    VipReport {
+        vip,
+        mode: "bgp".into(),
+        announced_to,
+        withheld,
+    }
+}
+
+/// `vipd status` as text: peers first, then one line per VIP.
+pub fn render_text(r: &AgentReport) -> String {
+    let mut out = String::new();
+    let ready = if r.not_ready.is_empty() {
+        "ready".to_owned()
+    } else {
+        format!("NOT READY: {}", r.not_ready.join("; "))
+    };
+    let _ = writeln!(
+        out,
+        "node {}  vipd {}  mode {}  {ready}",
+        r.node, r.version, r.mode
+    );
+    let _ = writeln!(
+        out,
+        "\nPEER{:<24}STATE        UPTIME    SENT  LAST ERROR",
+        ""
+    );
+    if r.peers.is_empty() {
+        let _ = writeln!(out, "(no peers configured)");
+    }
+    for p in &r.peers {
+        let uptime = p.uptime_seconds.map_or("-".to_owned(), duration);
+        let _ = writeln!(
+            out,
+            "{:<28}{:<13}{:<10}{:<6}{}",
+            p.peer,
+            p.state,
+            uptime,
+            p.prefixes_sent,
+            p.last_error.as_deref().unwrap_or("-")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nSERVICE{:<25}VIP{:<37}ANNOUNCED TO / WHY NOT",
+        "", ""
+    );
+    if r.services.is_empty() {
+        let _ = writeln!(out, "(no LoadBalancer Services for vipd)");
+    }
+    for s in &r.services {
+        if s.vips.is_empty() {
+            let why = s.withheld.as_ref().map_or("-", |w| w.message.as_str());
+            let _ = writeln!(out, "{:<32}{:<40}withheld: {why}", s.service, "-");
+        }
+        for v in &s.vips {
+            let to = match &v.withheld {
+                Some(w) => format!("withheld: {}", w.message),
+                None => format!("{} to {}", v.mode, v.announced_to.join(", ")),
+            };
+            let _ = writeln!(out, "{:<32}{:<40}{to}", s.service, v.vip);
+        }
+    }
+    out
+}
+
+fn duration(secs: u64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn up(families: Vec<Family>, now: Instant) -> PeerStatus {
+        PeerStatus {
+            state: "Established".into(),
+            established_since: Some(now - Duration::from_secs(75)),
+            families,
+            advertised: 2,
+            updates_sent: 3,
+            ..Default::default()
+        }
+    }
+
+    fn head() -> (String, String, Vec<String>) {
+        ("n1".into(), "bgp".into(), vec![])
+    }
+
+    #[test]
+    fn a_routed_vip_is_announced_to_the_established_peers_of_its_family_only() {
+        let now = Instant::now();
+        let peers = vec![
+            peer_report(
+                "10.0.0.1:179".parse().unwrap(),
+                &up(vec![Family::Ipv4], now),
+                now,
+            ),
+            peer_report(
+                "[fd00::1]:179".parse().unwrap(),
+                &up(vec![Family::Ipv6], now),
+                now,
+            ),
+            peer_report(
+                "10.0.0.2:179".parse().unwrap(),
+                &PeerStatus {
+                    state: "Active".into(),
+                    last_error: Some("connection refused".into()),
+                    ..Default::default()
+                },
+                now,
+            ),
+        ];
+        assert_eq!(peers[0].uptime_seconds, Some(75));
+        let services = [ServiceState {
+            service: "default/web".into(),
+            vips: vec![("192.0.2.10".parse().unwrap(), VipState::Routed)],
+            withheld: None,
+        }];
+        let r = assemble(head(), &services, peers);
+        let v = &r.services[0].vips[0];
+        assert_eq!(v.announced_to, vec!["10.0.0.1:179".to_string()]);
+        assert_eq!(v.withheld, None);
+    }
+
+    #[test]
+    fn a_routed_vip_without_a_session_for_its_family_says_so() {
+        let now = Instant::now();
+        let peers = vec![peer_report(
+            "10.0.0.1:179".parse().unwrap(),
+            &up(vec![Family::Ipv4], now),
+            now,
+        )];
+        let services = [ServiceState {
+            service: "default/web6".into(),
+            vips: vec![("2001:db8::10".parse().unwrap(), VipState::Routed)],
+            withheld: None,
+        }];
+        let r = assemble(head(), &services, peers);
+        let v = &r.services[0].vips[0];
+        assert!(v.announced_to.is_empty());
+        assert_eq!(v.withheld.as_ref().unwrap().code, "NoSession");
+        assert!(v
+            .withheld
+            .as_ref()
+            .unwrap()
+            .message
+            .contains("ipv6-unicast"));
+    }
+
+    #[test]
+    fn text_names_each_peer_and_each_vip_with_its_reason() {
+        let now = Instant::now();
+        let peers = vec![peer_report(
+            "10.0.0.1:179".parse().unwrap(),
+            &up(vec![Family::Ipv4], now),
+            now,
+        )];
+        let services = [
+            ServiceState {
+                service: "default/web".into(),
+                vips: vec![("192.0.2.10".parse().unwrap(), VipState::Routed)],
+                withheld: None,
+            },
+            ServiceState {
+                service: "default/idle".into(),
+                vips: vec![(
+                    "192.0.2.11".parse().unwrap(),
+                    VipState::Withheld(Reason::new("NoEndpoints", "no serving endpoint")),
+                )],
+                withheld: Some(Reason::new("NoEndpoints", "no serving endpoint")),
+            },
+        ];
+        let text = render_text(&assemble(head(), &services, peers));
+        assert!(text.contains("10.0.0.1:179"), "{text}");
+        assert!(text.contains("Established  75s"), "{text}");
+        assert!(text.contains("192.0.2.10") && text.contains("bgp to 10.0.0.1:179"));
+        assert!(text.contains("192.0.2.11") && text.contains("withheld: no serving endpoint"));
+    }
+
+    #[test]
+    fn the_json_form_round_trips() {
+        let r = assemble(
+            head(),
+            &[ServiceState {
+                service: "a/b".into(),
+                vips: vec![],
+                withheld: Some(Reason::new("NoAddress", "no address yet")),
+            }],
+            vec![],
+        );
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<AgentReport>(&json).unwrap(), r);
+    }
+}

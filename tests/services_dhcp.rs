@@ -1,0 +1,417 @@
+//! DHCP VIPs in services mode, end to end: the real agent (`vipd manager`, services + BGP) on a
+//! node, vipd's in-process API server, BIRD and dnsmasq on the tor. A `0.0.0.0` Service gets an
+//! address from dnsmasq on a macvlan of the node's link; BIRD learns it, the status shows it, the
+//! Service carries `hwaddr` and `requestedIP`; a restarted agent gets the same address; deleting
+//! the Service releases the lease and removes the macvlan and the route. Root, BIRD and dnsmasq.
+
+#[macro_use]
+mod support;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Service;
+use kube::api::DeleteParams;
+use kube::Api;
+use support::bird::Bird;
+use support::cluster::{self, in_netns, lb_service, slice, Ep};
+use support::dnsmasq::{self, LeaseLine};
+use support::netns::Topology;
+use support::router::{Router, RouterConfig};
+use support::vipd::Vipd;
+use support::{ns_stdout, run_ok, VIPD_NEEDS};
+use vipd::demo::apiserver::ApiServer;
+
+const UP: Duration = Duration::from_secs(30);
+const SOON: Duration = Duration::from_secs(10);
+
+fn leased(lines: &[LeaseLine], mac: &str) -> Option<String> {
+    lines
+        .iter()
+        .find(|l| l.mac.eq_ignore_ascii_case(mac))
+        .map(|l| l.ip.clone())
+}
+
+/// The macvlans in namespace `node`.
+fn macvlans(node: &str) -> Vec<String> {
+    ns_stdout(node, &["ip", "-o", "link", "show", "type", "macvlan"])
+        .lines()
+        .filter_map(|l| {
+            let name = l.split_whitespace().nth(1)?;
+            Some(name.trim_end_matches(':').split('@').next()?.to_string())
+        })
+        .collect()
+}
+
+/// Starts dnsmasq in `ns` on `interface` serving `range` (2-minute leases) and waits for it.
+fn start_dnsmasq(
+    ns: &str,
+    dir: &std::path::Path,
+    interface: &str,
+    range: &str,
+) -> (support::daemon::Daemon, std::path::PathBuf) {
+    let conf = dir.join("dnsmasq.conf");
+    let lease_file = dir.join("dnsmasq.leases");
+    dnsmasq::write_config(&conf, interface, range, "2m", &lease_file, &[]);
+    let mut daemon = dnsmasq::daemon(ns, &conf, dir.join("dnsmasq.log"));
+    daemon.start();
+    daemon.wait_ready(
+        Duration::from_secs(10),
+        "dnsmasq bound to udp/67",
+        || {
+            !ns_stdout(ns, &["ss", "-Hlun", "sport = :67"])
+                .trim()
+                .is_empty()
+        },
+        "",
+    );
+    (daemon, lease_file)
+}
+
+async fn annotation(api: &Api<Service>, key: &str) -> Option<String> {
+    api.get("web")
+        .await
+        .ok()?
+        .metadata
+        .annotations?
+        .get(key)
+        .cloned()
+}
+
+#[test]
+fn a_dhcp_service_is_leased_announced_kept_across_restart_and_released_on_delete() {
+    skip_unless!(root, Bird::NEEDS, dnsmasq::NEEDS, VIPD_NEEDS);
+    // Field order is drop order: agent, daemons, then the namespaces.
+    let topo = Topology::with_nodes(1);
+    let mut bird = Bird::new(&topo, RouterConfig::nodes(1));
+    bird.start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let conf = dir.path().join("dnsmasq.conf");
+    let lease_file = dir.path().join("dnsmasq.leases");
+    dnsmasq::write_config(
+        &conf,
+        "veth-node",
+        "10.99.0.100,10.99.0.150,255.255.255.0",
+        "2m",
+        &lease_file,
+        &[],
+    );
+    let mut dnsmasq = dnsmasq::daemon(&topo.tor, &conf, dir.path().join("dnsmasq.log"));
+    dnsmasq.start();
+    let tor = topo.tor.clone();
+    let node = topo.node.clone();
+    dnsmasq.wait_ready(
+        Duration::from_secs(10),
+        "dnsmasq bound to udp/67",
+        || {
+            !ns_stdout(&tor, &["ss", "-Hlun", "sport = :67"])
+                .trim()
+                .is_empty()
+        },
+        "",
+    );
+    in_netns(&tor, async {
+        let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
+            .await
+            .expect("API server");
+        let client = api.client();
+        let services: Api<Service> = Api::namespaced(client.clone(), "default");
+        cluster::create_node(&client, "node0").await;
+        let kubeconfig = cluster::node_kubeconfig(dir.path(), 0, api.addr().port());
+        let agent_env = [("vip_interface", "veth-tor")];
+        let mut agent = Vipd::services(&topo, 0, &kubeconfig, &agent_env);
+        agent.start();
+        let mut svc = lb_service("web", "0.0.0.0", false);
+        svc.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert("kube-vip.io/loadbalancerHostname".into(), "web".into());
+        cluster::create_service(&client, &svc).await;
+        cluster::put_slice(
+            &client,
+            &slice("web", "web-1", &[Ep::ready("10.244.0.5", "node0")]),
+        )
+        .await;
+        let explain = |agent: &Vipd| {
+            format!(
+                "---- lease file ----\n{:?}\n---- dnsmasq ----\n{}\n---- vipd ----\n{}\n---- bird ----\n{}",
+                dnsmasq::leases(&lease_file),
+                dnsmasq.log_tail(20),
+                agent.log_tail(),
+                bird.log_tail()
+            )
+        };
+
+        // 1. Leased, announced, reported, remembered on the Service.
+        eventually!(
+            UP,
+            "the Service has a hwaddr and a requestedIP",
+            annotation(&services, "kube-vip.io/requestedIP")
+                .await
+                .is_some(),
+            explain(&agent)
+        );
+        let mac = annotation(&services, "kube-vip.io/hwaddr")
+            .await
+            .expect("hwaddr");
+        let ip = annotation(&services, "kube-vip.io/requestedIP")
+            .await
+            .unwrap();
+        assert_eq!(
+            leased(&dnsmasq::leases(&lease_file), &mac),
+            Some(ip.clone()),
+            "{}",
+            explain(&agent)
+        );
+        let prefix = format!("{ip}/32");
+        eventually!(
+            UP,
+            "BIRD holds the leased address via node0",
+            bird.next_hops(&prefix) == vec!["10.99.0.1".parse::<IpAddr>().unwrap()],
+            explain(&agent)
+        );
+        eventually!(
+            SOON,
+            "the status shows the leased address",
+            cluster::ingress(&client, "web").await == [ip.clone()],
+            explain(&agent)
+        );
+        let mv = macvlans(&node);
+        assert_eq!(mv.len(), 1, "{mv:?}");
+        let on_mv = ns_stdout(&node, &["ip", "-4", "-o", "addr", "show", "dev", &mv[0]]);
+        assert!(on_mv.contains(&prefix), "{on_mv}");
+        let on_link = ns_stdout(
+            &node,
+            &["ip", "-4", "-o", "addr", "show", "dev", "veth-tor"],
+        );
+        assert!(
+            !on_link.contains(&prefix),
+            "the lease stays off vip_interface: {on_link}"
+        );
+        eprintln!(
+            "leased {ip} to {mac} on {}; dnsmasq: {:?}",
+            mv[0],
+            dnsmasq::leases(&lease_file)
+        );
+
+        // 2. A restarted agent (SIGTERM releases; the Service remembers MAC and address) gets
+        // the same address again.
+        agent.terminate();
+        assert!(
+            agent.wait_exit(Duration::from_secs(10)).is_some(),
+            "{}",
+            explain(&agent)
+        );
+        assert!(macvlans(&node).is_empty(), "shutdown deletes the macvlan");
+        assert_eq!(
+            leased(&dnsmasq::leases(&lease_file), &mac),
+            None,
+            "shutdown releases"
+        );
+        let mut agent = Vipd::services(&topo, 0, &kubeconfig, &agent_env);
+        agent.start();
+        eventually!(
+            UP,
+            "the restarted agent leases the same address",
+            leased(&dnsmasq::leases(&lease_file), &mac) == Some(ip.clone()),
+            explain(&agent)
+        );
+        eventually!(
+            UP,
+            "BIRD holds it again",
+            !bird.next_hops(&prefix).is_empty(),
+            explain(&agent)
+        );
+        assert_eq!(
+            annotation(&services, "kube-vip.io/hwaddr").await,
+            Some(mac.clone())
+        );
+
+        // 3. The Service goes: RELEASE (gone from dnsmasq's file), macvlan and route gone.
+        services
+            .delete("web", &DeleteParams::default())
+            .await
+            .expect("delete");
+        eventually!(
+            SOON,
+            "dnsmasq drops the released lease",
+            leased(&dnsmasq::leases(&lease_file), &mac).is_none(),
+            explain(&agent)
+        );
+        eventually!(
+            SOON,
+            "the macvlan is gone",
+            macvlans(&node).is_empty(),
+            explain(&agent)
+        );
+        eventually!(
+            SOON,
+            "BIRD no longer holds the route",
+            bird.route(&prefix).is_none(),
+            explain(&agent)
+        );
+        let released = dnsmasq
+            .log()
+            .lines()
+            .filter(|l| l.contains("DHCPRELEASE"))
+            .count();
+        assert_eq!(
+            released,
+            2,
+            "one RELEASE at shutdown, one at delete\n{}",
+            explain(&agent)
+        );
+        let log = dnsmasq.log();
+        let exchange: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("DHCP") && l.contains("(veth-node)"))
+            .collect();
+        eprintln!("dnsmasq:\n{}", exchange.join("\n"));
+        drop(agent);
+    });
+}
+
+/// Failover: two nodes share a DHCP segment (a bridge on the tor, beside their BGP links). The
+/// Service's only endpoint moves from node0 to node1 (externalTrafficPolicy Local): node0 stops
+/// without RELEASE, node1 asks with the Service's MAC for the same address and gets it; BIRD
+/// moves the route to node1.
+#[test]
+fn a_dhcp_service_keeps_its_address_when_it_fails_over_to_another_node() {
+    skip_unless!(root, Bird::NEEDS, dnsmasq::NEEDS, VIPD_NEEDS);
+    let topo = Topology::with_nodes(2);
+    let mut bird = Bird::new(&topo, RouterConfig::nodes(2));
+    bird.start();
+    let tor = topo.tor.clone();
+    // The DHCP segment: br-dhcp 10.97.0.1/24 on the tor, a veth `dhcp0` from each node.
+    run_ok(
+        "ip",
+        &["-n", &tor, "link", "add", "br-dhcp", "type", "bridge"],
+    );
+    run_ok(
+        "ip",
+        &["-n", &tor, "addr", "add", "10.97.0.1/24", "dev", "br-dhcp"],
+    );
+    run_ok("ip", &["-n", &tor, "link", "set", "br-dhcp", "up"]);
+    for (i, ns) in topo.nodes.iter().enumerate() {
+        let port = format!("dhcp-n{i}");
+        run_ok(
+            "ip",
+            &[
+                "-n", ns, "link", "add", "dhcp0", "type", "veth", "peer", "name", &port, "netns",
+                &tor,
+            ],
+        );
+        run_ok(
+            "ip",
+            &["-n", &tor, "link", "set", &port, "master", "br-dhcp", "up"],
+        );
+        run_ok("ip", &["-n", ns, "link", "set", "dhcp0", "up"]);
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (dnsmasq, lease_file) = start_dnsmasq(
+        &tor,
+        dir.path(),
+        "br-dhcp",
+        "10.97.0.100,10.97.0.150,255.255.255.0",
+    );
+
+    in_netns(&tor, async {
+        let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
+            .await
+            .expect("API server");
+        let client = api.client();
+        let services: Api<Service> = Api::namespaced(client.clone(), "default");
+        let mut agents = Vec::new();
+        for i in 0..2 {
+            cluster::create_node(&client, &format!("node{i}")).await;
+            let kubeconfig = cluster::node_kubeconfig(dir.path(), i, api.addr().port());
+            let mut agent = Vipd::services(&topo, i, &kubeconfig, &[("vip_interface", "dhcp0")]);
+            agent.start();
+            agents.push(agent);
+        }
+        let explain = |agents: &[Vipd]| {
+            let mut s = format!(
+                "---- lease file ----\n{:?}\n---- dnsmasq ----\n{}",
+                dnsmasq::leases(&lease_file),
+                dnsmasq.log_tail(20)
+            );
+            for (i, a) in agents.iter().enumerate() {
+                s.push_str(&format!("\n---- vipd node{i} ----\n{}", a.log_tail()));
+            }
+            s
+        };
+        cluster::create_service(&client, &lb_service("web", "0.0.0.0", true)).await;
+        cluster::put_slice(
+            &client,
+            &slice("web", "web-1", &[Ep::ready("10.244.0.5", "node0")]),
+        )
+        .await;
+
+        eventually!(
+            UP,
+            "node0 leased an address",
+            annotation(&services, "kube-vip.io/requestedIP")
+                .await
+                .is_some(),
+            explain(&agents)
+        );
+        let mac = annotation(&services, "kube-vip.io/hwaddr")
+            .await
+            .expect("hwaddr");
+        let ip = annotation(&services, "kube-vip.io/requestedIP")
+            .await
+            .unwrap();
+        let prefix = format!("{ip}/32");
+        eventually!(
+            UP,
+            "BIRD holds the lease via node0",
+            bird.next_hops(&prefix) == vec!["10.99.0.1".parse::<IpAddr>().unwrap()],
+            explain(&agents)
+        );
+        assert_eq!(macvlans(&topo.nodes[0]).len(), 1);
+        assert!(
+            macvlans(&topo.nodes[1]).is_empty(),
+            "node1 has no endpoint: no lease there"
+        );
+        let first = dnsmasq::leases(&lease_file);
+        eprintln!("node0 leased {ip} to {mac}: {first:?}");
+
+        cluster::put_slice(
+            &client,
+            &slice("web", "web-1", &[Ep::ready("10.244.1.5", "node1")]),
+        )
+        .await;
+        eventually!(
+            UP,
+            "BIRD holds the same address via node1",
+            bird.next_hops(&prefix) == vec!["10.99.1.1".parse::<IpAddr>().unwrap()],
+            explain(&agents)
+        );
+        assert!(
+            macvlans(&topo.nodes[0]).is_empty(),
+            "node0 removed its macvlan"
+        );
+        assert_eq!(macvlans(&topo.nodes[1]).len(), 1);
+        assert_eq!(
+            leased(&dnsmasq::leases(&lease_file), &mac),
+            Some(ip.clone())
+        );
+        let log = dnsmasq.log();
+        assert!(
+            !log.contains("DHCPRELEASE"),
+            "a failover does not release\n{}",
+            explain(&agents)
+        );
+        assert_eq!(
+            log.matches("DHCPDISCOVER").count(),
+            1,
+            "node1 used INIT-REBOOT\n{}",
+            explain(&agents)
+        );
+        eprintln!(
+            "node1 holds {ip} with {mac}: {:?}",
+            dnsmasq::leases(&lease_file)
+        );
+        drop(agents);
+    });
+}
