@@ -261,13 +261,21 @@ impl Collector for LiveCollector {
             }
         }
         let mut per_ns: BTreeMap<&str, i64> = BTreeMap::new();
-        let mut announced = 0i64;
+        // The agent's own mode shows, 0 when nothing is announced (static VIPs are BGP routes).
+        let own = if r.mode == "bgp-static" {
+            "bgp"
+        } else {
+            r.mode.as_str()
+        };
+        let mut per_mode: BTreeMap<&str, i64> = BTreeMap::from([(own, 0)]);
         for s in &r.services {
-            let n = s.vips.iter().filter(|v| v.withheld.is_none()).count();
-            if n > 0 {
+            let announced: Vec<_> = s.vips.iter().filter(|v| v.withheld.is_none()).collect();
+            if !announced.is_empty() {
                 let ns = s.service.split_once('/').map_or("", |(ns, _)| ns);
                 *per_ns.entry(ns).or_default() += 1;
-                announced += i64::try_from(n).unwrap_or(i64::MAX);
+            }
+            for v in announced {
+                *per_mode.entry(v.mode.as_str()).or_default() += 1;
             }
         }
         let mut fam = enc.encode_descriptor(
@@ -285,7 +293,9 @@ impl Collector for LiveCollector {
             None,
             MetricType::Gauge,
         )?;
-        ConstGauge::new(announced).encode(fam.encode_family(&vec![("mode", "bgp".to_owned())])?)?;
+        for (mode, n) in per_mode {
+            ConstGauge::new(n).encode(fam.encode_family(&vec![("mode", mode.to_owned())])?)?;
+        }
         Ok(())
     }
 }

@@ -7,6 +7,7 @@
 
 use crate::bgp::driver::PeerStatus;
 use crate::bgp::types::Family;
+use crate::decide::{ServiceDecision, Skip};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -92,9 +93,28 @@ pub struct ServiceState {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum VipState {
-    /// Handed to the BGP speaker.
+    /// Handed to the BGP speaker (announced to the established peers of its family).
     Routed,
+    /// Held and announced on a link by this node (ARP/NDP: `via` names the interface).
+    Held {
+        mode: String,
+        via: String,
+    },
     Withheld(Reason),
+}
+
+/// A decision's skip as a typed reason.
+pub fn skip_reason(s: &Skip) -> Reason {
+    Reason::new(s.code(), s.to_string())
+}
+
+/// Whether `vipd status` lists a Service: every one vipd would serve, not those of another type
+/// or load balancer class.
+pub fn listed(d: &ServiceDecision) -> bool {
+    !matches!(
+        d.skip,
+        Some(Skip::NotLoadBalancer { .. } | Skip::ClassNotOurs { .. })
+    )
 }
 
 pub fn peer_report(peer: SocketAddr, s: &PeerStatus, now: Instant) -> PeerReport {
@@ -148,6 +168,14 @@ fn vip_report(vip: IpAddr, state: &VipState, peers: &[PeerReport]) -> VipReport 
     let family = Family::of(vip).to_string();
     let (announced_to, withheld) = match state {
         VipState::Withheld(r) => (Vec::new(), Some(r.clone())),
+        VipState::Held { mode, via } => {
+            return VipReport {
+                vip,
+                mode: mode.clone(),
+                announced_to: vec![via.clone()],
+                withheld: None,
+            }
+        }
         VipState::Routed => {
             let to: Vec<String> = peers
                 .iter()
@@ -348,6 +376,28 @@ mod tests {
         assert!(text.contains("Established  75s"), "{text}");
         assert!(text.contains("192.0.2.10") && text.contains("bgp to 10.0.0.1:179"));
         assert!(text.contains("192.0.2.11") && text.contains("withheld: no serving endpoint"));
+    }
+
+    #[test]
+    fn a_vip_held_on_a_link_is_announced_there_whatever_the_peers() {
+        let services = [ServiceState {
+            service: "default/web".into(),
+            vips: vec![(
+                "192.0.2.10".parse().unwrap(),
+                VipState::Held {
+                    mode: "arp".into(),
+                    via: "eth0".into(),
+                },
+            )],
+            withheld: None,
+        }];
+        let r = assemble(head(), &services, vec![]);
+        let v = &r.services[0].vips[0];
+        assert_eq!(
+            (v.mode.as_str(), v.announced_to.clone()),
+            ("arp", vec!["eth0".to_string()])
+        );
+        assert!(render_text(&r).contains("arp to eth0"));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::kube::view::{AbortOnDrop, Snapshot, View};
 use crate::netlink::VipAddresses;
 use crate::observe::Observer;
 use crate::peers::PeerSources;
-use crate::report::{Reason, ServiceState, VipState};
+use crate::report::{self, Reason, ServiceState, VipState};
 use crate::upnp::gateway::SearchSettings;
 use crate::upnp::services::UpnpServices;
 use std::collections::{BTreeMap, BTreeSet};
@@ -445,16 +445,11 @@ impl Owner {
 /// What `vipd status` shows per Service: each VIP routed, or why not. Services that are not
 /// vipd's (not LoadBalancer, another class) are left out.
 fn service_states(desired: &Desired, routed: &BTreeSet<IpAddr>) -> Vec<ServiceState> {
-    let why = |s: &Skip| Reason::new(s.code(), s.to_string());
+    let why = report::skip_reason;
     desired
         .services
         .iter()
-        .filter(|(_, d)| {
-            !matches!(
-                d.skip,
-                Some(Skip::NotLoadBalancer { .. } | Skip::ClassNotOurs { .. })
-            )
-        })
+        .filter(|(_, d)| report::listed(d))
         .map(|(key, d)| ServiceState {
             service: key.to_string(),
             withheld: d.skip.as_ref().map(why),

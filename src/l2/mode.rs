@@ -21,6 +21,8 @@ use crate::kube::lease::{Election, Leadership, LeaseKey};
 use crate::kube::status::{EventSink, ServiceEvent, StatusWriter};
 use crate::kube::view::{AbortOnDrop, Snapshot, View};
 use crate::netlink::VipAddresses;
+use crate::observe::Observer;
+use crate::report::{self, Reason, ServiceState, VipState};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
@@ -113,7 +115,8 @@ pub async fn run(
         status: svc
             .status_updates
             .then(|| StatusWriter::start(client.clone())),
-        events: EventSink::start(client, &svc.node_name, observer),
+        events: EventSink::start(client, &svc.node_name, observer.clone()),
+        observer,
         held: Arc::new(AtomicUsize::new(0)),
         elections: BTreeMap::new(),
         leading: BTreeMap::new(),
@@ -197,6 +200,7 @@ struct Owner {
     decide: DecideConfig,
     status: Option<StatusWriter>,
     events: EventSink,
+    observer: Observer,
     /// How many Leases this node leads (the spread delay of every election reads it).
     held: Arc<AtomicUsize>,
     elections: BTreeMap<LeaseKey, Election>,
@@ -223,9 +227,11 @@ impl Owner {
     fn on_leadership(&mut self, key: LeaseKey, l: Leadership) {
         match l {
             Leadership::Leading { until } => {
+                self.observer.set_leader(&key.to_string(), true);
                 self.leading.insert(key, until);
             }
             Leadership::NotLeading(why) => {
+                self.observer.set_leader(&key.to_string(), false);
                 if self.leading.remove(&key).is_some() {
                     info!(lease = %key, %why, "leadership ended: dropping its VIPs");
                 }
@@ -248,6 +254,9 @@ impl Owner {
     async fn reconcile(&mut self, snap: &Snapshot) {
         let now = Instant::now();
         let before = self.leading.len();
+        for (k, _) in self.leading.iter().filter(|(_, until)| **until <= now) {
+            self.observer.set_leader(&k.to_string(), false);
+        }
         self.leading.retain(|_, until| *until > now);
         if self.leading.len() < before {
             info!("a leadership reached its renew deadline without a renew: dropping its VIPs");
@@ -395,6 +404,67 @@ impl Owner {
 
         self.report(&desired, &wanted, &services);
         self.problems = std::mem::take(&mut self.problems_now);
+        self.observer
+            .publish(self.states(&desired, &lease_of, &wanted), now.elapsed());
+    }
+
+    /// What `vipd status` shows per Service: each VIP held here (and on which interface), or
+    /// why not. Services that are not vipd's are left out.
+    fn states(
+        &self,
+        desired: &Desired,
+        lease_of: &BTreeMap<ServiceKey, LeaseKey>,
+        wanted: &BTreeMap<IpAddr, (String, BTreeSet<ServiceKey>)>,
+    ) -> Vec<ServiceState> {
+        let why = report::skip_reason;
+        desired
+            .services
+            .iter()
+            .filter(|(_, d)| report::listed(d))
+            .map(|(key, d)| {
+                let vip_state = |vip: &IpAddr| {
+                    if let Some((_, s)) = d.not_announced.iter().find(|(v, _)| v == vip) {
+                        return VipState::Withheld(why(s));
+                    }
+                    if let Some(s) = &d.skip {
+                        return VipState::Withheld(why(s));
+                    }
+                    let lease = lease_of.get(key);
+                    let led = lease.is_some_and(|l| self.leading.contains_key(l));
+                    let lease = lease.map_or(String::new(), ToString::to_string);
+                    match (wanted.get(vip), self.claims.get(vip).map(|c| &c.state)) {
+                        (Some((ifname, _)), Some(ClaimState::Held)) => VipState::Held {
+                            mode: if vip.is_ipv4() { "arp" } else { "ndp" }.into(),
+                            via: ifname.clone(),
+                        },
+                        (Some(_), Some(ClaimState::Refused(mac))) => VipState::Withheld(
+                            Reason::new("AddressInUse", format!("already answered by {mac}")),
+                        ),
+                        (Some(_), Some(ClaimState::Failed)) => VipState::Withheld(Reason::new(
+                            "ClaimFailed",
+                            "the address could not be put on the interface (see the log)",
+                        )),
+                        (Some(_), _) => VipState::Withheld(Reason::new(
+                            "Probing",
+                            "leading: probing before claiming",
+                        )),
+                        (None, _) if led => VipState::Withheld(Reason::new(
+                            "NoInterface",
+                            "leading, but no interface for it (see the Warning Event)",
+                        )),
+                        (None, _) => VipState::Withheld(Reason::new(
+                            "NotLeader",
+                            format!("this node does not lead Lease {lease}"),
+                        )),
+                    }
+                };
+                ServiceState {
+                    service: key.to_string(),
+                    withheld: d.skip.as_ref().map(why),
+                    vips: d.vips.iter().map(|v| (*v, vip_state(v))).collect(),
+                }
+            })
+            .collect()
     }
 
     /// The VIP's interface: the Service's annotation, `vip_servicesinterface`, `vip_interface`,
