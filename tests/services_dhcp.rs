@@ -577,6 +577,14 @@ fn only_the_elected_node_leases_a_dhcp_service_under_cluster_policy() {
             explain(&agents)
         );
         let took = killed_at.elapsed();
+        // The Lease expires 3 s after the dead leader's last renew; then one retry period, the
+        // INIT-REBOOT exchange and the BGP UPDATE. Well within 8 s, or the takeover waited on
+        // something else (the 2-minute DHCP lease, the 9 s hold time).
+        assert!(
+            took < Duration::from_secs(8),
+            "takeover took {took:?}\n{}",
+            explain(&agents)
+        );
         assert_eq!(holder(&topo), vec![other], "{}", explain(&agents));
         assert_eq!(
             annotation(&services, "kube-vip.io/requestedIP")
