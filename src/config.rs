@@ -147,6 +147,9 @@ pub struct ServicesSettings {
     pub upnp: bool,
     /// `vip_arp`: announce by ARP/NDP from an elected node instead of BGP.
     pub arp: Option<ArpSettings>,
+    /// `vip_leaseduration`, `vip_renewdeadline`, `vip_retryperiod`: every Lease election of
+    /// services mode (ARP mode's, and BGP mode's per-Service Leases of DHCP and UPnP Services).
+    pub election_timing: crate::election::Timing,
 }
 
 /// ARP/NDP mode (`vip_arp`).
@@ -154,8 +157,6 @@ pub struct ServicesSettings {
 pub struct ArpSettings {
     /// `svc_election`: one Lease per Service; else one Lease for all.
     pub election: ElectionScope,
-    /// `vip_leaseduration`, `vip_renewdeadline`, `vip_retryperiod`.
-    pub timing: crate::election::Timing,
     /// `vip_arpRate`: announcements repeat this often once the first ones are out.
     pub rate: Duration,
     /// `vip_servicesinterface`: the VIP's interface unless the Service names one.
@@ -463,10 +464,11 @@ fn services_settings(raw: &RawSettings) -> Result<ServicesSettings, ConfigError>
         } else {
             None
         },
+        election_timing: election_timing(raw)?,
     })
 }
 
-fn arp_settings(raw: &RawSettings) -> Result<ArpSettings, ConfigError> {
+fn election_timing(raw: &RawSettings) -> Result<crate::election::Timing, ConfigError> {
     let seconds = |v: &Option<String>, setting: &str, default: u64| match non_empty(v) {
         None => Ok(Duration::from_secs(default)),
         Some(s) => s
@@ -505,6 +507,10 @@ fn arp_settings(raw: &RawSettings) -> Result<ArpSettings, ConfigError> {
             "must be below vip_renewdeadline",
         ));
     }
+    Ok(timing)
+}
+
+fn arp_settings(raw: &RawSettings) -> Result<ArpSettings, ConfigError> {
     let rate = match non_empty(&raw.vip_arp_rate) {
         None => 3000,
         Some(v) => v
@@ -534,7 +540,6 @@ fn arp_settings(raw: &RawSettings) -> Result<ArpSettings, ConfigError> {
     };
     Ok(ArpSettings {
         election,
-        timing,
         // kube-vip: a rate below 500 ms falls back to 3000.
         rate: Duration::from_millis(if rate < 500 { 3000 } else { rate }),
         services_interface: non_empty(&raw.vip_servicesinterface).map(str::to_owned),
@@ -903,6 +908,50 @@ mod tests {
         validate(&raw(&all)).map(|c| c.services.unwrap().arp.unwrap())
     }
 
+    fn arp_timing(pairs: &[(&str, &str)]) -> crate::election::Timing {
+        let mut all = vec![
+            ("bgp_enable", "false"),
+            ("bgp_peers", ""),
+            ("vip_arp", "true"),
+            ("svc_enable", "true"),
+            ("vip_nodename", "n1"),
+        ];
+        all.extend_from_slice(pairs);
+        validate(&raw(&all))
+            .unwrap()
+            .services
+            .unwrap()
+            .election_timing
+    }
+
+    #[test]
+    fn bgp_services_mode_reads_the_election_timing_too() {
+        // DHCP and UPnP Services are served by the elected node of a per-Service Lease.
+        let c = validate(&raw(&[
+            ("svc_enable", "true"),
+            ("vip_nodename", "n1"),
+            ("vip_leaseduration", "3"),
+            ("vip_renewdeadline", "2"),
+            ("vip_retryperiod", "0.5"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.services.unwrap().election_timing,
+            crate::election::Timing {
+                lease_duration: Duration::from_secs(3),
+                renew_deadline: Duration::from_secs(2),
+                retry: Duration::from_millis(500),
+            }
+        );
+        let e = validate(&raw(&[
+            ("svc_enable", "true"),
+            ("vip_nodename", "n1"),
+            ("vip_renewdeadline", "20"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.setting, "vip_renewdeadline (--leaseRenewDuration)");
+    }
+
     #[test]
     fn arp_mode_takes_kube_vips_defaults_and_needs_no_bgp_peer() {
         let a = arp(&[]).unwrap();
@@ -914,7 +963,7 @@ mod tests {
             }
         );
         assert_eq!(
-            a.timing,
+            arp_timing(&[]),
             crate::election::Timing {
                 lease_duration: Duration::from_secs(15),
                 renew_deadline: Duration::from_secs(10),
@@ -937,7 +986,10 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(a.election, ElectionScope::PerService);
-        assert_eq!(a.timing.retry, Duration::from_millis(500));
+        assert_eq!(
+            arp_timing(&[("vip_retryperiod", "0.5")]).retry,
+            Duration::from_millis(500)
+        );
         assert_eq!(a.rate, Duration::from_millis(1000));
         assert_eq!(a.interface, None);
         let b = arp(&[

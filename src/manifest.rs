@@ -139,9 +139,10 @@ pub fn cluster_rules(f: &ManifestFlags) -> Vec<PolicyRule> {
     // Events on Services: events.k8s.io/v1, and core/v1 for older recorders; patch for series.
     rules.push(rule("", &["events"], &["create", "patch"]));
     rules.push(rule("events.k8s.io", &["events"], &["create", "patch"]));
-    if f.services_election || f.leader_election || f.ipam || f.arp {
+    if f.services || f.services_election || f.leader_election || f.ipam || f.arp {
         // kube-lease-manager takes and renews a Lease by (server-side apply) patch; ARP mode
-        // elects through a Lease always (get, create, update).
+        // elects through a Lease always (get, create, update), and so does services mode for
+        // each DHCP (`0.0.0.0`) or UPnP Service, which only its elected node serves.
         rules.push(rule(
             "coordination.k8s.io",
             &["leases"],

@@ -14,7 +14,9 @@ use crate::config::{Config, ServicesSettings};
 use crate::decide::ingress::{current_ingress, ingress_change, ingress_target};
 use crate::decide::{self, ClusterView, DecideConfig, Desired, NodeCtx, Problem, ServiceKey, Skip};
 use crate::dhcp::services::DhcpServices;
+use crate::election::serve;
 use crate::http::Readiness;
+use crate::kube::lease::{Election, Leadership, LeaseKey};
 use crate::kube::status::{EventSink, ServiceEvent, StatusWriter};
 use crate::kube::view::{AbortOnDrop, Snapshot, View};
 use crate::netlink::VipAddresses;
@@ -26,7 +28,10 @@ use crate::upnp::services::UpnpServices;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::IpAddr;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 use vipd_providers::{MpBgpNextHop, PeerSpec};
 
@@ -34,6 +39,8 @@ use vipd_providers::{MpBgpNextHop, PeerSpec};
 const DEBOUNCE: Duration = Duration::from_millis(10);
 /// Re-decide this often even without events.
 const RESYNC: Duration = Duration::from_secs(60);
+/// How long shutdown waits for each Lease release.
+const RELEASE_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Runs services mode until `shutdown`, then withdraws: Cease to every peer first, then the VIP
 /// addresses vipd added (so no router sends traffic to a node that no longer answers for it).
@@ -46,12 +53,13 @@ pub async fn run(
     let mut addresses = None;
     let mut dhcp = None;
     let mut upnp = None;
+    let mut elections = BTreeMap::new();
     let result = serve(
         cfg,
         svc,
         &mut agent,
         &mut addresses,
-        (&mut dhcp, &mut upnp),
+        (&mut dhcp, &mut upnp, &mut elections),
         shutdown,
     )
     .await;
@@ -72,6 +80,8 @@ pub async fn run(
     if let Some(upnp) = upnp.as_mut() {
         upnp.shutdown().await;
     }
+    // Last, the Leases: the next leader starts once this node's macvlans are gone.
+    stop_elections(elections).await;
     result
 }
 
@@ -90,7 +100,11 @@ async fn serve(
     svc: &ServicesSettings,
     agent: &mut Agent,
     addresses: &mut Option<VipAddresses>,
-    (dhcp_out, upnp_out): (&mut Option<DhcpServices>, &mut Option<UpnpServices>),
+    (dhcp_out, upnp_out, elections_out): (
+        &mut Option<DhcpServices>,
+        &mut Option<UpnpServices>,
+        &mut BTreeMap<LeaseKey, Election>,
+    ),
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let Agent {
@@ -121,7 +135,16 @@ async fn serve(
     });
     let mut view = View::start(client.clone(), svc.namespace.as_deref(), &svc.node_name);
     let events = EventSink::start(client.clone(), &svc.node_name, observer.clone());
+    let (lead_tx, mut lead_rx) = mpsc::unbounded_channel();
     let mut owner = Owner {
+        elect: Elect {
+            client: client.clone(),
+            timing: svc.election_timing,
+            held: Arc::new(AtomicUsize::new(0)),
+            elections: BTreeMap::new(),
+            leading: BTreeMap::new(),
+            lead_tx,
+        },
         node_name: svc.node_name.clone(),
         decide: decide_config(cfg, svc, &peers.current()),
         status: svc
@@ -169,8 +192,22 @@ async fn serve(
             .await;
         // Wait for something that can change a decision; UPDATEs a peer sends us cannot.
         loop {
+            let fence = owner.elect.leading.values().min().copied();
             tokio::select! {
                 () = &mut shutdown => break 'decide,
+                // The fence: a leadership ends at its renew deadline whatever the election
+                // task does, and the DHCP VIP goes with it.
+                () = sleep_until_opt(fence) => break,
+                Some((key, l)) = lead_rx.recv() => {
+                    let mut changed = owner.elect.on_leadership(key, l);
+                    while let Ok((key, l)) = lead_rx.try_recv() {
+                        changed |= owner.elect.on_leadership(key, l);
+                    }
+                    // A renew only moves the fence; a new or lost leadership re-decides.
+                    if changed {
+                        break;
+                    }
+                }
                 () = view.changed() => {
                     tokio::time::sleep(DEBOUNCE).await;
                     break;
@@ -194,7 +231,99 @@ async fn serve(
     // The leases outlive the loop: released after the routes are withdrawn (see `run`).
     *dhcp_out = owner.dhcp.take();
     *upnp_out = owner.upnp.take();
+    *elections_out = std::mem::take(&mut owner.elect.elections);
     Ok(())
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn stop_elections(elections: BTreeMap<LeaseKey, Election>) {
+    let stops: Vec<_> = elections
+        .into_values()
+        .map(|e| e.stop(RELEASE_DEADLINE))
+        .collect();
+    futures::future::join_all(stops).await;
+}
+
+/// BGP mode's per-Service Leases: DHCP and UPnP Services are served by their elected node
+/// only ([`serve`]).
+struct Elect {
+    client: kube::Client,
+    timing: crate::election::Timing,
+    /// How many Leases this node leads (the spread delay of every election reads it).
+    held: Arc<AtomicUsize>,
+    elections: BTreeMap<LeaseKey, Election>,
+    /// Leases this node leads, each until its fence deadline.
+    leading: BTreeMap<LeaseKey, tokio::time::Instant>,
+    lead_tx: mpsc::UnboundedSender<(LeaseKey, Leadership)>,
+}
+
+impl Elect {
+    /// Whether the set of Leases led changed (a renew only moves a deadline).
+    fn on_leadership(&mut self, key: LeaseKey, l: Leadership) -> bool {
+        match l {
+            Leadership::Leading { until } => self.leading.insert(key, until).is_none(),
+            Leadership::NotLeading(why) => {
+                let was = self.leading.remove(&key).is_some();
+                if was {
+                    info!(lease = %key, %why, "leadership ended: its DHCP VIPs and UPnP mappings stop here");
+                }
+                was
+            }
+        }
+    }
+
+    /// The Leases led now: those past their fence deadline are dropped first.
+    fn led(&mut self) -> BTreeSet<LeaseKey> {
+        let now = tokio::time::Instant::now();
+        let before = self.leading.len();
+        self.leading.retain(|_, until| *until > now);
+        if self.leading.len() < before {
+            info!(
+                "a leadership reached its renew deadline without a renew: its DHCP VIPs stop here"
+            );
+        }
+        self.leading.keys().cloned().collect()
+    }
+
+    /// Stands for the Leases of `standing`, and stops standing (releasing, if held) for the
+    /// others. Called after what was served under a Lease no longer led has stopped.
+    fn update(&mut self, standing: &BTreeMap<ServiceKey, LeaseKey>, node: &str) {
+        let wanted: BTreeSet<&LeaseKey> = standing.values().collect();
+        let gone: Vec<LeaseKey> = self
+            .elections
+            .keys()
+            .filter(|k| !wanted.contains(k))
+            .cloned()
+            .collect();
+        for k in gone {
+            self.leading.remove(&k);
+            if let Some(e) = self.elections.remove(&k) {
+                info!(lease = %k, "this node no longer stands for the Lease: releasing it");
+                tokio::spawn(e.stop(RELEASE_DEADLINE));
+            }
+        }
+        for lk in wanted {
+            if !self.elections.contains_key(lk) {
+                info!(lease = %lk, "standing for election (DHCP/UPnP served by one node)");
+                let e = Election::start(
+                    self.client.clone(),
+                    lk.clone(),
+                    node.to_owned(),
+                    self.timing,
+                    true,
+                    self.held.clone(),
+                    self.lead_tx.clone(),
+                );
+                self.elections.insert(lk.clone(), e);
+            }
+        }
+    }
 }
 
 /// A DHCP lease was bound, moved or lost, or UPnP's external address or mapped Services changed
@@ -241,6 +370,7 @@ fn decide_config(cfg: &Config, svc: &ServicesSettings, peers: &[PeerSpec]) -> De
 
 /// What has been applied, and the writes asked for.
 struct Owner {
+    elect: Elect,
     node_name: String,
     decide: DecideConfig,
     status: Option<StatusWriter>,
@@ -279,12 +409,18 @@ impl Owner {
         };
         let node = NodeCtx::from_node(&self.node_name, snap.node.as_deref());
         let mut desired = decide::desired(&view, &node, &self.decide);
+        // One node per DHCP (and UPnP) Service: the elected one.
+        let standing = serve::standing(&desired, &snap.services, self.upnp.is_some());
+        let led = self.elect.led();
+        serve::gate(&mut desired, &standing, &led);
         let mut on_macvlans = BTreeSet::new();
         if let Some(dhcp) = self.dhcp.as_mut() {
             dhcp.reconcile(&snap.services, &mut desired, &self.events)
                 .await;
             on_macvlans = dhcp.leased();
         }
+        // After DHCP stopped what is no longer led here: a released Lease is taken at once.
+        self.elect.update(&standing, &self.node_name);
         let wanted: BTreeSet<IpAddr> = desired.routes.keys().copied().collect();
         // Leased addresses are on their macvlans already, never on the VIP interface.
         let on_interface: BTreeSet<IpAddr> = wanted.difference(&on_macvlans).copied().collect();
@@ -312,7 +448,7 @@ impl Owner {
             None => self.apply_routes(speaker, wanted),
         }
         if let Some(upnp) = self.upnp.as_mut() {
-            upnp.update(&snap.services, &desired);
+            upnp.update(&snap.services, &serve::upnp_view(&desired, &standing, &led));
         }
         self.report(&desired);
         if self.status.is_some() {

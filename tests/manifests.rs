@@ -368,10 +368,16 @@ fn env_carries_kube_vips_names_for_the_flags_given() {
 }
 
 #[test]
-fn leases_are_granted_only_with_an_election_ipam_or_arp() {
+fn leases_are_granted_only_with_services_an_election_ipam_or_arp() {
     let lease = "coordination.k8s.io/leases";
-    assert!(!rules(&with(&["--services"])).contains_key(lease));
+    // Without services mode nothing is elected by a Lease.
+    assert!(!rules(&with(&[])).contains_key(lease));
+    // Services mode elects the one node serving each DHCP or UPnP Service.
     for flag in ["--servicesElection", "--leaderElection", "--ipam", "--arp"] {
+        assert_eq!(
+            rules(&with(&["--services"]))[lease],
+            verbs(&["get", "create", "update", "patch"])
+        );
         assert_eq!(
             rules(&with(&["--services", flag]))[lease],
             verbs(&["get", "create", "update", "patch"]),

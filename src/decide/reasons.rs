@@ -76,6 +76,9 @@ pub enum Skip {
     Dhcp { vip: IpAddr },
     /// No BGP peer carries this VIP's address family.
     NoPeerForFamily { vip: IpAddr },
+    /// Served by one node only (a DHCP lease, in BGP mode), the elected node of this Lease
+    /// (`namespace/name`), and that is not this node.
+    NotElected { lease: String },
 }
 
 impl Skip {
@@ -93,6 +96,7 @@ impl Skip {
             Skip::NoLocalEndpoints { .. } => "NoLocalEndpoints",
             Skip::Dhcp { .. } => "Dhcp",
             Skip::NoPeerForFamily { .. } => "NoPeerForFamily",
+            Skip::NotElected { .. } => "NotElected",
         }
     }
 }
@@ -142,6 +146,9 @@ impl fmt::Display for Skip {
             ),
             Skip::NoPeerForFamily { vip } => {
                 write!(f, "no BGP peer carries {} routes for {vip}", family(vip))
+            }
+            Skip::NotElected { lease } => {
+                write!(f, "served by the holder of Lease {lease}, not this node")
             }
         }
     }

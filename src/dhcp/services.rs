@@ -5,9 +5,10 @@
 //! written to the Service, so the next node (or a restarted agent) asks with the same MAC for
 //! the same address.
 //!
-//! Which node serves a Service is whatever `decide` says passes the gates on this node. With
-//! several eligible nodes (BGP, ETP=Cluster) that must be narrowed to one by the per-Service
-//! election before DHCP is used there: one lease must not be held by several MACs.
+//! Which node serves a Service is decided before this runs: the nodes that pass its gates
+//! stand for its per-Service Lease, and the owner loop marks it as served elsewhere on every
+//! node but the leader ([`crate::election::serve::gate`]): one lease must not be held by
+//! several MACs.
 
 use super::client::Lease;
 use super::edge::{DhcpSpec, DhcpVip, Stop};

@@ -28,6 +28,7 @@
 
 use std::time::{Duration, Instant};
 
+pub mod serve;
 #[cfg(test)]
 mod tests;
 

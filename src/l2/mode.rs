@@ -39,7 +39,7 @@ use tracing::{info, warn};
 
 /// Service annotations read and written here.
 pub const ANNOTATION_SERVICE_INTERFACE: &str = "kube-vip.io/serviceInterface";
-pub const ANNOTATION_LEASE_NAME: &str = "kube-vip.io/leaseName";
+pub use crate::election::serve::ANNOTATION_LEASE_NAME;
 pub const ANNOTATION_VIP_HOST: &str = "kube-vip.io/vipHost";
 
 const DEBOUNCE: Duration = Duration::from_millis(10);
@@ -47,32 +47,7 @@ const RESYNC: Duration = Duration::from_secs(60);
 /// How long shutdown waits for each Lease release.
 const RELEASE_DEADLINE: Duration = Duration::from_secs(2);
 
-/// The Lease a Service is elected by: `kube-vip.io/leaseName` (`[namespace/]name`), else
-/// `kubevip-<name>` in its namespace; with one Lease for all, that one.
-pub fn lease_key(svc: &ServiceKey, annotation: Option<&str>, scope: &ElectionScope) -> LeaseKey {
-    match scope {
-        ElectionScope::Global { namespace, name } => LeaseKey {
-            namespace: namespace.clone(),
-            name: name.clone(),
-        },
-        ElectionScope::PerService => match annotation.map(str::trim).filter(|a| !a.is_empty()) {
-            Some(a) => match a.split_once('/') {
-                Some((ns, name)) if !ns.is_empty() && !name.is_empty() => LeaseKey {
-                    namespace: ns.to_owned(),
-                    name: name.to_owned(),
-                },
-                _ => LeaseKey {
-                    namespace: svc.namespace.clone(),
-                    name: a.trim_matches('/').to_owned(),
-                },
-            },
-            None => LeaseKey {
-                namespace: svc.namespace.clone(),
-                name: format!("kubevip-{}", svc.name),
-            },
-        },
-    }
-}
+pub use crate::election::serve::lease_key;
 
 /// Runs ARP mode until `shutdown`, then removes every VIP address and releases the Leases.
 pub async fn run(
@@ -363,7 +338,7 @@ impl Owner {
                         self.client.clone(),
                         lk.clone(),
                         self.svc.node_name.clone(),
-                        self.arp.timing,
+                        self.svc.election_timing,
                         *stands,
                         self.held.clone(),
                         self.lead_tx.clone(),

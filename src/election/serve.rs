@@ -1,0 +1,320 @@
+//! [pure] Which Lease elects the node that serves a Service, and what the Services this node
+//! does not lead may still do here.
+//!
+//! ARP mode elects every Service. BGP mode announces from every eligible node (ECMP), except
+//! what one node alone may hold: a DHCP lease (one lease must not be held by many MACs: the
+//! LAN would see the Service's MAC flap between ports) and a UPnP mapping (the gateway forwards
+//! a port to one internal client). Those are served by the elected node of a per-Service Lease,
+//! for which every node that passes the Service's gates stands.
+
+use crate::config::ElectionScope;
+use crate::decide::{Desired, ServiceKey, Skip};
+use crate::dhcp::plan::{self, Want};
+use crate::kube::lease::LeaseKey;
+use crate::upnp::plan::FORWARD_ANNOTATION;
+use k8s_openapi::api::core::v1::Service;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+/// Names a Lease other than `kubevip-<service>`: `[namespace/]name`.
+pub const ANNOTATION_LEASE_NAME: &str = "kube-vip.io/leaseName";
+
+/// The Lease a Service is elected by: `kube-vip.io/leaseName` (`[namespace/]name`), else
+/// `kubevip-<name>` in its namespace; with one Lease for all, that one.
+pub fn lease_key(svc: &ServiceKey, annotation: Option<&str>, scope: &ElectionScope) -> LeaseKey {
+    match scope {
+        ElectionScope::Global { namespace, name } => LeaseKey {
+            namespace: namespace.clone(),
+            name: name.clone(),
+        },
+        ElectionScope::PerService => match annotation.map(str::trim).filter(|a| !a.is_empty()) {
+            Some(a) => match a.split_once('/') {
+                Some((ns, name)) if !ns.is_empty() && !name.is_empty() => LeaseKey {
+                    namespace: ns.to_owned(),
+                    name: name.to_owned(),
+                },
+                _ => LeaseKey {
+                    namespace: svc.namespace.clone(),
+                    name: a.trim_matches('/').to_owned(),
+                },
+            },
+            None => LeaseKey {
+                namespace: svc.namespace.clone(),
+                name: format!("kubevip-{}", svc.name),
+            },
+        },
+    }
+}
+
+/// BGP mode: the Services this node stands for, each with its per-Service Lease. A node
+/// stands for a `0.0.0.0` Service whose gates it passes ([`Want::Lease`]), and, with `upnp`,
+/// for a `kube-vip.io/forwardUPNP` Service it announces an IPv4 VIP of.
+pub fn standing(
+    desired: &Desired,
+    services: &[Arc<Service>],
+    upnp: bool,
+) -> BTreeMap<ServiceKey, LeaseKey> {
+    let mut out = BTreeMap::new();
+    for svc in services {
+        let (Some(namespace), Some(name)) = (&svc.metadata.namespace, &svc.metadata.name) else {
+            continue;
+        };
+        let key = ServiceKey {
+            namespace: namespace.clone(),
+            name: name.clone(),
+        };
+        let Some(d) = desired.services.get(&key) else {
+            continue;
+        };
+        let ann = svc.metadata.annotations.as_ref();
+        let get = |k: &str| ann.and_then(|a| a.get(k)).map(|v| v.trim());
+        let dhcp = plan::want(Some(d)) == Want::Lease;
+        let maps = upnp
+            && get(FORWARD_ANNOTATION) == Some("true")
+            && d.announced.iter().any(IpAddr::is_ipv4);
+        if dhcp || maps {
+            let lease = lease_key(&key, get(ANNOTATION_LEASE_NAME), &ElectionScope::PerService);
+            out.insert(key, lease);
+        }
+    }
+    out
+}
+
+/// Marks the DHCP Services this node stands for but does not lead as [`Skip::NotElected`], so
+/// their client stops here without RELEASE ([`Want::Elsewhere`]: the leader asks with the same
+/// MAC and keeps the address) and no lease of theirs is announced from here.
+pub fn gate(
+    desired: &mut Desired,
+    standing: &BTreeMap<ServiceKey, LeaseKey>,
+    leading: &BTreeSet<LeaseKey>,
+) {
+    let placeholder = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    for (key, lease) in standing {
+        if leading.contains(lease) {
+            continue;
+        }
+        let Some(d) = desired.services.get_mut(key) else {
+            continue;
+        };
+        if plan::want(Some(d)) != Want::Lease {
+            continue;
+        }
+        let skip = Skip::NotElected {
+            lease: lease.to_string(),
+        };
+        for (vip, why) in &mut d.not_announced {
+            if *vip == placeholder {
+                *why = skip.clone();
+            }
+        }
+        d.skip = Some(skip);
+    }
+}
+
+/// What UPnP maps from: `desired`, with nothing announced for the Services this node stands
+/// for but does not lead (their mappings belong to the leader).
+pub fn upnp_view(
+    desired: &Desired,
+    standing: &BTreeMap<ServiceKey, LeaseKey>,
+    leading: &BTreeSet<LeaseKey>,
+) -> Desired {
+    let mut view = desired.clone();
+    for (key, lease) in standing {
+        if leading.contains(lease) {
+            continue;
+        }
+        if let Some(d) = view.services.get_mut(key) {
+            d.announced.clear();
+        }
+    }
+    view
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::{self, ClusterView, DecideConfig, NodeCtx};
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use serde_json::json;
+
+    fn service(name: &str, ip: &str, annotations: serde_json::Value) -> Arc<Service> {
+        Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": "default", "uid": format!("{name}-uid"),
+                    "annotations": annotations},
+                "spec": {"type": "LoadBalancer", "loadBalancerIP": ip,
+                    "externalTrafficPolicy": "Cluster",
+                    "ports": [{"port": 80, "protocol": "TCP"}]},
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn slice(service: &str) -> Arc<EndpointSlice> {
+        Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": format!("{service}-1"), "namespace": "default",
+                    "labels": {"kubernetes.io/service-name": service}},
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": ["10.0.0.9"], "nodeName": "other",
+                    "conditions": {"ready": true, "serving": true}}],
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn key(name: &str) -> ServiceKey {
+        ServiceKey {
+            namespace: "default".into(),
+            name: name.into(),
+        }
+    }
+
+    fn lease(name: &str) -> LeaseKey {
+        LeaseKey {
+            namespace: "default".into(),
+            name: name.into(),
+        }
+    }
+
+    /// Services under ETP Cluster with an endpoint on another node: every node passes the
+    /// gates of each, as in the MAC-flapping defect.
+    fn decided(services: &[Arc<Service>]) -> Desired {
+        let slices: Vec<Arc<EndpointSlice>> = services
+            .iter()
+            .map(|s| slice(s.metadata.name.as_deref().unwrap()))
+            .collect();
+        let view = ClusterView {
+            services,
+            endpoint_slices: &slices,
+        };
+        let cfg = DecideConfig {
+            lb_class_only: false,
+            lb_class_name: "kube-vip.io/kube-vip-class".into(),
+            lb_class_legacy_handling: true,
+            announce_ipv4: true,
+            announce_ipv6: true,
+        };
+        decide::desired(&view, &NodeCtx::from_node("n1", None), &cfg)
+    }
+
+    fn fixture() -> (Vec<Arc<Service>>, Desired) {
+        let services = vec![
+            service("dhcp", "0.0.0.0", json!({})),
+            service(
+                "named",
+                "0.0.0.0",
+                json!({"kube-vip.io/leaseName": "infra/shared"}),
+            ),
+            service(
+                "mapped",
+                "192.0.2.10",
+                json!({"kube-vip.io/forwardUPNP": "true"}),
+            ),
+            service("plain", "192.0.2.11", json!({})),
+        ];
+        let desired = decided(&services);
+        (services, desired)
+    }
+
+    #[test]
+    fn a_node_stands_for_dhcp_services_and_with_upnp_for_the_ones_it_maps() {
+        let (services, desired) = fixture();
+        let with_upnp = standing(&desired, &services, true);
+        assert_eq!(
+            with_upnp,
+            BTreeMap::from([
+                (key("dhcp"), lease("kubevip-dhcp")),
+                (
+                    key("named"),
+                    LeaseKey {
+                        namespace: "infra".into(),
+                        name: "shared".into()
+                    }
+                ),
+                (key("mapped"), lease("kubevip-mapped")),
+            ]),
+            "a static VIP without forwardUPNP is announced by every node: no Lease"
+        );
+        let without = standing(&desired, &services, false);
+        assert!(!without.contains_key(&key("mapped")));
+        assert_eq!(without.len(), 2);
+    }
+
+    #[test]
+    fn a_node_that_fails_the_gates_does_not_stand() {
+        let (services, mut desired) = fixture();
+        // What decide says on a node excluded from load balancers.
+        for d in desired.services.values_mut() {
+            d.skip = Some(Skip::NodeExcluded { node: "n1".into() });
+            d.announced.clear();
+        }
+        assert!(standing(&desired, &services, true).is_empty());
+    }
+
+    #[test]
+    fn only_the_leader_leases_every_other_node_stops_without_release() {
+        let (services, desired) = fixture();
+        let stand = standing(&desired, &services, true);
+        // Not leading: DHCP is served elsewhere (stop, keep the lease for the leader).
+        let mut follower = desired.clone();
+        gate(&mut follower, &stand, &BTreeSet::new());
+        let dhcp = &follower.services[&key("dhcp")];
+        assert_eq!(plan::want(Some(dhcp)), Want::Elsewhere);
+        assert_eq!(
+            dhcp.skip,
+            Some(Skip::NotElected {
+                lease: "default/kubevip-dhcp".into()
+            })
+        );
+        assert_eq!(
+            dhcp.not_announced,
+            vec![(
+                "0.0.0.0".parse().unwrap(),
+                Skip::NotElected {
+                    lease: "default/kubevip-dhcp".into()
+                }
+            )]
+        );
+        // A static VIP is still announced by BGP from every node: gate touches DHCP only.
+        assert_eq!(
+            follower.services[&key("mapped")],
+            desired.services[&key("mapped")]
+        );
+        // Leading one Lease: that Service only.
+        let mut leader = desired.clone();
+        gate(
+            &mut leader,
+            &stand,
+            &BTreeSet::from([lease("kubevip-dhcp")]),
+        );
+        assert_eq!(
+            plan::want(Some(&leader.services[&key("dhcp")])),
+            Want::Lease
+        );
+        assert_eq!(
+            plan::want(Some(&leader.services[&key("named")])),
+            Want::Elsewhere
+        );
+    }
+
+    #[test]
+    fn only_the_leader_maps_a_forwarded_service() {
+        let (services, desired) = fixture();
+        let stand = standing(&desired, &services, true);
+        let vip: IpAddr = "192.0.2.10".parse().unwrap();
+        let follower = upnp_view(&desired, &stand, &BTreeSet::new());
+        assert!(follower.services[&key("mapped")].announced.is_empty());
+        assert_eq!(
+            follower.routes, desired.routes,
+            "the BGP routes are not upnp_view's business"
+        );
+        let leader = upnp_view(&desired, &stand, &BTreeSet::from([lease("kubevip-mapped")]));
+        assert_eq!(leader.services[&key("mapped")].announced, vec![vip]);
+        assert_eq!(
+            leader.services[&key("plain")].announced,
+            vec!["192.0.2.11".parse::<IpAddr>().unwrap()]
+        );
+    }
+}
