@@ -300,6 +300,86 @@ fn a_dhcp_service_is_leased_announced_kept_across_restart_and_released_on_delete
     });
 }
 
+/// Two nodes on a shared DHCP segment with dnsmasq on the tor, BIRD peering with both. Field
+/// order is drop order: the daemons stop before the namespaces go.
+struct SharedSegment {
+    dnsmasq: support::daemon::Daemon,
+    lease_file: std::path::PathBuf,
+    bird: Bird,
+    topo: Topology,
+    dir: tempfile::TempDir,
+}
+
+impl SharedSegment {
+    fn new() -> SharedSegment {
+        let topo = Topology::with_nodes(2);
+        let mut bird = Bird::new(&topo, RouterConfig::nodes(2));
+        bird.start();
+        dhcp_segment(&topo);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (dnsmasq, lease_file) = start_dnsmasq(
+            &topo.tor,
+            dir.path(),
+            "br-dhcp",
+            "10.97.0.100,10.97.0.150,255.255.255.0",
+        );
+        SharedSegment {
+            dnsmasq,
+            lease_file,
+            bird,
+            topo,
+            dir,
+        }
+    }
+
+    /// Inside the tor namespace: both nodes' Node objects and started agents, with `extra`.
+    async fn agents(&self, api: &ApiServer, extra: &[(&str, &str)]) -> Vec<Vipd> {
+        let client = api.client();
+        let mut settings = vec![("vip_interface", "dhcp0")];
+        settings.extend_from_slice(extra);
+        let mut agents = Vec::new();
+        for i in 0..2 {
+            cluster::create_node(&client, &format!("node{i}")).await;
+            let kubeconfig = cluster::node_kubeconfig(self.dir.path(), i, api.addr().port());
+            let mut agent = Vipd::services(&self.topo, i, &kubeconfig, &settings);
+            agent.start();
+            agents.push(agent);
+        }
+        agents
+    }
+
+    fn explain(&self, agents: &[Vipd]) -> String {
+        let mut s = format!(
+            "---- lease file ----\n{:?}\n---- dnsmasq ----\n{}",
+            dnsmasq::leases(&self.lease_file),
+            self.dnsmasq.log_tail(30)
+        );
+        for (i, a) in agents.iter().enumerate() {
+            s.push_str(&format!("\n---- vipd node{i} ----\n{}", a.log_tail()));
+        }
+        s
+    }
+}
+
+/// Waits until the Service `web` has its lease written back: `(hwaddr, requestedIP)`.
+async fn wait_leased(services: &Api<Service>, explain: impl Fn() -> String) -> (String, String) {
+    eventually!(
+        UP,
+        "an address is leased and written back",
+        annotation(services, "kube-vip.io/requestedIP")
+            .await
+            .is_some(),
+        explain()
+    );
+    let mac = annotation(services, "kube-vip.io/hwaddr")
+        .await
+        .expect("hwaddr");
+    let ip = annotation(services, "kube-vip.io/requestedIP")
+        .await
+        .unwrap();
+    (mac, ip)
+}
+
 /// Failover: two nodes share a DHCP segment (a bridge on the tor, beside their BGP links). The
 /// Service's only endpoint moves from node0 to node1 (externalTrafficPolicy Local): node0 stops
 /// without RELEASE, node1 asks with the Service's MAC for the same address and gets it; BIRD
@@ -307,65 +387,24 @@ fn a_dhcp_service_is_leased_announced_kept_across_restart_and_released_on_delete
 #[test]
 fn a_dhcp_service_keeps_its_address_when_it_fails_over_to_another_node() {
     skip_unless!(root, Bird::NEEDS, dnsmasq::NEEDS, VIPD_NEEDS);
-    let topo = Topology::with_nodes(2);
-    let mut bird = Bird::new(&topo, RouterConfig::nodes(2));
-    bird.start();
-    let tor = topo.tor.clone();
-    dhcp_segment(&topo);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (dnsmasq, lease_file) = start_dnsmasq(
-        &tor,
-        dir.path(),
-        "br-dhcp",
-        "10.97.0.100,10.97.0.150,255.255.255.0",
-    );
-
-    in_netns(&tor, async {
+    let bed = SharedSegment::new();
+    let (bird, topo, dnsmasq, lease_file) = (&bed.bird, &bed.topo, &bed.dnsmasq, &bed.lease_file);
+    in_netns(&topo.tor, async {
         let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
             .await
             .expect("API server");
         let client = api.client();
         let services: Api<Service> = Api::namespaced(client.clone(), "default");
-        let mut agents = Vec::new();
-        for i in 0..2 {
-            cluster::create_node(&client, &format!("node{i}")).await;
-            let kubeconfig = cluster::node_kubeconfig(dir.path(), i, api.addr().port());
-            let mut agent = Vipd::services(&topo, i, &kubeconfig, &[("vip_interface", "dhcp0")]);
-            agent.start();
-            agents.push(agent);
-        }
-        let explain = |agents: &[Vipd]| {
-            let mut s = format!(
-                "---- lease file ----\n{:?}\n---- dnsmasq ----\n{}",
-                dnsmasq::leases(&lease_file),
-                dnsmasq.log_tail(20)
-            );
-            for (i, a) in agents.iter().enumerate() {
-                s.push_str(&format!("\n---- vipd node{i} ----\n{}", a.log_tail()));
-            }
-            s
-        };
-        cluster::create_service(&client, &lb_service("web", "0.0.0.0", true)).await;
-        cluster::put_slice(
+        let agents = bed.agents(&api, &[]).await;
+        let explain = |agents: &[Vipd]| bed.explain(agents);
+        cluster::create_served(
             &client,
-            &slice("web", "web-1", &[Ep::ready("10.244.0.5", "node0")]),
+            &lb_service("web", "0.0.0.0", true),
+            "node0",
+            "10.244.0.5",
         )
         .await;
-
-        eventually!(
-            UP,
-            "node0 leased an address",
-            annotation(&services, "kube-vip.io/requestedIP")
-                .await
-                .is_some(),
-            explain(&agents)
-        );
-        let mac = annotation(&services, "kube-vip.io/hwaddr")
-            .await
-            .expect("hwaddr");
-        let ip = annotation(&services, "kube-vip.io/requestedIP")
-            .await
-            .unwrap();
+        let (mac, ip) = wait_leased(&services, || explain(&agents)).await;
         let prefix = format!("{ip}/32");
         eventually!(
             UP,
@@ -378,7 +417,7 @@ fn a_dhcp_service_keeps_its_address_when_it_fails_over_to_another_node() {
             macvlans(&topo.nodes[1]).is_empty(),
             "node1 has no endpoint: no lease there"
         );
-        let first = dnsmasq::leases(&lease_file);
+        let first = dnsmasq::leases(lease_file);
         eprintln!("node0 leased {ip} to {mac}: {first:?}");
 
         cluster::put_slice(
@@ -397,10 +436,7 @@ fn a_dhcp_service_keeps_its_address_when_it_fails_over_to_another_node() {
             "node0 removed its macvlan"
         );
         assert_eq!(macvlans(&topo.nodes[1]).len(), 1);
-        assert_eq!(
-            leased(&dnsmasq::leases(&lease_file), &mac),
-            Some(ip.clone())
-        );
+        assert_eq!(leased(&dnsmasq::leases(lease_file), &mac), Some(ip.clone()));
         let log = dnsmasq.log();
         assert!(
             !log.contains("DHCPRELEASE"),
@@ -415,7 +451,7 @@ fn a_dhcp_service_keeps_its_address_when_it_fails_over_to_another_node() {
         );
         eprintln!(
             "node1 holds {ip} with {mac}: {:?}",
-            dnsmasq::leases(&lease_file)
+            dnsmasq::leases(lease_file)
         );
         drop(agents);
     });
@@ -441,75 +477,30 @@ fn macvlans_with(node: &str, mac: &str) -> Vec<String> {
 #[test]
 fn only_the_elected_node_leases_a_dhcp_service_under_cluster_policy() {
     skip_unless!(root, Bird::NEEDS, dnsmasq::NEEDS, VIPD_NEEDS);
-    let topo = Topology::with_nodes(2);
-    let mut bird = Bird::new(&topo, RouterConfig::nodes(2));
-    bird.start();
-    let tor = topo.tor.clone();
-    dhcp_segment(&topo);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (dnsmasq, lease_file) = start_dnsmasq(
-        &tor,
-        dir.path(),
-        "br-dhcp",
-        "10.97.0.100,10.97.0.150,255.255.255.0",
-    );
-
-    in_netns(&tor, async {
+    let bed = SharedSegment::new();
+    let (bird, topo, dnsmasq, lease_file) = (&bed.bird, &bed.topo, &bed.dnsmasq, &bed.lease_file);
+    in_netns(&topo.tor, async {
         let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
             .await
             .expect("API server");
         let client = api.client();
         let services: Api<Service> = Api::namespaced(client.clone(), "default");
-        let mut agents = Vec::new();
-        for i in 0..2 {
-            cluster::create_node(&client, &format!("node{i}")).await;
-            let kubeconfig = cluster::node_kubeconfig(dir.path(), i, api.addr().port());
-            let mut agent = Vipd::services(
-                &topo,
-                i,
-                &kubeconfig,
-                &[
-                    ("vip_interface", "dhcp0"),
-                    ("vip_leaseduration", "3"),
-                    ("vip_renewdeadline", "2"),
-                    ("vip_retryperiod", "0.5"),
-                ],
-            );
-            agent.start();
-            agents.push(agent);
-        }
-        let explain = |agents: &[Vipd]| {
-            let mut s = format!(
-                "---- lease file ----\n{:?}\n---- dnsmasq ----\n{}",
-                dnsmasq::leases(&lease_file),
-                dnsmasq.log_tail(30)
-            );
-            for (i, a) in agents.iter().enumerate() {
-                s.push_str(&format!("\n---- vipd node{i} ----\n{}", a.log_tail()));
-            }
-            s
-        };
+        let timing = [
+            ("vip_leaseduration", "3"),
+            ("vip_renewdeadline", "2"),
+            ("vip_retryperiod", "0.5"),
+        ];
+        let mut agents = bed.agents(&api, &timing).await;
+        let explain = |agents: &[Vipd]| bed.explain(agents);
         // Cluster policy, endpoint on node0: both nodes pass the gates.
-        cluster::create_service(&client, &lb_service("web", "0.0.0.0", false)).await;
-        cluster::put_slice(
+        cluster::create_served(
             &client,
-            &slice("web", "web-1", &[Ep::ready("10.244.0.5", "node0")]),
+            &lb_service("web", "0.0.0.0", false),
+            "node0",
+            "10.244.0.5",
         )
         .await;
-        eventually!(
-            UP,
-            "one node leased an address",
-            annotation(&services, "kube-vip.io/requestedIP")
-                .await
-                .is_some(),
-            explain(&agents)
-        );
-        let mac = annotation(&services, "kube-vip.io/hwaddr")
-            .await
-            .expect("hwaddr");
-        let ip = annotation(&services, "kube-vip.io/requestedIP")
-            .await
-            .unwrap();
+        let (mac, ip) = wait_leased(&services, || explain(&agents)).await;
         let prefix = format!("{ip}/32");
         eventually!(
             UP,
@@ -544,7 +535,7 @@ fn only_the_elected_node_leases_a_dhcp_service_under_cluster_policy() {
             samples += 1;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let leader = holder(&topo)[0];
+        let leader = holder(topo)[0];
         let other = 1 - leader;
         assert_eq!(
             bird.next_hops(&prefix),
@@ -558,7 +549,7 @@ fn only_the_elected_node_leases_a_dhcp_service_under_cluster_policy() {
             "one client asked\n{}",
             explain(&agents)
         );
-        let lines = dnsmasq::leases(&lease_file);
+        let lines = dnsmasq::leases(lease_file);
         assert_eq!(lines.len(), 1, "one lease: {lines:?}");
         eprintln!("node{leader} leads and leased {ip} to {mac}; {samples} samples with one macvlan and one next hop");
 
@@ -585,17 +576,14 @@ fn only_the_elected_node_leases_a_dhcp_service_under_cluster_policy() {
             "takeover took {took:?}\n{}",
             explain(&agents)
         );
-        assert_eq!(holder(&topo), vec![other], "{}", explain(&agents));
+        assert_eq!(holder(topo), vec![other], "{}", explain(&agents));
         assert_eq!(
             annotation(&services, "kube-vip.io/requestedIP")
                 .await
                 .as_deref(),
             Some(ip.as_str())
         );
-        assert_eq!(
-            leased(&dnsmasq::leases(&lease_file), &mac),
-            Some(ip.clone())
-        );
+        assert_eq!(leased(&dnsmasq::leases(lease_file), &mac), Some(ip.clone()));
         let log = dnsmasq.log();
         assert!(!log.contains("DHCPRELEASE"), "{}", explain(&agents));
         assert_eq!(

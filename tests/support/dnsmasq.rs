@@ -6,7 +6,6 @@
 //! ```
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -202,20 +201,7 @@ impl Drop for DhcpBed {
         self.dnsmasq.stop();
         for ns in &self.created {
             // Everything left in a namespace this bed created was started by this test.
-            let pids = Command::new(tool("ip"))
-                .args(["netns", "pids", ns.as_str()])
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default();
-            for pid in pids.split_whitespace() {
-                let _ = Command::new(tool("kill"))
-                    .args(["-s", "KILL", pid])
-                    .stderr(Stdio::null())
-                    .status();
-            }
-            let _ = Command::new(tool("ip"))
-                .args(["netns", "del", ns.as_str()])
-                .output();
+            super::netns::remove(ns);
         }
     }
 }

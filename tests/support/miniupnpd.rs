@@ -9,7 +9,6 @@
 //! ```
 //! `obs` is a second LAN host where `upnpc -l` looks at the gateway's mappings.
 
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -260,20 +259,7 @@ impl Drop for UpnpBed {
         self.miniupnpd.stop();
         self.stund.stop();
         for ns in &self.created {
-            let pids = Command::new(tool("ip"))
-                .args(["netns", "pids", ns.as_str()])
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default();
-            for pid in pids.split_whitespace() {
-                let _ = Command::new(tool("kill"))
-                    .args(["-s", "KILL", pid])
-                    .stderr(Stdio::null())
-                    .status();
-            }
-            let _ = Command::new(tool("ip"))
-                .args(["netns", "del", ns.as_str()])
-                .output();
+            super::netns::remove(ns);
         }
     }
 }

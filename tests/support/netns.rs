@@ -206,25 +206,29 @@ fn counter(nstat_output: &str, name: &str) -> u64 {
     0
 }
 
+/// Kills what still runs in `ns` and deletes it. Only for namespaces the calling test created:
+/// everything in them was started by that test.
+pub fn remove(ns: &str) {
+    let pids = Command::new(tool("ip"))
+        .args(["netns", "pids", ns])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    for pid in pids.split_whitespace() {
+        let _ = Command::new(tool("kill"))
+            .args(["-s", "KILL", pid])
+            .stderr(Stdio::null())
+            .status();
+    }
+    let _ = Command::new(tool("ip")).args(["netns", "del", ns]).output();
+}
+
 impl Drop for Topology {
     fn drop(&mut self) {
         for ns in &self.created {
             // Daemon handles have stopped their processes by now; anything left in a namespace
             // this test created was started by this test, so killing it by pid is safe.
-            let pids = Command::new(tool("ip"))
-                .args(["netns", "pids", ns.as_str()])
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default();
-            for pid in pids.split_whitespace() {
-                let _ = Command::new(tool("kill"))
-                    .args(["-s", "KILL", pid])
-                    .stderr(Stdio::null())
-                    .status();
-            }
-            let _ = Command::new(tool("ip"))
-                .args(["netns", "del", ns.as_str()])
-                .output();
+            remove(ns);
         }
     }
 }

@@ -118,7 +118,6 @@ impl Vipd {
         kubeconfig: &std::path::Path,
         extra: &[(&str, &str)],
     ) -> Vipd {
-        let dir = tempfile::tempdir().expect("temp dir for vipd");
         let mut env: Vec<(String, String)> = [
             ("vip_arp", "true".to_string()),
             ("svc_enable", "true".to_string()),
@@ -130,22 +129,7 @@ impl Vipd {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let argv = vec![
-            env!("CARGO_BIN_EXE_vipd").to_string(),
-            "manager".to_string(),
-        ];
-        let daemon = Daemon::new(
-            &format!("vipd on node{i}"),
-            &topo.nodes[i],
-            argv,
-            dir.path().join("vipd.log"),
-        )
-        .with_clean_env(env);
-        Vipd {
-            daemon,
-            vip_file: dir.path().join("unused"),
-            _dir: dir,
-        }
+        Vipd::with_env(topo, i, env)
     }
 
     pub fn start(&mut self) {
