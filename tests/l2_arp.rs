@@ -768,44 +768,70 @@ fn per_service_election_spreads_vips_over_the_nodes() {
                 per_node.iter().all(|n| *n <= 3),
                 "no node piles up the VIPs: {per_node:?}"
             );
-            // What each node says about it: `vipd status` and `/metrics`.
+            // What each node says about it: `vipd status` and `/metrics` (published right
+            // after the claim, so allowed a moment).
             for i in 0..NODES {
-                let node = &topo.nodes[i];
-                let out =
-                    support::ns_stdout(node, &[env!("CARGO_BIN_EXE_vipd"), "status", "-o", "json"]);
-                let status: serde_json::Value = serde_json::from_str(&out).expect(&out);
-                assert_eq!(status["mode"], "arp");
-                let (_, metrics) = in_netns(node, cluster::http_get("127.0.0.1:2112", "/metrics"));
-                let mut held = 0;
-                for ((name, vip), (on, _)) in services.iter().zip(&placement) {
-                    let entry = status["services"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .find(|s| s["service"] == format!("default/{name}"))
-                        .unwrap_or_else(|| panic!("{name} missing on node{i}: {status:#}"));
-                    let v = &entry["vips"][0];
-                    assert_eq!(v["vip"], *vip);
-                    let leader = format!(
-                        "kube_vip_is_leader{{node=\"node{i}\",lease_name=\"default/kubevip-{name}\"}} 1"
-                    );
-                    if *on == Some(i) {
-                        held += 1;
-                        assert_eq!(v["mode"], "arp", "{status:#}");
-                        assert_eq!(v["announced_to"], serde_json::json!(["lan0"]), "{status:#}");
-                        assert!(metrics.contains(&leader), "node{i}: {leader}\n{metrics}");
-                    } else {
-                        assert_eq!(v["withheld"]["code"], "NotLeader", "{status:#}");
-                        assert!(!metrics.contains(&leader), "node{i}: {leader}\n{metrics}");
-                    }
-                }
-                assert!(
-                    metrics.contains(&format!("vipd_vips_announced{{mode=\"arp\"}} {held}")),
-                    "node{i} holds {held}\n{metrics}"
+                let mut why = String::new();
+                eventually!(
+                    Duration::from_secs(5),
+                    format!("node{i}'s status and metrics agree with the placement"),
+                    match node_reports(&topo.nodes[i], i, &services, &placement) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            why = e;
+                            false
+                        }
+                    },
+                    why
                 );
             }
         }
     });
+}
+
+/// Whether node `i`'s `vipd status -o json` and `/metrics` show exactly the VIPs `placement`
+/// puts on it as held by ARP on `lan0` (and leading their Leases), the others as `NotLeader`.
+fn node_reports(
+    node: &str,
+    i: usize,
+    services: &[(&str, &str)],
+    placement: &[(Option<usize>, Option<String>)],
+) -> Result<(), String> {
+    let out = support::ns_stdout(node, &[env!("CARGO_BIN_EXE_vipd"), "status", "-o", "json"]);
+    let status: serde_json::Value =
+        serde_json::from_str(&out).map_err(|e| format!("{e}: {out}"))?;
+    if status["mode"] != "arp" {
+        return Err(format!("mode: {status:#}"));
+    }
+    let (_, metrics) = in_netns(node, cluster::http_get("127.0.0.1:2112", "/metrics"));
+    let mut held = 0;
+    for ((name, vip), (on, _)) in services.iter().zip(placement) {
+        let entry = status["services"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["service"] == format!("default/{name}")))
+            .ok_or_else(|| format!("{name} missing on node{i}: {status:#}"))?;
+        let v = &entry["vips"][0];
+        let leader = format!(
+            "kube_vip_is_leader{{node=\"node{i}\",lease_name=\"default/kubevip-{name}\"}} 1"
+        );
+        let ok = if *on == Some(i) {
+            held += 1;
+            v["vip"] == *vip
+                && v["mode"] == "arp"
+                && v["announced_to"] == serde_json::json!(["lan0"])
+                && metrics.contains(&leader)
+        } else {
+            v["vip"] == *vip && v["withheld"]["code"] == "NotLeader" && !metrics.contains(&leader)
+        };
+        if !ok {
+            return Err(format!("node{i}, {name}: {v:#}\n{metrics}"));
+        }
+    }
+    let announced = format!("vipd_vips_announced{{mode=\"arp\"}} {held}");
+    if !metrics.contains(&announced) {
+        return Err(format!("node{i} holds {held}\n{metrics}"));
+    }
+    Ok(())
 }
 
 #[test]

@@ -170,7 +170,17 @@ fn metrics_are_openmetrics_and_follow_a_session_down_and_up() {
             explain()
         );
         // Scrapes run on this thread's runtime; `scrape` enters the node namespace itself.
-        let m = scrape(&node);
+        // The owner loop publishes right after handing the route out; BIRD may be quicker.
+        let mut m: BTreeMap<String, f64>;
+        eventually!(
+            Duration::from_secs(5),
+            "the metrics show the VIP announced",
+            {
+                m = scrape(&node);
+                metric(&m, "vipd_vips_announced{mode=bgp}") == 1.0
+            },
+            explain()
+        );
         assert_eq!(metric(&m, &up), 1.0);
         assert_eq!(metric(&m, &established), 1.0);
         assert_eq!(
@@ -245,7 +255,21 @@ fn status_shows_the_peer_and_why_a_vip_is_withheld() {
             !bird.next_hops("198.18.0.10/32").is_empty(),
             explain()
         );
-        let json: serde_json::Value = serde_json::from_str(&status("json")).expect("JSON");
+        // The owner loop publishes right after handing the route out; BIRD may be quicker.
+        let mut json: serde_json::Value;
+        eventually!(
+            Duration::from_secs(5),
+            "status shows web announced",
+            {
+                json = serde_json::from_str(&status("json")).expect("JSON");
+                json["services"].as_array().is_some_and(|s| {
+                    s.iter().any(|s| {
+                        s["service"] == "default/web" && s["vips"][0]["withheld"].is_null()
+                    })
+                })
+            },
+            explain()
+        );
         let peers = json["peers"].as_array().unwrap();
         assert_eq!(peers.len(), 1, "{json:#}");
         assert_eq!(peers[0]["peer"], peer);

@@ -282,9 +282,12 @@ fn the_rendered_daemonsets_environment_runs_an_agent_that_peers_and_announces() 
                 == vec!["10.99.0.1".parse::<std::net::IpAddr>().unwrap()],
             format!("env {env:?}\n{}\n{}", bird.log_tail(), agent.log_tail())
         );
-        assert_eq!(
-            cluster::ingress(&client, "web").await,
-            vec!["198.18.0.10".to_string()]
+        // The status is written after the route is handed to the speaker, not before.
+        eventually!(
+            Duration::from_secs(5),
+            "the Service's status names its VIP",
+            cluster::ingress(&client, "web").await == vec!["198.18.0.10".to_string()],
+            agent.log_tail()
         );
         // The probes' port is the one the manifest's prometheus_server names.
         assert_eq!(
