@@ -345,24 +345,8 @@ fn failovers(family: Family, vip: &str, rounds: usize) {
     capture.start();
     let tor = topo.tor.clone();
     let report = in_netns(&tor, async {
-        let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
-            .await
-            .unwrap();
-        let client = api.client();
-        let mut agents = Vec::new();
-        for i in 0..NODES {
-            cluster::create_node(&client, &format!("node{i}")).await;
-            let kubeconfig = cluster::node_kubeconfig(dir.path(), i, api.addr().port());
-            let mut a = Vipd::arp(&topo, i, &kubeconfig, TIMING);
-            a.start();
-            agents.push(a);
-        }
-        cluster::create_service(&client, &cluster::lb_service("web", vip, false)).await;
-        cluster::put_slice(
-            &client,
-            &cluster::slice("web", "web-1", &[Ep::ready("10.244.0.5", "node0")]),
-        )
-        .await;
+        let (_api, client, mut agents) =
+            start_cluster(&topo, dir.path(), TIMING, &[("web", vip)]).await;
 
         // The client asks for the VIP about every 200 ms for the whole run (the rounds):
         // a broadcast ARP request, or a Neighbour Solicitation to the solicited-node group.
@@ -608,24 +592,8 @@ fn a_vip_another_host_already_answers_for_is_not_claimed_and_a_warning_names_its
     let dir = tempfile::tempdir().unwrap();
     let tor = topo.tor.clone();
     in_netns(&tor, async {
-        let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
-            .await
-            .unwrap();
-        let client = api.client();
-        let mut agents = Vec::new();
-        for i in 0..NODES {
-            cluster::create_node(&client, &format!("node{i}")).await;
-            let kubeconfig = cluster::node_kubeconfig(dir.path(), i, api.addr().port());
-            let mut a = Vipd::arp(&topo, i, &kubeconfig, TIMING);
-            a.start();
-            agents.push(a);
-        }
-        cluster::create_service(&client, &cluster::lb_service("taken", vip, false)).await;
-        cluster::put_slice(
-            &client,
-            &cluster::slice("taken", "taken-1", &[Ep::ready("10.244.0.5", "node0")]),
-        )
-        .await;
+        let (_api, client, agents) =
+            start_cluster(&topo, dir.path(), TIMING, &[("taken", vip)]).await;
         let events: Api<Event> = Api::namespaced(client.clone(), "default");
         let warning = || async {
             events
