@@ -328,7 +328,7 @@ impl Elect {
 
 /// A DHCP lease was bound, moved or lost, or UPnP's external address or mapped Services changed
 /// (never, without them).
-async fn lease_changed(notify: Option<&tokio::sync::Notify>) {
+pub(crate) async fn lease_changed(notify: Option<&tokio::sync::Notify>) {
     match notify {
         Some(n) => n.notified().await,
         None => std::future::pending().await,

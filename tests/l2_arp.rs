@@ -35,9 +35,10 @@ use k8s_openapi::api::events::v1::Event;
 use kube::{Api, Client};
 use support::cluster::{self, in_netns, Ep};
 use support::daemon::Daemon;
+use support::lan::{client_neigh, mac, vip_on, Lan};
 use support::netns::Topology;
 use support::vipd::Vipd;
-use support::{ns_stdout, ns_succeeds, run_ok, tool, VIPD_NEEDS};
+use support::{ns_succeeds, run_ok, VIPD_NEEDS};
 use vipd::demo::apiserver::ApiServer;
 
 const L2_NEEDS: &[(&str, &str)] = &[
@@ -58,131 +59,6 @@ const TIMING: &[(&str, &str)] = &[
     ("vip_retryperiod", "0.5"),
     ("vip_arpRate", "1000"),
 ];
-
-/// The bridge and client namespaces (and the nodes' `lan0` links into the bridge).
-struct Lan {
-    sw: String,
-    client: String,
-    squatter: String,
-    created: Vec<String>,
-}
-
-impl Lan {
-    fn new(topo: &Topology) -> Lan {
-        let prefix = topo.tor.trim_end_matches("-tor");
-        let mut lan = Lan {
-            sw: format!("{prefix}-sw"),
-            client: format!("{prefix}-cl"),
-            squatter: format!("{prefix}-sq"),
-            created: Vec::new(),
-        };
-        for ns in [lan.sw.clone(), lan.client.clone()] {
-            run_ok("ip", &["netns", "add", &ns]);
-            lan.created.push(ns);
-        }
-        run_ok(
-            "ip",
-            &["-n", &lan.sw, "link", "add", "br0", "type", "bridge"],
-        );
-        run_ok("ip", &["-n", &lan.sw, "link", "set", "br0", "up"]);
-        for (i, ns) in topo.nodes.iter().enumerate() {
-            lan.plug(
-                ns,
-                &format!("p{i}"),
-                &format!("10.97.0.{}", 10 + i),
-                &format!("fd00:97::{}", 10 + i),
-            );
-        }
-        let client = lan.client.clone();
-        lan.plug(&client, "pc", "10.97.0.2", "fd00:97::2");
-        lan
-    }
-
-    /// A namespace on the bridge with `lan0` at `v4`/24 and `v6`/64.
-    fn plug(&self, ns: &str, port: &str, v4: &str, v6: &str) {
-        run_ok("ip", &["-n", ns, "link", "set", "lo", "up"]);
-        run_ok(
-            "ip",
-            &[
-                "-n", ns, "link", "add", "lan0", "type", "veth", "peer", "name", port, "netns",
-                &self.sw,
-            ],
-        );
-        run_ok(
-            "ip",
-            &["-n", &self.sw, "link", "set", port, "master", "br0"],
-        );
-        run_ok("ip", &["-n", &self.sw, "link", "set", port, "up"]);
-        run_ok("ip", &["-n", ns, "link", "set", "lan0", "up"]);
-        run_ok(
-            "ip",
-            &["-n", ns, "addr", "add", &format!("{v4}/24"), "dev", "lan0"],
-        );
-        run_ok(
-            "ip",
-            &[
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{v6}/64"),
-                "dev",
-                "lan0",
-                "nodad",
-            ],
-        );
-    }
-
-    fn add_squatter(&mut self, vip: &str) -> String {
-        let sq = self.squatter.clone();
-        run_ok("ip", &["netns", "add", &sq]);
-        self.created.push(sq.clone());
-        self.plug(&sq, "psq", "10.97.0.3", "fd00:97::3");
-        run_ok(
-            "ip",
-            &[
-                "-n",
-                &sq,
-                "addr",
-                "add",
-                &format!("{vip}/32"),
-                "dev",
-                "lan0",
-            ],
-        );
-        mac(&sq)
-    }
-}
-
-impl Drop for Lan {
-    fn drop(&mut self) {
-        for ns in self.created.iter().rev() {
-            let _ = std::process::Command::new(tool("ip"))
-                .args(["netns", "del", ns])
-                .status();
-        }
-    }
-}
-
-fn mac(ns: &str) -> String {
-    let out = ns_stdout(ns, &["ip", "-br", "link", "show", "lan0"]);
-    out.split_whitespace()
-        .nth(2)
-        .unwrap_or_default()
-        .to_lowercase()
-}
-
-/// The MAC the client's neighbour table holds for `vip` (any state with an address).
-fn client_neigh(lan: &Lan, vip: &str) -> Option<String> {
-    let out = ns_stdout(&lan.client, &["ip", "neigh", "show", vip, "dev", "lan0"]);
-    let mut words = out.split_whitespace();
-    words.find(|w| *w == "lladdr")?;
-    words.next().map(str::to_lowercase)
-}
-
-fn vip_on(ns: &str, vip: &str) -> bool {
-    ns_stdout(ns, &["ip", "-br", "addr", "show", "dev", "lan0"]).contains(&format!("{vip}/"))
-}
 
 async fn holder(client: &Client, lease: &str) -> Option<String> {
     let l = Api::<Lease>::namespaced(client.clone(), "default")

@@ -3,6 +3,7 @@
 //! address from dnsmasq on a macvlan of the node's link; BIRD learns it, the status shows it, the
 //! Service carries `hwaddr` and `requestedIP`; a restarted agent gets the same address; deleting
 //! the Service releases the lease and removes the macvlan and the route. Root, BIRD and dnsmasq.
+//! In ARP mode (no BGP) the elected node answers for the lease with the Service's MAC.
 
 #[macro_use]
 mod support;
@@ -16,10 +17,11 @@ use kube::Api;
 use support::bird::Bird;
 use support::cluster::{self, in_netns, lb_service, slice, Ep};
 use support::dnsmasq::{self, LeaseLine};
+use support::lan::{client_neigh, Lan};
 use support::netns::Topology;
 use support::router::{Router, RouterConfig};
 use support::vipd::Vipd;
-use support::{ns_stdout, run_ok, VIPD_NEEDS};
+use support::{ns_stdout, ns_succeeds, run_ok, VIPD_NEEDS};
 use vipd::demo::apiserver::ApiServer;
 
 const UP: Duration = Duration::from_secs(30);
@@ -593,6 +595,190 @@ fn only_the_elected_node_leases_a_dhcp_service_under_cluster_policy() {
             explain(&agents)
         );
         eprintln!("node{other} took over {ip} with {mac} {took:?} after the kill");
+        drop(agents);
+    });
+}
+
+/// Whether a macvlan with `mac` in namespace `node` carries `ip`.
+fn holds(node: &str, mac: &str, ip: &str) -> bool {
+    macvlans_with(node, mac).iter().any(|m| {
+        ns_stdout(node, &["ip", "-br", "addr", "show", "dev", m]).contains(&format!("{ip}/"))
+    })
+}
+
+/// ARP mode: two agents on a LAN with dnsmasq and a client. Only the leader of the Service's
+/// Lease leases; it holds the address on the Service's macvlan, so the client's neighbour entry
+/// for the address is the Service's MAC (`kube-vip.io/hwaddr`), not the node's. The leader is
+/// SIGKILLed (its macvlan deleted, as the node's death would): the other node asks with the same
+/// MAC for the same address, and the client reaches it with the entry it already had. Deleting
+/// the Service releases the lease and removes the macvlan.
+#[test]
+fn in_arp_mode_the_leader_answers_for_the_lease_with_the_services_mac_and_so_does_the_next() {
+    skip_unless!(
+        root,
+        dnsmasq::NEEDS,
+        VIPD_NEEDS,
+        &[("ping", "apt-get install iputils-ping")]
+    );
+    let topo = Topology::with_nodes(2);
+    let lan = Lan::new(&topo);
+    run_ok(
+        "ip",
+        &["-n", &lan.sw, "addr", "add", "10.97.0.1/24", "dev", "br0"],
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (dnsmasq, lease_file) = start_dnsmasq(
+        &lan.sw,
+        dir.path(),
+        "br0",
+        "10.97.0.100,10.97.0.150,255.255.255.0",
+    );
+    in_netns(&topo.tor, async {
+        let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
+            .await
+            .expect("API server");
+        let client = api.client();
+        let services: Api<Service> = Api::namespaced(client.clone(), "default");
+        let settings = [
+            ("vip_interface", "lan0"),
+            ("svc_election", "true"),
+            ("vip_leaseduration", "3"),
+            ("vip_renewdeadline", "2"),
+            ("vip_retryperiod", "0.5"),
+        ];
+        let mut agents = Vec::new();
+        for i in 0..2 {
+            cluster::create_node(&client, &format!("node{i}")).await;
+            let kubeconfig = cluster::node_kubeconfig(dir.path(), i, api.addr().port());
+            let mut agent = Vipd::arp(&topo, i, &kubeconfig, &settings);
+            agent.start();
+            agents.push(agent);
+        }
+        let explain = |agents: &[Vipd]| {
+            let mut s = format!(
+                "---- lease file ----\n{:?}\n---- dnsmasq ----\n{}\n---- client neigh ----\n{}",
+                dnsmasq::leases(&lease_file),
+                dnsmasq.log_tail(30),
+                ns_stdout(&lan.client, &["ip", "neigh"])
+            );
+            for (i, a) in agents.iter().enumerate() {
+                s.push_str(&format!("\n---- vipd node{i} ----\n{}", a.log_tail()));
+            }
+            s
+        };
+        cluster::create_served(
+            &client,
+            &lb_service("web", "0.0.0.0", false),
+            "node0",
+            "10.244.0.5",
+        )
+        .await;
+        let (mac, ip) = wait_leased(&services, || explain(&agents)).await;
+        let mac = mac.to_lowercase();
+        let holders = || -> Vec<usize> {
+            (0..2)
+                .filter(|i| holds(&topo.nodes[*i], &mac, &ip))
+                .collect()
+        };
+        eventually!(
+            UP,
+            "one node holds the lease on the Service's macvlan",
+            holders().len() == 1,
+            explain(&agents)
+        );
+        let leader = holders()[0];
+        let other = 1 - leader;
+        assert!(
+            macvlans_with(&topo.nodes[other], &mac).is_empty(),
+            "only the leader has the Service's macvlan"
+        );
+        eventually!(
+            SOON,
+            "the client reaches the leased address",
+            ns_succeeds(&lan.client, &["ping", "-c1", "-W1", &ip]),
+            explain(&agents)
+        );
+        // A few exchanges both ways: the node's own ARP requests must not rename the lease.
+        assert!(ns_succeeds(
+            &lan.client,
+            &["ping", "-c3", "-i0.2", "-W1", &ip]
+        ));
+        assert_eq!(
+            client_neigh(&lan, &ip),
+            Some(mac.clone()),
+            "the client knows the lease by the Service's MAC\n{}",
+            explain(&agents)
+        );
+        let ingress = || async {
+            services
+                .get("web")
+                .await
+                .ok()
+                .and_then(|s| s.status?.load_balancer?.ingress)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|i| i.ip)
+                .collect::<Vec<_>>()
+        };
+        eventually!(
+            SOON,
+            "the status shows the leased address",
+            ingress().await == [ip.clone()],
+            explain(&agents)
+        );
+        eprintln!("node{leader} leads and holds {ip} with {mac}");
+
+        let killed_at = std::time::Instant::now();
+        assert!(agents[leader].kill());
+        for name in macvlans_with(&topo.nodes[leader], &mac) {
+            run_ok("ip", &["-n", &topo.nodes[leader], "link", "del", &name]);
+        }
+        eventually!(
+            UP,
+            "the other node holds the same address with the same MAC",
+            holders() == [other],
+            explain(&agents)
+        );
+        let took = killed_at.elapsed();
+        eventually!(
+            SOON,
+            "the client reaches the address again",
+            ns_succeeds(&lan.client, &["ping", "-c1", "-W1", &ip]),
+            explain(&agents)
+        );
+        assert_eq!(client_neigh(&lan, &ip), Some(mac.clone()));
+        assert_eq!(
+            annotation(&services, "kube-vip.io/requestedIP")
+                .await
+                .as_deref(),
+            Some(ip.as_str())
+        );
+        assert_eq!(
+            leased(&dnsmasq::leases(&lease_file), &mac),
+            Some(ip.clone())
+        );
+        let log = dnsmasq.log();
+        assert!(!log.contains("DHCPRELEASE"), "{}", explain(&agents));
+        assert_eq!(
+            log.matches("DHCPDISCOVER").count(),
+            1,
+            "the new leader used INIT-REBOOT\n{}",
+            explain(&agents)
+        );
+        eprintln!("node{other} took over {ip} with {mac} {took:?} after the kill");
+
+        services
+            .delete("web", &DeleteParams::default())
+            .await
+            .expect("delete");
+        eventually!(
+            UP,
+            "the lease is released and the macvlan gone",
+            leased(&dnsmasq::leases(&lease_file), &mac).is_none()
+                && macvlans_with(&topo.nodes[other], &mac).is_empty(),
+            explain(&agents)
+        );
+        assert!(dnsmasq.log().contains("DHCPRELEASE"));
         drop(agents);
     });
 }

@@ -95,6 +95,7 @@ pub async fn create(parent: &str, name: &str, mac: [u8; 6]) -> Result<u32, Macvl
         if existing.as_deref() == Some(&mac[..]) {
             info!(macvlan = name, "reusing the macvlan an earlier vipd left");
             set_rp_filter_off(name);
+            answer_arp_only_for_own_addresses(parent, name);
             return Ok(index);
         }
         warn!(
@@ -122,6 +123,7 @@ pub async fn create(parent: &str, name: &str, mac: [u8; 6]) -> Result<u32, Macvl
             source: Box::new(rtnetlink::Error::RequestFailed),
         })?;
     set_rp_filter_off(name);
+    answer_arp_only_for_own_addresses(parent, name);
     info!(macvlan = name, parent, mac = %format_mac(&mac), "macvlan created");
     Ok(index)
 }
@@ -180,6 +182,42 @@ async fn link(handle: &Handle, name: &str) -> Option<(u32, Option<Vec<u8>>)> {
         _ => None,
     });
     Some((msg.header.index, mac))
+}
+
+/// The leased address must be answered by the macvlan's MAC alone (the MAC the next holder
+/// has too). By default Linux answers ARP for any local address on every interface
+/// (`arp_ignore=0`), and names the packet's source in its own ARP requests (`arp_announce=0`):
+/// the parent would answer for the lease with the node's MAC, and ask with the lease as sender
+/// when replying to a client, which rewrites the client's entry for the lease to the node's
+/// MAC; the macvlan would answer for the node's addresses with the Service's MAC (wrong once
+/// the Service moves). So: `arp_ignore=1` (answer only for addresses on the interface) on both,
+/// `arp_announce=2` (ask with the interface's own address) on the parent: kube-proxy's
+/// "strict ARP". The parent's values are node-wide settings: raised only, and logged.
+fn answer_arp_only_for_own_addresses(parent: &str, name: &str) {
+    let path = |ifname: &str, key: &str| format!("/proc/sys/net/ipv4/conf/{ifname}/{key}");
+    if let Err(e) = std::fs::write(path(name, "arp_ignore"), "1") {
+        warn!(
+            macvlan = name,
+            "cannot set arp_ignore=1 on the macvlan: {e}"
+        );
+    }
+    for (key, value) in [("arp_ignore", 1u8), ("arp_announce", 2)] {
+        let p = path(parent, key);
+        match std::fs::read_to_string(&p).map(|v| v.trim().parse::<u8>()) {
+            Ok(Ok(was)) if was < value => match std::fs::write(&p, value.to_string()) {
+                Ok(()) => info!(
+                    interface = parent,
+                    "set {key}={value} (was {was}) so that only the macvlans answer ARP for DHCP VIPs"
+                ),
+                Err(e) => warn!(
+                    interface = parent,
+                    "cannot set {key}={value} ({p}): the node may answer ARP for DHCP VIPs with its own MAC: {e}"
+                ),
+            },
+            Ok(_) => {}
+            Err(e) => warn!(interface = parent, "cannot read {p}: {e}"),
+        }
+    }
 }
 
 /// Replies to DHCP and to the VIP arrive on the macvlan from peers routed via the parent; strict

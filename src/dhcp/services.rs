@@ -69,6 +69,17 @@ impl DhcpServices {
         self.leases().values().map(|ip| IpAddr::V4(*ip)).collect()
     }
 
+    /// Per Service, its leased address and the macvlan it is on.
+    pub fn leased_on(&self) -> BTreeMap<ServiceKey, (IpAddr, String)> {
+        self.running
+            .iter()
+            .filter_map(|(k, r)| {
+                let ip = r.vip.lease().borrow().as_ref()?.address;
+                Some((k.clone(), (IpAddr::V4(ip), r.vip.ifname().to_owned())))
+            })
+            .collect()
+    }
+
     fn leases(&self) -> BTreeMap<ServiceKey, Ipv4Addr> {
         self.running
             .iter()
@@ -147,7 +158,7 @@ impl DhcpServices {
     async fn start(&mut self, key: &ServiceKey, svc: &Service) -> Result<(), String> {
         let id = plan::identity(svc);
         let parent = id.parent.clone().unwrap_or_else(|| self.parent.clone());
-        if parent == "lo" {
+        if parent.is_empty() || parent == "lo" {
             // The default vip_interface: a macvlan needs an Ethernet link on the DHCP server's LAN.
             return Err(format!(
                 "DHCP for {key} needs the LAN interface: set vip_interface or the annotation \

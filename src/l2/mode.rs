@@ -9,6 +9,13 @@
 //! Lease is lost, when leadership reaches its fence deadline (a timer here, independent of the
 //! election task), when the Service goes or loses its endpoints here, and on shutdown — always
 //! before the Lease is released, so the next leader never overlaps.
+//!
+//! DHCP (`0.0.0.0`) Services are elected like any other: a node stands when it knows the
+//! macvlan's parent. The leader runs the DHCP client ([`DhcpServices`]) and claims the leased
+//! address on the macvlan itself, so clients learn the Service's own MAC
+//! (`kube-vip.io/hwaddr`), which the next leader asks with too. On losing the Lease the order
+//! is: stop announcing, delete the macvlan (no RELEASE: the next leader renews), then the
+//! Lease. UPnP (`enable_upnp`) maps the Services whose VIPs this node holds.
 
 use super::frame::Mac;
 use super::link::{self, LinkEvent};
@@ -16,6 +23,9 @@ use crate::agent::RunError;
 use crate::config::{ArpSettings, ElectionScope, ServicesSettings};
 use crate::decide::ingress::{current_ingress, ingress_change, ingress_target, IngressTarget};
 use crate::decide::{self, ClusterView, DecideConfig, Desired, NodeCtx, ServiceKey};
+use crate::dhcp::plan::{self as dhcp_plan, Want};
+use crate::dhcp::services::DhcpServices;
+use crate::election::serve;
 use crate::http::Readiness;
 use crate::kube::lease::{Election, Leadership, LeaseKey};
 use crate::kube::status::{EventSink, ServiceEvent, StatusWriter};
@@ -23,6 +33,9 @@ use crate::kube::view::{AbortOnDrop, Snapshot, View};
 use crate::netlink::VipAddresses;
 use crate::observe::Observer;
 use crate::report::{self, Reason, ServiceState, VipState};
+use crate::services::lease_changed;
+use crate::upnp::gateway::SearchSettings;
+use crate::upnp::services::UpnpServices;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
@@ -82,6 +95,7 @@ pub async fn run(
     let mut view = View::start(client.clone(), svc.namespace.as_deref(), &svc.node_name);
     let (lead_tx, mut lead_rx) = mpsc::unbounded_channel();
     let (link_tx, mut link_rx) = mpsc::unbounded_channel();
+    let events = EventSink::start(client.clone(), &svc.node_name, observer.clone());
     let mut owner = Owner {
         svc: svc.clone(),
         arp: arp.clone(),
@@ -90,8 +104,12 @@ pub async fn run(
         status: svc
             .status_updates
             .then(|| StatusWriter::start(client.clone())),
-        events: EventSink::start(client, &svc.node_name, observer.clone()),
+        events: events.clone(),
         observer,
+        dhcp: DhcpServices::new(client.clone(), &default_parent(arp).unwrap_or_default()),
+        upnp: svc
+            .upnp
+            .then(|| UpnpServices::start(SearchSettings::default(), events)),
         held: Arc::new(AtomicUsize::new(0)),
         elections: BTreeMap::new(),
         leading: BTreeMap::new(),
@@ -112,6 +130,8 @@ pub async fn run(
         () = view.ready() => {}
     }
     readiness.ready("services");
+    let dhcp_changed = owner.dhcp.notifier();
+    let upnp_changed = owner.upnp.as_ref().map(UpnpServices::notifier);
     let mut resync = tokio::time::interval(RESYNC);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     'decide: loop {
@@ -127,6 +147,8 @@ pub async fn run(
                 }
             }
             Some(ev) = link_rx.recv() => owner.on_link(ev),
+            () = lease_changed(Some(dhcp_changed.as_ref())) => {}
+            () = lease_changed(upnp_changed.as_deref()) => {}
             // The fence: leadership ends at its deadline whatever the election task does.
             () = sleep_until_opt(fence) => {}
             _ = resync.tick() => {}
@@ -164,6 +186,8 @@ enum ClaimState {
 
 struct Claim {
     link: Arc<VipAddresses>,
+    /// The Service whose DHCP lease this is: the address lives on its macvlan.
+    dhcp: Option<ServiceKey>,
     task: JoinHandle<()>,
     state: ClaimState,
 }
@@ -196,6 +220,10 @@ struct Owner {
     problems: BTreeSet<(ServiceKey, String)>,
     /// …and those found in this one (a problem gone and back is reported again).
     problems_now: BTreeSet<(ServiceKey, String)>,
+    /// The DHCP clients of the `0.0.0.0` Services this node leads.
+    dhcp: DhcpServices,
+    /// UPnP mappings of the `forwardUPNP` Services whose VIPs this node holds.
+    upnp: Option<UpnpServices>,
 }
 
 impl Owner {
@@ -241,7 +269,7 @@ impl Owner {
             endpoint_slices: &snap.endpoint_slices,
         };
         let node = NodeCtx::from_node(&self.svc.node_name, snap.node.as_deref());
-        let desired = decide::desired(&view, &node, &self.decide);
+        let mut desired = decide::desired(&view, &node, &self.decide);
         let services: BTreeMap<ServiceKey, &Service> = snap
             .services
             .iter()
@@ -258,10 +286,12 @@ impl Owner {
 
         // Which Lease each of vipd's Services is elected by, and whether this node stands: it
         // may serve the Service (decide) and knows an interface for each of its VIPs (a leader
-        // that cannot put the VIP anywhere would leave it dark while holding the Lease).
+        // that cannot put the VIP anywhere would leave it dark while holding the Lease), and
+        // for a DHCP Service the parent of its macvlan.
         let mut lease_of = BTreeMap::new();
         let mut eligible: BTreeMap<LeaseKey, bool> = BTreeMap::new();
         let mut placed: BTreeMap<ServiceKey, Vec<(IpAddr, String)>> = BTreeMap::new();
+        let mut dhcp_standing: BTreeMap<ServiceKey, LeaseKey> = BTreeMap::new();
         for (key, d) in &desired.services {
             if d.vips.is_empty() {
                 continue;
@@ -276,25 +306,77 @@ impl Owner {
                     Err(why) => self.problem(key, "NoInterface", why),
                 }
             }
-            let can_serve = !d.announced.is_empty() && ifaces.len() == d.announced.len();
+            let dhcp = dhcp_plan::want(Some(d)) == Want::Lease;
+            let parent_known = !dhcp
+                || match svc.map(|s| dhcp_parent(s, &self.arp)) {
+                    Some(Ok(_)) => true,
+                    Some(Err(why)) => {
+                        self.problem(key, "NoInterface", why);
+                        false
+                    }
+                    None => false,
+                };
+            let can_serve = (dhcp || !d.announced.is_empty())
+                && ifaces.len() == d.announced.len()
+                && parent_known;
             let stands = matches!(self.arp.election, ElectionScope::Global { .. }) || can_serve;
             *eligible.entry(lk.clone()).or_default() |= stands;
             if can_serve {
                 placed.insert(key.clone(), ifaces);
+                if dhcp {
+                    dhcp_standing.insert(key.clone(), lk.clone());
+                }
             }
             lease_of.insert(key.clone(), lk);
         }
 
-        // The VIPs to hold: those of Services whose Lease this node leads and that it may serve.
+        // DHCP: only the leader of a Service's Lease holds its lease. Elsewhere the client
+        // stops without RELEASE, after its address stopped being announced from here.
+        let led: BTreeSet<LeaseKey> = self.leading.keys().cloned().collect();
+        serve::gate(&mut desired, &dhcp_standing, &led);
+        let stopping: Vec<IpAddr> = self
+            .claims
+            .iter()
+            .filter(|(_, c)| {
+                c.dhcp.as_ref().is_some_and(|k| {
+                    dhcp_plan::want(desired.services.get(k)) != Want::Lease
+                        || !dhcp_standing.contains_key(k)
+                })
+            })
+            .map(|(ip, _)| *ip)
+            .collect();
+        for ip in stopping {
+            if let Some(c) = self.claims.remove(&ip) {
+                release(ip, c).await;
+            }
+        }
+        for (key, d) in desired.services.iter_mut() {
+            // Cannot stand (no parent): no client here, as if served elsewhere.
+            if dhcp_plan::want(Some(d)) == Want::Lease && !dhcp_standing.contains_key(key) {
+                d.skip = Some(crate::decide::Skip::NotElected {
+                    lease: lease_of.get(key).map_or(String::new(), ToString::to_string),
+                });
+            }
+        }
+        self.dhcp
+            .reconcile(&snap.services, &mut desired, &self.events)
+            .await;
+        let on_macvlans = self.dhcp.leased_on();
+
+        // The VIPs to hold: those of Services whose Lease this node leads and that it may
+        // serve; a DHCP lease on its macvlan.
         let mut wanted: BTreeMap<IpAddr, (String, BTreeSet<ServiceKey>)> = BTreeMap::new();
         for (key, lk) in &lease_of {
             if !self.leading.contains_key(lk) {
                 continue;
             }
-            for (vip, ifname) in placed.get(key).into_iter().flatten() {
+            let leased = on_macvlans
+                .get(key)
+                .map(|(ip, ifname)| (*ip, ifname.clone()));
+            for (vip, ifname) in placed.get(key).into_iter().flatten().cloned().chain(leased) {
                 wanted
-                    .entry(*vip)
-                    .or_insert_with(|| (ifname.clone(), BTreeSet::new()))
+                    .entry(vip)
+                    .or_insert_with(|| (ifname, BTreeSet::new()))
                     .1
                     .insert(key.clone());
             }
@@ -353,7 +435,17 @@ impl Owner {
             if self.claims.contains_key(vip) {
                 continue;
             }
-            let link = match self.link(ifname).await {
+            let dhcp = on_macvlans
+                .iter()
+                .find(|(_, (ip, _))| ip == vip)
+                .map(|(k, _)| k.clone());
+            let link = if dhcp.is_some() {
+                // Not cached: the macvlan goes with the lease, and a new one has a new index.
+                VipAddresses::open(ifname).await.map(Arc::new)
+            } else {
+                self.link(ifname).await
+            };
+            let link = match link {
                 Ok(l) => l,
                 Err(e) => {
                     warn!(%vip, interface = %ifname, "{e}");
@@ -371,6 +463,7 @@ impl Owner {
                 *vip,
                 Claim {
                     link,
+                    dhcp,
                     task,
                     state: ClaimState::Probing,
                 },
@@ -378,6 +471,9 @@ impl Owner {
         }
 
         self.report(&desired, &wanted, &services);
+        if let Some(upnp) = self.upnp.as_mut() {
+            upnp.update(&snap.services, &held_view(&desired, &self.served));
+        }
         self.problems = std::mem::take(&mut self.problems_now);
         self.observer
             .publish(self.states(&desired, &lease_of, &wanted), now.elapsed());
@@ -562,6 +658,9 @@ impl Owner {
                 None if d.announced.is_empty() => ingress_target(d, true),
                 None => IngressTarget::Leave,
             };
+            // The gateway's external address joins the VIPs of a Service mapped from here.
+            let external = self.upnp.as_ref().and_then(|u| u.external_for(key));
+            let target = crate::upnp::plan::with_external(target, external);
             let version = svc.metadata.resource_version.clone();
             if self.served.contains_key(key)
                 && annotation(svc, ANNOTATION_VIP_HOST) != Some(self.svc.node_name.as_str())
@@ -609,6 +708,11 @@ impl Owner {
         for (ip, c) in std::mem::take(&mut self.claims) {
             release(ip, c).await;
         }
+        // Then the leases (RELEASE, macvlans deleted) and the UPnP mappings.
+        self.dhcp.shutdown().await;
+        if let Some(upnp) = self.upnp.as_mut() {
+            upnp.shutdown().await;
+        }
         let stops: Vec<_> = std::mem::take(&mut self.elections)
             .into_values()
             .map(|e| e.stop(RELEASE_DEADLINE))
@@ -626,6 +730,38 @@ async fn release(ip: IpAddr, c: Claim) {
         Ok(()) => info!(%ip, interface = c.link.ifname(), "VIP released"),
         Err(e) => warn!(%ip, "cannot remove the VIP address: {e}"),
     }
+}
+
+/// The interface DHCP macvlans sit on unless the Service names one.
+fn default_parent(arp: &ArpSettings) -> Option<String> {
+    arp.services_interface
+        .clone()
+        .or_else(|| arp.interface.clone())
+        .filter(|i| i != "auto")
+}
+
+/// The parent of a DHCP Service's macvlan: `kube-vip.io/serviceInterface`, else
+/// `vip_servicesinterface`, else `vip_interface`. There is no address yet to find a subnet by.
+fn dhcp_parent(svc: &Service, arp: &ArpSettings) -> Result<String, String> {
+    dhcp_plan::identity(svc)
+        .parent
+        .or_else(|| default_parent(arp))
+        .ok_or_else(|| {
+            format!(
+                "a 0.0.0.0 (DHCP) Service needs the interface its macvlan sits on: set \
+                 vip_servicesinterface, vip_interface or the {ANNOTATION_SERVICE_INTERFACE} annotation"
+            )
+        })
+}
+
+/// What UPnP maps from: `desired` with only the VIPs this node holds announced.
+fn held_view(desired: &Desired, held: &BTreeMap<ServiceKey, Vec<IpAddr>>) -> Desired {
+    let mut view = desired.clone();
+    for (key, d) in view.services.iter_mut() {
+        let here = held.get(key).map(Vec::as_slice).unwrap_or(&[]);
+        d.announced.retain(|v| here.contains(v));
+    }
+    view
 }
 
 fn annotation<'a>(svc: &'a Service, name: &str) -> Option<&'a str> {
@@ -682,6 +818,77 @@ mod tests {
             lease_key(&s, Some(" "), &ElectionScope::PerService),
             lk("web", "kubevip-shop")
         );
+    }
+
+    fn arp(services_interface: Option<&str>, interface: Option<&str>) -> ArpSettings {
+        ArpSettings {
+            election: ElectionScope::PerService,
+            rate: Duration::from_secs(3),
+            services_interface: services_interface.map(Into::into),
+            interface: interface.map(Into::into),
+        }
+    }
+
+    fn dhcp_service(interface: Option<&str>) -> Service {
+        let mut ann = serde_json::Map::new();
+        if let Some(i) = interface {
+            ann.insert(ANNOTATION_SERVICE_INTERFACE.into(), i.into());
+        }
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "default", "uid": "u1", "annotations": ann},
+            "spec": {"type": "LoadBalancer", "loadBalancerIP": "0.0.0.0"},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_dhcp_macvlan_sits_on_the_annotated_then_the_services_then_the_vip_interface() {
+        let both = arp(Some("eth1"), Some("eth0"));
+        assert_eq!(
+            dhcp_parent(&dhcp_service(Some("eth2")), &both),
+            Ok("eth2".into())
+        );
+        assert_eq!(
+            dhcp_parent(&dhcp_service(Some("auto")), &both),
+            Ok("eth1".into())
+        );
+        assert_eq!(
+            dhcp_parent(&dhcp_service(None), &arp(None, Some("eth0"))),
+            Ok("eth0".into())
+        );
+        // No address to find a subnet by: the error names the settings that fix it.
+        let err = dhcp_parent(&dhcp_service(None), &arp(None, Some("auto"))).unwrap_err();
+        assert!(
+            err.contains("vip_interface") && err.contains(ANNOTATION_SERVICE_INTERFACE),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn upnp_maps_only_what_this_node_holds() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let mut desired = Desired::default();
+        for name in ["held", "led-elsewhere"] {
+            desired.services.insert(
+                key("default", name),
+                crate::decide::ServiceDecision {
+                    vips: vec![ip("10.0.0.1"), ip("10.0.0.2")],
+                    announced: vec![ip("10.0.0.1"), ip("10.0.0.2")],
+                    not_announced: Vec::new(),
+                    skip: None,
+                    problems: Vec::new(),
+                },
+            );
+        }
+        let held = BTreeMap::from([(key("default", "held"), vec![ip("10.0.0.2")])]);
+        let view = held_view(&desired, &held);
+        assert_eq!(
+            view.services[&key("default", "held")].announced,
+            [ip("10.0.0.2")]
+        );
+        assert!(view.services[&key("default", "led-elsewhere")]
+            .announced
+            .is_empty());
     }
 
     #[test]

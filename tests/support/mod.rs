@@ -29,6 +29,7 @@ pub mod daemon;
 pub mod dnsmasq;
 pub mod frr;
 pub mod gobgp;
+pub mod lan;
 pub mod metal;
 pub mod miniupnpd;
 pub mod netns;
