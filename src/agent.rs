@@ -123,8 +123,7 @@ async fn run_arp(
 ) -> Result<(), RunError> {
     let client = crate::kube::client::client(cfg.kubeconfig.as_deref()).await?;
     let readiness = Readiness::default();
-    // /metrics and `vipd status` see the node, mode and readiness; ARP mode does not yet
-    // report its per-VIP state to the observer.
+    // /metrics and `vipd status` see the node, mode, readiness and what the owner loop holds.
     let observer = Observer::new(&svc.node_name, "arp", readiness.clone());
     if let Some(addr) = cfg.http {
         tokio::spawn(crate::http::serve(
