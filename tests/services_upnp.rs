@@ -3,13 +3,15 @@
 //! the gateway. A `forwardUPNP` Service's allowed port appears in `upnpc -l` on another LAN host
 //! with the VIP as internal client, its refused port (80; miniupnpd allows 1024-65535) becomes a
 //! Warning Event naming the gateway's answer; deleting the Service, and SIGTERM, remove mappings.
-//! Root and the UPnP packages needed.
+//! With two agents (the second on another LAN host) only the elected node maps; in ARP mode the
+//! leader maps the VIP it holds. Root and the UPnP packages needed.
 
 #[macro_use]
 mod support;
 
 use std::time::Duration;
 
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ListParams};
@@ -39,15 +41,26 @@ fn service(name: &str, vip: &str, ports: &[(i32, &str)]) -> Service {
     .expect("service")
 }
 
-/// The agent on the LAN host, services mode with `enableUPNP=true` (the guide's spelling) and
-/// `mode` (BGP or ARP settings), reading the API server on the gateway. Started.
+/// The agent on the LAN host as `node0`: [`agent_on`].
 fn lan_agent(
     bed: &UpnpBed,
     dir: &std::path::Path,
     api: &ApiServer,
     mode: &[(&str, &str)],
 ) -> Daemon {
-    let kubeconfig = dir.join("kubeconfig");
+    agent_on(&bed.lan, "node0", dir, api, mode)
+}
+
+/// An agent in namespace `ns` as node `node`, services mode with `enableUPNP=true` (the guide's
+/// spelling) and `mode` (BGP or ARP settings), reading the API server on the gateway. Started.
+fn agent_on(
+    ns: &str,
+    node: &str,
+    dir: &std::path::Path,
+    api: &ApiServer,
+    mode: &[(&str, &str)],
+) -> Daemon {
+    let kubeconfig = dir.join(format!("{node}.kubeconfig"));
     cluster::write_kubeconfig(
         &kubeconfig,
         &format!("http://10.96.0.1:{}", api.addr().port()),
@@ -55,7 +68,7 @@ fn lan_agent(
     let kubeconfig = path_str(&kubeconfig);
     let env: Vec<(String, String)> = [
         ("svc_enable", "true"),
-        ("vip_nodename", "node0"),
+        ("vip_nodename", node),
         ("enableUPNP", "true"),
         ("k8s_config_file", kubeconfig.as_str()),
         ("RUST_LOG", "vipd=debug,info"),
@@ -65,10 +78,10 @@ fn lan_agent(
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     let mut agent = Daemon::new(
-        "vipd on the LAN host",
-        &bed.lan,
+        &format!("vipd {node}"),
+        ns,
         vec![env!("CARGO_BIN_EXE_vipd").to_string(), "manager".into()],
-        dir.join("vipd.log"),
+        dir.join(format!("{node}.log")),
     )
     .with_clean_env(env);
     agent.start();
@@ -277,4 +290,133 @@ fn in_arp_mode_the_leader_maps_the_vip_it_holds() {
             "the VIP left the interface"
         );
     });
+}
+
+/// BGP mode, two nodes that both pass the Service's gates (externalTrafficPolicy Cluster): only
+/// the elected node of `kubevip-web` maps the port (miniupnpd hears AddPortMapping from its
+/// address alone). SIGTERM on it deletes the mapping and releases the Lease; the other node
+/// takes the Lease and maps the port from its own address.
+#[test]
+fn in_bgp_mode_only_the_elected_node_maps_and_the_next_one_takes_over() {
+    skip_unless!(root, NEEDS, VIPD_NEEDS);
+    let bed = UpnpBed::setup();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let gw = bed.gw.clone();
+    in_netns(&gw, async {
+        let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
+            .await
+            .expect("API server");
+        let client = api.client();
+        // BGP towards the gateway, where nothing listens; UPnP needs no session.
+        let hosts = [(&bed.lan, "10.96.0"), (&bed.obs, "10.96.1")];
+        let mut agents = Vec::new();
+        for (i, (ns, net)) in hosts.iter().enumerate() {
+            let node = format!("node{i}");
+            cluster::create_node(&client, &node).await;
+            let (id, peer) = (format!("{net}.2"), format!("{net}.1:65000::false"));
+            let mode = [
+                ("bgp_enable", "true"),
+                ("bgp_as", "65001"),
+                ("bgp_routerid", id.as_str()),
+                ("bgp_peers", peer.as_str()),
+                ("vip_leaseduration", "3"),
+                ("vip_renewdeadline", "2"),
+                ("vip_retryperiod", "0.5"),
+            ];
+            agents.push(agent_on(ns, &node, dir.path(), &api, &mode));
+        }
+        let explain = |agents: &[Daemon]| {
+            let mut s = format!(
+                "---- upnpc -l ----\n{}\n---- miniupnpd ----\n{}",
+                bed.upnpc_list(),
+                bed.miniupnpd.log_tail(30)
+            );
+            for (i, a) in agents.iter().enumerate() {
+                s.push_str(&format!("\n---- vipd node{i} ----\n{}", a.log_tail(30)));
+            }
+            s
+        };
+        cluster::create_service(&client, &service("web", "10.96.0.50", &[(32380, "TCP")])).await;
+        cluster::put_slice(
+            &client,
+            &slice("web", "web-1", &[Ep::ready("10.244.0.5", "node0")]),
+        )
+        .await;
+        let mapped = || {
+            bed.upnpc_mappings()
+                .iter()
+                .any(|l| l.contains("TCP 32380->10.96.0.50:32380 'default/web'"))
+        };
+        let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
+        let holder = || async {
+            leases
+                .get_opt("kubevip-web")
+                .await
+                .ok()
+                .flatten()
+                .and_then(|l| l.spec?.holder_identity)
+        };
+        eventually!(
+            UP,
+            "the port is mapped and kubevip-web has a holder",
+            mapped() && holder().await.is_some(),
+            explain(&agents)
+        );
+        let leader: usize = holder().await.unwrap()["node".len()..].parse().unwrap();
+        let other = 1 - leader;
+        let from = |i: usize| format!("{}.2", hosts[i].1);
+        // Let a few refresh-free seconds pass: the non-leader must not map meanwhile.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let asked = |i: usize| adds_from(&bed.miniupnpd.log(), &from(i));
+        assert!(asked(leader) >= 1, "{}", explain(&agents));
+        assert_eq!(
+            asked(other),
+            0,
+            "node{other} does not lead and must not map\n{}",
+            explain(&agents)
+        );
+        eprintln!("node{leader} leads kubevip-web and mapped the port");
+
+        agents[leader].signal("TERM");
+        assert!(
+            agents[leader].wait_exit(Duration::from_secs(15)).is_some(),
+            "{}",
+            explain(&agents)
+        );
+        eventually!(
+            UP,
+            "the other node holds the Lease and mapped the port from its address",
+            holder().await.as_deref() == Some(format!("node{other}").as_str())
+                && mapped()
+                && asked(other) >= 1,
+            explain(&agents)
+        );
+        eprintln!("node{other} took over the mapping");
+    });
+}
+
+/// How many AddPortMapping requests miniupnpd's log shows from `ip`: each request is logged as
+/// `HTTP REQUEST from [::ffff:10.96.0.2]:37516 : POST …`, then its `SOAPAction: …#Action`.
+fn adds_from(log: &str, ip: &str) -> usize {
+    let mut client = String::new();
+    let mut n = 0;
+    for line in log.lines() {
+        if let Some(rest) = line.split("HTTP REQUEST from [").nth(1) {
+            let addr = rest.split(']').next().unwrap_or_default();
+            client = addr.trim_start_matches("::ffff:").to_string();
+        } else if line.contains("SOAPAction:") && line.ends_with("#AddPortMapping") {
+            n += usize::from(client == ip);
+        }
+    }
+    n
+}
+
+#[test]
+fn adds_from_counts_add_port_mapping_requests_per_client() {
+    let log = "miniupnpd[1]: HTTP REQUEST from [::ffff:10.96.0.2]:1 : POST /ctl/IPConn (HTTP/1.1)\n\
+               miniupnpd[1]: SOAPAction: urn:schemas-upnp-org:service:WANIPConnection:2#AddPortMapping\n\
+               miniupnpd[1]: HTTP REQUEST from [::ffff:10.96.1.2]:2 : POST /ctl/IPConn (HTTP/1.1)\n\
+               miniupnpd[1]: SOAPAction: urn:schemas-upnp-org:service:WANIPConnection:2#GetGenericPortMappingEntry\n";
+    assert_eq!(adds_from(log, "10.96.0.2"), 1);
+    assert_eq!(adds_from(log, "10.96.1.2"), 0);
 }
