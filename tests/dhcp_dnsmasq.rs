@@ -27,6 +27,7 @@ fn spec(requested: Option<Ipv4Addr>) -> DhcpSpec {
         mac: MAC,
         hostname: Some("web".into()),
         requested,
+        alias: String::new(),
     }
 }
 

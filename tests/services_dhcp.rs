@@ -298,6 +298,51 @@ fn a_dhcp_service_is_leased_announced_kept_across_restart_and_released_on_delete
             .filter(|l| l.contains("DHCP") && l.contains("(veth-node)"))
             .collect();
         eprintln!("dnsmasq:\n{}", exchange.join("\n"));
+
+        // 4. A Service deleted while vipd is down: the restarted agent deletes the macvlan left
+        // for it (the alias names its owner) and leaves a macvlan that is not vipd's alone.
+        cluster::create_service(&client, &lb_service("web", "0.0.0.0", false)).await;
+        eventually!(
+            UP,
+            "the new web is leased on a macvlan",
+            macvlans(&node).len() == 1
+                && annotation(&services, "kube-vip.io/requestedIP")
+                    .await
+                    .is_some(),
+            explain(&agent)
+        );
+        let left = macvlans(&node).remove(0);
+        let shown = ns_stdout(&node, &["ip", "-o", "link", "show", "dev", &left]);
+        assert!(shown.contains("alias vipd dhcp "), "{shown}");
+        run_ok(
+            "ip",
+            &[
+                "-n",
+                &node,
+                "link",
+                "add",
+                "vip-foreign",
+                "link",
+                "veth-tor",
+                "type",
+                "macvlan",
+                "mode",
+                "bridge",
+            ],
+        );
+        assert!(agent.kill());
+        services
+            .delete("web", &DeleteParams::default())
+            .await
+            .expect("delete");
+        let mut agent = Vipd::services(&topo, 0, &kubeconfig, &agent_env);
+        agent.start();
+        eventually!(
+            UP,
+            "the restarted agent deleted the macvlan of the deleted Service, and only that",
+            macvlans(&node) == ["vip-foreign"],
+            format!("{:?}\n{}", macvlans(&node), explain(&agent))
+        );
         drop(agent);
     });
 }
@@ -709,21 +754,10 @@ fn in_arp_mode_the_leader_answers_for_the_lease_with_the_services_mac_and_so_doe
             "the client knows the lease by the Service's MAC\n{}",
             explain(&agents)
         );
-        let ingress = || async {
-            services
-                .get("web")
-                .await
-                .ok()
-                .and_then(|s| s.status?.load_balancer?.ingress)
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|i| i.ip)
-                .collect::<Vec<_>>()
-        };
         eventually!(
             SOON,
             "the status shows the leased address",
-            ingress().await == [ip.clone()],
+            cluster::ingress(&client, "web").await == [ip.clone()],
             explain(&agents)
         );
         eprintln!("node{leader} leads and holds {ip} with {mac}");

@@ -253,23 +253,15 @@ fn in_arp_mode_the_leader_maps_the_vip_it_holds() {
             "the gateway reaches the VIP on the LAN\n{}",
             explain(&agent)
         );
-        let services: Api<Service> = Api::namespaced(client.clone(), "default");
-        let ingress = || async {
-            services
-                .get("web")
-                .await
-                .ok()
-                .and_then(|s| s.status?.load_balancer?.ingress)
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|i| i.ip)
-                .collect::<Vec<_>>()
-        };
         eventually!(
             UP,
             "the status lists the VIP and the gateway's external address",
-            ingress().await == ["10.96.0.50", GW_WAN_IP],
-            format!("{:?}\n{}", ingress().await, explain(&agent))
+            cluster::ingress(&client, "web").await == ["10.96.0.50", GW_WAN_IP],
+            format!(
+                "{:?}\n{}",
+                cluster::ingress(&client, "web").await,
+                explain(&agent)
+            )
         );
         eprintln!("upnpc -l:\n{}", bed.upnpc_mappings().join("\n"));
 

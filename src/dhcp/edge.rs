@@ -46,6 +46,8 @@ pub struct DhcpSpec {
     pub hostname: Option<String>,
     /// INIT-REBOOT address (`kube-vip.io/requestedIP`).
     pub requested: Option<Ipv4Addr>,
+    /// The macvlan's alias ([`macvlan::owner_alias`]); empty: none.
+    pub alias: String,
 }
 
 /// How a DHCP VIP ends.
@@ -70,7 +72,7 @@ pub struct DhcpVip {
 impl DhcpVip {
     /// Creates the macvlan and its socket and starts the client.
     pub async fn start(spec: DhcpSpec, seed: u64) -> Result<DhcpVip, DhcpError> {
-        macvlan::create(&spec.parent, &spec.ifname, spec.mac).await?;
+        macvlan::create(&spec.parent, &spec.ifname, spec.mac, &spec.alias).await?;
         let socket = match open_socket(&spec.ifname) {
             Ok(s) => s,
             Err(source) => {

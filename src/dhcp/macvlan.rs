@@ -6,7 +6,7 @@
 
 use futures::TryStreamExt;
 use netlink_packet_route::link::{LinkAttribute, MacVlanMode};
-use rtnetlink::{Handle, LinkMacVlan};
+use rtnetlink::{Handle, LinkMacVlan, LinkUnspec};
 use tracing::{info, warn};
 
 /// Linux interface names are at most 15 bytes (IFNAMSIZ - 1).
@@ -84,9 +84,80 @@ pub fn new_local_mac(rng: &mut fastrand::Rng) -> [u8; 6] {
     mac
 }
 
+/// What the alias of a vipd macvlan starts with: `vipd dhcp <uid> <namespace>/<name>`.
+const ALIAS_PREFIX: &str = "vipd dhcp ";
+
+/// The alias naming the Service that owns a macvlan (`ip link` shows it), by which a restarted
+/// vipd finds macvlans left for Services that are gone.
+pub fn owner_alias(uid: &str, service: &str) -> String {
+    format!("{ALIAS_PREFIX}{uid} {service}")
+}
+
+/// The owning Service's UID, if `alias` is a vipd macvlan's.
+pub fn owner_uid(alias: &str) -> Option<&str> {
+    alias
+        .strip_prefix(ALIAS_PREFIX)?
+        .split_whitespace()
+        .next()
+        .filter(|u| !u.is_empty())
+}
+
 /// Creates macvlan `name` (bridge mode, up) on `parent` with `mac` and returns its index. A link
-/// of that name left by an earlier vipd is reused if it has the MAC, else replaced.
-pub async fn create(parent: &str, name: &str, mac: [u8; 6]) -> Result<u32, MacvlanError> {
+/// of that name left by an earlier vipd is reused if it has the MAC, else replaced. `alias`
+/// ([`owner_alias`]), if not empty, is set on it.
+pub async fn create(
+    parent: &str,
+    name: &str,
+    mac: [u8; 6],
+    alias: &str,
+) -> Result<u32, MacvlanError> {
+    let index = create_link(parent, name, mac).await?;
+    if !alias.is_empty() {
+        let handle = connect()?;
+        handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).alias(alias).build())
+            .execute()
+            .await
+            .map_err(|e| request_error("name the owner of", name, e))?;
+    }
+    Ok(index)
+}
+
+/// Deletes the macvlans vipd made ([`owner_alias`]) whose owner is not in `keep`: left by a vipd
+/// that stopped without cleaning up (a crash, a Service deleted meanwhile, another node leading
+/// now). A macvlan carries the Service's MAC, which must be on one port of the LAN only.
+pub async fn delete_unowned(
+    keep: &std::collections::BTreeSet<String>,
+) -> Result<Vec<String>, MacvlanError> {
+    let handle = connect()?;
+    let mut links = handle.link().get().execute();
+    let mut stale = Vec::new();
+    while let Ok(Some(msg)) = links.try_next().await {
+        let name = msg.attributes.iter().find_map(|a| match a {
+            LinkAttribute::IfName(n) => Some(n.clone()),
+            _ => None,
+        });
+        let uid = msg.attributes.iter().find_map(|a| match a {
+            LinkAttribute::IfAlias(alias) => owner_uid(alias).map(str::to_owned),
+            _ => None,
+        });
+        if let (Some(name), Some(uid)) = (name, uid) {
+            if !keep.contains(&uid) {
+                stale.push((msg.header.index, name));
+            }
+        }
+    }
+    let mut deleted = Vec::new();
+    for (index, name) in stale {
+        delete_index(&handle, &name, index).await?;
+        info!(macvlan = %name, "deleted a macvlan left for a Service this node does not lease for");
+        deleted.push(name);
+    }
+    Ok(deleted)
+}
+
+async fn create_link(parent: &str, name: &str, mac: [u8; 6]) -> Result<u32, MacvlanError> {
     let handle = connect()?;
     let parent_index = link_index(&handle, parent)
         .await
@@ -244,6 +315,15 @@ fn request_error(action: &'static str, name: &str, e: rtnetlink::Error) -> Macvl
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_alias_names_the_owner_and_only_vipds_aliases_are_read() {
+        let alias = owner_alias("1a2b3c4d-0000", "default/web");
+        assert_eq!(alias, "vipd dhcp 1a2b3c4d-0000 default/web");
+        assert_eq!(owner_uid(&alias), Some("1a2b3c4d-0000"));
+        assert_eq!(owner_uid("uplink to rack 4"), None);
+        assert_eq!(owner_uid("vipd dhcp "), None);
+    }
 
     #[test]
     fn name_from_uid_or_annotation() {

@@ -48,6 +48,8 @@ pub fn want(d: Option<&ServiceDecision>) -> Want {
 /// The client's identity for a Service, from its annotations.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
+    /// The Service's UID: the macvlan's owner.
+    pub uid: String,
     pub ifname: String,
     /// `None`: no usable `kube-vip.io/hwaddr`; the caller makes one and writes it back.
     pub mac: Option<[u8; 6]>,
@@ -62,6 +64,7 @@ pub fn identity(svc: &Service) -> Identity {
     let get = |k: &str| ann.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
     let uid = svc.metadata.uid.as_deref().unwrap_or_default();
     Identity {
+        uid: uid.to_owned(),
         ifname: macvlan_name(uid, get(MACVLAN_NAME)),
         mac: get(HWADDR).and_then(parse_mac),
         hostname: get(HOSTNAME).map(str::to_owned),
@@ -223,6 +226,7 @@ mod tests {
         assert_eq!(
             identity(&svc),
             Identity {
+                uid: "1a2b3c4d-0000-0000-0000-000000000000".into(),
                 ifname: "vip-1a2b3c4d".into(),
                 mac: Some([2, 0x56, 0x49, 0x50, 0x44, 1]),
                 hostname: Some("web".into()),

@@ -12,7 +12,7 @@
 
 use super::client::Lease;
 use super::edge::{DhcpSpec, DhcpVip, Stop};
-use super::macvlan::{format_mac, new_local_mac};
+use super::macvlan::{delete_unowned, format_mac, new_local_mac, owner_alias};
 use super::plan::{self, Want, HWADDR, REQUESTED_IP};
 use crate::decide::{Desired, ServiceKey};
 use crate::kube::status::{EventSink, ServiceEvent};
@@ -27,6 +27,8 @@ use tracing::{info, warn};
 
 struct Running {
     vip: DhcpVip,
+    /// The Service's UID, the macvlan's owner.
+    uid: String,
     /// The address last written to `kube-vip.io/requestedIP`.
     written: Option<Ipv4Addr>,
     /// Forwards lease changes to [`DhcpServices::changed`].
@@ -45,6 +47,9 @@ pub struct DhcpServices {
     /// Per Service, the start failure already sent as an Event: retried at every reconcile,
     /// reported once while it lasts.
     failed: BTreeMap<ServiceKey, String>,
+    /// Whether the macvlans an earlier vipd left have been looked for (once, at the first
+    /// reconcile: later, every macvlan of this agent is deleted when its client stops).
+    swept: bool,
 }
 
 impl DhcpServices {
@@ -56,6 +61,7 @@ impl DhcpServices {
             changed: Arc::new(Notify::new()),
             rng: fastrand::Rng::new(),
             failed: BTreeMap::new(),
+            swept: false,
         }
     }
 
@@ -141,6 +147,15 @@ impl DhcpServices {
             }
         }
         self.failed = failed;
+        if !self.swept {
+            // Left by a vipd that did not stop cleanly: the Service may be gone, or led by
+            // another node now (its MAC must not be on two ports).
+            let keep = self.running.values().map(|r| r.uid.clone()).collect();
+            match delete_unowned(&keep).await {
+                Ok(_) => self.swept = true,
+                Err(e) => warn!("cannot look for macvlans an earlier vipd left: {e}"),
+            }
+        }
         // The leased address into requestedIP.
         for (key, r) in &mut self.running {
             let now = r.vip.lease().borrow().as_ref().map(|l| l.address);
@@ -183,6 +198,11 @@ impl DhcpServices {
             mac,
             hostname: id.hostname,
             requested: id.requested,
+            alias: if id.uid.is_empty() {
+                String::new()
+            } else {
+                owner_alias(&id.uid, &key.to_string())
+            },
         };
         info!(service = %key, macvlan = %spec.ifname, parent = %spec.parent, mac = %format_mac(&mac),
               requested = ?spec.requested, "DHCP VIP starts on this node");
@@ -194,6 +214,7 @@ impl DhcpServices {
             key.clone(),
             Running {
                 vip,
+                uid: id.uid,
                 written: id.requested,
                 _watch: watch,
             },
