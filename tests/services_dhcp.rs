@@ -707,7 +707,7 @@ fn in_arp_mode_the_leader_answers_for_the_lease_with_the_services_mac_and_so_doe
                 ns_stdout(&lan.client, &["ip", "neigh"])
             );
             for (i, a) in agents.iter().enumerate() {
-                s.push_str(&format!("\n---- vipd node{i} ----\n{}", a.log_tail()));
+                s.push_str(&format!("\n---- vipd node{i} ----\n{}", a.log_tail_quiet()));
             }
             s
         };
@@ -736,6 +736,24 @@ fn in_arp_mode_the_leader_answers_for_the_lease_with_the_services_mac_and_so_doe
         assert!(
             macvlans_with(&topo.nodes[other], &mac).is_empty(),
             "only the leader has the Service's macvlan"
+        );
+        // Set by netlink (as in a container, where /proc/sys is read-only), read back here.
+        let conf = |ifname: &str, key: &str| {
+            let path = format!("net.ipv4.conf.{ifname}.{key}");
+            ns_stdout(&topo.nodes[leader], &["sysctl", "-n", &path])
+                .trim()
+                .to_string()
+        };
+        let mv = macvlans_with(&topo.nodes[leader], &mac).remove(0);
+        assert_eq!(
+            [conf("lan0", "arp_ignore"), conf("lan0", "arp_announce")],
+            ["1", "2"],
+            "strict ARP on the parent"
+        );
+        assert_eq!(
+            [conf(&mv, "arp_ignore"), conf(&mv, "rp_filter")],
+            ["1", "0"],
+            "the macvlan answers for its own address only and filters no source"
         );
         eventually!(
             SOON,

@@ -4,6 +4,7 @@
 //! Service, and a node that takes the Service over asks with the same MAC (kept in
 //! `kube-vip.io/hwaddr`) and gets the same address.
 
+use super::devconf;
 use futures::TryStreamExt;
 use netlink_packet_route::link::{LinkAttribute, MacVlanMode};
 use rtnetlink::{Handle, LinkMacVlan, LinkUnspec};
@@ -165,8 +166,7 @@ async fn create_link(parent: &str, name: &str, mac: [u8; 6]) -> Result<u32, Macv
     if let Some((index, existing)) = link(&handle, name).await {
         if existing.as_deref() == Some(&mac[..]) {
             info!(macvlan = name, "reusing the macvlan an earlier vipd left");
-            set_rp_filter_off(name);
-            answer_arp_only_for_own_addresses(parent, name);
+            configure(&handle, parent, parent_index, name, index).await;
             return Ok(index);
         }
         warn!(
@@ -193,8 +193,7 @@ async fn create_link(parent: &str, name: &str, mac: [u8; 6]) -> Result<u32, Macv
             name: name.to_owned(),
             source: Box::new(rtnetlink::Error::RequestFailed),
         })?;
-    set_rp_filter_off(name);
-    answer_arp_only_for_own_addresses(parent, name);
+    configure(&handle, parent, parent_index, name, index).await;
     info!(macvlan = name, parent, mac = %format_mac(&mac), "macvlan created");
     Ok(index)
 }
@@ -255,52 +254,56 @@ async fn link(handle: &Handle, name: &str) -> Option<(u32, Option<Vec<u8>>)> {
     Some((msg.header.index, mac))
 }
 
-/// The leased address must be answered by the macvlan's MAC alone (the MAC the next holder
-/// has too). By default Linux answers ARP for any local address on every interface
-/// (`arp_ignore=0`), and names the packet's source in its own ARP requests (`arp_announce=0`):
-/// the parent would answer for the lease with the node's MAC, and ask with the lease as sender
-/// when replying to a client, which rewrites the client's entry for the lease to the node's
-/// MAC; the macvlan would answer for the node's addresses with the Service's MAC (wrong once
-/// the Service moves). So: `arp_ignore=1` (answer only for addresses on the interface) on both,
-/// `arp_announce=2` (ask with the interface's own address) on the parent: kube-proxy's
-/// "strict ARP". The parent's values are node-wide settings: raised only, and logged.
-fn answer_arp_only_for_own_addresses(parent: &str, name: &str) {
-    let path = |ifname: &str, key: &str| format!("/proc/sys/net/ipv4/conf/{ifname}/{key}");
-    if let Err(e) = std::fs::write(path(name, "arp_ignore"), "1") {
+/// The macvlan's IPv4 settings, and its parent's, by netlink ([`devconf`]: `/proc/sys` is
+/// read-only in a container).
+///
+/// - `rp_filter=0` on the macvlan: replies to DHCP and traffic to the lease arrive on it from
+///   hosts routed via the parent, and before the lease the macvlan has no address, which fails
+///   loose mode too. The kernel uses the larger of `all` and the interface's value: a nonzero
+///   `all` is reported (it is the node's to change).
+/// - The lease must be answered by the macvlan's MAC alone (the MAC the next holder has too).
+///   By default Linux answers ARP for any local address on every interface (`arp_ignore=0`) and
+///   names the packet's source in its own ARP requests (`arp_announce=0`): the parent would
+///   answer for the lease with the node's MAC, and ask with the lease as sender when replying
+///   to a client, which rewrites the client's entry for the lease to the node's MAC; the
+///   macvlan would answer for the node's addresses with the Service's MAC (wrong once the
+///   Service moves). So `arp_ignore=1` (answer only for addresses on the interface) on both and
+///   `arp_announce=2` (ask with the interface's own address) on the parent: kube-proxy's "strict
+///   ARP". The parent's values are node-wide settings: only raised, and logged when changed.
+async fn configure(handle: &Handle, parent: &str, parent_index: u32, name: &str, index: u32) {
+    use devconf::Setting::{ArpAnnounce, ArpIgnore, RpFilter};
+    if let Err(e) = devconf::set(handle, index, &[(RpFilter, 0), (ArpIgnore, 1)]).await {
         warn!(
             macvlan = name,
-            "cannot set arp_ignore=1 on the macvlan: {e}"
+            "cannot set rp_filter=0, arp_ignore=1 on the macvlan: {e}"
         );
     }
-    for (key, value) in [("arp_ignore", 1u8), ("arp_announce", 2)] {
-        let p = path(parent, key);
-        match std::fs::read_to_string(&p).map(|v| v.trim().parse::<u8>()) {
-            Ok(Ok(was)) if was < value => match std::fs::write(&p, value.to_string()) {
-                Ok(()) => info!(
-                    interface = parent,
-                    "set {key}={value} (was {was}) so that only the macvlans answer ARP for DHCP VIPs"
-                ),
-                Err(e) => warn!(
-                    interface = parent,
-                    "cannot set {key}={value} ({p}): the node may answer ARP for DHCP VIPs with its own MAC: {e}"
-                ),
-            },
+    let all = std::fs::read_to_string("/proc/sys/net/ipv4/conf/all/rp_filter");
+    if let Some(v) = all.ok().filter(|v| v.trim() != "0") {
+        warn!(
+            macvlan = name,
+            "net.ipv4.conf.all.rp_filter={}: the kernel drops DHCP replies to the macvlan; set it to 0 on this node",
+            v.trim()
+        );
+    }
+    for (setting, value) in [(ArpIgnore, 1), (ArpAnnounce, 2)] {
+        let key = setting.name();
+        match devconf::get(handle, parent_index, setting).await {
+            Ok(Some(was)) if was < value => {
+                match devconf::set(handle, parent_index, &[(setting, value as u32)]).await {
+                    Ok(()) => info!(
+                        interface = parent,
+                        "set {key}={value} (was {was}) so that only the macvlans answer ARP for DHCP VIPs"
+                    ),
+                    Err(e) => warn!(
+                        interface = parent,
+                        "cannot set {key}={value}: the node may answer ARP for DHCP VIPs with its own MAC: {e}"
+                    ),
+                }
+            }
             Ok(_) => {}
-            Err(e) => warn!(interface = parent, "cannot read {p}: {e}"),
+            Err(e) => warn!(interface = parent, "cannot read {key}: {e}"),
         }
-    }
-}
-
-/// Replies to DHCP and to the VIP arrive on the macvlan from peers routed via the parent; strict
-/// reverse-path filtering would drop them (kube-vip sets 0 as well). The kernel uses the larger
-/// of `all` and the interface's value, so a host with `all=1` still needs loose mode there.
-fn set_rp_filter_off(name: &str) {
-    let path = format!("/proc/sys/net/ipv4/conf/{name}/rp_filter");
-    if let Err(e) = std::fs::write(&path, "0") {
-        warn!(
-            macvlan = name,
-            "cannot turn reverse-path filtering off ({path}): {e}"
-        );
     }
 }
 

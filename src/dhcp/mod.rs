@@ -1,6 +1,7 @@
 //! DHCP-acquired VIPs (`loadBalancerIP: 0.0.0.0`).
 //!
 //! - [`client`] [pure]: the RFC 2131 client state machine (messages by `dhcproto`).
+//! - [`devconf`]: per-interface IPv4 settings (`rp_filter`, `arp_ignore`, …) by netlink.
 //! - [`macvlan`] [I/O]: the per-Service macvlan a lease is held on, and its MAC.
 //! - [`edge`] [I/O]: drives a [`client::Client`] over a UDP socket bound to the macvlan and keeps
 //!   the leased address on it.
@@ -9,6 +10,7 @@
 //! - [`services`] [I/O]: the DHCP VIPs of services mode, driven by the owner loop.
 
 pub mod client;
+pub mod devconf;
 pub mod edge;
 pub mod macvlan;
 pub mod plan;

@@ -177,6 +177,16 @@ impl Vipd {
     pub fn log_tail(&self) -> String {
         self.daemon.log_tail(40)
     }
+
+    /// The last 40 lines of the log without the Lease renewals (two a second at test timing).
+    pub fn log_tail_quiet(&self) -> String {
+        let log = self.daemon.log();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| !l.contains("Lease written"))
+            .collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
 }
 
 /// kube-vip's `bgp_peers`: `address:AS:password:multihop:port`, IPv6 addresses in brackets.
