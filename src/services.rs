@@ -152,7 +152,11 @@ async fn serve(
             .then(|| StatusWriter::start(client.clone())),
         events: events.clone(),
         observer: observer.clone(),
-        dhcp: Some(DhcpServices::new(client, &svc.interface)),
+        dhcp: Some(DhcpServices::new(
+            client,
+            &svc.interface,
+            svc.namespace.as_deref(),
+        )),
         upnp: svc
             .upnp
             .then(|| UpnpServices::start(SearchSettings::default(), events)),

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use support::cluster::in_netns;
 use support::dnsmasq::{DhcpBed, NEEDS, PARENT, SERVER};
-use support::{holds_for, wait_until_or_explain, VIPD_NEEDS};
+use support::{holds_for, run_ok, wait_until_or_explain, VIPD_NEEDS};
 use vipd::dhcp::client::Lease;
 use vipd::dhcp::edge::{DhcpSpec, DhcpVip, Stop};
 use vipd::dhcp::macvlan::format_mac;
@@ -163,4 +163,61 @@ fn lease_renewal_restart_vanished_server_and_release_against_dnsmasq() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+/// A macvlan name already taken by an interface vipd did not make (a `kube-vip.io/macvlanName`
+/// naming the uplink, or another tool's macvlan): refused with an error naming it, the
+/// interface untouched.
+#[test]
+fn a_macvlan_name_taken_by_another_interface_is_refused_and_left_alone() {
+    skip_unless!(root, NEEDS, VIPD_NEEDS);
+    let bed = DhcpBed::setup("2m", &[]);
+    let lan = bed.lan.clone();
+    run_ok(
+        "ip",
+        &[
+            "-n", &lan, "link", "add", "uplink1", "type", "veth", "peer", "name", "uplink1p",
+        ],
+    );
+    run_ok(
+        "ip",
+        &[
+            "-n",
+            &lan,
+            "link",
+            "add",
+            "mv-tenant",
+            "link",
+            PARENT,
+            "type",
+            "macvlan",
+            "mode",
+            "bridge",
+        ],
+    );
+    run_ok(
+        "ip",
+        &[
+            "-n",
+            &lan,
+            "link",
+            "set",
+            "mv-tenant",
+            "alias",
+            "tenant vlan 7",
+        ],
+    );
+    in_netns(&lan, async {
+        for taken in [PARENT, "uplink1", "mv-tenant"] {
+            let mut s = spec(None);
+            s.ifname = taken.into();
+            let err = DhcpVip::start(s, 1).await.err().expect("refused");
+            assert!(
+                err.to_string()
+                    .contains(&format!("interface {taken:?} exists and is not a macvlan")),
+                "{err}"
+            );
+            assert!(bed.link_exists(taken), "{taken} is still there");
+        }
+    });
 }

@@ -6,7 +6,7 @@
 
 use super::devconf;
 use futures::TryStreamExt;
-use netlink_packet_route::link::{LinkAttribute, MacVlanMode};
+use netlink_packet_route::link::{InfoKind, LinkAttribute, LinkInfo, MacVlanMode};
 use rtnetlink::{Handle, LinkMacVlan, LinkUnspec};
 use tracing::{info, warn};
 
@@ -19,6 +19,11 @@ pub enum MacvlanError {
     Socket(std::io::Error),
     #[error("parent interface {0:?} of the DHCP macvlan does not exist")]
     NoParent(String),
+    #[error(
+        "interface {0:?} exists and is not a macvlan left by vipd or kube-vip: not touching it \
+         (choose another kube-vip.io/macvlanName)"
+    )]
+    NotOurs(String),
     #[error("{action} macvlan {name}: {source}")]
     Request {
         action: &'static str,
@@ -74,13 +79,19 @@ pub fn format_mac(mac: &[u8; 6]) -> String {
         .join(":")
 }
 
-/// A random locally administered unicast MAC (bit 1 of the first byte set, bit 0 clear), which
-/// cannot collide with a vendor's address.
-pub fn new_local_mac(rng: &mut fastrand::Rng) -> [u8; 6] {
-    let mut mac = [0u8; 6];
-    for b in &mut mac {
-        *b = rng.u8(..);
+/// The MAC of a Service's macvlan when `kube-vip.io/hwaddr` does not give one: from its UID
+/// (FNV-1a, stable across nodes, versions and platforms), locally administered unicast (bit 1
+/// of the first byte set, bit 0 clear), so it cannot collide with a vendor's address. Every
+/// node derives the same MAC, so a takeover asks with it even before it is written back.
+pub fn mac_for_uid(uid: &str) -> [u8; 6] {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in uid.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
+    let bytes = hash.to_be_bytes();
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&bytes[2..8]);
     mac[0] = (mac[0] & 0xfc) | 0x02;
     mac
 }
@@ -94,13 +105,12 @@ pub fn owner_alias(uid: &str, service: &str) -> String {
     format!("{ALIAS_PREFIX}{uid} {service}")
 }
 
-/// The owning Service's UID, if `alias` is a vipd macvlan's.
-pub fn owner_uid(alias: &str) -> Option<&str> {
-    alias
-        .strip_prefix(ALIAS_PREFIX)?
-        .split_whitespace()
-        .next()
-        .filter(|u| !u.is_empty())
+/// The owning Service's UID and namespace, if `alias` is a vipd macvlan's.
+pub fn owner(alias: &str) -> Option<(&str, &str)> {
+    let mut words = alias.strip_prefix(ALIAS_PREFIX)?.split_whitespace();
+    let uid = words.next()?;
+    let namespace = words.next()?.split_once('/')?.0;
+    Some((uid, namespace))
 }
 
 /// Creates macvlan `name` (bridge mode, up) on `parent` with `mac` and returns its index. A link
@@ -125,26 +135,31 @@ pub async fn create(
     Ok(index)
 }
 
-/// Deletes the macvlans vipd made ([`owner_alias`]) whose owner is not in `keep`: left by a vipd
-/// that stopped without cleaning up (a crash, a Service deleted meanwhile, another node leading
-/// now). A macvlan carries the Service's MAC, which must be on one port of the LAN only.
+/// Deletes the macvlans vipd made ([`owner_alias`]) for which `keep(uid, namespace)` is false:
+/// left by a vipd that stopped without cleaning up (a crash, a Service deleted meanwhile,
+/// another node leading now). A macvlan carries the Service's MAC, which must be on one port of
+/// the LAN only.
 pub async fn delete_unowned(
-    keep: &std::collections::BTreeSet<String>,
+    keep: impl Fn(&str, &str) -> bool,
 ) -> Result<Vec<String>, MacvlanError> {
     let handle = connect()?;
     let mut links = handle.link().get().execute();
     let mut stale = Vec::new();
-    while let Ok(Some(msg)) = links.try_next().await {
+    while let Some(msg) = links
+        .try_next()
+        .await
+        .map_err(|e| request_error("list the links for", "vipd's", e))?
+    {
         let name = msg.attributes.iter().find_map(|a| match a {
             LinkAttribute::IfName(n) => Some(n.clone()),
             _ => None,
         });
-        let uid = msg.attributes.iter().find_map(|a| match a {
-            LinkAttribute::IfAlias(alias) => owner_uid(alias).map(str::to_owned),
-            _ => None,
+        let stale_here = msg.attributes.iter().any(|a| match a {
+            LinkAttribute::IfAlias(alias) => owner(alias).is_some_and(|(u, ns)| !keep(u, ns)),
+            _ => false,
         });
-        if let (Some(name), Some(uid)) = (name, uid) {
-            if !keep.contains(&uid) {
+        if let (Some(name), true) = (name, stale_here) {
+            {
                 stale.push((msg.header.index, name));
             }
         }
@@ -164,6 +179,11 @@ async fn create_link(parent: &str, name: &str, mac: [u8; 6]) -> Result<u32, Macv
         .await
         .ok_or_else(|| MacvlanError::NoParent(parent.to_owned()))?;
     if let Some((index, existing)) = link(&handle, name).await {
+        // Only a macvlan vipd (or kube-vip) made is reused or replaced: a name from
+        // `kube-vip.io/macvlanName` must never take the node's own interface down.
+        if !is_ours(&handle, index).await {
+            return Err(MacvlanError::NotOurs(name.to_owned()));
+        }
         if existing.as_deref() == Some(&mac[..]) {
             info!(macvlan = name, "reusing the macvlan an earlier vipd left");
             configure(&handle, parent, parent_index, name, index).await;
@@ -171,7 +191,7 @@ async fn create_link(parent: &str, name: &str, mac: [u8; 6]) -> Result<u32, Macv
         }
         warn!(
             macvlan = name,
-            "replacing a link of the same name with another MAC"
+            "replacing a macvlan of the same name with another MAC"
         );
         delete_index(&handle, name, index).await?;
     }
@@ -234,6 +254,34 @@ async fn delete_index(handle: &Handle, name: &str, index: u32) -> Result<(), Mac
 
 async fn link_index(handle: &Handle, name: &str) -> Option<u32> {
     link(handle, name).await.map(|(i, _)| i)
+}
+
+/// Whether link `index` is a macvlan with vipd's alias or none (kube-vip sets none).
+async fn is_ours(handle: &Handle, index: u32) -> bool {
+    let Ok(Some(msg)) = handle
+        .link()
+        .get()
+        .match_index(index)
+        .execute()
+        .try_next()
+        .await
+    else {
+        return false;
+    };
+    let mut macvlan = false;
+    let mut alias_ok = true;
+    for a in &msg.attributes {
+        match a {
+            LinkAttribute::LinkInfo(infos) => {
+                macvlan |= infos
+                    .iter()
+                    .any(|i| matches!(i, LinkInfo::Kind(InfoKind::MacVlan)));
+            }
+            LinkAttribute::IfAlias(alias) => alias_ok = owner(alias).is_some(),
+            _ => {}
+        }
+    }
+    macvlan && alias_ok
 }
 
 /// Index and MAC of link `name`.
@@ -323,9 +371,10 @@ mod tests {
     fn the_alias_names_the_owner_and_only_vipds_aliases_are_read() {
         let alias = owner_alias("1a2b3c4d-0000", "default/web");
         assert_eq!(alias, "vipd dhcp 1a2b3c4d-0000 default/web");
-        assert_eq!(owner_uid(&alias), Some("1a2b3c4d-0000"));
-        assert_eq!(owner_uid("uplink to rack 4"), None);
-        assert_eq!(owner_uid("vipd dhcp "), None);
+        assert_eq!(owner(&alias), Some(("1a2b3c4d-0000", "default")));
+        assert_eq!(owner("uplink to rack 4"), None);
+        assert_eq!(owner("vipd dhcp "), None);
+        assert_eq!(owner("vipd dhcp 1a2b"), None);
     }
 
     #[test]
@@ -367,12 +416,20 @@ mod tests {
     }
 
     #[test]
-    fn new_macs_are_locally_administered_unicast() {
-        let mut rng = fastrand::Rng::with_seed(1);
-        for _ in 0..1000 {
-            let mac = new_local_mac(&mut rng);
+    fn macs_from_uids_are_stable_distinct_and_locally_administered_unicast() {
+        // Pinned (computed independently, in Python): a node running another version must
+        // derive the same MAC.
+        assert_eq!(
+            format_mac(&mac_for_uid("1a2b3c4d-0000-0000-0000-000000000000")),
+            "ae:8c:64:c2:ea:69"
+        );
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..1000 {
+            let mac = mac_for_uid(&format!("6f1c2a7e-{i:04}-4b1d-9c3e-0242ac110002"));
             assert_eq!(mac[0] & 0x03, 0x02, "{mac:02x?}");
             assert_eq!(parse_mac(&format_mac(&mac)), Some(mac));
+            seen.insert(mac);
         }
+        assert_eq!(seen.len(), 1000, "distinct UIDs, distinct MACs");
     }
 }

@@ -12,10 +12,11 @@
 
 use super::client::Lease;
 use super::edge::{DhcpSpec, DhcpVip, Stop};
-use super::macvlan::{delete_unowned, format_mac, new_local_mac, owner_alias};
+use super::macvlan::{delete_unowned, format_mac, mac_for_uid, owner_alias};
 use super::plan::{self, Want, HWADDR, REQUESTED_IP};
-use crate::decide::{Desired, ServiceKey};
+use crate::decide::{Desired, ServiceKey, Skip};
 use crate::kube::status::{EventSink, ServiceEvent};
+use futures::FutureExt;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
@@ -23,27 +24,31 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 struct Running {
     vip: DhcpVip,
     /// The Service's UID, the macvlan's owner.
     uid: String,
-    /// The address last written to `kube-vip.io/requestedIP`.
-    written: Option<Ipv4Addr>,
+    /// `kube-vip.io/hwaddr` to write (a MAC made here), until written.
+    hwaddr: Option<String>,
     /// Forwards lease changes to [`DhcpServices::changed`].
     _watch: crate::kube::view::AbortOnDrop,
 }
 
 /// The DHCP VIPs of this node.
 pub struct DhcpServices {
-    client: Client,
+    /// `svc_namespace`: the only namespace whose macvlans the start-up sweep may judge.
+    namespace: Option<String>,
+    /// Annotation writes in flight or done: never awaited in the owner loop, which must keep
+    /// serving its fence timer while the API server is slow or away.
+    writes: Writes,
     /// The agent's Service interface (`vip_interface`), the default macvlan parent.
     parent: String,
     running: BTreeMap<ServiceKey, Running>,
     /// Woken when any lease changes, so the owner loop re-decides.
     changed: Arc<Notify>,
-    rng: fastrand::Rng,
     /// Per Service, the start failure already sent as an Event: retried at every reconcile,
     /// reported once while it lasts.
     failed: BTreeMap<ServiceKey, String>,
@@ -53,13 +58,13 @@ pub struct DhcpServices {
 }
 
 impl DhcpServices {
-    pub fn new(client: Client, parent: &str) -> DhcpServices {
+    pub fn new(client: Client, parent: &str, namespace: Option<&str>) -> DhcpServices {
         DhcpServices {
-            client,
+            writes: Writes::new(client),
+            namespace: namespace.map(str::to_owned),
             parent: parent.to_owned(),
             running: BTreeMap::new(),
             changed: Arc::new(Notify::new()),
-            rng: fastrand::Rng::new(),
             failed: BTreeMap::new(),
             swept: false,
         }
@@ -120,6 +125,7 @@ impl DhcpServices {
                 Want::Nothing => Stop::Release,
             };
             if let Some(r) = self.running.remove(&key) {
+                self.writes.forget(&key);
                 info!(service = %key, ?how, macvlan = r.vip.ifname(), "DHCP VIP stops on this node");
                 if let Err(e) = r.vip.stop(how).await {
                     warn!(service = %key, "{e}");
@@ -148,23 +154,17 @@ impl DhcpServices {
         }
         self.failed = failed;
         if !self.swept {
-            // Left by a vipd that did not stop cleanly: the Service may be gone, or led by
-            // another node now (its MAC must not be on two ports).
-            let keep = self.running.values().map(|r| r.uid.clone()).collect();
-            match delete_unowned(&keep).await {
-                Ok(_) => self.swept = true,
-                Err(e) => warn!("cannot look for macvlans an earlier vipd left: {e}"),
-            }
+            self.sweep(&by_key, desired).await;
         }
-        // The leased address into requestedIP.
-        for (key, r) in &mut self.running {
-            let now = r.vip.lease().borrow().as_ref().map(|l| l.address);
-            if now.is_some() && now != r.written {
-                let ip = now.map(|ip| ip.to_string()).unwrap_or_default();
-                match annotate(&self.client, key, REQUESTED_IP, &ip).await {
-                    Ok(()) => r.written = now,
-                    Err(e) => warn!(service = %key, "cannot write {REQUESTED_IP}={ip}: {e}"),
-                }
+        // The MAC made here and the leased address onto the Service, in the background.
+        self.writes.collect();
+        for (key, r) in &self.running {
+            if let Some(mac) = &r.hwaddr {
+                self.writes.ensure(key, HWADDR, mac);
+            }
+            if let Some(lease) = r.vip.lease().borrow().as_ref() {
+                self.writes
+                    .ensure(key, REQUESTED_IP, &lease.address.to_string());
             }
         }
         plan::fold_leases(desired, &self.leases());
@@ -181,17 +181,19 @@ impl DhcpServices {
                 plan::SERVICE_INTERFACE
             ));
         }
-        let mac = match id.mac {
-            Some(mac) => mac,
-            None => {
-                // Written before the first DISCOVER: a node that takes over must ask with it.
-                let mac = new_local_mac(&mut self.rng);
-                annotate(&self.client, key, HWADDR, &format_mac(&mac))
-                    .await
-                    .map_err(|e| format!("cannot write {HWADDR}: {e}"))?;
-                mac
+        // Without `hwaddr`, the MAC follows from the Service's UID: a node that takes over asks
+        // with the same one even if writing it back has not succeeded yet.
+        let (mac, hwaddr) = match id.mac {
+            Some(mac) => (mac, None),
+            None if !id.uid.is_empty() => {
+                let mac = mac_for_uid(&id.uid);
+                (mac, Some(format_mac(&mac)))
             }
+            None => return Err(format!("{key} has no UID to derive its macvlan's MAC from")),
         };
+        if let Some(ip) = id.requested {
+            self.writes.assume(key, REQUESTED_IP, &ip.to_string());
+        }
         let spec = DhcpSpec {
             parent,
             ifname: id.ifname,
@@ -206,7 +208,7 @@ impl DhcpServices {
         };
         info!(service = %key, macvlan = %spec.ifname, parent = %spec.parent, mac = %format_mac(&mac),
               requested = ?spec.requested, "DHCP VIP starts on this node");
-        let vip = DhcpVip::start(spec, self.rng.u64(..))
+        let vip = DhcpVip::start(spec, fastrand::u64(..))
             .await
             .map_err(|e| format!("DHCP for {key}: {e}"))?;
         let watch = forward_changes(vip.lease(), self.changed.clone());
@@ -215,7 +217,7 @@ impl DhcpServices {
             Running {
                 vip,
                 uid: id.uid,
-                written: id.requested,
+                hwaddr,
                 _watch: watch,
             },
         );
@@ -248,16 +250,114 @@ fn forward_changes(
     }))
 }
 
-/// One annotation on the Service, by merge patch (only that key changes).
-async fn annotate(
-    client: &Client,
-    key: &ServiceKey,
-    name: &str,
-    value: &str,
-) -> Result<(), kube::Error> {
-    let api: Api<Service> = Api::namespaced(client.clone(), &key.namespace);
-    let patch = serde_json::json!({"metadata": {"annotations": {name: value}}});
-    api.patch(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map(|_| ())
+impl DhcpServices {
+    /// Once, at the first reconcile: deletes the macvlans an earlier vipd left (it did not stop
+    /// cleanly) for Services this agent handles but does not lease for here: deleted
+    /// meanwhile, no longer DHCP, or led by another node now (the Service's MAC must be on one
+    /// port only). Macvlans of Services in namespaces this agent does not watch, or of another
+    /// class, are another agent's and stay.
+    async fn sweep(&mut self, by_key: &BTreeMap<ServiceKey, &Service>, desired: &Desired) {
+        let running: BTreeSet<&str> = self.running.values().map(|r| r.uid.as_str()).collect();
+        let mut known: BTreeMap<&str, bool> = BTreeMap::new();
+        for (key, svc) in by_key {
+            let Some(uid) = svc.metadata.uid.as_deref() else {
+                continue;
+            };
+            let theirs = desired.services.get(key).is_none_or(|d| {
+                matches!(
+                    d.skip,
+                    Some(Skip::ClassNotOurs { .. } | Skip::NotLoadBalancer { .. } | Skip::Ignored)
+                )
+            });
+            known.insert(uid, theirs);
+        }
+        let watched = self.namespace.clone();
+        let keep = |uid: &str, namespace: &str| {
+            running.contains(uid)
+                || known.get(uid).copied().unwrap_or(false)
+                || watched.as_deref().is_some_and(|w| w != namespace)
+        };
+        match delete_unowned(keep).await {
+            Ok(_) => self.swept = true,
+            Err(e) => warn!("cannot look for macvlans an earlier vipd left: {e}"),
+        }
+    }
+}
+
+/// Annotation writes on Services, each in its own task; the latest value per (Service,
+/// annotation) wins, a failed one is retried at the next reconcile.
+struct Writes {
+    client: Client,
+    /// Written (or found on the Service already).
+    done: BTreeMap<(ServiceKey, &'static str), String>,
+    pending: BTreeMap<(ServiceKey, &'static str), (String, JoinHandle<Result<(), kube::Error>>)>,
+}
+
+impl Writes {
+    fn new(client: Client) -> Writes {
+        Writes {
+            client,
+            done: BTreeMap::new(),
+            pending: BTreeMap::new(),
+        }
+    }
+
+    /// The Service says `value` already.
+    fn assume(&mut self, key: &ServiceKey, name: &'static str, value: &str) {
+        self.done.insert((key.clone(), name), value.to_owned());
+    }
+
+    /// Writes `value` unless it is written or being written.
+    fn ensure(&mut self, key: &ServiceKey, name: &'static str, value: &str) {
+        let slot = (key.clone(), name);
+        if self.done.get(&slot).is_some_and(|v| v == value)
+            || self.pending.get(&slot).is_some_and(|(v, _)| v == value)
+        {
+            return;
+        }
+        let api: Api<Service> = Api::namespaced(self.client.clone(), &key.namespace);
+        let patch = serde_json::json!({"metadata": {"annotations": {name: value}}});
+        let service = key.name.clone();
+        let task = tokio::spawn(async move {
+            api.patch(&service, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map(|_| ())
+        });
+        if let Some((_, old)) = self.pending.insert(slot, (value.to_owned(), task)) {
+            old.abort();
+        }
+    }
+
+    /// The Service is no longer leased here: what was written says nothing of a next one.
+    fn forget(&mut self, key: &ServiceKey) {
+        self.done.retain(|(k, _), _| k != key);
+        self.pending.retain(|(k, _), (_, task)| {
+            // A write in flight is left to finish: its value is right for this lease.
+            k != key || !task.is_finished()
+        });
+    }
+
+    /// Takes in the writes that ended.
+    fn collect(&mut self) {
+        let ended: Vec<_> = self
+            .pending
+            .iter()
+            .filter(|(_, (_, t))| t.is_finished())
+            .map(|(slot, _)| slot.clone())
+            .collect();
+        for slot in ended {
+            let Some((value, task)) = self.pending.remove(&slot) else {
+                continue;
+            };
+            match task.now_or_never() {
+                Some(Ok(Ok(()))) => {
+                    self.done.insert(slot, value);
+                }
+                Some(Ok(Err(e))) => {
+                    warn!(service = %slot.0, "cannot write {}={value}: {e}; retrying", slot.1);
+                }
+                _ => {}
+            }
+        }
+    }
 }

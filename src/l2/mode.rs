@@ -106,7 +106,11 @@ pub async fn run(
             .then(|| StatusWriter::start(client.clone())),
         events: events.clone(),
         observer,
-        dhcp: DhcpServices::new(client.clone(), &default_parent(arp).unwrap_or_default()),
+        dhcp: DhcpServices::new(
+            client.clone(),
+            &default_parent(arp).unwrap_or_default(),
+            svc.namespace.as_deref(),
+        ),
         upnp: svc
             .upnp
             .then(|| UpnpServices::start(SearchSettings::default(), events)),
