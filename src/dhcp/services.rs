@@ -284,13 +284,18 @@ impl DhcpServices {
     }
 }
 
+/// One annotation of one Service.
+type Slot = (ServiceKey, &'static str);
+/// A write in flight: the value and the task patching it.
+type Write = (String, JoinHandle<Result<(), kube::Error>>);
+
 /// Annotation writes on Services, each in its own task; the latest value per (Service,
 /// annotation) wins, a failed one is retried at the next reconcile.
 struct Writes {
     client: Client,
     /// Written (or found on the Service already).
-    done: BTreeMap<(ServiceKey, &'static str), String>,
-    pending: BTreeMap<(ServiceKey, &'static str), (String, JoinHandle<Result<(), kube::Error>>)>,
+    done: BTreeMap<Slot, String>,
+    pending: BTreeMap<Slot, Write>,
 }
 
 impl Writes {
