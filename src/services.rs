@@ -12,12 +12,12 @@ use crate::bgp::driver::PeerEvent;
 use crate::bgp::speaker::Speaker;
 use crate::config::{Config, ServicesSettings};
 use crate::decide::ingress::{current_ingress, ingress_change, ingress_target};
-use crate::decide::{self, ClusterView, DecideConfig, Desired, NodeCtx, Problem, ServiceKey, Skip};
+use crate::decide::{self, ClusterView, DecideConfig, Desired, NodeCtx, ServiceKey, Skip};
 use crate::dhcp::services::DhcpServices;
 use crate::election::serve;
 use crate::http::Readiness;
 use crate::kube::lease::{Election, Leadership, LeaseKey};
-use crate::kube::status::{EventSink, ServiceEvent, StatusWriter};
+use crate::kube::status::{EventSink, ProblemReports, ServiceEvent, StatusWriter};
 use crate::kube::view::{AbortOnDrop, Snapshot, View};
 use crate::netlink::VipAddresses;
 use crate::observe::Observer;
@@ -73,7 +73,8 @@ pub async fn run(
             warn!("shutdown: {e}");
         }
     }
-    // After the routes: RELEASE the leases, delete the macvlans and the UPnP mappings.
+    // After the routes: delete the macvlans (the leases are kept for the next holder) and the
+    // UPnP mappings.
     if let Some(dhcp) = dhcp.as_mut() {
         dhcp.shutdown().await;
     }
@@ -162,7 +163,7 @@ async fn serve(
             .then(|| UpnpServices::start(SearchSettings::default(), events)),
         routes: BTreeSet::new(),
         announced: BTreeMap::new(),
-        reported: BTreeMap::new(),
+        problems: ProblemReports::default(),
         skipped: BTreeMap::new(),
         requested: BTreeMap::new(),
     };
@@ -384,8 +385,8 @@ struct Owner {
     routes: BTreeSet<IpAddr>,
     /// Per Service, the VIPs this node announces for it.
     announced: BTreeMap<ServiceKey, Vec<IpAddr>>,
-    /// Per Service, the problems already reported (each is reported once while it lasts).
-    reported: BTreeMap<ServiceKey, Vec<Problem>>,
+    /// The problems in Services' input, each reported once while it lasts.
+    problems: ProblemReports,
     /// Per Service, why it is not announced from this node, as last logged.
     skipped: BTreeMap<ServiceKey, Skip>,
     /// Per Service, the last ingress asked of the status writer and not yet seen in the view.
@@ -518,18 +519,6 @@ impl Owner {
                     }
                 }
             }
-            let known = self.reported.get(key).map(Vec::as_slice).unwrap_or(&[]);
-            for p in d.problems.iter().filter(|p| !known.contains(p)) {
-                warn!(service = %key, reason = p.reason(), "{p}");
-                self.observer
-                    .reconcile_error(&key.namespace, &key.name, p.reason());
-                self.events.send(ServiceEvent {
-                    service: key.clone(),
-                    warning: true,
-                    reason: p.reason().into(),
-                    note: p.to_string(),
-                });
-            }
         }
         self.announced = desired
             .services
@@ -542,12 +531,7 @@ impl Owner {
             .iter()
             .filter_map(|(k, d)| Some((k.clone(), d.skip.clone()?)))
             .collect();
-        self.reported = desired
-            .services
-            .iter()
-            .filter(|(_, d)| !d.problems.is_empty())
-            .map(|(k, d)| (k.clone(), d.problems.clone()))
-            .collect();
+        self.problems.report(desired, &self.events, &self.observer);
     }
 
     fn write_status(&mut self, snap: &Snapshot, desired: &Desired, peers_up: bool) {

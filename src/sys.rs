@@ -110,3 +110,13 @@ pub fn packet_socket(ifindex: u32, ethertype: u16) -> io::Result<socket2::Socket
 const _: () = assert!(
     std::mem::size_of::<libc::sockaddr_ll>() <= std::mem::size_of::<libc::sockaddr_storage>()
 );
+
+/// Whether interface `name` exists in this network namespace (`if_nametoindex`).
+pub fn interface_exists(name: &str) -> bool {
+    let Ok(c) = std::ffi::CString::new(name) else {
+        return false;
+    };
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call; the function only
+    // reads it.
+    unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
+}

@@ -225,8 +225,8 @@ fn a_dhcp_service_is_leased_announced_kept_across_restart_and_released_on_delete
             dnsmasq::leases(&lease_file)
         );
 
-        // 2. A restarted agent (SIGTERM releases; the Service remembers MAC and address) gets
-        // the same address again.
+        // 2. A restarted agent (SIGTERM deletes the macvlan but keeps the lease; the Service
+        // remembers MAC and address) gets the same address again.
         agent.terminate();
         assert!(
             agent.wait_exit(Duration::from_secs(10)).is_some(),
@@ -236,15 +236,31 @@ fn a_dhcp_service_is_leased_announced_kept_across_restart_and_released_on_delete
         assert!(macvlans(&node).is_empty(), "shutdown deletes the macvlan");
         assert_eq!(
             leased(&dnsmasq::leases(&lease_file), &mac),
-            None,
-            "shutdown releases"
+            Some(ip.clone()),
+            "shutdown keeps the lease: a restart must not lose the address"
+        );
+        assert!(
+            !dnsmasq.log().contains("DHCPRELEASE"),
+            "{}",
+            explain(&agent)
         );
         let mut agent = Vipd::services(&topo, 0, &kubeconfig, &agent_env);
         agent.start();
+        let on_macvlan = |node: &str| {
+            macvlans(node).iter().any(|m| {
+                ns_stdout(node, &["ip", "-4", "-o", "addr", "show", "dev", m]).contains(&prefix)
+            })
+        };
         eventually!(
             UP,
-            "the restarted agent leases the same address",
-            leased(&dnsmasq::leases(&lease_file), &mac) == Some(ip.clone()),
+            "the restarted agent holds the same address on its macvlan again",
+            on_macvlan(&node),
+            explain(&agent)
+        );
+        assert_eq!(
+            dnsmasq.log().matches("DHCPDISCOVER").count(),
+            1,
+            "the restarted agent used INIT-REBOOT\n{}",
             explain(&agent)
         );
         eventually!(
@@ -288,8 +304,8 @@ fn a_dhcp_service_is_leased_announced_kept_across_restart_and_released_on_delete
             .count();
         assert_eq!(
             released,
-            2,
-            "one RELEASE at shutdown, one at delete\n{}",
+            1,
+            "one RELEASE, when the Service was deleted\n{}",
             explain(&agent)
         );
         let log = dnsmasq.log();

@@ -265,6 +265,29 @@ fn in_arp_mode_the_leader_maps_the_vip_it_holds() {
         );
         eprintln!("upnpc -l:\n{}", bed.upnpc_mappings().join("\n"));
 
+        // Bad input gets a Warning Event in ARP mode too, and takes nothing down.
+        cluster::create_service(&client, &service("typo", "10.96.0.999", &[(32381, "TCP")])).await;
+        let events: Api<Event> = Api::namespaced(client.clone(), "default");
+        let warned = || async {
+            events
+                .list(&ListParams::default())
+                .await
+                .map(|l| {
+                    l.items.into_iter().any(|e| {
+                        e.reason.as_deref() == Some("InvalidLoadBalancerIP")
+                            && e.note.is_some_and(|n| n.contains("10.96.0.999"))
+                    })
+                })
+                .unwrap_or(false)
+        };
+        eventually!(
+            UP,
+            "an InvalidLoadBalancerIP Warning Event naming the value",
+            warned().await,
+            explain(&agent)
+        );
+        assert!(mapped("TCP 32380->10.96.0.50:32380 'default/web'"));
+
         agent.signal("TERM");
         assert!(
             agent.wait_exit(Duration::from_secs(15)).is_some(),

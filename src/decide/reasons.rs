@@ -79,6 +79,9 @@ pub enum Skip {
     /// Served by one node only (a DHCP lease, in BGP mode), the elected node of this Lease
     /// (`namespace/name`), and that is not this node.
     NotElected { lease: String },
+    /// This node has no interface for it (ARP mode: the VIP's, or a DHCP macvlan's parent);
+    /// the note says which and how to name one.
+    NoInterface { note: String },
 }
 
 impl Skip {
@@ -97,6 +100,7 @@ impl Skip {
             Skip::Dhcp { .. } => "Dhcp",
             Skip::NoPeerForFamily { .. } => "NoPeerForFamily",
             Skip::NotElected { .. } => "NotElected",
+            Skip::NoInterface { .. } => "NoInterface",
         }
     }
 }
@@ -150,6 +154,7 @@ impl fmt::Display for Skip {
             Skip::NotElected { lease } => {
                 write!(f, "served by the holder of Lease {lease}, not this node")
             }
+            Skip::NoInterface { note } => f.write_str(note),
         }
     }
 }

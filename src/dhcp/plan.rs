@@ -40,8 +40,20 @@ pub fn want(d: Option<&ServiceDecision>) -> Want {
         return Want::Nothing;
     }
     match &d.skip {
-        None | Some(Skip::Dhcp { .. }) => Want::Lease,
-        Some(_) => Want::Elsewhere,
+        None | Some(Skip::Dhcp { .. }) => {}
+        Some(_) => return Want::Elsewhere,
+    }
+    // Beside static VIPs served here, the placeholder may have a reason of its own for not
+    // being leased here (another node is elected, no macvlan parent on this node).
+    let placeholder = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    let elsewhere = d
+        .not_announced
+        .iter()
+        .any(|(v, why)| *v == placeholder && !matches!(why, Skip::Dhcp { .. }));
+    if elsewhere {
+        Want::Elsewhere
+    } else {
+        Want::Lease
     }
 }
 
@@ -183,6 +195,15 @@ mod tests {
             Want::Nothing
         );
         assert_eq!(want(None), Want::Nothing);
+        // Beside a static VIP served here, the placeholder's own reason counts.
+        let mut beside = decision(&["192.0.2.1", "0.0.0.0"], &["192.0.2.1"], None);
+        beside.not_announced = vec![(
+            "0.0.0.0".parse().unwrap(),
+            Skip::NoInterface {
+                note: "no parent".into(),
+            },
+        )];
+        assert_eq!(want(Some(&beside)), Want::Elsewhere);
         let v6 = Skip::Dhcp {
             vip: "::".parse().unwrap(),
         };

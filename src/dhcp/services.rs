@@ -224,10 +224,14 @@ impl DhcpServices {
         Ok(())
     }
 
-    /// Shutdown: RELEASE every lease and delete the macvlans (design §1: nothing is left).
+    /// Shutdown: delete the macvlans, nothing left on the node, but keep the leases: the
+    /// Services still exist, and whoever serves them next (this agent restarted, another node)
+    /// asks with the same MAC and gets the same address back by INIT-REBOOT. A RELEASE would
+    /// let the server hand the address to someone else meanwhile, so a rolling upgrade of vipd
+    /// could change a Service's address. Leases are released when their Service goes.
     pub async fn shutdown(&mut self) {
         for (key, r) in std::mem::take(&mut self.running) {
-            if let Err(e) = r.vip.stop(Stop::Release).await {
+            if let Err(e) = r.vip.stop(Stop::Keep).await {
                 warn!(service = %key, "shutdown: {e}");
             }
         }

@@ -3,7 +3,7 @@
 //! kube-vip#221), and Events on Services. Both run as tasks fed by channels, so a slow or absent
 //! API server never stalls the owner loop; a failed write is kept and retried, latest wins.
 
-use crate::decide::ServiceKey;
+use crate::decide::{Desired, Problem, ServiceKey};
 use crate::event_limit::{EventLimiter, Verdict};
 use crate::observe::Observer;
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
@@ -172,5 +172,37 @@ impl EventSink {
 
     pub fn send(&self, ev: ServiceEvent) {
         let _ = self.tx.send(ev);
+    }
+}
+
+/// Each problem in a Service's input (a malformed annotation, a bad address, …) reported once
+/// while it lasts: a Warning log line, a Warning Event and the reconcile-error counter. A
+/// problem that goes and comes back is reported again.
+#[derive(Default)]
+pub struct ProblemReports {
+    reported: BTreeMap<ServiceKey, Vec<Problem>>,
+}
+
+impl ProblemReports {
+    pub fn report(&mut self, desired: &Desired, events: &EventSink, observer: &Observer) {
+        for (key, d) in &desired.services {
+            let known = self.reported.get(key).map(Vec::as_slice).unwrap_or(&[]);
+            for p in d.problems.iter().filter(|p| !known.contains(p)) {
+                warn!(service = %key, reason = p.reason(), "{p}");
+                observer.reconcile_error(&key.namespace, &key.name, p.reason());
+                events.send(ServiceEvent {
+                    service: key.clone(),
+                    warning: true,
+                    reason: p.reason().into(),
+                    note: p.to_string(),
+                });
+            }
+        }
+        self.reported = desired
+            .services
+            .iter()
+            .filter(|(_, d)| !d.problems.is_empty())
+            .map(|(k, d)| (k.clone(), d.problems.clone()))
+            .collect();
     }
 }

@@ -28,7 +28,7 @@ use crate::dhcp::services::DhcpServices;
 use crate::election::serve;
 use crate::http::Readiness;
 use crate::kube::lease::{Election, Leadership, LeaseKey};
-use crate::kube::status::{EventSink, ServiceEvent, StatusWriter};
+use crate::kube::status::{EventSink, ProblemReports, ServiceEvent, StatusWriter};
 use crate::kube::view::{AbortOnDrop, Snapshot, View};
 use crate::netlink::VipAddresses;
 use crate::observe::Observer;
@@ -106,6 +106,7 @@ pub async fn run(
             .then(|| StatusWriter::start(client.clone())),
         events: events.clone(),
         observer,
+        input_problems: ProblemReports::default(),
         dhcp: DhcpServices::new(
             client.clone(),
             &default_parent(arp).unwrap_or_default(),
@@ -224,6 +225,8 @@ struct Owner {
     problems: BTreeSet<(ServiceKey, String)>,
     /// …and those found in this one (a problem gone and back is reported again).
     problems_now: BTreeSet<(ServiceKey, String)>,
+    /// Problems in Services' input (bad addresses, malformed annotations), each reported once.
+    input_problems: ProblemReports,
     /// The DHCP clients of the `0.0.0.0` Services this node leads.
     dhcp: DhcpServices,
     /// UPnP mappings of the `forwardUPNP` Services whose VIPs this node holds.
@@ -296,6 +299,7 @@ impl Owner {
         let mut eligible: BTreeMap<LeaseKey, bool> = BTreeMap::new();
         let mut placed: BTreeMap<ServiceKey, Vec<(IpAddr, String)>> = BTreeMap::new();
         let mut dhcp_standing: BTreeMap<ServiceKey, LeaseKey> = BTreeMap::new();
+        let mut no_parent: BTreeMap<ServiceKey, String> = BTreeMap::new();
         for (key, d) in &desired.services {
             if d.vips.is_empty() {
                 continue;
@@ -310,24 +314,34 @@ impl Owner {
                     Err(why) => self.problem(key, "NoInterface", why),
                 }
             }
+            // A DHCP Service also needs its macvlan's parent here; static VIPs beside it are
+            // stood for without (a missing parent must not darken them).
             let dhcp = dhcp_plan::want(Some(d)) == Want::Lease;
-            let parent_known = !dhcp
-                || match svc.map(|s| dhcp_parent(s, &self.arp)) {
-                    Some(Ok(_)) => true,
-                    Some(Err(why)) => {
-                        self.problem(key, "NoInterface", why);
-                        false
-                    }
-                    None => false,
-                };
-            let can_serve = (dhcp || !d.announced.is_empty())
-                && ifaces.len() == d.announced.len()
-                && parent_known;
+            let parent = match (dhcp, svc) {
+                (true, Some(s)) => match dhcp_parent(s, &self.arp) {
+                    Ok(p) if crate::sys::interface_exists(&p) => Ok(p),
+                    Ok(p) => Err(format!(
+                        "interface {p} (the DHCP macvlan's parent) does not exist on node {}",
+                        self.svc.node_name
+                    )),
+                    Err(why) => Err(why),
+                },
+                _ => Err(String::new()),
+            };
+            match &parent {
+                Err(why) if dhcp => {
+                    self.problem(key, "NoInterface", why.clone());
+                    no_parent.insert(key.clone(), why.clone());
+                }
+                _ => {}
+            }
+            let statics_placed = ifaces.len() == d.announced.len();
+            let can_serve = statics_placed && (!d.announced.is_empty() || parent.is_ok());
             let stands = matches!(self.arp.election, ElectionScope::Global { .. }) || can_serve;
             *eligible.entry(lk.clone()).or_default() |= stands;
             if can_serve {
                 placed.insert(key.clone(), ifaces);
-                if dhcp {
+                if parent.is_ok() {
                     dhcp_standing.insert(key.clone(), lk.clone());
                 }
             }
@@ -355,11 +369,23 @@ impl Owner {
             }
         }
         for (key, d) in desired.services.iter_mut() {
-            // Cannot stand (no parent): no client here, as if served elsewhere.
+            // No parent here: no client here, as if served elsewhere, and why.
             if dhcp_plan::want(Some(d)) == Want::Lease && !dhcp_standing.contains_key(key) {
-                d.skip = Some(crate::decide::Skip::NotElected {
-                    lease: lease_of.get(key).map_or(String::new(), ToString::to_string),
+                let note = no_parent.get(key).cloned().unwrap_or_else(|| {
+                    format!(
+                        "node {} cannot serve the Service's other VIPs, so it does not lease for it",
+                        self.svc.node_name
+                    )
                 });
+                let skip = crate::decide::Skip::NoInterface { note };
+                for (vip, why) in &mut d.not_announced {
+                    if vip.is_unspecified() {
+                        *why = skip.clone();
+                    }
+                }
+                if d.announced.is_empty() {
+                    d.skip = Some(skip);
+                }
             }
         }
         self.dhcp
@@ -475,6 +501,8 @@ impl Owner {
         }
 
         self.report(&desired, &wanted, &services);
+        self.input_problems
+            .report(&desired, &self.events, &self.observer);
         if let Some(upnp) = self.upnp.as_mut() {
             upnp.update(&snap.services, &held_view(&desired, &self.served));
         }
@@ -712,7 +740,7 @@ impl Owner {
         for (ip, c) in std::mem::take(&mut self.claims) {
             release(ip, c).await;
         }
-        // Then the leases (RELEASE, macvlans deleted) and the UPnP mappings.
+        // Then the macvlans (leases kept for the next holder) and the UPnP mappings.
         self.dhcp.shutdown().await;
         if let Some(upnp) = self.upnp.as_mut() {
             upnp.shutdown().await;
