@@ -12,7 +12,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
-use kube::api::DeleteParams;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{DeleteParams, ListParams};
 use kube::Api;
 use support::bird::Bird;
 use support::cluster::{self, in_netns, lb_service, slice, Ep};
@@ -45,16 +46,18 @@ fn macvlans(node: &str) -> Vec<String> {
         .collect()
 }
 
-/// Starts dnsmasq in `ns` on `interface` serving `range` (2-minute leases) and waits for it.
+/// Starts dnsmasq in `ns` on `interface` serving `range` (2-minute leases, `extra` config lines)
+/// and waits for it.
 fn start_dnsmasq(
     ns: &str,
     dir: &std::path::Path,
     interface: &str,
     range: &str,
+    extra: &[&str],
 ) -> (support::daemon::Daemon, std::path::PathBuf) {
     let conf = dir.join("dnsmasq.conf");
     let lease_file = dir.join("dnsmasq.leases");
-    dnsmasq::write_config(&conf, interface, range, "2m", &lease_file, &[]);
+    dnsmasq::write_config(&conf, interface, range, "2m", &lease_file, extra);
     let mut daemon = dnsmasq::daemon(ns, &conf, dir.join("dnsmasq.log"));
     daemon.start();
     daemon.wait_ready(
@@ -385,6 +388,7 @@ impl SharedSegment {
             dir.path(),
             "br-dhcp",
             "10.97.0.100,10.97.0.150,255.255.255.0",
+            &[],
         );
         SharedSegment {
             dnsmasq,
@@ -693,6 +697,7 @@ fn in_arp_mode_the_leader_answers_for_the_lease_with_the_services_mac_and_so_doe
         dir.path(),
         "br0",
         "10.97.0.100,10.97.0.150,255.255.255.0",
+        &[],
     );
     in_netns(&topo.tor, async {
         let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
@@ -848,5 +853,117 @@ fn in_arp_mode_the_leader_answers_for_the_lease_with_the_services_mac_and_so_doe
         );
         assert!(dnsmasq.log().contains("DHCPRELEASE"));
         drop(agents);
+    });
+}
+
+/// ARP mode: the address the Service asks for (`requestedIP`, which dnsmasq grants by
+/// INIT-REBOOT without checking) is already answered by another host. The leader's probe finds
+/// it: vipd DECLINEs it, a Warning Event names the other host's MAC, and ten seconds later it
+/// asks anew and gets another address, which the client reaches by the Service's MAC.
+#[test]
+fn in_arp_mode_an_address_in_use_is_declined_and_another_one_leased() {
+    skip_unless!(
+        root,
+        dnsmasq::NEEDS,
+        VIPD_NEEDS,
+        &[("ping", "apt-get install iputils-ping")]
+    );
+    let taken = "10.97.0.100";
+    let topo = Topology::with_nodes(1);
+    let mut lan = Lan::new(&topo);
+    run_ok(
+        "ip",
+        &["-n", &lan.sw, "addr", "add", "10.97.0.1/24", "dev", "br0"],
+    );
+    let squatter = lan.add_squatter(taken);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (dnsmasq, lease_file) = start_dnsmasq(
+        &lan.sw,
+        dir.path(),
+        "br0",
+        "10.97.0.100,10.97.0.110,255.255.255.0",
+        &["dhcp-authoritative"],
+    );
+    in_netns(&topo.tor, async {
+        let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
+            .await
+            .expect("API server");
+        let client = api.client();
+        let services: Api<Service> = Api::namespaced(client.clone(), "default");
+        cluster::create_node(&client, "node0").await;
+        let kubeconfig = cluster::node_kubeconfig(dir.path(), 0, api.addr().port());
+        let mut agent = Vipd::arp(&topo, 0, &kubeconfig, &[("vip_interface", "lan0")]);
+        agent.start();
+        let explain = |agent: &Vipd| {
+            format!(
+                "---- lease file ----\n{:?}\n---- dnsmasq ----\n{}\n---- vipd ----\n{}",
+                dnsmasq::leases(&lease_file),
+                dnsmasq.log_tail(30),
+                agent.log_tail_quiet()
+            )
+        };
+        let mut svc = lb_service("web", "0.0.0.0", false);
+        svc.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert("kube-vip.io/requestedIP".into(), taken.into());
+        cluster::create_served(&client, &svc, "node0", "10.244.0.5").await;
+        eventually!(
+            UP,
+            "dnsmasq hears the DECLINE of the address in use",
+            dnsmasq.log().contains(&format!("DHCPDECLINE(br0) {taken}")),
+            explain(&agent)
+        );
+        let mac = annotation(&services, "kube-vip.io/hwaddr")
+            .await
+            .expect("hwaddr");
+        let ip = || async {
+            annotation(&services, "kube-vip.io/requestedIP")
+                .await
+                .filter(|ip| ip != taken)
+        };
+        eventually!(
+            Duration::from_secs(45),
+            "another address is leased and held on the Service's macvlan",
+            match ip().await {
+                Some(ip) => holds(&topo.nodes[0], &mac, &ip),
+                None => false,
+            },
+            explain(&agent)
+        );
+        let ip = ip().await.unwrap();
+        assert!(
+            !holds(&topo.nodes[0], &mac, taken),
+            "the declined address is gone from the macvlan"
+        );
+        eventually!(
+            SOON,
+            "the client reaches the new address",
+            ns_succeeds(&lan.client, &["ping", "-c1", "-W1", &ip]),
+            explain(&agent)
+        );
+        assert_eq!(client_neigh(&lan, &ip), Some(mac.to_lowercase()));
+        assert!(
+            client_neigh(&lan, taken).is_none_or(|m| m == squatter),
+            "the address in use stays the other host's"
+        );
+        let events: Api<Event> = Api::namespaced(client.clone(), "default");
+        let notes: Vec<String> = events
+            .list(&ListParams::default())
+            .await
+            .expect("events")
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("AddressInUse"))
+            .filter_map(|e| e.note)
+            .collect();
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains(taken) && n.contains(&squatter)),
+            "a Warning Event names the other host's MAC: {notes:?}"
+        );
+        eprintln!("declined {taken} (answered by {squatter}); leased {ip} with {mac}");
+        drop(agent);
     });
 }

@@ -27,6 +27,9 @@ const REBOOT_TRIES: u32 = 2;
 /// RFC 2131 §4.4.5: RENEWING/REBINDING retransmit at half the remaining time, "down to a minimum
 /// of 60 seconds".
 const MIN_RENEW_RETRY: Duration = Duration::from_secs(60);
+/// After a DECLINE, the wait before a new DISCOVER (RFC 2131 §3.1 step 5: "a minimum of ten
+/// seconds", so a client and a conflicting host cannot loop fast).
+pub const DECLINE_WAIT: Duration = Duration::from_secs(10);
 
 /// What the client is configured with; fixed for its life.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -196,6 +199,34 @@ impl Client {
         self.state = State::Stopped;
         self.deadline = None;
         out
+    }
+
+    /// The leased `address` is in use by another host (an ARP probe was answered): DECLINE it
+    /// to the server (broadcast; options 50 and 54), drop it, and start over with a DISCOVER
+    /// that does not ask for it, after [`DECLINE_WAIT`]. Any other address: nothing.
+    pub fn decline(&mut self, now: Instant, address: Ipv4Addr) -> Vec<Action> {
+        let held = matches!(
+            self.state,
+            State::Bound | State::Renewing | State::Rebinding
+        );
+        let Some(lease) = self.lease.take_if(|l| held && l.address == address) else {
+            return Vec::new();
+        };
+        self.new_exchange(now);
+        let mut msg = self.message(MessageType::Decline, now, Ipv4Addr::UNSPECIFIED);
+        msg.opts_mut()
+            .insert(DhcpOption::RequestedIpAddress(lease.address));
+        msg.opts_mut()
+            .insert(DhcpOption::ServerIdentifier(lease.server));
+        self.cfg.requested = None;
+        // Selecting with nothing sent yet: the deadline sends the first DISCOVER.
+        self.new_exchange(now);
+        self.state = State::Selecting;
+        self.deadline = Some(now + DECLINE_WAIT);
+        vec![
+            send(Destination::Broadcast, &msg),
+            Action::Unbound(lease.address),
+        ]
     }
 
     /// Retransmits or moves on to the next lease phase if the deadline has passed; early calls do
@@ -505,7 +536,8 @@ impl Client {
         let opts = msg.opts_mut();
         opts.insert(DhcpOption::MessageType(kind));
         opts.insert(DhcpOption::ClientIdentifier(self.cfg.client_id.clone()));
-        if kind != MessageType::Release {
+        // RFC 2131 table 5: RELEASE and DECLINE carry no parameter list or lease options.
+        if !matches!(kind, MessageType::Release | MessageType::Decline) {
             if let Some(name) = &self.cfg.hostname {
                 opts.insert(DhcpOption::Hostname(name.clone()));
             }

@@ -496,3 +496,41 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_declined_lease_is_dropped_announced_to_the_server_and_asked_anew_after_ten_seconds() {
+    let (mut c, t0) = bound(3600);
+    assert!(
+        c.decline(t0, Ipv4Addr::new(10, 98, 0, 9)).is_empty(),
+        "another address: nothing"
+    );
+    let acts = c.decline(t0, OFFERED);
+    assert!(acts.contains(&Action::Unbound(OFFERED)), "{acts:?}");
+    let (to, msg) = sent(&acts);
+    assert_eq!(to, Destination::Broadcast);
+    assert_eq!(kind(&msg), MessageType::Decline);
+    assert_eq!(msg.ciaddr(), Ipv4Addr::UNSPECIFIED);
+    assert_eq!(
+        opt(&msg, OptionCode::RequestedIpAddress),
+        Some(DhcpOption::RequestedIpAddress(OFFERED))
+    );
+    assert_eq!(
+        opt(&msg, OptionCode::ServerIdentifier),
+        Some(DhcpOption::ServerIdentifier(SERVER))
+    );
+    assert_eq!(opt(&msg, OptionCode::ParameterRequestList), None);
+    assert_eq!(c.lease(), None);
+    // Nothing before the wait; then a DISCOVER that no longer asks for the declined address.
+    assert_eq!(c.deadline(), Some(t0 + DECLINE_WAIT));
+    assert!(c.on_timeout(t0 + DECLINE_WAIT / 2).is_empty());
+    let (to, discover) = sent(&c.on_timeout(t0 + DECLINE_WAIT));
+    assert_eq!(
+        (to, kind(&discover)),
+        (Destination::Broadcast, MessageType::Discover)
+    );
+    assert_eq!(opt(&discover, OptionCode::RequestedIpAddress), None);
+    assert!(
+        c.decline(t0 + DECLINE_WAIT, OFFERED).is_empty(),
+        "no lease: nothing"
+    );
+}

@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Instant;
 use tokio::net::UdpSocket;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
@@ -65,6 +65,8 @@ pub enum Stop {
 pub struct DhcpVip {
     ifname: String,
     lease: watch::Receiver<Option<Lease>>,
+    /// Addresses found in use by another host, for the client to DECLINE.
+    decline: mpsc::UnboundedSender<Ipv4Addr>,
     stop: Option<oneshot::Sender<Stop>>,
     task: Option<JoinHandle<()>>,
 }
@@ -95,6 +97,7 @@ impl DhcpVip {
         cfg.requested = spec.requested;
         let (lease_tx, lease) = watch::channel(None);
         let (stop_tx, stop_rx) = oneshot::channel();
+        let (decline, decline_rx) = mpsc::unbounded_channel();
         let ifname = spec.ifname.clone();
         let task = tokio::spawn(async move {
             let mut run = Run {
@@ -104,11 +107,12 @@ impl DhcpVip {
                 addresses,
                 lease: lease_tx,
             };
-            run.run(stop_rx).await;
+            run.run(stop_rx, decline_rx).await;
         });
         Ok(DhcpVip {
             ifname,
             lease,
+            decline,
             stop: Some(stop_tx),
             task: Some(task),
         })
@@ -121,6 +125,12 @@ impl DhcpVip {
 
     pub fn ifname(&self) -> &str {
         &self.ifname
+    }
+
+    /// Another host answers for `address`: the client DECLINEs it (if it is the lease) and
+    /// asks for another one after [`super::client::DECLINE_WAIT`].
+    pub fn decline(&self, address: Ipv4Addr) {
+        let _ = self.decline.send(address);
     }
 
     /// Ends the client as `how` says and deletes the macvlan.
@@ -165,7 +175,11 @@ struct Run {
 }
 
 impl Run {
-    async fn run(&mut self, mut stop: oneshot::Receiver<Stop>) {
+    async fn run(
+        &mut self,
+        mut stop: oneshot::Receiver<Stop>,
+        mut decline: mpsc::UnboundedReceiver<Ipv4Addr>,
+    ) {
         let actions = self.client.start(Instant::now());
         self.apply(actions).await;
         let mut buf = vec![0u8; 1500];
@@ -198,6 +212,10 @@ impl Run {
                     }
                 },
                 () = sleep => self.client.on_timeout(Instant::now()),
+                Some(address) = decline.recv() => {
+                    warn!(macvlan = %self.ifname, %address, "another host answers for the leased address: declining it");
+                    self.client.decline(Instant::now(), address)
+                }
             };
             self.apply(actions).await;
         }

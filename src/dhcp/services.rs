@@ -80,6 +80,13 @@ impl DhcpServices {
         self.leases().values().map(|ip| IpAddr::V4(*ip)).collect()
     }
 
+    /// Another host answers for `key`'s leased `address`: DECLINE it and ask for another.
+    pub fn decline(&self, key: &ServiceKey, address: Ipv4Addr) {
+        if let Some(r) = self.running.get(key) {
+            r.vip.decline(address);
+        }
+    }
+
     /// Per Service, its leased address and the macvlan it is on.
     pub fn leased_on(&self) -> BTreeMap<ServiceKey, (IpAddr, String)> {
         self.running

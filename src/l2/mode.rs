@@ -257,6 +257,11 @@ impl Owner {
             LinkEvent::Contested(..) => return,
         };
         if let Some(c) = self.claims.get_mut(&vip) {
+            // A leased address another host answers for goes back to the server: the lease
+            // ends, and with it this claim, at the next reconcile.
+            if let (ClaimState::Refused(_), Some(key), IpAddr::V4(v4)) = (&state, &c.dhcp, vip) {
+                self.dhcp.decline(key, v4);
+            }
             c.state = state;
         }
     }
