@@ -157,6 +157,7 @@ async fn serve(
             client,
             &svc.interface,
             svc.namespace.as_deref(),
+            true,
         )),
         upnp: svc
             .upnp

@@ -28,6 +28,7 @@ fn spec(requested: Option<Ipv4Addr>) -> DhcpSpec {
         hostname: Some("web".into()),
         requested,
         alias: String::new(),
+        hold_address: true,
     }
 }
 

@@ -27,6 +27,8 @@ const REBOOT_TRIES: u32 = 2;
 /// RFC 2131 §4.4.5: RENEWING/REBINDING retransmit at half the remaining time, "down to a minimum
 /// of 60 seconds".
 const MIN_RENEW_RETRY: Duration = Duration::from_secs(60);
+/// How long a declined address is refused when offered again.
+pub const DECLINE_MEMORY: Duration = Duration::from_secs(600);
 /// After a DECLINE, the wait before a new DISCOVER (RFC 2131 §3.1 step 5: "a minimum of ten
 /// seconds", so a client and a conflicting host cannot loop fast).
 pub const DECLINE_WAIT: Duration = Duration::from_secs(10);
@@ -135,6 +137,8 @@ pub struct Client {
     /// Consecutive NAKs: the first restarts at once, further ones back off (a server that NAKs
     /// everything must not get a packet storm).
     naks: u32,
+    /// Addresses declined, each until when offers of it are ignored.
+    declined: Vec<(Ipv4Addr, Instant)>,
 }
 
 impl Client {
@@ -151,6 +155,7 @@ impl Client {
             deadline: None,
             lease: None,
             naks: 0,
+            declined: Vec::new(),
         }
     }
 
@@ -219,6 +224,7 @@ impl Client {
         msg.opts_mut()
             .insert(DhcpOption::ServerIdentifier(lease.server));
         self.cfg.requested = None;
+        self.declined.push((lease.address, now + DECLINE_MEMORY));
         // Selecting with nothing sent yet: the deadline sends the first DISCOVER.
         self.new_exchange(now);
         self.state = State::Selecting;
@@ -291,6 +297,12 @@ impl Client {
                     return Vec::new();
                 };
                 if offered.is_unspecified() || offered.is_broadcast() {
+                    return Vec::new();
+                }
+                // An address declined lately is still someone else's: wait for another offer
+                // (a server without a conflict check offers it again and again).
+                self.declined.retain(|(_, until)| *until > now);
+                if self.declined.iter().any(|(ip, _)| *ip == offered) {
                     return Vec::new();
                 }
                 // The same xid (RFC 2131 §4.4.1), a new retransmission series.
@@ -529,8 +541,9 @@ impl Client {
         let secs = now.saturating_duration_since(self.began).as_secs();
         msg.set_secs(u16::try_from(secs).unwrap_or(u16::MAX));
         // Without an address the kernel drops a unicast reply to yiaddr: ask for broadcast
-        // replies until we own the address (RFC 2131 §4.1).
-        if ciaddr.is_unspecified() {
+        // replies until we own the address (RFC 2131 §4.1). Only requests get replies: table 5
+        // wants `flags` 0 in DECLINE and RELEASE.
+        if ciaddr.is_unspecified() && matches!(kind, MessageType::Discover | MessageType::Request) {
             msg.set_flags(Flags::default().set_broadcast());
         }
         let opts = msg.opts_mut();

@@ -519,6 +519,7 @@ fn a_declined_lease_is_dropped_announced_to_the_server_and_asked_anew_after_ten_
         Some(DhcpOption::ServerIdentifier(SERVER))
     );
     assert_eq!(opt(&msg, OptionCode::ParameterRequestList), None);
+    assert!(!msg.flags().broadcast(), "table 5: flags 0");
     assert_eq!(c.lease(), None);
     // Nothing before the wait; then a DISCOVER that no longer asks for the declined address.
     assert_eq!(c.deadline(), Some(t0 + DECLINE_WAIT));

@@ -48,6 +48,9 @@ pub struct DhcpSpec {
     pub requested: Option<Ipv4Addr>,
     /// The macvlan's alias ([`macvlan::owner_alias`]); empty: none.
     pub alias: String,
+    /// Whether the leased address is put on the macvlan here as soon as it is bound (BGP mode),
+    /// or left to the caller (ARP mode: added only after an ARP probe found nobody else).
+    pub hold_address: bool,
 }
 
 /// How a DHCP VIP ends.
@@ -64,6 +67,8 @@ pub enum Stop {
 /// macvlan (and the address) in place, as a crash would.
 pub struct DhcpVip {
     ifname: String,
+    /// The macvlan's owner alias: only that macvlan is deleted.
+    alias: String,
     lease: watch::Receiver<Option<Lease>>,
     /// Addresses found in use by another host, for the client to DECLINE.
     decline: mpsc::UnboundedSender<Ipv4Addr>,
@@ -78,7 +83,7 @@ impl DhcpVip {
         let socket = match open_socket(&spec.ifname) {
             Ok(s) => s,
             Err(source) => {
-                let _ = macvlan::delete(&spec.ifname).await;
+                let _ = macvlan::delete(&spec.ifname, &spec.alias).await;
                 return Err(DhcpError::Socket {
                     ifname: spec.ifname.clone(),
                     source,
@@ -88,7 +93,7 @@ impl DhcpVip {
         let addresses = match VipAddresses::open(&spec.ifname).await {
             Ok(a) => a,
             Err(e) => {
-                let _ = macvlan::delete(&spec.ifname).await;
+                let _ = macvlan::delete(&spec.ifname, &spec.alias).await;
                 return Err(e.into());
             }
         };
@@ -99,8 +104,10 @@ impl DhcpVip {
         let (stop_tx, stop_rx) = oneshot::channel();
         let (decline, decline_rx) = mpsc::unbounded_channel();
         let ifname = spec.ifname.clone();
+        let alias = spec.alias.clone();
         let task = tokio::spawn(async move {
             let mut run = Run {
+                hold_address: spec.hold_address,
                 ifname: spec.ifname,
                 socket,
                 client: Client::new(cfg),
@@ -111,6 +118,7 @@ impl DhcpVip {
         });
         Ok(DhcpVip {
             ifname,
+            alias,
             lease,
             decline,
             stop: Some(stop_tx),
@@ -141,7 +149,7 @@ impl DhcpVip {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
-        macvlan::delete(&self.ifname).await?;
+        macvlan::delete(&self.ifname, &self.alias).await?;
         Ok(())
     }
 }
@@ -167,6 +175,7 @@ fn open_socket(ifname: &str) -> std::io::Result<UdpSocket> {
 }
 
 struct Run {
+    hold_address: bool,
     ifname: String,
     socket: UdpSocket,
     client: Client,
@@ -237,8 +246,10 @@ impl Run {
                 }
                 Action::Bound(lease) => {
                     let wanted = BTreeSet::from([IpAddr::V4(lease.address)]);
-                    for e in self.addresses.add_missing(&wanted).await {
-                        warn!(macvlan = %self.ifname, "{e}");
+                    if self.hold_address {
+                        for e in self.addresses.add_missing(&wanted).await {
+                            warn!(macvlan = %self.ifname, "{e}");
+                        }
                     }
                     // A reused macvlan may still carry an earlier lease's address.
                     for e in self.addresses.remove_unwanted(&wanted).await {

@@ -122,7 +122,8 @@ pub async fn create(
     mac: [u8; 6],
     alias: &str,
 ) -> Result<u32, MacvlanError> {
-    let index = create_link(parent, name, mac).await?;
+    let owner_uid = owner(alias).map(|(uid, _)| uid);
+    let index = create_link(parent, name, mac, owner_uid).await?;
     if !alias.is_empty() {
         let handle = connect()?;
         handle
@@ -173,7 +174,12 @@ pub async fn delete_unowned(
     Ok(deleted)
 }
 
-async fn create_link(parent: &str, name: &str, mac: [u8; 6]) -> Result<u32, MacvlanError> {
+async fn create_link(
+    parent: &str,
+    name: &str,
+    mac: [u8; 6],
+    owner_uid: Option<&str>,
+) -> Result<u32, MacvlanError> {
     let handle = connect()?;
     let parent_index = link_index(&handle, parent)
         .await
@@ -181,7 +187,7 @@ async fn create_link(parent: &str, name: &str, mac: [u8; 6]) -> Result<u32, Macv
     if let Some((index, existing)) = link(&handle, name).await {
         // Only a macvlan vipd (or kube-vip) made is reused or replaced: a name from
         // `kube-vip.io/macvlanName` must never take the node's own interface down.
-        if !is_ours(&handle, index).await {
+        if !is_ours(&handle, index, owner_uid).await {
             return Err(MacvlanError::NotOurs(name.to_owned()));
         }
         if existing.as_deref() == Some(&mac[..]) {
@@ -218,10 +224,18 @@ async fn create_link(parent: &str, name: &str, mac: [u8; 6]) -> Result<u32, Macv
     Ok(index)
 }
 
-/// Deletes macvlan `name` (and with it its addresses); absent is fine.
-pub async fn delete(name: &str) -> Result<(), MacvlanError> {
+/// Deletes macvlan `name` (and with it its addresses) if it is the one `alias` names (see
+/// [`create`]); absent is fine.
+pub async fn delete(name: &str, alias: &str) -> Result<(), MacvlanError> {
     let handle = connect()?;
     if let Some((index, _)) = link(&handle, name).await {
+        if !is_ours(&handle, index, owner(alias).map(|(uid, _)| uid)).await {
+            warn!(
+                macvlan = name,
+                "not deleting: the link is no longer this Service's macvlan"
+            );
+            return Ok(());
+        }
         delete_index(&handle, name, index).await?;
         info!(macvlan = name, "macvlan deleted");
     }
@@ -256,8 +270,10 @@ async fn link_index(handle: &Handle, name: &str) -> Option<u32> {
     link(handle, name).await.map(|(i, _)| i)
 }
 
-/// Whether link `index` is a macvlan with vipd's alias or none (kube-vip sets none).
-async fn is_ours(handle: &Handle, index: u32) -> bool {
+/// Whether link `index` is a macvlan without alias (kube-vip sets none) or with vipd's, naming
+/// `uid` as its owner when `uid` is given: another Service's macvlan is never reused, replaced
+/// or deleted for this one.
+async fn is_ours(handle: &Handle, index: u32, uid: Option<&str>) -> bool {
     let Ok(Some(msg)) = handle
         .link()
         .get()
@@ -277,7 +293,9 @@ async fn is_ours(handle: &Handle, index: u32) -> bool {
                     .iter()
                     .any(|i| matches!(i, LinkInfo::Kind(InfoKind::MacVlan)));
             }
-            LinkAttribute::IfAlias(alias) => alias_ok = owner(alias).is_some(),
+            LinkAttribute::IfAlias(alias) => {
+                alias_ok = owner(alias).is_some_and(|(owner, _)| uid.is_none_or(|u| u == owner));
+            }
             _ => {}
         }
     }

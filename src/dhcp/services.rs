@@ -39,6 +39,8 @@ struct Running {
 
 /// The DHCP VIPs of this node.
 pub struct DhcpServices {
+    /// See [`DhcpServices::new`].
+    hold_addresses: bool,
     /// `svc_namespace`: the only namespace whose macvlans the start-up sweep may judge.
     namespace: Option<String>,
     /// Annotation writes in flight or done: never awaited in the owner loop, which must keep
@@ -58,13 +60,22 @@ pub struct DhcpServices {
 }
 
 impl DhcpServices {
-    pub fn new(client: Client, parent: &str, namespace: Option<&str>) -> DhcpServices {
+    /// `hold_addresses`: each client puts its lease on its macvlan at once (BGP mode); else the
+    /// caller does, after probing (ARP mode, [`DhcpServices::leased_on`]).
+    pub fn new(
+        client: Client,
+        parent: &str,
+        namespace: Option<&str>,
+        hold_addresses: bool,
+    ) -> DhcpServices {
+        let changed = Arc::new(Notify::new());
         DhcpServices {
-            writes: Writes::new(client),
+            hold_addresses,
+            writes: Writes::new(client, changed.clone()),
             namespace: namespace.map(str::to_owned),
             parent: parent.to_owned(),
             running: BTreeMap::new(),
-            changed: Arc::new(Notify::new()),
+            changed,
             failed: BTreeMap::new(),
             swept: false,
         }
@@ -80,10 +91,12 @@ impl DhcpServices {
         self.leases().values().map(|ip| IpAddr::V4(*ip)).collect()
     }
 
-    /// Another host answers for `key`'s leased `address`: DECLINE it and ask for another.
-    pub fn decline(&self, key: &ServiceKey, address: Ipv4Addr) {
+    /// Another host answers for `key`'s leased `address`: DECLINE it and ask for another; the
+    /// Service stops asking for it (`requestedIP` emptied), so no node asks for it again.
+    pub fn decline(&mut self, key: &ServiceKey, address: Ipv4Addr) {
         if let Some(r) = self.running.get(key) {
             r.vip.decline(address);
+            self.writes.ensure(key, REQUESTED_IP, "");
         }
     }
 
@@ -207,6 +220,7 @@ impl DhcpServices {
             mac,
             hostname: id.hostname,
             requested: id.requested,
+            hold_address: self.hold_addresses,
             alias: if id.uid.is_empty() {
                 String::new()
             } else {
@@ -266,7 +280,9 @@ impl DhcpServices {
     /// cleanly) for Services this agent handles but does not lease for here: deleted
     /// meanwhile, no longer DHCP, or led by another node now (the Service's MAC must be on one
     /// port only). Macvlans of Services in namespaces this agent does not watch, or of another
-    /// class, are another agent's and stay.
+    /// class, are another agent's and stay. A leftover this node leads again is rebuilt with
+    /// the same MAC at once (INIT-REBOOT): after a crash its address went from the LAN anyway
+    /// (ARP mode removes vipd's addresses at start; BGP mode's routes went with the session).
     async fn sweep(&mut self, by_key: &BTreeMap<ServiceKey, &Service>, desired: &Desired) {
         let running: BTreeSet<&str> = self.running.values().map(|r| r.uid.as_str()).collect();
         let mut known: BTreeMap<&str, bool> = BTreeMap::new();
@@ -274,10 +290,12 @@ impl DhcpServices {
             let Some(uid) = svc.metadata.uid.as_deref() else {
                 continue;
             };
-            let theirs = desired.services.get(key).is_none_or(|d| {
+            // Another class is another agent's; a Service no agent serves (not a LoadBalancer,
+            // ignored) keeps no macvlan.
+            let theirs = desired.services.get(key).is_some_and(|d| {
                 matches!(
                     d.skip,
-                    Some(Skip::ClassNotOurs { .. } | Skip::NotLoadBalancer { .. } | Skip::Ignored)
+                    Some(Skip::ClassNotOurs { .. } | Skip::ClassMissing { .. })
                 )
             });
             known.insert(uid, theirs);
@@ -300,19 +318,22 @@ type Slot = (ServiceKey, &'static str);
 /// A write in flight: the value and the task patching it.
 type Write = (String, JoinHandle<Result<(), kube::Error>>);
 
-/// Annotation writes on Services, each in its own task; the latest value per (Service,
-/// annotation) wins, a failed one is retried at the next reconcile.
+/// Annotation writes on Services, each in its own task, one at a time per (Service,
+/// annotation) so they land in order; the newest value is written once the one in flight ended,
+/// and a failed one is retried. A write that ends wakes the owner loop (`changed`).
 struct Writes {
     client: Client,
+    changed: Arc<Notify>,
     /// Written (or found on the Service already).
     done: BTreeMap<Slot, String>,
     pending: BTreeMap<Slot, Write>,
 }
 
 impl Writes {
-    fn new(client: Client) -> Writes {
+    fn new(client: Client, changed: Arc<Notify>) -> Writes {
         Writes {
             client,
+            changed,
             done: BTreeMap::new(),
             pending: BTreeMap::new(),
         }
@@ -323,34 +344,33 @@ impl Writes {
         self.done.insert((key.clone(), name), value.to_owned());
     }
 
-    /// Writes `value` unless it is written or being written.
+    /// Writes `value` unless it is written; while another write of it is in flight, at the
+    /// next call after that one ended.
     fn ensure(&mut self, key: &ServiceKey, name: &'static str, value: &str) {
         let slot = (key.clone(), name);
-        if self.done.get(&slot).is_some_and(|v| v == value)
-            || self.pending.get(&slot).is_some_and(|(v, _)| v == value)
-        {
+        if self.done.get(&slot).is_some_and(|v| v == value) || self.pending.contains_key(&slot) {
             return;
         }
         let api: Api<Service> = Api::namespaced(self.client.clone(), &key.namespace);
         let patch = serde_json::json!({"metadata": {"annotations": {name: value}}});
         let service = key.name.clone();
+        let changed = self.changed.clone();
         let task = tokio::spawn(async move {
-            api.patch(&service, &PatchParams::default(), &Patch::Merge(&patch))
+            let result = api
+                .patch(&service, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
-                .map(|_| ())
+                .map(|_| ());
+            changed.notify_one();
+            result
         });
-        if let Some((_, old)) = self.pending.insert(slot, (value.to_owned(), task)) {
-            old.abort();
-        }
+        self.pending.insert(slot, (value.to_owned(), task));
     }
 
-    /// The Service is no longer leased here: what was written says nothing of a next one.
+    /// The Service is no longer leased here: what was written says nothing of a next one (a
+    /// write in flight still lands; its value was right for this lease).
     fn forget(&mut self, key: &ServiceKey) {
         self.done.retain(|(k, _), _| k != key);
-        self.pending.retain(|(k, _), (_, task)| {
-            // A write in flight is left to finish: its value is right for this lease.
-            k != key || !task.is_finished()
-        });
+        self.pending.retain(|(k, _), _| k != key);
     }
 
     /// Takes in the writes that ended.

@@ -111,6 +111,7 @@ pub async fn run(
             client.clone(),
             &default_parent(arp).unwrap_or_default(),
             svc.namespace.as_deref(),
+            false,
         ),
         upnp: svc
             .upnp
@@ -259,8 +260,22 @@ impl Owner {
         if let Some(c) = self.claims.get_mut(&vip) {
             // A leased address another host answers for goes back to the server: the lease
             // ends, and with it this claim, at the next reconcile.
-            if let (ClaimState::Refused(_), Some(key), IpAddr::V4(v4)) = (&state, &c.dhcp, vip) {
+            if let (ClaimState::Refused(mac), Some(key), IpAddr::V4(v4)) = (&state, &c.dhcp, vip) {
                 self.dhcp.decline(key, v4);
+                // Said here: the claim goes with the lease before the next report.
+                let note = format!(
+                    "{vip}, leased for {key}, is already answered on {} by {mac}: declined to the \
+                     DHCP server; node {} asks for another address",
+                    c.link.ifname(),
+                    self.svc.node_name
+                );
+                warn!(service = %key, "{note}");
+                self.events.send(ServiceEvent {
+                    service: key.clone(),
+                    warning: true,
+                    reason: "AddressInUse".into(),
+                    note,
+                });
             }
             c.state = state;
         }
@@ -636,7 +651,10 @@ impl Owner {
                         served.entry(k.clone()).or_default().push(*vip);
                     }
                 }
-                Some(ClaimState::Refused(mac)) => {
+                // A DHCP lease refused is reported (and declined) as it happens (`on_link`).
+                Some(ClaimState::Refused(mac))
+                    if self.claims.get(vip).is_some_and(|c| c.dhcp.is_none()) =>
+                {
                     for k in keys {
                         refused.push((k.clone(), format!("{vip} is already answered on {ifname} by {mac}: node {} does not claim it", self.svc.node_name)));
                     }
