@@ -96,7 +96,7 @@ impl DhcpServices {
     pub fn decline(&mut self, key: &ServiceKey, address: Ipv4Addr) {
         if let Some(r) = self.running.get(key) {
             r.vip.decline(address);
-            self.writes.ensure(key, REQUESTED_IP, "");
+            self.writes.ensure(key, &r.uid, REQUESTED_IP, "");
         }
     }
 
@@ -180,11 +180,11 @@ impl DhcpServices {
         self.writes.collect();
         for (key, r) in &self.running {
             if let Some(mac) = &r.hwaddr {
-                self.writes.ensure(key, HWADDR, mac);
+                self.writes.ensure(key, &r.uid, HWADDR, mac);
             }
             if let Some(lease) = r.vip.lease().borrow().as_ref() {
                 self.writes
-                    .ensure(key, REQUESTED_IP, &lease.address.to_string());
+                    .ensure(key, &r.uid, REQUESTED_IP, &lease.address.to_string());
             }
         }
         plan::fold_leases(desired, &self.leases());
@@ -346,13 +346,18 @@ impl Writes {
 
     /// Writes `value` unless it is written; while another write of it is in flight, at the
     /// next call after that one ended.
-    fn ensure(&mut self, key: &ServiceKey, name: &'static str, value: &str) {
+    /// `uid` makes the write land on this Service only, not on one created again under its
+    /// name (the API server refuses a patch whose UID differs).
+    fn ensure(&mut self, key: &ServiceKey, uid: &str, name: &'static str, value: &str) {
         let slot = (key.clone(), name);
         if self.done.get(&slot).is_some_and(|v| v == value) || self.pending.contains_key(&slot) {
             return;
         }
         let api: Api<Service> = Api::namespaced(self.client.clone(), &key.namespace);
-        let patch = serde_json::json!({"metadata": {"annotations": {name: value}}});
+        let mut patch = serde_json::json!({"metadata": {"annotations": {name: value}}});
+        if !uid.is_empty() {
+            patch["metadata"]["uid"] = serde_json::json!(uid);
+        }
         let service = key.name.clone();
         let changed = self.changed.clone();
         let task = tokio::spawn(async move {

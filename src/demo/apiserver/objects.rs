@@ -316,6 +316,20 @@ pub fn for_update(
         }
         _ => {}
     }
+    // A UID in the body is a precondition (it cannot change): an object deleted and created
+    // again under the same name is not the one the client meant.
+    match (meta_str(&new, "uid"), meta_str(old, "uid")) {
+        (Some(sent), Some(have)) if !sent.is_empty() && sent != have => {
+            return Err(ApiError::Conflict {
+                resource: def.qualified(),
+                name,
+                why: format!(
+                    "Precondition failed: UID in precondition: {sent}, UID in object meta: {have}"
+                ),
+            })
+        }
+        _ => {}
+    }
     let mut out = if status {
         // /status: take only .status from the client.
         let mut out = old.clone();
@@ -482,6 +496,15 @@ mod tests {
         assert_eq!(out["status"], old["status"]);
         assert_eq!(out["metadata"]["uid"], old["metadata"]["uid"]);
         assert_eq!(out["metadata"]["generation"], 1);
+        // Another object's UID: a conflict, nothing changes.
+        let mut other = new.clone();
+        other["metadata"]["uid"] = json!("not-this-one");
+        let err = for_update(&db, svc_def(), &old, other, false).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("Precondition failed: UID in precondition: not-this-one"),
+            "{err}"
+        );
         // Through /status only the status changes.
         let out = for_update(&db, svc_def(), &old, new.clone(), true)
             .unwrap_or_else(|e| panic!("{e}"))
