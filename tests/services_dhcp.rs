@@ -11,6 +11,7 @@ mod support;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ListParams};
@@ -672,6 +673,69 @@ fn holds(node: &str, mac: &str, ip: &str) -> bool {
     })
 }
 
+/// ARP mode's DHCP bed: `nodes` nodes and a client on a LAN bridge with dnsmasq on it
+/// (10.97.0.1, serving `range`, `extra` config lines), the API server in the tor namespace.
+/// Field order is drop order: dnsmasq stops before the namespaces go.
+struct ArpLan {
+    dnsmasq: support::daemon::Daemon,
+    lease_file: std::path::PathBuf,
+    lan: Lan,
+    topo: Topology,
+    dir: tempfile::TempDir,
+}
+
+impl ArpLan {
+    fn new(nodes: usize, range: &str, extra: &[&str]) -> ArpLan {
+        let topo = Topology::with_nodes(nodes);
+        let lan = Lan::new(&topo);
+        run_ok(
+            "ip",
+            &["-n", &lan.sw, "addr", "add", "10.97.0.1/24", "dev", "br0"],
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (dnsmasq, lease_file) = start_dnsmasq(&lan.sw, dir.path(), "br0", range, extra);
+        ArpLan {
+            dnsmasq,
+            lease_file,
+            lan,
+            topo,
+            dir,
+        }
+    }
+
+    /// Node `i`'s Node object and its started ARP-mode agent on `lan0`, with `extra` settings.
+    async fn agent(&self, api: &ApiServer, i: usize, extra: &[(&str, &str)]) -> Vipd {
+        cluster::create_node(&api.client(), &format!("node{i}")).await;
+        let kubeconfig = cluster::node_kubeconfig(self.dir.path(), i, api.addr().port());
+        let mut settings = vec![("vip_interface", "lan0")];
+        settings.extend_from_slice(extra);
+        let mut agent = Vipd::arp(&self.topo, i, &kubeconfig, &settings);
+        agent.start();
+        agent
+    }
+
+    fn explain(&self, agents: &[&Vipd]) -> String {
+        let mut s = format!(
+            "---- lease file ----\n{:?}\n---- dnsmasq ----\n{}\n---- client neigh ----\n{}",
+            dnsmasq::leases(&self.lease_file),
+            self.dnsmasq.log_tail(30),
+            ns_stdout(&self.lan.client, &["ip", "neigh"])
+        );
+        for (i, a) in agents.iter().enumerate() {
+            s.push_str(&format!("\n---- vipd {i} ----\n{}", a.log_tail_quiet()));
+        }
+        s
+    }
+}
+
+/// Short Leases, so failovers fit a test.
+const ARP_TIMING: &[(&str, &str)] = &[
+    ("svc_election", "true"),
+    ("vip_leaseduration", "3"),
+    ("vip_renewdeadline", "2"),
+    ("vip_retryperiod", "0.5"),
+];
+
 /// ARP mode: two agents on a LAN with dnsmasq and a client. Only the leader of the Service's
 /// Lease leases; it holds the address on the Service's macvlan, so the client's neighbour entry
 /// for the address is the Service's MAC (`kube-vip.io/hwaddr`), not the node's. The leader is
@@ -686,53 +750,19 @@ fn in_arp_mode_the_leader_answers_for_the_lease_with_the_services_mac_and_so_doe
         VIPD_NEEDS,
         &[("ping", "apt-get install iputils-ping")]
     );
-    let topo = Topology::with_nodes(2);
-    let lan = Lan::new(&topo);
-    run_ok(
-        "ip",
-        &["-n", &lan.sw, "addr", "add", "10.97.0.1/24", "dev", "br0"],
-    );
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (dnsmasq, lease_file) = start_dnsmasq(
-        &lan.sw,
-        dir.path(),
-        "br0",
-        "10.97.0.100,10.97.0.150,255.255.255.0",
-        &[],
-    );
+    let bed = ArpLan::new(2, "10.97.0.100,10.97.0.150,255.255.255.0", &[]);
+    let (topo, lan, dnsmasq, lease_file) = (&bed.topo, &bed.lan, &bed.dnsmasq, &bed.lease_file);
     in_netns(&topo.tor, async {
         let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
             .await
             .expect("API server");
         let client = api.client();
         let services: Api<Service> = Api::namespaced(client.clone(), "default");
-        let settings = [
-            ("vip_interface", "lan0"),
-            ("svc_election", "true"),
-            ("vip_leaseduration", "3"),
-            ("vip_renewdeadline", "2"),
-            ("vip_retryperiod", "0.5"),
-        ];
         let mut agents = Vec::new();
         for i in 0..2 {
-            cluster::create_node(&client, &format!("node{i}")).await;
-            let kubeconfig = cluster::node_kubeconfig(dir.path(), i, api.addr().port());
-            let mut agent = Vipd::arp(&topo, i, &kubeconfig, &settings);
-            agent.start();
-            agents.push(agent);
+            agents.push(bed.agent(&api, i, ARP_TIMING).await);
         }
-        let explain = |agents: &[Vipd]| {
-            let mut s = format!(
-                "---- lease file ----\n{:?}\n---- dnsmasq ----\n{}\n---- client neigh ----\n{}",
-                dnsmasq::leases(&lease_file),
-                dnsmasq.log_tail(30),
-                ns_stdout(&lan.client, &["ip", "neigh"])
-            );
-            for (i, a) in agents.iter().enumerate() {
-                s.push_str(&format!("\n---- vipd node{i} ----\n{}", a.log_tail_quiet()));
-            }
-            s
-        };
+        let explain = |agents: &[Vipd]| bed.explain(&agents.iter().collect::<Vec<_>>());
         cluster::create_served(
             &client,
             &lb_service("web", "0.0.0.0", false),
@@ -870,39 +900,21 @@ fn in_arp_mode_an_address_in_use_is_declined_and_another_one_leased() {
         &[("ping", "apt-get install iputils-ping")]
     );
     let taken = "10.97.0.100";
-    let topo = Topology::with_nodes(1);
-    let mut lan = Lan::new(&topo);
-    run_ok(
-        "ip",
-        &["-n", &lan.sw, "addr", "add", "10.97.0.1/24", "dev", "br0"],
-    );
-    let squatter = lan.add_squatter(taken);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (dnsmasq, lease_file) = start_dnsmasq(
-        &lan.sw,
-        dir.path(),
-        "br0",
+    let mut bed = ArpLan::new(
+        1,
         "10.97.0.100,10.97.0.110,255.255.255.0",
         &["dhcp-authoritative"],
     );
+    let squatter = bed.lan.add_squatter(taken);
+    let (topo, lan, dnsmasq) = (&bed.topo, &bed.lan, &bed.dnsmasq);
     in_netns(&topo.tor, async {
         let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
             .await
             .expect("API server");
         let client = api.client();
         let services: Api<Service> = Api::namespaced(client.clone(), "default");
-        cluster::create_node(&client, "node0").await;
-        let kubeconfig = cluster::node_kubeconfig(dir.path(), 0, api.addr().port());
-        let mut agent = Vipd::arp(&topo, 0, &kubeconfig, &[("vip_interface", "lan0")]);
-        agent.start();
-        let explain = |agent: &Vipd| {
-            format!(
-                "---- lease file ----\n{:?}\n---- dnsmasq ----\n{}\n---- vipd ----\n{}",
-                dnsmasq::leases(&lease_file),
-                dnsmasq.log_tail(30),
-                agent.log_tail_quiet()
-            )
-        };
+        let agent = bed.agent(&api, 0, &[]).await;
+        let explain = |agent: &Vipd| bed.explain(&[agent]);
         let mut svc = lb_service("web", "0.0.0.0", false);
         svc.metadata
             .annotations
@@ -966,5 +978,85 @@ fn in_arp_mode_an_address_in_use_is_declined_and_another_one_leased() {
         );
         eprintln!("declined {taken} (answered by {squatter}); leased {ip} with {mac}");
         drop(agent);
+    });
+}
+
+/// ARP mode: a node that wins a DHCP Service's Lease but cannot start its client (here its
+/// `kube-vip.io/macvlanName` is taken by another interface on that node only) reports
+/// `DHCPFailed` and stands down, so the other node takes the Lease and leases.
+#[test]
+fn in_arp_mode_a_node_that_cannot_lease_stands_down_for_one_that_can() {
+    skip_unless!(root, dnsmasq::NEEDS, VIPD_NEEDS);
+    let bed = ArpLan::new(2, "10.97.0.100,10.97.0.150,255.255.255.0", &[]);
+    let topo = &bed.topo;
+    run_ok(
+        "ip",
+        &[
+            "-n",
+            &topo.nodes[0],
+            "link",
+            "add",
+            "mv-web",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "mv-web-p",
+        ],
+    );
+    in_netns(&topo.tor, async {
+        let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
+            .await
+            .expect("API server");
+        let client = api.client();
+        let services: Api<Service> = Api::namespaced(client.clone(), "default");
+        let mut svc = lb_service("web", "0.0.0.0", false);
+        svc.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert("kube-vip.io/macvlanName".into(), "mv-web".into());
+        cluster::create_served(&client, &svc, "node0", "10.244.0.5").await;
+        // node0 alone first: it wins the Lease and fails.
+        let first = bed.agent(&api, 0, ARP_TIMING).await;
+        let events: Api<Event> = Api::namespaced(client.clone(), "default");
+        let failed = || async {
+            events
+                .list(&ListParams::default())
+                .await
+                .map(|l| {
+                    l.items.into_iter().any(|e| {
+                        e.reason.as_deref() == Some("DHCPFailed")
+                            && e.note.is_some_and(|n| n.contains("\"mv-web\""))
+                    })
+                })
+                .unwrap_or(false)
+        };
+        eventually!(
+            UP,
+            "node0 reports that DHCP cannot start there",
+            failed().await,
+            bed.explain(&[&first])
+        );
+        let second = bed.agent(&api, 1, ARP_TIMING).await;
+        let (mac, ip) = wait_leased(&services, || bed.explain(&[&first, &second])).await;
+        eventually!(
+            UP,
+            "node1 holds the lease on its macvlan mv-web",
+            holds(&topo.nodes[1], &mac.to_lowercase(), &ip),
+            bed.explain(&[&first, &second])
+        );
+        let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
+        let holder = leases
+            .get("kubevip-web")
+            .await
+            .ok()
+            .and_then(|l| l.spec?.holder_identity);
+        assert_eq!(holder.as_deref(), Some("node1"));
+        assert!(
+            ns_stdout(&topo.nodes[0], &["ip", "-br", "link", "show", "mv-web"]).contains("mv-web"),
+            "node0's own interface is untouched"
+        );
+        eprintln!("node0 stood down; node1 leased {ip} with {mac}");
+        drop((first, second));
     });
 }

@@ -82,6 +82,9 @@ pub enum Skip {
     /// This node has no interface for it (ARP mode: the VIP's, or a DHCP macvlan's parent);
     /// the note says which and how to name one.
     NoInterface { note: String },
+    /// ARP mode: the DHCP client could not start on this node lately; it stood down so that
+    /// another node can lease.
+    DhcpFailed { note: String },
 }
 
 impl Skip {
@@ -101,6 +104,7 @@ impl Skip {
             Skip::NoPeerForFamily { .. } => "NoPeerForFamily",
             Skip::NotElected { .. } => "NotElected",
             Skip::NoInterface { .. } => "NoInterface",
+            Skip::DhcpFailed { .. } => "DHCPFailed",
         }
     }
 }
@@ -154,7 +158,7 @@ impl fmt::Display for Skip {
             Skip::NotElected { lease } => {
                 write!(f, "served by the holder of Lease {lease}, not this node")
             }
-            Skip::NoInterface { note } => f.write_str(note),
+            Skip::NoInterface { note } | Skip::DhcpFailed { note } => f.write_str(note),
         }
     }
 }

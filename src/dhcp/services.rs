@@ -27,6 +27,9 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+/// How long a start failure is remembered: reported once, and (ARP mode) the node stands down.
+pub const FAILURE_HOLD: std::time::Duration = std::time::Duration::from_secs(60);
+
 struct Running {
     vip: DhcpVip,
     /// The Service's UID, the macvlan's owner.
@@ -51,9 +54,9 @@ pub struct DhcpServices {
     running: BTreeMap<ServiceKey, Running>,
     /// Woken when any lease changes, so the owner loop re-decides.
     changed: Arc<Notify>,
-    /// Per Service, the start failure already sent as an Event: retried at every reconcile,
-    /// reported once while it lasts.
-    failed: BTreeMap<ServiceKey, String>,
+    /// Per Service, the last start failure and when: reported once per distinct failure (or
+    /// again after [`FAILURE_HOLD`]); ARP mode stands down for that long ([`Self::failing`]).
+    failed: BTreeMap<ServiceKey, (String, std::time::Instant)>,
     /// Whether the macvlans an earlier vipd left have been looked for (once, at the first
     /// reconcile: later, every macvlan of this agent is deleted when its client stops).
     swept: bool,
@@ -89,6 +92,12 @@ impl DhcpServices {
     /// The addresses held on macvlans: announced, but not put on the VIP interface.
     pub fn leased(&self) -> BTreeSet<IpAddr> {
         self.leases().values().map(|ip| IpAddr::V4(*ip)).collect()
+    }
+
+    /// Why the DHCP client of `key` could not start here lately (within [`FAILURE_HOLD`]).
+    pub fn failing(&self, key: &ServiceKey) -> Option<&str> {
+        let (note, at) = self.failed.get(key)?;
+        (at.elapsed() < FAILURE_HOLD).then_some(note.as_str())
     }
 
     /// Another host answers for `key`'s leased `address`: DECLINE it and ask for another; the
@@ -153,26 +162,32 @@ impl DhcpServices {
             }
         }
         // Start what should be served here.
-        let mut failed = BTreeMap::new();
+        let now = std::time::Instant::now();
+        self.failed
+            .retain(|_, (_, at)| now.duration_since(*at) < FAILURE_HOLD);
         for (key, d) in &desired.services {
             if self.running.contains_key(key) || plan::want(Some(d)) != Want::Lease {
                 continue;
             }
             let Some(svc) = by_key.get(key) else { continue };
-            if let Err(note) = self.start(key, svc).await {
-                if self.failed.get(key) != Some(&note) {
-                    warn!(service = %key, "{note}");
-                    events.send(ServiceEvent {
-                        service: key.clone(),
-                        warning: true,
-                        reason: "DHCPFailed".into(),
-                        note: note.clone(),
-                    });
+            match self.start(key, svc).await {
+                Ok(()) => {
+                    self.failed.remove(key);
                 }
-                failed.insert(key.clone(), note);
+                Err(note) => {
+                    if self.failed.get(key).is_none_or(|(n, _)| *n != note) {
+                        warn!(service = %key, "{note}");
+                        events.send(ServiceEvent {
+                            service: key.clone(),
+                            warning: true,
+                            reason: "DHCPFailed".into(),
+                            note: note.clone(),
+                        });
+                        self.failed.insert(key.clone(), (note, now));
+                    }
+                }
             }
         }
-        self.failed = failed;
         if !self.swept {
             self.sweep(&by_key, desired).await;
         }

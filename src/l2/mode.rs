@@ -22,7 +22,7 @@ use super::link::{self, LinkEvent};
 use crate::agent::RunError;
 use crate::config::{ArpSettings, ElectionScope, ServicesSettings};
 use crate::decide::ingress::{current_ingress, ingress_change, ingress_target, IngressTarget};
-use crate::decide::{self, ClusterView, DecideConfig, Desired, NodeCtx, ServiceKey};
+use crate::decide::{self, ClusterView, DecideConfig, Desired, NodeCtx, ServiceKey, Skip};
 use crate::dhcp::plan::{self as dhcp_plan, Want};
 use crate::dhcp::services::DhcpServices;
 use crate::election::serve;
@@ -319,7 +319,7 @@ impl Owner {
         let mut eligible: BTreeMap<LeaseKey, bool> = BTreeMap::new();
         let mut placed: BTreeMap<ServiceKey, Vec<(IpAddr, String)>> = BTreeMap::new();
         let mut dhcp_standing: BTreeMap<ServiceKey, LeaseKey> = BTreeMap::new();
-        let mut no_parent: BTreeMap<ServiceKey, String> = BTreeMap::new();
+        let mut no_parent: BTreeMap<ServiceKey, Skip> = BTreeMap::new();
         for (key, d) in &desired.services {
             if d.vips.is_empty() {
                 continue;
@@ -338,22 +338,16 @@ impl Owner {
             // stood for without (a missing parent must not darken them).
             let dhcp = dhcp_plan::want(Some(d)) == Want::Lease;
             let parent = match (dhcp, svc) {
-                (true, Some(s)) => match dhcp_parent(s, &self.arp) {
-                    Ok(p) if crate::sys::interface_exists(&p) => Ok(p),
-                    Ok(p) => Err(format!(
-                        "interface {p} (the DHCP macvlan's parent) does not exist on node {}",
-                        self.svc.node_name
-                    )),
-                    Err(why) => Err(why),
-                },
-                _ => Err(String::new()),
+                (true, Some(s)) => self.lease_here(key, s),
+                _ => Err(Skip::NoInterface {
+                    note: String::new(),
+                }),
             };
-            match &parent {
-                Err(why) if dhcp => {
-                    self.problem(key, "NoInterface", why.clone());
-                    no_parent.insert(key.clone(), why.clone());
+            if let (true, Err(skip)) = (dhcp, &parent) {
+                if let Skip::NoInterface { note } = skip {
+                    self.problem(key, "NoInterface", note.clone());
                 }
-                _ => {}
+                no_parent.insert(key.clone(), skip.clone());
             }
             let statics_placed = ifaces.len() == d.announced.len();
             let can_serve = statics_placed && (!d.announced.is_empty() || parent.is_ok());
@@ -391,13 +385,12 @@ impl Owner {
         for (key, d) in desired.services.iter_mut() {
             // No parent here: no client here, as if served elsewhere, and why.
             if dhcp_plan::want(Some(d)) == Want::Lease && !dhcp_standing.contains_key(key) {
-                let note = no_parent.get(key).cloned().unwrap_or_else(|| {
-                    format!(
+                let skip = no_parent.get(key).cloned().unwrap_or_else(|| Skip::NoInterface {
+                    note: format!(
                         "node {} cannot serve the Service's other VIPs, so it does not lease for it",
                         self.svc.node_name
-                    )
+                    ),
                 });
-                let skip = crate::decide::Skip::NoInterface { note };
                 for (vip, why) in &mut d.not_announced {
                     if vip.is_unspecified() {
                         *why = skip.clone();
@@ -588,6 +581,30 @@ impl Owner {
                 }
             })
             .collect()
+    }
+
+    /// Whether this node can hold `key`'s DHCP lease: its macvlan's parent exists here, and no
+    /// start failed here lately (a node that cannot lease must not keep the Lease from one that
+    /// can: it stands down for a while, then tries again).
+    fn lease_here(&self, key: &ServiceKey, svc: &Service) -> Result<String, Skip> {
+        let parent = dhcp_parent(svc, &self.arp).map_err(|note| Skip::NoInterface { note })?;
+        if !crate::sys::interface_exists(&parent) {
+            return Err(Skip::NoInterface {
+                note: format!(
+                    "interface {parent} (the DHCP macvlan's parent) does not exist on node {}",
+                    self.svc.node_name
+                ),
+            });
+        }
+        match self.dhcp.failing(key) {
+            Some(note) => Err(Skip::DhcpFailed {
+                note: format!(
+                    "DHCP cannot start on node {}: {note}; it stands again later",
+                    self.svc.node_name
+                ),
+            }),
+            None => Ok(parent),
+        }
     }
 
     /// The VIP's interface: the Service's annotation, `vip_servicesinterface`, `vip_interface`,
