@@ -819,7 +819,7 @@ fn in_arp_mode_the_leader_answers_for_the_lease_with_the_services_mac_and_so_doe
             &["ping", "-c3", "-i0.2", "-W1", &ip]
         ));
         assert_eq!(
-            client_neigh(&lan, &ip),
+            client_neigh(lan, &ip),
             Some(mac.clone()),
             "the client knows the lease by the Service's MAC\n{}",
             explain(&agents)
@@ -850,17 +850,14 @@ fn in_arp_mode_the_leader_answers_for_the_lease_with_the_services_mac_and_so_doe
             ns_succeeds(&lan.client, &["ping", "-c1", "-W1", &ip]),
             explain(&agents)
         );
-        assert_eq!(client_neigh(&lan, &ip), Some(mac.clone()));
+        assert_eq!(client_neigh(lan, &ip), Some(mac.clone()));
         assert_eq!(
             annotation(&services, "kube-vip.io/requestedIP")
                 .await
                 .as_deref(),
             Some(ip.as_str())
         );
-        assert_eq!(
-            leased(&dnsmasq::leases(&lease_file), &mac),
-            Some(ip.clone())
-        );
+        assert_eq!(leased(&dnsmasq::leases(lease_file), &mac), Some(ip.clone()));
         let log = dnsmasq.log();
         assert!(!log.contains("DHCPRELEASE"), "{}", explain(&agents));
         assert_eq!(
@@ -878,7 +875,7 @@ fn in_arp_mode_the_leader_answers_for_the_lease_with_the_services_mac_and_so_doe
         eventually!(
             UP,
             "the lease is released and the macvlan gone",
-            leased(&dnsmasq::leases(&lease_file), &mac).is_none()
+            leased(&dnsmasq::leases(lease_file), &mac).is_none()
                 && macvlans_with(&topo.nodes[other], &mac).is_empty(),
             explain(&agents)
         );
@@ -955,9 +952,9 @@ fn in_arp_mode_an_address_in_use_is_declined_and_another_one_leased() {
             ns_succeeds(&lan.client, &["ping", "-c1", "-W1", &ip]),
             explain(&agent)
         );
-        assert_eq!(client_neigh(&lan, &ip), Some(mac.to_lowercase()));
+        assert_eq!(client_neigh(lan, &ip), Some(mac.to_lowercase()));
         assert!(
-            client_neigh(&lan, taken).is_none_or(|m| m == squatter),
+            client_neigh(lan, taken).is_none_or(|m| m == squatter),
             "the address in use stays the other host's"
         );
         let events: Api<Event> = Api::namespaced(client.clone(), "default");
