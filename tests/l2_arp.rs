@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::events::v1::Event;
 use kube::{Api, Client};
 use support::cluster::{self, in_netns, Ep};
 use support::daemon::Daemon;
@@ -470,19 +469,11 @@ fn a_vip_another_host_already_answers_for_is_not_claimed_and_a_warning_names_its
     in_netns(&tor, async {
         let (_api, client, agents) =
             start_cluster(&topo, dir.path(), TIMING, &[("taken", vip)]).await;
-        let events: Api<Event> = Api::namespaced(client.clone(), "default");
         let warning = || async {
-            events
-                .list(&Default::default())
+            cluster::event_notes(&client, "AddressInUse")
                 .await
-                .unwrap()
-                .items
                 .into_iter()
-                .find(|e| {
-                    e.reason.as_deref() == Some("AddressInUse")
-                        && e.type_.as_deref() == Some("Warning")
-                        && e.note.as_deref().is_some_and(|n| n.contains(&squatter_mac))
-                })
+                .find(|n| n.contains(&squatter_mac))
         };
         eventually!(
             Duration::from_secs(15),
@@ -490,10 +481,7 @@ fn a_vip_another_host_already_answers_for_is_not_claimed_and_a_warning_names_its
             warning().await.is_some(),
             explain(&agents)
         );
-        eprintln!(
-            "==== event: {:?} ====",
-            warning().await.and_then(|e| e.note)
-        );
+        eprintln!("==== event: {:?} ====", warning().await);
         // The elected node stays off the address, and nobody else claims it either.
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(3) {

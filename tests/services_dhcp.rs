@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::events::v1::Event;
-use kube::api::{DeleteParams, ListParams};
+use kube::api::DeleteParams;
 use kube::Api;
 use support::bird::Bird;
 use support::cluster::{self, in_netns, lb_service, slice, Ep};
@@ -429,6 +428,36 @@ impl SharedSegment {
     }
 }
 
+/// After a takeover: the Service still asks for `ip`, dnsmasq still leases it to `mac`, nothing
+/// was RELEASEd, and there was one DISCOVER only (the next holder used INIT-REBOOT).
+async fn assert_kept_by_init_reboot(
+    services: &Api<Service>,
+    dnsmasq: &support::daemon::Daemon,
+    lease_file: &std::path::Path,
+    mac: &str,
+    ip: &str,
+    explain: impl Fn() -> String,
+) {
+    assert_eq!(
+        annotation(services, "kube-vip.io/requestedIP")
+            .await
+            .as_deref(),
+        Some(ip)
+    );
+    assert_eq!(
+        leased(&dnsmasq::leases(lease_file), mac).as_deref(),
+        Some(ip)
+    );
+    let log = dnsmasq.log();
+    assert!(!log.contains("DHCPRELEASE"), "{}", explain());
+    assert_eq!(
+        log.matches("DHCPDISCOVER").count(),
+        1,
+        "the new holder used INIT-REBOOT\n{}",
+        explain()
+    );
+}
+
 /// Waits until the Service `web` has its lease written back: `(hwaddr, requestedIP)`.
 async fn wait_leased(services: &Api<Service>, explain: impl Fn() -> String) -> (String, String) {
     eventually!(
@@ -645,21 +674,10 @@ fn only_the_elected_node_leases_a_dhcp_service_under_cluster_policy() {
             explain(&agents)
         );
         assert_eq!(holder(topo), vec![other], "{}", explain(&agents));
-        assert_eq!(
-            annotation(&services, "kube-vip.io/requestedIP")
-                .await
-                .as_deref(),
-            Some(ip.as_str())
-        );
-        assert_eq!(leased(&dnsmasq::leases(lease_file), &mac), Some(ip.clone()));
-        let log = dnsmasq.log();
-        assert!(!log.contains("DHCPRELEASE"), "{}", explain(&agents));
-        assert_eq!(
-            log.matches("DHCPDISCOVER").count(),
-            1,
-            "the new leader used INIT-REBOOT\n{}",
+        assert_kept_by_init_reboot(&services, dnsmasq, lease_file, &mac, &ip, || {
             explain(&agents)
-        );
+        })
+        .await;
         eprintln!("node{other} took over {ip} with {mac} {took:?} after the kill");
         drop(agents);
     });
@@ -851,21 +869,10 @@ fn in_arp_mode_the_leader_answers_for_the_lease_with_the_services_mac_and_so_doe
             explain(&agents)
         );
         assert_eq!(client_neigh(lan, &ip), Some(mac.clone()));
-        assert_eq!(
-            annotation(&services, "kube-vip.io/requestedIP")
-                .await
-                .as_deref(),
-            Some(ip.as_str())
-        );
-        assert_eq!(leased(&dnsmasq::leases(lease_file), &mac), Some(ip.clone()));
-        let log = dnsmasq.log();
-        assert!(!log.contains("DHCPRELEASE"), "{}", explain(&agents));
-        assert_eq!(
-            log.matches("DHCPDISCOVER").count(),
-            1,
-            "the new leader used INIT-REBOOT\n{}",
+        assert_kept_by_init_reboot(&services, dnsmasq, lease_file, &mac, &ip, || {
             explain(&agents)
-        );
+        })
+        .await;
         eprintln!("node{other} took over {ip} with {mac} {took:?} after the kill");
 
         services
@@ -957,16 +964,7 @@ fn in_arp_mode_an_address_in_use_is_declined_and_another_one_leased() {
             client_neigh(lan, taken).is_none_or(|m| m == squatter),
             "the address in use stays the other host's"
         );
-        let events: Api<Event> = Api::namespaced(client.clone(), "default");
-        let notes: Vec<String> = events
-            .list(&ListParams::default())
-            .await
-            .expect("events")
-            .items
-            .into_iter()
-            .filter(|e| e.reason.as_deref() == Some("AddressInUse"))
-            .filter_map(|e| e.note)
-            .collect();
+        let notes = cluster::event_notes(&client, "AddressInUse").await;
         assert!(
             notes
                 .iter()
@@ -1015,18 +1013,11 @@ fn in_arp_mode_a_node_that_cannot_lease_stands_down_for_one_that_can() {
         cluster::create_served(&client, &svc, "node0", "10.244.0.5").await;
         // node0 alone first: it wins the Lease and fails.
         let first = bed.agent(&api, 0, ARP_TIMING).await;
-        let events: Api<Event> = Api::namespaced(client.clone(), "default");
         let failed = || async {
-            events
-                .list(&ListParams::default())
+            cluster::event_notes(&client, "DHCPFailed")
                 .await
-                .map(|l| {
-                    l.items.into_iter().any(|e| {
-                        e.reason.as_deref() == Some("DHCPFailed")
-                            && e.note.is_some_and(|n| n.contains("\"mv-web\""))
-                    })
-                })
-                .unwrap_or(false)
+                .iter()
+                .any(|n| n.contains("\"mv-web\""))
         };
         eventually!(
             UP,

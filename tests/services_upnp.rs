@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::events::v1::Event;
-use kube::api::{DeleteParams, ListParams};
+use kube::api::DeleteParams;
 use kube::Api;
 use serde_json::json;
 use support::cluster::{self, in_netns, slice, Ep};
@@ -148,20 +147,7 @@ fn forward_upnp_services_are_mapped_refusals_are_events_and_mappings_go_with_the
         eprintln!("upnpc -l:\n{}", bed.upnpc_mappings().join("\n"));
         assert!(!mapped("TCP 80->"), "port 80 is refused");
 
-        let events: Api<Event> = Api::namespaced(client.clone(), "default");
-        let refusal = || async {
-            events
-                .list(&ListParams::default())
-                .await
-                .map(|l| {
-                    l.items
-                        .into_iter()
-                        .filter(|e| e.reason.as_deref() == Some("UPnPFailed"))
-                        .filter_map(|e| e.note)
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default()
-        };
+        let refusal = || cluster::event_notes(&client, "UPnPFailed");
         eventually!(
             UP,
             "a UPnPFailed Warning Event for port 80",
@@ -267,18 +253,11 @@ fn in_arp_mode_the_leader_maps_the_vip_it_holds() {
 
         // Bad input gets a Warning Event in ARP mode too, and takes nothing down.
         cluster::create_service(&client, &service("typo", "10.96.0.999", &[(32381, "TCP")])).await;
-        let events: Api<Event> = Api::namespaced(client.clone(), "default");
         let warned = || async {
-            events
-                .list(&ListParams::default())
+            cluster::event_notes(&client, "InvalidLoadBalancerIP")
                 .await
-                .map(|l| {
-                    l.items.into_iter().any(|e| {
-                        e.reason.as_deref() == Some("InvalidLoadBalancerIP")
-                            && e.note.is_some_and(|n| n.contains("10.96.0.999"))
-                    })
-                })
-                .unwrap_or(false)
+                .iter()
+                .any(|n| n.contains("10.96.0.999"))
         };
         eventually!(
             UP,

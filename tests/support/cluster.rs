@@ -11,6 +11,24 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 
+/// The notes of the Warning Events with `reason` in namespace `default` (none if the list
+/// fails: callers poll).
+pub async fn event_notes(client: &Client, reason: &str) -> Vec<String> {
+    Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), "default")
+        .list(&Default::default())
+        .await
+        .map(|l| {
+            l.items
+                .into_iter()
+                .filter(|e| {
+                    e.reason.as_deref() == Some(reason) && e.type_.as_deref() == Some("Warning")
+                })
+                .filter_map(|e| e.note)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Runs `body` on a thread inside network namespace `ns`, on a multi-threaded Tokio runtime
 /// built there (its worker threads inherit the namespace, so every socket the API server and the
 /// client open lives in `ns`). Blocking waits in `body` do not stall the server: it runs on the
