@@ -21,7 +21,6 @@ use support::netns::Topology;
 use support::router::{Family, Router, RouterConfig};
 use support::vipd::Vipd;
 use support::VIPD_NEEDS;
-use vipd::demo::apiserver::ApiServer;
 
 const N: usize = 8;
 
@@ -34,9 +33,7 @@ fn two_agents_allocate_distinct_addresses_across_a_leader_crash() {
     let dir = tempfile::tempdir().unwrap();
     let tor = topo.tor.clone();
     in_netns(&tor, async {
-        let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
-            .await
-            .unwrap();
+        let api = cluster::api_server().await;
         let client = api.client();
         let _ = Api::<Namespace>::all(client.clone())
             .create(

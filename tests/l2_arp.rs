@@ -515,9 +515,7 @@ async fn start_cluster(
     settings: &[(&str, &str)],
     services: &[(&str, &str)],
 ) -> (ApiServer, Client, Vec<Vipd>) {
-    let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
-        .await
-        .unwrap();
+    let api = cluster::api_server().await;
     let client = api.client();
     let mut agents = Vec::new();
     for i in 0..NODES {

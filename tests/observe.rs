@@ -122,9 +122,7 @@ impl Bed {
     /// Run inside the tor namespace: the API server with node0 and `services` (name, VIP, and
     /// whether a ready endpoint on node0 serves it), and the agent of node0 started.
     async fn cluster(&self, services: &[(&str, &str, bool)]) -> (ApiServer, kube::Client, Vipd) {
-        let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
-            .await
-            .unwrap();
+        let api = cluster::api_server().await;
         let client = api.client();
         cluster::create_node(&client, "node0").await;
         for (name, vip, served) in services {

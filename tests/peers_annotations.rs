@@ -41,9 +41,7 @@ fn annotations(peer: &str, src: &str, multihop: bool) -> BTreeMap<String, String
 
 /// The API server (in the calling namespace) with Node `node0` carrying `annotations`.
 async fn annotated_node0(annotations: BTreeMap<String, String>) -> (ApiServer, kube::Client) {
-    let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
-        .await
-        .unwrap();
+    let api = cluster::api_server().await;
     let client = api.client();
     let mut node = cluster::node("node0");
     node.metadata.annotations = Some(annotations);
@@ -154,9 +152,7 @@ fn missing_annotations_keep_the_agent_unready_and_say_which_key() {
     let dir = tempfile::tempdir().unwrap();
     let tor = topo.tor.clone();
     in_netns(&tor, async {
-        let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
-            .await
-            .unwrap();
+        let api = cluster::api_server().await;
         let client = api.client();
         cluster::create_node(&client, "node0").await;
         let kubeconfig = cluster::node_kubeconfig(dir.path(), 0, api.addr().port());

@@ -17,7 +17,6 @@ use support::netns::Topology;
 use support::router::{Family, Router, RouterConfig};
 use support::vipd::Vipd;
 use support::{ns_stdout, run_ok, VIPD_NEEDS};
-use vipd::demo::apiserver::ApiServer;
 
 const ROUTER: &str = "169.254.255.1";
 
@@ -66,9 +65,7 @@ fn metal_api_peers_reach_bird_through_the_installed_peer_route() {
             format!(r#"{{"apiKey":"{TOKEN}","projectID":"{PROJECT}","base-url":"http://10.99.0.2:{}/metal/v1"}}"#, metal.port),
         )
         .unwrap();
-        let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
-            .await
-            .unwrap();
+        let api = cluster::api_server().await;
         let client = api.client();
         cluster::create_node(&client, "node0").await;
         cluster::create_served(

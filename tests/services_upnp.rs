@@ -94,9 +94,7 @@ fn forward_upnp_services_are_mapped_refusals_are_events_and_mappings_go_with_the
     let dir = tempfile::tempdir().expect("temp dir");
     let gw = bed.gw.clone();
     in_netns(&gw, async {
-        let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
-            .await
-            .expect("API server");
+        let api = cluster::api_server().await;
         let client = api.client();
         cluster::create_node(&client, "node0").await;
         // BGP towards the gateway, where nothing listens: services mode needs a speaker, and
@@ -202,9 +200,7 @@ fn in_arp_mode_the_leader_maps_the_vip_it_holds() {
     let dir = tempfile::tempdir().expect("temp dir");
     let gw = bed.gw.clone();
     in_netns(&gw, async {
-        let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
-            .await
-            .expect("API server");
+        let api = cluster::api_server().await;
         let client = api.client();
         cluster::create_node(&client, "node0").await;
         let mut agent = lan_agent(
@@ -253,16 +249,10 @@ fn in_arp_mode_the_leader_maps_the_vip_it_holds() {
 
         // Bad input gets a Warning Event in ARP mode too, and takes nothing down.
         cluster::create_service(&client, &service("typo", "10.96.0.999", &[(32381, "TCP")])).await;
-        let warned = || async {
-            cluster::event_notes(&client, "InvalidLoadBalancerIP")
-                .await
-                .iter()
-                .any(|n| n.contains("10.96.0.999"))
-        };
         eventually!(
             UP,
             "an InvalidLoadBalancerIP Warning Event naming the value",
-            warned().await,
+            cluster::warned(&client, "InvalidLoadBalancerIP", "10.96.0.999").await,
             explain(&agent)
         );
         assert!(mapped("TCP 32380->10.96.0.50:32380 'default/web'"));
@@ -297,9 +287,7 @@ fn in_bgp_mode_only_the_elected_node_maps_and_the_next_one_takes_over() {
     let dir = tempfile::tempdir().expect("temp dir");
     let gw = bed.gw.clone();
     in_netns(&gw, async {
-        let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
-            .await
-            .expect("API server");
+        let api = cluster::api_server().await;
         let client = api.client();
         // BGP towards the gateway, where nothing listens; UPnP needs no session.
         let hosts = [(&bed.lan, "10.96.0"), (&bed.obs, "10.96.1")];

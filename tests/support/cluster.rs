@@ -11,6 +11,22 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 
+/// vipd's in-process API server on an ephemeral port of every address of the current network
+/// namespace (call inside [`in_netns`]).
+pub async fn api_server() -> vipd::demo::apiserver::ApiServer {
+    vipd::demo::apiserver::ApiServer::start("0.0.0.0:0".parse().unwrap())
+        .await
+        .expect("API server")
+}
+
+/// Whether a Warning Event with `reason` has a note containing `needle`.
+pub async fn warned(client: &Client, reason: &str, needle: &str) -> bool {
+    event_notes(client, reason)
+        .await
+        .iter()
+        .any(|n| n.contains(needle))
+}
+
 /// The notes of the Warning Events with `reason` in namespace `default` (none if the list
 /// fails: callers poll).
 pub async fn event_notes(client: &Client, reason: &str) -> Vec<String> {
