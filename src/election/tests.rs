@@ -26,6 +26,20 @@ fn lease(rv: &str, holder: Option<&str>) -> Observed {
     }
 }
 
+/// An eligible elector on node `n1` that found no Lease at `t0` and created it at once (the
+/// create answered at `t0` too): leading from `t0`.
+fn created_at(t0: Instant) -> Elector {
+    let mut e = Elector::new("n1", timing(), true);
+    e.observe(None, t0, 0);
+    e.written(
+        WriteKind::Create,
+        Written::Ok(lease("1", Some("n1"))),
+        t0,
+        t0,
+    );
+    e
+}
+
 fn write(kind: WriteKind, rv: Option<&str>, holder: Option<&str>, transitions: i32) -> Output {
     Output::Write(LeaseWrite {
         kind,
@@ -62,14 +76,7 @@ fn an_absent_lease_is_created_and_leadership_runs_from_the_send_instant_plus_the
 #[test]
 fn a_leader_renews_its_lease_guarded_by_the_version_read() {
     let t0 = Instant::now();
-    let mut e = Elector::new("n1", timing(), true);
-    e.observe(None, t0, 0);
-    e.written(
-        WriteKind::Create,
-        Written::Ok(lease("1", Some("n1"))),
-        t0,
-        t0,
-    );
+    let mut e = created_at(t0);
     assert_eq!(
         e.observe(Some(lease("1", Some("n1"))), t0 + ms(500), 0),
         [write(WriteKind::Renew, Some("1"), Some("n1"), 0)]
@@ -90,14 +97,7 @@ fn a_leader_renews_its_lease_guarded_by_the_version_read() {
 #[test]
 fn a_leader_whose_renews_fail_fences_itself_at_the_renew_deadline() {
     let t0 = Instant::now();
-    let mut e = Elector::new("n1", timing(), true);
-    e.observe(None, t0, 0);
-    e.written(
-        WriteKind::Create,
-        Written::Ok(lease("1", Some("n1"))),
-        t0,
-        t0,
-    );
+    let mut e = created_at(t0);
     e.observe(Some(lease("1", Some("n1"))), t0 + ms(500), 0);
     assert_eq!(
         e.written(
@@ -119,14 +119,7 @@ fn a_leader_whose_renews_fail_fences_itself_at_the_renew_deadline() {
 #[test]
 fn a_renew_that_succeeds_only_after_the_deadline_does_not_extend_leadership() {
     let t0 = Instant::now();
-    let mut e = Elector::new("n1", timing(), true);
-    e.observe(None, t0, 0);
-    e.written(
-        WriteKind::Create,
-        Written::Ok(lease("1", Some("n1"))),
-        t0,
-        t0,
-    );
+    let mut e = created_at(t0);
     e.observe(Some(lease("1", Some("n1"))), t0 + ms(500), 0);
     // Sent at 0.5 s, answered at 2.6 s: it counts from 0.5 s, so it ended at 2.5 s.
     assert_eq!(
@@ -144,14 +137,7 @@ fn a_renew_that_succeeds_only_after_the_deadline_does_not_extend_leadership() {
 #[test]
 fn a_conflict_while_leading_ends_leadership_at_once() {
     let t0 = Instant::now();
-    let mut e = Elector::new("n1", timing(), true);
-    e.observe(None, t0, 0);
-    e.written(
-        WriteKind::Create,
-        Written::Ok(lease("1", Some("n1"))),
-        t0,
-        t0,
-    );
+    let mut e = created_at(t0);
     e.observe(Some(lease("1", Some("n1"))), t0 + ms(500), 0);
     assert_eq!(
         e.written(
@@ -206,14 +192,7 @@ fn an_ineligible_node_never_takes_and_an_ineligible_leader_stops_then_releases()
         []
     );
 
-    let mut e = Elector::new("n1", timing(), true);
-    e.observe(None, t0, 0);
-    e.written(
-        WriteKind::Create,
-        Written::Ok(lease("1", Some("n1"))),
-        t0,
-        t0,
-    );
+    let mut e = created_at(t0);
     assert_eq!(
         e.set_eligible(false, t0 + ms(100)),
         [Output::NotLeading(StopReason::Ineligible)]
@@ -287,14 +266,7 @@ fn spread_at_startup_a_stable_per_node_stagger_below_one_retry_period_delays_cre
 #[test]
 fn shutdown_stops_leading_first_and_then_releases() {
     let t0 = Instant::now();
-    let mut e = Elector::new("n1", timing(), true);
-    e.observe(None, t0, 0);
-    e.written(
-        WriteKind::Create,
-        Written::Ok(lease("1", Some("n1"))),
-        t0,
-        t0,
-    );
+    let mut e = created_at(t0);
     assert_eq!(
         e.shutdown(t0 + ms(100)),
         [Output::NotLeading(StopReason::Shutdown)]
