@@ -3,12 +3,13 @@
 //! and carries out the session's outputs in order. It decides nothing.
 
 use crate::bgp::fsm::{DownReason, Input, NextHops, Output, Session, SessionConfig, Timer};
+use crate::bgp::inbound::Action;
 use crate::bgp::types::{Family, RouteSet};
 use crate::bgp::wire::{self, CeaseKind};
 use crate::netif::Interfaces;
 use crate::sys;
 use netgauze_bgp_pkt::BgpMessage;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -78,6 +79,15 @@ pub struct PeerStatus {
     pub notifications_sent: u64,
     pub notifications_received: u64,
     pub flaps: u64,
+    /// UPDATEs whose announcements were taken as withdrawals (RFC 7606).
+    pub updates_treated_as_withdraw: u64,
+    /// Attributes dropped by RFC 7606's attribute discard.
+    pub attributes_discarded: u64,
+    /// Sessions (and attempts) ended, by [`DownReason::label`].
+    pub downs: BTreeMap<&'static str, u64>,
+    /// Since when the session has not been Established (its start, or its last end); `None`
+    /// while Established or stopped.
+    pub down_since: Option<Instant>,
 }
 
 type Connecting = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
@@ -92,6 +102,10 @@ pub struct PeerTask {
     session: Session,
     timers: [Option<Instant>; 3],
     conn: Option<Conn>,
+    /// A connection the peer opened while `conn` existed, until the session adopts or refuses it.
+    pending: Option<Conn>,
+    /// Why the last write failed, until the session is told.
+    write_failed: Option<String>,
     connecting: Option<Connecting>,
     status: watch::Sender<PeerStatus>,
     events: Option<mpsc::UnboundedSender<PeerEvent>>,
@@ -112,6 +126,8 @@ impl PeerTask {
             session: Session::new(cfg, fastrand::u64(..)),
             timers: [None; 3],
             conn: None,
+            pending: None,
+            write_failed: None,
             connecting: None,
             status,
             events,
@@ -125,6 +141,8 @@ impl PeerTask {
         mut routes: watch::Receiver<Arc<RouteSet>>,
         mut control: mpsc::Receiver<Control>,
     ) {
+        self.status
+            .send_modify(|s| s.down_since = Some(Instant::now()));
         let initial = routes.borrow_and_update().clone();
         self.step(Input::Routes(initial)).await;
         self.step(Input::Start).await;
@@ -139,10 +157,12 @@ impl PeerTask {
                 tokio::select! {
                     biased;
                     ctl = control.recv() => Event::Control(ctl),
+                    // Timers before reads: a peer that keeps sending must not starve our
+                    // KEEPALIVEs or the hold timer.
+                    () = sleep_until(deadline), if deadline.is_some() => Event::TimerDue,
                     res = poll_connect(connecting), if has_connecting => Event::ConnectDone(res),
                     n = read_some(conn.as_mut(), &mut buf), if has_conn => Event::Read(n),
                     changed = routes.changed() => Event::RoutesChanged(changed.is_ok()),
-                    () = sleep_until(deadline), if deadline.is_some() => Event::TimerDue,
                 }
             };
             let input = match event {
@@ -159,23 +179,26 @@ impl PeerTask {
                     .await;
                     return;
                 }
-                Event::Control(Some(Control::Accepted(stream))) => {
-                    if self.conn.is_some() {
-                        debug!("refusing a second connection from the peer while one is up");
+                // The session decides what becomes of it (RFC 4271 §6.8): held aside until then.
+                Event::Control(Some(Control::Accepted(stream))) => match self.prepare(stream) {
+                    Ok((conn, nh)) => {
+                        if self.pending.replace(conn).is_some() {
+                            debug!("a newer connection from the peer replaces one not yet taken");
+                        }
+                        Input::Incoming(nh)
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "could not set up the accepted connection");
                         continue;
                     }
-                    match self.attach(stream) {
-                        Ok(nh) => Input::Connected(nh),
-                        Err(e) => {
-                            warn!(error = %e, "could not set up the accepted connection");
-                            continue;
-                        }
-                    }
-                }
+                },
                 Event::ConnectDone(res) => {
                     self.connecting = None;
-                    match res.and_then(|s| self.attach(s)) {
-                        Ok(nh) => Input::Connected(nh),
+                    match res.and_then(|s| self.prepare(s)) {
+                        Ok((conn, nh)) => {
+                            self.conn = Some(conn);
+                            Input::Connected(nh)
+                        }
                         Err(e) => Input::ConnectFailed(e.to_string()),
                     }
                 }
@@ -203,13 +226,19 @@ impl PeerTask {
         let mut inputs = VecDeque::from([input]);
         while let Some(input) = inputs.pop_front() {
             let outputs = self.session.handle(input, Instant::now());
+            // Every output is carried out even after a write failed: the batch may hold the
+            // Close, the retry timer and the Down that bring the session back.
             for output in outputs {
-                if let Some(next) = self.execute(output).await {
-                    inputs.push_back(next);
-                    // The rest of this batch assumed a connection that is gone.
-                    break;
-                }
+                self.execute(output).await;
             }
+            if let Some(why) = self.write_failed.take() {
+                inputs.push_back(Input::Closed(why));
+            }
+        }
+        if !self.session.has_connection() {
+            // The session is the source of truth: no session, no socket (a socket left behind
+            // reads EOF forever and starves every other branch of the loop).
+            self.conn = None;
         }
         self.status.send_modify(|s| {
             s.state = format!("{:?}", self.session.state());
@@ -217,48 +246,53 @@ impl PeerTask {
         });
     }
 
-    async fn execute(&mut self, output: Output) -> Option<Input> {
+    async fn execute(&mut self, output: Output) {
         match output {
             Output::Connect => {
                 debug!("connecting");
                 self.connecting = Some(Box::pin(connect(self.transport.clone())));
             }
             Output::Send(msgs) => {
-                let conn = self.conn.as_mut()?;
                 let mut bytes = Vec::with_capacity(msgs.len() * 64);
                 for m in &msgs {
                     if let Err(e) = wire::encode_into(m, &mut bytes) {
                         warn!(error = %e, "dropping a message vipd could not encode (a bug; please report it)");
                     }
                 }
-                let write = async {
-                    conn.write.write_all(&bytes).await?;
-                    conn.write.flush().await
-                };
-                match tokio::time::timeout(self.write_timeout, write).await {
-                    Ok(Ok(())) => {
-                        let updates = msgs
-                            .iter()
-                            .filter(|m| matches!(m, BgpMessage::Update(_)))
-                            .count() as u64;
-                        let notifications = msgs
-                            .iter()
-                            .filter(|m| matches!(m, BgpMessage::Notification(_)))
-                            .count() as u64;
-                        if updates + notifications > 0 {
-                            self.status.send_modify(|s| {
-                                s.updates_sent += updates;
-                                s.notifications_sent += notifications;
-                            });
-                        }
-                    }
-                    Ok(Err(e)) => return Some(Input::Closed(format!("write failed: {e}"))),
-                    Err(_) => {
-                        return Some(Input::Closed(format!(
-                            "peer took no data for {}s",
-                            self.write_timeout.as_secs()
-                        )))
-                    }
+                if !self.write(&bytes).await {
+                    return;
+                }
+                let updates = msgs
+                    .iter()
+                    .filter(|m| matches!(m, BgpMessage::Update(_)))
+                    .count() as u64;
+                if updates > 0 {
+                    self.status.send_modify(|s| s.updates_sent += updates);
+                }
+            }
+            Output::Notify(n) => {
+                info!(notification = %n, "sending NOTIFICATION");
+                if !self.write(&n.encode()).await {
+                    return;
+                }
+                self.status.send_modify(|s| s.notifications_sent += 1);
+            }
+            Output::Adopt => {
+                if let Some(conn) = self.pending.take() {
+                    info!("taking the peer's new connection");
+                    self.conn = Some(conn);
+                }
+            }
+            Output::Refuse => {
+                if let Some(mut conn) = self.pending.take() {
+                    info!("refusing a second connection from the peer while the session is Established (RFC 4271 §6.8)");
+                    let cease = wire::cease(CeaseKind::ConnectionCollisionResolution, "").encode();
+                    // Best effort and brief: the refused connection must not hold up this one.
+                    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                        conn.write.write_all(&cease).await?;
+                        conn.write.shutdown().await
+                    })
+                    .await;
                 }
             }
             Output::Close => {
@@ -280,6 +314,7 @@ impl PeerTask {
                 );
                 self.status.send_modify(|s| {
                     s.established_since = Some(Instant::now());
+                    s.down_since = None;
                     s.families = neg.families.clone();
                     s.last_error = None;
                 });
@@ -299,12 +334,17 @@ impl PeerTask {
                     _ => warn!("session down: {reason}{retry}"),
                 }
                 let was_up = self.status.borrow().established_since.is_some();
+                let stopped = reason == DownReason::Stopped;
                 self.status.send_modify(|s| {
                     if was_up {
                         s.flaps += 1;
                     }
                     if matches!(reason, DownReason::PeerNotification(_)) {
                         s.notifications_received += 1;
+                    }
+                    *s.downs.entry(reason.label()).or_default() += 1;
+                    if was_up || s.down_since.is_none() {
+                        s.down_since = (!stopped).then(Instant::now);
                     }
                     s.established_since = None;
                     s.families.clear();
@@ -315,24 +355,37 @@ impl PeerTask {
                     reason: reason.to_string(),
                 });
             }
-            Output::Learned {
-                announced,
-                withdrawn,
-            } => {
+            Output::Learned(update) => {
                 debug!(
-                    announced = announced.len(),
-                    withdrawn = withdrawn.len(),
+                    announced = update.announced.len(),
+                    withdrawn = update.withdrawn.len(),
                     "UPDATE from peer (ignored: vipd takes no routes)"
                 );
-                self.status.send_modify(|s| s.updates_received += 1);
+                if let Action::TreatAsWithdraw(why) = &update.action {
+                    warn!(
+                        prefixes = update.withdrawn.len(),
+                        "malformed UPDATE from peer: {why}; its routes are treated as withdrawn (RFC 7606), the session stays up"
+                    );
+                }
+                for why in &update.discarded {
+                    warn!("malformed attribute from peer: {why}; attribute discarded (RFC 7606), the session stays up");
+                }
+                for what in &update.ignored {
+                    debug!("{what} from peer ignored: not a family vipd speaks");
+                }
+                let withdraw = u64::from(matches!(update.action, Action::TreatAsWithdraw(_)));
+                self.status.send_modify(|s| {
+                    s.updates_received += 1;
+                    s.updates_treated_as_withdraw += withdraw;
+                    s.attributes_discarded += update.discarded.len() as u64;
+                });
                 self.emit(PeerEvent::Learned {
                     peer: self.transport.peer,
-                    announced,
-                    withdrawn,
+                    announced: update.announced,
+                    withdrawn: update.withdrawn,
                 });
             }
         }
-        None
     }
 
     fn emit(&self, event: PeerEvent) {
@@ -341,8 +394,30 @@ impl PeerTask {
         }
     }
 
-    /// Takes a connected stream, applies per-connection options and works out our next hops.
-    fn attach(&mut self, stream: TcpStream) -> io::Result<NextHops> {
+    /// Writes to the current connection; a failure or a peer that takes nothing for the write
+    /// timeout is the connection closing, fed back to the session.
+    /// `false` when nothing was written; a failed write drops the connection and is fed to the
+    /// session as its closing once the current batch is done.
+    async fn write(&mut self, bytes: &[u8]) -> bool {
+        let Some(conn) = self.conn.as_mut() else {
+            return false;
+        };
+        let write = async {
+            conn.write.write_all(bytes).await?;
+            conn.write.flush().await
+        };
+        let failed = match tokio::time::timeout(self.write_timeout, write).await {
+            Ok(Ok(())) => return true,
+            Ok(Err(e)) => format!("write failed: {e}"),
+            Err(_) => format!("peer took no data for {}s", self.write_timeout.as_secs()),
+        };
+        self.conn = None;
+        self.write_failed = Some(failed);
+        false
+    }
+
+    /// Applies per-connection options to a connected stream and works out our next hops.
+    fn prepare(&mut self, stream: TcpStream) -> io::Result<(Conn, NextHops)> {
         stream.set_nodelay(true)?;
         let local = stream.local_addr()?;
         let peer = stream.peer_addr()?;
@@ -350,10 +425,9 @@ impl PeerTask {
             set_ttl(&socket2::SockRef::from(&stream), peer.ip(), ttl)?;
         }
         let nh = next_hops(&self.transport, local.ip(), peer.ip(), &Interfaces::read()?);
-        info!(local = %local, "TCP connected");
+        info!(local = %local, remote = %peer, "TCP connected");
         let (read, write) = stream.into_split();
-        self.conn = Some(Conn { read, write });
-        Ok(nh)
+        Ok((Conn { read, write }, nh))
     }
 }
 

@@ -6,18 +6,18 @@
 //! action lists.
 //!
 //! A session is either active (it connects) or passive (it waits for the driver to hand it an
-//! accepted connection), never both, so connection collisions (§6.8) cannot arise.
+//! accepted connection). Every way a connection ends — the peer's NOTIFICATION, a FIN or RST, an
+//! error we detect, a timer — goes through one place ([`Session::fail`]) that closes the
+//! connection and goes back to Active: an active session reconnects after the backoff, a
+//! passive one takes the peer's next connection. A passive session that is handed a second
+//! connection from its peer resolves the collision (§6.8) here, not in the driver.
 
 use crate::bgp::adj_out::{self, Changes};
+use crate::bgp::inbound::{self, Kind, Rejected, Update, UpdateRules};
+use crate::bgp::notification::{self, code, Notification};
 use crate::bgp::open::{negotiate, Negotiated, OpenOffer};
 use crate::bgp::types::{Asn, Family, HoldTime, RouteSet, RouterId};
-use crate::bgp::wire::{self, CeaseKind, DecodeError, Framer, UpdateContext};
-use ipnet::IpNet;
-use netgauze_bgp_pkt::notification::{
-    BgpNotificationMessage, FiniteStateMachineError, HoldTimerExpiredError,
-};
-use netgauze_bgp_pkt::update::BgpUpdateMessage;
-use netgauze_bgp_pkt::wire::deserializer::BgpParsingContext;
+use crate::bgp::wire::{self, CeaseKind, Framer, UpdateContext};
 use netgauze_bgp_pkt::BgpMessage;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -48,6 +48,11 @@ impl Timer {
 pub struct Backoff {
     pub first: Duration,
     pub max: Duration,
+    /// How long a session must stay Established to count as recovered, so the next failure
+    /// starts the backoff from `first` again; shorter sessions keep climbing it (RFC 4271
+    /// §8.1.1 DampPeerOscillations: a peer that resets every session at once, say over an
+    /// UPDATE it sends again each time, is not hammered at one-second intervals).
+    pub stable: Duration,
 }
 
 impl Default for Backoff {
@@ -55,6 +60,7 @@ impl Default for Backoff {
         Backoff {
             first: Duration::from_secs(1),
             max: Duration::from_secs(30),
+            stable: Duration::from_secs(10),
         }
     }
 }
@@ -96,8 +102,11 @@ pub enum Input {
     Start,
     /// Event 2: ManualStop. Sends a Cease with this subcode and text when a session exists.
     Stop { kind: CeaseKind, reason: String },
-    /// Events 16/17: the TCP connection is up (ours completed, or the peer's was accepted).
+    /// Event 16/17: our connection attempt completed.
     Connected(NextHops),
+    /// Event 14/15: the peer connected to us (passive mode). The driver holds the new
+    /// connection aside until the session says [`Output::Adopt`] or [`Output::Refuse`].
+    Incoming(NextHops),
     /// Event 18 in Connect: the attempt failed.
     ConnectFailed(String),
     /// Event 18 later on: the peer closed or the socket failed.
@@ -116,8 +125,14 @@ pub enum Output {
     /// Open a TCP connection to the peer.
     Connect,
     Send(Vec<BgpMessage>),
+    /// Send a NOTIFICATION on the current connection.
+    Notify(Notification),
     /// Close the connection (or abandon the connect attempt).
     Close,
+    /// Make the connection held aside (from [`Input::Incoming`]) the current one.
+    Adopt,
+    /// Send a Cease (Connection Collision Resolution) on the connection held aside and close it.
+    Refuse,
     Arm(Timer, Instant),
     Disarm(Timer),
     /// The session reached Established.
@@ -127,11 +142,9 @@ pub enum Output {
         reason: DownReason,
         retry_in: Option<Duration>,
     },
-    /// The peer announced or withdrew routes. vipd takes no routes; the driver counts these.
-    Learned {
-        announced: Vec<IpNet>,
-        withdrawn: Vec<IpNet>,
-    },
+    /// The peer sent an UPDATE (checked as RFC 7606 says). vipd takes no routes; the driver
+    /// reports and counts these.
+    Learned(Update),
 }
 
 /// Why a session went down, for logs, metrics and `vipd status`.
@@ -139,13 +152,36 @@ pub enum Output {
 pub enum DownReason {
     ConnectFailed(String),
     ConnectTimeout,
+    /// The peer closed the connection (FIN or RST) or a read or write failed.
     Closed(String),
     HoldTimerExpired,
-    PeerNotification(String),
+    /// The peer's NOTIFICATION, whatever its code.
+    PeerNotification(notification::Received),
     OpenRejected(String),
+    /// We sent this NOTIFICATION because of what the peer sent.
     Malformed(String),
     UnexpectedMessage(String),
+    /// A newer connection from the peer replaced one that had not reached Established.
+    Collision,
     Stopped,
+}
+
+impl DownReason {
+    /// A short stable name, the `reason` label of `vipd_bgp_session_downs_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            DownReason::ConnectFailed(_) => "connect_failed",
+            DownReason::ConnectTimeout => "connect_timeout",
+            DownReason::Closed(_) => "connection_closed",
+            DownReason::HoldTimerExpired => "hold_timer_expired",
+            DownReason::PeerNotification(_) => "peer_notification",
+            DownReason::OpenRejected(_) => "open_rejected",
+            DownReason::Malformed(_) => "malformed_message",
+            DownReason::UnexpectedMessage(_) => "unexpected_message",
+            DownReason::Collision => "collision",
+            DownReason::Stopped => "stopped",
+        }
+    }
 }
 
 impl std::fmt::Display for DownReason {
@@ -163,6 +199,10 @@ impl std::fmt::Display for DownReason {
             DownReason::OpenRejected(r) => write!(f, "peer's OPEN refused: {r}"),
             DownReason::Malformed(m) => write!(f, "malformed message from peer: {m}"),
             DownReason::UnexpectedMessage(m) => write!(f, "unexpected message: {m}"),
+            DownReason::Collision => write!(
+                f,
+                "the peer connected again before this connection reached Established; the newer one is kept"
+            ),
             DownReason::Stopped => write!(f, "stopped"),
         }
     }
@@ -183,12 +223,15 @@ pub enum State {
 pub struct Session {
     cfg: SessionConfig,
     state: State,
-    /// Consecutive failed attempts, for the backoff; reset on Established.
+    /// Consecutive failed attempts, for the backoff. Reset only by a session that stayed
+    /// Established for [`Backoff::stable`]: a peer that resets every session right after it comes
+    /// up is retried ever more slowly (RFC 4271 §8.1.1 DampPeerOscillations).
     failures: u32,
+    /// When the current session reached Established.
+    established_at: Option<Instant>,
     armed: [bool; 3],
     rng: fastrand::Rng,
     framer: Framer,
-    parse_ctx: BgpParsingContext,
     offer: Option<OpenOffer>,
     update_ctx: Option<UpdateContext>,
     negotiated: Option<Negotiated>,
@@ -209,10 +252,10 @@ impl Session {
             cfg,
             state: State::Idle,
             failures: 0,
+            established_at: None,
             armed: [false; 3],
             rng: fastrand::Rng::with_seed(seed),
             framer: Framer::default(),
-            parse_ctx: wire::parsing_context(false),
             offer: None,
             update_ctx: None,
             negotiated: None,
@@ -246,16 +289,18 @@ impl Session {
             }
             Input::Stop { kind, reason } => self.stop(kind, &reason, &mut out),
             Input::Start => self.start(now, &mut out),
-            Input::Connected(next_hops) => self.connected(next_hops, now, &mut out),
+            // Only our own attempt completes in Connect; a result after it was abandoned is moot.
+            Input::Connected(next_hops) if self.state == State::Connect => {
+                self.open_connection(next_hops, now, &mut out)
+            }
+            Input::Connected(_) => {}
+            Input::Incoming(next_hops) => self.incoming(next_hops, now, &mut out),
             Input::ConnectFailed(e) if self.state == State::Connect => {
                 self.fail(DownReason::ConnectFailed(e), now, &mut out)
             }
             Input::ConnectFailed(_) => {}
             Input::Closed(e) => {
-                if matches!(
-                    self.state,
-                    State::OpenSent | State::OpenConfirm | State::Established
-                ) {
+                if self.has_connection() {
                     self.fail(DownReason::Closed(e), now, &mut out);
                 }
             }
@@ -266,6 +311,14 @@ impl Session {
             }
         }
         out
+    }
+
+    /// A TCP connection exists (OPEN sent or later).
+    pub fn has_connection(&self) -> bool {
+        matches!(
+            self.state,
+            State::OpenSent | State::OpenConfirm | State::Established
+        )
     }
 
     fn start(&mut self, now: Instant, out: &mut Vec<Output>) {
@@ -285,11 +338,43 @@ impl Session {
         self.arm(Timer::ConnectRetry, now + CONNECT_TIMEOUT, out);
     }
 
-    fn connected(&mut self, nh: NextHops, now: Instant, out: &mut Vec<Output>) {
-        if !matches!(self.state, State::Connect | State::Active) {
-            // A second connection while one is up: refuse it (passive peers only).
-            return;
+    /// The peer connected to us. RFC 4271 §6.8 with both connections opened by the peer (a
+    /// passive session never connects): the peer opens a second one only after giving up on
+    /// the first — it restarted, or the first is half-open behind a middlebox — so a newer
+    /// connection replaces one that has not reached Established. An Established session is
+    /// kept and the newcomer refused (§6.8's last rule); if that session is in fact dead, our
+    /// next KEEPALIVE meets an RST or the hold timer ends it, and the peer's retry gets in.
+    fn incoming(&mut self, nh: NextHops, now: Instant, out: &mut Vec<Output>) {
+        match self.state {
+            State::Idle | State::Established => out.push(Output::Refuse),
+            State::OpenSent | State::OpenConfirm => {
+                out.push(Output::Notify(wire::cease(
+                    CeaseKind::ConnectionCollisionResolution,
+                    "",
+                )));
+                out.push(Output::Close);
+                self.end_connection(out);
+                self.state = State::Active;
+                out.push(Output::Down {
+                    reason: DownReason::Collision,
+                    retry_in: None,
+                });
+                out.push(Output::Adopt);
+                self.open_connection(nh, now, out);
+            }
+            State::Connect | State::Active => {
+                if self.state == State::Connect {
+                    // Our own attempt is abandoned for the peer's connection.
+                    out.push(Output::Close);
+                }
+                out.push(Output::Adopt);
+                self.open_connection(nh, now, out);
+            }
         }
+    }
+
+    /// A connection is up (ours or the peer's): send our OPEN and wait for theirs.
+    fn open_connection(&mut self, nh: NextHops, now: Instant, out: &mut Vec<Output>) {
         self.disarm(Timer::ConnectRetry, out);
         let families: Vec<Family> = [
             (Family::Ipv4, nh.v4.is_some()),
@@ -315,49 +400,50 @@ impl Session {
         out.push(Output::Send(vec![offer.message()]));
         self.offer = Some(offer);
         self.framer.clear();
-        self.parse_ctx = wire::parsing_context(false);
         self.arm(Timer::Hold, now + OPEN_HOLD, out);
         self.state = State::OpenSent;
     }
 
     fn received(&mut self, bytes: &[u8], now: Instant, out: &mut Vec<Output>) {
-        if !matches!(
-            self.state,
-            State::OpenSent | State::OpenConfirm | State::Established
-        ) {
+        if !self.has_connection() {
             return;
         }
         self.framer.extend(bytes);
         // Stop at the first failure: the connection is closed and the rest is moot.
-        while matches!(
-            self.state,
-            State::OpenSent | State::OpenConfirm | State::Established
-        ) {
+        while self.has_connection() {
             let frame = match self.framer.next_frame() {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
-                Err(e) => return self.malformed(e, now, out),
+                Err(e) => return self.rejected(e, now, out),
             };
-            match wire::decode(&frame, &mut self.parse_ctx) {
-                Ok(msg) => self.message(msg, now, out),
-                Err(e) => return self.malformed(e, now, out),
+            if let Err(e) = self.message(&frame, now, out) {
+                return self.rejected(e, now, out);
             }
         }
     }
 
-    fn message(&mut self, msg: BgpMessage, now: Instant, out: &mut Vec<Output>) {
-        match (self.state, msg) {
-            (_, BgpMessage::Notification(n)) => {
-                out.push(Output::Close);
-                self.fail(DownReason::PeerNotification(describe(&n)), now, out);
+    /// One framed message: its header is checked first (RFC 4271 §6.1), then whether its type
+    /// belongs in this state, and only then its body, so an OPEN arriving in Established is the
+    /// FSM error it is whatever it contains.
+    fn message(
+        &mut self,
+        frame: &[u8],
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) -> Result<(), Rejected> {
+        let msg = inbound::message(frame)?;
+        match (self.state, msg.kind) {
+            (_, Kind::Notification) => {
+                let received = Notification::from_body(msg.body);
+                self.fail(DownReason::PeerNotification(received), now, out);
             }
-            (State::OpenSent, BgpMessage::Open(open)) => {
+            (State::OpenSent, Kind::Open) => {
+                let open = inbound::open(msg.body)?;
                 let Some(offer) = self.offer.as_ref() else {
-                    return;
+                    return Ok(());
                 };
                 match negotiate(offer, self.cfg.remote_as, self.cfg.keepalive, &open) {
                     Ok(neg) => {
-                        self.parse_ctx.set_asn4(neg.asn4);
                         if let Some(ctx) = self.update_ctx.as_mut() {
                             ctx.asn4 = neg.asn4;
                         }
@@ -367,79 +453,57 @@ impl Session {
                         self.state = State::OpenConfirm;
                     }
                     Err(rejected) => {
-                        out.push(Output::Send(vec![BgpMessage::Notification(
-                            rejected.notification,
-                        )]));
-                        out.push(Output::Close);
+                        out.push(Output::Notify(rejected.notification));
                         self.fail(DownReason::OpenRejected(rejected.reason), now, out);
                     }
                 }
             }
-            (State::OpenConfirm, BgpMessage::KeepAlive) => {
-                self.state = State::Established;
-                self.failures = 0;
+            (State::OpenConfirm, Kind::KeepAlive) => self.established(now, out),
+            (State::Established, Kind::KeepAlive) => self.restart_hold(now, out),
+            (State::Established, Kind::Update) => {
+                let update = inbound::update(msg.body, self.update_rules())?;
                 self.restart_hold(now, out);
-                if let Some(neg) = &self.negotiated {
-                    out.push(Output::Up(neg.clone()));
-                }
-                self.sync_routes(out);
-                let eor: Vec<BgpMessage> = self
-                    .families()
-                    .iter()
-                    .map(|f| wire::end_of_rib(*f))
-                    .collect();
-                if !eor.is_empty() {
-                    out.push(Output::Send(eor));
-                }
+                out.push(Output::Learned(update));
             }
-            (State::Established, BgpMessage::KeepAlive) => self.restart_hold(now, out),
-            (State::Established, BgpMessage::Update(update)) => {
+            (State::Established, Kind::RouteRefresh) => {
+                let rr = inbound::route_refresh(msg)?;
                 self.restart_hold(now, out);
-                let (announced, withdrawn) = update_prefixes(&update);
-                out.push(Output::Learned {
-                    announced,
-                    withdrawn,
-                });
-            }
-            (State::Established, BgpMessage::RouteRefresh(rr)) => {
-                self.restart_hold(now, out);
-                // RFC 2918 §4: re-advertise the Adj-RIB-Out of that family.
-                if let Some(family) = crate::bgp::open::family_of(rr.address_type()) {
-                    if self.families().contains(&family) {
-                        let all = adj_out::all_of(&self.sent, family);
-                        self.send_changes(all, out);
-                    }
+                // RFC 2918 §4: re-advertise the Adj-RIB-Out of that family. Subtypes other than
+                // a request (RFC 7313's BoRR/EoRR, unassigned ones) and families we did not
+                // negotiate are ignored, as RFC 7313 §5 and RFC 2918 §4 say.
+                if let Some(family) = rr.requested().filter(|f| self.families().contains(f)) {
+                    let all = adj_out::all_of(&self.sent, family);
+                    self.send_changes(all, out);
                 }
             }
-            (state, other) => {
-                let error = match state {
-                    State::OpenSent => {
-                        FiniteStateMachineError::ReceiveUnexpectedMessageInOpenSentState {
-                            value: Box::new([]),
-                        }
-                    }
-                    State::OpenConfirm => {
-                        FiniteStateMachineError::ReceiveUnexpectedMessageInOpenConfirmState {
-                            value: Box::new([]),
-                        }
-                    }
-                    _ => FiniteStateMachineError::ReceiveUnexpectedMessageInEstablishedState {
-                        value: Box::new([]),
-                    },
-                };
-                out.push(Output::Send(vec![BgpMessage::Notification(
-                    BgpNotificationMessage::FiniteStateMachineError(error),
-                )]));
-                out.push(Output::Close);
-                self.fail(
-                    DownReason::UnexpectedMessage(format!(
-                        "{:?} in state {state:?}",
-                        other.get_type()
-                    )),
-                    now,
-                    out,
-                );
-            }
+            (state, kind) => return Err(unexpected(state, kind)),
+        }
+        Ok(())
+    }
+
+    fn established(&mut self, now: Instant, out: &mut Vec<Output>) {
+        self.state = State::Established;
+        self.established_at = Some(now);
+        self.restart_hold(now, out);
+        if let Some(neg) = &self.negotiated {
+            out.push(Output::Up(neg.clone()));
+        }
+        self.sync_routes(out);
+        let eor: Vec<BgpMessage> = self
+            .families()
+            .iter()
+            .map(|f| wire::end_of_rib(*f))
+            .collect();
+        if !eor.is_empty() {
+            out.push(Output::Send(eor));
+        }
+    }
+
+    fn update_rules(&self) -> UpdateRules {
+        let neg = self.negotiated.as_ref();
+        UpdateRules {
+            asn4: neg.is_some_and(|n| n.asn4),
+            ebgp: neg.map_or(self.cfg.remote_as, |n| n.peer_as) != self.cfg.local_as,
         }
     }
 
@@ -447,23 +511,18 @@ impl Session {
         match (timer, self.state) {
             // Connect attempt timed out (Event 9 in Connect).
             (Timer::ConnectRetry, State::Connect) => {
-                out.push(Output::Close);
-                self.fail(DownReason::ConnectTimeout, now, out);
+                self.fail(DownReason::ConnectTimeout, now, out)
             }
             // Backoff over (Event 9 in Active): try again.
             (Timer::ConnectRetry, State::Active) if !self.cfg.passive => {
                 self.begin_connect(now, out)
             }
             (Timer::Hold, State::OpenSent | State::OpenConfirm | State::Established) => {
-                out.push(Output::Send(vec![BgpMessage::Notification(
-                    BgpNotificationMessage::HoldTimerExpiredError(
-                        HoldTimerExpiredError::Unspecific {
-                            sub_code: 0,
-                            value: Box::new([]),
-                        },
-                    ),
-                )]));
-                out.push(Output::Close);
+                out.push(Output::Notify(Notification::new(
+                    code::HOLD_TIMER_EXPIRED,
+                    0,
+                    [],
+                )));
                 self.fail(DownReason::HoldTimerExpired, now, out);
             }
             (Timer::Keepalive, State::OpenConfirm | State::Established) => {
@@ -477,12 +536,9 @@ impl Session {
     }
 
     fn stop(&mut self, kind: CeaseKind, reason: &str, out: &mut Vec<Output>) {
-        let had_session = matches!(
-            self.state,
-            State::OpenSent | State::OpenConfirm | State::Established
-        );
+        let had_session = self.has_connection();
         if had_session {
-            out.push(Output::Send(vec![wire::cease(kind, reason)]));
+            out.push(Output::Notify(wire::cease(kind, reason)));
         }
         if had_session || self.state == State::Connect {
             out.push(Output::Close);
@@ -497,21 +553,33 @@ impl Session {
             });
         }
         self.reset_connection();
+        self.established_at = None;
         self.state = State::Idle;
     }
 
-    fn malformed(&mut self, e: DecodeError, now: Instant, out: &mut Vec<Output>) {
-        out.push(Output::Send(vec![BgpMessage::Notification(e.notification)]));
-        out.push(Output::Close);
-        self.fail(DownReason::Malformed(e.description), now, out);
+    /// What the peer sent ends the session: tell it why (RFC 4271 §6), then fail.
+    fn rejected(&mut self, e: Rejected, now: Instant, out: &mut Vec<Output>) {
+        let reason = match e.notification.code {
+            code::FSM => DownReason::UnexpectedMessage(e.description),
+            _ => DownReason::Malformed(e.description),
+        };
+        out.push(Output::Notify(e.notification));
+        self.fail(reason, now, out);
     }
 
-    /// Ends the connection or attempt and schedules the next one with backoff.
+    /// The one way out of a connection or an attempt at one, whatever ended it: close it, and
+    /// go back to Active — an active session reconnects after the backoff, a passive one waits
+    /// for the peer's next connection.
     fn fail(&mut self, reason: DownReason, now: Instant, out: &mut Vec<Output>) {
-        self.disarm(Timer::Hold, out);
-        self.disarm(Timer::Keepalive, out);
-        self.disarm(Timer::ConnectRetry, out);
-        self.reset_connection();
+        if self.has_connection() || self.state == State::Connect {
+            out.push(Output::Close);
+        }
+        self.end_connection(out);
+        if let Some(since) = self.established_at.take() {
+            if now.saturating_duration_since(since) >= self.cfg.backoff.stable {
+                self.failures = 0;
+            }
+        }
         self.failures = self.failures.saturating_add(1);
         self.state = State::Active;
         let retry_in = if self.cfg.passive {
@@ -523,6 +591,14 @@ impl Session {
             Some(delay)
         };
         out.push(Output::Down { reason, retry_in });
+    }
+
+    /// Forgets the connection: its timers, buffers and what the peer held from us.
+    fn end_connection(&mut self, out: &mut Vec<Output>) {
+        for t in Timer::ALL {
+            self.disarm(t, out);
+        }
+        self.reset_connection();
     }
 
     fn reset_connection(&mut self) {
@@ -608,61 +684,25 @@ impl Session {
     }
 }
 
-/// A NOTIFICATION as an operator reads it: the error and subcode names, and the shutdown
-/// communication text when there is one (RFC 9003).
-pub fn describe(n: &BgpNotificationMessage) -> String {
-    use netgauze_bgp_pkt::notification::CeaseError;
-    // "CeaseError(AdministrativeShutdown { value: [..] })" -> "CeaseError/AdministrativeShutdown"
-    let debug = format!("{n:?}");
-    let name = debug
-        .split(" {")
-        .next()
-        .unwrap_or(&debug)
-        .trim_end_matches(')')
-        .replace('(', "/");
-    if let BgpNotificationMessage::CeaseError(
-        CeaseError::AdministrativeShutdown { value } | CeaseError::AdministrativeReset { value },
-    ) = n
-    {
-        if let Some((len, text)) = value.split_first() {
-            if let Some(text) = text.get(..usize::from(*len)).filter(|t| !t.is_empty()) {
-                return format!("{name}: {:?}", String::from_utf8_lossy(text));
-            }
-        }
+/// RFC 6608: the FSM error for a message type that does not belong in `state`; the data is
+/// the type.
+fn unexpected(state: State, kind: Kind) -> Rejected {
+    let (subcode, name) = match state {
+        State::OpenSent => (1, "OpenSent"),
+        State::OpenConfirm => (2, "OpenConfirm"),
+        _ => (3, "Established"),
+    };
+    let type_code = match kind {
+        Kind::Open => 1,
+        Kind::Update => 2,
+        Kind::Notification => 3,
+        Kind::KeepAlive => 4,
+        Kind::RouteRefresh => 5,
+    };
+    Rejected {
+        notification: Notification::new(code::FSM, subcode, [type_code]),
+        description: format!("{kind:?} in state {name}"),
     }
-    name
-}
-
-fn update_prefixes(update: &BgpUpdateMessage) -> (Vec<IpNet>, Vec<IpNet>) {
-    use netgauze_bgp_pkt::path_attribute::{MpReach, MpUnreach, PathAttributeValue};
-    let mut announced: Vec<IpNet> = update
-        .nlri()
-        .iter()
-        .map(|a| IpNet::V4(a.network().address()))
-        .collect();
-    let mut withdrawn: Vec<IpNet> = update
-        .withdraw_routes()
-        .iter()
-        .map(|a| IpNet::V4(a.network().address()))
-        .collect();
-    for attr in update.path_attributes() {
-        match attr.value() {
-            PathAttributeValue::MpReach(MpReach::Ipv6Unicast { nlri, .. }) => {
-                announced.extend(nlri.iter().map(|a| IpNet::V6(a.network().address())))
-            }
-            PathAttributeValue::MpReach(MpReach::Ipv4Unicast { nlri, .. }) => {
-                announced.extend(nlri.iter().map(|a| IpNet::V4(a.network().address())))
-            }
-            PathAttributeValue::MpUnreach(MpUnreach::Ipv6Unicast { nlri }) => {
-                withdrawn.extend(nlri.iter().map(|a| IpNet::V6(a.network().address())))
-            }
-            PathAttributeValue::MpUnreach(MpUnreach::Ipv4Unicast { nlri }) => {
-                withdrawn.extend(nlri.iter().map(|a| IpNet::V4(a.network().address())))
-            }
-            _ => {}
-        }
-    }
-    (announced, withdrawn)
 }
 
 #[cfg(test)]

@@ -3,11 +3,11 @@
 
 use super::*;
 use crate::bgp::types::RouteAttrs;
+use ipnet::IpNet;
 use netgauze_bgp_pkt::capabilities::{
     BgpCapability, FourOctetAsCapability, MultiProtocolExtensionsCapability,
 };
 use netgauze_bgp_pkt::iana::RouteRefreshSubcode;
-use netgauze_bgp_pkt::notification::{CeaseError, OpenMessageError};
 use netgauze_bgp_pkt::open::{BgpOpenMessage, BgpOpenMessageParameter};
 use netgauze_bgp_pkt::route_refresh::BgpRouteRefreshMessage;
 use netgauze_iana::address_family::AddressType;
@@ -307,12 +307,7 @@ fn hold_timer_expiry_sends_notification_then_closes_and_backs_off() {
     assert_eq!(
         out,
         [
-            Output::Send(vec![BgpMessage::Notification(
-                BgpNotificationMessage::HoldTimerExpiredError(HoldTimerExpiredError::Unspecific {
-                    sub_code: 0,
-                    value: Box::new([])
-                })
-            )]),
+            Output::Notify(Notification::new(4, 0, [])),
             Output::Close,
             Output::Disarm(Timer::Keepalive),
             Output::Arm(Timer::ConnectRetry, t + delay),
@@ -348,6 +343,7 @@ fn failed_connect_waits_then_retries() {
     assert_eq!(
         out,
         [
+            Output::Close,
             Output::Disarm(Timer::ConnectRetry),
             Output::Arm(Timer::ConnectRetry, t0 + d),
             Output::Down {
@@ -394,11 +390,7 @@ fn wrong_peer_as_is_refused_with_bad_peer_as() {
     );
     assert_eq!(
         out[0],
-        Output::Send(vec![BgpMessage::Notification(
-            BgpNotificationMessage::OpenMessageError(OpenMessageError::BadPeerAs {
-                value: 65531u16.to_be_bytes().into()
-            })
-        )])
+        Output::Notify(Notification::new(2, 2, 65531u16.to_be_bytes()))
     );
     assert_eq!(out[1], Output::Close);
     assert!(matches!(
@@ -417,26 +409,14 @@ fn hold_time_of_two_seconds_is_unacceptable() {
         Input::Received(bytes(&[peer_open(65530, 2, &[AddressType::Ipv4Unicast])])),
         t0,
     );
-    assert_eq!(
-        out[0],
-        Output::Send(vec![BgpMessage::Notification(
-            // netgauze's OPEN parser refuses it already, with the offending value as data.
-            BgpNotificationMessage::OpenMessageError(OpenMessageError::UnacceptableHoldTime {
-                value: 2u16.to_be_bytes().into()
-            })
-        )])
-    );
+    assert_eq!(out[0], Output::Notify(Notification::new(2, 6, [])));
 }
 
 #[test]
 fn garbage_header_gets_connection_not_synchronized() {
     let (mut s, t0) = established(routes(&[]));
     let out = s.handle(Input::Received(vec![0u8; 19]), t0);
-    assert!(matches!(
-        &out[0],
-        Output::Send(m) if matches!(m[0], BgpMessage::Notification(BgpNotificationMessage::MessageHeaderError(
-            netgauze_bgp_pkt::notification::MessageHeaderError::ConnectionNotSynchronized { .. })))
-    ));
+    assert_eq!(out[0], Output::Notify(Notification::new(1, 1, [])));
     assert_eq!(out[1], Output::Close);
     assert!(matches!(
         out.last(),
@@ -457,13 +437,7 @@ fn bad_length_gets_bad_message_length_with_the_length() {
     let out = s.handle(Input::Received(msg), t0);
     assert_eq!(
         out[0],
-        Output::Send(vec![BgpMessage::Notification(
-            BgpNotificationMessage::MessageHeaderError(
-                netgauze_bgp_pkt::notification::MessageHeaderError::BadMessageLength {
-                    value: 5000u16.to_be_bytes().into()
-                }
-            )
-        )])
+        Output::Notify(Notification::new(1, 2, 5000u16.to_be_bytes()))
     );
 }
 
@@ -474,16 +448,7 @@ fn open_in_established_is_a_finite_state_machine_error() {
         Input::Received(bytes(&[peer_open(65530, 90, &[AddressType::Ipv4Unicast])])),
         t0,
     );
-    assert_eq!(
-        out[0],
-        Output::Send(vec![BgpMessage::Notification(
-            BgpNotificationMessage::FiniteStateMachineError(
-                FiniteStateMachineError::ReceiveUnexpectedMessageInEstablishedState {
-                    value: Box::new([])
-                }
-            )
-        )])
-    );
+    assert_eq!(out[0], Output::Notify(Notification::new(5, 3, [1])));
 }
 
 #[test]
@@ -499,10 +464,13 @@ fn inbound_update_restarts_hold_and_is_reported_as_learned() {
         s.handle(Input::Received(bytes(&update)), t),
         [
             Output::Arm(Timer::Hold, t + secs(90)),
-            Output::Learned {
+            Output::Learned(Update {
                 announced: nets(&["10.1.0.0/16"]),
-                withdrawn: vec![]
-            },
+                withdrawn: vec![],
+                action: inbound::Action::Accept,
+                discarded: vec![],
+                ignored: vec![],
+            }),
         ]
     );
 }
@@ -531,21 +499,18 @@ fn route_refresh_resends_the_whole_table_of_that_family() {
 fn peer_notification_closes_and_retries() {
     let (mut s, t0) = established(routes(&[]));
     let out = s.handle(
-        Input::Received(bytes(&[wire::cease(
-            CeaseKind::AdministrativeShutdown,
-            "maintenance",
-        )])),
+        Input::Received(wire::cease(CeaseKind::AdministrativeShutdown, "maintenance").encode()),
         t0,
     );
-    assert_eq!(out[0], Output::Close);
+    assert_eq!(out[0], Output::Close, "never answered: {out:?}");
     let Some(Output::Down {
-        reason: DownReason::PeerNotification(text),
+        reason: DownReason::PeerNotification(n),
         ..
     }) = out.last()
     else {
         panic!("{out:?}")
     };
-    assert!(text.contains("maintenance"), "{text}");
+    assert!(n.to_string().contains("\"maintenance\""), "{n}");
 }
 
 #[test]
@@ -560,11 +525,7 @@ fn stop_sends_cease_with_the_reason_then_closes_and_stays_idle() {
             t0
         ),
         [
-            Output::Send(vec![BgpMessage::Notification(
-                BgpNotificationMessage::CeaseError(CeaseError::AdministrativeShutdown {
-                    value: b"\x12vipd shutting down".to_vec().into()
-                })
-            )]),
+            Output::Notify(Notification::new(6, 2, *b"\x12vipd shutting down")),
             Output::Close,
             Output::Disarm(Timer::Hold),
             Output::Disarm(Timer::Keepalive),
@@ -614,4 +575,355 @@ fn ibgp_routes_carry_an_empty_as_path_and_local_pref() {
     assert!(u.path_attributes().iter().any(
         |a| matches!(a.value(), V::AsPath(netgauze_bgp_pkt::path_attribute::AsPath::As4PathSegments(s)) if s.is_empty())
     ));
+}
+
+// --- Every way a session ends leads back (issue: a FIN or RST left the session down for good) --
+
+/// A session of `mode` taken to `state` at `t0` over IPv4.
+fn session_in(state: State, passive: bool, t0: Instant) -> Session {
+    let mut c = cfg();
+    c.passive = passive;
+    let mut s = Session::new(c, 5);
+    s.handle(Input::Start, t0);
+    if passive {
+        s.handle(Input::Incoming(nh4()), t0);
+    } else {
+        s.handle(Input::Connected(nh4()), t0);
+    }
+    if matches!(state, State::OpenConfirm | State::Established) {
+        s.handle(
+            Input::Received(bytes(&[peer_open(65530, 90, &[AddressType::Ipv4Unicast])])),
+            t0,
+        );
+    }
+    if state == State::Established {
+        s.handle(Input::Received(bytes(&[BgpMessage::KeepAlive])), t0);
+    }
+    assert_eq!(s.state(), state);
+    s
+}
+
+fn frame(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut f = vec![0xff; 16];
+    f.extend_from_slice(&((19 + body.len()) as u16).to_be_bytes());
+    f.push(kind);
+    f.extend_from_slice(body);
+    f
+}
+
+/// Each way a connection can end, as the session is told of it.
+fn endings() -> Vec<(&'static str, Input, bool)> {
+    // (name, input, whether we answer with a NOTIFICATION)
+    vec![
+        (
+            "FIN",
+            Input::Closed("peer closed the connection".into()),
+            false,
+        ),
+        (
+            "RST",
+            Input::Closed("Connection reset by peer (os error 104)".into()),
+            false,
+        ),
+        (
+            "write failure",
+            Input::Closed("write failed: Broken pipe".into()),
+            false,
+        ),
+        (
+            "Cease from the peer",
+            Input::Received(Notification::new(6, 4, []).encode()),
+            false,
+        ),
+        (
+            "Send Hold Timer Expired (RFC 9687) from the peer",
+            Input::Received(frame(3, &[8, 0])),
+            false,
+        ),
+        (
+            "a one-octet NOTIFICATION",
+            Input::Received(frame(3, &[6])),
+            false,
+        ),
+        ("garbage we detect", Input::Received(vec![0u8; 19]), true),
+        ("hold timer", Input::Fired(Timer::Hold), true),
+    ]
+}
+
+#[test]
+fn every_ending_in_every_state_closes_once_and_comes_back_in_both_modes() {
+    for passive in [false, true] {
+        for state in [State::OpenSent, State::OpenConfirm, State::Established] {
+            for (name, input, we_answer) in endings() {
+                let case = format!("{name} in {state:?}, passive {passive}");
+                let t0 = Instant::now();
+                let mut s = session_in(state, passive, t0);
+                let t = t0 + secs(1);
+                let out = s.handle(input, t);
+                let closes = out.iter().filter(|o| **o == Output::Close).count();
+                assert_eq!(closes, 1, "{case}: {out:?}");
+                let notify = out.iter().position(|o| matches!(o, Output::Notify(_)));
+                assert_eq!(notify.is_some(), we_answer, "{case}: {out:?}");
+                if let Some(i) = notify {
+                    assert!(
+                        out[i + 1] == Output::Close,
+                        "NOTIFICATION before Close: {case}: {out:?}"
+                    );
+                }
+                assert_eq!(s.state(), State::Active, "{case}");
+                assert!(!s.has_connection(), "{case}");
+                let Some(Output::Down { retry_in, .. }) = out.last().cloned() else {
+                    panic!("{case}: no Down last in {out:?}")
+                };
+                // Back: an active session reconnects after the backoff, a passive one takes the
+                // peer's next connection.
+                let again = if passive {
+                    assert_eq!(retry_in, None, "{case}");
+                    let back = s.handle(Input::Incoming(nh4()), t + secs(1));
+                    assert_eq!(back[0], Output::Adopt, "{case}: {back:?}");
+                    back
+                } else {
+                    let d = retry_in.unwrap_or_else(|| panic!("{case}: no retry"));
+                    assert!(d <= secs(1), "{case}: first failure waits {d:?}");
+                    assert!(
+                        out.contains(&Output::Arm(Timer::ConnectRetry, t + d)),
+                        "{case}: {out:?}"
+                    );
+                    let retry = s.handle(Input::Fired(Timer::ConnectRetry), t + d);
+                    assert_eq!(retry[0], Output::Connect, "{case}: {retry:?}");
+                    s.handle(Input::Connected(nh4()), t + d)
+                };
+                assert!(
+                    matches!(&again[..], [.., Output::Send(m), Output::Arm(Timer::Hold, _)] if matches!(m[0], BgpMessage::Open(_))),
+                    "{case}: {again:?}"
+                );
+                s.handle(
+                    Input::Received(bytes(&[peer_open(65530, 90, &[AddressType::Ipv4Unicast])])),
+                    t + secs(2),
+                );
+                let up = s.handle(
+                    Input::Received(bytes(&[BgpMessage::KeepAlive])),
+                    t + secs(2),
+                );
+                assert!(
+                    up.iter().any(|o| matches!(o, Output::Up(_))),
+                    "{case}: {up:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn connect_failures_and_timeouts_come_back_after_the_backoff() {
+    for input in [
+        Input::ConnectFailed("Connection refused".into()),
+        Input::Fired(Timer::ConnectRetry),
+    ] {
+        let t0 = Instant::now();
+        let mut s = Session::new(cfg(), 9);
+        s.handle(Input::Start, t0);
+        let out = s.handle(input.clone(), t0 + secs(1));
+        assert_eq!(out[0], Output::Close, "{input:?}: {out:?}");
+        let Some(Output::Down {
+            retry_in: Some(d), ..
+        }) = out.last().cloned()
+        else {
+            panic!("{out:?}")
+        };
+        let retry = s.handle(Input::Fired(Timer::ConnectRetry), t0 + secs(1) + d);
+        assert_eq!(retry[0], Output::Connect, "{input:?}");
+    }
+}
+
+/// Peer NOTIFICATIONs of any code are reported as sent and never answered.
+#[test]
+fn unknown_notifications_are_reported_verbatim_and_never_answered() {
+    for (body, shown) in [
+        (vec![8, 0], "Send Hold Timer Expired/Unspecific (8/0)"),
+        (vec![6, 42], "Cease/unassigned subcode (6/42)"),
+        (vec![0, 0], "unassigned code (0/0)"),
+        (vec![6], "Cease (6, truncated: no subcode)"),
+        (
+            vec![6, 2, 3, b'b', b'y', b'e'],
+            "Cease/Administrative Shutdown (6/2): \"bye\"",
+        ),
+    ] {
+        let (mut s, t0) = established(routes(&[]));
+        let out = s.handle(Input::Received(frame(3, &body)), t0);
+        assert!(
+            !out.iter().any(|o| matches!(o, Output::Notify(_))),
+            "{out:?}"
+        );
+        let Some(Output::Down {
+            reason: reason @ DownReason::PeerNotification(_),
+            ..
+        }) = out.last()
+        else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            reason.to_string(),
+            format!("peer sent NOTIFICATION {shown}")
+        );
+    }
+}
+
+#[test]
+fn route_refresh_of_unknown_subtypes_or_families_is_ignored() {
+    for body in [
+        [0, 1, 3, 1],
+        [0, 1, 255, 1],
+        [0, 99, 0, 1],
+        [0, 1, 1, 1],
+        [0, 2, 0, 1],
+    ] {
+        let (mut s, t0) = established(routes(&["198.18.0.10/32"]));
+        assert_eq!(
+            s.handle(Input::Received(frame(5, &body)), t0),
+            [Output::Arm(Timer::Hold, t0 + secs(90))],
+            "{body:?}"
+        );
+        assert_eq!(s.state(), State::Established);
+    }
+    let (mut s, t0) = established(routes(&[]));
+    let bad = frame(5, &[0, 1, 0]);
+    let out = s.handle(Input::Received(bad.clone()), t0);
+    assert_eq!(out[0], Output::Notify(Notification::new(7, 1, bad)));
+}
+
+#[test]
+fn header_and_fsm_errors_get_the_rfc_codes() {
+    // UPDATE of length 22: 1/2 with the length.
+    let (mut s, t0) = established(routes(&[]));
+    let out = s.handle(Input::Received(frame(2, &[0, 0, 0])), t0);
+    assert_eq!(out[0], Output::Notify(Notification::new(1, 2, [0, 22])));
+    // OPEN of length 28: 1/2, whatever the state.
+    let (mut s, t0) = established(routes(&[]));
+    let out = s.handle(Input::Received(frame(1, &[0; 9])), t0);
+    assert_eq!(out[0], Output::Notify(Notification::new(1, 2, [0, 28])));
+    // A KEEPALIVE before the OPEN: 5/1 with the type.
+    let t0 = Instant::now();
+    let mut s = session_in(State::OpenSent, false, t0);
+    let out = s.handle(Input::Received(bytes(&[BgpMessage::KeepAlive])), t0);
+    assert_eq!(out[0], Output::Notify(Notification::new(5, 1, [4])));
+    // A second OPEN in OpenConfirm: 5/2.
+    let mut s = session_in(State::OpenConfirm, false, t0);
+    let out = s.handle(
+        Input::Received(bytes(&[peer_open(65530, 90, &[AddressType::Ipv4Unicast])])),
+        t0,
+    );
+    assert_eq!(out[0], Output::Notify(Notification::new(5, 2, [1])));
+}
+
+#[test]
+fn a_malformed_community_withdraws_the_update_and_keeps_the_session() {
+    let (mut s, t0) = established(routes(&[]));
+    // ORIGIN, AS_PATH, NEXT_HOP, COMMUNITIES of length 3; NLRI 10.1.2.0/24.
+    let attrs = [
+        0x40, 1, 1, 0, 0x40, 2, 6, 2, 1, 0, 0, 0xff, 0xfa, 0x40, 3, 4, 10, 0, 0, 1, 0xc0, 8, 3, 0,
+        1, 0,
+    ];
+    let mut body = vec![0, 0, 0, attrs.len() as u8];
+    body.extend_from_slice(&attrs);
+    body.extend_from_slice(&[24, 10, 1, 2]);
+    let out = s.handle(Input::Received(frame(2, &body)), t0 + secs(1));
+    let [Output::Arm(Timer::Hold, _), Output::Learned(u)] = &out[..] else {
+        panic!("{out:?}")
+    };
+    assert!(
+        matches!(&u.action, inbound::Action::TreatAsWithdraw(w) if w.contains("COMMUNITIES of length 3"))
+    );
+    assert_eq!(u.withdrawn, nets(&["10.1.2.0/24"]));
+    assert_eq!(s.state(), State::Established);
+}
+
+// --- Collisions (RFC 4271 §6.8) in passive mode ------------------------------------------------
+
+fn cease7() -> Output {
+    Output::Notify(Notification::new(6, 7, []))
+}
+
+#[test]
+fn a_newer_connection_replaces_one_stuck_before_established() {
+    for state in [State::OpenSent, State::OpenConfirm] {
+        let t0 = Instant::now();
+        let mut s = session_in(state, true, t0);
+        let t = t0 + secs(100);
+        let out = s.handle(Input::Incoming(nh4()), t);
+        let mut want = vec![cease7(), Output::Close, Output::Disarm(Timer::Hold)];
+        if state == State::OpenConfirm {
+            want.push(Output::Disarm(Timer::Keepalive));
+        }
+        want.extend([
+            Output::Down {
+                reason: DownReason::Collision,
+                retry_in: None,
+            },
+            Output::Adopt,
+            Output::Send(vec![our_open(vec![Family::Ipv4])]),
+            Output::Arm(Timer::Hold, t + OPEN_HOLD),
+        ]);
+        assert_eq!(out, want, "{state:?}");
+        assert_eq!(s.state(), State::OpenSent);
+    }
+}
+
+#[test]
+fn an_established_session_refuses_a_second_connection_and_a_stopped_one_every_connection() {
+    let t0 = Instant::now();
+    let mut s = session_in(State::Established, true, t0);
+    assert_eq!(s.handle(Input::Incoming(nh4()), t0), [Output::Refuse]);
+    assert_eq!(s.state(), State::Established);
+    s.handle(
+        Input::Stop {
+            kind: CeaseKind::AdministrativeShutdown,
+            reason: String::new(),
+        },
+        t0,
+    );
+    assert_eq!(s.handle(Input::Incoming(nh4()), t0), [Output::Refuse]);
+}
+
+// --- Damping: sessions that die right after they come up back off ------------------------------
+
+#[test]
+fn sessions_reset_right_after_establishing_back_off_and_a_stable_one_starts_over() {
+    let t0 = Instant::now();
+    let mut s = session_in(State::Established, false, t0);
+    let mut t = t0;
+    let mut delays = Vec::new();
+    for _ in 0..5 {
+        let out = s.handle(Input::Closed("reset".into()), t + secs(1));
+        let Some(Output::Down {
+            retry_in: Some(d), ..
+        }) = out.last().cloned()
+        else {
+            panic!("{out:?}")
+        };
+        delays.push(d);
+        t += secs(1) + d;
+        s.handle(Input::Fired(Timer::ConnectRetry), t);
+        s.handle(Input::Connected(nh4()), t);
+        s.handle(
+            Input::Received(bytes(&[peer_open(65530, 90, &[AddressType::Ipv4Unicast])])),
+            t,
+        );
+        s.handle(Input::Received(bytes(&[BgpMessage::KeepAlive])), t);
+    }
+    for (d, full) in delays.iter().zip([1u64, 2, 4, 8, 16]) {
+        assert!(
+            *d >= secs(full).mul_f64(0.75) && *d <= secs(full),
+            "{delays:?}"
+        );
+    }
+    // This one stays up for the stable period: the next failure starts from the first delay.
+    let out = s.handle(Input::Closed("reset".into()), t + Backoff::default().stable);
+    let Some(Output::Down {
+        retry_in: Some(d), ..
+    }) = out.last().cloned()
+    else {
+        panic!("{out:?}")
+    };
+    assert!(d <= secs(1), "{d:?}");
 }

@@ -1,6 +1,7 @@
 //! The embedded BGP speaker.
 //!
-//! - [`types`], [`wire`], [`open`], [`adj_out`], [`fsm`]: pure — message building and parsing,
+//! - [`types`], [`wire`], [`inbound`], [`notification`], [`open`], [`adj_out`], [`fsm`]: pure —
+//!   message building, the checks on what peers send (RFC 4271 §6, RFC 7606), NOTIFICATIONs,
 //!   the OPEN exchange, route diffs, the per-peer session state machine.
 //! - [`driver`], [`speaker`]: I/O — one task per peer running a [`fsm::Session`] over TCP, and
 //!   the handle the agent uses (`set_peers`, `set_routes`, `shutdown`).
@@ -8,6 +9,8 @@
 pub mod adj_out;
 pub mod driver;
 pub mod fsm;
+pub mod inbound;
+pub mod notification;
 pub mod open;
 pub mod speaker;
 pub mod types;

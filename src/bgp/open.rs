@@ -1,11 +1,12 @@
 //! [pure] The OPEN exchange (RFC 4271 §4.2, §6.2): the OPEN we send, the checks on the peer's,
 //! and what the two together negotiate.
 
+use crate::bgp::inbound::PeerOpen;
+use crate::bgp::notification::{code, Notification};
 use crate::bgp::types::{Asn, Family, HoldTime, RouterId};
 use netgauze_bgp_pkt::capabilities::{
     BgpCapability, FourOctetAsCapability, MultiProtocolExtensionsCapability,
 };
-use netgauze_bgp_pkt::notification::{BgpNotificationMessage, OpenMessageError};
 use netgauze_bgp_pkt::open::{BgpOpenMessage, BgpOpenMessageParameter};
 use netgauze_bgp_pkt::BgpMessage;
 use netgauze_iana::address_family::AddressType;
@@ -53,10 +54,11 @@ pub fn address_type(f: Family) -> AddressType {
     }
 }
 
-pub fn family_of(a: AddressType) -> Option<Family> {
-    match a {
-        AddressType::Ipv4Unicast => Some(Family::Ipv4),
-        AddressType::Ipv6Unicast => Some(Family::Ipv6),
+/// The family of an (AFI, SAFI) pair from a capability, if vipd speaks it.
+pub fn family_of(afi: u16, safi: u8) -> Option<Family> {
+    match (afi, safi) {
+        (1, 1) => Some(Family::Ipv4),
+        (2, 1) => Some(Family::Ipv6),
         _ => None,
     }
 }
@@ -78,11 +80,12 @@ pub struct Negotiated {
 /// Why the peer's OPEN was refused: the NOTIFICATION to send and the operator's explanation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpenRejected {
-    pub notification: BgpNotificationMessage,
+    pub notification: Notification,
     pub reason: String,
 }
 
-/// Checks the peer's OPEN against what we expect (RFC 4271 §6.2) and negotiates.
+/// Checks the peer's OPEN against what we expect (RFC 4271 §6.2, RFC 7607) and negotiates.
+/// The version and the shape of the parameters were checked when it was decoded.
 ///
 /// `expected_as` of 0 accepts any AS (unnumbered peers learn it). `keepalive` is the configured
 /// interval, capped at a third of the negotiated hold time so the session cannot expire.
@@ -90,62 +93,45 @@ pub fn negotiate(
     offer: &OpenOffer,
     expected_as: Asn,
     keepalive: Option<Duration>,
-    open: &BgpOpenMessage,
+    open: &PeerOpen,
 ) -> Result<Negotiated, OpenRejected> {
-    let reject = |e: OpenMessageError, reason: String| OpenRejected {
-        notification: BgpNotificationMessage::OpenMessageError(e),
+    let reject = |subcode: u8, data: Vec<u8>, reason: String| OpenRejected {
+        notification: Notification::new(code::OPEN, subcode, data),
         reason,
     };
-    if open.version() != 4 {
+    let caps = &open.caps;
+    let asn4 = caps.as4.is_some();
+    let peer_as = Asn(open.asn());
+    if peer_as.0 == 0 || (expected_as.0 != 0 && peer_as != expected_as) {
         return Err(reject(
-            OpenMessageError::UnsupportedVersionNumber {
-                value: 4u16.to_be_bytes().into(),
-            },
-            format!("peer speaks BGP version {}, we speak 4", open.version()),
-        ));
-    }
-    let caps = open.capabilities();
-    let asn4 = caps
-        .iter()
-        .any(|c| matches!(c, BgpCapability::FourOctetAs(_)));
-    let peer_as = Asn(open.my_asn4());
-    if expected_as.0 != 0 && peer_as != expected_as {
-        return Err(reject(
-            OpenMessageError::BadPeerAs {
-                value: open.my_as().to_be_bytes().into(),
-            },
+            2,
+            open.my_as.to_be_bytes().into(),
             format!("peer says it is {peer_as}, configured as {expected_as}"),
         ));
     }
-    let peer_hold = open.hold_time();
+    let peer_hold = open.hold_time;
     if peer_hold == 1 || peer_hold == 2 {
         return Err(reject(
-            OpenMessageError::UnacceptableHoldTime {
-                value: Box::new([]),
-            },
+            6,
+            vec![],
             format!("peer hold time {peer_hold} s is not allowed (0 or at least 3)"),
         ));
     }
-    let id = open.bgp_id();
+    let id = open.bgp_id;
     let ibgp = peer_as == offer.local_as;
     if id.is_unspecified() || id.is_broadcast() || (ibgp && id == offer.router_id.0) {
         return Err(reject(
-            OpenMessageError::BadBgpIdentifier {
-                value: Box::new([]),
-            },
+            3,
+            id.octets().into(),
             format!("peer BGP identifier {id} is not usable here"),
         ));
     }
     let peer_families: Vec<Family> = caps
+        .multiprotocol
         .iter()
-        .filter_map(|c| match c {
-            BgpCapability::MultiProtocolExtensions(mp) => family_of(mp.address_type()),
-            _ => None,
-        })
+        .filter_map(|(afi, safi)| family_of(*afi, *safi))
         .collect();
-    let has_mp = caps
-        .iter()
-        .any(|c| matches!(c, BgpCapability::MultiProtocolExtensions(_)));
+    let has_mp = !caps.multiprotocol.is_empty();
     let families = offer
         .families
         .iter()
@@ -167,13 +153,6 @@ pub fn negotiate(
         keepalive,
         asn4,
         families,
-        peer_route_refresh: caps.iter().any(|c| {
-            matches!(
-                c,
-                BgpCapability::RouteRefresh
-                    | BgpCapability::EnhancedRouteRefresh
-                    | BgpCapability::CiscoRouteRefresh
-            )
-        }),
+        peer_route_refresh: caps.route_refresh,
     })
 }

@@ -1,37 +1,26 @@
-//! [pure] Bytes ↔ BGP messages: framing of the TCP stream, decoding with `netgauze-bgp-pkt`
-//! (a decode failure becomes the NOTIFICATION RFC 4271 §6 asks for), and building our own
-//! UPDATEs packed into as few 4096-byte messages as fit.
+//! [pure] Bytes ↔ BGP messages: framing of the TCP stream (what is in a frame is
+//! [`crate::bgp::inbound`]'s to check), and encoding what we send with `netgauze-bgp-pkt`: our
+//! UPDATEs packed into as few 4096-byte messages as fit, End-of-RIB, Cease.
 
+use crate::bgp::inbound::Rejected;
+use crate::bgp::notification::{code, Notification};
 use crate::bgp::types::{Asn, Family, RouteAttrs};
 use bytes::{Buf, BytesMut};
 use ipnet::IpNet;
 use netgauze_bgp_pkt::nlri::{Ipv4Unicast, Ipv4UnicastAddress, Ipv6Unicast, Ipv6UnicastAddress};
-use netgauze_bgp_pkt::notification::{BgpNotificationMessage, CeaseError, MessageHeaderError};
 use netgauze_bgp_pkt::path_attribute::{
     As2PathSegment, As4Path, As4PathSegment, AsPath, AsPathSegmentType, LocalPreference, MpReach,
     MpUnreach, NextHop, Origin, PathAttribute, PathAttributeValue,
 };
 use netgauze_bgp_pkt::update::BgpUpdateMessage;
-use netgauze_bgp_pkt::wire::deserializer::BgpParsingContext;
 use netgauze_bgp_pkt::BgpMessage;
-use netgauze_parse_utils::reader::SliceReader;
-use netgauze_parse_utils::traits::ParseFromWithOneInput;
 use netgauze_parse_utils::WritablePdu;
-use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// RFC 4271 §4.1: no message is longer (we negotiate no Extended Message capability).
 pub const MAX_MESSAGE_LEN: usize = 4096;
 /// Marker (16) + length (2) + type (1).
 pub const HEADER_LEN: usize = 19;
-
-/// Why received bytes could not be taken as a BGP message: what to send the peer, and what to
-/// tell the operator.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DecodeError {
-    pub notification: BgpNotificationMessage,
-    pub description: String,
-}
 
 /// Splits the byte stream of one connection into whole messages.
 #[derive(Debug, Default)]
@@ -50,19 +39,15 @@ impl Framer {
 
     /// The next whole message, `None` if more bytes are needed. A bad header is fatal for the
     /// connection (RFC 4271 §6.1), so the caller closes it after sending the NOTIFICATION.
-    pub fn next_frame(&mut self) -> Result<Option<BytesMut>, DecodeError> {
+    pub fn next_frame(&mut self) -> Result<Option<BytesMut>, Rejected> {
         if self.buf.len() < HEADER_LEN {
             return Ok(None);
         }
         if self.buf[..16].iter().any(|b| *b != 0xff) {
             let mut marker = [0u8; 16];
             marker.copy_from_slice(&self.buf[..16]);
-            return Err(DecodeError {
-                notification: BgpNotificationMessage::MessageHeaderError(
-                    MessageHeaderError::ConnectionNotSynchronized {
-                        value: Box::new([]),
-                    },
-                ),
+            return Err(Rejected {
+                notification: Notification::new(code::MESSAGE_HEADER, 1, []),
                 description: format!(
                     "message marker is not all ones: {:032x}",
                     u128::from_be_bytes(marker)
@@ -71,11 +56,11 @@ impl Framer {
         }
         let len = usize::from(u16::from_be_bytes([self.buf[16], self.buf[17]]));
         if !(HEADER_LEN..=MAX_MESSAGE_LEN).contains(&len) {
-            return Err(DecodeError {
-                notification: BgpNotificationMessage::MessageHeaderError(
-                    MessageHeaderError::BadMessageLength {
-                        value: (len as u16).to_be_bytes().into(),
-                    },
+            return Err(Rejected {
+                notification: Notification::new(
+                    code::MESSAGE_HEADER,
+                    2,
+                    (len as u16).to_be_bytes(),
                 ),
                 description: format!(
                     "message length {len} is outside {HEADER_LEN}..={MAX_MESSAGE_LEN}"
@@ -91,32 +76,6 @@ impl Framer {
     /// Bytes received but not yet a whole message.
     pub fn pending(&self) -> usize {
         self.buf.remaining()
-    }
-}
-
-/// A parsing context for messages from a peer: lenient with path attributes and capabilities
-/// (RFC 7606: we ignore what peers announce to us, so their quirks must not reset sessions).
-pub fn parsing_context(asn4: bool) -> BgpParsingContext {
-    BgpParsingContext::new(
-        asn4,
-        HashMap::new(),
-        HashMap::new(),
-        false,
-        false,
-        false,
-        false,
-    )
-}
-
-/// Decodes one whole frame from [`Framer::next_frame`].
-pub fn decode(frame: &[u8], ctx: &mut BgpParsingContext) -> Result<BgpMessage, DecodeError> {
-    let mut reader = SliceReader::new(frame);
-    match BgpMessage::parse(&mut reader, ctx) {
-        Ok(msg) => Ok(msg),
-        Err(e) => Err(DecodeError {
-            description: e.to_string(),
-            notification: BgpNotificationMessage::from(e),
-        }),
     }
 }
 
@@ -292,30 +251,26 @@ pub fn end_of_rib(family: Family) -> BgpMessage {
 
 /// A Cease NOTIFICATION. Administrative Shutdown and Reset carry `reason` as the RFC 9003
 /// shutdown communication (a length byte and at most 255 bytes of UTF-8).
-pub fn cease(kind: CeaseKind, reason: &str) -> BgpMessage {
-    let mut text = reason.as_bytes();
-    if text.len() > 255 {
-        // Cut on a character boundary so the peer can display it.
-        let mut end = 255;
-        while !reason.is_char_boundary(end) {
-            end -= 1;
+pub fn cease(kind: CeaseKind, reason: &str) -> Notification {
+    let data = match kind {
+        CeaseKind::AdministrativeShutdown | CeaseKind::AdministrativeReset => {
+            let mut text = reason.as_bytes();
+            if text.len() > 255 {
+                // Cut on a character boundary so the peer can display it.
+                let mut end = 255;
+                while !reason.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text = &reason.as_bytes()[..end];
+            }
+            let mut comm = Vec::with_capacity(text.len() + 1);
+            comm.push(text.len() as u8);
+            comm.extend_from_slice(text);
+            comm
         }
-        text = &reason.as_bytes()[..end];
-    }
-    let mut comm = Vec::with_capacity(text.len() + 1);
-    comm.push(text.len() as u8);
-    comm.extend_from_slice(text);
-    let value: Box<[u8]> = comm.into();
-    BgpMessage::Notification(BgpNotificationMessage::CeaseError(match kind {
-        CeaseKind::AdministrativeShutdown => CeaseError::AdministrativeShutdown { value },
-        CeaseKind::AdministrativeReset => CeaseError::AdministrativeReset { value },
-        CeaseKind::PeerDeconfigured => CeaseError::PeerDeConfigured {
-            value: Box::new([]),
-        },
-        CeaseKind::OtherConfigurationChange => CeaseError::OtherConfigurationChange {
-            value: Box::new([]),
-        },
-    }))
+        _ => Vec::new(),
+    };
+    Notification::new(code::CEASE, kind.subcode(), data)
 }
 
 /// The Cease subcodes (RFC 4486) vipd sends.
@@ -325,6 +280,20 @@ pub enum CeaseKind {
     AdministrativeReset,
     PeerDeconfigured,
     OtherConfigurationChange,
+    /// RFC 4271 §6.8: the connection that loses a collision.
+    ConnectionCollisionResolution,
+}
+
+impl CeaseKind {
+    pub fn subcode(self) -> u8 {
+        match self {
+            CeaseKind::AdministrativeShutdown => 2,
+            CeaseKind::PeerDeconfigured => 3,
+            CeaseKind::AdministrativeReset => 4,
+            CeaseKind::OtherConfigurationChange => 6,
+            CeaseKind::ConnectionCollisionResolution => 7,
+        }
+    }
 }
 
 /// Well-known attributes: transitive, not optional, not partial (RFC 4271 §5).
