@@ -280,6 +280,7 @@ impl PeerTask {
             Output::Adopt => {
                 if let Some(conn) = self.pending.take() {
                     info!("taking the peer's new connection");
+                    self.write_failed = None;
                     self.conn = Some(conn);
                 }
             }
@@ -296,6 +297,8 @@ impl PeerTask {
                 }
             }
             Output::Close => {
+                // A write that failed belonged to the connection closed now, not the next one.
+                self.write_failed = None;
                 self.connecting = None;
                 if let Some(mut conn) = self.conn.take() {
                     // Best effort: the NOTIFICATION before this was already written.

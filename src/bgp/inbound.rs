@@ -515,15 +515,23 @@ fn attribute_problem(t: u8, v: &[u8], rules: UpdateRules) -> Option<(Severity, S
         5 if len != 4 => format!("of length {len} (it is 4)"),
         6 if len != 0 => format!("of length {len} (it is 0)"),
         7 if len != 4 + as_size => format!("of length {len} (it is {})", 4 + as_size),
-        8 if len == 0 || !len.is_multiple_of(4) => format!("of length {len} (a non-zero multiple of 4)"),
+        8 if len == 0 || !len.is_multiple_of(4) => {
+            format!("of length {len} (a non-zero multiple of 4)")
+        }
         9 | 10 if rules.ebgp => "from an external peer".to_owned(),
         9 if len != 4 => format!("of length {len} (it is 4)"),
-        10 if len == 0 || !len.is_multiple_of(4) => format!("of length {len} (a non-zero multiple of 4)"),
-        16 if len == 0 || !len.is_multiple_of(8) => format!("of length {len} (a non-zero multiple of 8)"),
+        10 if len == 0 || !len.is_multiple_of(4) => {
+            format!("of length {len} (a non-zero multiple of 4)")
+        }
+        16 if len == 0 || !len.is_multiple_of(8) => {
+            format!("of length {len} (a non-zero multiple of 8)")
+        }
         17 | 18 if rules.asn4 => "from a 4-octet AS speaker (RFC 6793 §6)".to_owned(),
         17 => as_path(v, 4).err()?,
         18 if len != 8 => format!("of length {len} (it is 8)"),
-        32 if len == 0 || !len.is_multiple_of(12) => format!("of length {len} (a non-zero multiple of 12)"),
+        32 if len == 0 || !len.is_multiple_of(12) => {
+            format!("of length {len} (a non-zero multiple of 12)")
+        }
         _ => return None,
     };
     // Out-of-place LOCAL_PREF, ORIGINATOR_ID and CLUSTER_LIST from an external peer are
