@@ -2,7 +2,7 @@
 //! and hands it the peers, then runs services mode ([`crate::services`]) or announces the static VIPs (re-reading the VIP file on SIGHUP); on
 //! shutdown it sends every peer a Cease.
 
-use crate::bgp::speaker::{Speaker, SpeakerConfig, SpeakerError};
+use crate::bgp::speaker::{PeerBoard, Speaker, SpeakerConfig, SpeakerError};
 use crate::bgp::types::{host_prefix, Asn, RouteAttrs, RouteSet, RouterId};
 use crate::config::{parse_vip_list, Config, ConfigError, RouterIdSource};
 use crate::http::Readiness;
@@ -12,7 +12,7 @@ use crate::peers::PeerSources;
 use crate::report::{ServiceState, VipState};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 /// How long shutdown waits for peers to take their Cease.
@@ -87,12 +87,29 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     }
     let mut speaker = Speaker::start(speaker_config(&cfg, router_id)).await?;
     observer.set_peers(speaker.board());
+    if let Some(after) = cfg.bgp.unready_after {
+        tokio::spawn(watch_stuck_sessions(
+            speaker.board(),
+            readiness.clone(),
+            after,
+        ));
+    }
     info!(
         router_id = %router_id.0,
         local_as = cfg.bgp.local_as,
         peers = peers.current().len(),
         "vipd started"
     );
+    // Static VIPs are known now: the speaker holds them before any session starts, so the
+    // first UPDATEs carry the whole table and End-of-RIB never precedes it.
+    let static_vips = match &cfg.services {
+        None => {
+            let vips = load_vips(&cfg).await?;
+            speaker.set_routes(route_set(&vips));
+            vips
+        }
+        Some(_) => Vec::new(),
+    };
     peers.apply(&mut speaker).await;
     match (&cfg.services, client) {
         (Some(svc), Some(client)) => {
@@ -106,7 +123,15 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             crate::services::run(&cfg, svc, agent, shutdown).await
         }
         _ => {
-            let result = run_static(&cfg, &mut speaker, &mut peers, &observer, shutdown).await;
+            let result = run_static(
+                &cfg,
+                static_vips,
+                &mut speaker,
+                &mut peers,
+                &observer,
+                shutdown,
+            )
+            .await;
             cease(speaker).await;
             peers.remove_routes().await;
             result
@@ -184,13 +209,12 @@ pub async fn cease(speaker: Speaker) {
 /// Static VIPs (`vip_address`, `vip_file`), re-read on SIGHUP.
 async fn run_static(
     cfg: &Config,
+    mut vips: Vec<IpAddr>,
     speaker: &mut Speaker,
     peers: &mut PeerSources,
     observer: &Observer,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let mut vips = load_vips(cfg).await?;
-    speaker.set_routes(route_set(&vips));
     observer.publish(static_state(&vips), Duration::ZERO);
     info!(vips = vips.len(), "announcing static VIPs");
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -233,6 +257,29 @@ fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_default()
+}
+
+/// Keeps `/readyz` failing while a session has been down for `after` (see
+/// [`crate::report::stuck_sessions`]); runs for the life of the agent.
+async fn watch_stuck_sessions(board: PeerBoard, readiness: Readiness, after: Duration) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut was_stuck = false;
+    loop {
+        tick.tick().await;
+        let stuck = crate::report::stuck_sessions(&board.snapshot(), Instant::now(), after);
+        if stuck.is_empty() {
+            if was_stuck {
+                info!("every BGP session is back: ready again");
+            }
+            readiness.ready("bgp");
+        } else {
+            if !was_stuck {
+                warn!("not ready: {}", stuck.join("; "));
+            }
+            readiness.not_ready("bgp", stuck.join("; "));
+        }
+        was_stuck = !stuck.is_empty();
+    }
 }
 
 pub fn speaker_config(cfg: &Config, router_id: RouterId) -> SpeakerConfig {

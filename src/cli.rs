@@ -348,6 +348,9 @@ pub struct ManagerArgs {
     /// Port to listen on in passive mode [default: 179].
     #[arg(long = "bgp-listen-port", env = "bgp_listen_port")]
     pub bgp_listen_port: Option<String>,
+    /// /readyz fails while a BGP session has been down this many seconds [default: 120; 0: never].
+    #[arg(long = "bgp-unready-after", env = "vipd_bgp_unready_after")]
+    pub bgp_unready_after: Option<String>,
     /// Next hop for VIPs of the other family: fixed, auto_sourceip or auto_sourceif.
     #[arg(long = "mpbgpNexthop", env = "mpbgp_nexthop")]
     pub mpbgp_nexthop: Option<String>,
@@ -421,6 +424,7 @@ impl ManagerArgs {
             bgp_keepalive_interval: self.bgp_keepalive_interval.clone(),
             bgp_passive: self.bgp_passive.clone(),
             bgp_listen_port: self.bgp_listen_port.clone(),
+            bgp_unready_after: self.bgp_unready_after.clone(),
             mpbgp_nexthop: self.mpbgp_nexthop.clone(),
             mpbgp_ipv4: self.mpbgp_ipv4.clone(),
             mpbgp_ipv6: self.mpbgp_ipv6.clone(),

@@ -48,6 +48,7 @@ pub struct RawSettings {
     pub bgp_keepalive_interval: Option<String>,
     pub bgp_passive: Option<String>,
     pub bgp_listen_port: Option<String>,
+    pub bgp_unready_after: Option<String>,
     pub mpbgp_nexthop: Option<String>,
     pub mpbgp_ipv4: Option<String>,
     pub mpbgp_ipv6: Option<String>,
@@ -113,6 +114,9 @@ pub struct BgpSettings {
     /// `annotation`: also take peers from this node's annotations under this prefix (e.g.
     /// `metal.equinix.com`), following them as they change.
     pub annotations: Option<String>,
+    /// `vipd_bgp_unready_after`: `/readyz` fails while a session has been down this long
+    /// (`None`: never), so a probe sees an agent whose peers are gone.
+    pub unready_after: Option<Duration>,
 }
 
 /// The legacy Equinix Metal API provider (`vip_packet` / `--metal`).
@@ -329,6 +333,20 @@ fn bgp_settings(raw: &RawSettings, bgp_on: bool) -> Result<BgpSettings, ConfigEr
         },
         None => Some(Duration::from_secs(10)),
     };
+    let unready_after = match &raw.bgp_unready_after {
+        Some(v) => match v.parse::<u64>() {
+            Ok(0) => None,
+            Ok(s) => Some(Duration::from_secs(s)),
+            Err(_) => {
+                return Err(err(
+                    "vipd_bgp_unready_after (--bgp-unready-after)",
+                    v,
+                    "is not a number of seconds (0 turns the check off)",
+                ))
+            }
+        },
+        None => Some(DEFAULT_UNREADY_AFTER),
+    };
     let mut peers = match &raw.bgp_peers {
         Some(v) => parse_bgp_peers(v).map_err(|e| ConfigError {
             setting: "bgp_peers (--bgppeers)".into(),
@@ -414,8 +432,12 @@ fn bgp_settings(raw: &RawSettings, bgp_on: bool) -> Result<BgpSettings, ConfigEr
         listen_port,
         mpbgp,
         annotations,
+        unready_after,
     })
 }
+
+/// Long enough for a router reboot and the connect-retry backoff's top (30 s) to pass.
+pub const DEFAULT_UNREADY_AFTER: Duration = Duration::from_secs(120);
 
 fn services_settings(raw: &RawSettings) -> Result<ServicesSettings, ConfigError> {
     Ok(ServicesSettings {

@@ -229,7 +229,7 @@ impl Collector for LiveCollector {
             &r,
             |p| i64::try_from(p.prefixes_sent).unwrap_or(i64::MAX),
         )?;
-        let counters: [(&str, &str, PeerCount); 5] = [
+        let counters: [(&str, &str, PeerCount); 7] = [
             ("vipd_bgp_updates_sent", "UPDATE messages sent.", |p| {
                 p.updates_sent
             }),
@@ -253,11 +253,33 @@ impl Collector for LiveCollector {
                 "Times an Established session went down.",
                 |p| p.flaps,
             ),
+            (
+                "vipd_bgp_updates_treated_as_withdraw",
+                "Malformed UPDATEs whose routes were taken as withdrawn, the session kept (RFC 7606).",
+                |p| p.updates_treated_as_withdraw,
+            ),
+            (
+                "vipd_bgp_attributes_discarded",
+                "Malformed path attributes discarded, the UPDATE kept (RFC 7606).",
+                |p| p.attributes_discarded,
+            ),
         ];
         for (name, help, value) in counters {
             let mut fam = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
             for p in &r.peers {
                 ConstCounter::new(value(p)).encode(fam.encode_family(&peer(p))?)?;
+            }
+        }
+        let mut fam = enc.encode_descriptor(
+            "vipd_bgp_session_downs",
+            "Sessions and connection attempts ended, by reason (connection_closed, peer_notification, hold_timer_expired, …).",
+            None,
+            MetricType::Counter,
+        )?;
+        for p in &r.peers {
+            for (reason, n) in &p.downs {
+                let labels = vec![("peer", p.peer.clone()), ("reason", reason.clone())];
+                ConstCounter::new(*n).encode(fam.encode_family(&labels)?)?;
             }
         }
         let mut per_ns: BTreeMap<&str, i64> = BTreeMap::new();

@@ -9,9 +9,10 @@ use crate::bgp::driver::PeerStatus;
 use crate::bgp::types::Family;
 use crate::decide::{ServiceDecision, Skip};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The whole answer of `GET /status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +42,17 @@ pub struct PeerReport {
     pub notifications_sent: u64,
     pub notifications_received: u64,
     pub flaps: u64,
+    /// Seconds since the session was last Established (or since start); `None` while up.
+    #[serde(default)]
+    pub down_seconds: Option<u64>,
+    /// Sessions and attempts ended, by reason (`connection_closed`, `peer_notification`, …).
+    #[serde(default)]
+    pub downs: BTreeMap<String, u64>,
+    /// UPDATEs whose routes were taken as withdrawn, and attributes discarded (RFC 7606).
+    #[serde(default)]
+    pub updates_treated_as_withdraw: u64,
+    #[serde(default)]
+    pub attributes_discarded: u64,
 }
 
 impl PeerReport {
@@ -132,7 +144,35 @@ pub fn peer_report(peer: SocketAddr, s: &PeerStatus, now: Instant) -> PeerReport
         notifications_sent: s.notifications_sent,
         notifications_received: s.notifications_received,
         flaps: s.flaps,
+        down_seconds: s
+            .down_since
+            .map(|t| now.saturating_duration_since(t).as_secs()),
+        downs: s.downs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+        updates_treated_as_withdraw: s.updates_treated_as_withdraw,
+        attributes_discarded: s.attributes_discarded,
     }
+}
+
+/// The sessions that have been down for `after` or longer, one line each, for `/readyz`: an
+/// agent whose peers are gone must not look ready (its VIPs are withheld everywhere).
+pub fn stuck_sessions(
+    peers: &[(SocketAddr, PeerStatus)],
+    now: Instant,
+    after: Duration,
+) -> Vec<String> {
+    peers
+        .iter()
+        .filter_map(|(peer, s)| {
+            let down = now.saturating_duration_since(s.down_since?);
+            (down >= after).then(|| {
+                format!(
+                    "BGP session with {peer} down for {}s ({})",
+                    down.as_secs(),
+                    s.last_error.as_deref().unwrap_or("never established")
+                )
+            })
+        })
+        .collect()
 }
 
 /// Joins the owner loop's last decisions with the peers' state now.
@@ -413,5 +453,37 @@ mod tests {
         );
         let json = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<AgentReport>(&json).unwrap(), r);
+    }
+
+    #[test]
+    fn only_sessions_down_for_the_whole_grace_period_make_the_agent_unready() {
+        let now = Instant::now();
+        let status = |down: Option<u64>, err: Option<&str>| PeerStatus {
+            down_since: down.map(|s| now - Duration::from_secs(s)),
+            last_error: err.map(str::to_owned),
+            ..Default::default()
+        };
+        let peers = vec![
+            ("10.0.0.1:179".parse().unwrap(), status(None, None)),
+            (
+                "10.0.0.2:179".parse().unwrap(),
+                status(Some(119), Some("x")),
+            ),
+            (
+                "10.0.0.3:179".parse().unwrap(),
+                status(
+                    Some(120),
+                    Some("connection closed: peer closed the connection"),
+                ),
+            ),
+            ("10.0.0.4:179".parse().unwrap(), status(Some(500), None)),
+        ];
+        assert_eq!(
+            stuck_sessions(&peers, now, Duration::from_secs(120)),
+            [
+                "BGP session with 10.0.0.3:179 down for 120s (connection closed: peer closed the connection)",
+                "BGP session with 10.0.0.4:179 down for 500s (never established)",
+            ]
+        );
     }
 }
