@@ -42,6 +42,16 @@ fn bird_restart_gets_the_full_table_back() {
 }
 
 #[test]
+fn bird_killed_with_sigkill_ten_times_gets_the_table_back_each_time() {
+    scenarios::router_killed_comes_back::<Bird>();
+}
+
+#[test]
+fn bird_link_flap_ten_times_gets_the_table_back_each_time() {
+    scenarios::link_flap_comes_back::<Bird>();
+}
+
+#[test]
 fn bird_table_empties_on_vipd_shutdown() {
     scenarios::cease_on_shutdown_empties_the_table::<Bird>();
 }

@@ -42,6 +42,16 @@ fn frr_restart_gets_the_full_table_back() {
 }
 
 #[test]
+fn frr_killed_with_sigkill_ten_times_gets_the_table_back_each_time() {
+    scenarios::router_killed_comes_back::<Frr>();
+}
+
+#[test]
+fn frr_link_flap_ten_times_gets_the_table_back_each_time() {
+    scenarios::link_flap_comes_back::<Frr>();
+}
+
+#[test]
 fn frr_table_empties_on_vipd_shutdown() {
     scenarios::cease_on_shutdown_empties_the_table::<Frr>();
 }

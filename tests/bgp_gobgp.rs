@@ -42,6 +42,11 @@ fn gobgp_restart_gets_the_full_table_back() {
 }
 
 #[test]
+fn gobgp_killed_with_sigkill_ten_times_gets_the_table_back_each_time() {
+    scenarios::router_killed_comes_back::<GoBgp>();
+}
+
+#[test]
 fn gobgp_table_empties_on_vipd_shutdown() {
     scenarios::cease_on_shutdown_empties_the_table::<GoBgp>();
 }

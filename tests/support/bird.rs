@@ -137,6 +137,12 @@ impl Router for Bird {
         self.daemon.stop();
     }
 
+    fn kill(&mut self) {
+        // The control socket it leaves is removed by `start`; the pid file is only flock()ed,
+        // and the lock died with the process.
+        self.daemon.kill();
+    }
+
     fn session_established(&self) -> bool {
         // "vipd0      BGP        ---        up     17:56:09.981  Established"
         let out = self.birdc(&["show", "protocols"]);
@@ -204,6 +210,9 @@ fn bird_config(cfg: &RouterConfig) -> String {
         } else {
             session.push_str("  connect delay time 1;\n  connect retry time 2;\n");
         }
+        // BIRD holds a session down for 60-300 s after an error (a hold timer, a link going
+        // down) before it takes a connection again; the tests measure vipd, not that damping.
+        session.push_str("  error wait time 1, 2;\n");
         c.push_str(&format!(
             "protocol bgp {name} {{\n  local {local}{port} as {ROUTER_AS};\n  neighbor {vipd} as {VIPD_AS};\n\
              {session}  hold time {hold}; keepalive time {keepalive};\n  {family} {{ import all; export none; }};\n}}\n",

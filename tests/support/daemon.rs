@@ -180,6 +180,25 @@ impl Daemon {
         }
     }
 
+    /// SIGKILL, as a crash: no clean-up and no goodbye to peers, the kernel closes its sockets.
+    /// Waits for the exit; panics if the process was not running (it died earlier: the log says
+    /// why) or still runs 5 s after the signal.
+    pub fn kill(&mut self) {
+        assert!(
+            self.signal("KILL"),
+            "{} is not running, so it cannot be killed (exit {:?})\n---- {} ----\n{}",
+            self.label,
+            self.exit,
+            self.log.display(),
+            self.log_tail(40)
+        );
+        assert!(
+            self.wait_exit(Duration::from_secs(5)).is_some(),
+            "{} still runs 5 s after SIGKILL",
+            self.label
+        );
+    }
+
     /// TERM, then KILL after 5 s; returns the exit status. A no-op when not running.
     pub fn stop(&mut self) -> Option<ExitStatus> {
         if !self.is_running() {

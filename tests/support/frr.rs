@@ -136,6 +136,13 @@ impl Router for Frr {
         self.zebra.stop();
     }
 
+    fn kill(&mut self) {
+        // bgpd first, so it cannot react to zebra's death. The pid files, vty sockets and
+        // zserv.api they leave are removed by `start`, which recreates the directory.
+        self.bgpd.kill();
+        self.zebra.kill();
+    }
+
     fn session_established(&self) -> bool {
         // {"10.99.0.1": {"bgpState": "Established", ...}, "fd00:99::1": {...}}
         let neighbors = self.vtysh_json("show bgp neighbors json");

@@ -79,6 +79,11 @@ impl Router for GoBgp {
         self.daemon.stop();
     }
 
+    fn kill(&mut self) {
+        // Nothing left behind: its API and BGP listeners close with the process.
+        self.daemon.kill();
+    }
+
     fn session_established(&self) -> bool {
         // [{"state": {"neighbor_address": "10.99.0.1", "session_state": 6, ...}, ...}, ...]
         let neighbors: Value =

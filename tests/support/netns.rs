@@ -98,6 +98,18 @@ impl Topology {
             .trim()
             .is_empty()
     }
+
+    /// Sets the first node's link to the tor down or up at both ends, so both kernels (and a
+    /// router that watches its interfaces) see it go: nothing crosses, neither a NOTIFICATION
+    /// nor a RST. Up again, the IPv4 addresses and their subnet routes are back; the IPv6
+    /// addresses (the kernel flushes them on down) and the loopback routes via the link are not,
+    /// so this is for direct IPv4 sessions only.
+    pub fn set_link(&self, up: bool) {
+        let state = if up { "up" } else { "down" };
+        for (ns, dev) in [(&self.node, "veth-tor"), (&self.tor, "veth-node")] {
+            run_ok("ip", &["-n", ns.as_str(), "link", "set", dev, state]);
+        }
+    }
 }
 
 /// Links, addresses and routes of the diagram above, inside namespaces `n` (node) and `t` (tor).

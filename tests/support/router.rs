@@ -172,9 +172,17 @@ pub trait Router {
     /// Starts the daemon(s) and waits until their control interface answers.
     fn start(&mut self);
     fn stop(&mut self);
+    /// SIGKILL to every process of the router, as a crash: no NOTIFICATION, no Cease, the kernel
+    /// just closes its TCP connections. Waits until they have exited.
+    fn kill(&mut self);
     /// Stop, then start with the same configuration: the routing table starts empty again.
     fn restart(&mut self) {
         self.stop();
+        self.start();
+    }
+    /// [`Router::kill`], then start with the same configuration and an empty table.
+    fn restart_after_kill(&mut self) {
+        self.kill();
         self.start();
     }
     /// True when every configured session is Established.

@@ -9,6 +9,7 @@ use super::netns::{Topology, NODE_LO, NODE_V4, NODE_V6};
 use super::router::{Family, RouteInfo, Router, RouterConfig, VIPD_AS};
 use super::vipd::Vipd;
 use super::{holds_for, wait_until_or_explain, VIPD_NEEDS};
+use vipd::bgp::fsm::Backoff;
 
 const VIP4: &str = "198.18.0.10/32";
 const VIP4_B: &str = "198.18.0.11/32";
@@ -20,6 +21,16 @@ const VIP6: &str = "fd00:98::10/128";
 const SESSION_UP: Duration = Duration::from_secs(20);
 /// Time allowed for an UPDATE to show in the router's table once the session is up.
 const ROUTE_SEEN: Duration = Duration::from_secs(10);
+/// How many times in a row the scenarios that lose the router do so.
+const ROUNDS: usize = 10;
+/// The VIPs of the scenarios that lose the router.
+const THREE_VIPS: &[&str] = &[VIP4, VIP4_B, VIP4_C];
+
+/// Time allowed for vipd to win the router back after losing it: its longest ConnectRetry
+/// backoff (the default, which `vipd manager` runs with), then a session setup and the UPDATEs.
+fn back_after_loss() -> Duration {
+    Backoff::default().max + Duration::from_secs(15)
+}
 
 /// A running router and vipd in fresh namespaces. Field order is drop order: vipd and the router
 /// stop before their namespaces are deleted.
@@ -90,6 +101,48 @@ impl<R: Router> Bed<R> {
             || self.explain(),
         );
     }
+
+    /// Waits, within [`back_after_loss`], until the router shows every session Established again
+    /// and holds exactly `prefixes`, each from vipd via `next_hop`; returns how long that took.
+    /// `when` names the round for the failure message.
+    fn wait_table_back(&self, prefixes: &[&str], next_hop: &str, when: &str) -> Duration {
+        let want = expected(next_hop);
+        let count = |family: Family| prefixes.iter().filter(|p| Family::of(p) == family).count();
+        wait_until_or_explain(
+            back_after_loss(),
+            &format!(
+                "{} shows the session Established and holds exactly {} from vipd via {next_hop}, \
+                 {when}",
+                R::NAME,
+                prefixes.join(", ")
+            ),
+            || {
+                self.router.session_established()
+                    && [Family::Ipv4, Family::Ipv6]
+                        .into_iter()
+                        .all(|family| self.router.route_count(family) == count(family))
+                    && prefixes
+                        .iter()
+                        .all(|p| self.router.route(p).as_ref() == Some(&want))
+            },
+            || self.explain(),
+        )
+    }
+}
+
+/// Runs `round` [`ROUNDS`] times (numbered from 1), each returning how long the table took to
+/// come back, and prints each time and the longest: the margin left under [`back_after_loss`].
+fn rounds(router: &str, what: &str, mut round: impl FnMut(usize) -> Duration) {
+    let mut longest = Duration::ZERO;
+    for i in 1..=ROUNDS {
+        let took = round(i);
+        eprintln!("{router}: {what} {i} of {ROUNDS}: table back after {took:.1?}");
+        longest = longest.max(took);
+    }
+    eprintln!(
+        "{router}: {what}: longest {longest:.1?} over {ROUNDS} rounds (allowed {:.0?})",
+        back_after_loss()
+    );
 }
 
 /// "198.18.0.10/32" -> "198.18.0.10": vipd takes addresses, routers show prefixes.
@@ -237,6 +290,82 @@ pub fn router_restart_restores_the_table<R: Router>() {
         );
     }
     assert!(bed.vipd.is_running(), "vipd must ride out the restart");
+}
+
+/// Lets the session run for the backoff's stable period, so the next loss is a first failure
+/// (a router that crashes after running a while), not a flap, which vipd damps on purpose.
+fn settle() {
+    std::thread::sleep(Backoff::default().stable);
+}
+
+/// The router crashes (SIGKILL) ten times: no NOTIFICATION, the kernel just closes the
+/// connection, and the router comes back with an empty table. Each time vipd reconnects within
+/// its backoff and announces every VIP again.
+pub fn router_killed_comes_back<R: Router>() {
+    skip_unless!(root, R::NEEDS, VIPD_NEEDS);
+    let mut bed = Bed::<R>::start(RouterConfig::ipv4(), THREE_VIPS);
+    bed.wait_established();
+    bed.wait_count(Family::Ipv4, THREE_VIPS.len());
+    rounds(R::NAME, "SIGKILL and restart", |round| {
+        settle();
+        bed.router.restart_after_kill();
+        // Timed from the router answering again: its own start-up is not vipd's doing.
+        bed.wait_table_back(
+            THREE_VIPS,
+            NODE_V4,
+            &format!("after SIGKILL {round} of {ROUNDS}"),
+        )
+    });
+    assert!(
+        bed.vipd.is_running(),
+        "vipd must ride out {ROUNDS} router crashes\n{}",
+        bed.explain()
+    );
+}
+
+/// The link goes down ten times, at both ends, for longer than the hold time (3 s): the router
+/// drops the session as its interface goes, its NOTIFICATION cannot cross, vipd's hold timer
+/// expires with no word from the peer and its reconnects fail until the link is back. Each time
+/// the session and the table come back within vipd's backoff. Both ends, because BIRD only drops
+/// a direct session at once when its own interface goes down; dropping it on its hold timer
+/// instead, it would refuse vipd for its `error wait time` (60 s by default). Not for GoBGP,
+/// which ignores interfaces and, after its hold timer, refuses the peer for its
+/// `idle-hold-time-after-reset` (30 s by default).
+pub fn link_flap_comes_back<R: Router>() {
+    skip_unless!(root, R::NEEDS, VIPD_NEEDS);
+    let cfg = RouterConfig::ipv4().hold_time(3);
+    let hold = Duration::from_secs(u64::from(cfg.hold_time));
+    let mut bed = Bed::<R>::start(cfg, THREE_VIPS);
+    bed.wait_established();
+    bed.wait_count(Family::Ipv4, THREE_VIPS.len());
+    rounds(R::NAME, "link flap", |round| {
+        settle();
+        bed.topo.set_link(false);
+        let down = Instant::now();
+        wait_until_or_explain(
+            hold + Duration::from_secs(5),
+            &format!(
+                "{} drops the session with the link down (flap {round} of {ROUNDS})",
+                R::NAME
+            ),
+            || !bed.router.session_established(),
+            || bed.explain(),
+        );
+        // Down past vipd's hold time too: vipd must find out by itself, not from a segment of
+        // the old connection that crosses once the link is back.
+        std::thread::sleep((hold + Duration::from_secs(2)).saturating_sub(down.elapsed()));
+        bed.topo.set_link(true);
+        bed.wait_table_back(
+            THREE_VIPS,
+            NODE_V4,
+            &format!("after link flap {round} of {ROUNDS}"),
+        )
+    });
+    assert!(
+        bed.vipd.is_running(),
+        "vipd must ride out {ROUNDS} link flaps\n{}",
+        bed.explain()
+    );
 }
 
 /// SIGTERM: vipd sends Cease, so the router withdraws at once although the hold time is 90 s;
