@@ -15,6 +15,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use fake_apiserver::ApiServer;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::PostParams;
 use kube::Api;
@@ -23,7 +24,6 @@ use support::cluster::{self, in_netns};
 use support::netns::Topology;
 use support::router::{Family, Router, RouterConfig};
 use support::vipd::Vipd;
-use vipd::demo::apiserver::ApiServer;
 
 fn main() {
     if !support::prerequisites_met(&[Bird::NEEDS, support::VIPD_NEEDS].concat()) {

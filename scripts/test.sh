@@ -32,7 +32,7 @@ install_packages() {
 	return 0
 }
 
-# kubectl drives the in-process API server in tests/apiserver.rs. It is not in Debian's main
+# kubectl drives the in-process API server in crates/fake-apiserver/tests/apiserver.rs. It is not in Debian's main
 # archive under that name; Debian's kubernetes-client package provides an (older) one.
 install_kubectl() {
 	command -v kubectl >/dev/null && return 0

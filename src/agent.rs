@@ -2,40 +2,19 @@
 //! and hands it the peers, then runs services mode ([`crate::services`]) or announces the static VIPs (re-reading the VIP file on SIGHUP); on
 //! shutdown it sends every peer a Cease.
 
-use crate::bgp::speaker::{PeerBoard, Speaker, SpeakerConfig, SpeakerError};
-use crate::bgp::types::{host_prefix, Asn, RouteAttrs, RouteSet, RouterId};
+use crate::bgp::speaker::{PeerBoard, Speaker, SpeakerConfig};
+use crate::bgp::types::{host_routes, Asn, RouterId};
 use crate::config::{parse_vip_list, Config, ConfigError, RouterIdSource};
-use crate::http::Readiness;
+pub use crate::error::RunError;
 use crate::netif::Interfaces;
 use crate::observe::Observer;
+use crate::observe::Readiness;
 use crate::peers::PeerSources;
 use crate::report::{ServiceState, VipState};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
-
-/// How long shutdown waits for peers to take their Cease.
-const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(3);
-
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Speaker(#[from] SpeakerError),
-    #[error(transparent)]
-    Kube(#[from] crate::kube::client::ClientError),
-    #[error(transparent)]
-    Netlink(#[from] crate::netlink::NetlinkError),
-    #[error("peer provider: {0}")]
-    Provider(String),
-    #[error("cannot read {what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
-}
 
 /// Runs until `shutdown` completes, then withdraws everything by Cease and returns.
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
@@ -105,7 +84,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     let static_vips = match &cfg.services {
         None => {
             let vips = load_vips(&cfg).await?;
-            speaker.set_routes(route_set(&vips));
+            speaker.set_routes(host_routes(&vips));
             vips
         }
         Some(_) => Vec::new(),
@@ -132,7 +111,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
                 shutdown,
             )
             .await;
-            cease(speaker).await;
+            speaker.cease().await;
             peers.remove_routes().await;
             result
         }
@@ -198,14 +177,6 @@ async fn metal_source(
     Ok(spawn_metal_source(client, MetalSourceOptions::new(names)))
 }
 
-/// Withdraws everything at once: a Cease (Administrative Shutdown) to every peer.
-pub async fn cease(speaker: Speaker) {
-    info!("shutting down: sending Cease to every peer");
-    speaker
-        .shutdown("vipd shutting down", SHUTDOWN_DEADLINE)
-        .await;
-}
-
 /// Static VIPs (`vip_address`, `vip_file`), re-read on SIGHUP.
 async fn run_static(
     cfg: &Config,
@@ -233,7 +204,7 @@ async fn run_static(
                     let removed = vips.iter().filter(|v| !new.contains(v)).count();
                     info!(added, removed, total = new.len(), "SIGHUP: VIP file re-read");
                     vips = new;
-                    speaker.set_routes(route_set(&vips));
+                    speaker.set_routes(host_routes(&vips));
                     observer.publish(static_state(&vips), Duration::ZERO);
                 }
                 // A broken edit must not withdraw healthy VIPs.
@@ -344,10 +315,4 @@ async fn load_vips(cfg: &Config) -> Result<Vec<IpAddr>, RunError> {
         );
     }
     Ok(vips)
-}
-
-pub fn route_set(vips: &[IpAddr]) -> RouteSet {
-    vips.iter()
-        .map(|ip| (host_prefix(*ip), RouteAttrs::default()))
-        .collect()
 }

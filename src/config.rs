@@ -3,7 +3,7 @@
 //! never shows a password.
 
 use crate::bgp::types::HoldTime;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 use vipd_providers::static_peers::{parse_bool, parse_mpbgp_nexthop};
@@ -146,7 +146,7 @@ pub struct ServicesSettings {
     /// `disable_service_updates`: never write `status.loadBalancer`.
     pub status_updates: bool,
     /// `lb_ipam`: allocate addresses from the kube-vip-cloud-provider ConfigMap.
-    pub ipam: Option<crate::kube::ipam::IpamSettings>,
+    pub ipam: Option<IpamSettings>,
     /// `enable_upnp`: map the ports of `kube-vip.io/forwardUPNP` Services on the gateway.
     pub upnp: bool,
     /// `vip_arp`: announce by ARP/NDP from an elected node instead of BGP.
@@ -154,6 +154,28 @@ pub struct ServicesSettings {
     /// `vip_leaseduration`, `vip_renewdeadline`, `vip_retryperiod`: every Lease election of
     /// services mode (ARP mode's, and BGP mode's per-Service Leases of DHCP and UPnP Services).
     pub election_timing: crate::election::Timing,
+}
+
+/// Where the pools are and how the allocator is elected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpamSettings {
+    /// The ConfigMap (`lb_ipam_configmap`, default `kubevip`)…
+    pub configmap: String,
+    /// …in this namespace (`lb_ipam_namespace`, default `kube-system`).
+    pub namespace: String,
+    /// Namespace of the Lease `vipd-ipam` (the agent's own, `POD_NAMESPACE`, else kube-system).
+    pub lease_namespace: String,
+}
+
+/// `vipd ipam`: the allocator alone, as its flags say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpamStandalone {
+    pub kubeconfig: Option<PathBuf>,
+    /// The holder identity in the Lease; the host name when `None`.
+    pub identity: Option<String>,
+    pub ipam: IpamSettings,
+    pub lb_class_only: bool,
+    pub lb_class_name: String,
 }
 
 /// ARP/NDP mode (`vip_arp`).
@@ -257,7 +279,7 @@ pub fn validate(raw: &RawSettings) -> Result<Config, ConfigError> {
         metal,
         http: match non_empty(&raw.prometheus_server) {
             None => None,
-            Some(v) => Some(crate::http::listen_address(v).ok_or_else(|| {
+            Some(v) => Some(listen_address(v).ok_or_else(|| {
                 err(
                     "prometheus_server (--prometheusHTTPServer)",
                     v,
@@ -467,7 +489,7 @@ fn services_settings(raw: &RawSettings) -> Result<ServicesSettings, ConfigError>
             "disable_service_updates (--disableServiceUpdates)",
         )?,
         ipam: if flag(&raw.lb_ipam, "lb_ipam (--ipam)")? {
-            Some(crate::kube::ipam::IpamSettings {
+            Some(IpamSettings {
                 configmap: non_empty(&raw.lb_ipam_configmap)
                     .unwrap_or("kubevip")
                     .to_owned(),
@@ -700,6 +722,15 @@ fn log_filter(v: Option<&str>) -> Result<String, ConfigError> {
         }
     };
     Ok(level.to_owned())
+}
+
+/// `:2112` / `0.0.0.0:2112` / `[::1]:2112` as a socket address (empty host = all IPv4).
+pub fn listen_address(spec: &str) -> Option<SocketAddr> {
+    let (host, port) = spec.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ip = if host.is_empty() { "0.0.0.0" } else { host };
+    Some(SocketAddr::new(ip.parse().ok()?, port))
 }
 
 #[cfg(test)]

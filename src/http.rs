@@ -3,51 +3,17 @@
 //! Services seen; otherwise 503 with the reason) for the manifest's probes; `/metrics`
 //! (OpenMetrics) and `/status` (JSON, what `vipd status` prints).
 
-use crate::observe::Observer;
+use crate::config::listen_address;
+use crate::observe::{Observer, Readiness};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
-
-/// What keeps the agent from being ready, by component. Empty = ready.
-#[derive(Clone, Default, Debug)]
-pub struct Readiness(Arc<Mutex<BTreeMap<&'static str, String>>>);
-
-impl Readiness {
-    pub fn not_ready(&self, component: &'static str, why: impl Into<String>) {
-        if let Ok(mut m) = self.0.lock() {
-            m.insert(component, why.into());
-        }
-    }
-
-    pub fn ready(&self, component: &'static str) {
-        if let Ok(mut m) = self.0.lock() {
-            m.remove(component);
-        }
-    }
-
-    /// `None` when ready, else one line per reason.
-    pub fn reasons(&self) -> Option<String> {
-        let m = self.0.lock().ok()?;
-        (!m.is_empty()).then(|| m.iter().map(|(c, why)| format!("{c}: {why}\n")).collect())
-    }
-}
-
-/// `:2112` / `0.0.0.0:2112` / `[::1]:2112` as a socket address (empty host = all IPv4).
-pub fn listen_address(spec: &str) -> Option<SocketAddr> {
-    let (host, port) = spec.rsplit_once(':')?;
-    let port: u16 = port.parse().ok()?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let ip = if host.is_empty() { "0.0.0.0" } else { host };
-    Some(SocketAddr::new(ip.parse().ok()?, port))
-}
 
 /// Serves until the task is dropped. A port that cannot be bound is logged, not fatal: the agent
 /// announcing matters more than its probes.

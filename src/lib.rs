@@ -1,4 +1,4 @@
-//! vipd: routable addresses for Kubernetes `type: LoadBalancer` Services on bare metal.
+//! [pure] vipd: routable addresses for Kubernetes `type: LoadBalancer` Services on bare metal.
 //!
 //! # Layout
 //! - [`cli`] reads kube-vip's flags and environment variables; [`config`] (pure) checks them.
@@ -30,19 +30,23 @@ pub mod decide;
 pub mod demo;
 pub mod dhcp;
 pub mod election;
+pub mod error;
 pub mod event_limit;
 pub mod http;
 pub mod ipam;
 pub mod kube;
 pub mod l2;
 pub mod manifest;
+pub mod model;
 pub mod netif;
 pub mod netlink;
 pub mod observe;
 pub mod peers;
+pub mod plan;
 pub mod report;
 pub mod services;
 pub mod sys;
 pub mod upnp;
+pub mod wake;
 
 pub use agent::run;

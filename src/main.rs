@@ -1,4 +1,4 @@
-//! The `vipd` binary: parse the command line, set up logging, run. All logic is in the library.
+//! [I/O] The `vipd` binary: parse the command line, set up logging, run. All logic is in the library.
 
 use clap::Parser;
 use std::io::IsTerminal;
@@ -25,10 +25,20 @@ fn main() -> ExitCode {
             })
         }
         Command::Ipam(args) => {
+            let settings = match args.settings() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("vipd: bad setting: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             init_logging(&args.log, false);
             runtime().and_then(|rt| {
-                rt.block_on(vipd::kube::ipam::run_standalone(&args, shutdown_signal()))
-                    .map_err(Into::into)
+                rt.block_on(vipd::kube::ipam::run_standalone(
+                    settings,
+                    shutdown_signal(),
+                ))
+                .map_err(Into::into)
             })
         }
         Command::Status(args) => return status(&args),

@@ -21,8 +21,8 @@
 //!   `--sourceIP`, BGP without peers, a mode this build lacks) is refused here, with the agent's
 //!   own message.
 
-use crate::cli::{ManifestArgs, ManifestFlags, ManifestKind};
 use crate::config::{ConfigError, RawSettings};
+use clap::{Args, Subcommand};
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec};
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
@@ -37,6 +37,145 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 use std::collections::BTreeMap;
+
+/// A boolean the way kube-vip reads one (Go's `strconv.ParseBool`).
+fn go_bool(v: &str) -> Result<bool, String> {
+    vipd_providers::static_peers::parse_bool(v)
+        .ok_or_else(|| format!("{v:?} is not a boolean (true or false)"))
+}
+
+/// `vipd manifest`: which objects to print.
+#[derive(Debug, Args)]
+pub struct ManifestArgs {
+    #[command(subcommand)]
+    pub kind: ManifestKind,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ManifestKind {
+    /// ServiceAccount, ClusterRole and binding, then the DaemonSet: one `kubectl apply -f -`
+    /// installs vipd on every node.
+    Daemonset(Box<ManifestFlags>),
+    /// A static Pod for /etc/kubernetes/manifests on a control-plane node; it reaches the API
+    /// with the host's kubeconfig, as static Pods cannot use a ServiceAccount or a Secret.
+    Pod(Box<ManifestFlags>),
+    /// Only the ServiceAccount, ClusterRole and ClusterRoleBinding.
+    Rbac(Box<ManifestFlags>),
+}
+
+/// kube-vip's `manifest` flags, each with the environment variable it fills in the DaemonSet
+/// (and falls back to, as kube-vip's do). Booleans take `--bgp` or `--bgp=true`.
+#[derive(Debug, Clone, Args)]
+pub struct ManifestFlags {
+    /// Image of the vipd container.
+    #[arg(long, default_value = concat!("ghcr.io/vipd/vipd:", env!("CARGO_PKG_VERSION")))]
+    pub image: String,
+    /// Namespace of the ServiceAccount, DaemonSet and Pod.
+    #[arg(
+        long,
+        short = 'n',
+        env = "svc_namespace",
+        default_value = "kube-system"
+    )]
+    pub namespace: String,
+    /// Accepted for kube-vip's command line; vipd's DaemonSet always uses its ServiceAccount.
+    #[arg(long = "inCluster", visible_alias = "in-cluster", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true", default_value = "false", hide_default_value = true, value_parser = go_bool)]
+    pub in_cluster: bool,
+    /// Run on control-plane nodes only (tolerate their taints, require their role label).
+    #[arg(long, num_args = 0..=1, value_name = "BOOL", default_missing_value = "true", default_value = "false", hide_default_value = true, value_parser = go_bool)]
+    pub taint: bool,
+    /// Services mode.
+    #[arg(long = "services", env = "svc_enable", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true", default_value = "false", hide_default_value = true, value_parser = go_bool)]
+    pub services: bool,
+    /// Elect one node per Service (adds Lease permissions).
+    #[arg(long = "servicesElection", env = "svc_election", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true", default_value = "false", hide_default_value = true, value_parser = go_bool)]
+    pub services_election: bool,
+    /// Leader election (adds Lease permissions).
+    #[arg(long = "leaderElection", env = "vip_leaderelection", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true", default_value = "false", hide_default_value = true, value_parser = go_bool)]
+    pub leader_election: bool,
+    /// Allocate Service VIPs from the `kubevip` ConfigMap (adds ConfigMap and Lease permissions).
+    #[arg(long = "ipam", env = "lb_ipam", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true", default_value = "false", hide_default_value = true, value_parser = go_bool)]
+    pub ipam: bool,
+    /// ARP mode.
+    #[arg(long = "arp", env = "vip_arp", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true", default_value = "false", hide_default_value = true, value_parser = go_bool)]
+    pub arp: bool,
+    /// Announce VIPs by BGP.
+    #[arg(long = "bgp", env = "bgp_enable", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true", default_value = "false", hide_default_value = true, value_parser = go_bool)]
+    pub bgp: bool,
+    /// Interface for VIP addresses.
+    #[arg(long = "interface", env = "vip_interface")]
+    pub interface: Option<String>,
+    /// Also put each announced VIP on the interface.
+    #[arg(long = "bgpAttachIPToInterface", env = "bgp_attach_ip_to_interface", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true", default_value = "false", hide_default_value = true, value_parser = go_bool)]
+    pub bgp_attach_ip_to_interface: bool,
+    /// Local AS number [default in the agent: 65000].
+    #[arg(long = "localAS", env = "bgp_as")]
+    pub local_as: Option<String>,
+    /// BGP router id (IPv4).
+    #[arg(long = "bgpRouterID", env = "bgp_routerid")]
+    pub router_id: Option<String>,
+    /// Peers: addr:AS:password:multihop:port:mpbgp:bfd, comma separated, IPv6 in brackets.
+    #[arg(long = "bgppeers", env = "bgp_peers", hide_env_values = true)]
+    pub bgp_peers: Option<String>,
+    /// One more peer's address.
+    #[arg(long = "peerAddress", env = "bgp_peeraddress")]
+    pub peer_address: Option<String>,
+    /// That peer's AS.
+    #[arg(long = "peerAS", env = "bgp_peeras")]
+    pub peer_as: Option<String>,
+    /// That peer's TCP-MD5 password (written into the DaemonSet as plain env, as kube-vip does).
+    #[arg(long = "peerPass", env = "bgp_peerpass", hide_env_values = true)]
+    pub peer_pass: Option<String>,
+    /// That peer is more than one hop away.
+    #[arg(long = "multihop", env = "bgp_multihop", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true", default_value = "false", hide_default_value = true, value_parser = go_bool)]
+    pub multihop: bool,
+    /// Local interface for every session.
+    #[arg(long = "sourceIF", env = "bgp_sourceif")]
+    pub source_if: Option<String>,
+    /// Local address for every session.
+    #[arg(long = "sourceIP", env = "bgp_sourceip")]
+    pub source_ip: Option<String>,
+    /// Take BGP peers from each node's annotations under this prefix (e.g. metal.equinix.com).
+    #[arg(long = "annotations", env = "annotation")]
+    pub annotations: Option<String>,
+    /// Take BGP peers from the Equinix Metal API; mounts Secret `metal-cloud-config` at
+    /// /etc/cloud-sa.
+    #[arg(long = "metal", env = "vip_packet", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true", default_value = "false", hide_default_value = true, value_parser = go_bool)]
+    pub metal: bool,
+    /// The CCM's cloud-sa.json inside the container; implies --metal (as kube-vip's did)
+    /// [default with --metal: /etc/cloud-sa/cloud-sa.json].
+    #[arg(long = "provider-config", env = "provider_config")]
+    pub provider_config: Option<String>,
+    /// Install host routes to the Metal peers via the private gateway.
+    #[arg(long = "metal-peer-routes", env = "metal_peer_routes", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true", default_value = "false", hide_default_value = true, value_parser = go_bool)]
+    pub metal_peer_routes: bool,
+    /// Only Services whose loadBalancerClass is lb_class_name.
+    #[arg(long = "lbClassOnly", env = "lb_class_only", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true", default_value = "false", hide_default_value = true, value_parser = go_bool)]
+    pub lb_class_only: bool,
+    /// The loadBalancerClass vipd serves.
+    #[arg(long = "lbClassName", env = "lb_class_name")]
+    pub lb_class_name: Option<String>,
+    /// Never write status.loadBalancer of Services.
+    #[arg(long = "disableServiceUpdates", env = "disable_service_updates", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true", default_value = "false", hide_default_value = true, value_parser = go_bool)]
+    pub disable_service_updates: bool,
+    /// Address of /metrics, /healthz and /readyz; its port is the probes' and `metrics` port.
+    #[arg(
+        long = "prometheusHTTPServer",
+        env = "prometheus_server",
+        default_value = ":2112"
+    )]
+    pub prometheus_server: String,
+    /// Log level: 0-6 or error/warn/info/debug/trace.
+    #[arg(long = "log", env = "vip_loglevel")]
+    pub log: Option<String>,
+    /// `pod` only: the host's kubeconfig, mounted read-only at the same path.
+    #[arg(
+        long = "k8sConfigPath",
+        env = "k8s_config_file",
+        default_value = "/etc/kubernetes/admin.conf"
+    )]
+    pub k8s_config_path: String,
+}
 
 /// Name of every object vipd's manifests create.
 pub const NAME: &str = "vipd";

@@ -1,4 +1,4 @@
-//! Local interface addresses: router id fallback, `bgp_routerinterface`, next hops of the other
+//! [I/O] Local interface addresses: router id fallback, `bgp_routerinterface`, next hops of the other
 //! family (`mpbgp_nexthop=auto_*`) and on-link checks for IPv6 link-local next hops.
 //!
 //! [`Interfaces`] is a snapshot; reading one is the only I/O here, the lookups are pure.

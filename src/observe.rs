@@ -5,7 +5,6 @@
 //! mirrored into counters, so they can never drift from what `vipd status` says.
 
 use crate::bgp::speaker::PeerBoard;
-use crate::http::Readiness;
 use crate::report::{self, AgentReport, ServiceState};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -19,6 +18,30 @@ use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+/// What keeps the agent from being ready, by component. Empty = ready.
+#[derive(Clone, Default, Debug)]
+pub struct Readiness(Arc<Mutex<BTreeMap<&'static str, String>>>);
+
+impl Readiness {
+    pub fn not_ready(&self, component: &'static str, why: impl Into<String>) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(component, why.into());
+        }
+    }
+
+    pub fn ready(&self, component: &'static str) {
+        if let Ok(mut m) = self.0.lock() {
+            m.remove(component);
+        }
+    }
+
+    /// `None` when ready, else one line per reason.
+    pub fn reasons(&self) -> Option<String> {
+        let m = self.0.lock().ok()?;
+        (!m.is_empty()).then(|| m.iter().map(|(c, why)| format!("{c}: {why}\n")).collect())
+    }
+}
 
 /// The states kube-vip's `kube_vip_manager_bgp_session_info` enumerates (GoBGP's names), in
 /// the order of RFC 4271's states vipd reports.

@@ -6,9 +6,9 @@
 //! connect, removed ones get a Cease, changed ones re-establish, the rest are untouched.
 
 use crate::bgp::speaker::Speaker;
-use crate::http::Readiness;
 use crate::netif::Interfaces;
 use crate::netlink::{NetlinkError, PeerRoutes};
+use crate::observe::Readiness;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::runtime::{watcher, WatchStreamExt};

@@ -5,8 +5,8 @@
 //! live at request time; [`assemble`] joins the two, so a session that went down a second ago
 //! shows as down even if nothing was re-decided since.
 
-use crate::bgp::driver::PeerStatus;
 use crate::bgp::types::Family;
+use crate::bgp::types::PeerStatus;
 use crate::decide::{ServiceDecision, Skip};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

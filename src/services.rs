@@ -7,21 +7,22 @@
 //! away withdraws nothing (kube-vip#867). A periodic resync re-decides even without events
 //! (kube-vip#948).
 
-use crate::agent::{cease, route_set, RunError};
 use crate::bgp::driver::PeerEvent;
 use crate::bgp::speaker::Speaker;
+use crate::bgp::types::host_routes;
 use crate::config::{Config, ServicesSettings};
 use crate::decide::ingress::{current_ingress, ingress_change, ingress_target};
 use crate::decide::{self, ClusterView, DecideConfig, Desired, NodeCtx, ServiceKey, Skip};
 use crate::dhcp::services::DhcpServices;
-use crate::election::serve;
-use crate::http::Readiness;
-use crate::kube::lease::{Election, Leadership, LeaseKey};
+use crate::election::lease::{Election, Leadership, LeaseKey};
+use crate::error::RunError;
 use crate::kube::status::{EventSink, ProblemReports, ServiceEvent, StatusWriter};
 use crate::kube::view::{AbortOnDrop, Snapshot, View};
 use crate::netlink::VipAddresses;
 use crate::observe::Observer;
+use crate::observe::Readiness;
 use crate::peers::PeerSources;
+use crate::plan::gate;
 use crate::report::{self, Reason, ServiceState, VipState};
 use crate::upnp::gateway::SearchSettings;
 use crate::upnp::services::UpnpServices;
@@ -66,7 +67,7 @@ pub async fn run(
     let Agent {
         speaker, mut peers, ..
     } = agent;
-    cease(speaker).await;
+    speaker.cease().await;
     peers.remove_routes().await;
     if let Some(addrs) = addresses.as_mut() {
         for e in addrs.remove_unwanted(&BTreeSet::new()).await {
@@ -218,8 +219,8 @@ async fn serve(
                     tokio::time::sleep(DEBOUNCE).await;
                     break;
                 }
-                () = lease_changed(dhcp_changed.as_deref()) => break,
-                () = lease_changed(upnp_changed.as_deref()) => break,
+                () = crate::wake::notified(dhcp_changed.as_deref()) => break,
+                () = crate::wake::notified(upnp_changed.as_deref()) => break,
                 _ = resync.tick() => break,
                 () = peers.changed() => {
                     owner.decide = decide_config(cfg, svc, &peers.current());
@@ -332,15 +333,6 @@ impl Elect {
     }
 }
 
-/// A DHCP lease was bound, moved or lost, or UPnP's external address or mapped Services changed
-/// (never, without them).
-pub(crate) async fn lease_changed(notify: Option<&tokio::sync::Notify>) {
-    match notify {
-        Some(n) => n.notified().await,
-        None => std::future::pending().await,
-    }
-}
-
 fn any_peer_up(speaker: &Speaker) -> bool {
     speaker
         .status()
@@ -416,9 +408,9 @@ impl Owner {
         let node = NodeCtx::from_node(&self.node_name, snap.node.as_deref());
         let mut desired = decide::desired(&view, &node, &self.decide);
         // One node per DHCP (and UPnP) Service: the elected one.
-        let standing = serve::standing(&desired, &snap.services, self.upnp.is_some());
+        let standing = gate::standing(&desired, &snap.services, self.upnp.is_some());
         let led = self.elect.led();
-        serve::gate(&mut desired, &standing, &led);
+        gate::gate(&mut desired, &standing, &led);
         let mut on_macvlans = BTreeSet::new();
         if let Some(dhcp) = self.dhcp.as_mut() {
             dhcp.reconcile(&snap.services, &mut desired, &self.events)
@@ -454,7 +446,7 @@ impl Owner {
             None => self.apply_routes(speaker, wanted),
         }
         if let Some(upnp) = self.upnp.as_mut() {
-            upnp.update(&snap.services, &serve::upnp_view(&desired, &standing, &led));
+            upnp.update(&snap.services, &gate::upnp_view(&desired, &standing, &led));
         }
         self.report(&desired);
         if self.status.is_some() {
@@ -475,7 +467,7 @@ impl Owner {
                 "announcing a new route set"
             );
             let vips: Vec<IpAddr> = wanted.iter().copied().collect();
-            speaker.set_routes(route_set(&vips));
+            speaker.set_routes(host_routes(&vips));
             self.routes = wanted;
         }
     }

@@ -145,7 +145,7 @@ fn demo_runs_end_to_end_and_exits_0() {
         "Warning event on default/broken: InvalidLoadBalancerIP",
         "router withdrew 198.51.100.10/32",
         "status.loadBalancer.ingress of default/web cleared",
-        "AdministrativeShutdown: \"vipd shutting down\"; it holds 0 routes",
+        "Cease/Administrative Shutdown (6/2): \"vipd shutting down\"; it holds 0 routes",
     ] {
         assert!(out.contains(step), "missing {step:?} in:\n{out}");
     }

@@ -13,7 +13,7 @@ use support::dnsmasq::{DhcpBed, NEEDS, PARENT, SERVER};
 use support::{holds_for, run_ok, wait_until_or_explain, VIPD_NEEDS};
 use vipd::dhcp::client::Lease;
 use vipd::dhcp::edge::{DhcpSpec, DhcpVip, Stop};
-use vipd::dhcp::macvlan::format_mac;
+use vipd::dhcp::naming::format_mac;
 
 const MAC: [u8; 6] = [0x02, 0x56, 0x49, 0x50, 0x44, 0x01];
 const MACVLAN: &str = "vip-1a2b3c4d";

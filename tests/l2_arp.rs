@@ -29,6 +29,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use fake_apiserver::ApiServer;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
 use kube::{Api, Client};
@@ -38,7 +39,6 @@ use support::lan::{client_neigh, mac, vip_on, Lan};
 use support::netns::Topology;
 use support::vipd::Vipd;
 use support::{ns_succeeds, run_ok, VIPD_NEEDS};
-use vipd::demo::apiserver::ApiServer;
 
 const L2_NEEDS: &[(&str, &str)] = &[
     ("tcpdump", "apt-get install tcpdump"),

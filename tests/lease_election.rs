@@ -1,4 +1,4 @@
-//! The Lease election driver (`vipd::kube::lease`) against vipd's in-process API server over
+//! The Lease election driver (`vipd::election::lease`) against vipd's in-process API server over
 //! real HTTP, no root needed: two candidates, one leads; the leader stops (release) and the
 //! other takes over at once; at no moment do both hold leadership as the owner loop sees it
 //! (Leading until its fence deadline, NotLeading at once).
@@ -7,13 +7,13 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
+use fake_apiserver::ApiServer;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use vipd::demo::apiserver::ApiServer;
+use vipd::election::lease::{Election, Leadership, LeaseKey};
 use vipd::election::Timing;
-use vipd::kube::lease::{Election, Leadership, LeaseKey};
 
 fn timing() -> Timing {
     Timing {

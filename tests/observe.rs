@@ -12,13 +12,13 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use fake_apiserver::ApiServer;
 use support::bird::Bird;
 use support::cluster::{self, in_netns, lb_service, slice, Ep};
 use support::netns::Topology;
 use support::router::{Router, RouterConfig};
 use support::vipd::Vipd;
 use support::VIPD_NEEDS;
-use vipd::demo::apiserver::ApiServer;
 
 /// Debian's python3, which has the Debian module (a `python3` earlier in PATH may not).
 const PYTHON: &str = "/usr/bin/python3";

@@ -10,6 +10,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use fake_apiserver::ApiServer;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Patch, PatchParams};
 use kube::Api;
@@ -20,7 +21,6 @@ use support::netns::Topology;
 use support::router::{Router, RouterConfig};
 use support::vipd::Vipd;
 use support::VIPD_NEEDS;
-use vipd::demo::apiserver::ApiServer;
 
 const KEY: &str = "metal.equinix.com/bgp-peers-0-";
 

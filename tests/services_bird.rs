@@ -10,13 +10,13 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use fake_apiserver::ApiServer;
 use support::bird::Bird;
 use support::cluster::{self, in_netns, lb_service, slice, Ep};
 use support::netns::Topology;
 use support::router::{Family, Router, RouterConfig};
 use support::vipd::Vipd;
 use support::{ns_stdout, VIPD_NEEDS};
-use vipd::demo::apiserver::ApiServer;
 
 const UP: Duration = Duration::from_secs(20);
 const SOON: Duration = Duration::from_secs(10);

@@ -11,6 +11,7 @@ mod support;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use fake_apiserver::ApiServer;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::DeleteParams;
@@ -23,7 +24,6 @@ use support::netns::Topology;
 use support::router::{Router, RouterConfig};
 use support::vipd::Vipd;
 use support::{ns_stdout, ns_succeeds, run_ok, VIPD_NEEDS};
-use vipd::demo::apiserver::ApiServer;
 
 const UP: Duration = Duration::from_secs(30);
 const SOON: Duration = Duration::from_secs(10);

@@ -11,6 +11,7 @@ mod support;
 
 use std::time::Duration;
 
+use fake_apiserver::ApiServer;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::DeleteParams;
@@ -20,7 +21,6 @@ use support::cluster::{self, in_netns, slice, Ep};
 use support::daemon::Daemon;
 use support::miniupnpd::{UpnpBed, GW_WAN_IP, NEEDS};
 use support::{ns_stdout, ns_succeeds, path_str, VIPD_NEEDS};
-use vipd::demo::apiserver::ApiServer;
 
 const UP: Duration = Duration::from_secs(30);
 

@@ -7,9 +7,9 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
-use vipd::agent::route_set;
 use vipd::bgp::driver::PeerEvent;
 use vipd::bgp::speaker::{Speaker, SpeakerConfig};
+use vipd::bgp::types::host_routes;
 use vipd::bgp::types::{Asn, HoldTime, RouterId};
 use vipd_providers::{MpBgpSpec, Password, PeerSpec};
 
@@ -90,7 +90,7 @@ async fn removing_one_peer_ceases_it_and_leaves_the_other_session_alone() {
     let mut vipd = Speaker::start(cfg(65000, [192, 0, 2, 1], false))
         .await
         .unwrap();
-    vipd.set_routes(route_set(&["198.51.100.10".parse().unwrap()]));
+    vipd.set_routes(host_routes(&["198.51.100.10".parse().unwrap()]));
     vipd.set_peers(vec![peer(a, 65001), peer(b, 65002)]).await;
     let (mut ta, mut tb) = (BTreeSet::new(), BTreeSet::new());
     let want = nets(&["198.51.100.10/32"]);
@@ -105,10 +105,13 @@ async fn removing_one_peer_ceases_it_and_leaves_the_other_session_alone() {
     let PeerEvent::Down { reason, .. } = down else {
         unreachable!()
     };
-    assert!(reason.contains("PeerDeConfigured"), "{reason}");
+    assert!(
+        reason.contains("Cease/Peer De-configured (6/3)"),
+        "{reason}"
+    );
 
     // B keeps its session: a route change still reaches it, and it never went down.
-    vipd.set_routes(route_set(&["198.51.100.11".parse().unwrap()]));
+    vipd.set_routes(host_routes(&["198.51.100.11".parse().unwrap()]));
     until(&mut eb, &mut tb, "update at B", |_, t| {
         *t == nets(&["198.51.100.11/32"])
     })
@@ -126,7 +129,7 @@ async fn adding_a_peer_while_another_runs_announces_the_table_to_it() {
     let mut vipd = Speaker::start(cfg(65000, [192, 0, 2, 1], false))
         .await
         .unwrap();
-    vipd.set_routes(route_set(&[
+    vipd.set_routes(host_routes(&[
         "198.51.100.10".parse().unwrap(),
         "198.51.100.12".parse().unwrap(),
     ]));
@@ -151,7 +154,7 @@ async fn changing_a_peer_re_establishes_only_that_session() {
         .await
         .unwrap();
     let mut vipd_events = vipd.events();
-    vipd.set_routes(route_set(&["198.51.100.10".parse().unwrap()]));
+    vipd.set_routes(host_routes(&["198.51.100.10".parse().unwrap()]));
     vipd.set_peers(vec![peer(a, 65009)]).await;
     let mut scratch = BTreeSet::new();
     let refused = until(&mut vipd_events, &mut scratch, "refusal", |e, _| {
@@ -180,7 +183,7 @@ async fn tcp_md5_with_matching_keys_establishes_over_loopback() {
     let mut vipd = Speaker::start(cfg(65000, [192, 0, 2, 1], false))
         .await
         .unwrap();
-    vipd.set_routes(route_set(&["198.51.100.10".parse().unwrap()]));
+    vipd.set_routes(host_routes(&["198.51.100.10".parse().unwrap()]));
     let mut p = peer(a, 65001);
     p.password = Some(Password::new("s3cret".into()));
     vipd.set_peers(vec![p]).await;
@@ -199,7 +202,7 @@ async fn tcp_md5_key_on_one_side_only_keeps_the_session_down() {
         .await
         .unwrap();
     let mut vipd_events = vipd.events();
-    vipd.set_routes(route_set(&["198.51.100.10".parse().unwrap()]));
+    vipd.set_routes(host_routes(&["198.51.100.10".parse().unwrap()]));
     vipd.set_peers(vec![peer(a, 65001)]).await;
     // The kernel drops unsigned SYNs silently: vipd's connect times out, and it says why.
     let mut scratch = BTreeSet::new();

@@ -9,6 +9,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
+use vipd::model::annotation::{FORWARD_UPNP, UPNP_LEASE_DURATION};
 
 use support::cluster::in_netns;
 use support::miniupnpd::{UpnpBed, GW_WAN_IP, NEEDS};
@@ -16,7 +17,7 @@ use support::{run_ok, wait_until_or_explain, VIPD_NEEDS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use vipd::upnp::gateway::{self, Forwarder, SearchSettings, UpnpState};
-use vipd::upnp::plan::{desired, Key, Mapping, UpnpRequest, FORWARD_ANNOTATION, LEASE_ANNOTATION};
+use vipd::upnp::plan::{desired, Key, Mapping, UpnpRequest};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 50);
 
@@ -24,8 +25,8 @@ fn request(ports: &[(&str, i32)], lease: &str) -> UpnpRequest {
     UpnpRequest {
         service: "default/web".into(),
         annotations: BTreeMap::from([
-            (FORWARD_ANNOTATION.to_string(), "true".to_string()),
-            (LEASE_ANNOTATION.to_string(), lease.to_string()),
+            (FORWARD_UPNP.to_string(), "true".to_string()),
+            (UPNP_LEASE_DURATION.to_string(), lease.to_string()),
         ]),
         vip: Some(VIP),
         ports: ports

@@ -4,12 +4,13 @@
 
 use crate::bgp::fsm::{DownReason, Input, NextHops, Output, Session, SessionConfig, Timer};
 use crate::bgp::inbound::Action;
-use crate::bgp::types::{Family, RouteSet};
+pub use crate::bgp::types::PeerStatus;
+use crate::bgp::types::RouteSet;
 use crate::bgp::wire::{self, CeaseKind};
 use crate::netif::Interfaces;
 use crate::sys;
 use netgauze_bgp_pkt::BgpMessage;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -63,31 +64,6 @@ pub enum PeerEvent {
         announced: Vec<ipnet::IpNet>,
         withdrawn: Vec<ipnet::IpNet>,
     },
-}
-
-/// A peer's state as `vipd status` and metrics show it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PeerStatus {
-    pub state: String,
-    pub established_since: Option<Instant>,
-    /// The families negotiated in the OPENs of the current session (empty when down).
-    pub families: Vec<Family>,
-    pub last_error: Option<String>,
-    pub advertised: usize,
-    pub updates_sent: u64,
-    pub updates_received: u64,
-    pub notifications_sent: u64,
-    pub notifications_received: u64,
-    pub flaps: u64,
-    /// UPDATEs whose announcements were taken as withdrawals (RFC 7606).
-    pub updates_treated_as_withdraw: u64,
-    /// Attributes dropped by RFC 7606's attribute discard.
-    pub attributes_discarded: u64,
-    /// Sessions (and attempts) ended, by [`DownReason::label`].
-    pub downs: BTreeMap<&'static str, u64>,
-    /// Since when the session has not been Established (its start, or its last end); `None`
-    /// while Established or stopped.
-    pub down_since: Option<Instant>,
 }
 
 type Connecting = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;

@@ -1,4 +1,4 @@
-//! The embedded BGP speaker.
+//! [pure] The embedded BGP speaker.
 //!
 //! - [`types`], [`wire`], [`inbound`], [`notification`], [`open`], [`adj_out`], [`fsm`]: pure —
 //!   message building, the checks on what peers send (RFC 4271 §6, RFC 7606), NOTIFICATIONs,

@@ -192,6 +192,14 @@ impl Speaker {
             .collect()
     }
 
+    /// The agent's goodbye: a Cease to every peer, so routers withdraw at once, waiting at most
+    /// three seconds for the sessions to close.
+    pub async fn cease(self) {
+        info!("shutting down: sending Cease to every peer");
+        self.shutdown("vipd shutting down", Duration::from_secs(3))
+            .await;
+    }
+
     /// Sends every peer a Cease (Administrative Shutdown with `reason`) and waits for the
     /// sessions to close, at most `deadline`.
     pub async fn shutdown(mut self, reason: &str, deadline: Duration) {

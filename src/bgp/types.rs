@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// An autonomous system number (4-octet, RFC 6793).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -88,7 +88,39 @@ pub struct RouteAttrs {}
 /// and diffs are deterministic.
 pub type RouteSet = BTreeMap<IpNet, RouteAttrs>;
 
+/// A host route (/32, /128) with default attributes for each VIP.
+pub fn host_routes(vips: &[IpAddr]) -> RouteSet {
+    vips.iter()
+        .map(|ip| (host_prefix(*ip), RouteAttrs::default()))
+        .collect()
+}
+
 /// A host route for a VIP: /32 or /128.
 pub fn host_prefix(ip: IpAddr) -> IpNet {
     IpNet::from(ip)
+}
+
+/// A peer's state as `vipd status` and metrics show it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerStatus {
+    pub state: String,
+    pub established_since: Option<Instant>,
+    /// The families negotiated in the OPENs of the current session (empty when down).
+    pub families: Vec<Family>,
+    pub last_error: Option<String>,
+    pub advertised: usize,
+    pub updates_sent: u64,
+    pub updates_received: u64,
+    pub notifications_sent: u64,
+    pub notifications_received: u64,
+    pub flaps: u64,
+    /// UPDATEs whose announcements were taken as withdrawals (RFC 7606).
+    pub updates_treated_as_withdraw: u64,
+    /// Attributes dropped by RFC 7606's attribute discard.
+    pub attributes_discarded: u64,
+    /// Sessions (and attempts) ended, by `crate::bgp::fsm::DownReason::label`.
+    pub downs: BTreeMap<&'static str, u64>,
+    /// Since when the session has not been Established (its start, or its last end); `None`
+    /// while Established or stopped.
+    pub down_since: Option<Instant>,
 }

@@ -1,8 +1,9 @@
 //! [pure] Which Services are vipd's (type, `kube-vip.io/ignore`, `loadBalancerClass`) and which
 //! addresses a Service asks for.
 
-use super::reasons::{AddressField, Problem, Skip, ANNOTATION_IGNORE, ANNOTATION_LB_IPS};
+use super::reasons::{AddressField, Problem, Skip};
 use super::DecideConfig;
+use crate::model::annotation::{IGNORE, LOADBALANCER_IPS};
 use k8s_openapi::api::core::v1::Service;
 use std::net::IpAddr;
 
@@ -18,7 +19,7 @@ pub(super) fn ours(svc: &Service, cfg: &DecideConfig) -> Result<(), Skip> {
             service_type: service_type.map(str::to_owned),
         });
     }
-    if annotation(svc, ANNOTATION_IGNORE) == Some("true") {
+    if annotation(svc, IGNORE) == Some("true") {
         return Err(Skip::Ignored);
     }
     class_filter(spec.and_then(|s| s.load_balancer_class.as_deref()), cfg)
@@ -48,7 +49,7 @@ fn class_filter(class: Option<&str>, cfg: &DecideConfig) -> Result<(), Skip> {
 /// leaves the Service served there. vipd does the same — treating them as true would withdraw
 /// a Service that worked under kube-vip the moment vipd replaces it — and says so.
 pub(super) fn ignore_near_miss(svc: &Service) -> Option<Problem> {
-    let value = annotation(svc, ANNOTATION_IGNORE)?;
+    let value = annotation(svc, IGNORE)?;
     let lower = value.trim().to_ascii_lowercase();
     let meant_true = matches!(lower.as_str(), "true" | "t" | "1" | "yes" | "y" | "on");
     (value != "true" && meant_true).then(|| Problem::IgnoreNotTrue {
@@ -78,7 +79,7 @@ pub(super) struct Requested {
 /// (kube-vip-cloud-provider, CCMs) write the annotation and `spec.loadBalancerIP`.
 pub(super) fn requested(svc: &Service) -> Requested {
     let annotated =
-        annotation(svc, ANNOTATION_LB_IPS).filter(|v| v.split(',').any(|e| !e.trim().is_empty()));
+        annotation(svc, LOADBALANCER_IPS).filter(|v| v.split(',').any(|e| !e.trim().is_empty()));
     let spec_ip = svc
         .spec
         .as_ref()

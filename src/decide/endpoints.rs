@@ -5,15 +5,14 @@
 //! (compat §9, "code"), so a Service with more than 100 endpoints — several slices — was judged
 //! on whichever slice arrived last.
 
-use super::reasons::{Skip, ANNOTATION_ALLOW_NO_ENDPOINTS};
+use super::reasons::Skip;
 use super::{addresses::annotation, ServiceKey};
+use crate::model::annotation::ALLOW_NO_ENDPOINTS;
+use crate::model::label::SERVICE_NAME;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlice};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// The label the EndpointSlice controller puts on every slice of a Service.
-pub const LABEL_SERVICE_NAME: &str = "kubernetes.io/service-name";
 
 /// The EndpointSlices of each Service, by (namespace, Service name), built once per decision so
 /// the whole view costs O(slices + services).
@@ -29,7 +28,7 @@ impl<'a> SliceIndex<'a> {
         let mut by_service: BTreeMap<ServiceKey, Vec<&'a EndpointSlice>> = BTreeMap::new();
         for slice in slices {
             let meta = &slice.metadata;
-            let owner = meta.labels.as_ref().and_then(|l| l.get(LABEL_SERVICE_NAME));
+            let owner = meta.labels.as_ref().and_then(|l| l.get(SERVICE_NAME));
             if let (Some(namespace), Some(name)) = (meta.namespace.as_ref(), owner) {
                 let key = ServiceKey {
                     namespace: namespace.clone(),
@@ -100,8 +99,7 @@ pub(super) fn gate(
             })
         }
     } else if eps.any(|ep| serving(ep.conditions.as_ref()))
-        || annotation(svc, ANNOTATION_ALLOW_NO_ENDPOINTS)
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        || annotation(svc, ALLOW_NO_ENDPOINTS).is_some_and(|v| v.eq_ignore_ascii_case("true"))
     {
         Ok(())
     } else {

@@ -20,6 +20,7 @@ mod tests;
 
 pub use reasons::{AddressField, Problem, Skip};
 
+use crate::model::label::EXCLUDE_FROM_LB;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use std::collections::{BTreeMap, BTreeSet};
@@ -204,7 +205,7 @@ fn decide_service(
     // Reasons for the whole Service, in the order an operator would look: addresses, node, pods.
     let service_reason = if d.vips.is_empty() {
         Some(Skip::NoUsableAddress { field })
-    } else if node.labels.contains_key(reasons::LABEL_EXCLUDE_FROM_LB) {
+    } else if node.labels.contains_key(EXCLUDE_FROM_LB) {
         Some(Skip::NodeExcluded {
             node: node.name.clone(),
         })

@@ -4,18 +4,10 @@
 //!
 //! Display texts are for operators: they name the field and the value, and say what vipd does.
 
+use crate::model::annotation::{IGNORE, LOADBALANCER_IPS};
+use crate::model::label::EXCLUDE_FROM_LB;
 use std::fmt;
 use std::net::IpAddr;
-
-/// The annotation vipd reads VIPs from first.
-pub const ANNOTATION_LB_IPS: &str = "kube-vip.io/loadbalancerIPs";
-/// `"true"` (exactly): leave the Service alone.
-pub const ANNOTATION_IGNORE: &str = "kube-vip.io/ignore";
-/// `"true"` (any case): announce with no endpoints (externalTrafficPolicy Cluster only).
-pub const ANNOTATION_ALLOW_NO_ENDPOINTS: &str = "kube-vip.io/allow-reconcile-without-endpoints";
-/// Node label (any value) that keeps a node out of every load balancer, as the Kubernetes
-/// service controller reads it.
-pub const LABEL_EXCLUDE_FROM_LB: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 
 /// Where a Service's addresses were read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -30,7 +22,7 @@ pub enum AddressField {
 impl fmt::Display for AddressField {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            AddressField::Annotation => write!(f, "annotation {ANNOTATION_LB_IPS}"),
+            AddressField::Annotation => write!(f, "annotation {LOADBALANCER_IPS}"),
             AddressField::Spec => f.write_str("spec.loadBalancerIP"),
         }
     }
@@ -120,7 +112,7 @@ impl fmt::Display for Skip {
             Skip::NotLoadBalancer { service_type: None } => {
                 f.write_str("type is not set (ClusterIP), not LoadBalancer")
             }
-            Skip::Ignored => write!(f, "annotation {ANNOTATION_IGNORE} is \"true\""),
+            Skip::Ignored => write!(f, "annotation {IGNORE} is \"true\""),
             Skip::ClassNotOurs { class, ours } => {
                 write!(f, "loadBalancerClass {class:?} is not vipd's ({ours})")
             }
@@ -130,11 +122,11 @@ impl fmt::Display for Skip {
             ),
             Skip::NoAddress => write!(
                 f,
-                "no address yet in annotation {ANNOTATION_LB_IPS} or spec.loadBalancerIP"
+                "no address yet in annotation {LOADBALANCER_IPS} or spec.loadBalancerIP"
             ),
             Skip::NoUsableAddress { field } => write!(f, "{field} holds no usable IP address"),
             Skip::NodeExcluded { node } => {
-                write!(f, "node {node} has label {LABEL_EXCLUDE_FROM_LB}")
+                write!(f, "node {node} has label {EXCLUDE_FROM_LB}")
             }
             Skip::NoEndpoints => f.write_str("no serving endpoint (externalTrafficPolicy Cluster)"),
             Skip::NoLocalEndpoints { node } => write!(
@@ -191,9 +183,7 @@ pub enum Problem {
     NoPeerForFamily { vip: IpAddr },
     /// `kube-vip.io/ignore` set to something other than `"true"`; kube-vip compares the exact
     /// string, so vipd does too and keeps serving the Service.
-    #[error(
-        "annotation {ANNOTATION_IGNORE}: {value:?} is not \"true\"; the Service is not ignored"
-    )]
+    #[error("annotation {IGNORE}: {value:?} is not \"true\"; the Service is not ignored")]
     IgnoreNotTrue { value: String },
 }
 

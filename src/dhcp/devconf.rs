@@ -1,4 +1,4 @@
-//! Per-interface IPv4 settings (`net.ipv4.conf.<interface>.*`) read and written by rtnetlink
+//! [I/O] Per-interface IPv4 settings (`net.ipv4.conf.<interface>.*`) read and written by rtnetlink
 //! (`IFLA_AF_SPEC` → `AF_INET` → `IFLA_INET_CONF`) instead of `/proc/sys`, which container
 //! runtimes mount read-only: NET_ADMIN, which vipd's DaemonSet has, is all the kernel asks.
 //!

@@ -39,14 +39,14 @@ pub enum DhcpError {
 pub struct DhcpSpec {
     /// The Service interface the macvlan sits on.
     pub parent: String,
-    /// The macvlan ([`macvlan::macvlan_name`]).
+    /// The macvlan ([`crate::dhcp::naming::macvlan_name`]).
     pub ifname: String,
     pub mac: [u8; 6],
     /// Option 12 (`kube-vip.io/loadbalancerHostname`).
     pub hostname: Option<String>,
     /// INIT-REBOOT address (`kube-vip.io/requestedIP`).
     pub requested: Option<Ipv4Addr>,
-    /// The macvlan's alias ([`macvlan::owner_alias`]); empty: none.
+    /// The macvlan's alias ([`crate::dhcp::naming::owner_alias`]); empty: none.
     pub alias: String,
     /// Whether the leased address is put on the macvlan here as soon as it is bound (BGP mode),
     /// or left to the caller (ARP mode: added only after an ARP probe found nobody else).

@@ -1,8 +1,9 @@
-//! DHCP-acquired VIPs (`loadBalancerIP: 0.0.0.0`).
+//! [pure] DHCP-acquired VIPs (`loadBalancerIP: 0.0.0.0`).
 //!
 //! - [`client`] [pure]: the RFC 2131 client state machine (messages by `dhcproto`).
 //! - [`devconf`]: per-interface IPv4 settings (`rp_filter`, `arp_ignore`, …) by netlink.
-//! - [`macvlan`] [I/O]: the per-Service macvlan a lease is held on, and its MAC.
+//! - [`naming`] [pure]: the macvlan's name, its MAC, and the alias naming its owner.
+//! - [`macvlan`] [I/O]: the per-Service macvlan a lease is held on, created and removed.
 //! - [`edge`] [I/O]: drives a [`client::Client`] over a UDP socket bound to the macvlan and keeps
 //!   the leased address on it.
 //! - [`plan`] [pure]: which Services this node leases for, their identity from annotations, and
@@ -13,5 +14,6 @@ pub mod client;
 pub mod devconf;
 pub mod edge;
 pub mod macvlan;
+pub mod naming;
 pub mod plan;
 pub mod services;

@@ -2,17 +2,14 @@
 //! (from the Service's annotations), and how a lease joins the decision so the leased address
 //! is announced, reported and written to the status like any VIP.
 
-use super::macvlan::{macvlan_name, parse_mac};
+use super::naming::{macvlan_name, parse_mac};
 use crate::decide::{Desired, Problem, ServiceDecision, ServiceKey, Skip};
+use crate::model::annotation::{
+    HWADDR, LOADBALANCER_HOSTNAME, MACVLAN_NAME, REQUESTED_IP, SERVICE_INTERFACE,
+};
 use k8s_openapi::api::core::v1::Service;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
-
-pub const HWADDR: &str = "kube-vip.io/hwaddr";
-pub const REQUESTED_IP: &str = "kube-vip.io/requestedIP";
-pub const MACVLAN_NAME: &str = "kube-vip.io/macvlanName";
-pub const HOSTNAME: &str = "kube-vip.io/loadbalancerHostname";
-pub const SERVICE_INTERFACE: &str = "kube-vip.io/serviceInterface";
 
 /// What a Service wants from this node's DHCP side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,7 +76,7 @@ pub fn identity(svc: &Service) -> Identity {
         uid: uid.to_owned(),
         ifname: macvlan_name(uid, get(MACVLAN_NAME)),
         mac: get(HWADDR).and_then(parse_mac),
-        hostname: get(HOSTNAME).map(str::to_owned),
+        hostname: get(LOADBALANCER_HOSTNAME).map(str::to_owned),
         // `requestedIP` may be `v4[,v6]`.
         requested: get(REQUESTED_IP).and_then(|v| {
             v.split(',')

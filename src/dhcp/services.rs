@@ -7,15 +7,17 @@
 //!
 //! Which node serves a Service is decided before this runs: the nodes that pass its gates
 //! stand for its per-Service Lease, and the owner loop marks it as served elsewhere on every
-//! node but the leader ([`crate::election::serve::gate`]): one lease must not be held by
+//! node but the leader ([`crate::plan::gate::gate`]): one lease must not be held by
 //! several MACs.
 
 use super::client::Lease;
 use super::edge::{DhcpSpec, DhcpVip, Stop};
-use super::macvlan::{delete_unowned, format_mac, mac_for_uid, owner_alias};
-use super::plan::{self, Want, HWADDR, REQUESTED_IP};
+use super::macvlan::delete_unowned;
+use super::naming::{format_mac, mac_for_uid, owner_alias};
+use super::plan::{self, Want};
 use crate::decide::{Desired, ServiceKey, Skip};
 use crate::kube::status::{EventSink, ServiceEvent};
+use crate::model::annotation::{HWADDR, REQUESTED_IP, SERVICE_INTERFACE};
 use futures::FutureExt;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Patch, PatchParams};
@@ -213,7 +215,7 @@ impl DhcpServices {
             return Err(format!(
                 "DHCP for {key} needs the LAN interface: set vip_interface or the annotation \
                  {} (lo cannot carry a macvlan)",
-                plan::SERVICE_INTERFACE
+                SERVICE_INTERFACE
             ));
         }
         // Without `hwaddr`, the MAC follows from the Service's UID: a node that takes over asks

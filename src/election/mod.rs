@@ -1,7 +1,7 @@
 //! [pure] Leader election on one coordination.k8s.io Lease, built so that two nodes can never
 //! lead at the same instant.
 //!
-//! The driver (`crate::kube::lease`) reads the Lease, feeds it to [`Elector::observe`], carries
+//! The driver ([`lease`], I/O) reads the Lease, feeds it to [`Elector::observe`], carries
 //! out the [`Output::Write`] that comes back (every replace guarded by the resourceVersion that
 //! was read) and reports the result to [`Elector::written`].
 //!
@@ -28,9 +28,22 @@
 
 use std::time::{Duration, Instant};
 
-pub mod serve;
+pub mod lease;
 #[cfg(test)]
 mod tests;
+
+/// A Lease's identity. Display: `namespace/name`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LeaseKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for LeaseKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
 
 /// `vip_leaseduration`, `vip_renewdeadline`, `vip_retryperiod`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

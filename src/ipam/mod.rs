@@ -15,21 +15,14 @@ pub mod pools;
 #[cfg(test)]
 mod tests;
 
+use crate::decide::ServiceKey;
+use crate::model::annotation::{LOADBALANCER_IPS, SERVICE_INTERFACE};
+use crate::model::label::{IMPLEMENTATION, IMPLEMENTATION_VALUE};
 pub use alloc::plan;
 pub use pools::{Family, PoolError, Pools};
-
-use crate::decide::reasons::ANNOTATION_LB_IPS;
-use crate::decide::ServiceKey;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
-
-/// Annotation vipd writes from `interface-<ns>` / `interface-global`.
-pub const ANNOTATION_SERVICE_INTERFACE: &str = "kube-vip.io/serviceInterface";
-/// Label key kube-vip-cloud-provider sets on the Services it served…
-pub const LABEL_IMPLEMENTATION: &str = "implementation";
-/// …with this value.
-pub const LABEL_IMPLEMENTATION_VALUE: &str = "kube-vip";
 
 /// What the allocator wants written, and what it could not do.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -69,12 +62,9 @@ impl Allocation {
     /// The JSON merge patch (RFC 7386) that writes this allocation.
     pub fn merge_patch(&self) -> serde_json::Value {
         let mut annotations = serde_json::Map::new();
-        annotations.insert(ANNOTATION_LB_IPS.to_owned(), self.annotation_value().into());
+        annotations.insert(LOADBALANCER_IPS.to_owned(), self.annotation_value().into());
         if let Some(interface) = &self.interface {
-            annotations.insert(
-                ANNOTATION_SERVICE_INTERFACE.to_owned(),
-                interface.clone().into(),
-            );
+            annotations.insert(SERVICE_INTERFACE.to_owned(), interface.clone().into());
         }
         let mut metadata = serde_json::Map::new();
         if let Some(rv) = &self.resource_version {
@@ -82,7 +72,7 @@ impl Allocation {
         }
         metadata.insert(
             "labels".to_owned(),
-            serde_json::json!({ LABEL_IMPLEMENTATION: LABEL_IMPLEMENTATION_VALUE }),
+            serde_json::json!({ IMPLEMENTATION: IMPLEMENTATION_VALUE }),
         );
         metadata.insert("annotations".to_owned(), annotations.into());
         serde_json::json!({
@@ -97,7 +87,7 @@ impl Allocation {
 pub enum IpamProblem {
     /// The IPAM ConfigMap does not exist: only annotated Services have addresses.
     #[error(
-        "the IPAM ConfigMap does not exist: no address is allocated; create it with cidr-global or cidr-<namespace>, or set annotation {ANNOTATION_LB_IPS}"
+        "the IPAM ConfigMap does not exist: no address is allocated; create it with cidr-global or cidr-<namespace>, or set annotation {LOADBALANCER_IPS}"
     )]
     NoConfigMap,
     /// Neither the namespace's keys nor the global ones hold addresses of this family.

@@ -5,12 +5,13 @@
 //! hands out an address twice; each patch carries the Service's resourceVersion, so a plan made
 //! from a stale view fails with a conflict instead of overwriting, and the next plan decides.
 
+use crate::config::{IpamSettings, IpamStandalone};
 use crate::decide::{DecideConfig, ServiceKey};
-use crate::http::Readiness;
 use crate::ipam::{plan, IpamProblem};
 use crate::kube::status::{EventSink, ServiceEvent};
 use crate::kube::view::{reflect, wait_ready, AbortOnDrop};
 use crate::observe::Observer;
+use crate::observe::Readiness;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::Store;
@@ -22,50 +23,23 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-/// Where the pools are and how the allocator is elected.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IpamSettings {
-    /// The ConfigMap (`lb_ipam_configmap`, default `kubevip`)…
-    pub configmap: String,
-    /// …in this namespace (`lb_ipam_namespace`, default `kube-system`).
-    pub namespace: String,
-    /// Namespace of the Lease `vipd-ipam` (the agent's own, `POD_NAMESPACE`, else kube-system).
-    pub lease_namespace: String,
-}
-
 pub const LEASE: &str = "vipd-ipam";
-
-#[derive(Debug, thiserror::Error)]
-pub enum StandaloneError {
-    #[error(transparent)]
-    Client(#[from] crate::kube::client::ClientError),
-    #[error("lb_class_only (--lbClassOnly): {0:?} is not a boolean (true or false)")]
-    Bool(String),
-}
 
 /// `vipd ipam`: the allocator alone, until `shutdown`.
 pub async fn run_standalone(
-    args: &crate::cli::IpamArgs,
+    s: IpamStandalone,
     shutdown: impl std::future::Future<Output = ()>,
-) -> Result<(), StandaloneError> {
-    let lb_class_only = vipd_providers::static_peers::parse_bool(&args.lb_class_only)
-        .ok_or_else(|| StandaloneError::Bool(args.lb_class_only.clone()))?;
-    let client =
-        crate::kube::client::client(args.k8s_config_file.as_deref().map(std::path::Path::new))
-            .await?;
-    let identity = args.identity.clone().unwrap_or_else(|| {
+) -> Result<(), crate::kube::client::ClientError> {
+    let client = crate::kube::client::client(s.kubeconfig.as_deref()).await?;
+    let identity = s.identity.unwrap_or_else(|| {
         std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_lowercase())
             .unwrap_or_else(|_| "vipd-ipam".into())
     });
-    let settings = IpamSettings {
-        configmap: args.configmap.clone(),
-        namespace: args.namespace.clone(),
-        lease_namespace: args.lease_namespace.clone(),
-    };
+    let settings = s.ipam;
     let decide = DecideConfig {
-        lb_class_only,
-        lb_class_name: args.lb_class_name.clone(),
+        lb_class_only: s.lb_class_only,
+        lb_class_name: s.lb_class_name,
         ..DecideConfig::default()
     };
     info!(identity, configmap = %settings.configmap, namespace = %settings.namespace, "vipd ipam started");

@@ -3,6 +3,5 @@
 
 pub mod client;
 pub mod ipam;
-pub mod lease;
 pub mod status;
 pub mod view;

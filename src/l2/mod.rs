@@ -1,4 +1,4 @@
-//! ARP/NDP mode (`vip_arp`): one elected node per VIP puts the address on its interface and
+//! [pure] ARP/NDP mode (`vip_arp`): one elected node per VIP puts the address on its interface and
 //! tells the link.
 //!
 //! - [`frame`] [pure]: the ARP and NDP frames, built and read.

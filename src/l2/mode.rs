@@ -19,21 +19,21 @@
 
 use super::frame::Mac;
 use super::link::{self, LinkEvent};
-use crate::agent::RunError;
 use crate::config::{ArpSettings, ElectionScope, ServicesSettings};
 use crate::decide::ingress::{current_ingress, ingress_change, ingress_target, IngressTarget};
 use crate::decide::{self, ClusterView, DecideConfig, Desired, NodeCtx, ServiceKey, Skip};
 use crate::dhcp::plan::{self as dhcp_plan, Want};
 use crate::dhcp::services::DhcpServices;
-use crate::election::serve;
-use crate::http::Readiness;
-use crate::kube::lease::{Election, Leadership, LeaseKey};
+use crate::election::lease::{Election, Leadership, LeaseKey};
+use crate::error::RunError;
 use crate::kube::status::{EventSink, ProblemReports, ServiceEvent, StatusWriter};
 use crate::kube::view::{AbortOnDrop, Snapshot, View};
+use crate::model::annotation::{LEASE_NAME, SERVICE_INTERFACE, VIP_HOST};
 use crate::netlink::VipAddresses;
 use crate::observe::Observer;
+use crate::observe::Readiness;
+use crate::plan::gate;
 use crate::report::{self, Reason, ServiceState, VipState};
-use crate::services::lease_changed;
 use crate::upnp::gateway::SearchSettings;
 use crate::upnp::services::UpnpServices;
 use k8s_openapi::api::core::v1::Service;
@@ -50,17 +50,12 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-/// Service annotations read and written here.
-pub const ANNOTATION_SERVICE_INTERFACE: &str = "kube-vip.io/serviceInterface";
-pub use crate::election::serve::ANNOTATION_LEASE_NAME;
-pub const ANNOTATION_VIP_HOST: &str = "kube-vip.io/vipHost";
-
 const DEBOUNCE: Duration = Duration::from_millis(10);
 const RESYNC: Duration = Duration::from_secs(60);
 /// How long shutdown waits for each Lease release.
 const RELEASE_DEADLINE: Duration = Duration::from_secs(2);
 
-pub use crate::election::serve::lease_key;
+pub use crate::plan::gate::lease_key;
 
 /// Runs ARP mode until `shutdown`, then removes every VIP address and releases the Leases.
 pub async fn run(
@@ -153,8 +148,8 @@ pub async fn run(
                 }
             }
             Some(ev) = link_rx.recv() => owner.on_link(ev),
-            () = lease_changed(Some(dhcp_changed.as_ref())) => {}
-            () = lease_changed(upnp_changed.as_deref()) => {}
+            () = crate::wake::notified(Some(dhcp_changed.as_ref())) => {}
+            () = crate::wake::notified(upnp_changed.as_deref()) => {}
             // The fence: leadership ends at its deadline whatever the election task does.
             () = sleep_until_opt(fence) => {}
             _ = resync.tick() => {}
@@ -325,7 +320,7 @@ impl Owner {
                 continue;
             }
             let svc = services.get(key).copied();
-            let annotation = svc.and_then(|s| annotation(s, ANNOTATION_LEASE_NAME));
+            let annotation = svc.and_then(|s| annotation(s, LEASE_NAME));
             let lk = lease_key(key, annotation, &self.arp.election);
             let mut ifaces = Vec::new();
             for vip in &d.announced {
@@ -365,7 +360,7 @@ impl Owner {
         // DHCP: only the leader of a Service's Lease holds its lease. Elsewhere the client
         // stops without RELEASE, after its address stopped being announced from here.
         let led: BTreeSet<LeaseKey> = self.leading.keys().cloned().collect();
-        serve::gate(&mut desired, &dhcp_standing, &led);
+        gate::gate(&mut desired, &dhcp_standing, &led);
         let stopping: Vec<IpAddr> = self
             .claims
             .iter()
@@ -611,7 +606,7 @@ impl Owner {
     /// else the interface whose subnet holds the VIP.
     fn interface_for(&self, svc: Option<&Service>, vip: IpAddr) -> Result<String, String> {
         let named = svc
-            .and_then(|s| annotation(s, ANNOTATION_SERVICE_INTERFACE))
+            .and_then(|s| annotation(s, SERVICE_INTERFACE))
             .filter(|i| *i != "auto")
             .or(self.arp.services_interface.as_deref())
             .or(self.arp.interface.as_deref());
@@ -621,7 +616,7 @@ impl Owner {
         let ifs = crate::netif::Interfaces::read()
             .map_err(|e| format!("cannot read the local interfaces: {e}"))?;
         ifs.subnet_holding(vip).map(str::to_owned).ok_or_else(|| {
-            format!("no interface has a subnet holding {vip}: set vip_servicesinterface or the {ANNOTATION_SERVICE_INTERFACE} annotation")
+            format!("no interface has a subnet holding {vip}: set vip_servicesinterface or the {SERVICE_INTERFACE} annotation")
         })
     }
 
@@ -735,7 +730,7 @@ impl Owner {
             let target = crate::upnp::plan::with_external(target, external);
             let version = svc.metadata.resource_version.clone();
             if self.served.contains_key(key)
-                && annotation(svc, ANNOTATION_VIP_HOST) != Some(self.svc.node_name.as_str())
+                && annotation(svc, VIP_HOST) != Some(self.svc.node_name.as_str())
             {
                 if self.host_asked.get(key) != Some(&version) {
                     self.write_vip_host(key.clone());
@@ -760,13 +755,14 @@ impl Owner {
     /// `kube-vip.io/vipHost=<node>` on the Service, by merge patch (only that key changes).
     fn write_vip_host(&self, key: ServiceKey) {
         let api: Api<Service> = Api::namespaced(self.client.clone(), &key.namespace);
-        let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION_VIP_HOST: self.svc.node_name}}});
+        let patch =
+            serde_json::json!({"metadata": {"annotations": {VIP_HOST: self.svc.node_name}}});
         tokio::spawn(async move {
             if let Err(e) = api
                 .patch(&key.name, &PatchParams::default(), &Patch::Merge(patch))
                 .await
             {
-                warn!(service = %key, error = %e, "cannot write the {ANNOTATION_VIP_HOST} annotation");
+                warn!(service = %key, error = %e, "cannot write the {VIP_HOST} annotation");
             }
         });
     }
@@ -821,7 +817,7 @@ fn dhcp_parent(svc: &Service, arp: &ArpSettings) -> Result<String, String> {
         .ok_or_else(|| {
             format!(
                 "a 0.0.0.0 (DHCP) Service needs the interface its macvlan sits on: set \
-                 vip_servicesinterface, vip_interface or the {ANNOTATION_SERVICE_INTERFACE} annotation"
+                 vip_servicesinterface, vip_interface or the {SERVICE_INTERFACE} annotation"
             )
         })
 }
@@ -904,7 +900,7 @@ mod tests {
     fn dhcp_service(interface: Option<&str>) -> Service {
         let mut ann = serde_json::Map::new();
         if let Some(i) = interface {
-            ann.insert(ANNOTATION_SERVICE_INTERFACE.into(), i.into());
+            ann.insert(SERVICE_INTERFACE.into(), i.into());
         }
         serde_json::from_value(serde_json::json!({
             "metadata": {"name": "web", "namespace": "default", "uid": "u1", "annotations": ann},
@@ -931,7 +927,7 @@ mod tests {
         // No address to find a subnet by: the error names the settings that fix it.
         let err = dhcp_parent(&dhcp_service(None), &arp(None, Some("auto"))).unwrap_err();
         assert!(
-            err.contains("vip_interface") && err.contains(ANNOTATION_SERVICE_INTERFACE),
+            err.contains("vip_interface") && err.contains(SERVICE_INTERFACE),
             "{err}"
         );
     }

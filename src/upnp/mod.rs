@@ -1,4 +1,4 @@
-//! UPnP port forwarding of annotated Services (`enable_upnp`, `kube-vip.io/forwardUPNP`).
+//! [pure] UPnP port forwarding of annotated Services (`enable_upnp`, `kube-vip.io/forwardUPNP`).
 //!
 //! - [`plan`] [pure]: which mappings should exist, lease parsing, the add/remove/refresh steps.
 //! - [`gateway`] [I/O]: applies them to the Internet gateway with igd-next and keeps them

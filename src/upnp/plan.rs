@@ -8,12 +8,11 @@
 //! the annotation or the Service goes away.
 
 use crate::decide::ingress::IngressTarget;
+use crate::model::annotation::{FORWARD_UPNP, UPNP_LEASE_DURATION};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-pub const FORWARD_ANNOTATION: &str = "kube-vip.io/forwardUPNP";
-pub const LEASE_ANNOTATION: &str = "kube-vip.io/upnp-lease-duration";
 /// kube-vip's default lease, also used for an invalid or negative annotation.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(3600);
 /// Permanent mappings are re-asserted this often (kube-vip re-adds everything every 300 s).
@@ -84,11 +83,11 @@ pub fn desired(requests: &[UpnpRequest]) -> (BTreeMap<Key, Mapping>, Vec<Conflic
     let mut out = BTreeMap::new();
     let mut conflicts = Vec::new();
     for req in sorted {
-        if req.annotations.get(FORWARD_ANNOTATION).map(String::as_str) != Some("true") {
+        if req.annotations.get(FORWARD_UPNP).map(String::as_str) != Some("true") {
             continue;
         }
         let Some(vip) = req.vip else { continue };
-        let lease_secs = lease_secs(req.annotations.get(LEASE_ANNOTATION).map(String::as_str));
+        let lease_secs = lease_secs(req.annotations.get(UPNP_LEASE_DURATION).map(String::as_str));
         for (protocol, port) in &req.ports {
             let (Some(proto), Ok(port)) = (
                 Proto::from_service(protocol.as_deref()),
@@ -262,10 +261,10 @@ mod tests {
     ) -> UpnpRequest {
         let mut annotations = BTreeMap::new();
         if let Some(f) = forward {
-            annotations.insert(FORWARD_ANNOTATION.to_string(), f.to_string());
+            annotations.insert(FORWARD_UPNP.to_string(), f.to_string());
         }
         if let Some(l) = lease {
-            annotations.insert(LEASE_ANNOTATION.to_string(), l.to_string());
+            annotations.insert(UPNP_LEASE_DURATION.to_string(), l.to_string());
         }
         UpnpRequest {
             service: service.into(),

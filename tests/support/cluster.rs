@@ -13,8 +13,8 @@ use serde_json::json;
 
 /// vipd's in-process API server on an ephemeral port of every address of the current network
 /// namespace (call inside [`in_netns`]).
-pub async fn api_server() -> vipd::demo::apiserver::ApiServer {
-    vipd::demo::apiserver::ApiServer::start("0.0.0.0:0".parse().unwrap())
+pub async fn api_server() -> fake_apiserver::ApiServer {
+    fake_apiserver::ApiServer::start("0.0.0.0:0".parse().unwrap())
         .await
         .expect("API server")
 }

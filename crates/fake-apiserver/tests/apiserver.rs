@@ -2,6 +2,7 @@
 //! `kube` client (and kubectl, when installed). Nothing here reads the store directly: the only
 //! store calls are `compact()`, `stop()` and `start_with()`.
 
+use fake_apiserver::{ApiServer, ServerOptions, Store};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -19,7 +20,6 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use tokio::time::timeout;
-use vipd::demo::apiserver::{ApiServer, ServerOptions, Store};
 
 const WAIT: Duration = Duration::from_secs(15);
 

@@ -1,4 +1,4 @@
-//! Label and field selectors (`?labelSelector=`, `?fieldSelector=`). Pure.
+//! [pure] Label and field selectors (`?labelSelector=`, `?fieldSelector=`). Pure.
 //!
 //! Label selectors take the full set-based grammar (`k=v`, `k==v`, `k!=v`, `k`, `!k`,
 //! `k in (a,b)`, `k notin (a,b)`). Field selectors take `path=v`, `path==v` and `path!=v` for

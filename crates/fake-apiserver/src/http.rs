@@ -1,4 +1,4 @@
-//! The HTTP/1.1 edge: accepts connections, reads each request, routes it to discovery or the
+//! [I/O] The HTTP/1.1 edge: accepts connections, reads each request, routes it to discovery or the
 //! REST verbs, and writes JSON (or a chunked watch stream) back. [I/O]
 
 use super::api::{self, Call, Outcome};

@@ -1,4 +1,4 @@
-//! The REST verbs on one resource path: get, list, create, update, patch, delete, delete
+//! [pure] The REST verbs on one resource path: get, list, create, update, patch, delete, delete
 //! collection, and turning a watch request into a [`WatchSpec`]. Pure: works on a [`Db`] under
 //! the caller's lock, with `now` passed in.
 
@@ -357,7 +357,7 @@ fn delete(db: &mut Db, call: &Call, name: &str) -> Result<Value> {
             return Ok(old);
         }
         let mut marked = old;
-        marked["metadata"]["deletionTimestamp"] = json!(objects::rfc3339(call.now));
+        marked["metadata"]["deletionTimestamp"] = json!(super::meta::rfc3339(call.now));
         marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
         return Ok(db.put(def, &ns, name, marked));
     }
@@ -408,7 +408,7 @@ fn delete_collection(db: &mut Db, call: &Call) -> Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::demo::apiserver::routes::{route, Route};
+    use crate::routes::{route, Route};
     use std::time::UNIX_EPOCH;
 
     fn db() -> Db {
@@ -418,7 +418,7 @@ mod tests {
             ns,
             "",
             "default",
-            objects::initial_namespace("default", UNIX_EPOCH),
+            crate::meta::initial_namespace("default", UNIX_EPOCH),
         );
         db
     }

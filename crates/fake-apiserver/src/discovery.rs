@@ -1,4 +1,4 @@
-//! Discovery documents: `/version`, `/api`, `/apis`, the per-group-version resource lists, and
+//! [pure] Discovery documents: `/version`, `/api`, `/apis`, the per-group-version resource lists, and
 //! the OpenAPI answers kubectl needs before it will create anything. Pure.
 //!
 //! kubectl asks for aggregated discovery (`Accept: …;as=APIGroupDiscoveryList`) first and falls

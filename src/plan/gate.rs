@@ -10,15 +10,12 @@
 use crate::config::ElectionScope;
 use crate::decide::{Desired, ServiceKey, Skip};
 use crate::dhcp::plan::{self, Want};
-use crate::kube::lease::LeaseKey;
-use crate::upnp::plan::FORWARD_ANNOTATION;
+use crate::election::LeaseKey;
+use crate::model::annotation::{FORWARD_UPNP, LEASE_NAME};
 use k8s_openapi::api::core::v1::Service;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-
-/// Names a Lease other than `kubevip-<service>`: `[namespace/]name`.
-pub const ANNOTATION_LEASE_NAME: &str = "kube-vip.io/leaseName";
 
 /// The Lease a Service is elected by: `kube-vip.io/leaseName` (`[namespace/]name`), else
 /// `kubevip-<name>` in its namespace; with one Lease for all, that one.
@@ -70,11 +67,10 @@ pub fn standing(
         let ann = svc.metadata.annotations.as_ref();
         let get = |k: &str| ann.and_then(|a| a.get(k)).map(|v| v.trim());
         let dhcp = plan::want(Some(d)) == Want::Lease;
-        let maps = upnp
-            && get(FORWARD_ANNOTATION) == Some("true")
-            && d.announced.iter().any(IpAddr::is_ipv4);
+        let maps =
+            upnp && get(FORWARD_UPNP) == Some("true") && d.announced.iter().any(IpAddr::is_ipv4);
         if dhcp || maps {
-            let lease = lease_key(&key, get(ANNOTATION_LEASE_NAME), &ElectionScope::PerService);
+            let lease = lease_key(&key, get(LEASE_NAME), &ElectionScope::PerService);
             out.insert(key, lease);
         }
     }

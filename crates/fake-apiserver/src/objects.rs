@@ -1,9 +1,10 @@
-//! What the server fills in and guards on writes: metadata on create (uid, timestamps,
+//! [pure] What the server fills in and guards on writes: metadata on create (uid, timestamps,
 //! generateName), server-owned fields kept on update, the status subresource split; Service
 //! defaults live in `service`. Pure apart from random uids and
 //! generated names; time comes in as `now`.
 
-use super::error::{ApiError, Result};
+use super::error::{invalid, ApiError, Result};
+use super::meta::{meta_str, rfc3339, uid};
 use super::resources::{self, ResourceDef};
 use super::service;
 use super::store::Db;
@@ -18,31 +19,6 @@ const SERVER_META: &[&str] = &[
     "deletionTimestamp",
     "deletionGracePeriodSeconds",
 ];
-
-/// `2024-05-01T12:00:00Z`, as Kubernetes writes timestamps.
-pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
 
 /// Reads a timestamp [`rfc3339`] writes (fractional seconds and offsets other than `Z` are not
 /// accepted: `None`).
@@ -69,54 +45,12 @@ pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     Some(UNIX_EPOCH + std::time::Duration::from_secs(secs))
 }
 
-fn uid() -> String {
-    let h = |n: usize| {
-        (0..n)
-            .map(|_| char::from_digit(fastrand::u32(0..16), 16).unwrap_or('0'))
-            .collect::<String>()
-    };
-    format!("{}-{}-4{}-a{}-{}", h(8), h(4), h(3), h(3), h(12))
-}
-
 /// The random suffix of a `generateName`, from the same alphabet as the real server's.
 fn name_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     (0..5)
         .map(|_| char::from(ALPHABET[fastrand::usize(0..ALPHABET.len())]))
         .collect()
-}
-
-pub fn initial_namespace(name: &str, now: SystemTime) -> Value {
-    json!({
-        "kind": "Namespace",
-        "apiVersion": "v1",
-        "metadata": {
-            "name": name,
-            "uid": uid(),
-            "creationTimestamp": rfc3339(now),
-            "labels": {"kubernetes.io/metadata.name": name},
-        },
-        "spec": {"finalizers": ["kubernetes"]},
-        "status": {"phase": "Active"},
-    })
-}
-
-pub(super) fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
-    obj.get("metadata")?.get(field)?.as_str()
-}
-
-pub(super) fn invalid(
-    def: &ResourceDef,
-    name: &str,
-    field: &str,
-    why: impl Into<String>,
-) -> ApiError {
-    ApiError::Invalid {
-        kind: def.kind.to_string(),
-        name: name.to_string(),
-        field: field.to_string(),
-        why: why.into(),
-    }
 }
 
 /// Checks `kind`/`apiVersion` (filling them in when absent) and that the body is an object with
@@ -419,7 +353,12 @@ mod tests {
     fn db() -> Db {
         let mut db = Db::new(100);
         let ns = resources::find("", "v1", "namespaces").unwrap_or_else(|| unreachable!());
-        db.put(ns, "", "default", initial_namespace("default", UNIX_EPOCH));
+        db.put(
+            ns,
+            "",
+            "default",
+            super::super::meta::initial_namespace("default", UNIX_EPOCH),
+        );
         db
     }
 

@@ -1,4 +1,4 @@
-//! The resource kinds the fake API server knows, as one static table. Pure.
+//! [pure] The resource kinds the fake API server knows, as one static table. Pure.
 //!
 //! Discovery, routing, defaulting and the list/watch `kind` names are all derived from this
 //! table, so adding a kind is one entry here.

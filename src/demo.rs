@@ -1,16 +1,16 @@
-//! `vipd demo`: Services get routable VIPs end to end, with no cluster and no root. Everything
+//! [I/O] `vipd demo`: Services get routable VIPs end to end, with no cluster and no root. Everything
 //! runs in this process over loopback: vipd's own API server (real HTTP, the one the tests
 //! use), a stand-in top-of-rack router (a passive vipd speaker, AS 65001, that reports what it
 //! learns) and the vipd agent in services mode, talking to the API server through a kubeconfig
 //! exactly as it would to a cluster. The demo creates Services and endpoints through the API and
 //! prints each VIP's path: created → announced to the router → status written, with timings.
 
-use crate::agent::RunError;
 use crate::bgp::driver::PeerEvent;
 use crate::bgp::speaker::{Speaker, SpeakerConfig, SpeakerError};
 use crate::bgp::types::{Asn, HoldTime, RouterId};
 use crate::config::{validate, ConfigError, RawSettings};
 use crate::decide::ingress::current_ingress;
+use crate::error::RunError;
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -25,9 +25,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedReceiver;
 use vipd_providers::{MpBgpSpec, PeerSpec};
 
-pub mod apiserver;
-
-use apiserver::ApiServer;
+use fake_apiserver::ApiServer;
 
 const NODE: &str = "demo-node";
 const WAIT: Duration = Duration::from_secs(15);

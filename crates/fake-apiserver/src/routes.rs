@@ -1,4 +1,4 @@
-//! URL → what is asked for: discovery documents or one resource collection/object, and the
+//! [pure] URL → what is asked for: discovery documents or one resource collection/object, and the
 //! query string. Pure.
 
 use super::resources::{self, ResourceDef};

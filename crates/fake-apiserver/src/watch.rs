@@ -1,4 +1,4 @@
-//! Watch streams: newline-delimited `{"type": …, "object": …}` events, as a stream of chunks.
+//! [I/O] Watch streams: newline-delimited `{"type": …, "object": …}` events, as a stream of chunks.
 //!
 //! From `resourceVersion` X the history after X is replayed, then live events follow; without
 //! one (or "0", or with `sendInitialEvents=true`) the current objects come first as synthetic

@@ -1,4 +1,4 @@
-//! Just enough of Kubernetes' protobuf encoding to read what kubectl's typed clients send.
+//! [pure] Just enough of Kubernetes' protobuf encoding to read what kubectl's typed clients send.
 //! Pure.
 //!
 //! `kubectl create service|configmap|namespace …` build the object in kubectl and POST it as

@@ -1,6 +1,7 @@
-//! Request failures and their `metav1.Status` bodies, with the codes and reasons a real API
+//! [pure] Request failures and their `metav1.Status` bodies, with the codes and reasons a real API
 //! server uses (clients such as kube's watcher act on `code` and `reason`). Pure.
 
+use super::resources::ResourceDef;
 use serde_json::{json, Value};
 
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
@@ -112,6 +113,15 @@ impl ApiError {
 /// A `metav1.Status` reporting success (what a collection delete returns).
 pub fn success() -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})
+}
+
+pub fn invalid(def: &ResourceDef, name: &str, field: &str, why: impl Into<String>) -> ApiError {
+    ApiError::Invalid {
+        kind: def.kind.to_string(),
+        name: name.to_string(),
+        field: field.to_string(),
+        why: why.into(),
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Server-side printing: `meta.k8s.io/v1` Tables, which kubectl asks for
+//! [pure] Server-side printing: `meta.k8s.io/v1` Tables, which kubectl asks for
 //! (`Accept: application/json;as=Table;…`) on `get` and `get -w`. With a Table, `kubectl get svc`
 //! shows TYPE, CLUSTER-IP, EXTERNAL-IP and PORT(S) as against a real cluster; without one it
 //! would print only NAME and AGE. Columns follow the real server's for the kinds served here.
@@ -287,7 +287,7 @@ pub fn table(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::demo::apiserver::resources;
+    use crate::resources;
     use std::time::{Duration, UNIX_EPOCH};
 
     #[test]

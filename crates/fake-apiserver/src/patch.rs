@@ -1,4 +1,4 @@
-//! PATCH bodies applied to a stored object. Pure.
+//! [pure] PATCH bodies applied to a stored object. Pure.
 //!
 //! - `application/merge-patch+json`: RFC 7386.
 //! - `application/json-patch+json`: RFC 6902.

@@ -1,9 +1,9 @@
-//! The data: objects by (resource, namespace, name), one global resourceVersion counter and the
+//! [I/O] The data: objects by (resource, namespace, name), one global resourceVersion counter and the
 //! bounded event history that watches replay from. [`Db`] is pure; [`Store`] shares it between
 //! requests and wakes watches when it changes.
 
 use super::error::ApiError;
-use super::objects;
+use super::meta;
 use super::resources::{self, ResourceDef};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, VecDeque};
@@ -208,7 +208,7 @@ impl Store {
         let now = SystemTime::now();
         if let Some(def) = resources::find("", "v1", "namespaces") {
             for ns in resources::INITIAL_NAMESPACES {
-                let obj = objects::initial_namespace(ns, now);
+                let obj = meta::initial_namespace(ns, now);
                 db.put(def, "", ns, obj);
             }
         }

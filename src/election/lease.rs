@@ -4,6 +4,7 @@
 //! hold a decision back; the fence itself does not depend on this task at all (the owner loop
 //! drops the VIP at [`Leadership::Leading`]'s `until` on its own).
 
+pub use crate::election::LeaseKey;
 use crate::election::{
     Elector, LeaseWrite, Observed, Output, StopReason, Timing, WriteKind, Written,
 };
@@ -11,26 +12,12 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
-use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
-
-/// A Lease's identity. Display: `namespace/name`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct LeaseKey {
-    pub namespace: String,
-    pub name: String,
-}
-
-impl fmt::Display for LeaseKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Leadership {

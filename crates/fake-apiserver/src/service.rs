@@ -1,9 +1,10 @@
-//! What the real server defaults and allocates for a Service: type, cluster IP from
+//! [pure] What the real server defaults and allocates for a Service: type, cluster IP from
 //! 10.96.0.0/16, IP family fields, node ports from 30000–32767, traffic policies, and the
 //! health-check node port of a `Local` LoadBalancer. Pure.
 
+use super::error::invalid;
 use super::error::Result;
-use super::objects::{invalid, meta_str};
+use super::meta::meta_str;
 use super::resources::ResourceDef;
 use super::store::Db;
 use serde_json::{json, Value};

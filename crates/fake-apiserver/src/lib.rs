@@ -1,4 +1,4 @@
-//! An in-process fake Kubernetes API server speaking real HTTP, for `vipd demo` (no cluster, no
+//! [I/O] An in-process fake Kubernetes API server speaking real HTTP, for `vipd demo` (no cluster, no
 //! root) and for tests that drive vipd through the real `kube` client. kubectl works against it.
 //!
 //! It serves Services (with `/status`), Nodes (with `/status`), Namespaces, Endpoints,
@@ -28,6 +28,7 @@ mod api;
 mod discovery;
 mod error;
 mod http;
+mod meta;
 mod objects;
 mod patch;
 mod proto;
