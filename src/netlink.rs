@@ -174,6 +174,23 @@ impl VipAddresses {
         errors
     }
 
+    /// Adds one address and remembers it as vipd's. `Ok(false)`: it was there already and is
+    /// not vipd's, so it stays someone else's.
+    pub async fn put(&mut self, ip: IpAddr) -> Result<bool, NetlinkError> {
+        let added = self.add(ip).await?;
+        if added {
+            self.ours.insert(ip);
+        }
+        Ok(added)
+    }
+
+    /// Removes one of vipd's addresses.
+    pub async fn take(&mut self, ip: IpAddr) -> Result<(), NetlinkError> {
+        self.remove(ip).await?;
+        self.ours.remove(&ip);
+        Ok(())
+    }
+
     /// `Ok(false)`: the address exists already and is not vipd's; it is left alone.
     pub async fn add(&self, ip: IpAddr) -> Result<bool, NetlinkError> {
         let prefix = if ip.is_ipv4() { 32 } else { 128 };

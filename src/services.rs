@@ -22,7 +22,7 @@ use crate::netlink::VipAddresses;
 use crate::observe::Observer;
 use crate::observe::Readiness;
 use crate::peers::PeerSources;
-use crate::plan::gate;
+use crate::plan::{self, gate};
 use crate::report::{self, Reason, ServiceState, VipState};
 use crate::upnp::gateway::SearchSettings;
 use crate::upnp::services::UpnpServices;
@@ -420,31 +420,8 @@ impl Owner {
         // After DHCP stopped what is no longer led here: a released Lease is taken at once.
         self.elect.update(&standing, &self.node_name);
         let wanted: BTreeSet<IpAddr> = desired.routes.keys().copied().collect();
-        // Leased addresses are on their macvlans already, never on the VIP interface.
-        let on_interface: BTreeSet<IpAddr> = wanted.difference(&on_macvlans).copied().collect();
-        // The address before the route, the route before the address goes.
-        match addresses {
-            Some(addrs) => {
-                for e in addrs.add_missing(&on_interface).await {
-                    warn!("{e}; not announcing it until its address is in place");
-                }
-                // Only VIPs whose address is on the interface (vipd's, or one that was
-                // already there) are announced: a router must not send traffic here for an
-                // address this node does not answer for.
-                let mut present = addrs.present().await;
-                present.extend(on_macvlans.iter().copied());
-                let announce: BTreeSet<IpAddr> = wanted
-                    .iter()
-                    .filter(|ip| present.contains(ip))
-                    .copied()
-                    .collect();
-                self.apply_routes(speaker, announce);
-                for e in addrs.remove_unwanted(&on_interface).await {
-                    warn!("{e}");
-                }
-            }
-            None => self.apply_routes(speaker, wanted),
-        }
+        self.apply_plan(speaker, addresses, &wanted, &on_macvlans)
+            .await;
         if let Some(upnp) = self.upnp.as_mut() {
             upnp.update(&snap.services, &gate::upnp_view(&desired, &standing, &led));
         }
@@ -454,6 +431,56 @@ impl Owner {
         }
         self.observer
             .publish(service_states(&desired, &self.routes), started.elapsed());
+    }
+
+    /// Carries out [`plan::bgp`]'s steps, with the VIP interface read just before planning. An
+    /// address added changes what may be announced, so the plan is made again at once with the
+    /// interface read anew; the second round adds nothing it did not already try.
+    async fn apply_plan(
+        &mut self,
+        speaker: &Speaker,
+        mut addresses: Option<&mut VipAddresses>,
+        wanted: &BTreeSet<IpAddr>,
+        on_macvlans: &BTreeSet<IpAddr>,
+    ) {
+        for _round in 0..2 {
+            let present = match addresses.as_deref() {
+                Some(a) => a.present().await,
+                None => BTreeSet::new(),
+            };
+            let ours = addresses
+                .as_deref()
+                .map(|a| a.ours().clone())
+                .unwrap_or_default();
+            let routed = self.routes.clone();
+            let held = plan::bgp::Held {
+                routed: &routed,
+                interface: addresses.is_some().then_some(plan::bgp::Interface {
+                    present: &present,
+                    ours: &ours,
+                }),
+            };
+            let mut added = false;
+            for step in plan::bgp::plan(wanted, on_macvlans, held) {
+                match (step, addresses.as_deref_mut()) {
+                    (plan::bgp::Step::AddAddress(ip), Some(a)) => match a.put(ip).await {
+                        Ok(_) => added = true,
+                        Err(e) => warn!("{e}; not announcing it until its address is in place"),
+                    },
+                    (plan::bgp::Step::RemoveAddress(ip), Some(a)) => {
+                        if let Err(e) = a.take(ip).await {
+                            warn!("{e}");
+                        }
+                    }
+                    (plan::bgp::Step::SetRoutes(routes), _) => self.apply_routes(speaker, routes),
+                    // Address steps come only with an interface to put them on.
+                    (plan::bgp::Step::AddAddress(_) | plan::bgp::Step::RemoveAddress(_), None) => {}
+                }
+            }
+            if !added {
+                break;
+            }
+        }
     }
 
     fn apply_routes(&mut self, speaker: &Speaker, wanted: BTreeSet<IpAddr>) {

@@ -1,5 +1,10 @@
 //! [pure] What to do now, given what [`crate::decide`] says this node may serve: the step
-//! between deciding and acting. (Growing: today it holds [`gate`], which node alone serves what
-//! one node alone may hold.)
+//! between deciding and acting, tested by exact step lists.
+//!
+//! - [`gate`]: which node alone serves what one node alone may hold (DHCP leases, UPnP
+//!   mappings): the elected node of the Service's Lease.
+//! - [`bgp`]: BGP mode's addresses and routes, ordered so no router sends traffic here for an
+//!   address this node does not hold.
 
+pub mod bgp;
 pub mod gate;
