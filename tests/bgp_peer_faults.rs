@@ -5,7 +5,7 @@
 //! collisions; NOTIFICATIONs vipd has no name for; `/readyz` and the down counters.
 //!
 //! What an operator would check is checked: vipd's routes on the new session, `vipd status`,
-//! `/readyz`, `/metrics`.
+//! `/readyz`, `/metrics`. `VIPD_BIN=target/release/vipd` runs them against the release build.
 
 #[path = "support/scripted_peer.rs"]
 mod scripted_peer;

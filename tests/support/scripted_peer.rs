@@ -267,6 +267,12 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The binary under test: `VIPD_BIN` (e.g. `target/release/vipd`), else the one cargo built
+/// for this test.
+fn vipd_bin() -> String {
+    std::env::var("VIPD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_vipd").to_owned())
+}
+
 /// The real `vipd manager` (unprivileged, static VIP [`VIP`]) peering with 127.0.0.1.
 pub struct Vipd {
     child: Child,
@@ -301,7 +307,7 @@ impl Vipd {
         }
         env.extend(extra.iter().map(|(k, v)| ((*k).into(), (*v).into())));
         let out = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_vipd"))
+        let child = Command::new(vipd_bin())
             .arg("manager")
             .env_clear()
             .envs(env)
@@ -325,7 +331,7 @@ impl Vipd {
 
     /// `vipd status -o json`, parsed.
     pub fn status(&self) -> serde_json::Value {
-        let out = Command::new(env!("CARGO_BIN_EXE_vipd"))
+        let out = Command::new(vipd_bin())
             .args(["status", "--server", &self.http.to_string(), "-o", "json"])
             .output()
             .expect("run vipd status");
