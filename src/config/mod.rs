@@ -1,0 +1,215 @@
+//! [pure] Turns raw settings (kube-vip's environment variables and flags, as strings) into a
+//! checked [`Config`]. Every error names the setting, the value and what is wrong with it, and
+//! never shows a password.
+//!
+//! By concern: [`bgp`] (the speaker, its peers, the Metal provider), [`services`] (services
+//! mode, ARP, IPAM, elections), [`values`] (VIP lists, log levels, listen addresses); this file
+//! holds the raw settings, the whole [`Config`] and [`validate`].
+
+mod bgp;
+mod services;
+#[cfg(test)]
+mod tests;
+mod values;
+
+use bgp::bgp_settings;
+pub use bgp::{BgpSettings, MetalSettings, RouterIdSource, DEFAULT_UNREADY_AFTER};
+use services::{node_name, services_settings};
+pub use services::{ArpSettings, ElectionScope, IpamSettings, IpamStandalone, ServicesSettings};
+use values::log_filter;
+pub use values::{listen_address, parse_vip_list};
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use vipd_providers::static_peers::parse_bool;
+
+/// A setting that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting}: {value:?} {reason}")]
+pub struct ConfigError {
+    /// Env var and flag, e.g. `bgp_as (--localAS)`.
+    pub setting: String,
+    /// The value as given (`*****` for secrets).
+    pub value: String,
+    pub reason: String,
+}
+
+pub(super) fn err(setting: &str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting: setting.to_owned(),
+        value: value.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Every setting as given, before checking. `None` = not set.
+#[derive(Debug, Default, Clone)]
+pub struct RawSettings {
+    pub svc_enable: Option<String>,
+    pub vip_arp: Option<String>,
+    pub bgp_enable: Option<String>,
+    pub bgp_as: Option<String>,
+    pub bgp_routerid: Option<String>,
+    pub bgp_routerinterface: Option<String>,
+    pub bgp_peers: Option<String>,
+    pub bgp_peeraddress: Option<String>,
+    pub bgp_peeras: Option<String>,
+    pub bgp_peerpass: Option<String>,
+    pub bgp_multihop: Option<String>,
+    pub bgp_sourceip: Option<String>,
+    pub bgp_sourceif: Option<String>,
+    pub bgp_hold_time: Option<String>,
+    pub bgp_keepalive_interval: Option<String>,
+    pub bgp_passive: Option<String>,
+    pub bgp_listen_port: Option<String>,
+    pub bgp_unready_after: Option<String>,
+    pub mpbgp_nexthop: Option<String>,
+    pub mpbgp_ipv4: Option<String>,
+    pub mpbgp_ipv6: Option<String>,
+    pub vip_address: Option<String>,
+    pub vip_file: Option<String>,
+    pub vip_loglevel: Option<String>,
+    pub svc_namespace: Option<String>,
+    pub vip_nodename: Option<String>,
+    /// The host name, read by the caller (this module does no I/O): the node name by default.
+    pub hostname: Option<String>,
+    pub k8s_config_file: Option<String>,
+    pub lb_class_only: Option<String>,
+    pub lb_class_name: Option<String>,
+    pub lb_class_legacy_handling: Option<String>,
+    pub bgp_attach_ip_to_interface: Option<String>,
+    pub vip_interface: Option<String>,
+    pub disable_service_updates: Option<String>,
+    /// kube-vip's `annotation`: peers from this node's annotations under this prefix.
+    pub annotation: Option<String>,
+    pub vip_packet: Option<String>,
+    pub provider_config: Option<String>,
+    pub metal_peer_routes: Option<String>,
+    pub prometheus_server: Option<String>,
+    pub lb_ipam: Option<String>,
+    pub lb_ipam_configmap: Option<String>,
+    pub lb_ipam_namespace: Option<String>,
+    /// `POD_NAMESPACE` (the manifest sets it): where the IPAM Lease lives.
+    pub pod_namespace: Option<String>,
+    pub svc_election: Option<String>,
+    pub svc_leasename: Option<String>,
+    pub vip_leaseduration: Option<String>,
+    pub vip_renewdeadline: Option<String>,
+    pub vip_retryperiod: Option<String>,
+    /// `vip_arpRate` (milliseconds).
+    pub vip_arp_rate: Option<String>,
+    pub vip_servicesinterface: Option<String>,
+    /// `enable_upnp` (or the guide's `enableUPNP`, which kube-vip ignores).
+    pub enable_upnp: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub bgp: BgpSettings,
+    /// `Some` in services mode; the static VIPs are then not announced.
+    pub services: Option<ServicesSettings>,
+    /// This node's name: `vip_nodename`, else the host name lowercased. Needed by services mode
+    /// and the node-annotation peers.
+    pub node_name: Option<String>,
+    /// `k8s_config_file`; `None` = the usual kubeconfig search, then in-cluster.
+    pub kubeconfig: Option<PathBuf>,
+    /// `Some` with `vip_packet` / `--metal`: peers from the Equinix Metal API.
+    pub metal: Option<MetalSettings>,
+    /// `prometheus_server`: where /healthz and /readyz are served; `None` = off.
+    pub http: Option<std::net::SocketAddr>,
+    /// Static VIPs from `vip_address`.
+    pub vips: Vec<IpAddr>,
+    /// More static VIPs, one per line; re-read on SIGHUP.
+    pub vip_file: Option<PathBuf>,
+    /// A `tracing` filter directive.
+    pub log_filter: String,
+}
+
+pub fn validate(raw: &RawSettings) -> Result<Config, ConfigError> {
+    let arp = flag(&raw.vip_arp, "vip_arp (--arp)")?;
+    let bgp_on = flag(&raw.bgp_enable, "bgp_enable (--bgp)")?;
+    if arp && bgp_on {
+        return Err(err(
+            "vip_arp (--arp)",
+            "true",
+            "and bgp_enable are both set: kube-vip runs exactly one mode; choose one",
+        ));
+    }
+    if arp && !flag(&raw.svc_enable, "svc_enable (--services)")? {
+        return Err(err(
+            "vip_arp (--arp)",
+            "true",
+            "announces the VIPs of LoadBalancer Services: set svc_enable=true (or --services) too",
+        ));
+    }
+    if !arp && !bgp_on {
+        return Err(err(
+            "bgp_enable (--bgp)",
+            raw.bgp_enable.as_deref().unwrap_or(""),
+            "is not set: no mode is enabled. Set bgp_enable=true (--bgp) or vip_arp=true (--arp)",
+        ));
+    }
+    let bgp = bgp_settings(raw, bgp_on)?;
+    let vips = match &raw.vip_address {
+        Some(v) => parse_vip_list(v, "vip_address (--address)")?,
+        None => Vec::new(),
+    };
+    let services = if flag(&raw.svc_enable, "svc_enable (--services)")? {
+        Some(services_settings(raw)?)
+    } else {
+        None
+    };
+    let metal = if flag(&raw.vip_packet, "vip_packet (--metal)")? {
+        Some(MetalSettings {
+            provider_config: non_empty(&raw.provider_config).map(PathBuf::from),
+            peer_routes: flag(
+                &raw.metal_peer_routes,
+                "metal_peer_routes (--metal-peer-routes)",
+            )?,
+        })
+    } else {
+        None
+    };
+    let node_name = match (&services, bgp.annotations.is_some() || metal.is_some()) {
+        (Some(s), _) => Some(s.node_name.clone()),
+        (None, true) => Some(node_name(raw)?),
+        (None, false) => None,
+    };
+    Ok(Config {
+        bgp,
+        services,
+        node_name,
+        kubeconfig: non_empty(&raw.k8s_config_file).map(PathBuf::from),
+        metal,
+        http: match non_empty(&raw.prometheus_server) {
+            None => None,
+            Some(v) => Some(listen_address(v).ok_or_else(|| {
+                err(
+                    "prometheus_server (--prometheusHTTPServer)",
+                    v,
+                    "is not an address with a port (:2112, 0.0.0.0:2112, [::1]:2112)",
+                )
+            })?),
+        },
+        vips,
+        vip_file: raw
+            .vip_file
+            .as_ref()
+            .filter(|f| !f.is_empty())
+            .map(PathBuf::from),
+        log_filter: log_filter(raw.vip_loglevel.as_deref())?,
+    })
+}
+
+/// The trimmed value, unless unset or blank.
+pub(super) fn non_empty(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// A boolean the way kube-vip reads it (Go's `strconv.ParseBool`); unset or empty is false.
+pub(super) fn flag(v: &Option<String>, setting: &str) -> Result<bool, ConfigError> {
+    match v.as_deref() {
+        None | Some("") => Ok(false),
+        Some(s) => parse_bool(s).ok_or_else(|| err(setting, s, "is not a boolean (true or false)")),
+    }
+}

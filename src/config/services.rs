@@ -1,0 +1,235 @@
+//! [pure] Services-mode settings: classes, the VIP interface, status writes, IPAM, UPnP, ARP
+//! mode and the Lease elections.
+
+use super::{err, flag, non_empty, ConfigError, RawSettings};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Services mode (`svc_enable`): what to watch and how to treat the Services found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicesSettings {
+    /// Watch Services of this namespace only (`svc_namespace`); `None` = all namespaces.
+    pub namespace: Option<String>,
+    /// This node's name (`vip_nodename`, else the host name lowercased, as kube-vip does).
+    pub node_name: String,
+    pub lb_class_only: bool,
+    pub lb_class_name: String,
+    pub lb_class_legacy_handling: bool,
+    /// `bgp_attach_ip_to_interface`: also put each announced VIP on `interface`.
+    pub attach_to_interface: bool,
+    /// `vip_interface`; `lo` when unset.
+    pub interface: String,
+    /// `disable_service_updates`: never write `status.loadBalancer`.
+    pub status_updates: bool,
+    /// `lb_ipam`: allocate addresses from the kube-vip-cloud-provider ConfigMap.
+    pub ipam: Option<IpamSettings>,
+    /// `enable_upnp`: map the ports of `kube-vip.io/forwardUPNP` Services on the gateway.
+    pub upnp: bool,
+    /// `vip_arp`: announce by ARP/NDP from an elected node instead of BGP.
+    pub arp: Option<ArpSettings>,
+    /// `vip_leaseduration`, `vip_renewdeadline`, `vip_retryperiod`: every Lease election of
+    /// services mode (ARP mode's, and BGP mode's per-Service Leases of DHCP and UPnP Services).
+    pub election_timing: crate::election::Timing,
+}
+
+/// Where the pools are and how the allocator is elected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpamSettings {
+    /// The ConfigMap (`lb_ipam_configmap`, default `kubevip`)…
+    pub configmap: String,
+    /// …in this namespace (`lb_ipam_namespace`, default `kube-system`).
+    pub namespace: String,
+    /// Namespace of the Lease `vipd-ipam` (the agent's own, `POD_NAMESPACE`, else kube-system).
+    pub lease_namespace: String,
+}
+
+/// `vipd ipam`: the allocator alone, as its flags say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpamStandalone {
+    pub kubeconfig: Option<PathBuf>,
+    /// The holder identity in the Lease; the host name when `None`.
+    pub identity: Option<String>,
+    pub ipam: IpamSettings,
+    pub lb_class_only: bool,
+    pub lb_class_name: String,
+}
+
+/// ARP/NDP mode (`vip_arp`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArpSettings {
+    /// `svc_election`: one Lease per Service; else one Lease for all.
+    pub election: ElectionScope,
+    /// `vip_arpRate`: announcements repeat this often once the first ones are out.
+    pub rate: Duration,
+    /// `vip_servicesinterface`: the VIP's interface unless the Service names one.
+    pub services_interface: Option<String>,
+    /// `vip_interface`: next in line; `None` (or `auto`): the interface whose subnet holds the VIP.
+    pub interface: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ElectionScope {
+    /// Lease `kubevip-<service>` in the Service's namespace (or `kube-vip.io/leaseName`).
+    PerService,
+    /// One Lease for every Service (`svc_leasename`, default `plndr-svcs-lock`).
+    Global { namespace: String, name: String },
+}
+
+pub(super) fn services_settings(raw: &RawSettings) -> Result<ServicesSettings, ConfigError> {
+    Ok(ServicesSettings {
+        namespace: non_empty(&raw.svc_namespace).map(str::to_owned),
+        node_name: node_name(raw)?,
+        lb_class_only: flag(&raw.lb_class_only, "lb_class_only (--lbClassOnly)")?,
+        // kube-vip honours an explicitly empty class name, so only unset takes the default.
+        lb_class_name: raw
+            .lb_class_name
+            .clone()
+            .unwrap_or_else(|| "kube-vip.io/kube-vip-class".to_owned()),
+        lb_class_legacy_handling: match raw.lb_class_legacy_handling.as_deref() {
+            None | Some("") => true,
+            Some(_) => flag(
+                &raw.lb_class_legacy_handling,
+                "lb_class_legacy_handling (--lbClassNameLegacyHandling)",
+            )?,
+        },
+        attach_to_interface: flag(
+            &raw.bgp_attach_ip_to_interface,
+            "bgp_attach_ip_to_interface (--bgpAttachIPToInterface)",
+        )?,
+        interface: non_empty(&raw.vip_interface).unwrap_or("lo").to_owned(),
+        upnp: flag(&raw.enable_upnp, "enable_upnp (enableUPNP)")?,
+        status_updates: !flag(
+            &raw.disable_service_updates,
+            "disable_service_updates (--disableServiceUpdates)",
+        )?,
+        ipam: if flag(&raw.lb_ipam, "lb_ipam (--ipam)")? {
+            Some(IpamSettings {
+                configmap: non_empty(&raw.lb_ipam_configmap)
+                    .unwrap_or("kubevip")
+                    .to_owned(),
+                namespace: non_empty(&raw.lb_ipam_namespace)
+                    .unwrap_or("kube-system")
+                    .to_owned(),
+                lease_namespace: non_empty(&raw.pod_namespace)
+                    .unwrap_or("kube-system")
+                    .to_owned(),
+            })
+        } else {
+            None
+        },
+        arp: if flag(&raw.vip_arp, "vip_arp (--arp)")? {
+            Some(arp_settings(raw)?)
+        } else {
+            None
+        },
+        election_timing: election_timing(raw)?,
+    })
+}
+
+pub(super) fn election_timing(raw: &RawSettings) -> Result<crate::election::Timing, ConfigError> {
+    let seconds = |v: &Option<String>, setting: &str, default: u64| match non_empty(v) {
+        None => Ok(Duration::from_secs(default)),
+        Some(s) => s
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite() && *f > 0.0 && *f < 86_400.0)
+            .map(Duration::from_secs_f64)
+            .ok_or_else(|| err(setting, s, "is not a number of seconds above 0")),
+    };
+    let timing = crate::election::Timing {
+        lease_duration: seconds(
+            &raw.vip_leaseduration,
+            "vip_leaseduration (--leaseDuration)",
+            15,
+        )?,
+        renew_deadline: seconds(
+            &raw.vip_renewdeadline,
+            "vip_renewdeadline (--leaseRenewDuration)",
+            10,
+        )?,
+        retry: seconds(&raw.vip_retryperiod, "vip_retryperiod (--leaseRetry)", 2)?,
+    };
+    // The fence needs room: a leader drops the VIP at the renew deadline, before anyone may
+    // take the Lease at its duration; and it must try to renew more than once before then.
+    if timing.renew_deadline >= timing.lease_duration {
+        return Err(err(
+            "vip_renewdeadline (--leaseRenewDuration)",
+            raw.vip_renewdeadline.as_deref().unwrap_or("10"),
+            "must be below vip_leaseduration: a leader must stop before its Lease can be taken",
+        ));
+    }
+    if timing.retry >= timing.renew_deadline {
+        return Err(err(
+            "vip_retryperiod (--leaseRetry)",
+            raw.vip_retryperiod.as_deref().unwrap_or("2"),
+            "must be below vip_renewdeadline",
+        ));
+    }
+    Ok(timing)
+}
+
+pub(super) fn arp_settings(raw: &RawSettings) -> Result<ArpSettings, ConfigError> {
+    let rate = match non_empty(&raw.vip_arp_rate) {
+        None => 3000,
+        Some(v) => v
+            .parse::<u64>()
+            .map_err(|_| err("vip_arpRate", v, "is not a number of milliseconds"))?,
+    };
+    let election = if flag(&raw.svc_election, "svc_election (--servicesElection)")? {
+        ElectionScope::PerService
+    } else {
+        let spec = non_empty(&raw.svc_leasename).unwrap_or("plndr-svcs-lock");
+        let pod_ns = non_empty(&raw.pod_namespace).unwrap_or("kube-system");
+        let (namespace, name) = match spec.split_once('/') {
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() => (ns, name),
+            Some(_) => {
+                return Err(err(
+                    "svc_leasename (--servicesLeaseName)",
+                    spec,
+                    "is not a Lease name or namespace/name",
+                ))
+            }
+            None => (pod_ns, spec),
+        };
+        ElectionScope::Global {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }
+    };
+    Ok(ArpSettings {
+        election,
+        // kube-vip: a rate below 500 ms falls back to 3000.
+        rate: Duration::from_millis(if rate < 500 { 3000 } else { rate }),
+        services_interface: non_empty(&raw.vip_servicesinterface).map(str::to_owned),
+        interface: non_empty(&raw.vip_interface)
+            .filter(|i| *i != "auto")
+            .map(str::to_owned),
+    })
+}
+
+/// `vip_nodename`, else the host name lowercased (as kube-vip does).
+pub(super) fn node_name(raw: &RawSettings) -> Result<String, ConfigError> {
+    let node_name = match (&raw.vip_nodename, &raw.hostname) {
+        (Some(n), _) if !n.trim().is_empty() => n.trim().to_owned(),
+        (_, Some(h)) if !h.trim().is_empty() => h.trim().to_lowercase(),
+        _ => {
+            return Err(err(
+                "vip_nodename (--nodeName)",
+                raw.vip_nodename.as_deref().unwrap_or(""),
+                "is not set and the host name is unknown: set it to this node's name \
+                 (the manifest sets it from spec.nodeName)",
+            ))
+        }
+    };
+    if let Some(bad) = node_name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '.'))
+    {
+        return Err(err(
+            "vip_nodename (--nodeName)",
+            &node_name,
+            format!("is not a Kubernetes node name (it has {bad:?})"),
+        ));
+    }
+    Ok(node_name)
+}

@@ -1,0 +1,363 @@
+//! Settings as kube-vip users write them, checked end to end through [`super::validate`].
+
+use super::*;
+use std::time::Duration;
+
+fn raw(pairs: &[(&str, &str)]) -> RawSettings {
+    let mut r = RawSettings {
+        bgp_enable: Some("true".into()),
+        bgp_peers: Some("10.99.0.2:65530".into()),
+        ..RawSettings::default()
+    };
+    for (k, v) in pairs {
+        let v = Some((*v).to_owned());
+        match *k {
+            "bgp_as" => r.bgp_as = v,
+            "bgp_routerid" => r.bgp_routerid = v,
+            "bgp_peers" => r.bgp_peers = v,
+            "bgp_peeraddress" => r.bgp_peeraddress = v,
+            "bgp_peerpass" => r.bgp_peerpass = v,
+            "bgp_multihop" => r.bgp_multihop = v,
+            "bgp_sourceip" => r.bgp_sourceip = v,
+            "bgp_sourceif" => r.bgp_sourceif = v,
+            "bgp_hold_time" => r.bgp_hold_time = v,
+            "bgp_enable" => r.bgp_enable = v,
+            "svc_enable" => r.svc_enable = v,
+            "vip_nodename" => r.vip_nodename = v,
+            "hostname" => r.hostname = v,
+            "lb_class_name" => r.lb_class_name = v,
+            "lb_class_legacy_handling" => r.lb_class_legacy_handling = v,
+            "vip_address" => r.vip_address = v,
+            "vip_loglevel" => r.vip_loglevel = v,
+            "vip_arp" => r.vip_arp = v,
+            "svc_election" => r.svc_election = v,
+            "svc_leasename" => r.svc_leasename = v,
+            "vip_leaseduration" => r.vip_leaseduration = v,
+            "vip_renewdeadline" => r.vip_renewdeadline = v,
+            "vip_retryperiod" => r.vip_retryperiod = v,
+            "vip_arp_rate" => r.vip_arp_rate = v,
+            "vip_interface" => r.vip_interface = v,
+            "pod_namespace" => r.pod_namespace = v,
+            "enable_upnp" => r.enable_upnp = v,
+            other => panic!("test knows no {other}"),
+        }
+    }
+    r
+}
+
+#[test]
+fn upnp_is_off_unless_enabled() {
+    let with = |more: &[(&str, &str)]| {
+        let mut pairs = vec![("svc_enable", "true"), ("vip_nodename", "n1")];
+        pairs.extend_from_slice(more);
+        validate(&raw(&pairs))
+    };
+    let upnp = |more: &[(&str, &str)]| with(more).unwrap().services.unwrap().upnp;
+    assert!(!upnp(&[]));
+    assert!(upnp(&[("enable_upnp", "true")]));
+    assert!(with(&[("enable_upnp", "maybe")]).is_err());
+}
+
+#[test]
+fn defaults_follow_kube_vip() {
+    let c = validate(&raw(&[])).unwrap();
+    assert_eq!(c.bgp.local_as, 65000);
+    assert_eq!(c.bgp.hold_time.secs(), 30);
+    assert_eq!(c.bgp.keepalive, Some(Duration::from_secs(10)));
+    assert_eq!(c.bgp.router_id, RouterIdSource::Lowest);
+    assert_eq!(c.log_filter, "info");
+}
+
+#[test]
+fn single_peer_is_appended_after_the_list() {
+    let c = validate(&raw(&[
+        ("bgp_peeraddress", "10.99.0.3"),
+        ("bgp_peerpass", "s3cret"),
+        ("bgp_multihop", "true"),
+    ]))
+    .unwrap();
+    assert_eq!(c.bgp.peers.len(), 2);
+    assert_eq!(c.bgp.peers[1].remote_as, 65000);
+    assert!(c.bgp.peers[1].multihop);
+    assert_eq!(
+        c.bgp.peers[1].password.as_ref().map(|p| p.expose()),
+        Some("s3cret")
+    );
+}
+
+#[test]
+fn errors_name_the_setting_and_value() {
+    let e = validate(&raw(&[("bgp_as", "65k")])).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "bgp_as (--localAS): \"65k\" is not an AS number (1..4294967295)"
+    );
+    let e = validate(&raw(&[("bgp_hold_time", "2")])).unwrap_err();
+    assert!(e.setting.starts_with("bgp_hold_time"));
+    let e = validate(&raw(&[("bgp_routerid", "1.2.3")])).unwrap_err();
+    assert_eq!(e.value, "1.2.3");
+    let e = validate(&raw(&[
+        ("bgp_multihop", "yes please"),
+        ("bgp_peeraddress", "10.0.0.1"),
+    ]))
+    .unwrap_err();
+    assert_eq!(e.setting, "bgp_multihop");
+}
+
+#[test]
+fn secrets_never_appear_in_errors() {
+    let e = validate(&raw(&[("bgp_peers", "10.0.0.1:65000:hunter2:nope")])).unwrap_err();
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+    let long = "p".repeat(81);
+    let e = validate(&raw(&[
+        ("bgp_peeraddress", "10.0.0.1"),
+        ("bgp_peerpass", &long),
+    ]))
+    .unwrap_err();
+    assert!(!e.to_string().contains(&long));
+}
+
+#[test]
+fn source_ip_and_interface_together_are_refused() {
+    let e = validate(&raw(&[
+        ("bgp_sourceip", "10.0.0.1"),
+        ("bgp_sourceif", "eth0"),
+    ]))
+    .unwrap_err();
+    assert!(e.reason.contains("set one of them"));
+}
+
+#[test]
+fn services_mode_takes_kube_vip_defaults_and_names_the_node() {
+    let c = validate(&raw(&[("svc_enable", "true"), ("hostname", "Worker-1")])).unwrap();
+    let s = c.services.unwrap();
+    assert_eq!(
+        s.node_name, "worker-1",
+        "host name lowercased, as kube-vip does"
+    );
+    assert_eq!(s.lb_class_name, "kube-vip.io/kube-vip-class");
+    assert!(s.lb_class_legacy_handling && !s.lb_class_only && s.status_updates);
+    assert_eq!((s.interface.as_str(), s.attach_to_interface), ("lo", false));
+    let c = validate(&raw(&[
+        ("svc_enable", "true"),
+        ("vip_nodename", "node-a"),
+        ("hostname", "other"),
+        ("lb_class_name", ""),
+    ]))
+    .unwrap();
+    let s = c.services.unwrap();
+    assert_eq!(s.node_name, "node-a");
+    assert_eq!(
+        s.lb_class_name, "",
+        "an explicitly empty class name is kept"
+    );
+    let e = validate(&raw(&[("svc_enable", "true"), ("vip_nodename", "Node_A")])).unwrap_err();
+    assert_eq!(e.setting, "vip_nodename (--nodeName)");
+    assert!(e.reason.contains("not a Kubernetes node name"), "{e}");
+    let e = validate(&raw(&[
+        ("svc_enable", "true"),
+        ("hostname", "n1"),
+        ("lb_class_legacy_handling", "maybe"),
+    ]))
+    .unwrap_err();
+    assert_eq!(e.value, "maybe");
+}
+
+#[test]
+fn bgp_off_is_explained() {
+    assert!(validate(&raw(&[("bgp_enable", "false")]))
+        .unwrap_err()
+        .reason
+        .contains("no mode"));
+    let mut r = raw(&[]);
+    r.bgp_peers = None;
+    assert!(validate(&r)
+        .unwrap_err()
+        .reason
+        .contains("at least one peer"));
+}
+
+#[test]
+fn vip_lists_take_commas_lines_and_comments() {
+    assert_eq!(
+        parse_vip_list("198.18.0.10, fd00:98::10", "vip_address").unwrap(),
+        vec![
+            "198.18.0.10".parse::<IpAddr>().unwrap(),
+            "fd00:98::10".parse().unwrap()
+        ]
+    );
+    let file = "# VIPs\n198.18.0.10\n\n198.18.0.11 # web\n";
+    assert_eq!(parse_vip_list(file, "vip_file").unwrap().len(), 2);
+    let e = parse_vip_list("198.18.0.10\n198.18.0.300\n", "vip_file /x").unwrap_err();
+    assert_eq!(e.setting, "vip_file /x line 2");
+    assert!(parse_vip_list("224.0.0.1", "v")
+        .unwrap_err()
+        .reason
+        .contains("unicast"));
+    assert!(parse_vip_list("0.0.0.0", "v")
+        .unwrap_err()
+        .reason
+        .contains("DHCP"));
+}
+
+#[test]
+fn log_levels_accept_logrus_numbers_and_names() {
+    assert_eq!(
+        validate(&raw(&[("vip_loglevel", "5")])).unwrap().log_filter,
+        "debug"
+    );
+    assert_eq!(
+        validate(&raw(&[("vip_loglevel", "warn")]))
+            .unwrap()
+            .log_filter,
+        "warn"
+    );
+    assert!(validate(&raw(&[("vip_loglevel", "loud")])).is_err());
+}
+
+fn arp(pairs: &[(&str, &str)]) -> Result<ArpSettings, ConfigError> {
+    let mut all = vec![
+        ("bgp_enable", "false"),
+        ("bgp_peers", ""),
+        ("vip_arp", "true"),
+        ("svc_enable", "true"),
+        ("vip_nodename", "n1"),
+    ];
+    all.extend_from_slice(pairs);
+    validate(&raw(&all)).map(|c| c.services.unwrap().arp.unwrap())
+}
+
+fn arp_timing(pairs: &[(&str, &str)]) -> crate::election::Timing {
+    let mut all = vec![
+        ("bgp_enable", "false"),
+        ("bgp_peers", ""),
+        ("vip_arp", "true"),
+        ("svc_enable", "true"),
+        ("vip_nodename", "n1"),
+    ];
+    all.extend_from_slice(pairs);
+    validate(&raw(&all))
+        .unwrap()
+        .services
+        .unwrap()
+        .election_timing
+}
+
+#[test]
+fn bgp_services_mode_reads_the_election_timing_too() {
+    // DHCP and UPnP Services are served by the elected node of a per-Service Lease.
+    let c = validate(&raw(&[
+        ("svc_enable", "true"),
+        ("vip_nodename", "n1"),
+        ("vip_leaseduration", "3"),
+        ("vip_renewdeadline", "2"),
+        ("vip_retryperiod", "0.5"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        c.services.unwrap().election_timing,
+        crate::election::Timing {
+            lease_duration: Duration::from_secs(3),
+            renew_deadline: Duration::from_secs(2),
+            retry: Duration::from_millis(500),
+        }
+    );
+    let e = validate(&raw(&[
+        ("svc_enable", "true"),
+        ("vip_nodename", "n1"),
+        ("vip_renewdeadline", "20"),
+    ]))
+    .unwrap_err();
+    assert_eq!(e.setting, "vip_renewdeadline (--leaseRenewDuration)");
+}
+
+#[test]
+fn arp_mode_takes_kube_vips_defaults_and_needs_no_bgp_peer() {
+    let a = arp(&[]).unwrap();
+    assert_eq!(
+        a.election,
+        ElectionScope::Global {
+            namespace: "kube-system".into(),
+            name: "plndr-svcs-lock".into()
+        }
+    );
+    assert_eq!(
+        arp_timing(&[]),
+        crate::election::Timing {
+            lease_duration: Duration::from_secs(15),
+            renew_deadline: Duration::from_secs(10),
+            retry: Duration::from_secs(2),
+        }
+    );
+    assert_eq!(a.rate, Duration::from_millis(3000));
+    assert_eq!((a.interface, a.services_interface), (None, None));
+}
+
+#[test]
+fn arp_mode_reads_election_timing_rate_and_lease_name() {
+    let a = arp(&[
+        ("svc_election", "true"),
+        ("vip_leaseduration", "3"),
+        ("vip_renewdeadline", "2"),
+        ("vip_retryperiod", "0.5"),
+        ("vip_arp_rate", "1000"),
+        ("vip_interface", "auto"),
+    ])
+    .unwrap();
+    assert_eq!(a.election, ElectionScope::PerService);
+    assert_eq!(
+        arp_timing(&[("vip_retryperiod", "0.5")]).retry,
+        Duration::from_millis(500)
+    );
+    assert_eq!(a.rate, Duration::from_millis(1000));
+    assert_eq!(a.interface, None);
+    let b = arp(&[
+        ("svc_leasename", "infra/lock"),
+        ("vip_arp_rate", "100"),
+        ("pod_namespace", "vipd"),
+    ])
+    .unwrap();
+    assert_eq!(
+        b.election,
+        ElectionScope::Global {
+            namespace: "infra".into(),
+            name: "lock".into()
+        }
+    );
+    assert_eq!(
+        b.rate,
+        Duration::from_millis(3000),
+        "below 500 ms falls back to 3000, as kube-vip"
+    );
+    let c = arp(&[("svc_leasename", "lock"), ("pod_namespace", "vipd")]).unwrap();
+    assert_eq!(
+        c.election,
+        ElectionScope::Global {
+            namespace: "vipd".into(),
+            name: "lock".into()
+        }
+    );
+}
+
+#[test]
+fn arp_mode_refuses_timings_that_leave_no_room_for_the_fence() {
+    let e = arp(&[("vip_leaseduration", "10"), ("vip_renewdeadline", "10")]).unwrap_err();
+    assert_eq!(e.setting, "vip_renewdeadline (--leaseRenewDuration)");
+    let e = arp(&[("vip_renewdeadline", "2"), ("vip_retryperiod", "2")]).unwrap_err();
+    assert_eq!(e.setting, "vip_retryperiod (--leaseRetry)");
+    let e = arp(&[("vip_leaseduration", "-1")]).unwrap_err();
+    assert_eq!(e.setting, "vip_leaseduration (--leaseDuration)");
+}
+
+#[test]
+fn arp_mode_needs_services_and_excludes_bgp() {
+    let e = validate(&raw(&[
+        ("vip_arp", "true"),
+        ("svc_enable", "true"),
+        ("vip_nodename", "n1"),
+    ]))
+    .unwrap_err();
+    assert!(e.reason.contains("exactly one mode"), "{e}");
+    let e = validate(&raw(&[("vip_arp", "true"), ("bgp_enable", "false")])).unwrap_err();
+    assert!(e.reason.contains("svc_enable"), "{e}");
+}

@@ -1,0 +1,76 @@
+//! [pure] Values with a syntax of their own: VIP lists, kube-vip's log levels, listen addresses.
+
+use super::{err, ConfigError};
+use std::net::{IpAddr, SocketAddr};
+
+/// A list of VIPs, comma or newline separated (`#` starts a comment). Addresses that cannot be
+/// a unicast host route are refused by name.
+pub fn parse_vip_list(text: &str, source: &str) -> Result<Vec<IpAddr>, ConfigError> {
+    let mut out = Vec::new();
+    let multiline = text.contains('\n');
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("");
+        for item in line.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            // Built only on error: a 100,000-line VIP file must not format 100,000 strings.
+            let at = || {
+                if multiline {
+                    format!("{source} line {}", n + 1)
+                } else {
+                    source.to_owned()
+                }
+            };
+            let ip: IpAddr = item
+                .parse()
+                .map_err(|_| err(&at(), item, "is not an IP address"))?;
+            if ip.is_unspecified() {
+                return Err(err(
+                    &at(),
+                    item,
+                    "asks for a DHCP address, which only services mode offers",
+                ));
+            }
+            let bad = match ip {
+                IpAddr::V4(v4) => v4.is_multicast() || v4.is_broadcast() || v4.is_loopback(),
+                IpAddr::V6(v6) => v6.is_multicast() || v6.is_loopback(),
+            };
+            if bad {
+                return Err(err(
+                    &at(),
+                    item,
+                    "is not a unicast address that can be announced",
+                ));
+            }
+            out.push(ip);
+        }
+    }
+    Ok(out)
+}
+
+/// kube-vip's `vip_loglevel` (logrus numbers 0–6, or names) as a `tracing` filter.
+pub(super) fn log_filter(v: Option<&str>) -> Result<String, ConfigError> {
+    let level = match v.map(str::trim) {
+        None | Some("") => "info",
+        Some("0" | "1" | "2" | "panic" | "fatal" | "error") => "error",
+        Some("3" | "warn" | "warning") => "warn",
+        Some("4" | "info") => "info",
+        Some("5" | "debug") => "debug",
+        Some("6" | "trace") => "trace",
+        Some(other) => {
+            return Err(err(
+                "vip_loglevel (--log)",
+                other,
+                "is not a log level (0-6, or error, warn, info, debug, trace)",
+            ))
+        }
+    };
+    Ok(level.to_owned())
+}
+
+/// `:2112` / `0.0.0.0:2112` / `[::1]:2112` as a socket address (empty host = all IPv4).
+pub fn listen_address(spec: &str) -> Option<SocketAddr> {
+    let (host, port) = spec.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ip = if host.is_empty() { "0.0.0.0" } else { host };
+    Some(SocketAddr::new(ip.parse().ok()?, port))
+}
