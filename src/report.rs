@@ -256,14 +256,19 @@ pub fn render_text(r: &AgentReport) -> String {
     );
     let _ = writeln!(
         out,
-        "\nPEER{:<24}STATE        UPTIME    SENT  LAST ERROR",
+        "\nPEER{:<24}STATE        UP/DOWN   SENT  LAST ERROR",
         ""
     );
     if r.peers.is_empty() {
         let _ = writeln!(out, "(no peers configured)");
     }
     for p in &r.peers {
-        let uptime = p.uptime_seconds.map_or("-".to_owned(), duration);
+        // How long it has been up, or down: a session stuck down shows at a glance.
+        let uptime = match (p.uptime_seconds, p.down_seconds) {
+            (Some(up), _) => duration(up),
+            (None, Some(down)) => format!("down {}", duration(down)),
+            (None, None) => "-".to_owned(),
+        };
         let _ = writeln!(
             out,
             "{:<28}{:<13}{:<10}{:<6}{}",
@@ -391,11 +396,20 @@ mod tests {
     #[test]
     fn text_names_each_peer_and_each_vip_with_its_reason() {
         let now = Instant::now();
-        let peers = vec![peer_report(
-            "10.0.0.1:179".parse().unwrap(),
-            &up(vec![Family::Ipv4], now),
-            now,
-        )];
+        let down = PeerStatus {
+            state: "Active".into(),
+            down_since: Some(now - Duration::from_secs(200)),
+            last_error: Some("connection closed: peer closed the connection".into()),
+            ..Default::default()
+        };
+        let peers = vec![
+            peer_report(
+                "10.0.0.1:179".parse().unwrap(),
+                &up(vec![Family::Ipv4], now),
+                now,
+            ),
+            peer_report("10.0.0.2:179".parse().unwrap(), &down, now),
+        ];
         let services = [
             ServiceState {
                 service: "default/web".into(),
@@ -414,6 +428,12 @@ mod tests {
         let text = render_text(&assemble(head(), &services, peers));
         assert!(text.contains("10.0.0.1:179"), "{text}");
         assert!(text.contains("Established  75s"), "{text}");
+        assert!(
+            text.contains(
+                "Active       down 3m   0     connection closed: peer closed the connection"
+            ),
+            "{text}"
+        );
         assert!(text.contains("192.0.2.10") && text.contains("bgp to 10.0.0.1:179"));
         assert!(text.contains("192.0.2.11") && text.contains("withheld: no serving endpoint"));
     }
