@@ -34,7 +34,7 @@ fn main() -> ExitCode {
             };
             init_logging(&args.log, false);
             runtime().and_then(|rt| {
-                rt.block_on(vipd::kube::ipam::run_standalone(
+                rt.block_on(vipd::ipam::task::run_standalone(
                     settings,
                     shutdown_signal(),
                 ))

@@ -279,9 +279,9 @@ pub fn cluster_rules(f: &ManifestFlags) -> Vec<PolicyRule> {
     rules.push(rule("", &["events"], &["create", "patch"]));
     rules.push(rule("events.k8s.io", &["events"], &["create", "patch"]));
     if f.services || f.services_election || f.leader_election || f.ipam || f.arp {
-        // kube-lease-manager takes and renews a Lease by (server-side apply) patch; ARP mode
-        // elects through a Lease always (get, create, update), and so does services mode for
-        // each DHCP (`0.0.0.0`) or UPnP Service, which only its elected node serves.
+        // Every election (the IPAM allocator, ARP mode, services mode's DHCP and UPnP Services)
+        // reads, creates and replaces its Lease (get, create, update); patch stays granted as
+        // kube-vip's RBAC grants it, so a switched cluster's Role still fits.
         rules.push(rule(
             "coordination.k8s.io",
             &["leases"],

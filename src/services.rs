@@ -127,7 +127,7 @@ async fn serve(
     // The allocator runs beside the owner loop (it only writes Services; what it writes comes
     // back through the watch like any other change). Aborted when services mode ends.
     let _ipam = svc.ipam.clone().map(|settings| {
-        AbortOnDrop(tokio::spawn(crate::kube::ipam::run(
+        AbortOnDrop(tokio::spawn(crate::ipam::task::run(
             client.clone(),
             settings,
             decide_config(cfg, svc, &[]),

@@ -5,6 +5,8 @@
 //!
 //! - [`pools`]: the ConfigMap keys as address pools, malformed entries as [`PoolError`]s.
 //! - `alloc`: which Service gets which address.
+//! - [`task`] [I/O]: the allocator itself — elected through the Lease `vipd-ipam` by the
+//!   crate's own fenced elector, it watches the Services and the ConfigMap and writes the plan.
 //!
 //! Nothing is remembered between plans: what is in use is read from the Services every time,
 //! so a restart or a new leader never hands out an address twice. The same Services and
@@ -12,6 +14,7 @@
 
 mod alloc;
 pub mod pools;
+pub mod task;
 #[cfg(test)]
 mod tests;
 

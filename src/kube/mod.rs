@@ -2,6 +2,5 @@
 //! back (Service status and Events). Decisions are made in [`crate::decide`], never here.
 
 pub mod client;
-pub mod ipam;
 pub mod status;
 pub mod view;

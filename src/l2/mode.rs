@@ -79,7 +79,7 @@ pub async fn run(
         "waiting for the first complete list of Services, EndpointSlices and this node",
     );
     let _ipam = svc.ipam.clone().map(|settings| {
-        AbortOnDrop(tokio::spawn(crate::kube::ipam::run(
+        AbortOnDrop(tokio::spawn(crate::ipam::task::run(
             client.clone(),
             settings,
             decide_config(svc),

@@ -7,6 +7,8 @@
 
 use crate::config::{IpamSettings, IpamStandalone};
 use crate::decide::{DecideConfig, ServiceKey};
+use crate::election::lease::{Election, Leadership};
+use crate::election::{LeaseKey, Timing};
 use crate::ipam::{plan, IpamProblem};
 use crate::kube::status::{EventSink, ServiceEvent};
 use crate::kube::view::{reflect, wait_ready, AbortOnDrop};
@@ -17,13 +19,58 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, Client};
-use kube_lease_manager::LeaseManagerBuilder;
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 pub const LEASE: &str = "vipd-ipam";
+
+/// kube-vip's election timing (15 s Lease, renewed within 10 s, read every 2 s): a crashed
+/// allocator is replaced within about 15 s.
+const ELECTION_TIMING: Timing = Timing {
+    lease_duration: Duration::from_secs(15),
+    renew_deadline: Duration::from_secs(10),
+    retry: Duration::from_secs(2),
+};
+
+/// Turns the election's reports into "may allocate now": true from `Leading`, false at its
+/// `until` unless a later `Leading` moved it, and at once on `NotLeading`.
+async fn fence(
+    mut reports: mpsc::UnboundedReceiver<(LeaseKey, Leadership)>,
+    leader: watch::Sender<bool>,
+) {
+    let mut until: Option<tokio::time::Instant> = None;
+    loop {
+        let deadline = until;
+        tokio::select! {
+            report = reports.recv() => match report {
+                Some((_, Leadership::Leading { until: u })) => {
+                    until = Some(u);
+                    leader.send_if_modified(|l| !std::mem::replace(l, true));
+                }
+                Some((_, Leadership::NotLeading(_))) | None => {
+                    until = None;
+                    leader.send_if_modified(|l| std::mem::replace(l, false));
+                    if report.is_none() {
+                        return;
+                    }
+                }
+            },
+            () = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                until = None;
+                leader.send_if_modified(|l| std::mem::replace(l, false));
+            }
+        }
+    }
+}
 
 /// `vipd ipam`: the allocator alone, until `shutdown`.
 pub async fn run_standalone(
@@ -74,25 +121,23 @@ pub async fn run(
     );
     let _watches = (AbortOnDrop(t1), AbortOnDrop(t2));
     let events = EventSink::start(client.clone(), &identity, observer.clone());
-    let mut leader = loop {
-        let built = LeaseManagerBuilder::new(client.clone(), LEASE)
-            .with_namespace(settings.lease_namespace.clone())
-            .with_identity(identity.clone())
-            .with_duration(15)
-            .with_grace(5)
-            .build()
-            .await;
-        match built {
-            Ok(manager) => break manager.watch().await.0,
-            Err(e) => {
-                warn!(
-                    lease = LEASE,
-                    "cannot set up the IPAM election: {e}; retrying"
-                );
-                tokio::time::sleep(Duration::from_secs(5)).await;
-            }
-        }
-    };
+    // The crate's own fenced elector (as ARP mode's): leadership ends at the renew deadline of
+    // the last write that kept it, by this node's clock, even when the API server is gone.
+    let (lead_tx, lead_rx) = mpsc::unbounded_channel();
+    let _election = Election::start(
+        client.clone(),
+        LeaseKey {
+            namespace: settings.lease_namespace.clone(),
+            name: LEASE.to_owned(),
+        },
+        identity.clone(),
+        ELECTION_TIMING,
+        true,
+        Arc::new(AtomicUsize::new(0)),
+        lead_tx,
+    );
+    let (fence_tx, mut leader) = watch::channel(false);
+    let _fence = AbortOnDrop(tokio::spawn(fence(lead_rx, fence_tx)));
     wait_ready(&services, "ipam services").await;
     wait_ready(&configmaps, "ipam configmap").await;
     let mut reported: BTreeMap<ServiceKey, Vec<IpamProblem>> = BTreeMap::new();
