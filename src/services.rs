@@ -146,6 +146,7 @@ async fn serve(
             elections: BTreeMap::new(),
             leading: BTreeMap::new(),
             lead_tx,
+            observer: observer.clone(),
         },
         node_name: svc.node_name.clone(),
         decide: decide_config(cfg, svc, &peers.current()),
@@ -268,17 +269,26 @@ struct Elect {
     /// Leases this node leads, each until its fence deadline.
     leading: BTreeMap<LeaseKey, tokio::time::Instant>,
     lead_tx: mpsc::UnboundedSender<(LeaseKey, Leadership)>,
+    /// `kube_vip_is_leader` per Lease, as ARP mode reports its own.
+    observer: Observer,
 }
 
 impl Elect {
     /// Whether the set of Leases led changed (a renew only moves a deadline).
     fn on_leadership(&mut self, key: LeaseKey, l: Leadership) -> bool {
         match l {
-            Leadership::Leading { until } => self.leading.insert(key, until).is_none(),
+            Leadership::Leading { until } => {
+                let new = self.leading.insert(key.clone(), until).is_none();
+                if new {
+                    self.observer.set_leader(&key.to_string(), true);
+                }
+                new
+            }
             Leadership::NotLeading(why) => {
                 let was = self.leading.remove(&key).is_some();
                 if was {
                     info!(lease = %key, %why, "leadership ended: its DHCP VIPs and UPnP mappings stop here");
+                    self.observer.set_leader(&key.to_string(), false);
                 }
                 was
             }
@@ -288,12 +298,16 @@ impl Elect {
     /// The Leases led now: those past their fence deadline are dropped first.
     fn led(&mut self) -> BTreeSet<LeaseKey> {
         let now = tokio::time::Instant::now();
-        let before = self.leading.len();
-        self.leading.retain(|_, until| *until > now);
-        if self.leading.len() < before {
-            info!(
-                "a leadership reached its renew deadline without a renew: its DHCP VIPs stop here"
-            );
+        let fenced: Vec<LeaseKey> = self
+            .leading
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in fenced {
+            self.leading.remove(&key);
+            info!(lease = %key, "leadership reached its renew deadline without a renew: its DHCP VIPs stop here");
+            self.observer.set_leader(&key.to_string(), false);
         }
         self.leading.keys().cloned().collect()
     }

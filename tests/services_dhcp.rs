@@ -649,6 +649,26 @@ fn only_the_elected_node_leases_a_dhcp_service_under_cluster_policy() {
         let lines = dnsmasq::leases(lease_file);
         assert_eq!(lines.len(), 1, "one lease: {lines:?}");
         eprintln!("node{leader} leads and leased {ip} to {mac}; {samples} samples with one macvlan and one next hop");
+        // Each node's /metrics says who leads the Service's Lease, as in ARP mode.
+        let leads = |i: usize| {
+            let (_, metrics) = in_netns(
+                &topo.nodes[i],
+                cluster::http_get("127.0.0.1:2112", "/metrics"),
+            );
+            metrics.lines().any(|l| {
+                l == format!(
+                    "kube_vip_is_leader{{node=\"node{i}\",lease_name=\"default/kubevip-web\"}} 1"
+                )
+            })
+        };
+        assert!(
+            leads(leader),
+            "node{leader}'s kube_vip_is_leader for default/kubevip-web"
+        );
+        assert!(
+            !leads(other),
+            "node{other} does not lead default/kubevip-web"
+        );
 
         // The leader dies: no Cease, no RELEASE, no Lease release. Its macvlan goes with the
         // node (here: deleted by hand, the namespace outliving the process).
