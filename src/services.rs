@@ -572,13 +572,8 @@ impl Owner {
         let Some(status) = &self.status else { return };
         let mut still_requested = BTreeMap::new();
         for svc in &snap.services {
-            let (Some(namespace), Some(name)) = (&svc.metadata.namespace, &svc.metadata.name)
-            else {
+            let Some(key) = ServiceKey::of(svc) else {
                 continue;
-            };
-            let key = ServiceKey {
-                namespace: namespace.clone(),
-                name: name.clone(),
             };
             let Some(d) = desired.services.get(&key) else {
                 continue;

@@ -35,6 +35,16 @@ pub struct ServiceKey {
     pub name: String,
 }
 
+impl ServiceKey {
+    /// The key of a Service as the API server returns it (which always has both).
+    pub fn of(svc: &Service) -> Option<ServiceKey> {
+        Some(ServiceKey {
+            namespace: svc.metadata.namespace.clone()?,
+            name: svc.metadata.name.clone()?,
+        })
+    }
+}
+
 impl fmt::Display for ServiceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.namespace, self.name)
@@ -150,12 +160,8 @@ pub fn desired(view: &ClusterView, node: &NodeCtx, cfg: &DecideConfig) -> Desire
     let slices = endpoints::SliceIndex::new(view.endpoint_slices);
     let mut out = Desired::default();
     for svc in view.services {
-        let (Some(namespace), Some(name)) = (&svc.metadata.namespace, &svc.metadata.name) else {
+        let Some(key) = ServiceKey::of(svc) else {
             continue;
-        };
-        let key = ServiceKey {
-            namespace: namespace.clone(),
-            name: name.clone(),
         };
         let decision = decide_service(svc, &key, &slices, node, cfg);
         for vip in &decision.announced {

@@ -139,13 +139,7 @@ impl DhcpServices {
     ) {
         let by_key: BTreeMap<ServiceKey, &Service> = services
             .iter()
-            .filter_map(|s| {
-                let key = ServiceKey {
-                    namespace: s.metadata.namespace.clone()?,
-                    name: s.metadata.name.clone()?,
-                };
-                Some((key, s.as_ref()))
-            })
+            .filter_map(|s| Some((ServiceKey::of(s)?, s.as_ref())))
             .collect();
         // Stop what is no longer served here.
         let keys: Vec<ServiceKey> = self.running.keys().cloned().collect();

@@ -122,11 +122,7 @@ fn entries<'a>(services: &'a [Arc<Service>], cfg: &DecideConfig) -> Vec<Entry<'a
     let decided = decide::desired(&view, &NodeCtx::from_node("", None), cfg).services;
     let mut by_key: BTreeMap<ServiceKey, &Service> = BTreeMap::new();
     for svc in services {
-        if let (Some(namespace), Some(name)) = (&svc.metadata.namespace, &svc.metadata.name) {
-            let key = ServiceKey {
-                namespace: namespace.clone(),
-                name: name.clone(),
-            };
+        if let Some(key) = ServiceKey::of(svc) {
             by_key.insert(key, svc);
         }
     }

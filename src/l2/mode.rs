@@ -295,15 +295,7 @@ impl Owner {
         let services: BTreeMap<ServiceKey, &Service> = snap
             .services
             .iter()
-            .filter_map(|s| {
-                Some((
-                    ServiceKey {
-                        namespace: s.metadata.namespace.clone()?,
-                        name: s.metadata.name.clone()?,
-                    },
-                    s.as_ref(),
-                ))
-            })
+            .filter_map(|s| Some((ServiceKey::of(s)?, s.as_ref())))
             .collect();
 
         // Which Lease each of vipd's Services is elected by, and whether this node stands: it

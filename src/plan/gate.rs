@@ -54,12 +54,8 @@ pub fn standing(
 ) -> BTreeMap<ServiceKey, LeaseKey> {
     let mut out = BTreeMap::new();
     for svc in services {
-        let (Some(namespace), Some(name)) = (&svc.metadata.namespace, &svc.metadata.name) else {
+        let Some(key) = ServiceKey::of(svc) else {
             continue;
-        };
-        let key = ServiceKey {
-            namespace: namespace.clone(),
-            name: name.clone(),
         };
         let Some(d) = desired.services.get(&key) else {
             continue;

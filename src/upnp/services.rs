@@ -144,10 +144,7 @@ fn requests(services: &[Arc<Service>], desired: &Desired) -> Vec<UpnpRequest> {
     services
         .iter()
         .filter_map(|svc| {
-            let key = ServiceKey {
-                namespace: svc.metadata.namespace.clone()?,
-                name: svc.metadata.name.clone()?,
-            };
+            let key = ServiceKey::of(svc)?;
             let vip = desired
                 .services
                 .get(&key)?
