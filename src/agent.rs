@@ -1,6 +1,7 @@
-//! [I/O] The agent: in ARP mode runs [`crate::l2::mode`] (no speaker); else starts the speaker
-//! and hands it the peers, then runs services mode ([`crate::services`]) or announces the static VIPs (re-reading the VIP file on SIGHUP); on
-//! shutdown it sends every peer a Cease.
+//! [I/O] The agent: in ARP mode runs the owner loop ([`crate::owner`]) with the ARP executor (no
+//! speaker); else starts the speaker and hands it the peers, then runs the owner loop with the
+//! BGP executor, or announces the static VIPs (re-reading the VIP file on SIGHUP); on shutdown
+//! it stops in the order [`crate::plan::shutdown`] gives.
 
 use crate::bgp::speaker::{PeerBoard, Speaker, SpeakerConfig};
 use crate::bgp::types::{host_routes, Asn, RouterId};
@@ -92,14 +93,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     peers.apply(&mut speaker).await;
     match (&cfg.services, client) {
         (Some(svc), Some(client)) => {
-            let agent = crate::services::Agent {
-                speaker,
-                peers,
-                client,
-                readiness,
-                observer,
-            };
-            crate::services::run(&cfg, svc, agent, shutdown).await
+            let bgp = crate::owner::bgp::Bgp::new(&cfg, svc, speaker, peers);
+            crate::owner::run(bgp, svc, client, readiness, observer, shutdown).await
         }
         _ => {
             let result = run_static(
@@ -111,8 +106,18 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
                 shutdown,
             )
             .await;
-            speaker.cease().await;
-            peers.remove_routes().await;
+            let mut speaker = Some(speaker);
+            for step in crate::plan::shutdown::order(crate::plan::shutdown::Mode::Static) {
+                match step {
+                    crate::plan::shutdown::Step::CeaseSessions => {
+                        if let Some(s) = speaker.take() {
+                            s.cease().await;
+                        }
+                    }
+                    crate::plan::shutdown::Step::RemovePeerRoutes => peers.remove_routes().await,
+                    other => warn!(step = ?other, "not a step of static mode's shutdown"),
+                }
+            }
             result
         }
     }
@@ -137,7 +142,8 @@ async fn run_arp(
         ));
     }
     info!(node = %svc.node_name, "vipd started in ARP/NDP mode");
-    crate::l2::mode::run(svc, arp, client, readiness, observer, shutdown).await
+    let arp = crate::owner::arp::Arp::new(svc, arp);
+    crate::owner::run(arp, svc, client, readiness, observer, shutdown).await
 }
 
 /// The Equinix Metal API provider: `cloud-sa.json` with the env overrides, the device found by

@@ -86,7 +86,8 @@ impl DhcpServices {
         }
     }
 
-    /// Notified when a lease was bound, renewed to another address, or lost.
+    /// Notified when a lease was bound, renewed to another address, or lost, and when a client
+    /// newly failed to start.
     pub fn notifier(&self) -> Arc<Notify> {
         self.changed.clone()
     }
@@ -180,6 +181,9 @@ impl DhcpServices {
                             note: note.clone(),
                         });
                         self.failed.insert(key.clone(), (note, now));
+                        // A result the owner loop plans on (ARP mode stands down): wake it
+                        // once per new failure, never once per retry.
+                        self.changed.notify_one();
                     }
                 }
             }

@@ -4,9 +4,9 @@
 //! - [`frame`] [pure]: the ARP and NDP frames, built and read.
 //! - [`announcer`] [pure]: RFC 5227 probe, claim, announcements for one VIP.
 //! - [`link`] [I/O]: the raw socket and the task that runs one announcer.
-//! - [`mode`] [I/O]: the owner loop of services mode with ARP: decide → elect → claim.
+//!
+//! The owner loop's ARP executor ([`crate::owner::arp`]) runs one [`link`] task per VIP held.
 
 pub mod announcer;
 pub mod frame;
 pub mod link;
-pub mod mode;

@@ -44,6 +44,36 @@ pub fn lease_key(svc: &ServiceKey, annotation: Option<&str>, scope: &ElectionSco
     }
 }
 
+/// Standing for a Lease, or no longer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseStep {
+    /// Stop standing for the Lease, releasing it if led: no Service uses it any more.
+    Unstand(LeaseKey),
+    /// Stand for the Lease, or change whether this node is eligible (an ineligible node stays
+    /// in the election without taking the Lease, and gives it up if it holds it).
+    Stand { lease: LeaseKey, eligible: bool },
+}
+
+/// From the Leases stood for now (`stood`, with their eligibility) to `eligible`: the Leases
+/// no longer used go first, then the new or changed ones.
+pub fn lease_steps(
+    eligible: &BTreeMap<LeaseKey, bool>,
+    stood: &BTreeMap<LeaseKey, bool>,
+) -> Vec<LeaseStep> {
+    let gone = stood
+        .keys()
+        .filter(|k| !eligible.contains_key(*k))
+        .map(|k| LeaseStep::Unstand(k.clone()));
+    let changed = eligible
+        .iter()
+        .filter(|(k, e)| stood.get(*k) != Some(*e))
+        .map(|(k, e)| LeaseStep::Stand {
+            lease: k.clone(),
+            eligible: *e,
+        });
+    gone.chain(changed).collect()
+}
+
 /// BGP mode: the Services this node stands for, each with its per-Service Lease. A node
 /// stands for a `0.0.0.0` Service whose gates it passes ([`Want::Lease`]), and, with `upnp`,
 /// for a `kube-vip.io/forwardUPNP` Service it announces an IPv4 VIP of.

@@ -5,6 +5,11 @@
 //!   mappings): the elected node of the Service's Lease.
 //! - [`bgp`]: BGP mode's addresses and routes, ordered so no router sends traffic here for an
 //!   address this node does not hold.
+//! - [`arp`]: ARP/NDP mode's Leases and claims: who stands, what is held on which interface,
+//!   addresses released before any Lease is.
+//! - [`shutdown`]: the order every mode stops in.
 
+pub mod arp;
 pub mod bgp;
 pub mod gate;
+pub mod shutdown;

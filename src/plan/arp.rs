@@ -1,0 +1,346 @@
+//! [pure] ARP/NDP mode's plan: which Lease elects each Service and whether this node stands,
+//! which VIPs it holds on which interface, and the order of the steps that get there.
+//!
+//! Three calls, in the order the owner loop makes them, each on what is known then:
+//! 1. [`stand`]: per Service, its Lease, the interface of each VIP (from one snapshot of the
+//!    node's interfaces) and, for a DHCP Service, its macvlan's parent. A node stands only when
+//!    it can place every VIP it may serve: a leader that cannot put a VIP anywhere would leave
+//!    it dark while holding the Lease.
+//! 2. [`gate`] then [`before_dhcp`]: only the leader of a DHCP Service's Lease holds its lease;
+//!    elsewhere the leased address stops being announced *before* the client stops (no
+//!    RELEASE: the next leader asks with the same MAC and keeps the address).
+//! 3. [`hold`], with the leases bound now: the VIPs to hold, and the steps, ordered so that
+//!    **addresses go before any Lease is released or handed on** — the next leader never
+//!    overlaps with this node.
+
+use super::gate::{self, LeaseStep};
+use crate::config::{ArpSettings, ElectionScope};
+use crate::decide::{Desired, ServiceKey, Skip};
+use crate::dhcp::plan::{self as dhcp_plan, Want};
+use crate::election::LeaseKey;
+use crate::model::annotation::{LEASE_NAME, SERVICE_INTERFACE};
+use k8s_openapi::api::core::v1::Service;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+/// The node's interfaces, read once before planning.
+#[derive(Debug, Clone, Default)]
+pub struct Links {
+    /// Per VIP, the interface whose subnet holds it (ARP's `auto` interface), where one does.
+    pub subnet_of: BTreeMap<IpAddr, String>,
+    /// Why the interfaces could not be read, if they could not.
+    pub read_error: Option<String>,
+    /// The interfaces that exist here, of those a DHCP macvlan may sit on.
+    pub existing: BTreeSet<String>,
+}
+
+/// Who stands for what, from [`stand`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Standing {
+    /// The Lease each of vipd's Services (with VIPs) is elected by.
+    pub lease_of: BTreeMap<ServiceKey, LeaseKey>,
+    /// Every Lease in use, and whether this node stands for it (with one Lease for all, every
+    /// node stands; a node that stands for none of a Lease's Services does not).
+    pub eligible: BTreeMap<LeaseKey, bool>,
+    /// The Services this node can serve, each VIP with its interface.
+    pub placed: BTreeMap<ServiceKey, Vec<(IpAddr, String)>>,
+    /// The DHCP Services this node can lease for, with their Lease.
+    pub dhcp: BTreeMap<ServiceKey, LeaseKey>,
+    /// The DHCP Services it cannot lease for, and why.
+    pub no_parent: BTreeMap<ServiceKey, Skip>,
+    /// Warnings to raise (each once while it lasts): Service, reason code, note.
+    pub problems: Vec<(ServiceKey, &'static str, String)>,
+}
+
+/// A VIP this node claims now, as the plan sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    pub ifname: String,
+    /// The Service whose DHCP lease this is (the address lives on its macvlan).
+    pub dhcp: Option<ServiceKey>,
+}
+
+/// One thing to do, in plan order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Stop announcing the VIP and take its address off.
+    Release(IpAddr),
+    /// Stand for a Lease, or stop standing.
+    Lease(LeaseStep),
+    /// Probe, then claim the VIP on the interface. `dhcp`: the Service whose leased address it
+    /// is (on its macvlan).
+    Claim {
+        vip: IpAddr,
+        ifname: String,
+        dhcp: Option<ServiceKey>,
+    },
+}
+
+/// What the VIPs held serve: per VIP, its interface and the Services that want it.
+pub type Wanted = BTreeMap<IpAddr, (String, BTreeSet<ServiceKey>)>;
+
+/// Per Service with VIPs: its Lease, where each VIP it may serve goes, and whether this node
+/// stands. `failing`: DHCP Services whose client could not start here lately (the node stands
+/// down so that one that can lease takes the Lease).
+pub fn stand(
+    desired: &Desired,
+    services: &BTreeMap<ServiceKey, &Service>,
+    arp: &ArpSettings,
+    node: &str,
+    links: &Links,
+    failing: &BTreeMap<ServiceKey, String>,
+) -> Standing {
+    let mut out = Standing::default();
+    for (key, d) in &desired.services {
+        if d.vips.is_empty() {
+            continue;
+        }
+        let svc = services.get(key).copied();
+        let lease = gate::lease_key(
+            key,
+            svc.and_then(|s| annotation(s, LEASE_NAME)),
+            &arp.election,
+        );
+        let mut ifaces = Vec::new();
+        for vip in &d.announced {
+            match interface_for(svc, *vip, arp, links) {
+                Ok(ifname) => ifaces.push((*vip, ifname)),
+                Err(why) => out.problems.push((key.clone(), "NoInterface", why)),
+            }
+        }
+        // A DHCP Service also needs its macvlan's parent here; static VIPs beside it are stood
+        // for without (a missing parent must not darken them).
+        let dhcp = dhcp_plan::want(Some(d)) == Want::Lease;
+        let parent = match (dhcp, svc) {
+            (true, Some(s)) => lease_here(key, s, arp, node, links, failing),
+            _ => Err(Skip::NoInterface {
+                note: String::new(),
+            }),
+        };
+        if let (true, Err(skip)) = (dhcp, &parent) {
+            if let Skip::NoInterface { note } = skip {
+                out.problems
+                    .push((key.clone(), "NoInterface", note.clone()));
+            }
+            out.no_parent.insert(key.clone(), skip.clone());
+        }
+        let statics_placed = ifaces.len() == d.announced.len();
+        let can_serve = statics_placed && (!d.announced.is_empty() || parent.is_ok());
+        let stands = matches!(arp.election, ElectionScope::Global { .. }) || can_serve;
+        *out.eligible.entry(lease.clone()).or_default() |= stands;
+        if can_serve {
+            out.placed.insert(key.clone(), ifaces);
+            if parent.is_ok() {
+                out.dhcp.insert(key.clone(), lease.clone());
+            }
+        }
+        out.lease_of.insert(key.clone(), lease);
+    }
+    out
+}
+
+/// Marks the DHCP Services this node does not lease for: not led here
+/// ([`Skip::NotElected`]), or no parent for their macvlan here (why, as if served elsewhere).
+pub fn gate(desired: &mut Desired, standing: &Standing, led: &BTreeSet<LeaseKey>, node: &str) {
+    gate::gate(desired, &standing.dhcp, led);
+    for (key, d) in desired.services.iter_mut() {
+        if dhcp_plan::want(Some(d)) == Want::Lease && !standing.dhcp.contains_key(key) {
+            let skip = standing
+                .no_parent
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| Skip::NoInterface {
+                    note: format!(
+                        "node {node} cannot serve the Service's other VIPs, so it does not lease for it"
+                    ),
+                });
+            for (vip, why) in &mut d.not_announced {
+                if vip.is_unspecified() {
+                    *why = skip.clone();
+                }
+            }
+            if d.announced.is_empty() {
+                d.skip = Some(skip);
+            }
+        }
+    }
+}
+
+/// The leased addresses to stop announcing before the DHCP clients are reconciled: those of
+/// Services this node no longer leases for (after [`gate`]). Their client then stops without
+/// RELEASE and its macvlan goes, with the address no longer answered for.
+pub fn before_dhcp(
+    claims: &BTreeMap<IpAddr, Claimed>,
+    desired: &Desired,
+    standing: &Standing,
+) -> Vec<Step> {
+    claims
+        .iter()
+        .filter(|(_, c)| {
+            c.dhcp.as_ref().is_some_and(|k| {
+                dhcp_plan::want(desired.services.get(k)) != Want::Lease
+                    || !standing.dhcp.contains_key(k)
+            })
+        })
+        .map(|(ip, _)| Step::Release(*ip))
+        .collect()
+}
+
+/// The VIPs to hold (those of Services whose Lease this node leads and that it can serve, and
+/// each DHCP lease on its macvlan, `leased`) and the steps from `claims` and `elections` (the
+/// Leases stood for now, with their eligibility): releases first, then the Leases no Service uses any more, then
+/// standing, then the new claims.
+pub fn hold(
+    standing: &Standing,
+    leading: &BTreeSet<LeaseKey>,
+    leased: &BTreeMap<ServiceKey, (IpAddr, String)>,
+    claims: &BTreeMap<IpAddr, Claimed>,
+    elections: &BTreeMap<LeaseKey, bool>,
+) -> (Wanted, Vec<Step>) {
+    let mut wanted: Wanted = BTreeMap::new();
+    for (key, lease) in &standing.lease_of {
+        if !leading.contains(lease) {
+            continue;
+        }
+        let on_macvlan = leased.get(key).cloned();
+        let placed = standing.placed.get(key).into_iter().flatten().cloned();
+        for (vip, ifname) in placed.chain(on_macvlan) {
+            wanted
+                .entry(vip)
+                .or_insert_with(|| (ifname, BTreeSet::new()))
+                .1
+                .insert(key.clone());
+        }
+    }
+    let mut steps = Vec::new();
+    // Drop first: a VIP no longer wanted here, or wanted on another interface (claimed again
+    // there below).
+    let mut kept = BTreeSet::new();
+    for (ip, c) in claims {
+        if wanted
+            .get(ip)
+            .is_some_and(|(ifname, _)| *ifname == c.ifname)
+        {
+            kept.insert(*ip);
+        } else {
+            steps.push(Step::Release(*ip));
+        }
+    }
+    steps.extend(
+        gate::lease_steps(&standing.eligible, elections)
+            .into_iter()
+            .map(Step::Lease),
+    );
+    for (vip, (ifname, _)) in &wanted {
+        if kept.contains(vip) {
+            continue;
+        }
+        let dhcp = leased
+            .iter()
+            .find(|(_, (ip, _))| ip == vip)
+            .map(|(k, _)| k.clone());
+        steps.push(Step::Claim {
+            vip: *vip,
+            ifname: ifname.clone(),
+            dhcp,
+        });
+    }
+    (wanted, steps)
+}
+
+/// The interface DHCP macvlans sit on unless the Service names one.
+pub fn default_parent(arp: &ArpSettings) -> Option<String> {
+    arp.services_interface
+        .clone()
+        .or_else(|| arp.interface.clone())
+        .filter(|i| i != "auto")
+}
+
+/// The parent of a DHCP Service's macvlan: `kube-vip.io/serviceInterface`, else
+/// `vip_servicesinterface`, else `vip_interface`. There is no address yet to find a subnet by.
+pub fn dhcp_parent(svc: &Service, arp: &ArpSettings) -> Result<String, String> {
+    dhcp_plan::identity(svc)
+        .parent
+        .or_else(|| default_parent(arp))
+        .ok_or_else(|| {
+            format!(
+                "a 0.0.0.0 (DHCP) Service needs the interface its macvlan sits on: set \
+                 vip_servicesinterface, vip_interface or the {SERVICE_INTERFACE} annotation"
+            )
+        })
+}
+
+/// Whether this node can hold `key`'s DHCP lease: its macvlan's parent exists here, and no
+/// start failed here lately.
+fn lease_here(
+    key: &ServiceKey,
+    svc: &Service,
+    arp: &ArpSettings,
+    node: &str,
+    links: &Links,
+    failing: &BTreeMap<ServiceKey, String>,
+) -> Result<String, Skip> {
+    let parent = dhcp_parent(svc, arp).map_err(|note| Skip::NoInterface { note })?;
+    if !links.existing.contains(&parent) {
+        return Err(Skip::NoInterface {
+            note: format!(
+                "interface {parent} (the DHCP macvlan's parent) does not exist on node {node}"
+            ),
+        });
+    }
+    match failing.get(key) {
+        Some(note) => Err(Skip::DhcpFailed {
+            note: format!("DHCP cannot start on node {node}: {note}; it stands again later"),
+        }),
+        None => Ok(parent),
+    }
+}
+
+/// The VIP's interface: the Service's annotation, `vip_servicesinterface`, `vip_interface`,
+/// else the interface whose subnet holds the VIP.
+fn interface_for(
+    svc: Option<&Service>,
+    vip: IpAddr,
+    arp: &ArpSettings,
+    links: &Links,
+) -> Result<String, String> {
+    let named = svc
+        .and_then(|s| annotation(s, SERVICE_INTERFACE))
+        .filter(|i| *i != "auto")
+        .or(arp.services_interface.as_deref())
+        .or(arp.interface.as_deref());
+    if let Some(i) = named {
+        return Ok(i.to_owned());
+    }
+    if let Some(e) = &links.read_error {
+        return Err(format!("cannot read the local interfaces: {e}"));
+    }
+    links.subnet_of.get(&vip).cloned().ok_or_else(|| {
+        format!("no interface has a subnet holding {vip}: set vip_servicesinterface or the {SERVICE_INTERFACE} annotation")
+    })
+}
+
+/// Which interfaces a snapshot must say exist: the parents of the DHCP Services' macvlans.
+pub fn parents_to_check<'a>(
+    services: impl IntoIterator<Item = &'a Service>,
+    arp: &ArpSettings,
+) -> BTreeSet<String> {
+    services
+        .into_iter()
+        .filter_map(|s| dhcp_parent(s, arp).ok())
+        .collect()
+}
+
+fn annotation<'a>(svc: &'a Service, name: &str) -> Option<&'a str> {
+    svc.metadata
+        .annotations
+        .as_ref()?
+        .get(name)
+        .map(String::as_str)
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+#[path = "arp_tests.rs"]
+mod tests;

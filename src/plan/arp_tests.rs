@@ -1,0 +1,554 @@
+//! ARP mode's decision tables: exact step lists for what the network-namespace tests cover
+//! (failover, DHCP single holder, ETP Local, Lease loss mid-claim, a Service going), without
+//! root.
+
+use super::*;
+use crate::decide::{self, ClusterView, DecideConfig, NodeCtx};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+const NODE: &str = "n1";
+
+fn service(name: &str, ip: &str, etp: &str, annotations: serde_json::Value) -> Arc<Service> {
+    Arc::new(
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "default", "uid": format!("{name}-uid"),
+                "annotations": annotations},
+            "spec": {"type": "LoadBalancer", "loadBalancerIP": ip,
+                "externalTrafficPolicy": etp,
+                "ports": [{"port": 80, "protocol": "TCP"}]},
+        }))
+        .unwrap(),
+    )
+}
+
+/// One ready endpoint of `service`, on `node`.
+fn slice(service: &str, node: &str) -> Arc<EndpointSlice> {
+    Arc::new(
+        serde_json::from_value(json!({
+            "metadata": {"name": format!("{service}-1"), "namespace": "default",
+                "labels": {"kubernetes.io/service-name": service}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.1.0.9"], "nodeName": node,
+                "conditions": {"ready": true, "serving": true}}],
+        }))
+        .unwrap(),
+    )
+}
+
+fn decided(services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]) -> Desired {
+    let view = ClusterView {
+        services,
+        endpoint_slices: slices,
+    };
+    let cfg = DecideConfig {
+        lb_class_only: false,
+        lb_class_name: "kube-vip.io/kube-vip-class".into(),
+        lb_class_legacy_handling: true,
+        announce_ipv4: true,
+        announce_ipv6: true,
+    };
+    decide::desired(&view, &NodeCtx::from_node(NODE, None), &cfg)
+}
+
+fn by_key(services: &[Arc<Service>]) -> BTreeMap<ServiceKey, &Service> {
+    services
+        .iter()
+        .map(|s| (ServiceKey::of(s).unwrap(), s.as_ref()))
+        .collect()
+}
+
+fn arp(election: ElectionScope, interface: Option<&str>) -> ArpSettings {
+    ArpSettings {
+        election,
+        rate: Duration::from_secs(3),
+        services_interface: None,
+        interface: interface.map(Into::into),
+    }
+}
+
+fn key(name: &str) -> ServiceKey {
+    ServiceKey {
+        namespace: "default".into(),
+        name: name.into(),
+    }
+}
+
+fn lease(name: &str) -> LeaseKey {
+    LeaseKey {
+        namespace: "default".into(),
+        name: name.into(),
+    }
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn eth(name: &str) -> Links {
+    Links {
+        existing: BTreeSet::from([name.to_owned()]),
+        ..Links::default()
+    }
+}
+
+fn claimed(vip: &str, ifname: &str, dhcp: Option<&str>) -> BTreeMap<IpAddr, Claimed> {
+    BTreeMap::from([(
+        ip(vip),
+        Claimed {
+            ifname: ifname.into(),
+            dhcp: dhcp.map(key),
+        },
+    )])
+}
+
+fn stand_for(name: &str, eligible: bool) -> Step {
+    Step::Lease(LeaseStep::Stand {
+        lease: lease(name),
+        eligible,
+    })
+}
+
+fn claim(vip: &str, ifname: &str, dhcp: Option<&str>) -> Step {
+    Step::Claim {
+        vip: ip(vip),
+        ifname: ifname.into(),
+        dhcp: dhcp.map(key),
+    }
+}
+
+/// One Service, 10.0.0.10, under ETP Cluster with an endpoint elsewhere: every node may serve.
+struct Web {
+    services: Vec<Arc<Service>>,
+    desired: Desired,
+}
+
+fn web() -> Web {
+    let services = vec![service("web", "10.0.0.10", "Cluster", json!({}))];
+    let desired = decided(&services, &[slice("web", "other")]);
+    Web { services, desired }
+}
+
+fn standing_of(w: &Web, arp: &ArpSettings, links: &Links) -> Standing {
+    stand(
+        &w.desired,
+        &by_key(&w.services),
+        arp,
+        NODE,
+        links,
+        &BTreeMap::new(),
+    )
+}
+
+#[test]
+fn a_node_that_can_place_the_vip_stands_and_claims_it_once_it_leads() {
+    let w = web();
+    let s = standing_of(
+        &w,
+        &arp(ElectionScope::PerService, Some("eth0")),
+        &eth("eth0"),
+    );
+    assert_eq!(s.lease_of[&key("web")], lease("kubevip-web"));
+    assert_eq!(s.eligible, BTreeMap::from([(lease("kubevip-web"), true)]));
+    assert!(s.problems.is_empty(), "{:?}", s.problems);
+
+    // Not leading yet: stand, claim nothing.
+    let none = BTreeSet::new();
+    let (wanted, steps) = hold(
+        &s,
+        &none,
+        &BTreeMap::new(),
+        &BTreeMap::new(),
+        &BTreeMap::new(),
+    );
+    assert!(wanted.is_empty());
+    assert_eq!(steps, [stand_for("kubevip-web", true)]);
+
+    // Elected: the VIP is claimed on its interface; standing again is no step.
+    let led = BTreeSet::from([lease("kubevip-web")]);
+    let stood = BTreeMap::from([(lease("kubevip-web"), true)]);
+    let (wanted, steps) = hold(&s, &led, &BTreeMap::new(), &BTreeMap::new(), &stood);
+    assert_eq!(
+        wanted,
+        BTreeMap::from([(
+            ip("10.0.0.10"),
+            ("eth0".into(), BTreeSet::from([key("web")]))
+        )])
+    );
+    assert_eq!(steps, [claim("10.0.0.10", "eth0", None)]);
+
+    // Held: nothing to do.
+    let (_, steps) = hold(
+        &s,
+        &led,
+        &BTreeMap::new(),
+        &claimed("10.0.0.10", "eth0", None),
+        &stood,
+    );
+    assert!(steps.is_empty(), "{steps:?}");
+}
+
+#[test]
+fn a_lease_lost_mid_claim_releases_the_vip_and_keeps_standing() {
+    let w = web();
+    let s = standing_of(
+        &w,
+        &arp(ElectionScope::PerService, Some("eth0")),
+        &eth("eth0"),
+    );
+    let stood = BTreeMap::from([(lease("kubevip-web"), true)]);
+    let (wanted, steps) = hold(
+        &s,
+        &BTreeSet::new(),
+        &BTreeMap::new(),
+        &claimed("10.0.0.10", "eth0", None),
+        &stood,
+    );
+    assert!(wanted.is_empty());
+    assert_eq!(steps, [Step::Release(ip("10.0.0.10"))]);
+}
+
+#[test]
+fn a_service_that_goes_loses_its_address_before_its_lease_is_released() {
+    let s = standing_of(
+        &Web {
+            services: Vec::new(),
+            desired: Desired::default(),
+        },
+        &arp(ElectionScope::PerService, Some("eth0")),
+        &eth("eth0"),
+    );
+    let led = BTreeSet::from([lease("kubevip-web")]);
+    let stood = BTreeMap::from([(lease("kubevip-web"), true)]);
+    let (_, steps) = hold(
+        &s,
+        &led,
+        &BTreeMap::new(),
+        &claimed("10.0.0.10", "eth0", None),
+        &stood,
+    );
+    assert_eq!(
+        steps,
+        [
+            Step::Release(ip("10.0.0.10")),
+            Step::Lease(LeaseStep::Unstand(lease("kubevip-web"))),
+        ]
+    );
+}
+
+#[test]
+fn etp_local_without_a_local_endpoint_releases_the_vip_then_stands_down() {
+    let services = vec![service("web", "10.0.0.10", "Local", json!({}))];
+    let w = Web {
+        desired: decided(&services, &[slice("web", "other")]),
+        services,
+    };
+    let s = standing_of(
+        &w,
+        &arp(ElectionScope::PerService, Some("eth0")),
+        &eth("eth0"),
+    );
+    assert_eq!(s.eligible, BTreeMap::from([(lease("kubevip-web"), false)]));
+    let led = BTreeSet::from([lease("kubevip-web")]);
+    let stood = BTreeMap::from([(lease("kubevip-web"), true)]);
+    let (_, steps) = hold(
+        &s,
+        &led,
+        &BTreeMap::new(),
+        &claimed("10.0.0.10", "eth0", None),
+        &stood,
+    );
+    assert_eq!(
+        steps,
+        [
+            Step::Release(ip("10.0.0.10")),
+            stand_for("kubevip-web", false)
+        ]
+    );
+
+    // With an endpoint here, the node stands again and claims once elected.
+    let services = vec![service("web", "10.0.0.10", "Local", json!({}))];
+    let w = Web {
+        desired: decided(&services, &[slice("web", NODE)]),
+        services,
+    };
+    let s = standing_of(
+        &w,
+        &arp(ElectionScope::PerService, Some("eth0")),
+        &eth("eth0"),
+    );
+    let stood = BTreeMap::from([(lease("kubevip-web"), false)]);
+    let (_, steps) = hold(&s, &led, &BTreeMap::new(), &BTreeMap::new(), &stood);
+    assert_eq!(
+        steps,
+        [
+            stand_for("kubevip-web", true),
+            claim("10.0.0.10", "eth0", None)
+        ]
+    );
+}
+
+#[test]
+fn without_an_interface_for_the_vip_a_node_warns_and_does_not_stand_unless_one_lease_elects_all() {
+    let w = web();
+    let s = standing_of(&w, &arp(ElectionScope::PerService, None), &Links::default());
+    assert_eq!(s.eligible, BTreeMap::from([(lease("kubevip-web"), false)]));
+    assert_eq!(s.problems.len(), 1);
+    let (k, reason, note) = &s.problems[0];
+    assert_eq!((k, *reason), (&key("web"), "NoInterface"));
+    assert!(
+        note.contains("no interface has a subnet holding 10.0.0.10"),
+        "{note}"
+    );
+
+    // The subnet that holds the VIP names its interface.
+    let links = Links {
+        subnet_of: BTreeMap::from([(ip("10.0.0.10"), "eth1".into())]),
+        ..Links::default()
+    };
+    let s = standing_of(&w, &arp(ElectionScope::PerService, None), &links);
+    assert_eq!(
+        s.placed[&key("web")],
+        [(ip("10.0.0.10"), "eth1".to_owned())]
+    );
+
+    // One Lease for all: every node stands (kube-vip's behaviour), the Service unplaced.
+    let global = ElectionScope::Global {
+        namespace: "kube-system".into(),
+        name: "plndr-svcs-lock".into(),
+    };
+    let s = standing_of(&w, &arp(global, None), &Links::default());
+    let all = LeaseKey {
+        namespace: "kube-system".into(),
+        name: "plndr-svcs-lock".into(),
+    };
+    assert_eq!(s.eligible, BTreeMap::from([(all.clone(), true)]));
+    assert!(s.placed.is_empty());
+    let (wanted, steps) = hold(
+        &s,
+        &BTreeSet::from([all]),
+        &BTreeMap::new(),
+        &BTreeMap::new(),
+        &BTreeMap::new(),
+    );
+    assert!(wanted.is_empty());
+    assert_eq!(steps.len(), 1, "{steps:?}");
+}
+
+#[test]
+fn a_vip_whose_interface_changes_is_released_then_claimed_on_the_new_one() {
+    let services = vec![service(
+        "web",
+        "10.0.0.10",
+        "Cluster",
+        json!({"kube-vip.io/serviceInterface": "eth1"}),
+    )];
+    let w = Web {
+        desired: decided(&services, &[slice("web", "other")]),
+        services,
+    };
+    let s = standing_of(
+        &w,
+        &arp(ElectionScope::PerService, Some("eth0")),
+        &eth("eth0"),
+    );
+    let led = BTreeSet::from([lease("kubevip-web")]);
+    let stood = BTreeMap::from([(lease("kubevip-web"), true)]);
+    let (_, steps) = hold(
+        &s,
+        &led,
+        &BTreeMap::new(),
+        &claimed("10.0.0.10", "eth0", None),
+        &stood,
+    );
+    assert_eq!(
+        steps,
+        [
+            Step::Release(ip("10.0.0.10")),
+            claim("10.0.0.10", "eth1", None)
+        ]
+    );
+}
+
+/// A DHCP Service whose macvlan sits on eth1.
+fn dhcp() -> Web {
+    let services = vec![service(
+        "dhcp",
+        "0.0.0.0",
+        "Cluster",
+        json!({"kube-vip.io/serviceInterface": "eth1"}),
+    )];
+    let desired = decided(&services, &[slice("dhcp", "other")]);
+    Web { services, desired }
+}
+
+#[test]
+fn only_the_leader_holds_a_dhcp_lease_and_claims_it_on_its_macvlan() {
+    let w = dhcp();
+    let s = standing_of(&w, &arp(ElectionScope::PerService, None), &eth("eth1"));
+    assert_eq!(
+        s.dhcp,
+        BTreeMap::from([(key("dhcp"), lease("kubevip-dhcp"))])
+    );
+    assert_eq!(s.eligible, BTreeMap::from([(lease("kubevip-dhcp"), true)]));
+
+    // The leader: the client keeps leasing; its address is claimed on the macvlan.
+    let led = BTreeSet::from([lease("kubevip-dhcp")]);
+    let mut desired = w.desired.clone();
+    gate(&mut desired, &s, &led, NODE);
+    assert_eq!(
+        dhcp_plan::want(desired.services.get(&key("dhcp"))),
+        Want::Lease
+    );
+    let leased = BTreeMap::from([(key("dhcp"), (ip("192.168.9.50"), "vip-dhcp".to_owned()))]);
+    let stood = BTreeMap::from([(lease("kubevip-dhcp"), true)]);
+    let (_, steps) = hold(&s, &led, &leased, &BTreeMap::new(), &stood);
+    assert_eq!(steps, [claim("192.168.9.50", "vip-dhcp", Some("dhcp"))]);
+
+    // Any other node: the leased address stops being announced before the client stops, and
+    // nothing of the Service is held.
+    let mut desired = w.desired.clone();
+    gate(&mut desired, &s, &BTreeSet::new(), NODE);
+    assert_eq!(
+        dhcp_plan::want(desired.services.get(&key("dhcp"))),
+        Want::Elsewhere
+    );
+    let held = claimed("192.168.9.50", "vip-dhcp", Some("dhcp"));
+    assert_eq!(
+        before_dhcp(&held, &desired, &s),
+        [Step::Release(ip("192.168.9.50"))]
+    );
+    let (wanted, steps) = hold(
+        &s,
+        &BTreeSet::new(),
+        &BTreeMap::new(),
+        &BTreeMap::new(),
+        &stood,
+    );
+    assert!(wanted.is_empty());
+    assert!(steps.is_empty(), "{steps:?}");
+}
+
+#[test]
+fn a_node_without_the_macvlan_parent_or_whose_dhcp_failed_stands_down_and_says_why() {
+    let w = dhcp();
+    // eth1 does not exist here.
+    let s = standing_of(&w, &arp(ElectionScope::PerService, None), &Links::default());
+    assert_eq!(s.eligible, BTreeMap::from([(lease("kubevip-dhcp"), false)]));
+    let Some(Skip::NoInterface { note }) = s.no_parent.get(&key("dhcp")) else {
+        panic!("{:?}", s.no_parent);
+    };
+    assert_eq!(
+        note,
+        "interface eth1 (the DHCP macvlan's parent) does not exist on node n1"
+    );
+    assert_eq!(s.problems, [(key("dhcp"), "NoInterface", note.clone())]);
+    let mut desired = w.desired.clone();
+    gate(&mut desired, &s, &BTreeSet::new(), NODE);
+    assert_eq!(
+        desired.services[&key("dhcp")].skip,
+        Some(Skip::NoInterface { note: note.clone() })
+    );
+
+    // The client failed to start here lately: the node stands down so another can lease.
+    let failing = BTreeMap::from([(key("dhcp"), "no such device".to_owned())]);
+    let s = stand(
+        &w.desired,
+        &by_key(&w.services),
+        &arp(ElectionScope::PerService, None),
+        NODE,
+        &eth("eth1"),
+        &failing,
+    );
+    assert_eq!(s.eligible, BTreeMap::from([(lease("kubevip-dhcp"), false)]));
+    assert_eq!(
+        s.no_parent[&key("dhcp")],
+        Skip::DhcpFailed {
+            note: "DHCP cannot start on node n1: no such device; it stands again later".into()
+        }
+    );
+    assert!(
+        s.problems.is_empty(),
+        "a failure is reported by the DHCP driver"
+    );
+}
+
+#[test]
+fn per_service_leases_are_named_after_the_service_unless_the_annotation_names_one() {
+    let s = key("shop");
+    let ps = ElectionScope::PerService;
+    assert_eq!(gate::lease_key(&s, None, &ps), lease("kubevip-shop"));
+    assert_eq!(gate::lease_key(&s, Some("shared"), &ps), lease("shared"));
+    assert_eq!(
+        gate::lease_key(&s, Some("infra/shared"), &ps),
+        LeaseKey {
+            namespace: "infra".into(),
+            name: "shared".into()
+        }
+    );
+    assert_eq!(gate::lease_key(&s, Some(" "), &ps), lease("kubevip-shop"));
+    let global = ElectionScope::Global {
+        namespace: "kube-system".into(),
+        name: "plndr-svcs-lock".into(),
+    };
+    assert_eq!(
+        gate::lease_key(&s, Some("x"), &global),
+        LeaseKey {
+            namespace: "kube-system".into(),
+            name: "plndr-svcs-lock".into()
+        }
+    );
+}
+
+#[test]
+fn a_dhcp_macvlan_sits_on_the_annotated_then_the_services_then_the_vip_interface() {
+    let svc = |interface: Option<&str>| {
+        let ann = match interface {
+            Some(i) => json!({"kube-vip.io/serviceInterface": i}),
+            None => json!({}),
+        };
+        service("web", "0.0.0.0", "Cluster", ann)
+    };
+    let both = ArpSettings {
+        services_interface: Some("eth1".into()),
+        ..arp(ElectionScope::PerService, Some("eth0"))
+    };
+    assert_eq!(dhcp_parent(&svc(Some("eth2")), &both), Ok("eth2".into()));
+    assert_eq!(dhcp_parent(&svc(Some("auto")), &both), Ok("eth1".into()));
+    assert_eq!(
+        dhcp_parent(&svc(None), &arp(ElectionScope::PerService, Some("eth0"))),
+        Ok("eth0".into())
+    );
+    // No address to find a subnet by: the error names the settings that fix it.
+    let err = dhcp_parent(&svc(None), &arp(ElectionScope::PerService, Some("auto"))).unwrap_err();
+    assert!(
+        err.contains("vip_interface") && err.contains(SERVICE_INTERFACE),
+        "{err}"
+    );
+}
+
+#[test]
+fn lease_steps_stop_what_is_unused_first_and_only_change_what_changed() {
+    let eligible = BTreeMap::from([(lease("a"), true), (lease("b"), false), (lease("c"), true)]);
+    let stood = BTreeMap::from([
+        (lease("a"), true),
+        (lease("b"), true),
+        (lease("gone"), true),
+    ]);
+    assert_eq!(
+        gate::lease_steps(&eligible, &stood),
+        [
+            LeaseStep::Unstand(lease("gone")),
+            LeaseStep::Stand {
+                lease: lease("b"),
+                eligible: false
+            },
+            LeaseStep::Stand {
+                lease: lease("c"),
+                eligible: true
+            },
+        ]
+    );
+}
