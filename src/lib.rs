@@ -1,26 +1,36 @@
 //! [pure] vipd: routable addresses for Kubernetes `type: LoadBalancer` Services on bare metal.
 //!
-//! # Layout
-//! - [`cli`] reads kube-vip's flags and environment variables; [`config`] (pure) checks them.
-//! - [`decide`] (pure) says what this node should announce: Services and EndpointSlices in,
-//!   VIPs with typed skip reasons and problems out.
-//! - [`ipam`] (pure) allocates addresses from the kube-vip-cloud-provider ConfigMap's pools.
-//! - [`agent`] starts the BGP speaker with its peers and runs [`services`] mode (the owner
-//!   loop: watch, decide, announce, report) or the static VIPs.
-//! - [`kube`] (I/O): the client, the watched view, status and Events writes.
-//! - [`peers`] (I/O): the peer set, static and from this node's annotations (watched).
-//! - [`bgp`]: the embedded speaker — pure protocol core (`wire`, `open`, `adj_out`, `fsm`) and
-//!   its I/O edge (`driver`, `speaker`).
-//! - [`dhcp`]: DHCP-acquired VIPs — the pure RFC 2131 client and its macvlan/socket edge.
-//! - [`netlink`] puts VIP addresses on an interface (marked as vipd's); [`netif`] reads local
-//!   interface addresses; [`sys`] holds the only `unsafe` (TCP-MD5).
-//! - [`upnp`]: UPnP port mappings for annotated Services (pure plan, igd-next edge).
-//! - [`manifest`] (pure) prints the RBAC, DaemonSet and static Pod that install vipd.
+//! # The pipeline
+//! ```text
+//!   kube::view ──► decide ──► plan ──► owner (one loop) ──► executor of the mode
+//!   (Services,     (pure:     (pure:    wake-ups, fence,     bgp: speaker routes, addresses
+//!    slices,        what       what to   elections, DHCP,     arp: claims on links
+//!    Node)          this node  do now,   UPnP, Events,             │
+//!                   may serve, in which  status                    │
+//!                   typed      order)      ▲                       │
+//!                   reasons)               └── results come back as wake-ups; plan again
+//! ```
+//! Protocol cores are sans-I/O state machines fed events (`bgp::fsm`, `election`,
+//! `dhcp::client`, `l2::announcer`); their drivers hold the sockets and timers.
+//!
+//! # Layout, top of the stack first (a module imports only modules below it)
+//! - `main.rs`, [`cli`], [`agent`]: read kube-vip's flags and environment
+//!   variables, start the speaker and peers, run the [`owner`] loop or the static VIPs.
+//! - [`owner`] (I/O): the one owner loop of services mode and its executors.
+//! - [`plan`] (pure): ordered steps from what is wanted and what is held.
+//! - [`decide`] (pure): Services and EndpointSlices in, VIPs with typed reasons and problems out.
+//! - Feature folders, each a pure core and its driver: [`bgp`], [`election`], [`ipam`],
+//!   [`l2`], [`dhcp`], [`upnp`].
+//! - Plumbing: [`kube`] (client, watched view, status and Events writes), [`peers`] (the peer
+//!   set, static and watched), [`netlink`] (VIP addresses, marked as vipd's), [`netif`] (local
+//!   addresses), [`sys`] (the only `unsafe`), [`config`] (pure: checked settings), [`model`]
+//!   (pure: every `kube-vip.io/*` name once).
 //! - [`report`] (pure) is what `vipd status` shows; [`observe`] collects it and the metrics;
 //!   [`http`] serves `/healthz`, `/readyz`, `/metrics` and `/status`.
-//! - [`demo`] runs `vipd demo`.
+//! - [`manifest`] (pure) prints the RBAC, DaemonSet and static Pod; [`demo`] runs `vipd demo`.
 //!
-//! Peer discovery lives in the `vipd-providers` crate.
+//! Peer discovery lives in the `vipd-providers` crate, the in-process API server in
+//! `vipd-fake-apiserver`.
 
 pub mod agent;
 pub mod bgp;
