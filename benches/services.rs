@@ -9,8 +9,8 @@
 
 #[allow(unused_macros, unused_imports)]
 #[macro_use]
-#[path = "../tests/support/mod.rs"]
-mod support;
+extern crate vipd_testbed;
+use vipd_testbed as support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -1,7 +1,7 @@
 //! vipd's BGP speaker against FRR as the top-of-rack router, in network namespaces (root and
-//! the Debian package needed; skipped loudly otherwise). Scenarios: tests/support/scenarios.rs.
+//! the Debian package needed; skipped loudly otherwise). Scenarios: crates/testbed/src/scenarios.rs.
 
-mod support;
+use vipd_testbed as support;
 
 use support::frr::Frr;
 use support::scenarios;

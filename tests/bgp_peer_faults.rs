@@ -7,8 +7,7 @@
 //! What an operator would check is checked: vipd's routes on the new session, `vipd status`,
 //! `/readyz`, `/metrics`. `VIPD_BIN=target/release/vipd` runs them against the release build.
 
-#[path = "support/scripted_peer.rs"]
-mod scripted_peer;
+use vipd_testbed::scripted_peer;
 
 use scripted_peer::*;
 use std::net::{TcpListener, TcpStream};

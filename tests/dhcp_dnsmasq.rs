@@ -3,7 +3,8 @@
 //! server, keep the address across a restart with the same MAC, release. Needs root and dnsmasq.
 
 #[macro_use]
-mod support;
+extern crate vipd_testbed;
+use vipd_testbed as support;
 
 use std::net::Ipv4Addr;
 use std::time::Duration;

@@ -5,7 +5,8 @@
 //! otherwise.
 
 #[macro_use]
-mod support;
+extern crate vipd_testbed;
+use vipd_testbed as support;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;

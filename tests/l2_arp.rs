@@ -24,7 +24,8 @@
 //! removed the address (graceful) or went down (kill).
 
 #[macro_use]
-mod support;
+extern crate vipd_testbed;
+use vipd_testbed as support;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

@@ -5,7 +5,8 @@
 //! Root, BIRD and python3-prometheus-client needed; skipped loudly otherwise.
 
 #[macro_use]
-mod support;
+extern crate vipd_testbed;
+use vipd_testbed as support;
 
 use std::collections::BTreeMap;
 use std::io::Write;

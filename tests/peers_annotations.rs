@@ -5,7 +5,8 @@
 //! peer without a restart. Root and BIRD needed; skipped loudly otherwise.
 
 #[macro_use]
-mod support;
+extern crate vipd_testbed;
+use vipd_testbed as support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -6,7 +6,8 @@
 //! SIGTERM removes the route. Root and BIRD needed; skipped loudly otherwise.
 
 #[macro_use]
-mod support;
+extern crate vipd_testbed;
+use vipd_testbed as support;
 
 use std::time::Duration;
 

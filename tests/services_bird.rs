@@ -4,7 +4,8 @@
 //! API, the node's addresses (`ip address`). Root and BIRD needed; skipped loudly otherwise.
 
 #[macro_use]
-mod support;
+extern crate vipd_testbed;
+use vipd_testbed as support;
 
 use std::net::IpAddr;
 use std::path::PathBuf;

@@ -6,7 +6,8 @@
 //! In ARP mode (no BGP) the elected node answers for the lease with the Service's MAC.
 
 #[macro_use]
-mod support;
+extern crate vipd_testbed;
+use vipd_testbed as support;
 
 use std::net::IpAddr;
 use std::time::Duration;

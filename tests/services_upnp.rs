@@ -7,7 +7,8 @@
 //! leader maps the VIP it holds. Root and the UPnP packages needed.
 
 #[macro_use]
-mod support;
+extern crate vipd_testbed;
+use vipd_testbed as support;
 
 use std::time::Duration;
 

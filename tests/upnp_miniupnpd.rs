@@ -4,7 +4,8 @@
 //! port and a missing gateway are errors that name the reason. Needs root and the UPnP packages.
 
 #[macro_use]
-mod support;
+extern crate vipd_testbed;
+use vipd_testbed as support;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};

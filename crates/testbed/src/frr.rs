@@ -22,7 +22,8 @@ pub struct Frr {
     /// Directory for vty sockets, pid files and zserv.api (`--vty_socket`, `-i`, `-z`).
     vty: PathBuf,
     config: String,
-    dir: TempDir,
+    /// Kept for the daemon's life: its config, sockets and log live there.
+    _dir: TempDir,
 }
 
 impl Frr {
@@ -93,7 +94,7 @@ impl Router for Frr {
             ns: topo.tor.clone(),
             vty,
             config,
-            dir,
+            _dir: dir,
         }
     }
 

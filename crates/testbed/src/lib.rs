@@ -1,9 +1,12 @@
-//! Harness for vipd's BGP interoperability tests: two network namespaces joined by a veth, a real
-//! BIRD 2 / FRR / GoBGP peer in one, the real `vipd manager` binary in the other. Impure: creates
-//! namespaces and runs daemons, so it needs root and the daemon packages (tests skip loudly
-//! without them).
-// Each test binary (bgp_bird, bgp_frr, bgp_gobgp) uses only its own router's helpers.
-#![allow(dead_code)]
+//! [I/O] vipd's test bed, compiled once for every test binary: network namespaces
+//! ([`netns`], [`lan`]), the real daemons vipd is tested against — BIRD 2, FRR, GoBGP
+//! ([`router`], [`bird`], [`frr`], [`gobgp`]), dnsmasq ([`dnsmasq`]), miniupnpd
+//! ([`miniupnpd`]) — the Equinix Metal stand-in ([`metal`]), a scripted BGP peer on loopback
+//! ([`scripted_peer`]), the in-process API server with Nodes and Services ([`cluster`]), the
+//! real `vipd` binary ([`vipd`]) and the fault scenarios run against every router
+//! ([`scenarios`]). Creates namespaces and runs daemons, so most of it needs root and the
+//! daemon packages: tests skip loudly without them ([`skip_unless!`]), and fail instead with
+//! `VIPD_NO_SKIP=1` (CI).
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -14,10 +17,11 @@ use std::time::{Duration, Instant};
 /// Returns from the calling test, after printing a loud `SKIPPED` line, unless we are root and
 /// every listed binary is installed. Each argument after `root` is a `&[(binary, install hint)]`:
 /// `skip_unless!(root, R::NEEDS, VIPD_NEEDS);`
+#[macro_export]
 macro_rules! skip_unless {
     (root $(, $needs:expr)* $(,)?) => {
         let needs: Vec<(&str, &str)> = [$($needs),*].concat();
-        if !$crate::support::prerequisites_met(&needs) {
+        if !$crate::prerequisites_met(&needs) {
             return;
         }
     };
@@ -35,6 +39,7 @@ pub mod miniupnpd;
 pub mod netns;
 pub mod router;
 pub mod scenarios;
+pub mod scripted_peer;
 pub mod vipd;
 
 /// What every test needs besides its router: iproute2 for namespaces, `nstat` for MD5 counters
@@ -219,6 +224,27 @@ pub fn global_address<'a>(candidates: impl IntoIterator<Item = &'a str>) -> Opti
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The `vipd` binary under test: `VIPD_BIN` if set (e.g. the release build), else the one
+/// cargo built beside the running test binary (`target/<profile>/vipd`, the test being in
+/// `target/<profile>/deps/`).
+pub fn vipd_bin() -> String {
+    if let Ok(bin) = std::env::var("VIPD_BIN") {
+        return bin;
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary sits in target/<profile>/deps");
+    let bin = profile_dir.join("vipd");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with cargo, which builds it (or set VIPD_BIN)",
+        bin.display()
+    );
+    bin.to_string_lossy().into_owned()
 }
 
 #[cfg(test)]

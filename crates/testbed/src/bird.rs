@@ -20,7 +20,8 @@ pub struct Bird {
     ns: String,
     socket: PathBuf,
     config: String,
-    dir: TempDir,
+    /// Kept for the daemon's life: its config, sockets and log live there.
+    _dir: TempDir,
 }
 
 impl Bird {
@@ -110,7 +111,7 @@ impl Router for Bird {
             ns: topo.tor.clone(),
             socket,
             config,
-            dir,
+            _dir: dir,
         }
     }
 

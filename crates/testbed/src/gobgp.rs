@@ -20,7 +20,8 @@ pub struct GoBgp {
     cfg: RouterConfig,
     ns: String,
     config: String,
-    dir: TempDir,
+    /// Kept for the daemon's life: its config, sockets and log live there.
+    _dir: TempDir,
 }
 
 impl GoBgp {
@@ -59,7 +60,7 @@ impl Router for GoBgp {
             cfg,
             ns: topo.tor.clone(),
             config,
-            dir,
+            _dir: dir,
         }
     }
 

@@ -5,6 +5,7 @@
 //! binary, started unprivileged against it over loopback TCP, and `vipd status` to read what
 //! an operator would. Impure (sockets, processes).
 
+use crate::vipd_bin;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -265,12 +266,6 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port()
-}
-
-/// The binary under test: `VIPD_BIN` (e.g. `target/release/vipd`), else the one cargo built
-/// for this test.
-fn vipd_bin() -> String {
-    std::env::var("VIPD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_vipd").to_owned())
 }
 
 /// The real `vipd manager` (unprivileged, static VIP [`VIP`]) peering with 127.0.0.1.

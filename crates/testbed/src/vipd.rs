@@ -40,7 +40,7 @@ impl Vipd {
         }
         let env = env.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         let argv = vec![
-            env!("CARGO_BIN_EXE_vipd").to_string(),
+            crate::vipd_bin(),
             "manager".to_string(),
         ];
         let daemon =
@@ -92,7 +92,7 @@ impl Vipd {
     pub fn with_env(topo: &Topology, i: usize, env: Vec<(String, String)>) -> Vipd {
         let dir = tempfile::tempdir().expect("temp dir for vipd");
         let argv = vec![
-            env!("CARGO_BIN_EXE_vipd").to_string(),
+            crate::vipd_bin(),
             "manager".to_string(),
         ];
         let daemon = Daemon::new(
