@@ -8,7 +8,7 @@ use crate::model::annotation::{
     HWADDR, LOADBALANCER_HOSTNAME, MACVLAN_NAME, REQUESTED_IP, SERVICE_INTERFACE,
 };
 use k8s_openapi::api::core::v1::Service;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
 /// What a Service wants from this node's DHCP side.
@@ -52,6 +52,38 @@ pub fn want(d: Option<&ServiceDecision>) -> Want {
     } else {
         Want::Lease
     }
+}
+
+/// Starting or stopping one Service's DHCP client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Stop the client and delete its macvlan; `release`: RELEASE the lease first (the Service
+    /// no longer asks), else keep it for the next holder of the MAC, who renews it.
+    Stop { service: ServiceKey, release: bool },
+    /// Start the client (its macvlan, MAC and requested address from the Service).
+    Start(ServiceKey),
+}
+
+/// From the clients running here to what `desired` wants: every stop first (a macvlan that
+/// goes frees its name and MAC for one that starts), then the starts, each in key order.
+pub fn steps(running: &BTreeSet<ServiceKey>, desired: &Desired) -> Vec<Step> {
+    let stops = running.iter().filter_map(|key| {
+        let release = match want(desired.services.get(key)) {
+            Want::Lease => return None,
+            Want::Elsewhere => false,
+            Want::Nothing => true,
+        };
+        Some(Step::Stop {
+            service: key.clone(),
+            release,
+        })
+    });
+    let starts = desired
+        .services
+        .iter()
+        .filter(|(key, d)| !running.contains(*key) && want(Some(d)) == Want::Lease)
+        .map(|(key, _)| Step::Start(key.clone()));
+    stops.chain(starts).collect()
 }
 
 /// The client's identity for a Service, from its annotations.
@@ -162,6 +194,56 @@ mod tests {
                 value: "0.0.0.0".parse().unwrap(),
             }],
         }
+    }
+
+    #[test]
+    fn clients_stop_before_any_starts_and_only_a_service_that_no_longer_asks_is_released() {
+        let dhcp = Some(Skip::Dhcp {
+            vip: "0.0.0.0".parse().unwrap(),
+        });
+        let mut desired = Desired::default();
+        // Leased here, running: kept.
+        desired
+            .services
+            .insert(key("kept"), decision(&["0.0.0.0"], &[], dhcp.clone()));
+        // Another node serves it now: stop, keep the lease for the next holder of the MAC.
+        let elsewhere = Some(Skip::NotElected {
+            lease: "default/kubevip-moved".into(),
+        });
+        desired
+            .services
+            .insert(key("moved"), decision(&["0.0.0.0"], &[], elsewhere));
+        // A static address now: RELEASE.
+        desired
+            .services
+            .insert(key("static"), decision(&["10.0.0.1"], &["10.0.0.1"], None));
+        // New here.
+        desired
+            .services
+            .insert(key("new"), decision(&["0.0.0.0"], &[], dhcp));
+        // "gone" was deleted: not in `desired` at all, RELEASE.
+        let running: BTreeSet<ServiceKey> = ["gone", "kept", "moved", "static"]
+            .into_iter()
+            .map(key)
+            .collect();
+        assert_eq!(
+            steps(&running, &desired),
+            [
+                Step::Stop {
+                    service: key("gone"),
+                    release: true
+                },
+                Step::Stop {
+                    service: key("moved"),
+                    release: false
+                },
+                Step::Stop {
+                    service: key("static"),
+                    release: true
+                },
+                Step::Start(key("new")),
+            ]
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::client::Lease;
 use super::edge::{DhcpSpec, DhcpVip, Stop};
 use super::macvlan::delete_unowned;
 use super::naming::{format_mac, mac_for_uid, owner_alias};
-use super::plan::{self, Want};
+use super::plan;
 use crate::decide::{Desired, ServiceKey, Skip};
 use crate::kube::status::{EventSink, ServiceEvent};
 use crate::model::annotation::{HWADDR, REQUESTED_IP, SERVICE_INTERFACE};
@@ -142,48 +142,31 @@ impl DhcpServices {
             .iter()
             .filter_map(|s| Some((ServiceKey::of(s)?, s.as_ref())))
             .collect();
-        // Stop what is no longer served here.
-        let keys: Vec<ServiceKey> = self.running.keys().cloned().collect();
-        for key in keys {
-            let how = match plan::want(desired.services.get(&key)) {
-                Want::Lease => continue,
-                Want::Elsewhere => Stop::Keep,
-                Want::Nothing => Stop::Release,
-            };
-            if let Some(r) = self.running.remove(&key) {
-                self.writes.forget(&key);
-                info!(service = %key, ?how, macvlan = r.vip.ifname(), "DHCP VIP stops on this node");
-                if let Err(e) = r.vip.stop(how).await {
-                    warn!(service = %key, "{e}");
-                }
-            }
-        }
-        // Start what should be served here.
+        let running: BTreeSet<ServiceKey> = self.running.keys().cloned().collect();
         let now = std::time::Instant::now();
         self.failed
             .retain(|_, (_, at)| now.duration_since(*at) < FAILURE_HOLD);
-        for (key, d) in &desired.services {
-            if self.running.contains_key(key) || plan::want(Some(d)) != Want::Lease {
-                continue;
-            }
-            let Some(svc) = by_key.get(key) else { continue };
-            match self.start(key, svc).await {
-                Ok(()) => {
-                    self.failed.remove(key);
+        for step in plan::steps(&running, desired) {
+            match step {
+                plan::Step::Stop { service, release } => {
+                    let how = if release { Stop::Release } else { Stop::Keep };
+                    if let Some(r) = self.running.remove(&service) {
+                        self.writes.forget(&service);
+                        info!(service = %service, ?how, macvlan = r.vip.ifname(), "DHCP VIP stops on this node");
+                        if let Err(e) = r.vip.stop(how).await {
+                            warn!(service = %service, "{e}");
+                        }
+                    }
                 }
-                Err(note) => {
-                    if self.failed.get(key).is_none_or(|(n, _)| *n != note) {
-                        warn!(service = %key, "{note}");
-                        events.send(ServiceEvent {
-                            service: key.clone(),
-                            warning: true,
-                            reason: "DHCPFailed".into(),
-                            note: note.clone(),
-                        });
-                        self.failed.insert(key.clone(), (note, now));
-                        // A result the owner loop plans on (ARP mode stands down): wake it
-                        // once per new failure, never once per retry.
-                        self.changed.notify_one();
+                plan::Step::Start(key) => {
+                    let Some(svc) = by_key.get(&key) else {
+                        continue;
+                    };
+                    match self.start(&key, svc).await {
+                        Ok(()) => {
+                            self.failed.remove(&key);
+                        }
+                        Err(note) => self.failed_to_start(&key, note, now, events),
                     }
                 }
             }
@@ -203,6 +186,30 @@ impl DhcpServices {
             }
         }
         plan::fold_leases(desired, &self.leases());
+    }
+
+    /// A start failure: reported once per distinct failure (or again after [`FAILURE_HOLD`]).
+    fn failed_to_start(
+        &mut self,
+        key: &ServiceKey,
+        note: String,
+        now: std::time::Instant,
+        events: &EventSink,
+    ) {
+        if self.failed.get(key).is_some_and(|(n, _)| *n == note) {
+            return;
+        }
+        warn!(service = %key, "{note}");
+        events.send(ServiceEvent {
+            service: key.clone(),
+            warning: true,
+            reason: "DHCPFailed".into(),
+            note: note.clone(),
+        });
+        self.failed.insert(key.clone(), (note, now));
+        // A result the owner loop plans on (ARP mode stands down): wake it once per new
+        // failure, never once per retry.
+        self.changed.notify_one();
     }
 
     async fn start(&mut self, key: &ServiceKey, svc: &Service) -> Result<(), String> {

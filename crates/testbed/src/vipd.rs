@@ -39,10 +39,7 @@ impl Vipd {
             env.push(("bgp_sourceip", NODE_LO.to_string()));
         }
         let env = env.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-        let argv = vec![
-            crate::vipd_bin(),
-            "manager".to_string(),
-        ];
+        let argv = vec![crate::vipd_bin(), "manager".to_string()];
         let daemon =
             Daemon::new("vipd", &topo.node, argv, dir.path().join("vipd.log")).with_clean_env(env);
         let vipd = Vipd {
@@ -91,10 +88,7 @@ impl Vipd {
     /// `vipd manager` on node `i` with exactly the environment `env`. Not started.
     pub fn with_env(topo: &Topology, i: usize, env: Vec<(String, String)>) -> Vipd {
         let dir = tempfile::tempdir().expect("temp dir for vipd");
-        let argv = vec![
-            crate::vipd_bin(),
-            "manager".to_string(),
-        ];
+        let argv = vec![crate::vipd_bin(), "manager".to_string()];
         let daemon = Daemon::new(
             &format!("vipd on node{i}"),
             &topo.nodes[i],
