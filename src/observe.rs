@@ -362,7 +362,7 @@ fn gauges(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{Reason, VipState};
+    use crate::report::{VipState, Withheld};
 
     #[test]
     fn metrics_show_services_and_counts_with_the_incumbents_names() {
@@ -378,7 +378,7 @@ mod tests {
                     service: "shop/idle".into(),
                     vips: vec![(
                         "192.0.2.2".parse().unwrap(),
-                        VipState::Withheld(Reason::new("NoEndpoints", "none")),
+                        VipState::Withheld(Withheld::Skip(crate::decide::Skip::NoEndpoints)),
                     )],
                     withheld: None,
                 },

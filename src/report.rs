@@ -100,7 +100,7 @@ impl Reason {
 pub struct ServiceState {
     pub service: String,
     pub vips: Vec<(IpAddr, VipState)>,
-    pub withheld: Option<Reason>,
+    pub withheld: Option<Withheld>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -112,12 +112,122 @@ pub enum VipState {
         mode: String,
         via: String,
     },
-    Withheld(Reason),
+    Withheld(Withheld),
 }
 
-/// A decision's skip as a typed reason.
-pub fn skip_reason(s: &Skip) -> Reason {
-    Reason::new(s.code(), s.to_string())
+/// Why a VIP (or a whole Service) is not served from this node: [`crate::decide`]'s reason,
+/// or what the owner loop learned after deciding. Typed to the end: `vipd status`, `/status`
+/// and the metrics turn it into a [`Reason`] (code and sentence) only when they print.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Withheld {
+    /// Decided: the Service's gates, a VIP's family, DHCP, the Lease.
+    Skip(Skip),
+    /// BGP mode: its address could not be put on the interface.
+    AddressMissing,
+    /// BGP mode: no established session carries the VIP's family (yet).
+    NoSession { family: String },
+    /// ARP mode: leading; probing the link before claiming.
+    Probing,
+    /// ARP mode: another host already answers for it.
+    AddressInUse { mac: String },
+    /// ARP mode: the address or the socket could not be set up.
+    ClaimFailed,
+    /// ARP mode: leading, but this node has no interface for it.
+    Unplaced,
+    /// ARP mode: another node leads the Lease that elects it.
+    NotLeader { lease: String },
+}
+
+impl Withheld {
+    /// A stable CamelCase code, for `vipd status -o json` and scripts.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Withheld::Skip(s) => s.code(),
+            Withheld::AddressMissing => "AddressMissing",
+            Withheld::NoSession { .. } => "NoSession",
+            Withheld::Probing => "Probing",
+            Withheld::AddressInUse { .. } => "AddressInUse",
+            Withheld::ClaimFailed => "ClaimFailed",
+            Withheld::Unplaced => "NoInterface",
+            Withheld::NotLeader { .. } => "NotLeader",
+        }
+    }
+
+    /// The code and the sentence, as `vipd status` shows them.
+    pub fn reason(&self) -> Reason {
+        Reason::new(self.code(), self.to_string())
+    }
+}
+
+impl std::fmt::Display for Withheld {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Withheld::Skip(s) => write!(f, "{s}"),
+            Withheld::AddressMissing | Withheld::ClaimFailed => {
+                f.write_str("the address could not be put on the interface (see the log)")
+            }
+            Withheld::NoSession { family } => write!(
+                f,
+                "no established BGP session carries {family}; announced once one is up"
+            ),
+            Withheld::Probing => f.write_str("leading: probing before claiming"),
+            Withheld::AddressInUse { mac } => write!(f, "already answered by {mac}"),
+            Withheld::Unplaced => {
+                f.write_str("leading, but no interface for it (see the Warning Event)")
+            }
+            Withheld::NotLeader { lease } => write!(f, "this node does not lead Lease {lease}"),
+        }
+    }
+}
+
+impl From<Skip> for Withheld {
+    fn from(s: Skip) -> Withheld {
+        Withheld::Skip(s)
+    }
+}
+
+/// Why vipd raises an Event on a Service; the Event's `reason` is [`EventReason::code`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventReason {
+    /// VIPs announced from a node.
+    Announced,
+    /// No longer announced from a node.
+    Withdrawn,
+    /// The IPAM allocator assigned an address.
+    AddressAllocated,
+    /// Another host answers for a VIP this node would claim.
+    AddressInUse,
+    /// No interface here for a VIP, or for a DHCP macvlan's parent.
+    NoInterface,
+    /// A DHCP client could not start.
+    DhcpFailed,
+    /// A UPnP port mapping failed.
+    UpnpFailed,
+    /// A problem in the Service's input, by its code (`InvalidLoadBalancerIP`, …).
+    Problem(&'static str),
+}
+
+impl EventReason {
+    pub fn code(self) -> &'static str {
+        match self {
+            EventReason::Announced => "Announced",
+            EventReason::Withdrawn => "Withdrawn",
+            EventReason::AddressAllocated => "AddressAllocated",
+            EventReason::AddressInUse => "AddressInUse",
+            EventReason::NoInterface => "NoInterface",
+            EventReason::DhcpFailed => "DHCPFailed",
+            EventReason::UpnpFailed => "UPnPFailed",
+            EventReason::Problem(code) => code,
+        }
+    }
+
+    /// Whether the Event is a Warning (else Normal).
+    pub fn is_warning(self) -> bool {
+        !matches!(
+            self,
+            EventReason::Announced | EventReason::Withdrawn | EventReason::AddressAllocated
+        )
+    }
 }
 
 /// Whether `vipd status` lists a Service: every one vipd would serve, not those of another type
@@ -186,7 +296,7 @@ pub fn assemble(
         .iter()
         .map(|s| ServiceReport {
             service: s.service.clone(),
-            withheld: s.withheld.clone(),
+            withheld: s.withheld.as_ref().map(Withheld::reason),
             vips: s
                 .vips
                 .iter()
@@ -207,7 +317,7 @@ pub fn assemble(
 fn vip_report(vip: IpAddr, state: &VipState, peers: &[PeerReport]) -> VipReport {
     let family = Family::of(vip).to_string();
     let (announced_to, withheld) = match state {
-        VipState::Withheld(r) => (Vec::new(), Some(r.clone())),
+        VipState::Withheld(w) => (Vec::new(), Some(w.reason())),
         VipState::Held { mode, via } => {
             return VipReport {
                 vip,
@@ -223,12 +333,10 @@ fn vip_report(vip: IpAddr, state: &VipState, peers: &[PeerReport]) -> VipReport 
                 .map(|p| p.peer.clone())
                 .collect();
             let why = to.is_empty().then(|| {
-                Reason::new(
-                    "NoSession",
-                    format!(
-                        "no established BGP session carries {family}; announced once one is up"
-                    ),
-                )
+                Withheld::NoSession {
+                    family: family.clone(),
+                }
+                .reason()
             });
             (to, why)
         }
@@ -420,9 +528,9 @@ mod tests {
                 service: "default/idle".into(),
                 vips: vec![(
                     "192.0.2.11".parse().unwrap(),
-                    VipState::Withheld(Reason::new("NoEndpoints", "no serving endpoint")),
+                    VipState::Withheld(Withheld::Skip(Skip::NoEndpoints)),
                 )],
-                withheld: Some(Reason::new("NoEndpoints", "no serving endpoint")),
+                withheld: Some(Withheld::Skip(Skip::NoEndpoints)),
             },
         ];
         let text = render_text(&assemble(head(), &services, peers));
@@ -461,13 +569,61 @@ mod tests {
     }
 
     #[test]
+    fn reasons_keep_the_codes_scripts_read_and_say_why_in_words() {
+        let cases = [
+            (Withheld::Skip(Skip::NoEndpoints), "NoEndpoints"),
+            (Withheld::AddressMissing, "AddressMissing"),
+            (
+                Withheld::NoSession {
+                    family: "ipv6-unicast".into(),
+                },
+                "NoSession",
+            ),
+            (Withheld::Probing, "Probing"),
+            (
+                Withheld::AddressInUse {
+                    mac: "02:00:00:00:00:01".into(),
+                },
+                "AddressInUse",
+            ),
+            (Withheld::ClaimFailed, "ClaimFailed"),
+            (Withheld::Unplaced, "NoInterface"),
+            (
+                Withheld::NotLeader {
+                    lease: "default/kubevip-web".into(),
+                },
+                "NotLeader",
+            ),
+        ];
+        for (w, code) in cases {
+            let r = w.reason();
+            assert_eq!(r.code, code);
+            assert!(!r.message.is_empty() && r.message != code, "{r:?}");
+        }
+        assert_eq!(
+            Withheld::NotLeader {
+                lease: "default/kubevip-web".into()
+            }
+            .to_string(),
+            "this node does not lead Lease default/kubevip-web"
+        );
+        assert!(!EventReason::Announced.is_warning());
+        assert!(EventReason::AddressInUse.is_warning());
+        assert_eq!(EventReason::DhcpFailed.code(), "DHCPFailed");
+        assert_eq!(
+            EventReason::Problem("InvalidLoadBalancerIP").code(),
+            "InvalidLoadBalancerIP"
+        );
+    }
+
+    #[test]
     fn the_json_form_round_trips() {
         let r = assemble(
             head(),
             &[ServiceState {
                 service: "a/b".into(),
                 vips: vec![],
-                withheld: Some(Reason::new("NoAddress", "no address yet")),
+                withheld: Some(Withheld::Skip(Skip::NoAddress)),
             }],
             vec![],
         );

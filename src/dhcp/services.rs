@@ -18,6 +18,7 @@ use super::plan;
 use crate::decide::{Desired, ServiceKey, Skip};
 use crate::kube::status::{EventSink, ServiceEvent};
 use crate::model::annotation::{HWADDR, REQUESTED_IP, SERVICE_INTERFACE};
+use crate::report::EventReason;
 use futures::FutureExt;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Patch, PatchParams};
@@ -202,8 +203,7 @@ impl DhcpServices {
         warn!(service = %key, "{note}");
         events.send(ServiceEvent {
             service: key.clone(),
-            warning: true,
-            reason: "DHCPFailed".into(),
+            reason: EventReason::DhcpFailed,
             note: note.clone(),
         });
         self.failed.insert(key.clone(), (note, now));

@@ -14,6 +14,7 @@ use crate::kube::status::{EventSink, ServiceEvent};
 use crate::kube::view::{reflect, wait_ready, AbortOnDrop};
 use crate::observe::Observer;
 use crate::observe::Readiness;
+use crate::report::EventReason;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::Store;
@@ -227,8 +228,7 @@ async fn allocate(
                 info!(service = %a.service, addresses = %a.annotation_value(), "address allocated");
                 events.send(ServiceEvent {
                     service: a.service.clone(),
-                    warning: false,
-                    reason: "AddressAllocated".into(),
+                    reason: EventReason::AddressAllocated,
                     note: format!(
                         "{} from the {}/{} pools",
                         a.annotation_value(),
@@ -250,8 +250,7 @@ async fn allocate(
             warn!(service = %key, reason = p.reason(), "{p}");
             events.send(ServiceEvent {
                 service: key.clone(),
-                warning: true,
-                reason: p.reason().into(),
+                reason: EventReason::Problem(p.reason()),
                 note: p.to_string(),
             });
         }

@@ -6,6 +6,7 @@
 use crate::decide::{Desired, Problem, ServiceKey};
 use crate::event_limit::{EventLimiter, Verdict};
 use crate::observe::Observer;
+use crate::report::EventReason;
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -109,9 +110,8 @@ async fn patch_ingress(client: &Client, key: &ServiceKey, ingress: &[IpAddr]) ->
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceEvent {
     pub service: ServiceKey,
-    pub warning: bool,
-    /// CamelCase, e.g. `InvalidLoadBalancerIP`.
-    pub reason: String,
+    /// Why; also whether it is a Warning.
+    pub reason: EventReason,
     pub note: String,
 }
 
@@ -136,7 +136,7 @@ impl EventSink {
                 match limiter.check(&ev.service, std::time::Instant::now()) {
                     Verdict::Drop => {
                         observer.event_suppressed();
-                        debug!(service = %ev.service, reason = %ev.reason, "event rate limit: not sent");
+                        debug!(service = %ev.service, reason = ev.reason.code(), "event rate limit: not sent");
                         continue;
                     }
                     Verdict::Send { suppressed: 0 } => {}
@@ -152,18 +152,18 @@ impl EventSink {
                     ..Default::default()
                 };
                 let event = Event {
-                    type_: if ev.warning {
+                    type_: if ev.reason.is_warning() {
                         EventType::Warning
                     } else {
                         EventType::Normal
                     },
-                    reason: ev.reason.clone(),
+                    reason: ev.reason.code().to_owned(),
                     note: Some(ev.note.clone()),
                     action: "Announce".into(),
                     secondary: None,
                 };
                 if let Err(e) = recorder.publish(&event, &reference).await {
-                    debug!(service = %ev.service, reason = %ev.reason, error = %e, "cannot publish an event");
+                    debug!(service = %ev.service, reason = ev.reason.code(), error = %e, "cannot publish an event");
                 }
             }
         });
@@ -192,8 +192,7 @@ impl ProblemReports {
                 observer.reconcile_error(&key.namespace, &key.name, p.reason());
                 events.send(ServiceEvent {
                     service: key.clone(),
-                    warning: true,
-                    reason: p.reason().into(),
+                    reason: EventReason::Problem(p.reason()),
                     note: p.to_string(),
                 });
             }

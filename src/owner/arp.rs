@@ -27,7 +27,7 @@ use crate::model::annotation::VIP_HOST;
 use crate::netlink::VipAddresses;
 use crate::plan::arp::{self as arp_plan, Claimed, Links, Standing, Step, Wanted};
 use crate::plan::shutdown::{self, Step as ShutdownStep};
-use crate::report::{self, Reason, ServiceState, VipState};
+use crate::report::{self, EventReason, ServiceState, VipState, Withheld};
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Patch, PatchParams};
 use kube::Api;
@@ -203,7 +203,7 @@ impl<'a> Arp<'a> {
                             "{vip} is already answered on {ifname} by {mac}: node {} does not claim it",
                             c.node
                         );
-                        c.warn_once(k, "AddressInUse", note);
+                        c.warn_once(k, EventReason::AddressInUse, note);
                     }
                 }
                 _ => {}
@@ -245,7 +245,6 @@ impl<'a> Arp<'a> {
         led: &BTreeSet<crate::election::LeaseKey>,
         wanted: &Wanted,
     ) -> Vec<ServiceState> {
-        let why = report::skip_reason;
         desired
             .services
             .iter()
@@ -253,43 +252,35 @@ impl<'a> Arp<'a> {
             .map(|(key, d)| {
                 let vip_state = |vip: &IpAddr| {
                     if let Some((_, s)) = d.not_announced.iter().find(|(v, _)| v == vip) {
-                        return VipState::Withheld(why(s));
+                        return VipState::Withheld(s.clone().into());
                     }
                     if let Some(s) = &d.skip {
-                        return VipState::Withheld(why(s));
+                        return VipState::Withheld(s.clone().into());
                     }
                     let lease = standing.lease_of.get(key);
                     let is_led = lease.is_some_and(|l| led.contains(l));
-                    let lease = lease.map_or(String::new(), ToString::to_string);
-                    match (wanted.get(vip), self.claims.get(vip).map(|c| &c.state)) {
-                        (Some((ifname, _)), Some(ClaimState::Held)) => VipState::Held {
-                            mode: if vip.is_ipv4() { "arp" } else { "ndp" }.into(),
-                            via: ifname.clone(),
+                    let withheld = match (wanted.get(vip), self.claims.get(vip).map(|c| &c.state)) {
+                        (Some((ifname, _)), Some(ClaimState::Held)) => {
+                            return VipState::Held {
+                                mode: if vip.is_ipv4() { "arp" } else { "ndp" }.into(),
+                                via: ifname.clone(),
+                            }
+                        }
+                        (Some(_), Some(ClaimState::Refused(mac))) => Withheld::AddressInUse {
+                            mac: mac.to_string(),
                         },
-                        (Some(_), Some(ClaimState::Refused(mac))) => VipState::Withheld(
-                            Reason::new("AddressInUse", format!("already answered by {mac}")),
-                        ),
-                        (Some(_), Some(ClaimState::Failed)) => VipState::Withheld(Reason::new(
-                            "ClaimFailed",
-                            "the address could not be put on the interface (see the log)",
-                        )),
-                        (Some(_), _) => VipState::Withheld(Reason::new(
-                            "Probing",
-                            "leading: probing before claiming",
-                        )),
-                        (None, _) if is_led => VipState::Withheld(Reason::new(
-                            "NoInterface",
-                            "leading, but no interface for it (see the Warning Event)",
-                        )),
-                        (None, _) => VipState::Withheld(Reason::new(
-                            "NotLeader",
-                            format!("this node does not lead Lease {lease}"),
-                        )),
-                    }
+                        (Some(_), Some(ClaimState::Failed)) => Withheld::ClaimFailed,
+                        (Some(_), _) => Withheld::Probing,
+                        (None, _) if is_led => Withheld::Unplaced,
+                        (None, _) => Withheld::NotLeader {
+                            lease: lease.map_or(String::new(), ToString::to_string),
+                        },
+                    };
+                    VipState::Withheld(withheld)
                 };
                 ServiceState {
                     service: key.to_string(),
-                    withheld: d.skip.as_ref().map(why),
+                    withheld: d.skip.clone().map(Withheld::Skip),
                     vips: d.vips.iter().map(|v| (*v, vip_state(v))).collect(),
                 }
             })
@@ -353,8 +344,7 @@ impl Executor for Arp<'_> {
                 warn!(service = %key, "{note}");
                 c.events.send(ServiceEvent {
                     service: key.clone(),
-                    warning: true,
-                    reason: "AddressInUse".into(),
+                    reason: EventReason::AddressInUse,
                     note,
                 });
             }
@@ -385,8 +375,8 @@ impl Executor for Arp<'_> {
             .collect();
         let links = self.links_now(&desired, &services);
         let standing = arp_plan::stand(&desired, &services, self.arp, &c.node, &links, &failing);
-        for (key, reason, note) in &standing.problems {
-            c.warn_once(key, reason, note.clone());
+        for (key, note) in &standing.unplaced {
+            c.warn_once(key, EventReason::NoInterface, note.clone());
         }
         arp_plan::gate(&mut desired, &standing, &led, &c.node);
         for step in arp_plan::before_dhcp(&self.claimed(), &desired, &standing) {

@@ -17,7 +17,7 @@ use crate::netlink::VipAddresses;
 use crate::peers::PeerSources;
 use crate::plan::shutdown::{self, Step};
 use crate::plan::{self, gate};
-use crate::report::{self, Reason, ServiceState, VipState};
+use crate::report::{self, ServiceState, VipState, Withheld};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::Instant;
@@ -265,14 +265,13 @@ fn decide_config(cfg: &Config, svc: &ServicesSettings, peers: &[PeerSpec]) -> De
 /// What `vipd status` shows per Service: each VIP routed, or why not. Services that are not
 /// vipd's (not LoadBalancer, another class) are left out.
 fn service_states(desired: &Desired, routed: &BTreeSet<IpAddr>) -> Vec<ServiceState> {
-    let why = report::skip_reason;
     desired
         .services
         .iter()
         .filter(|(_, d)| report::listed(d))
         .map(|(key, d)| ServiceState {
             service: key.to_string(),
-            withheld: d.skip.as_ref().map(why),
+            withheld: d.skip.clone().map(Withheld::Skip),
             vips: d
                 .vips
                 .iter()
@@ -280,14 +279,11 @@ fn service_states(desired: &Desired, routed: &BTreeSet<IpAddr>) -> Vec<ServiceSt
                     let state = if routed.contains(vip) {
                         VipState::Routed
                     } else if let Some((_, s)) = d.not_announced.iter().find(|(v, _)| v == vip) {
-                        VipState::Withheld(why(s))
+                        VipState::Withheld(s.clone().into())
                     } else if let Some(s) = &d.skip {
-                        VipState::Withheld(why(s))
+                        VipState::Withheld(s.clone().into())
                     } else {
-                        VipState::Withheld(Reason::new(
-                            "AddressMissing",
-                            "the address could not be put on the interface (see the log)",
-                        ))
+                        VipState::Withheld(Withheld::AddressMissing)
                     };
                     (*vip, state)
                 })

@@ -9,6 +9,7 @@ use crate::dhcp::services::DhcpServices;
 use crate::kube::status::{EventSink, ProblemReports, ServiceEvent, StatusWriter};
 use crate::kube::view::Snapshot;
 use crate::observe::Observer;
+use crate::report::EventReason;
 use crate::upnp::services::UpnpServices;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -74,15 +75,14 @@ impl Common {
 
     /// A Warning (log line and Event) about `key`, raised once while it lasts: raise it again
     /// every round it still holds, and it is sent only the first time.
-    pub fn warn_once(&mut self, key: &ServiceKey, reason: &str, note: String) {
+    pub fn warn_once(&mut self, key: &ServiceKey, reason: EventReason, note: String) {
         let new = !self.warned.contains(&(key.clone(), note.clone()));
         self.warned_now.insert((key.clone(), note.clone()));
         if new {
-            warn!(service = %key, reason, "{note}");
+            warn!(service = %key, reason = reason.code(), "{note}");
             self.events.send(ServiceEvent {
                 service: key.clone(),
-                warning: true,
-                reason: reason.into(),
+                reason,
                 note,
             });
         }
@@ -105,21 +105,20 @@ impl Common {
                     let why = d.skip.as_ref().map_or(String::new(), |s| format!(": {s}"));
                     info!(service = %key, why = why.trim_start_matches(": "), "withdrawn from this node");
                     (
-                        "Withdrawn",
+                        EventReason::Withdrawn,
                         format!("no longer announced from node {}{why}", self.node),
                     )
                 } else {
                     let vips = join(now);
                     info!(service = %key, %vips, "announced from this node by {how}");
                     (
-                        "Announced",
+                        EventReason::Announced,
                         format!("{vips} announced by {how} from node {}", self.node),
                     )
                 };
                 self.events.send(ServiceEvent {
                     service: key.clone(),
-                    warning: false,
-                    reason: reason.into(),
+                    reason,
                     note,
                 });
             }

@@ -48,8 +48,9 @@ pub struct Standing {
     pub dhcp: BTreeMap<ServiceKey, LeaseKey>,
     /// The DHCP Services it cannot lease for, and why.
     pub no_parent: BTreeMap<ServiceKey, Skip>,
-    /// Warnings to raise (each once while it lasts): Service, reason code, note.
-    pub problems: Vec<(ServiceKey, &'static str, String)>,
+    /// The VIPs (or DHCP macvlan parents) this node has no interface for: per Service, the
+    /// Warning to raise (once while it lasts), naming the setting that fixes it.
+    pub unplaced: Vec<(ServiceKey, String)>,
 }
 
 /// A VIP this node claims now, as the plan sees it.
@@ -105,7 +106,7 @@ pub fn stand(
         for vip in &d.announced {
             match interface_for(svc, *vip, arp, links) {
                 Ok(ifname) => ifaces.push((*vip, ifname)),
-                Err(why) => out.problems.push((key.clone(), "NoInterface", why)),
+                Err(why) => out.unplaced.push((key.clone(), why)),
             }
         }
         // A DHCP Service also needs its macvlan's parent here; static VIPs beside it are stood
@@ -119,8 +120,7 @@ pub fn stand(
         };
         if let (true, Err(skip)) = (dhcp, &parent) {
             if let Skip::NoInterface { note } = skip {
-                out.problems
-                    .push((key.clone(), "NoInterface", note.clone()));
+                out.unplaced.push((key.clone(), note.clone()));
             }
             out.no_parent.insert(key.clone(), skip.clone());
         }

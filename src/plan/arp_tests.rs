@@ -152,7 +152,7 @@ fn a_node_that_can_place_the_vip_stands_and_claims_it_once_it_leads() {
     );
     assert_eq!(s.lease_of[&key("web")], lease("kubevip-web"));
     assert_eq!(s.eligible, BTreeMap::from([(lease("kubevip-web"), true)]));
-    assert!(s.problems.is_empty(), "{:?}", s.problems);
+    assert!(s.unplaced.is_empty(), "{:?}", s.unplaced);
 
     // Not leading yet: stand, claim nothing.
     let none = BTreeSet::new();
@@ -295,9 +295,9 @@ fn without_an_interface_for_the_vip_a_node_warns_and_does_not_stand_unless_one_l
     let w = web();
     let s = standing_of(&w, &arp(ElectionScope::PerService, None), &Links::default());
     assert_eq!(s.eligible, BTreeMap::from([(lease("kubevip-web"), false)]));
-    assert_eq!(s.problems.len(), 1);
-    let (k, reason, note) = &s.problems[0];
-    assert_eq!((k, *reason), (&key("web"), "NoInterface"));
+    assert_eq!(s.unplaced.len(), 1);
+    let (k, note) = &s.unplaced[0];
+    assert_eq!(k, &key("web"));
     assert!(
         note.contains("no interface has a subnet holding 10.0.0.10"),
         "{note}"
@@ -444,7 +444,7 @@ fn a_node_without_the_macvlan_parent_or_whose_dhcp_failed_stands_down_and_says_w
         note,
         "interface eth1 (the DHCP macvlan's parent) does not exist on node n1"
     );
-    assert_eq!(s.problems, [(key("dhcp"), "NoInterface", note.clone())]);
+    assert_eq!(s.unplaced, [(key("dhcp"), note.clone())]);
     let mut desired = w.desired.clone();
     gate(&mut desired, &s, &BTreeSet::new(), NODE);
     assert_eq!(
@@ -470,7 +470,7 @@ fn a_node_without_the_macvlan_parent_or_whose_dhcp_failed_stands_down_and_says_w
         }
     );
     assert!(
-        s.problems.is_empty(),
+        s.unplaced.is_empty(),
         "a failure is reported by the DHCP driver"
     );
 }

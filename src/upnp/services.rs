@@ -8,6 +8,7 @@ use super::plan::{self, UpnpRequest};
 use crate::decide::{Desired, ServiceKey};
 use crate::kube::status::{EventSink, ServiceEvent};
 use crate::kube::view::AbortOnDrop;
+use crate::report::EventReason;
 use k8s_openapi::api::core::v1::Service;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -129,8 +130,7 @@ async fn report_failures(
                     namespace: namespace.into(),
                     name: name.into(),
                 },
-                warning: true,
-                reason: "UPnPFailed".into(),
+                reason: EventReason::UpnpFailed,
                 note: error.clone(),
             });
         }
