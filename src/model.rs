@@ -1,6 +1,7 @@
-//! [pure] The kube-vip contract's names, each written once: the `kube-vip.io/*` annotations a
-//! Service carries (read and written by vipd exactly as kube-vip does), and the labels vipd
-//! reads or sets. Everything that reads or writes one of them names it from here.
+//! [pure] The kube-vip contract, each part written once: the `kube-vip.io/*` annotations a
+//! Service carries (read and written by vipd exactly as kube-vip does), the labels vipd reads or
+//! sets, and [`ServiceIntent`], a Service's annotations read once into types with their
+//! problems. Everything that reads or writes one of them names it from here.
 
 /// Service annotations.
 pub mod annotation {
@@ -42,4 +43,189 @@ pub mod label {
     pub const IMPLEMENTATION: &str = "implementation";
     /// …with this value.
     pub const IMPLEMENTATION_VALUE: &str = "kube-vip";
+}
+
+/// What a Service asks of vipd through its annotations besides its addresses, read once, by
+/// [`crate::decide`], with the problems in it; every later step reads this, never the raw
+/// annotations. Values are trimmed; empty ones are absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceIntent {
+    /// The Service's UID (not an annotation): a DHCP macvlan's owner and MAC seed.
+    pub uid: String,
+    /// `kube-vip.io/leaseName`: `[namespace/]name` of the Lease that elects its node.
+    pub lease_name: Option<String>,
+    /// `kube-vip.io/serviceInterface`, unless `auto`: where its VIP or DHCP macvlan goes.
+    pub interface: Option<String>,
+    /// `kube-vip.io/vipHost`: the node that says it holds the VIP (ARP mode).
+    pub vip_host: Option<String>,
+    /// `kube-vip.io/forwardUPNP` is `"true"` (exactly, as kube-vip compares it).
+    pub forward_upnp: bool,
+    /// `kube-vip.io/upnp-lease-duration`, as written (kube-vip's rules apply when mapping).
+    pub upnp_lease_duration: Option<String>,
+    /// `kube-vip.io/hwaddr`, when it is a usable MAC (unicast, not all zeros).
+    pub hwaddr: Option<[u8; 6]>,
+    /// The first usable IPv4 address in `kube-vip.io/requestedIP` (`v4[,v6]`).
+    pub requested_ip: Option<std::net::Ipv4Addr>,
+    /// `kube-vip.io/macvlanName`, as written (checked when the macvlan is named).
+    pub macvlan_name: Option<String>,
+    /// `kube-vip.io/loadbalancerHostname`: the DHCP client's host name.
+    pub hostname: Option<String>,
+}
+
+/// An annotation whose value vipd cannot use: reported as a Warning, never fatal to the
+/// Service (the value is treated as absent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnnotationProblem {
+    pub annotation: &'static str,
+    pub value: String,
+    /// What was expected, and what vipd does instead.
+    pub expected: &'static str,
+}
+
+impl ServiceIntent {
+    pub fn read(
+        svc: &k8s_openapi::api::core::v1::Service,
+    ) -> (ServiceIntent, Vec<AnnotationProblem>) {
+        use annotation::*;
+        let ann = svc.metadata.annotations.as_ref();
+        let raw = |k: &str| ann.and_then(|a| a.get(k)).map(String::as_str);
+        let get = |k: &str| raw(k).map(str::trim).filter(|v| !v.is_empty());
+        let mut problems = Vec::new();
+        let mut bad = |annotation: &'static str, value: &str, expected: &'static str| {
+            problems.push(AnnotationProblem {
+                annotation,
+                value: value.to_owned(),
+                expected,
+            })
+        };
+        let forward_upnp = raw(FORWARD_UPNP) == Some("true");
+        if let Some(v) = get(FORWARD_UPNP).filter(|_| !forward_upnp) {
+            if v != "false" {
+                bad(
+                    FORWARD_UPNP,
+                    v,
+                    "is not \"true\" or \"false\"; the Service's ports are not mapped",
+                );
+            }
+        }
+        let hwaddr = get(HWADDR).and_then(|v| {
+            let mac = parse_mac(v);
+            if mac.is_none() {
+                bad(HWADDR, v, "is not a unicast MAC address (aa:bb:cc:dd:ee:ff); the MAC follows from the Service's UID");
+            }
+            mac
+        });
+        let requested_ip = get(REQUESTED_IP).and_then(|v| {
+            let ip = v
+                .split(',')
+                .filter_map(|p| p.trim().parse::<std::net::Ipv4Addr>().ok())
+                .find(|ip| !ip.is_unspecified());
+            if ip.is_none() {
+                bad(
+                    REQUESTED_IP,
+                    v,
+                    "holds no IPv4 address; a new address is leased",
+                );
+            }
+            ip
+        });
+        let intent = ServiceIntent {
+            uid: svc.metadata.uid.clone().unwrap_or_default(),
+            lease_name: get(LEASE_NAME).map(str::to_owned),
+            interface: get(SERVICE_INTERFACE)
+                .filter(|i| *i != "auto")
+                .map(str::to_owned),
+            vip_host: get(VIP_HOST).map(str::to_owned),
+            forward_upnp,
+            upnp_lease_duration: raw(UPNP_LEASE_DURATION).map(str::to_owned),
+            hwaddr,
+            requested_ip,
+            macvlan_name: get(MACVLAN_NAME).map(str::to_owned),
+            hostname: get(LOADBALANCER_HOSTNAME).map(str::to_owned),
+        };
+        (intent, problems)
+    }
+}
+
+/// A MAC as `aa:bb:cc:dd:ee:ff` (or with `-`): unicast and not all zeros, else `None`.
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let parts: Vec<&str> = text.trim().split([':', '-']).collect();
+    if parts.len() != 6 {
+        return None;
+    }
+    let mut mac = [0u8; 6];
+    for (byte, part) in mac.iter_mut().zip(parts) {
+        if part.len() != 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(part, 16).ok()?;
+    }
+    (mac[0] & 1 == 0 && mac != [0; 6]).then_some(mac)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn svc(annotations: serde_json::Value) -> k8s_openapi::api::core::v1::Service {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "default", "uid": "u-1",
+                "annotations": annotations},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_intent_is_read_once_trimmed_with_auto_meaning_no_interface() {
+        let (i, problems) = ServiceIntent::read(&svc(json!({
+            "kube-vip.io/leaseName": " infra/shared ",
+            "kube-vip.io/serviceInterface": "auto",
+            "kube-vip.io/forwardUPNP": "true",
+            "kube-vip.io/hwaddr": "02:00:00:aa:bb:cc",
+            "kube-vip.io/requestedIP": "10.0.0.5,2001:db8::5",
+            "kube-vip.io/vipHost": "node1",
+        })));
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            i,
+            ServiceIntent {
+                uid: "u-1".into(),
+                lease_name: Some("infra/shared".into()),
+                interface: None,
+                vip_host: Some("node1".into()),
+                forward_upnp: true,
+                upnp_lease_duration: None,
+                hwaddr: Some([2, 0, 0, 0xaa, 0xbb, 0xcc]),
+                requested_ip: Some("10.0.0.5".parse().unwrap()),
+                macvlan_name: None,
+                hostname: None,
+            }
+        );
+    }
+
+    #[test]
+    fn unusable_values_are_problems_that_name_the_annotation_and_are_treated_as_absent() {
+        let (i, problems) = ServiceIntent::read(&svc(json!({
+            "kube-vip.io/forwardUPNP": "yes",
+            "kube-vip.io/hwaddr": "01:00:5e:00:00:01",
+            "kube-vip.io/requestedIP": "nonsense",
+        })));
+        assert!(!i.forward_upnp && i.hwaddr.is_none() && i.requested_ip.is_none());
+        let named: Vec<(&str, &str)> = problems
+            .iter()
+            .map(|p| (p.annotation, p.value.as_str()))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                (annotation::FORWARD_UPNP, "yes"),
+                (annotation::HWADDR, "01:00:5e:00:00:01"),
+                (annotation::REQUESTED_IP, "nonsense"),
+            ]
+        );
+        // "false" is a valid way to say no.
+        let (_, problems) = ServiceIntent::read(&svc(json!({"kube-vip.io/forwardUPNP": "false"})));
+        assert!(problems.is_empty());
+    }
 }

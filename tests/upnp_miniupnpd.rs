@@ -10,7 +10,6 @@ use vipd_testbed as support;
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
-use vipd::model::annotation::{FORWARD_UPNP, UPNP_LEASE_DURATION};
 
 use support::cluster::in_netns;
 use support::miniupnpd::{UpnpBed, GW_WAN_IP, NEEDS};
@@ -25,10 +24,8 @@ const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 50);
 fn request(ports: &[(&str, i32)], lease: &str) -> UpnpRequest {
     UpnpRequest {
         service: "default/web".into(),
-        annotations: BTreeMap::from([
-            (FORWARD_UPNP.to_string(), "true".to_string()),
-            (UPNP_LEASE_DURATION.to_string(), lease.to_string()),
-        ]),
+        forward: true,
+        lease_duration: Some(lease.to_string()),
         vip: Some(VIP),
         ports: ports
             .iter()

@@ -88,6 +88,7 @@ mod tests {
             skip,
             not_announced: Vec::new(),
             problems: Vec::new(),
+            intent: Default::default(),
         }
     }
 

@@ -21,6 +21,7 @@ mod tests;
 pub use reasons::{AddressField, Problem, Skip};
 
 use crate::model::label::EXCLUDE_FROM_LB;
+use crate::model::ServiceIntent;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use std::collections::{BTreeMap, BTreeSet};
@@ -137,6 +138,9 @@ pub struct ServiceDecision {
     pub not_announced: Vec<(IpAddr, Skip)>,
     /// Bad input; the I/O side turns each into a Warning Event and a log line.
     pub problems: Vec<Problem>,
+    /// What the Service asks besides its addresses (Lease, interface, DHCP identity, UPnP),
+    /// read once here; default for a Service that is not vipd's.
+    pub intent: ServiceIntent,
 }
 
 impl ServiceDecision {
@@ -147,6 +151,7 @@ impl ServiceDecision {
             skip: Some(skip),
             not_announced: Vec::new(),
             problems: Vec::new(),
+            intent: ServiceIntent::default(),
         }
     }
 }
@@ -184,7 +189,14 @@ fn decide_service(
     }
     let requested = addresses::requested(svc);
     let mut d = ServiceDecision::skipped(Skip::NoAddress);
+    let (intent, annotation_problems) = ServiceIntent::read(svc);
+    d.intent = intent;
     d.problems.extend(addresses::ignore_near_miss(svc));
+    d.problems.extend(
+        annotation_problems
+            .into_iter()
+            .map(Problem::InvalidAnnotation),
+    );
     d.problems.extend(requested.problems);
     d.vips = requested.vips;
     let Some(field) = requested.field else {

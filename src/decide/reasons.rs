@@ -6,6 +6,7 @@
 
 use crate::model::annotation::{IGNORE, LOADBALANCER_IPS};
 use crate::model::label::EXCLUDE_FROM_LB;
+use crate::model::AnnotationProblem;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -185,6 +186,9 @@ pub enum Problem {
     /// string, so vipd does too and keeps serving the Service.
     #[error("annotation {IGNORE}: {value:?} is not \"true\"; the Service is not ignored")]
     IgnoreNotTrue { value: String },
+    /// Another annotation whose value vipd cannot use ([`crate::model::ServiceIntent`]).
+    #[error("annotation {}: {:?} {}", .0.annotation, .0.value, .0.expected)]
+    InvalidAnnotation(AnnotationProblem),
 }
 
 impl Problem {
@@ -197,6 +201,7 @@ impl Problem {
             Problem::DhcpNotSupported { .. } => "DHCPNotSupported",
             Problem::NoPeerForFamily { .. } => "NoPeerForAddressFamily",
             Problem::IgnoreNotTrue { .. } => "InvalidIgnoreAnnotation",
+            Problem::InvalidAnnotation(_) => "InvalidAnnotation",
         }
     }
 }

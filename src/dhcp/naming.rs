@@ -29,20 +29,7 @@ fn valid_ifname(name: &str) -> bool {
 }
 
 /// `aa:bb:cc:dd:ee:ff` (also `-` separated), unicast only: a multicast MAC cannot own a lease.
-pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
-    let parts: Vec<&str> = text.trim().split([':', '-']).collect();
-    if parts.len() != 6 {
-        return None;
-    }
-    let mut mac = [0u8; 6];
-    for (byte, part) in mac.iter_mut().zip(parts) {
-        if part.len() != 2 {
-            return None;
-        }
-        *byte = u8::from_str_radix(part, 16).ok()?;
-    }
-    (mac[0] & 1 == 0 && mac != [0; 6]).then_some(mac)
-}
+pub use crate::model::parse_mac;
 
 pub fn format_mac(mac: &[u8; 6]) -> String {
     mac.iter()

@@ -2,12 +2,9 @@
 //! (from the Service's annotations), and how a lease joins the decision so the leased address
 //! is announced, reported and written to the status like any VIP.
 
-use super::naming::{macvlan_name, parse_mac};
+use super::naming::macvlan_name;
 use crate::decide::{Desired, Problem, ServiceDecision, ServiceKey, Skip};
-use crate::model::annotation::{
-    HWADDR, LOADBALANCER_HOSTNAME, MACVLAN_NAME, REQUESTED_IP, SERVICE_INTERFACE,
-};
-use k8s_openapi::api::core::v1::Service;
+use crate::model::ServiceIntent;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -86,7 +83,7 @@ pub fn steps(running: &BTreeSet<ServiceKey>, desired: &Desired) -> Vec<Step> {
     stops.chain(starts).collect()
 }
 
-/// The client's identity for a Service, from its annotations.
+/// The client's identity for a Service, from its intent (its annotations and UID).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
     /// The Service's UID: the macvlan's owner.
@@ -100,24 +97,14 @@ pub struct Identity {
     pub parent: Option<String>,
 }
 
-pub fn identity(svc: &Service) -> Identity {
-    let ann = svc.metadata.annotations.clone().unwrap_or_default();
-    let get = |k: &str| ann.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
-    let uid = svc.metadata.uid.as_deref().unwrap_or_default();
+pub fn identity(intent: &ServiceIntent) -> Identity {
     Identity {
-        uid: uid.to_owned(),
-        ifname: macvlan_name(uid, get(MACVLAN_NAME)),
-        mac: get(HWADDR).and_then(parse_mac),
-        hostname: get(LOADBALANCER_HOSTNAME).map(str::to_owned),
-        // `requestedIP` may be `v4[,v6]`.
-        requested: get(REQUESTED_IP).and_then(|v| {
-            v.split(',')
-                .filter_map(|p| p.trim().parse::<Ipv4Addr>().ok())
-                .find(|ip| !ip.is_unspecified())
-        }),
-        parent: get(SERVICE_INTERFACE)
-            .filter(|i| *i != "auto")
-            .map(str::to_owned),
+        uid: intent.uid.clone(),
+        ifname: macvlan_name(&intent.uid, intent.macvlan_name.as_deref()),
+        mac: intent.hwaddr,
+        hostname: intent.hostname.clone(),
+        requested: intent.requested_ip,
+        parent: intent.interface.clone(),
     }
 }
 
@@ -193,6 +180,7 @@ mod tests {
                 field: crate::decide::AddressField::Spec,
                 value: "0.0.0.0".parse().unwrap(),
             }],
+            intent: Default::default(),
         }
     }
 
@@ -314,6 +302,7 @@ mod tests {
 
     #[test]
     fn identity_reads_the_annotations() {
+        use k8s_openapi::api::core::v1::Service;
         let svc: Service = serde_json::from_value(json!({
             "metadata": {"name": "web", "namespace": "default", "uid": "1a2b3c4d-0000-0000-0000-000000000000",
                 "annotations": {
@@ -324,7 +313,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(
-            identity(&svc),
+            identity(&ServiceIntent::read(&svc).0),
             Identity {
                 uid: "1a2b3c4d-0000-0000-0000-000000000000".into(),
                 ifname: "vip-1a2b3c4d".into(),
@@ -340,7 +329,7 @@ mod tests {
                     "kube-vip.io/serviceInterface": "eth1", "kube-vip.io/requestedIP": "0.0.0.0"}}
         }))
         .unwrap();
-        let id = identity(&bare);
+        let id = identity(&ServiceIntent::read(&bare).0);
         assert_eq!((id.mac, id.requested), (None, None));
         assert_eq!(id.ifname, "mv-web");
         assert_eq!(id.parent.as_deref(), Some("eth1"));

@@ -18,6 +18,7 @@ use super::plan;
 use crate::decide::{Desired, ServiceKey, Skip};
 use crate::kube::status::{EventSink, ServiceEvent};
 use crate::model::annotation::{HWADDR, REQUESTED_IP, SERVICE_INTERFACE};
+use crate::model::ServiceIntent;
 use crate::report::EventReason;
 use futures::FutureExt;
 use k8s_openapi::api::core::v1::Service;
@@ -160,10 +161,10 @@ impl DhcpServices {
                     }
                 }
                 plan::Step::Start(key) => {
-                    let Some(svc) = by_key.get(&key) else {
+                    let Some(intent) = desired.services.get(&key).map(|d| d.intent.clone()) else {
                         continue;
                     };
-                    match self.start(&key, svc).await {
+                    match self.start(&key, &intent).await {
                         Ok(()) => {
                             self.failed.remove(&key);
                         }
@@ -212,8 +213,8 @@ impl DhcpServices {
         self.changed.notify_one();
     }
 
-    async fn start(&mut self, key: &ServiceKey, svc: &Service) -> Result<(), String> {
-        let id = plan::identity(svc);
+    async fn start(&mut self, key: &ServiceKey, intent: &ServiceIntent) -> Result<(), String> {
+        let id = plan::identity(intent);
         let parent = id.parent.clone().unwrap_or_else(|| self.parent.clone());
         if parent.is_empty() || parent == "lo" {
             // The default vip_interface: a macvlan needs an Ethernet link on the DHCP server's LAN.

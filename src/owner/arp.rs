@@ -107,7 +107,7 @@ impl<'a> Arp<'a> {
     }
 
     /// One snapshot of the node's interfaces, read before planning.
-    fn links_now(&self, desired: &Desired, services: &BTreeMap<ServiceKey, &Service>) -> Links {
+    fn links_now(&self, desired: &Desired) -> Links {
         let mut links = Links::default();
         match crate::netif::Interfaces::read() {
             Ok(ifs) => {
@@ -121,7 +121,7 @@ impl<'a> Arp<'a> {
             }
             Err(e) => links.read_error = Some(e.to_string()),
         }
-        links.existing = arp_plan::parents_to_check(services.values().copied(), self.arp)
+        links.existing = arp_plan::parents_to_check(desired, self.arp)
             .into_iter()
             .filter(|i| crate::sys::interface_exists(i))
             .collect();
@@ -220,11 +220,12 @@ impl<'a> Arp<'a> {
         services: &BTreeMap<ServiceKey, &Service>,
     ) {
         let mut hosts = BTreeMap::new();
-        for key in desired.services.keys() {
+        for (key, d) in &desired.services {
             let Some(svc) = services.get(key) else {
                 continue;
             };
-            if !c.served().contains_key(key) || annotation(svc, VIP_HOST) == Some(c.node.as_str()) {
+            let says_here = d.intent.vip_host.as_deref() == Some(c.node.as_str());
+            if !c.served().contains_key(key) || says_here {
                 continue;
             }
             let version = svc.metadata.resource_version.clone();
@@ -373,8 +374,8 @@ impl Executor for Arp<'_> {
             .filter(|(_, d)| dhcp_plan::want(Some(d)) == Want::Lease)
             .filter_map(|(k, _)| Some((k.clone(), c.dhcp.failing(k)?.to_owned())))
             .collect();
-        let links = self.links_now(&desired, &services);
-        let standing = arp_plan::stand(&desired, &services, self.arp, &c.node, &links, &failing);
+        let links = self.links_now(&desired);
+        let standing = arp_plan::stand(&desired, self.arp, &c.node, &links, &failing);
         for (key, note) in &standing.unplaced {
             c.warn_once(key, EventReason::NoInterface, note.clone());
         }
@@ -472,16 +473,6 @@ fn held_view(desired: &Desired, held: &BTreeMap<ServiceKey, Vec<IpAddr>>) -> Des
     view
 }
 
-fn annotation<'a>(svc: &'a Service, name: &str) -> Option<&'a str> {
-    svc.metadata
-        .annotations
-        .as_ref()?
-        .get(name)
-        .map(String::as_str)
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -507,6 +498,7 @@ mod tests {
                     not_announced: Vec::new(),
                     skip: None,
                     problems: Vec::new(),
+                    intent: Default::default(),
                 },
             );
         }
@@ -525,6 +517,7 @@ mod tests {
             not_announced: Vec::new(),
             skip: None,
             problems: Vec::new(),
+            intent: Default::default(),
         };
         let both = vec![ip("10.0.0.1"), ip("10.0.0.2")];
         assert_eq!(

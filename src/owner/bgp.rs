@@ -186,7 +186,7 @@ impl Executor for Bgp<'_> {
         let node = NodeCtx::from_node(&c.node, snap.node.as_deref());
         let mut desired = decide::desired(&view, &node, &self.decide);
         // One node per DHCP (and UPnP) Service: the elected one.
-        let standing = gate::standing(&desired, &snap.services, c.upnp.is_some());
+        let standing = gate::standing(&desired, c.upnp.is_some());
         let led = c.elect.led();
         gate::gate(&mut desired, &standing, &led);
         c.dhcp

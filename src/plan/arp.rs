@@ -18,8 +18,8 @@ use crate::config::{ArpSettings, ElectionScope};
 use crate::decide::{Desired, ServiceKey, Skip};
 use crate::dhcp::plan::{self as dhcp_plan, Want};
 use crate::election::LeaseKey;
-use crate::model::annotation::{LEASE_NAME, SERVICE_INTERFACE};
-use k8s_openapi::api::core::v1::Service;
+use crate::model::annotation::SERVICE_INTERFACE;
+use crate::model::ServiceIntent;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
@@ -85,7 +85,6 @@ pub type Wanted = BTreeMap<IpAddr, (String, BTreeSet<ServiceKey>)>;
 /// down so that one that can lease takes the Lease).
 pub fn stand(
     desired: &Desired,
-    services: &BTreeMap<ServiceKey, &Service>,
     arp: &ArpSettings,
     node: &str,
     links: &Links,
@@ -96,15 +95,10 @@ pub fn stand(
         if d.vips.is_empty() {
             continue;
         }
-        let svc = services.get(key).copied();
-        let lease = gate::lease_key(
-            key,
-            svc.and_then(|s| annotation(s, LEASE_NAME)),
-            &arp.election,
-        );
+        let lease = gate::lease_key(key, d.intent.lease_name.as_deref(), &arp.election);
         let mut ifaces = Vec::new();
         for vip in &d.announced {
-            match interface_for(svc, *vip, arp, links) {
+            match interface_for(&d.intent, *vip, arp, links) {
                 Ok(ifname) => ifaces.push((*vip, ifname)),
                 Err(why) => out.unplaced.push((key.clone(), why)),
             }
@@ -112,11 +106,12 @@ pub fn stand(
         // A DHCP Service also needs its macvlan's parent here; static VIPs beside it are stood
         // for without (a missing parent must not darken them).
         let dhcp = dhcp_plan::want(Some(d)) == Want::Lease;
-        let parent = match (dhcp, svc) {
-            (true, Some(s)) => lease_here(key, s, arp, node, links, failing),
-            _ => Err(Skip::NoInterface {
+        let parent = if dhcp {
+            lease_here(key, &d.intent, arp, node, links, failing)
+        } else {
+            Err(Skip::NoInterface {
                 note: String::new(),
-            }),
+            })
         };
         if let (true, Err(skip)) = (dhcp, &parent) {
             if let Skip::NoInterface { note } = skip {
@@ -258,9 +253,10 @@ pub fn default_parent(arp: &ArpSettings) -> Option<String> {
 
 /// The parent of a DHCP Service's macvlan: `kube-vip.io/serviceInterface`, else
 /// `vip_servicesinterface`, else `vip_interface`. There is no address yet to find a subnet by.
-pub fn dhcp_parent(svc: &Service, arp: &ArpSettings) -> Result<String, String> {
-    dhcp_plan::identity(svc)
-        .parent
+pub fn dhcp_parent(intent: &ServiceIntent, arp: &ArpSettings) -> Result<String, String> {
+    intent
+        .interface
+        .clone()
         .or_else(|| default_parent(arp))
         .ok_or_else(|| {
             format!(
@@ -274,13 +270,13 @@ pub fn dhcp_parent(svc: &Service, arp: &ArpSettings) -> Result<String, String> {
 /// start failed here lately.
 fn lease_here(
     key: &ServiceKey,
-    svc: &Service,
+    intent: &ServiceIntent,
     arp: &ArpSettings,
     node: &str,
     links: &Links,
     failing: &BTreeMap<ServiceKey, String>,
 ) -> Result<String, Skip> {
-    let parent = dhcp_parent(svc, arp).map_err(|note| Skip::NoInterface { note })?;
+    let parent = dhcp_parent(intent, arp).map_err(|note| Skip::NoInterface { note })?;
     if !links.existing.contains(&parent) {
         return Err(Skip::NoInterface {
             note: format!(
@@ -299,14 +295,14 @@ fn lease_here(
 /// The VIP's interface: the Service's annotation, `vip_servicesinterface`, `vip_interface`,
 /// else the interface whose subnet holds the VIP.
 fn interface_for(
-    svc: Option<&Service>,
+    intent: &ServiceIntent,
     vip: IpAddr,
     arp: &ArpSettings,
     links: &Links,
 ) -> Result<String, String> {
-    let named = svc
-        .and_then(|s| annotation(s, SERVICE_INTERFACE))
-        .filter(|i| *i != "auto")
+    let named = intent
+        .interface
+        .as_deref()
         .or(arp.services_interface.as_deref())
         .or(arp.interface.as_deref());
     if let Some(i) = named {
@@ -321,24 +317,13 @@ fn interface_for(
 }
 
 /// Which interfaces a snapshot must say exist: the parents of the DHCP Services' macvlans.
-pub fn parents_to_check<'a>(
-    services: impl IntoIterator<Item = &'a Service>,
-    arp: &ArpSettings,
-) -> BTreeSet<String> {
-    services
-        .into_iter()
-        .filter_map(|s| dhcp_parent(s, arp).ok())
+pub fn parents_to_check(desired: &Desired, arp: &ArpSettings) -> BTreeSet<String> {
+    desired
+        .services
+        .values()
+        .filter(|d| dhcp_plan::want(Some(d)) == Want::Lease)
+        .filter_map(|d| dhcp_parent(&d.intent, arp).ok())
         .collect()
-}
-
-fn annotation<'a>(svc: &'a Service, name: &str) -> Option<&'a str> {
-    svc.metadata
-        .annotations
-        .as_ref()?
-        .get(name)
-        .map(String::as_str)
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
 }
 
 #[cfg(test)]

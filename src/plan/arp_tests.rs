@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::decide::{self, ClusterView, DecideConfig, NodeCtx};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::json;
 use std::sync::Arc;
@@ -53,13 +54,6 @@ fn decided(services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]) -> Desired 
     decide::desired(&view, &NodeCtx::from_node(NODE, None), &cfg)
 }
 
-fn by_key(services: &[Arc<Service>]) -> BTreeMap<ServiceKey, &Service> {
-    services
-        .iter()
-        .map(|s| (ServiceKey::of(s).unwrap(), s.as_ref()))
-        .collect()
-}
-
 fn arp(election: ElectionScope, interface: Option<&str>) -> ArpSettings {
     ArpSettings {
         election,
@@ -85,6 +79,10 @@ fn lease(name: &str) -> LeaseKey {
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
+}
+
+fn intent(svc: &Service) -> ServiceIntent {
+    ServiceIntent::read(svc).0
 }
 
 fn eth(name: &str) -> Links {
@@ -121,25 +119,17 @@ fn claim(vip: &str, ifname: &str, dhcp: Option<&str>) -> Step {
 
 /// One Service, 10.0.0.10, under ETP Cluster with an endpoint elsewhere: every node may serve.
 struct Web {
-    services: Vec<Arc<Service>>,
     desired: Desired,
 }
 
 fn web() -> Web {
     let services = vec![service("web", "10.0.0.10", "Cluster", json!({}))];
     let desired = decided(&services, &[slice("web", "other")]);
-    Web { services, desired }
+    Web { desired }
 }
 
 fn standing_of(w: &Web, arp: &ArpSettings, links: &Links) -> Standing {
-    stand(
-        &w.desired,
-        &by_key(&w.services),
-        arp,
-        NODE,
-        links,
-        &BTreeMap::new(),
-    )
+    stand(&w.desired, arp, NODE, links, &BTreeMap::new())
 }
 
 #[test]
@@ -214,7 +204,6 @@ fn a_lease_lost_mid_claim_releases_the_vip_and_keeps_standing() {
 fn a_service_that_goes_loses_its_address_before_its_lease_is_released() {
     let s = standing_of(
         &Web {
-            services: Vec::new(),
             desired: Desired::default(),
         },
         &arp(ElectionScope::PerService, Some("eth0")),
@@ -243,7 +232,6 @@ fn etp_local_without_a_local_endpoint_releases_the_vip_then_stands_down() {
     let services = vec![service("web", "10.0.0.10", "Local", json!({}))];
     let w = Web {
         desired: decided(&services, &[slice("web", "other")]),
-        services,
     };
     let s = standing_of(
         &w,
@@ -272,7 +260,6 @@ fn etp_local_without_a_local_endpoint_releases_the_vip_then_stands_down() {
     let services = vec![service("web", "10.0.0.10", "Local", json!({}))];
     let w = Web {
         desired: decided(&services, &[slice("web", NODE)]),
-        services,
     };
     let s = standing_of(
         &w,
@@ -347,7 +334,6 @@ fn a_vip_whose_interface_changes_is_released_then_claimed_on_the_new_one() {
     )];
     let w = Web {
         desired: decided(&services, &[slice("web", "other")]),
-        services,
     };
     let s = standing_of(
         &w,
@@ -381,7 +367,7 @@ fn dhcp() -> Web {
         json!({"kube-vip.io/serviceInterface": "eth1"}),
     )];
     let desired = decided(&services, &[slice("dhcp", "other")]);
-    Web { services, desired }
+    Web { desired }
 }
 
 #[test]
@@ -456,7 +442,6 @@ fn a_node_without_the_macvlan_parent_or_whose_dhcp_failed_stands_down_and_says_w
     let failing = BTreeMap::from([(key("dhcp"), "no such device".to_owned())]);
     let s = stand(
         &w.desired,
-        &by_key(&w.services),
         &arp(ElectionScope::PerService, None),
         NODE,
         &eth("eth1"),
@@ -509,7 +494,7 @@ fn a_dhcp_macvlan_sits_on_the_annotated_then_the_services_then_the_vip_interface
             Some(i) => json!({"kube-vip.io/serviceInterface": i}),
             None => json!({}),
         };
-        service("web", "0.0.0.0", "Cluster", ann)
+        intent(&service("web", "0.0.0.0", "Cluster", ann))
     };
     let both = ArpSettings {
         services_interface: Some("eth1".into()),

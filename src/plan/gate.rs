@@ -11,11 +11,8 @@ use crate::config::ElectionScope;
 use crate::decide::{Desired, ServiceKey, Skip};
 use crate::dhcp::plan::{self, Want};
 use crate::election::LeaseKey;
-use crate::model::annotation::{FORWARD_UPNP, LEASE_NAME};
-use k8s_openapi::api::core::v1::Service;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
 
 /// The Lease a Service is elected by: `kube-vip.io/leaseName` (`[namespace/]name`), else
 /// `kubevip-<name>` in its namespace; with one Lease for all, that one.
@@ -77,27 +74,18 @@ pub fn lease_steps(
 /// BGP mode: the Services this node stands for, each with its per-Service Lease. A node
 /// stands for a `0.0.0.0` Service whose gates it passes ([`Want::Lease`]), and, with `upnp`,
 /// for a `kube-vip.io/forwardUPNP` Service it announces an IPv4 VIP of.
-pub fn standing(
-    desired: &Desired,
-    services: &[Arc<Service>],
-    upnp: bool,
-) -> BTreeMap<ServiceKey, LeaseKey> {
+pub fn standing(desired: &Desired, upnp: bool) -> BTreeMap<ServiceKey, LeaseKey> {
     let mut out = BTreeMap::new();
-    for svc in services {
-        let Some(key) = ServiceKey::of(svc) else {
-            continue;
-        };
-        let Some(d) = desired.services.get(&key) else {
-            continue;
-        };
-        let ann = svc.metadata.annotations.as_ref();
-        let get = |k: &str| ann.and_then(|a| a.get(k)).map(|v| v.trim());
+    for (key, d) in &desired.services {
         let dhcp = plan::want(Some(d)) == Want::Lease;
-        let maps =
-            upnp && get(FORWARD_UPNP) == Some("true") && d.announced.iter().any(IpAddr::is_ipv4);
+        let maps = upnp && d.intent.forward_upnp && d.announced.iter().any(IpAddr::is_ipv4);
         if dhcp || maps {
-            let lease = lease_key(&key, get(LEASE_NAME), &ElectionScope::PerService);
-            out.insert(key, lease);
+            let lease = lease_key(
+                key,
+                d.intent.lease_name.as_deref(),
+                &ElectionScope::PerService,
+            );
+            out.insert(key.clone(), lease);
         }
     }
     out
@@ -157,8 +145,10 @@ pub fn upnp_view(
 mod tests {
     use super::*;
     use crate::decide::{self, ClusterView, DecideConfig, NodeCtx};
+    use k8s_openapi::api::core::v1::Service;
     use k8s_openapi::api::discovery::v1::EndpointSlice;
     use serde_json::json;
+    use std::sync::Arc;
 
     fn service(name: &str, ip: &str, annotations: serde_json::Value) -> Arc<Service> {
         Arc::new(
@@ -242,8 +232,8 @@ mod tests {
 
     #[test]
     fn a_node_stands_for_dhcp_services_and_with_upnp_for_the_ones_it_maps() {
-        let (services, desired) = fixture();
-        let with_upnp = standing(&desired, &services, true);
+        let (_, desired) = fixture();
+        let with_upnp = standing(&desired, true);
         assert_eq!(
             with_upnp,
             BTreeMap::from([
@@ -259,26 +249,26 @@ mod tests {
             ]),
             "a static VIP without forwardUPNP is announced by every node: no Lease"
         );
-        let without = standing(&desired, &services, false);
+        let without = standing(&desired, false);
         assert!(!without.contains_key(&key("mapped")));
         assert_eq!(without.len(), 2);
     }
 
     #[test]
     fn a_node_that_fails_the_gates_does_not_stand() {
-        let (services, mut desired) = fixture();
+        let (_, mut desired) = fixture();
         // What decide says on a node excluded from load balancers.
         for d in desired.services.values_mut() {
             d.skip = Some(Skip::NodeExcluded { node: "n1".into() });
             d.announced.clear();
         }
-        assert!(standing(&desired, &services, true).is_empty());
+        assert!(standing(&desired, true).is_empty());
     }
 
     #[test]
     fn only_the_leader_leases_every_other_node_stops_without_release() {
-        let (services, desired) = fixture();
-        let stand = standing(&desired, &services, true);
+        let (_, desired) = fixture();
+        let stand = standing(&desired, true);
         // Not leading: DHCP is served elsewhere (stop, keep the lease for the leader).
         let mut follower = desired.clone();
         gate(&mut follower, &stand, &BTreeSet::new());
@@ -323,8 +313,8 @@ mod tests {
 
     #[test]
     fn only_the_leader_maps_a_forwarded_service() {
-        let (services, desired) = fixture();
-        let stand = standing(&desired, &services, true);
+        let (_, desired) = fixture();
+        let stand = standing(&desired, true);
         let vip: IpAddr = "192.0.2.10".parse().unwrap();
         let follower = upnp_view(&desired, &stand, &BTreeSet::new());
         assert!(follower.services[&key("mapped")].announced.is_empty());

@@ -8,7 +8,6 @@
 //! the annotation or the Service goes away.
 
 use crate::decide::ingress::IngressTarget;
-use crate::model::annotation::{FORWARD_UPNP, UPNP_LEASE_DURATION};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
@@ -61,7 +60,10 @@ pub struct Mapping {
 pub struct UpnpRequest {
     /// `namespace/name`.
     pub service: String,
-    pub annotations: BTreeMap<String, String>,
+    /// `kube-vip.io/forwardUPNP` is `"true"`.
+    pub forward: bool,
+    /// `kube-vip.io/upnp-lease-duration`, as written.
+    pub lease_duration: Option<String>,
     /// The IPv4 VIP this node announces for the Service (IGD port mappings are IPv4 only).
     pub vip: Option<Ipv4Addr>,
     /// `(protocol, port)` of every Service port.
@@ -83,11 +85,11 @@ pub fn desired(requests: &[UpnpRequest]) -> (BTreeMap<Key, Mapping>, Vec<Conflic
     let mut out = BTreeMap::new();
     let mut conflicts = Vec::new();
     for req in sorted {
-        if req.annotations.get(FORWARD_UPNP).map(String::as_str) != Some("true") {
+        if !req.forward {
             continue;
         }
         let Some(vip) = req.vip else { continue };
-        let lease_secs = lease_secs(req.annotations.get(UPNP_LEASE_DURATION).map(String::as_str));
+        let lease_secs = lease_secs(req.lease_duration.as_deref());
         for (protocol, port) in &req.ports {
             let (Some(proto), Ok(port)) = (
                 Proto::from_service(protocol.as_deref()),
@@ -259,16 +261,10 @@ mod tests {
         lease: Option<&str>,
         ports: &[(&str, i32)],
     ) -> UpnpRequest {
-        let mut annotations = BTreeMap::new();
-        if let Some(f) = forward {
-            annotations.insert(FORWARD_UPNP.to_string(), f.to_string());
-        }
-        if let Some(l) = lease {
-            annotations.insert(UPNP_LEASE_DURATION.to_string(), l.to_string());
-        }
         UpnpRequest {
             service: service.into(),
-            annotations,
+            forward: forward == Some("true"),
+            lease_duration: lease.map(str::to_owned),
             vip: Some(VIP),
             ports: ports
                 .iter()

@@ -145,15 +145,11 @@ fn requests(services: &[Arc<Service>], desired: &Desired) -> Vec<UpnpRequest> {
         .iter()
         .filter_map(|svc| {
             let key = ServiceKey::of(svc)?;
-            let vip = desired
-                .services
-                .get(&key)?
-                .announced
-                .iter()
-                .find_map(|ip| match ip {
-                    IpAddr::V4(v4) => Some(*v4),
-                    IpAddr::V6(_) => None,
-                });
+            let d = desired.services.get(&key)?;
+            let vip = d.announced.iter().find_map(|ip| match ip {
+                IpAddr::V4(v4) => Some(*v4),
+                IpAddr::V6(_) => None,
+            });
             let ports = svc
                 .spec
                 .as_ref()
@@ -162,7 +158,8 @@ fn requests(services: &[Arc<Service>], desired: &Desired) -> Vec<UpnpRequest> {
                 .unwrap_or_default();
             Some(UpnpRequest {
                 service: key.to_string(),
-                annotations: svc.metadata.annotations.clone().unwrap_or_default(),
+                forward: d.intent.forward_upnp,
+                lease_duration: d.intent.upnp_lease_duration.clone(),
                 vip,
                 ports,
             })

@@ -111,6 +111,7 @@ fn announced(vips: &[&str]) -> ServiceDecision {
         skip: None,
         not_announced: vec![],
         problems: vec![],
+        intent: Default::default(),
     }
 }
 
@@ -126,6 +127,7 @@ fn all_skipped(vips: &[&str], skip: Skip) -> ServiceDecision {
         skip: Some(skip.clone()),
         not_announced: ips(vips).into_iter().map(|v| (v, skip.clone())).collect(),
         problems: vec![],
+        intent: Default::default(),
     }
 }
 

@@ -332,6 +332,7 @@ fn dhcp_placeholder_next_to_a_static_address_skips_only_the_placeholder() {
                 field: Annotation,
                 value: ip("::")
             }],
+            intent: Default::default(),
         }
     );
 }
@@ -359,6 +360,7 @@ fn dual_stack_without_an_ipv6_peer_announces_ipv4_and_reports_ipv6() {
             skip: None,
             not_announced: vec![(v6, Skip::NoPeerForFamily { vip: v6 })],
             problems: vec![Problem::NoPeerForFamily { vip: v6 }],
+            intent: Default::default(),
         }
     );
     assert_eq!(d.routes, routes(&[("192.0.2.10", &["a"])]));
@@ -379,5 +381,26 @@ fn single_family_service_without_a_peer_of_its_family_announces_nothing() {
     assert_eq!(
         want.problems[0].to_string(),
         "192.0.2.10 is IPv4, but no BGP peer carries IPv4 routes; it is not announced"
+    );
+}
+
+#[test]
+fn the_intent_is_read_with_the_decision_and_an_unusable_annotation_is_a_problem_not_a_withdrawal() {
+    let s = lb(
+        "a",
+        json!({"kube-vip.io/loadbalancerIPs": "192.0.2.10",
+               "kube-vip.io/leaseName": "shared",
+               "kube-vip.io/forwardUPNP": "yes"}),
+        json!({}),
+    );
+    let d = one(&run(&[s], &[ready_here("a")]), "a");
+    assert_eq!(d.announced, ips(&["192.0.2.10"]));
+    assert_eq!(d.intent.lease_name.as_deref(), Some("shared"));
+    assert!(!d.intent.forward_upnp);
+    assert_eq!(d.problems.len(), 1, "{:?}", d.problems);
+    assert_eq!(d.problems[0].reason(), "InvalidAnnotation");
+    assert_eq!(
+        d.problems[0].to_string(),
+        "annotation kube-vip.io/forwardUPNP: \"yes\" is not \"true\" or \"false\"; the Service's ports are not mapped"
     );
 }
