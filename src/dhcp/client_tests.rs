@@ -489,7 +489,9 @@ proptest! {
         let at = pos % bytes.len();
         bytes[at] = val;
         let acts = c.handle(t0, &bytes);
-        if let Ok(m) = Message::from_bytes(&bytes) {
+        // Read as the client reads it: the raw bytes may hold an option dhcproto panics on
+        // (ClientFQDN shorter than 3 octets: a debug_assert), which is why the client sanitizes.
+        if let Some(Ok(m)) = sanitize(&bytes).map(|b| Message::from_bytes(&b)) {
             if m.hlen() != 6 || m.chaddr() != MAC {
                 prop_assert!(acts.is_empty());
             }
@@ -534,4 +536,29 @@ fn a_declined_lease_is_dropped_announced_to_the_server_and_asked_anew_after_ten_
         c.decline(t0 + DECLINE_WAIT, OFFERED).is_empty(),
         "no lease: nothing"
     );
+}
+
+/// Found by `mutated_replies_never_panic`: dhcproto panics (a `debug_assert!(len >= 3)`) on a
+/// Client FQDN option (81) shorter than three octets. The client drops what it does not read,
+/// so such a reply is handled exactly as the same reply without that option.
+#[test]
+fn a_client_fqdn_option_too_short_for_dhcproto_is_dropped_not_a_panic() {
+    let t0 = Instant::now();
+    let ack = |with_fqdn: bool| {
+        let mut c = client(Some(OFFERED));
+        let (_, req) = sent(&c.start(t0));
+        let mut bytes = reply(&req, MessageType::Ack, OFFERED, Some(600));
+        if with_fqdn {
+            // Before the End option (the last 255 followed only by padding).
+            let end = (0..bytes.len())
+                .rev()
+                .find(|&i| bytes[i] == 255 && bytes[i + 1..].iter().all(|b| *b == 0))
+                .expect("an End option");
+            bytes.splice(end..end, [81, 1, 0]);
+        }
+        c.handle(t0, &bytes)
+    };
+    let plain = ack(false);
+    assert!(!plain.is_empty(), "the ACK is taken");
+    assert_eq!(ack(true), plain);
 }
