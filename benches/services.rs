@@ -1,6 +1,6 @@
 //! Services mode benchmark (root; BIRD 2): how long from a Service being created in the API to
 //! its route being in BIRD's table, over 1,000 Services (p50, p99, max), and the agent's memory
-//! with 10,000 Services announced. The same harness as tests/services_bird.rs: vipd's
+//! with 10,000 Services announced. The same bed as tests/services_bird.rs (`vipd_testbed::bed`): vipd's
 //! in-process API server in the tor namespace, the real release `vipd manager --services` on
 //! the node, BIRD as the router. Run: `sudo cargo bench --bench services` (see BENCHMARKS.md).
 //!
@@ -15,15 +15,13 @@ use vipd_testbed as support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use fake_apiserver::ApiServer;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::PostParams;
 use kube::Api;
+use support::bed::BirdBed;
 use support::bird::Bird;
 use support::cluster::{self, in_netns};
-use support::netns::Topology;
-use support::router::{Family, Router, RouterConfig};
-use support::vipd::Vipd;
+use support::router::{Family, Router};
 
 fn main() {
     if !support::prerequisites_met(&[Bird::NEEDS, support::VIPD_NEEDS].concat()) {
@@ -78,20 +76,11 @@ struct Outcome {
 }
 
 fn run(n: usize) -> Outcome {
-    let topo = Topology::with_nodes(1);
-    let mut bird = Bird::new(&topo, RouterConfig::nodes(1));
-    bird.start();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let tor = topo.tor.clone();
-    in_netns(&tor, async {
-        let api = ApiServer::start("0.0.0.0:0".parse().unwrap())
-            .await
-            .expect("API server");
-        let client = api.client();
-        cluster::create_node(&client, "node0").await;
-        let kubeconfig = cluster::node_kubeconfig(dir.path(), 0, api.addr().port());
-        let mut agent = Vipd::services(&topo, 0, &kubeconfig, &[("RUST_LOG", "warn")]);
-        agent.start();
+    let bed = BirdBed::new(1);
+    let bird = &bed.bird;
+    in_netns(&bed.topo.tor, async {
+        let (api, client) = bed.cluster(&[]).await;
+        let mut agent = bed.agent(0, api.addr().port(), &[("RUST_LOG", "warn")]);
         eventually!(
             Duration::from_secs(20),
             "the session is up",

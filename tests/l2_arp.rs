@@ -32,7 +32,6 @@ use std::time::{Duration, Instant};
 
 use fake_apiserver::ApiServer;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Service;
 use kube::{Api, Client};
 use support::cluster::{self, in_netns, Ep};
 use support::daemon::Daemon;
@@ -66,14 +65,6 @@ async fn holder(client: &Client, lease: &str) -> Option<String> {
         .await
         .ok()??;
     l.spec?.holder_identity.filter(|h| !h.is_empty())
-}
-
-async fn annotation(client: &Client, svc: &str, key: &str) -> Option<String> {
-    let s = Api::<Service>::namespaced(client.clone(), "default")
-        .get(svc)
-        .await
-        .ok()?;
-    s.metadata.annotations?.get(key).cloned()
 }
 
 fn explain(agents: &[Vipd]) -> String {
@@ -273,7 +264,7 @@ fn failovers(family: Family, vip: &str, rounds: usize) {
             Duration::from_secs(5),
             "vipHost and ingress are the leader and the VIP",
             {
-                annotation(&client, "web", "kube-vip.io/vipHost")
+                cluster::annotation(&client, "web", "kube-vip.io/vipHost")
                     .await
                     .as_deref()
                     == Some(leader.as_str())

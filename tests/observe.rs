@@ -13,12 +13,11 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use fake_apiserver::ApiServer;
+use support::bed::BirdBed;
 use support::bird::Bird;
-use support::cluster::{self, in_netns, lb_service, slice, Ep};
+use support::cluster::{self, in_netns, slice, Ep};
 use support::netns::Topology;
-use support::router::{Router, RouterConfig};
-use support::vipd::Vipd;
+use support::router::Router;
 use support::VIPD_NEEDS;
 
 /// Debian's python3, which has the Debian module (a `python3` earlier in PATH may not).
@@ -97,62 +96,14 @@ fn metric(samples: &BTreeMap<String, f64>, key: &str) -> f64 {
         .unwrap_or_else(|| panic!("no sample {key} in {samples:#?}"))
 }
 
-/// BIRD as the ToR of one node, and a temp dir. Field order is drop order.
-struct Bed {
-    bird: Bird,
-    topo: Topology,
-    dir: tempfile::TempDir,
-}
-
-impl Bed {
-    fn new() -> Bed {
-        let topo = Topology::with_nodes(1);
-        let mut bird = Bird::new(&topo, RouterConfig::nodes(1));
-        bird.start();
-        Bed {
-            bird,
-            topo,
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn node(&self) -> String {
-        self.topo.nodes[0].clone()
-    }
-
-    /// Run inside the tor namespace: the API server with node0 and `services` (name, VIP, and
-    /// whether a ready endpoint on node0 serves it), and the agent of node0 started.
-    async fn cluster(&self, services: &[(&str, &str, bool)]) -> (ApiServer, kube::Client, Vipd) {
-        let api = cluster::api_server().await;
-        let client = api.client();
-        cluster::create_node(&client, "node0").await;
-        for (name, vip, served) in services {
-            let svc = lb_service(name, vip, false);
-            if *served {
-                cluster::create_served(&client, &svc, "node0", "10.244.0.5").await;
-            } else {
-                cluster::create_service(&client, &svc).await;
-            }
-        }
-        let kubeconfig = cluster::node_kubeconfig(self.dir.path(), 0, api.addr().port());
-        let mut agent = Vipd::services(&self.topo, 0, &kubeconfig, &[]);
-        agent.start();
-        (api, client, agent)
-    }
-
-    fn explain(&self, agent: &Vipd) -> String {
-        format!("{}\n{}", self.bird.log_tail(), agent.log_tail())
-    }
-}
-
 #[test]
 fn metrics_are_openmetrics_and_follow_a_session_down_and_up() {
     skip_unless!(root, Bird::NEEDS, VIPD_NEEDS);
     if !parser_present() {
         return;
     }
-    let bed = Bed::new();
-    let (bird, node) = (&bed.bird, bed.node());
+    let bed = BirdBed::new(1);
+    let (bird, node) = (&bed.bird, bed.node(0));
     let peer = format!("{}:179", Topology::tor_v4(0));
     let up = format!("vipd_bgp_session_up{{peer={peer}}}");
     let flaps = format!("vipd_bgp_session_flaps_total{{peer={peer}}}");
@@ -160,8 +111,9 @@ fn metrics_are_openmetrics_and_follow_a_session_down_and_up() {
     let established =
         format!("kube_vip_manager_bgp_session_info{{peer={peer},state=SESSION_STATE_ESTABLISHED}}");
     in_netns(&bed.topo.tor, async {
-        let (_api, _client, agent) = bed.cluster(&[("web", "198.18.0.10", true)]).await;
-        let explain = || bed.explain(&agent);
+        let (api, _client) = bed.cluster(&[("web", "198.18.0.10", true)]).await;
+        let agent = bed.agent(0, api.addr().port(), &[]);
+        let explain = || bed.explain_with(&[&agent]);
         eventually!(
             Duration::from_secs(20),
             "BIRD has the VIP",
@@ -227,8 +179,8 @@ fn metrics_are_openmetrics_and_follow_a_session_down_and_up() {
 #[test]
 fn status_shows_the_peer_and_why_a_vip_is_withheld() {
     skip_unless!(root, Bird::NEEDS, VIPD_NEEDS);
-    let bed = Bed::new();
-    let (bird, node) = (&bed.bird, bed.node());
+    let bed = BirdBed::new(1);
+    let (bird, node) = (&bed.bird, bed.node(0));
     let peer = format!("{}:179", Topology::tor_v4(0));
     let status = |format: &str| {
         support::ns_stdout(
@@ -244,10 +196,11 @@ fn status_shows_the_peer_and_why_a_vip_is_withheld() {
         )
     };
     in_netns(&bed.topo.tor, async {
-        let (_api, _client, agent) = bed
+        let (api, _client) = bed
             .cluster(&[("web", "198.18.0.10", true), ("idle", "198.18.0.11", false)])
             .await;
-        let explain = || bed.explain(&agent);
+        let agent = bed.agent(0, api.addr().port(), &[]);
+        let explain = || bed.explain_with(&[&agent]);
         eventually!(
             Duration::from_secs(20),
             "BIRD has the VIP of web",
@@ -330,11 +283,12 @@ fn status_shows_the_peer_and_why_a_vip_is_withheld() {
 #[test]
 fn a_flapping_service_cannot_flood_the_api_with_events() {
     skip_unless!(root, Bird::NEEDS, VIPD_NEEDS);
-    let bed = Bed::new();
-    let (bird, node) = (&bed.bird, bed.node());
+    let bed = BirdBed::new(1);
+    let (bird, node) = (&bed.bird, bed.node(0));
     in_netns(&bed.topo.tor, async {
-        let (_api, client, agent) = bed.cluster(&[("flappy", "198.18.0.20", false)]).await;
-        let explain = || bed.explain(&agent);
+        let (api, client) = bed.cluster(&[("flappy", "198.18.0.20", false)]).await;
+        let agent = bed.agent(0, api.addr().port(), &[]);
+        let explain = || bed.explain_with(&[&agent]);
         let ready = slice("flappy", "flappy-1", &[Ep::ready("10.244.0.5", "node0")]);
         let gone = slice("flappy", "flappy-1", &[]);
         for _ in 0..40 {

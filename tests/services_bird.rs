@@ -8,66 +8,17 @@ extern crate vipd_testbed;
 use vipd_testbed as support;
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use fake_apiserver::ApiServer;
+use support::bed::BirdBed as Bed;
 use support::bird::Bird;
 use support::cluster::{self, in_netns, lb_service, slice, Ep};
-use support::netns::Topology;
-use support::router::{Family, Router, RouterConfig};
-use support::vipd::Vipd;
+use support::router::{Family, Router};
 use support::{ns_stdout, VIPD_NEEDS};
 
 const UP: Duration = Duration::from_secs(20);
 const SOON: Duration = Duration::from_secs(10);
-
-/// The namespaces, BIRD peering with every node, and a temp dir for kubeconfigs. Field order is
-/// drop order: agents and BIRD stop before the namespaces go.
-struct Bed {
-    agents: Vec<Vipd>,
-    bird: Bird,
-    topo: Topology,
-    dir: tempfile::TempDir,
-}
-
-impl Bed {
-    fn new(nodes: usize) -> Bed {
-        let topo = Topology::with_nodes(nodes);
-        let mut bird = Bird::new(&topo, RouterConfig::nodes(nodes));
-        bird.start();
-        Bed {
-            agents: Vec::new(),
-            bird,
-            topo,
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
-    }
-
-    /// Starts the agent of node `i` against the API server on `port` (in the tor namespace).
-    fn start_agent(&mut self, i: usize, port: u16, extra: &[(&str, &str)]) {
-        let kubeconfig = self.kubeconfig(i, port);
-        let mut agent = Vipd::services(&self.topo, i, &kubeconfig, extra);
-        agent.start();
-        self.agents.push(agent);
-    }
-
-    fn kubeconfig(&self, i: usize, port: u16) -> PathBuf {
-        cluster::node_kubeconfig(self.dir.path(), i, port)
-    }
-
-    fn explain(&self) -> String {
-        let mut s = format!("---- bird ----\n{}", self.bird.log_tail());
-        for (i, a) in self.agents.iter().enumerate() {
-            s.push_str(&format!("\n---- vipd agent {i} ----\n{}", a.log_tail()));
-        }
-        s
-    }
-
-    fn hops(&self, prefix: &str) -> Vec<IpAddr> {
-        self.bird.next_hops(prefix)
-    }
-}
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -75,12 +26,6 @@ fn ip(s: &str) -> IpAddr {
 
 fn ips(list: &[&str]) -> Vec<IpAddr> {
     list.iter().map(|s| ip(s)).collect()
-}
-
-async fn api_server() -> ApiServer {
-    ApiServer::start("0.0.0.0:0".parse().unwrap())
-        .await
-        .expect("start the API server")
 }
 
 /// A new Service reaches BIRD with the node as next hop and gets its status; with its endpoints
@@ -92,7 +37,7 @@ fn service_reaches_bird_gets_status_and_is_withdrawn_without_endpoints() {
     let mut bed = Bed::new(1);
     let tor = bed.topo.tor.clone();
     in_netns(&tor, async {
-        let api = api_server().await;
+        let api = cluster::api_server().await;
         let client = api.client();
         cluster::create_node(&client, "node0").await;
         bed.start_agent(0, api.addr().port(), &[]);
@@ -162,7 +107,7 @@ fn local_traffic_policy_announces_only_from_nodes_with_endpoints() {
     let mut bed = Bed::new(2);
     let tor = bed.topo.tor.clone();
     in_netns(&tor, async {
-        let api = api_server().await;
+        let api = cluster::api_server().await;
         let client = api.client();
         for n in ["node0", "node1"] {
             cluster::create_node(&client, n).await;
@@ -224,7 +169,7 @@ fn rolling_update_with_terminating_serving_endpoints_never_withdraws() {
     let mut bed = Bed::new(1);
     let tor = bed.topo.tor.clone();
     in_netns(&tor, async {
-        let api = api_server().await;
+        let api = cluster::api_server().await;
         let client = api.client();
         cluster::create_node(&client, "node0").await;
         bed.start_agent(0, api.addr().port(), &[]);
@@ -290,7 +235,7 @@ fn api_server_outage_leaves_the_table_untouched() {
     let mut bed = Bed::new(1);
     let tor = bed.topo.tor.clone();
     in_netns(&tor, async {
-        let api = api_server().await;
+        let api = cluster::api_server().await;
         let addr = api.addr();
         let client = api.client();
         cluster::create_node(&client, "node0").await;
@@ -361,7 +306,7 @@ fn a_thousand_services_all_reach_bird() {
     let mut bed = Bed::new(1);
     let tor = bed.topo.tor.clone();
     in_netns(&tor, async {
-        let api = api_server().await;
+        let api = cluster::api_server().await;
         let client = api.client();
         cluster::create_node(&client, "node0").await;
         bed.start_agent(0, api.addr().port(), &[]);
@@ -417,7 +362,7 @@ fn attached_addresses_follow_the_routes_and_survive_restarts_without_leaks() {
         &["-n", &node, "address", "add", "198.18.0.59/32", "dev", "lo"],
     );
     in_netns(&tor, async {
-        let api = api_server().await;
+        let api = cluster::api_server().await;
         let client = api.client();
         let port = api.addr().port();
         cluster::create_node(&client, "node0").await;

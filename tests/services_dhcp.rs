@@ -103,14 +103,10 @@ fn dhcp_segment(topo: &Topology) {
     }
 }
 
+/// An annotation of the Service `web`.
 async fn annotation(api: &Api<Service>, key: &str) -> Option<String> {
-    api.get("web")
-        .await
-        .ok()?
-        .metadata
-        .annotations?
-        .get(key)
-        .cloned()
+    let client = api.clone().into_client();
+    cluster::annotation(&client, "web", key).await
 }
 
 #[test]

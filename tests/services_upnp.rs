@@ -80,7 +80,7 @@ fn agent_on(
     let mut agent = Daemon::new(
         &format!("vipd {node}"),
         ns,
-        vec![env!("CARGO_BIN_EXE_vipd").to_string(), "manager".into()],
+        vec![support::vipd_bin(), "manager".into()],
         dir.join(format!("{node}.log")),
     )
     .with_clean_env(env);

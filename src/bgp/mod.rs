@@ -5,6 +5,9 @@
 //!   the OPEN exchange, route diffs, the per-peer session state machine.
 //! - [`driver`], [`speaker`]: I/O — one task per peer running a [`fsm::Session`] over TCP, and
 //!   the handle the agent uses (`set_peers`, `set_routes`, `shutdown`).
+//!
+//! Owns the sessions and the routes handed to them. May import only [`crate::netif`] and
+//! [`crate::sys`] (TCP-MD5); the agent and the owner loop import it.
 
 pub mod adj_out;
 pub mod driver;

@@ -5,6 +5,9 @@
 //! By concern: [`bgp`] (the speaker, its peers, the Metal provider), [`services`] (services
 //! mode, ARP, IPAM, elections), [`values`] (VIP lists, log levels, listen addresses); this file
 //! holds the raw settings, the whole [`Config`] and [`validate`].
+//!
+//! Owns the checked settings. May import only pure vocabulary ([`crate::bgp::types`],
+//! [`crate::election`]'s timing); nothing here touches the network or the cluster.
 
 mod bgp;
 mod services;

@@ -10,6 +10,9 @@
 //! No I/O, no clock: the same inputs always give the same `Desired` (BTree maps throughout).
 //! The view must be complete (every reflector `InitDone`): the caller does not call `desired`
 //! on a partial view, because a missing object here reads as "withdraw" (kube-vip#867, #948).
+//!
+//! Owns what this node may serve and why not. May import only [`crate::model`]; [`crate::plan`],
+//! the owner loop, IPAM and the status report read it.
 
 mod addresses;
 pub mod endpoints;

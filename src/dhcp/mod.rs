@@ -9,6 +9,10 @@
 //! - [`plan`] [pure]: which Services this node leases for, their identity from annotations, and
 //!   how a lease joins the decision.
 //! - [`services`] [I/O]: the DHCP VIPs of services mode, driven by the owner loop.
+//!
+//! Owns the DHCP clients and their macvlans. May import [`crate::decide`], [`crate::model`],
+//! [`crate::netlink`], [`crate::report`] and [`crate::kube`] (annotation writes, Events); the
+//! owner loop drives it.
 
 pub mod client;
 pub mod devconf;

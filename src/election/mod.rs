@@ -25,6 +25,9 @@
 //!   failover budget.)
 //!
 //! Time comes in as `now`; nothing here reads a clock.
+//!
+//! Owns Lease elections. Imports nothing of the crate but itself: the owner loop and IPAM
+//! stand through it.
 
 use std::time::{Duration, Instant};
 

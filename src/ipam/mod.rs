@@ -11,6 +11,10 @@
 //! Nothing is remembered between plans: what is in use is read from the Services every time,
 //! so a restart or a new leader never hands out an address twice. The same Services and
 //! ConfigMap always give the same plan, whatever order the Services come in.
+//!
+//! Owns address allocation. May import [`crate::config`], [`crate::decide`],
+//! [`crate::election`], [`crate::model`], [`crate::report`] and, in [`task`],
+//! [`crate::kube`] and [`crate::observe`].
 
 mod alloc;
 pub mod pools;

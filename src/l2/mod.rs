@@ -6,6 +6,8 @@
 //! - [`link`] [I/O]: the raw socket and the task that runs one announcer.
 //!
 //! The owner loop's ARP executor ([`crate::owner::arp`]) runs one [`link`] task per VIP held.
+//!
+//! May import only [`crate::netlink`] and [`crate::sys`].
 
 pub mod announcer;
 pub mod frame;

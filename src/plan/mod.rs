@@ -8,6 +8,10 @@
 //! - [`arp`]: ARP/NDP mode's Leases and claims: who stands, what is held on which interface,
 //!   addresses released before any Lease is.
 //! - [`shutdown`]: the order every mode stops in.
+//!
+//! Owns the order of effects. Pure: may import [`crate::decide`], [`crate::model`],
+//! [`crate::config`], [`crate::election`]'s keys and [`crate::dhcp::plan`]; only the owner
+//! loop imports it.
 
 pub mod arp;
 pub mod bgp;

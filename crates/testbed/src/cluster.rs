@@ -310,3 +310,16 @@ pub async fn http_get(addr: &str, path: &str) -> (u16, String) {
     let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
     (code, body)
 }
+
+/// The value of annotation `key` on Service `default/<name>`, if the Service and the
+/// annotation exist.
+pub async fn annotation(client: &Client, name: &str, key: &str) -> Option<String> {
+    Api::<Service>::namespaced(client.clone(), "default")
+        .get(name)
+        .await
+        .ok()?
+        .metadata
+        .annotations?
+        .get(key)
+        .cloned()
+}

@@ -1,5 +1,5 @@
 //! [I/O] vipd's test bed, compiled once for every test binary: network namespaces
-//! ([`netns`], [`lan`]), the real daemons vipd is tested against — BIRD 2, FRR, GoBGP
+//! ([`netns`], [`lan`]), one services-mode bed against BIRD ([`bed`]), the real daemons vipd is tested against — BIRD 2, FRR, GoBGP
 //! ([`router`], [`bird`], [`frr`], [`gobgp`]), dnsmasq ([`dnsmasq`]), miniupnpd
 //! ([`miniupnpd`]) — the Equinix Metal stand-in ([`metal`]), a scripted BGP peer on loopback
 //! ([`scripted_peer`]), the in-process API server with Nodes and Services ([`cluster`]), the
@@ -27,6 +27,7 @@ macro_rules! skip_unless {
     };
 }
 
+pub mod bed;
 pub mod bird;
 pub mod cluster;
 pub mod daemon;
