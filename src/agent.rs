@@ -1,21 +1,21 @@
-//! [I/O] The agent: in ARP mode runs the owner loop ([`crate::owner`]) with the ARP executor (no
-//! speaker); else starts the speaker and hands it the peers, then runs the owner loop with the
-//! BGP executor, or announces the static VIPs (re-reading the VIP file on SIGHUP); on shutdown
-//! it stops in the order [`crate::plan::shutdown`] gives.
+//! [I/O] The agent: starts what the mode needs and runs the one owner loop ([`crate::owner`])
+//! with the mode's executor — ARP (no speaker), BGP services mode (the speaker and its peers
+//! first), or the static VIPs (`vip_address`, `vip_file`, re-read on SIGHUP). On shutdown the
+//! loop stops in the order [`crate::plan::shutdown`] gives.
 
 use crate::bgp::speaker::{PeerBoard, Speaker, SpeakerConfig};
 use crate::bgp::types::{host_routes, Asn, RouterId};
-use crate::config::{parse_vip_list, Config, ConfigError, RouterIdSource};
+use crate::config::{Config, ConfigError, RouterIdSource};
 pub use crate::error::RunError;
 use crate::netif::Interfaces;
 use crate::observe::Observer;
 use crate::observe::Readiness;
+use crate::owner::static_vips::{load_vips, Detached, StaticVips};
 use crate::peers::PeerSources;
-use crate::report::{ServiceState, VipState};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 /// Runs until `shutdown` completes, then withdraws everything by Cease and returns.
 pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
@@ -97,28 +97,8 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             crate::owner::run(bgp, svc, client, readiness, observer, shutdown).await
         }
         _ => {
-            let result = run_static(
-                &cfg,
-                static_vips,
-                &mut speaker,
-                &mut peers,
-                &observer,
-                shutdown,
-            )
-            .await;
-            let mut speaker = Some(speaker);
-            for step in crate::plan::shutdown::order(crate::plan::shutdown::Mode::Static) {
-                match step {
-                    crate::plan::shutdown::Step::CeaseSessions => {
-                        if let Some(s) = speaker.take() {
-                            s.cease().await;
-                        }
-                    }
-                    crate::plan::shutdown::Step::RemovePeerRoutes => peers.remove_routes().await,
-                    other => warn!(step = ?other, "not a step of static mode's shutdown"),
-                }
-            }
-            result
+            let exec = StaticVips::new(&cfg, static_vips, speaker, peers, observer);
+            crate::owner::drive(exec, &mut Detached, shutdown).await
         }
     }
 }
@@ -181,52 +161,6 @@ async fn metal_source(
         }
     }
     Ok(spawn_metal_source(client, MetalSourceOptions::new(names)))
-}
-
-/// Static VIPs (`vip_address`, `vip_file`), re-read on SIGHUP.
-async fn run_static(
-    cfg: &Config,
-    mut vips: Vec<IpAddr>,
-    speaker: &mut Speaker,
-    peers: &mut PeerSources,
-    observer: &Observer,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), RunError> {
-    observer.publish(static_state(&vips), Duration::ZERO);
-    info!(vips = vips.len(), "announcing static VIPs");
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .map_err(|source| RunError::Io {
-            what: "SIGHUP".into(),
-            source,
-        })?;
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => return Ok(()),
-            () = peers.changed() => peers.apply(speaker).await,
-            _ = hangup.recv() => match load_vips(cfg).await {
-                Ok(new) => {
-                    let added = new.iter().filter(|v| !vips.contains(v)).count();
-                    let removed = vips.iter().filter(|v| !new.contains(v)).count();
-                    info!(added, removed, total = new.len(), "SIGHUP: VIP file re-read");
-                    vips = new;
-                    speaker.set_routes(host_routes(&vips));
-                    observer.publish(static_state(&vips), Duration::ZERO);
-                }
-                // A broken edit must not withdraw healthy VIPs.
-                Err(e) => error!("SIGHUP: {e}; keeping the {} VIPs announced now", vips.len()),
-            },
-        }
-    }
-}
-
-/// Static VIPs as `vipd status` shows them: one pseudo-Service, every VIP routed.
-fn static_state(vips: &[IpAddr]) -> Vec<ServiceState> {
-    vec![ServiceState {
-        service: "(static: vip_address, vip_file)".into(),
-        vips: vips.iter().map(|v| (*v, VipState::Routed)).collect(),
-        withheld: None,
-    }]
 }
 
 /// The OS host name, for metrics and status when no node name is set.
@@ -296,29 +230,4 @@ pub fn resolve_router_id(src: &RouterIdSource, ifs: &Interfaces) -> Result<Route
             reason: "is not set and this host has no IPv4 address to take it from".into(),
         },
     })
-}
-
-/// `vip_address` plus the VIP file, without duplicates.
-async fn load_vips(cfg: &Config) -> Result<Vec<IpAddr>, RunError> {
-    let mut vips = cfg.vips.clone();
-    if let Some(path) = &cfg.vip_file {
-        let text = tokio::fs::read_to_string(path)
-            .await
-            .map_err(|source| RunError::Io {
-                what: format!("vip_file {}", path.display()),
-                source,
-            })?;
-        vips.extend(parse_vip_list(
-            &text,
-            &format!("vip_file {}", path.display()),
-        )?);
-    }
-    vips.sort();
-    vips.dedup();
-    if vips.is_empty() {
-        warn!(
-            "no VIPs configured (vip_address, vip_file): sessions come up with nothing to announce"
-        );
-    }
-    Ok(vips)
 }

@@ -5,18 +5,18 @@
 //!   kube::view ──► decide ──► plan ──► owner (one loop) ──► executor of the mode
 //!   (Services,     (pure:     (pure:    wake-ups, fence,     bgp: speaker routes, addresses
 //!    slices,        what       what to   elections, DHCP,     arp: claims on links
-//!    Node)          this node  do now,   UPnP, Events,             │
+//!    Node)          this node  do now,   UPnP, Events,        static_vips: speaker routes
 //!                   may serve, in which  status                    │
-//!                   typed      order)      ▲                       │
-//!                   reasons)               └── results come back as wake-ups; plan again
+//!   (or the static  typed      order)      ▲                       │
+//!    VIP file)      reasons)               └── results come back as wake-ups; plan again
 //! ```
 //! Protocol cores are sans-I/O state machines fed events (`bgp::fsm`, `election`,
 //! `dhcp::client`, `l2::announcer`); their drivers hold the sockets and timers.
 //!
 //! # Layout, top of the stack first (a module imports only modules below it)
 //! - `main.rs`, [`cli`], [`agent`]: read kube-vip's flags and environment
-//!   variables, start the speaker and peers, run the [`owner`] loop or the static VIPs.
-//! - [`owner`] (I/O): the one owner loop of services mode and its executors.
+//!   variables, start the speaker and peers, run the [`owner`] loop with the mode's executor.
+//! - [`owner`] (I/O): the one owner loop and its executors (BGP, ARP, static VIPs).
 //! - [`plan`] (pure): ordered steps from what is wanted and what is held.
 //! - [`decide`] (pure): Services and EndpointSlices in, VIPs with typed reasons and problems out.
 //! - Feature folders, each a pure core and its driver: [`bgp`], [`election`], [`ipam`],

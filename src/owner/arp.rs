@@ -12,15 +12,14 @@
 //! next leader asks with too. On losing the Lease: stop announcing, delete the macvlan (no
 //! RELEASE: the next leader renews), then the Lease.
 
-use super::report::Common;
-use super::Executor;
+use super::common::Common;
+use super::{Executor, ServicesExecutor};
 use crate::config::{ArpSettings, ServicesSettings};
 use crate::decide::ingress::{ingress_target, IngressTarget};
 use crate::decide::{self, ClusterView, DecideConfig, Desired, NodeCtx, ServiceKey};
 use crate::dhcp::plan::{self as dhcp_plan, Want};
 use crate::error::RunError;
 use crate::kube::status::ServiceEvent;
-use crate::kube::view::Snapshot;
 use crate::l2::frame::Mac;
 use crate::l2::link::{self, LinkEvent};
 use crate::model::annotation::VIP_HOST;
@@ -289,17 +288,20 @@ impl<'a> Arp<'a> {
     }
 }
 
-impl Executor for Arp<'_> {
-    type Wake = LinkEvent;
-    const MODE: shutdown::Mode = shutdown::Mode::Arp;
-    const NAME: &'static str = "ARP mode";
-
+impl ServicesExecutor for Arp<'_> {
     fn dhcp_parent(&self) -> (String, bool) {
         (
             arp_plan::default_parent(self.arp).unwrap_or_default(),
             false,
         )
     }
+}
+
+impl Executor for Arp<'_> {
+    type Ctx = Common;
+    type Wake = LinkEvent;
+    const MODE: shutdown::Mode = shutdown::Mode::Arp;
+    const NAME: &'static str = "ARP mode";
 
     /// A crashed predecessor's addresses would answer ARP for VIPs this node does not lead.
     async fn prepare(&mut self) -> Result<(), RunError> {
@@ -354,7 +356,8 @@ impl Executor for Arp<'_> {
         true
     }
 
-    async fn reconcile(&mut self, c: &mut Common, snap: &Snapshot) {
+    async fn reconcile(&mut self, c: &mut Common) {
+        let snap = &c.snapshot();
         let started = Instant::now();
         let led = c.elect.led();
         let view = ClusterView {
@@ -476,7 +479,7 @@ fn held_view(desired: &Desired, held: &BTreeMap<ServiceKey, Vec<IpAddr>>) -> Des
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::IpAddr;
+    use crate::decide::ServiceDecision;
 
     fn key(name: &str) -> ServiceKey {
         ServiceKey {
@@ -485,22 +488,28 @@ mod tests {
         }
     }
 
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// Both VIPs 10.0.0.1 and 10.0.0.2 may be served here.
+    fn both_servable() -> ServiceDecision {
+        let vips = vec![ip("10.0.0.1"), ip("10.0.0.2")];
+        ServiceDecision {
+            vips: vips.clone(),
+            announced: vips,
+            not_announced: Vec::new(),
+            skip: None,
+            problems: Vec::new(),
+            intent: Default::default(),
+        }
+    }
+
     #[test]
     fn upnp_maps_only_what_this_node_holds() {
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let mut desired = Desired::default();
         for name in ["held", "led-elsewhere"] {
-            desired.services.insert(
-                key(name),
-                crate::decide::ServiceDecision {
-                    vips: vec![ip("10.0.0.1"), ip("10.0.0.2")],
-                    announced: vec![ip("10.0.0.1"), ip("10.0.0.2")],
-                    not_announced: Vec::new(),
-                    skip: None,
-                    problems: Vec::new(),
-                    intent: Default::default(),
-                },
-            );
+            desired.services.insert(key(name), both_servable());
         }
         let held = BTreeMap::from([(key("held"), vec![ip("10.0.0.2")])]);
         let view = held_view(&desired, &held);
@@ -510,15 +519,7 @@ mod tests {
 
     #[test]
     fn status_is_written_only_when_every_vip_this_node_may_serve_is_held() {
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        let d = crate::decide::ServiceDecision {
-            vips: vec![ip("10.0.0.1"), ip("10.0.0.2")],
-            announced: vec![ip("10.0.0.1"), ip("10.0.0.2")],
-            not_announced: Vec::new(),
-            skip: None,
-            problems: Vec::new(),
-            intent: Default::default(),
-        };
+        let d = both_servable();
         let both = vec![ip("10.0.0.1"), ip("10.0.0.2")];
         assert_eq!(
             status_target(Some(&both), &d),

@@ -3,8 +3,8 @@
 //! what one node alone may hold (a DHCP lease, a UPnP mapping): those are served by the elected
 //! node of a per-Service Lease ([`crate::plan::gate`]).
 
-use super::report::Common;
-use super::Executor;
+use super::common::Common;
+use super::{Executor, ServicesExecutor};
 use crate::bgp::driver::PeerEvent;
 use crate::bgp::speaker::Speaker;
 use crate::bgp::types::host_routes;
@@ -12,7 +12,6 @@ use crate::config::{Config, ServicesSettings};
 use crate::decide::ingress::ingress_target;
 use crate::decide::{self, ClusterView, DecideConfig, Desired, NodeCtx};
 use crate::error::RunError;
-use crate::kube::view::Snapshot;
 use crate::netlink::VipAddresses;
 use crate::peers::PeerSources;
 use crate::plan::shutdown::{self, Step};
@@ -140,14 +139,17 @@ impl<'a> Bgp<'a> {
     }
 }
 
-impl Executor for Bgp<'_> {
-    type Wake = Wake;
-    const MODE: shutdown::Mode = shutdown::Mode::Bgp;
-    const NAME: &'static str = "services mode";
-
+impl ServicesExecutor for Bgp<'_> {
     fn dhcp_parent(&self) -> (String, bool) {
         (self.svc.interface.clone(), true)
     }
+}
+
+impl Executor for Bgp<'_> {
+    type Ctx = Common;
+    type Wake = Wake;
+    const MODE: shutdown::Mode = shutdown::Mode::Bgp;
+    const NAME: &'static str = "services mode";
 
     async fn prepare(&mut self) -> Result<(), RunError> {
         if self.svc.attach_to_interface {
@@ -177,7 +179,8 @@ impl Executor for Bgp<'_> {
         }
     }
 
-    async fn reconcile(&mut self, c: &mut Common, snap: &Snapshot) {
+    async fn reconcile(&mut self, c: &mut Common) {
+        let snap = &c.snapshot();
         let started = Instant::now();
         let view = ClusterView {
             services: &snap.services,

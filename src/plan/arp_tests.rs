@@ -132,6 +132,13 @@ fn standing_of(w: &Web, arp: &ArpSettings, links: &Links) -> Standing {
     stand(&w.desired, arp, NODE, links, &BTreeMap::new())
 }
 
+/// The steps for a node that stands for `kubevip-web`, holds 10.0.0.10 on eth0 and leads `led`.
+fn holding_web(s: &Standing, led: &BTreeSet<LeaseKey>) -> Vec<Step> {
+    let stood = BTreeMap::from([(lease("kubevip-web"), true)]);
+    let held = claimed("10.0.0.10", "eth0", None);
+    hold(s, led, &BTreeMap::new(), &held, &stood).1
+}
+
 #[test]
 fn a_node_that_can_place_the_vip_stands_and_claims_it_once_it_leads() {
     let w = web();
@@ -170,13 +177,7 @@ fn a_node_that_can_place_the_vip_stands_and_claims_it_once_it_leads() {
     assert_eq!(steps, [claim("10.0.0.10", "eth0", None)]);
 
     // Held: nothing to do.
-    let (_, steps) = hold(
-        &s,
-        &led,
-        &BTreeMap::new(),
-        &claimed("10.0.0.10", "eth0", None),
-        &stood,
-    );
+    let steps = holding_web(&s, &led);
     assert!(steps.is_empty(), "{steps:?}");
 }
 
@@ -188,15 +189,7 @@ fn a_lease_lost_mid_claim_releases_the_vip_and_keeps_standing() {
         &arp(ElectionScope::PerService, Some("eth0")),
         &eth("eth0"),
     );
-    let stood = BTreeMap::from([(lease("kubevip-web"), true)]);
-    let (wanted, steps) = hold(
-        &s,
-        &BTreeSet::new(),
-        &BTreeMap::new(),
-        &claimed("10.0.0.10", "eth0", None),
-        &stood,
-    );
-    assert!(wanted.is_empty());
+    let steps = holding_web(&s, &BTreeSet::new());
     assert_eq!(steps, [Step::Release(ip("10.0.0.10"))]);
 }
 
@@ -210,14 +203,7 @@ fn a_service_that_goes_loses_its_address_before_its_lease_is_released() {
         &eth("eth0"),
     );
     let led = BTreeSet::from([lease("kubevip-web")]);
-    let stood = BTreeMap::from([(lease("kubevip-web"), true)]);
-    let (_, steps) = hold(
-        &s,
-        &led,
-        &BTreeMap::new(),
-        &claimed("10.0.0.10", "eth0", None),
-        &stood,
-    );
+    let steps = holding_web(&s, &led);
     assert_eq!(
         steps,
         [
@@ -240,14 +226,7 @@ fn etp_local_without_a_local_endpoint_releases_the_vip_then_stands_down() {
     );
     assert_eq!(s.eligible, BTreeMap::from([(lease("kubevip-web"), false)]));
     let led = BTreeSet::from([lease("kubevip-web")]);
-    let stood = BTreeMap::from([(lease("kubevip-web"), true)]);
-    let (_, steps) = hold(
-        &s,
-        &led,
-        &BTreeMap::new(),
-        &claimed("10.0.0.10", "eth0", None),
-        &stood,
-    );
+    let steps = holding_web(&s, &led);
     assert_eq!(
         steps,
         [
@@ -341,14 +320,7 @@ fn a_vip_whose_interface_changes_is_released_then_claimed_on_the_new_one() {
         &eth("eth0"),
     );
     let led = BTreeSet::from([lease("kubevip-web")]);
-    let stood = BTreeMap::from([(lease("kubevip-web"), true)]);
-    let (_, steps) = hold(
-        &s,
-        &led,
-        &BTreeMap::new(),
-        &claimed("10.0.0.10", "eth0", None),
-        &stood,
-    );
+    let steps = holding_web(&s, &led);
     assert_eq!(
         steps,
         [

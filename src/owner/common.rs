@@ -1,21 +1,38 @@
-//! [I/O] What the owner loop holds for both executors, and how it tells the cluster: the
-//! elections, the DHCP clients and UPnP mappings, Events for VIPs announced and withdrawn (each
-//! once per change), Warnings once while they last, and the status ingress asked of the writer.
+//! [I/O] Services mode's input for the owner loop — the watched cluster and its wake-ups
+//! (changes, Leases won and lost, the fence, DHCP and UPnP results, the resync) — and what the
+//! loop holds for both of its executors and how it tells the cluster: the elections, the DHCP
+//! clients and UPnP mappings, Events for VIPs announced and withdrawn (each once per change),
+//! Warnings once while they last, and the status ingress asked of the writer.
 
 use super::elect::Elect;
+use super::Context;
 use crate::decide::ingress::{current_ingress, ingress_change, IngressTarget};
 use crate::decide::{Desired, ServiceDecision, ServiceKey, Skip};
 use crate::dhcp::services::DhcpServices;
+use crate::election::lease::Leadership;
+use crate::election::LeaseKey;
 use crate::kube::status::{EventSink, ProblemReports, ServiceEvent, StatusWriter};
 use crate::kube::view::Snapshot;
+use crate::kube::view::View;
 use crate::observe::Observer;
+use crate::observe::Readiness;
+use crate::plan::shutdown::Step;
 use crate::report::EventReason;
 use crate::upnp::services::UpnpServices;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info, warn};
 
-/// The owner loop's state that does not depend on the mode.
+/// Changes arriving together (a rollout touches many slices) are decided once.
+const DEBOUNCE: Duration = Duration::from_millis(10);
+/// Re-decide this often even without events.
+const RESYNC: Duration = Duration::from_secs(60);
+
+/// Services mode's input and what the owner loop holds for both of its executors: the watched
+/// cluster, the elections, the DHCP clients and UPnP mappings, and how it tells the cluster.
 pub struct Common {
     pub node: String,
     pub client: kube::Client,
@@ -26,6 +43,14 @@ pub struct Common {
     pub dhcp: DhcpServices,
     /// UPnP mappings of `forwardUPNP` Services served here (`enable_upnp`).
     pub upnp: Option<UpnpServices>,
+    view: View,
+    readiness: Readiness,
+    lead_rx: mpsc::UnboundedReceiver<(LeaseKey, Leadership)>,
+    dhcp_changed: Arc<Notify>,
+    upnp_changed: Option<Arc<Notify>>,
+    resync: tokio::time::Interval,
+    /// A change seen whose debounce was cut short: plan at the next wake-up.
+    dirty: bool,
     status: Option<StatusWriter>,
     /// Per Service, the VIPs this node serves, as last reported.
     served: BTreeMap<ServiceKey, Vec<IpAddr>>,
@@ -43,27 +68,41 @@ pub struct Common {
     warned_now: BTreeSet<(ServiceKey, String)>,
 }
 
+/// What [`Common`] is made of, started by the caller.
+pub(super) struct Parts {
+    pub node: String,
+    pub client: kube::Client,
+    pub view: View,
+    pub readiness: Readiness,
+    pub elect: Elect,
+    pub lead_rx: mpsc::UnboundedReceiver<(LeaseKey, Leadership)>,
+    pub events: EventSink,
+    pub observer: Observer,
+    pub dhcp: DhcpServices,
+    pub upnp: Option<UpnpServices>,
+    pub status: Option<StatusWriter>,
+}
+
 impl Common {
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn new(
-        node: &str,
-        elect: Elect,
-        status: Option<StatusWriter>,
-        events: EventSink,
-        observer: Observer,
-        dhcp: DhcpServices,
-        upnp: Option<UpnpServices>,
-        client: kube::Client,
-    ) -> Common {
+    pub(super) fn new(p: Parts) -> Common {
+        let mut resync = tokio::time::interval(RESYNC);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Common {
-            node: node.to_owned(),
-            client,
-            elect,
-            events,
-            observer,
-            dhcp,
-            upnp,
-            status,
+            node: p.node,
+            client: p.client,
+            elect: p.elect,
+            events: p.events,
+            observer: p.observer,
+            dhcp_changed: p.dhcp.notifier(),
+            upnp_changed: p.upnp.as_ref().map(UpnpServices::notifier),
+            dhcp: p.dhcp,
+            upnp: p.upnp,
+            view: p.view,
+            readiness: p.readiness,
+            lead_rx: p.lead_rx,
+            resync,
+            dirty: false,
+            status: p.status,
             served: BTreeMap::new(),
             skipped: BTreeMap::new(),
             requested: BTreeMap::new(),
@@ -71,6 +110,11 @@ impl Common {
             warned: BTreeSet::new(),
             warned_now: BTreeSet::new(),
         }
+    }
+
+    /// The cluster as watched now.
+    pub fn snapshot(&self) -> Snapshot {
+        self.view.snapshot()
     }
 
     /// A Warning (log line and Event) about `key`, raised once while it lasts: raise it again
@@ -182,6 +226,66 @@ impl Common {
             still_requested.insert(key, asked);
         }
         self.requested = still_requested;
+    }
+}
+
+impl Context for Common {
+    async fn ready(&mut self) {
+        self.view.ready().await;
+        info!("watches listed; deciding");
+        self.readiness.ready("services");
+    }
+
+    async fn wake(&mut self) -> bool {
+        if std::mem::take(&mut self.dirty) {
+            return true;
+        }
+        let fence = self.elect.fence();
+        tokio::select! {
+            // The fence: a leadership ends at its renew deadline whatever the election task
+            // does, and what it elects goes with it.
+            () = sleep_until_opt(fence) => true,
+            Some((key, l)) = self.lead_rx.recv() => {
+                let mut changed = self.elect.on_leadership(key, l);
+                while let Ok((key, l)) = self.lead_rx.try_recv() {
+                    changed |= self.elect.on_leadership(key, l);
+                }
+                // A renew only moves the fence; a new or lost leadership re-plans.
+                changed
+            }
+            () = self.view.changed() => {
+                // Cancelled during the debounce (the executor woke first), the change is
+                // still planned on: `dirty` says so at the next wake-up.
+                self.dirty = true;
+                tokio::time::sleep(DEBOUNCE).await;
+                self.dirty = false;
+                true
+            }
+            () = crate::wake::notified(Some(&self.dhcp_changed)) => true,
+            () = crate::wake::notified(self.upnp_changed.as_deref()) => true,
+            _ = self.resync.tick() => true,
+        }
+    }
+
+    async fn shutdown_step(&mut self, step: Step) -> bool {
+        match step {
+            Step::StopDhcp => self.dhcp.shutdown().await,
+            Step::UnmapPorts => {
+                if let Some(upnp) = self.upnp.as_mut() {
+                    upnp.shutdown().await;
+                }
+            }
+            Step::ReleaseLeases => self.elect.release_all().await,
+            _ => return false,
+        }
+        true
+    }
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
