@@ -87,8 +87,14 @@ pub struct IpamArgs {
         default_value = "kube-vip.io/kube-vip-class"
     )]
     pub lb_class_name: String,
-    /// Log level: 0-6 or error/warn/info/debug/trace.
-    #[arg(long = "log", env = "vip_loglevel", default_value = "info")]
+    /// Log level: kube-vip's slog numbers (-4 debug, 0 info, 4 warn, 8 error) or
+    /// error/warn/info/debug/trace.
+    #[arg(
+        long = "log",
+        env = "vip_loglevel",
+        default_value = "info",
+        allow_negative_numbers = true
+    )]
     pub log: String,
 }
 
@@ -259,8 +265,9 @@ pub struct ManagerArgs {
     /// A file of more static VIPs, one per line; re-read on SIGHUP.
     #[arg(long = "vip-file", env = "vip_file")]
     pub vip_file: Option<String>,
-    /// Log level: 0-6 (kube-vip's numbers) or error/warn/info/debug/trace. RUST_LOG wins.
-    #[arg(long = "log", env = "vip_loglevel")]
+    /// Log level: kube-vip's slog numbers (-4 debug, 0 info, 4 warn, 8 error) or
+    /// error/warn/info/debug/trace. RUST_LOG wins.
+    #[arg(long = "log", env = "vip_loglevel", allow_negative_numbers = true)]
     pub vip_loglevel: Option<String>,
     /// Log format.
     #[arg(long = "log-format", env = "vipd_log_format", value_parser = ["text", "json"], default_value = "text")]

@@ -165,8 +165,8 @@ pub struct ManifestFlags {
         default_value = ":2112"
     )]
     pub prometheus_server: String,
-    /// Log level: 0-6 or error/warn/info/debug/trace.
-    #[arg(long = "log", env = "vip_loglevel")]
+    /// Log level: kube-vip's slog numbers (-4 debug, 0 info, 4 warn, 8 error) or names.
+    #[arg(long = "log", env = "vip_loglevel", allow_negative_numbers = true)]
     pub log: Option<String>,
     /// `pod` only: the host's kubeconfig, mounted read-only at the same path.
     #[arg(

@@ -114,7 +114,7 @@ fn debug_logs_never_show_a_password() {
         .envs(with(&[
             ("bgp_peers", "127.0.0.1:65530:hunter2:false:1"),
             ("vip_address", "198.51.100.1"),
-            ("vip_loglevel", "6"),
+            ("vip_loglevel", "trace"),
         ]))
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -149,4 +149,37 @@ fn demo_runs_end_to_end_and_exits_0() {
     ] {
         assert!(out.contains(step), "missing {step:?} in:\n{out}");
     }
+}
+
+/// kube-vip's docs say `vip_loglevel=-4` for debugging (slog's scale): vipd starts and logs at
+/// debug, from the variable and from `--log -4` alike; 8 leaves only errors.
+#[test]
+fn kube_vips_slog_levels_start_the_agent_at_the_level_they_mean() {
+    let run = |args: &[&str], level: &'static str| {
+        let child = Command::new(env!("CARGO_BIN_EXE_vipd"))
+            .args(args)
+            .env_clear()
+            .envs(with(&[
+                ("bgp_peers", "127.0.0.1:65530::false"),
+                ("vip_address", "198.51.100.1"),
+                ("vip_loglevel", level),
+            ]))
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("vipd starts");
+        std::thread::sleep(std::time::Duration::from_millis(1000));
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let out = child.wait_with_output().expect("vipd exits");
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{args:?} {level}: {log}");
+        log
+    };
+    let debug = run(&["manager"], "-4");
+    assert!(debug.contains(" DEBUG "), "{debug}");
+    let flag = run(&["manager", "--log", "-4"], "8");
+    assert!(flag.contains(" DEBUG "), "the flag wins: {flag}");
+    let errors_only = run(&["manager"], "8");
+    assert!(!errors_only.contains(" INFO "), "{errors_only}");
 }

@@ -201,18 +201,27 @@ fn vip_lists_take_commas_lines_and_comments() {
 }
 
 #[test]
-fn log_levels_accept_logrus_numbers_and_names() {
-    assert_eq!(
-        validate(&raw(&[("vip_loglevel", "5")])).unwrap().log_filter,
-        "debug"
-    );
-    assert_eq!(
-        validate(&raw(&[("vip_loglevel", "warn")]))
-            .unwrap()
-            .log_filter,
-        "warn"
-    );
-    assert!(validate(&raw(&[("vip_loglevel", "loud")])).is_err());
+fn log_levels_are_read_on_kube_vips_slog_scale_and_by_name() {
+    let level = |v: &str| validate(&raw(&[("vip_loglevel", v)])).map(|c| c.log_filter);
+    // kube-vip's documented values, and where slog's thresholds put the numbers between.
+    for (v, want) in [
+        ("-4", "debug"),
+        ("-8", "debug"),
+        ("-3", "info"),
+        ("0", "info"),
+        ("1", "warn"),
+        ("4", "warn"),
+        ("5", "error"),
+        ("8", "error"),
+        ("12", "error"),
+        (" -4 ", "debug"),
+        ("warn", "warn"),
+        ("trace", "trace"),
+    ] {
+        assert_eq!(level(v).as_deref(), Ok(want), "vip_loglevel={v}");
+    }
+    let e = level("loud").unwrap_err().to_string();
+    assert!(e.contains("\"loud\"") && e.contains("-4 debug"), "{e}");
 }
 
 fn arp(pairs: &[(&str, &str)]) -> Result<ArpSettings, ConfigError> {

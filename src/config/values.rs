@@ -46,23 +46,33 @@ pub fn parse_vip_list(text: &str, source: &str) -> Result<Vec<IpAddr>, ConfigErr
     Ok(out)
 }
 
-/// kube-vip's `vip_loglevel` (logrus numbers 0–6, or names) as a `tracing` filter.
+/// kube-vip's `vip_loglevel` as a `tracing` filter. Numbers are on the slog scale kube-vip uses
+/// since v0.8.10 (its docs say "-4 for debugging"): a record is logged when its level is at
+/// least the number, and slog's levels are debug −4, info 0, warn 4, error 8. So ≤ −4 is debug,
+/// −3…0 info, 1…4 warn, 5 and up error (above 8 kube-vip logs nothing; vipd keeps its errors).
+/// The names (error, warn, info, debug, trace) are accepted too.
 pub(super) fn log_filter(v: Option<&str>) -> Result<String, ConfigError> {
-    let level = match v.map(str::trim) {
-        None | Some("") => "info",
-        Some("0" | "1" | "2" | "panic" | "fatal" | "error") => "error",
-        Some("3" | "warn" | "warning") => "warn",
-        Some("4" | "info") => "info",
-        Some("5" | "debug") => "debug",
-        Some("6" | "trace") => "trace",
-        Some(other) => {
-            return Err(err(
-                "vip_loglevel (--log)",
-                other,
-                "is not a log level (0-6, or error, warn, info, debug, trace)",
-            ))
-        }
-    };
+    let v = v.map(str::trim).unwrap_or("");
+    let level =
+        match v {
+            "" | "info" => "info",
+            "error" | "fatal" | "panic" => "error",
+            "warn" | "warning" => "warn",
+            "debug" => "debug",
+            "trace" => "trace",
+            number => match number.parse::<i64>() {
+                Ok(n) if n <= -4 => "debug",
+                Ok(n) if n <= 0 => "info",
+                Ok(n) if n <= 4 => "warn",
+                Ok(_) => "error",
+                Err(_) => return Err(err(
+                    "vip_loglevel (--log)",
+                    number,
+                    "is not a log level (a slog number as kube-vip reads it: -4 debug, 0 info, \
+                     4 warn, 8 error; or error, warn, info, debug, trace)",
+                )),
+            },
+        };
     Ok(level.to_owned())
 }
 

@@ -294,7 +294,7 @@ impl Vipd {
             ("bgp_peers".into(), peers),
             ("vip_address".into(), VIP.trim_end_matches("/32").into()),
             ("prometheus_server".into(), http.to_string()),
-            ("vip_loglevel".into(), "5".into()),
+            ("vip_loglevel".into(), "debug".into()),
         ];
         if let Some(port) = listen {
             env.push(("bgp_passive".into(), "true".into()));

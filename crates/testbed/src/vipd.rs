@@ -33,7 +33,7 @@ impl Vipd {
             ("bgp_peers", bgp_peers(cfg)),
             ("bgp_hold_time", cfg.hold_time.to_string()),
             ("vip_file", path_str(&vip_file)),
-            ("vip_loglevel", "5".to_string()),
+            ("vip_loglevel", "debug".to_string()),
         ];
         if cfg.multihop {
             env.push(("bgp_sourceip", NODE_LO.to_string()));
