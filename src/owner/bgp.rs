@@ -3,11 +3,11 @@
 //! what one node alone may hold (a DHCP lease, a UPnP mapping): those are served by the elected
 //! node of a per-Service Lease ([`crate::plan::gate`]).
 
+use super::announcer::Announcer;
 use super::common::Common;
 use super::{Executor, ServicesExecutor};
 use crate::bgp::driver::PeerEvent;
 use crate::bgp::speaker::Speaker;
-use crate::bgp::types::host_routes;
 use crate::config::{Config, ServicesSettings};
 use crate::decide::ingress::ingress_target;
 use crate::decide::{self, ClusterView, DecideConfig, Desired, NodeCtx};
@@ -21,23 +21,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::Instant;
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::warn;
 use vipd_providers::{MpBgpNextHop, PeerSpec};
 
 pub struct Bgp<'a> {
     cfg: &'a Config,
     svc: &'a ServicesSettings,
-    /// Taken by the Cease of shutdown.
-    speaker: Option<Speaker>,
-    peers: PeerSources,
+    announcer: Announcer,
     /// Peer events only wake the loop; whether a session is up is read from the speaker, so
     /// an Up that happened before the loop started is not missed.
     peer_events: mpsc::UnboundedReceiver<PeerEvent>,
     /// The VIP interface, when vipd puts the addresses on it (`bgp_attach_ip_to_interface`).
     addresses: Option<VipAddresses>,
     decide: DecideConfig,
-    /// The VIPs handed to the speaker.
-    routes: BTreeSet<IpAddr>,
 }
 
 /// What wakes BGP mode.
@@ -59,21 +55,11 @@ impl<'a> Bgp<'a> {
         Bgp {
             cfg,
             svc,
-            speaker: Some(speaker),
-            peers,
+            announcer: Announcer::new(speaker, peers, BTreeSet::new()),
             peer_events,
             addresses: None,
             decide,
-            routes: BTreeSet::new(),
         }
-    }
-
-    fn any_peer_up(&self) -> bool {
-        self.speaker.as_ref().is_some_and(|s| {
-            s.status()
-                .iter()
-                .any(|(_, s)| s.established_since.is_some())
-        })
     }
 
     /// Carries out [`plan::bgp`]'s steps, with the VIP interface read just before planning. An
@@ -90,7 +76,7 @@ impl<'a> Bgp<'a> {
                 .as_ref()
                 .map(|a| a.ours().clone())
                 .unwrap_or_default();
-            let routed = self.routes.clone();
+            let routed = self.announcer.routes().clone();
             let held = plan::bgp::Held {
                 routed: &routed,
                 interface: self.addresses.is_some().then_some(plan::bgp::Interface {
@@ -110,7 +96,7 @@ impl<'a> Bgp<'a> {
                             warn!("{e}");
                         }
                     }
-                    (plan::bgp::Step::SetRoutes(routes), _) => self.set_routes(routes),
+                    (plan::bgp::Step::SetRoutes(routes), _) => self.announcer.set_routes(routes),
                     // Address steps come only with an interface to put them on.
                     (plan::bgp::Step::AddAddress(_) | plan::bgp::Step::RemoveAddress(_), None) => {}
                 }
@@ -119,23 +105,6 @@ impl<'a> Bgp<'a> {
                 break;
             }
         }
-    }
-
-    fn set_routes(&mut self, wanted: BTreeSet<IpAddr>) {
-        if wanted == self.routes {
-            return;
-        }
-        info!(
-            added = wanted.difference(&self.routes).count(),
-            removed = self.routes.difference(&wanted).count(),
-            total = wanted.len(),
-            "announcing a new route set"
-        );
-        if let Some(speaker) = &self.speaker {
-            let vips: Vec<IpAddr> = wanted.iter().copied().collect();
-            speaker.set_routes(host_routes(&vips));
-        }
-        self.routes = wanted;
     }
 }
 
@@ -160,7 +129,7 @@ impl Executor for Bgp<'_> {
 
     async fn wake(&mut self) -> Wake {
         tokio::select! {
-            () = self.peers.changed() => Wake::Peers,
+            () = self.announcer.peers.changed() => Wake::Peers,
             Some(ev) = self.peer_events.recv() => Wake::Peer(ev),
         }
     }
@@ -168,10 +137,8 @@ impl Executor for Bgp<'_> {
     async fn on_wake(&mut self, wake: Wake, _c: &mut Common) -> bool {
         match wake {
             Wake::Peers => {
-                self.decide = decide_config(self.cfg, self.svc, &self.peers.current());
-                if let Some(speaker) = self.speaker.as_mut() {
-                    self.peers.apply(speaker).await;
-                }
+                self.decide = decide_config(self.cfg, self.svc, &self.announcer.peers.current());
+                self.announcer.apply_peers().await;
                 true
             }
             // UPDATEs a peer sends us cannot change a decision.
@@ -213,28 +180,26 @@ impl Executor for Bgp<'_> {
             .map(|(k, d)| (k.clone(), d.announced.clone()))
             .collect();
         c.report(&desired, served, "BGP");
-        let peers_up = self.any_peer_up();
+        let peers_up = self.announcer.any_peer_up();
         c.write_status(snap, &desired, |_, d| ingress_target(d, peers_up));
-        c.observer
-            .publish(service_states(&desired, &self.routes), started.elapsed());
+        c.observer.publish(
+            service_states(&desired, self.announcer.routes()),
+            started.elapsed(),
+        );
     }
 
     async fn shutdown_step(&mut self, step: Step) {
-        match step {
-            Step::CeaseSessions => {
-                if let Some(speaker) = self.speaker.take() {
-                    speaker.cease().await;
+        if self.announcer.shutdown_step(step).await {
+            return;
+        }
+        match (step, self.addresses.as_mut()) {
+            (Step::RemoveAddresses, Some(addrs)) => {
+                for e in addrs.remove_unwanted(&BTreeSet::new()).await {
+                    warn!("shutdown: {e}");
                 }
             }
-            Step::RemovePeerRoutes => self.peers.remove_routes().await,
-            Step::RemoveAddresses => {
-                if let Some(addrs) = self.addresses.as_mut() {
-                    for e in addrs.remove_unwanted(&BTreeSet::new()).await {
-                        warn!("shutdown: {e}");
-                    }
-                }
-            }
-            other => warn!(step = ?other, "not a step of BGP mode's shutdown"),
+            (Step::RemoveAddresses, None) => {}
+            (other, _) => warn!(step = ?other, "not a step of BGP mode's shutdown"),
         }
     }
 }

@@ -24,6 +24,7 @@
 //! May import everything below it (decide, plan, the feature folders, kube, observe); only
 //! `agent` imports it.
 
+mod announcer;
 pub mod arp;
 pub mod bgp;
 mod common;

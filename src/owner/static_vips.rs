@@ -3,9 +3,9 @@
 //! from the file on SIGHUP; the peer set can change under them. A broken edit of the file keeps
 //! what is announced.
 
+use super::announcer::Announcer;
 use super::{Context, Executor};
 use crate::bgp::speaker::Speaker;
-use crate::bgp::types::host_routes;
 use crate::config::{parse_vip_list, Config};
 use crate::error::RunError;
 use crate::observe::Observer;
@@ -38,13 +38,9 @@ pub struct StaticVips<'a> {
     cfg: &'a Config,
     /// The VIPs from the settings and the file, as last read.
     vips: Vec<IpAddr>,
-    /// Taken by the Cease of shutdown.
-    speaker: Option<Speaker>,
-    peers: PeerSources,
+    announcer: Announcer,
     observer: Observer,
     hangup: Option<Signal>,
-    /// The VIPs handed to the speaker.
-    routes: BTreeSet<IpAddr>,
 }
 
 /// What wakes static mode.
@@ -67,10 +63,8 @@ impl<'a> StaticVips<'a> {
     ) -> StaticVips<'a> {
         StaticVips {
             cfg,
-            routes: vips.iter().copied().collect(),
+            announcer: Announcer::new(speaker, peers, vips.iter().copied().collect()),
             vips,
-            speaker: Some(speaker),
-            peers,
             observer,
             hangup: None,
         }
@@ -101,7 +95,7 @@ impl Executor for StaticVips<'_> {
             }
         };
         tokio::select! {
-            () = self.peers.changed() => Wake::Peers,
+            () = self.announcer.peers.changed() => Wake::Peers,
             Some(()) = hangup => Wake::Hangup,
         }
     }
@@ -109,9 +103,7 @@ impl Executor for StaticVips<'_> {
     async fn on_wake(&mut self, wake: Wake, _c: &mut Detached) -> bool {
         match wake {
             Wake::Peers => {
-                if let Some(speaker) = self.speaker.as_mut() {
-                    self.peers.apply(speaker).await;
-                }
+                self.announcer.apply_peers().await;
                 false
             }
             Wake::Hangup => match load_vips(self.cfg).await {
@@ -142,16 +134,12 @@ impl Executor for StaticVips<'_> {
     async fn reconcile(&mut self, _c: &mut Detached) {
         let wanted: BTreeSet<IpAddr> = self.vips.iter().copied().collect();
         let held = plan::bgp::Held {
-            routed: &self.routes,
+            routed: self.announcer.routes(),
             interface: None,
         };
         for step in plan::bgp::plan(&wanted, &BTreeSet::new(), held) {
             if let plan::bgp::Step::SetRoutes(routes) = step {
-                if let Some(speaker) = &self.speaker {
-                    let vips: Vec<IpAddr> = routes.iter().copied().collect();
-                    speaker.set_routes(host_routes(&vips));
-                }
-                self.routes = routes;
+                self.announcer.set_routes(routes);
             }
         }
         self.observer
@@ -159,14 +147,8 @@ impl Executor for StaticVips<'_> {
     }
 
     async fn shutdown_step(&mut self, step: Step) {
-        match step {
-            Step::CeaseSessions => {
-                if let Some(speaker) = self.speaker.take() {
-                    speaker.cease().await;
-                }
-            }
-            Step::RemovePeerRoutes => self.peers.remove_routes().await,
-            other => warn!(step = ?other, "not a step of static mode's shutdown"),
+        if !self.announcer.shutdown_step(step).await {
+            warn!(step = ?step, "not a step of static mode's shutdown");
         }
     }
 }

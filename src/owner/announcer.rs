@@ -1,0 +1,83 @@
+//! [I/O] What BGP mode and static VIPs share: the speaker with the route set handed to it, and
+//! the peer set it talks to — routes set only when they change, peer changes applied, and the
+//! two shutdown steps that belong to BGP (the Cease, then the host routes to the peers).
+
+use crate::bgp::speaker::Speaker;
+use crate::bgp::types::host_routes;
+use crate::peers::PeerSources;
+use crate::plan::shutdown::Step;
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use tracing::info;
+
+pub struct Announcer {
+    /// Taken by the Cease of shutdown.
+    speaker: Option<Speaker>,
+    pub peers: PeerSources,
+    /// The VIPs handed to the speaker.
+    routes: BTreeSet<IpAddr>,
+}
+
+impl Announcer {
+    /// `routes`: what `speaker` already holds.
+    pub fn new(speaker: Speaker, peers: PeerSources, routes: BTreeSet<IpAddr>) -> Announcer {
+        Announcer {
+            speaker: Some(speaker),
+            peers,
+            routes,
+        }
+    }
+
+    /// The VIPs handed to the speaker.
+    pub fn routes(&self) -> &BTreeSet<IpAddr> {
+        &self.routes
+    }
+
+    /// Hands the speaker exactly `wanted` (each session sends its peer only the difference).
+    pub fn set_routes(&mut self, wanted: BTreeSet<IpAddr>) {
+        if wanted == self.routes {
+            return;
+        }
+        info!(
+            added = wanted.difference(&self.routes).count(),
+            removed = self.routes.difference(&wanted).count(),
+            total = wanted.len(),
+            "announcing a new route set"
+        );
+        if let Some(speaker) = &self.speaker {
+            let vips: Vec<IpAddr> = wanted.iter().copied().collect();
+            speaker.set_routes(host_routes(&vips));
+        }
+        self.routes = wanted;
+    }
+
+    /// The peer set changed: hand it to the speaker.
+    pub async fn apply_peers(&mut self) {
+        if let Some(speaker) = self.speaker.as_mut() {
+            self.peers.apply(speaker).await;
+        }
+    }
+
+    /// Whether some session is Established now.
+    pub fn any_peer_up(&self) -> bool {
+        self.speaker.as_ref().is_some_and(|s| {
+            s.status()
+                .iter()
+                .any(|(_, s)| s.established_since.is_some())
+        })
+    }
+
+    /// Carries out `step` if it is one of the speaker's; whether it was.
+    pub async fn shutdown_step(&mut self, step: Step) -> bool {
+        match step {
+            Step::CeaseSessions => {
+                if let Some(speaker) = self.speaker.take() {
+                    speaker.cease().await;
+                }
+            }
+            Step::RemovePeerRoutes => self.peers.remove_routes().await,
+            _ => return false,
+        }
+        true
+    }
+}
