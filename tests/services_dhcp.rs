@@ -256,7 +256,7 @@ fn a_dhcp_service_is_leased_announced_kept_across_restart_and_released_on_delete
             explain(&agent)
         );
         assert_eq!(
-            dnsmasq.log().matches("DHCPDISCOVER").count(),
+            dnsmasq::discover_exchanges(&dnsmasq.log()),
             1,
             "the restarted agent used INIT-REBOOT\n{}",
             explain(&agent)
@@ -447,7 +447,7 @@ impl SharedSegment {
 }
 
 /// After a takeover: the Service still asks for `ip`, dnsmasq still leases it to `mac`, nothing
-/// was RELEASEd, and there was one DISCOVER only (the next holder used INIT-REBOOT).
+/// was RELEASEd, and there was one DISCOVER exchange only (the next holder used INIT-REBOOT).
 async fn assert_kept_by_init_reboot(
     services: &Api<Service>,
     dnsmasq: &support::daemon::Daemon,
@@ -469,7 +469,7 @@ async fn assert_kept_by_init_reboot(
     let log = dnsmasq.log();
     assert!(!log.contains("DHCPRELEASE"), "{}", explain());
     assert_eq!(
-        log.matches("DHCPDISCOVER").count(),
+        dnsmasq::discover_exchanges(&log),
         1,
         "the new holder used INIT-REBOOT\n{}",
         explain()
@@ -548,7 +548,7 @@ fn a_dhcp_service_keeps_its_address_when_it_fails_over_to_another_node() {
             explain(&agents)
         );
         assert_eq!(
-            log.matches("DHCPDISCOVER").count(),
+            dnsmasq::discover_exchanges(&log),
             1,
             "node1 used INIT-REBOOT\n{}",
             explain(&agents)
@@ -638,7 +638,7 @@ fn only_the_elected_node_leases_a_dhcp_service_under_cluster_policy() {
         );
         let log = dnsmasq.log();
         assert_eq!(
-            log.matches("DHCPDISCOVER").count(),
+            dnsmasq::discover_exchanges(&log),
             1,
             "one client asked\n{}",
             explain(&agents)

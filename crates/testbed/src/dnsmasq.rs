@@ -136,6 +136,26 @@ impl DhcpBed {
     }
 }
 
+/// How many DHCPDISCOVER exchanges dnsmasq's `log` (written with `log-dhcp`) shows: distinct
+/// transaction ids, since a client retransmits a DISCOVER with the same xid (RFC 2131 §4.4.1)
+/// whenever dnsmasq's ping check before a first offer outlasts its retransmission timer.
+pub fn discover_exchanges(log: &str) -> usize {
+    let mut xids: Vec<&str> = log
+        .lines()
+        .filter_map(|l| {
+            let mut words = l
+                .split_whitespace()
+                .skip_while(|w| !w.starts_with("dnsmasq-dhcp"));
+            words.next()?;
+            let xid = words.next()?;
+            words.next()?.starts_with("DHCPDISCOVER(").then_some(xid)
+        })
+        .collect();
+    xids.sort_unstable();
+    xids.dedup();
+    xids.len()
+}
+
 /// dnsmasq's lease file, parsed.
 pub fn leases(path: &std::path::Path) -> Vec<LeaseLine> {
     std::fs::read_to_string(path)
@@ -203,5 +223,26 @@ impl Drop for DhcpBed {
             // Everything left in a namespace this bed created was started by this test.
             super::netns::remove(ns);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::discover_exchanges;
+
+    #[test]
+    fn a_retransmitted_discover_is_one_exchange_and_a_new_xid_another() {
+        let log = "\
+dnsmasq-dhcp[7]: 1916316560 available DHCP range: 10.97.0.100 -- 10.97.0.150
+dnsmasq-dhcp[7]: 1916316560 DHCPDISCOVER(br0) 7e:a9:db:ec:6c:05
+dnsmasq-dhcp[7]: 1916316560 DHCPDISCOVER(br0) 7e:a9:db:ec:6c:05
+dnsmasq-dhcp[7]: 1916316560 DHCPOFFER(br0) 10.97.0.150 7e:a9:db:ec:6c:05
+dnsmasq-dhcp[7]: 1916316560 DHCPREQUEST(br0) 10.97.0.150 7e:a9:db:ec:6c:05
+dnsmasq-dhcp[7]: 2308057322 DHCPREQUEST(br0) 10.97.0.150 7e:a9:db:ec:6c:05
+";
+        assert_eq!(discover_exchanges(log), 1);
+        let more = format!("{log}dnsmasq-dhcp[7]: 42 DHCPDISCOVER(br0) 7e:a9:db:ec:6c:06\n");
+        assert_eq!(discover_exchanges(&more), 2);
+        assert_eq!(discover_exchanges(""), 0);
     }
 }
