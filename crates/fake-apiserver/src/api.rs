@@ -3,13 +3,14 @@
 //! the caller's lock, with `now` passed in.
 
 use super::error::{self, ApiError, Result};
+use super::meta;
 use super::objects;
 use super::patch::{self, PatchKind};
 use super::proto;
 use super::resources::{self, ResourceDef};
 use super::routes::{Query, ResourcePath};
 use super::selector::Selector;
-use super::store::Db;
+use super::store::{Db, TokenOwner};
 use super::table::{self, Include};
 use super::watch::{Start, WatchSpec};
 use serde_json::{json, Value};
@@ -109,6 +110,7 @@ pub fn write(db: &mut Db, call: &Call) -> Result<Outcome> {
     let p = call.path;
     let out = match (call.method, &p.name, p.status) {
         ("POST", None, false) => create(db, call),
+        ("POST", Some(name), false) if p.token => token_request(db, call, name),
         ("PUT", Some(name), _) => update(db, call, name).map(|o| (200, o)),
         ("PATCH", Some(name), _) => patch(db, call, name),
         ("DELETE", Some(name), false) => delete(db, call, name).map(|o| (200, o)),
@@ -223,6 +225,79 @@ fn create(db: &mut Db, call: &Call) -> Result<(u16, Value)> {
         return Ok((201, obj));
     }
     Ok((201, db.put(def, &ns, &name, obj)))
+}
+
+/// `POST …/serviceaccounts/<name>/token` (what `kubectl create token` sends): a bearer token
+/// for the ServiceAccount, in an `authentication.k8s.io/v1` TokenRequest.
+fn token_request(db: &mut Db, call: &Call, name: &str) -> Result<(u16, Value)> {
+    let sa = db
+        .get(call.path.def, call.ns(), name)
+        .ok_or_else(|| call.not_found(name))?;
+    let uid = sa["metadata"]["uid"].as_str().unwrap_or("").to_string();
+    let request = body_json(call)?;
+    if let Some(kind) = request.get("kind").and_then(Value::as_str) {
+        if kind != "TokenRequest" {
+            return Err(ApiError::BadRequest(format!(
+                "the kind in the data ({kind}) does not match the expected kind (TokenRequest)"
+            )));
+        }
+    }
+    let mut spec = request.get("spec").cloned().unwrap_or_else(|| json!({}));
+    let seconds = spec
+        .get("expirationSeconds")
+        .and_then(Value::as_u64)
+        .unwrap_or(3600);
+    if seconds < 600 {
+        return Err(ApiError::BadRequest(
+            "spec.expirationSeconds: Invalid value: may not specify a duration less than 10 minutes"
+                .into(),
+        ));
+    }
+    spec["expirationSeconds"] = json!(seconds);
+    let token = db.issue_token(TokenOwner {
+        namespace: call.ns().to_string(),
+        name: name.to_string(),
+        uid,
+    });
+    let expires = call.now + Duration::from_secs(seconds);
+    Ok((
+        201,
+        json!({
+            "kind": "TokenRequest",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {
+                "name": name,
+                "namespace": call.ns(),
+                "creationTimestamp": meta::rfc3339(call.now),
+            },
+            "spec": spec,
+            "status": {"token": token, "expirationTimestamp": meta::rfc3339(expires)},
+        }),
+    ))
+}
+
+/// The ServiceAccount `ns/name` (created unless it exists) and a new token for it.
+pub fn service_account_token(db: &mut Db, ns: &str, name: &str) -> String {
+    let def = resources::find("", "v1", "serviceaccounts")
+        .unwrap_or_else(|| unreachable!("serviceaccounts is in the resource table"));
+    if db.get(def, ns, name).is_none() {
+        let body = json!({"metadata": {"name": name}});
+        match objects::for_create(db, def, Some(ns), body, SystemTime::now()) {
+            Ok((ns, name, obj)) => {
+                db.put(def, &ns, &name, obj);
+            }
+            Err(e) => panic!("cannot create ServiceAccount {ns}/{name}: {e}"),
+        }
+    }
+    let uid = db
+        .get(def, ns, name)
+        .and_then(|sa| sa.pointer("/metadata/uid"));
+    let uid = uid.and_then(Value::as_str).unwrap_or("").to_string();
+    db.issue_token(TokenOwner {
+        namespace: ns.to_string(),
+        name: name.to_string(),
+        uid,
+    })
 }
 
 fn update(db: &mut Db, call: &Call, name: &str) -> Result<Value> {

@@ -115,6 +115,17 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
                 "verbs": ["get", "patch", "update"],
             }));
         }
+        if r.has_token {
+            list.push(json!({
+                "name": format!("{}/token", r.plural),
+                "singularName": "",
+                "namespaced": r.namespaced,
+                "group": "authentication.k8s.io",
+                "version": "v1",
+                "kind": "TokenRequest",
+                "verbs": ["create"],
+            }));
+        }
     }
     let gv = if group.is_empty() {
         version.to_string()
@@ -158,7 +169,9 @@ mod tests {
                 "services/status",
                 "endpoints",
                 "configmaps",
-                "events"
+                "events",
+                "serviceaccounts",
+                "serviceaccounts/token"
             ]
         );
         assert_eq!(list["resources"][4]["shortNames"], json!(["svc"]));

@@ -41,6 +41,19 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("the request body is larger than {0} bytes")]
     TooLarge(usize),
+    /// 401: a bearer token the server did not issue (or whose ServiceAccount is gone).
+    #[error("Unauthorized")]
+    Unauthorized,
+    /// 403: RBAC does not allow it; `message` is worded as kube-apiserver's
+    /// ([`crate::auth::Attributes::forbidden`]).
+    #[error("{message}")]
+    Forbidden {
+        message: String,
+        group: String,
+        /// The resource (plural), as the real server puts it in `details.kind`.
+        kind: String,
+        name: String,
+    },
 }
 
 impl ApiError {
@@ -54,6 +67,8 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => 415,
             ApiError::MethodNotAllowed => 405,
             ApiError::TooLarge(_) => 413,
+            ApiError::Unauthorized => 401,
+            ApiError::Forbidden { .. } => 403,
         }
     }
 
@@ -68,6 +83,8 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::MethodNotAllowed => "MethodNotAllowed",
             ApiError::TooLarge(_) => "RequestEntityTooLarge",
+            ApiError::Unauthorized => "Unauthorized",
+            ApiError::Forbidden { .. } => "Forbidden",
         }
     }
 
@@ -89,6 +106,18 @@ impl ApiError {
                 // "services" or "endpointslices.discovery.k8s.io" → kind "services", group.
                 let (kind, group) = resource.split_once('.').unwrap_or((resource, ""));
                 let mut d = json!({"name": name, "kind": kind});
+                if !group.is_empty() {
+                    d["group"] = json!(group);
+                }
+                Some(d)
+            }
+            ApiError::Forbidden {
+                group, kind, name, ..
+            } => {
+                let mut d = json!({"kind": kind});
+                if !name.is_empty() {
+                    d["name"] = json!(name);
+                }
                 if !group.is_empty() {
                     d["group"] = json!(group);
                 }

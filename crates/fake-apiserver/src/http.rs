@@ -2,6 +2,7 @@
 //! REST verbs, and writes JSON (or a chunked watch stream) back. [I/O]
 
 use super::api::{self, Call, Outcome};
+use super::auth;
 use super::discovery;
 use super::error::ApiError;
 use super::routes::{self, Query, Route};
@@ -13,7 +14,7 @@ use futures::StreamExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -37,6 +38,8 @@ pub(super) struct Ctx {
     /// The listening address, for `/api`'s serverAddressByClientCIDRs.
     pub addr: SocketAddr,
     pub bookmark_interval: Duration,
+    /// Every 401 and 403 answered, as `METHOD path: message` (for tests that count them).
+    pub refused: std::sync::Mutex<Vec<String>>,
 }
 
 /// Serves `listener` until `shutdown` changes (or its sender is dropped), then drops every
@@ -88,15 +91,19 @@ async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Result<Response<Body>,
     };
     let content_type = header(CONTENT_TYPE);
     let accept = header(ACCEPT);
+    let authorization = header(AUTHORIZATION);
     let resp = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(body) => respond(
             &ctx,
-            &method,
-            &path,
-            &query,
-            content_type.as_deref(),
-            accept.as_deref(),
-            &body.to_bytes(),
+            &Asked {
+                method: &method,
+                path: &path,
+                query: &query,
+                authorization: authorization.as_deref(),
+                content_type: content_type.as_deref(),
+                accept: accept.as_deref(),
+                body: &body.to_bytes(),
+            },
         ),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
             error(&ApiError::TooLarge(MAX_BODY))
@@ -114,18 +121,50 @@ async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Result<Response<Body>,
     Ok(resp)
 }
 
-fn respond(
-    ctx: &Ctx,
-    method: &str,
-    path: &str,
-    query: &Query,
-    content_type: Option<&str>,
-    accept: Option<&str>,
-    body: &[u8],
-) -> Response<Body> {
-    let Some(route) = routes::route(path) else {
-        return error(&ApiError::NoRoute);
-    };
+/// One request, body read.
+struct Asked<'a> {
+    method: &'a str,
+    path: &'a str,
+    query: &'a Query,
+    authorization: Option<&'a str>,
+    content_type: Option<&'a str>,
+    accept: Option<&'a str>,
+    body: &'a [u8],
+}
+
+fn respond(ctx: &Ctx, req: &Asked) -> Response<Body> {
+    let result = ctx
+        .store
+        .read(|db| auth::authenticate(db, req.authorization))
+        .ok_or(ApiError::Unauthorized)
+        .and_then(|who| {
+            let route = routes::route(req.path).ok_or(ApiError::NoRoute)?;
+            if let Route::Resource(rp) = &route {
+                let attrs = auth::Attributes::of(req.method, rp, req.query.flag("watch"));
+                ctx.store.read(|db| auth::authorize(db, &who, &attrs))?;
+            }
+            Ok(route)
+        });
+    match result {
+        Ok(route) => respond_to(ctx, req, route),
+        Err(e) => {
+            if let Ok(mut refused) = ctx.refused.lock() {
+                refused.push(format!("{} {}: {e}", req.method, req.path));
+            }
+            error(&e)
+        }
+    }
+}
+
+fn respond_to(ctx: &Ctx, req: &Asked, route: Route) -> Response<Body> {
+    let Asked {
+        method,
+        query,
+        content_type,
+        accept,
+        body,
+        ..
+    } = *req;
     let rp = match route {
         Route::Resource(rp) => rp,
         _ if method != "GET" => return error(&ApiError::MethodNotAllowed),

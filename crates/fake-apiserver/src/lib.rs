@@ -2,10 +2,13 @@
 //! root) and for tests that drive vipd through the real `kube` client. kubectl works against it.
 //!
 //! It serves Services (with `/status`), Nodes (with `/status`), Namespaces, Endpoints,
-//! ConfigMaps and core Events in `v1`, EndpointSlices in `discovery.k8s.io/v1`, Leases in
-//! `coordination.k8s.io/v1` and Events in `events.k8s.io/v1`: get, list, create, update, patch
-//! (merge, JSON, strategic-as-merge, server-side apply without field ownership), delete, and
-//! watch with resourceVersions, bookmarks and 410 Expired after [`Store::compact`].
+//! ConfigMaps, ServiceAccounts (with `/token`) and core Events in `v1`, EndpointSlices in
+//! `discovery.k8s.io/v1`, Leases in `coordination.k8s.io/v1`, Events in `events.k8s.io/v1` and
+//! Roles, ClusterRoles and their bindings in `rbac.authorization.k8s.io/v1`: get, list, create,
+//! update, patch (merge, JSON, strategic-as-merge, server-side apply without field ownership),
+//! delete, and watch with resourceVersions, bookmarks and 410 Expired after [`Store::compact`].
+//! ServiceAccount tokens (`kubectl create token`, [`ApiServer::token`]) are authorized by RBAC
+//! as kube-apiserver does; a request without credentials is the cluster admin (`auth`).
 //!
 //! # Layout
 //! - `resources` [pure]: the table of served kinds.
@@ -18,13 +21,15 @@
 //! - `patch` [pure]: the four patch types; `selector` [pure]: label and field selectors.
 //! - `proto` [pure]: the protobuf bodies `kubectl create service|configmap|namespace` send.
 //! - `api` [pure]: the REST verbs on a `Db`; `table` [pure]: kubectl's server-side printing.
+//! - `auth` [pure]: bearer tokens → ServiceAccounts, and the RBAC authorizer.
 //! - `watch`: watch streams; `http` [I/O]: hyper glue; this file: the handle.
 //!
-//! Not a real API server: no authentication, authorization, admission, field ownership,
+//! Not a real API server: no TLS or client certificates, admission, field ownership,
 //! protobuf responses, pagination (`limit` is ignored; every list is one page), or
 //! aggregated discovery (clients fall back to the plain documents).
 
 mod api;
+mod auth;
 mod discovery;
 mod error;
 mod http;
@@ -70,6 +75,7 @@ pub struct ApiServer {
     store: Store,
     shutdown: tokio::sync::watch::Sender<bool>,
     task: JoinHandle<()>,
+    ctx: Arc<http::Ctx>,
 }
 
 impl std::fmt::Debug for ApiServer {
@@ -105,14 +111,16 @@ impl ApiServer {
             store: store.clone(),
             addr,
             bookmark_interval: options.bookmark_interval,
+            refused: std::sync::Mutex::new(Vec::new()),
         });
-        let task = tokio::spawn(http::serve(listener, ctx, stop));
+        let task = tokio::spawn(http::serve(listener, ctx.clone(), stop));
         tracing::debug!(%addr, "fake API server listening");
         Ok(ApiServer {
             addr,
             store,
             shutdown,
             task,
+            ctx,
         })
     }
 
@@ -158,6 +166,29 @@ preferences: {{}}
 ",
             url = self.url()
         )
+    }
+
+    /// As [`ApiServer::kubeconfig`], authenticating as the holder of `token` (see
+    /// [`ApiServer::token`]).
+    pub fn kubeconfig_with_token(&self, token: &str) -> String {
+        self.kubeconfig()
+            .replace("  user: {}\n", &format!("  user:\n    token: {token}\n"))
+    }
+
+    /// Creates the ServiceAccount `namespace/name` unless it exists, and mints a bearer token
+    /// for it, as `kubectl create token name -n namespace` does.
+    pub fn token(&self, namespace: &str, name: &str) -> String {
+        self.store
+            .write(|db| api::service_account_token(db, namespace, name))
+    }
+
+    /// Every request answered 401 or 403 so far, as `METHOD path: message`.
+    pub fn refused(&self) -> Vec<String> {
+        self.ctx
+            .refused
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
     }
 
     pub fn write_kubeconfig(&self, path: &Path) -> std::io::Result<()> {

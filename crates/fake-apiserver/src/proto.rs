@@ -1,12 +1,13 @@
 //! [pure] Just enough of Kubernetes' protobuf encoding to read what kubectl's typed clients send.
 //! Pure.
 //!
-//! `kubectl create service|configmap|namespace …` build the object in kubectl and POST it as
-//! `application/vnd.kubernetes.protobuf`, with no fallback to JSON. The body is the magic
-//! `k8s\0` followed by a `runtime.Unknown` envelope whose `raw` field holds the object. Only the
-//! fields below are decoded (the field numbers are those of `k8s.io/api/core/v1/generated.proto`
-//! and `k8s.io/apimachinery/.../meta/v1/generated.proto`); others are skipped, and zero values
-//! are left out, as Go's JSON `omitempty` would. Timestamps are not decoded: the server sets them.
+//! `kubectl create service|configmap|namespace|serviceaccount|token|clusterrole|…` build the
+//! object in kubectl and POST it as `application/vnd.kubernetes.protobuf`, with no fallback to
+//! JSON. The body is the magic `k8s\0` followed by a `runtime.Unknown` envelope whose `raw`
+//! field holds the object. Only the fields below are decoded (the field numbers are those of
+//! `k8s.io/api/{core,authentication,rbac}/v1/generated.proto` and
+//! `k8s.io/apimachinery/.../meta/v1/generated.proto`); others are skipped, and zero values are
+//! left out, as Go's JSON `omitempty` would. Timestamps are not decoded: the server sets them.
 
 use super::error::ApiError;
 use serde_json::{json, Map, Value};
@@ -110,11 +111,53 @@ const NAMESPACE: &[Field] = &[
     f(2, "spec", Ty::Msg(NAMESPACE_SPEC)),
 ];
 
+const TOKEN_REQUEST_SPEC: &[Field] = &[
+    rep(1, "audiences", Ty::Str),
+    f(4, "expirationSeconds", Ty::Int),
+];
+const TOKEN_REQUEST: &[Field] = &[
+    f(1, "metadata", Ty::Msg(OBJECT_META)),
+    f(2, "spec", Ty::Msg(TOKEN_REQUEST_SPEC)),
+];
+
+const SERVICE_ACCOUNT: &[Field] = &[f(1, "metadata", Ty::Msg(OBJECT_META))];
+
+const POLICY_RULE: &[Field] = &[
+    rep(1, "verbs", Ty::Str),
+    rep(2, "apiGroups", Ty::Str),
+    rep(3, "resources", Ty::Str),
+    rep(4, "resourceNames", Ty::Str),
+    rep(5, "nonResourceURLs", Ty::Str),
+];
+/// Role and ClusterRole (aggregation rules are not decoded).
+const ROLE: &[Field] = &[
+    f(1, "metadata", Ty::Msg(OBJECT_META)),
+    rep(2, "rules", Ty::Msg(POLICY_RULE)),
+];
+const SUBJECT: &[Field] = &[
+    f(1, "kind", Ty::Str),
+    f(2, "apiGroup", Ty::Str),
+    f(3, "name", Ty::Str),
+    f(4, "namespace", Ty::Str),
+];
+const ROLE_REF: &[Field] = &[
+    f(1, "apiGroup", Ty::Str),
+    f(2, "kind", Ty::Str),
+    f(3, "name", Ty::Str),
+];
+/// RoleBinding and ClusterRoleBinding.
+const BINDING: &[Field] = &[
+    f(1, "metadata", Ty::Msg(OBJECT_META)),
+    rep(2, "subjects", Ty::Msg(SUBJECT)),
+    f(3, "roleRef", Ty::Msg(ROLE_REF)),
+];
+
 fn bad(why: impl std::fmt::Display) -> ApiError {
     ApiError::BadRequest(format!("the protobuf body could not be decoded: {why}"))
 }
 
-/// Decodes a `k8s\0`-prefixed `runtime.Unknown` holding a Service, ConfigMap or Namespace.
+/// Decodes a `k8s\0`-prefixed `runtime.Unknown` holding a Service, ConfigMap, Namespace,
+/// ServiceAccount, TokenRequest, Role, ClusterRole, RoleBinding or ClusterRoleBinding.
 pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
     let envelope = body
         .strip_prefix(b"k8s\x00")
@@ -133,9 +176,13 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
         ("v1", "Service") => SERVICE,
         ("v1", "ConfigMap") => CONFIG_MAP,
         ("v1", "Namespace") => NAMESPACE,
+        ("v1", "ServiceAccount") => SERVICE_ACCOUNT,
+        ("authentication.k8s.io/v1", "TokenRequest") => TOKEN_REQUEST,
+        ("rbac.authorization.k8s.io/v1", "Role" | "ClusterRole") => ROLE,
+        ("rbac.authorization.k8s.io/v1", "RoleBinding" | "ClusterRoleBinding") => BINDING,
         _ => {
             return Err(ApiError::UnsupportedMediaType(format!(
-                "application/json (protobuf is understood only for v1 Service, ConfigMap and Namespace, not {api_version} {kind})"
+                "application/json (protobuf is understood only for v1 Service, ConfigMap, Namespace and ServiceAccount, TokenRequest and RBAC objects, not {api_version} {kind})"
             )))
         }
     };

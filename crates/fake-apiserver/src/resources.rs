@@ -18,6 +18,8 @@ pub struct ResourceDef {
     /// Has a `/status` subresource: writes to the main resource leave `.status` alone, writes to
     /// `/status` change nothing else.
     pub has_status: bool,
+    /// Has a `/token` subresource (TokenRequest: `kubectl create token`); ServiceAccounts only.
+    pub has_token: bool,
     pub categories: &'static [&'static str],
 }
 
@@ -55,7 +57,13 @@ const BASE: ResourceDef = ResourceDef {
     namespaced: true,
     short_names: &[],
     has_status: false,
+    has_token: false,
     categories: &[],
+};
+
+const RBAC: ResourceDef = ResourceDef {
+    group: "rbac.authorization.k8s.io",
+    ..BASE
 };
 
 /// Every served resource. Two `events` exist, as on a real server: core `v1` (what
@@ -112,6 +120,14 @@ pub static RESOURCES: &[ResourceDef] = &[
         ..BASE
     },
     ResourceDef {
+        plural: "serviceaccounts",
+        singular: "serviceaccount",
+        kind: "ServiceAccount",
+        short_names: &["sa"],
+        has_token: true,
+        ..BASE
+    },
+    ResourceDef {
         group: "discovery.k8s.io",
         plural: "endpointslices",
         singular: "endpointslice",
@@ -131,6 +147,32 @@ pub static RESOURCES: &[ResourceDef] = &[
         singular: "event",
         kind: "Event",
         ..BASE
+    },
+    ResourceDef {
+        plural: "roles",
+        singular: "role",
+        kind: "Role",
+        ..RBAC
+    },
+    ResourceDef {
+        plural: "rolebindings",
+        singular: "rolebinding",
+        kind: "RoleBinding",
+        ..RBAC
+    },
+    ResourceDef {
+        plural: "clusterroles",
+        singular: "clusterrole",
+        kind: "ClusterRole",
+        namespaced: false,
+        ..RBAC
+    },
+    ResourceDef {
+        plural: "clusterrolebindings",
+        singular: "clusterrolebinding",
+        kind: "ClusterRoleBinding",
+        namespaced: false,
+        ..RBAC
     },
 ];
 
@@ -182,7 +224,12 @@ mod tests {
     fn groups_are_listed_once_each() {
         assert_eq!(
             groups(),
-            ["discovery.k8s.io", "coordination.k8s.io", "events.k8s.io"]
+            [
+                "discovery.k8s.io",
+                "coordination.k8s.io",
+                "events.k8s.io",
+                "rbac.authorization.k8s.io"
+            ]
         );
     }
 }

@@ -38,6 +38,8 @@ pub struct ResourcePath {
     pub name: Option<String>,
     /// The `/status` subresource.
     pub status: bool,
+    /// The `/token` subresource of a ServiceAccount (a TokenRequest).
+    pub token: bool,
     /// The deprecated `/api/v1/watch/...` form: the request is a watch whatever its query says.
     pub watch_prefix: bool,
 }
@@ -108,17 +110,18 @@ fn in_group_version(group: &str, version: &str, rest: &[&str]) -> Option<Route> 
         [plural, tail @ ..] => (None, resources::find(group, version, plural)?, tail),
         [] => return None,
     };
-    let (name, status) = match tail {
-        [] => (None, false),
-        [name] => (Some(name.to_string()), false),
-        [name, "status"] if def.has_status => (Some(name.to_string()), true),
+    let (name, status, token) = match tail {
+        [] => (None, false, false),
+        [name] => (Some(name.to_string()), false, false),
+        [name, "status"] if def.has_status => (Some(name.to_string()), true, false),
+        [name, "token"] if def.has_token => (Some(name.to_string()), false, true),
         _ => return None,
     };
     // A namespaced object always needs its namespace; only its collection may span them all.
     if def.namespaced && namespace.is_none() && name.is_some() {
         return None;
     }
-    if watch_prefix && status {
+    if watch_prefix && (status || token) {
         return None;
     }
     Some(Route::Resource(ResourcePath {
@@ -126,6 +129,7 @@ fn in_group_version(group: &str, version: &str, rest: &[&str]) -> Option<Route> 
         namespace,
         name,
         status,
+        token,
         watch_prefix,
     }))
 }

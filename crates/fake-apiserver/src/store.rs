@@ -57,6 +57,17 @@ pub struct Db {
     capacity: usize,
     /// The oldest resourceVersion a watch may start from: every event after it is in `history`.
     floor: u64,
+    /// Bearer tokens minted by TokenRequests, and whose they are.
+    tokens: BTreeMap<String, TokenOwner>,
+}
+
+/// The ServiceAccount a token was minted for (its UID: a token does not pass to a
+/// ServiceAccount created again under the same name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenOwner {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
 }
 
 impl Db {
@@ -67,7 +78,23 @@ impl Db {
             history: VecDeque::new(),
             capacity: capacity.max(1),
             floor: 0,
+            tokens: BTreeMap::new(),
         }
+    }
+
+    /// Mints a bearer token for `owner` (no expiry is enforced: tests outlive no token).
+    pub fn issue_token(&mut self, owner: TokenOwner) -> String {
+        let mut rng = fastrand::Rng::new();
+        let token: String = std::iter::repeat_with(|| rng.alphanumeric())
+            .take(40)
+            .collect();
+        let token = format!("fake-sa.{token}");
+        self.tokens.insert(token.clone(), owner);
+        token
+    }
+
+    pub fn token_owner(&self, token: &str) -> Option<&TokenOwner> {
+        self.tokens.get(token)
     }
 
     /// The current (latest) resourceVersion.

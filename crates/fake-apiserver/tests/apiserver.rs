@@ -962,3 +962,102 @@ async fn kubectl_create_service_loadbalancer_sends_protobuf_that_is_understood()
         .await;
     assert_eq!(listed.trim(), "service/lb");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_create_token_and_rbac_decide_what_a_service_account_may_do() {
+    if !kubectl_or_skip("kubectl_create_token_and_rbac_decide_what_a_service_account_may_do") {
+        return;
+    }
+    let server = ApiServer::start(any_port())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let admin = Kubectl::new(&server);
+    // Everything through kubectl's typed clients (protobuf bodies), as an operator would.
+    admin
+        .run(&["create", "serviceaccount", "kube-vip", "-n", "kube-system"])
+        .await;
+    admin
+        .run(&[
+            "create",
+            "clusterrole",
+            "svc-reader",
+            "--verb=get,list,watch",
+            "--resource=services",
+        ])
+        .await;
+    admin
+        .run(&[
+            "create",
+            "clusterrolebinding",
+            "svc-reader",
+            "--clusterrole=svc-reader",
+            "--serviceaccount=kube-system:kube-vip",
+        ])
+        .await;
+    admin
+        .run(&["create", "service", "loadbalancer", "lb", "--tcp=80:8080"])
+        .await;
+    let token = admin
+        .run(&["create", "token", "kube-vip", "-n", "kube-system"])
+        .await;
+    let token = token.trim();
+    assert!(!token.is_empty());
+
+    // kubectl sends no credentials over plain HTTP (clientcmd reads a user's token only for
+    // TLS), so the token is used through kube's client, as vipd uses it.
+    let client = token_client(&server, token).await;
+    let svcs: Api<Service> = Api::default_namespaced(client.clone());
+    let lb = svcs.get("lb").await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(lb.name_any(), "lb");
+    assert_eq!(
+        svcs.list(&Default::default())
+            .await
+            .map(|l| l.items.len())
+            .ok(),
+        Some(1)
+    );
+    let denied = svcs
+        .patch(
+            "lb",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"a": "b"}}})),
+        )
+        .await
+        .map_err(api_error)
+        .err();
+    assert_eq!(denied.as_ref().map(|(code, _)| *code), Some(403));
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client);
+    match nodes.list(&Default::default()).await {
+        Err(kube::Error::Api(e)) => assert_eq!(
+            e.message,
+            "nodes is forbidden: User \"system:serviceaccount:kube-system:kube-vip\" cannot list \
+             resource \"nodes\" in API group \"\" at the cluster scope"
+        ),
+        other => panic!("listing nodes: {other:?}"),
+    }
+    let forged: Api<Service> = Api::default_namespaced(token_client(&server, "forged").await);
+    assert_eq!(
+        forged.get("lb").await.map_err(api_error).err(),
+        Some((401, "Unauthorized".into()))
+    );
+    let refused = server.refused();
+    assert!(
+        refused.iter().any(|r| r
+            == "PATCH /api/v1/namespaces/default/services/lb: services \"lb\" is forbidden: User \
+                \"system:serviceaccount:kube-system:kube-vip\" cannot patch resource \"services\" in \
+                API group \"\" in the namespace \"default\""),
+        "{refused:?}"
+    );
+    // The kubeconfig without credentials stays cluster-admin.
+    admin.run(&["annotate", "svc", "lb", "a=b"]).await;
+}
+
+/// A kube client for `server` that sends `token`, built from a kubeconfig as vipd builds one.
+async fn token_client(server: &ApiServer, token: &str) -> kube::Client {
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&server.kubeconfig_with_token(token))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    kube::Client::try_from(config).unwrap_or_else(|e| panic!("{e}"))
+}
