@@ -17,12 +17,12 @@ use super::naming::{format_mac, mac_for_uid, owner_alias};
 use super::plan;
 use crate::decide::{Desired, ServiceKey, Skip};
 use crate::kube::status::{EventSink, ServiceEvent};
+use crate::kube::write::{self, Target};
 use crate::model::annotation::{HWADDR, REQUESTED_IP, SERVICE_INTERFACE};
 use crate::model::ServiceIntent;
 use crate::report::EventReason;
 use futures::FutureExt;
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -384,10 +384,7 @@ impl Writes {
         let service = key.name.clone();
         let changed = self.changed.clone();
         let task = tokio::spawn(async move {
-            let result = api
-                .patch(&service, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map(|_| ());
+            let result = write::merge(&api, &service, Target::Service, &patch).await;
             changed.notify_one();
             result
         });

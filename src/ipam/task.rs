@@ -12,11 +12,11 @@ use crate::election::{LeaseKey, Timing};
 use crate::ipam::{plan, IpamProblem};
 use crate::kube::status::{EventSink, ServiceEvent};
 use crate::kube::view::{reflect, wait_ready, AbortOnDrop};
+use crate::kube::write::{self, Target};
 use crate::observe::Observer;
 use crate::observe::Readiness;
 use crate::report::EventReason;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, Client};
@@ -216,14 +216,7 @@ async fn allocate(
             return;
         }
         let api: Api<Service> = Api::namespaced(client.clone(), &a.service.namespace);
-        match api
-            .patch(
-                &a.service.name,
-                &PatchParams::default(),
-                &Patch::Merge(a.merge_patch()),
-            )
-            .await
-        {
+        match write::merge(&api, &a.service.name, Target::Service, &a.merge_patch()).await {
             Ok(_) => {
                 info!(service = %a.service, addresses = %a.annotation_value(), "address allocated");
                 events.send(ServiceEvent {

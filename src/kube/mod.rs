@@ -7,3 +7,4 @@
 pub mod client;
 pub mod status;
 pub mod view;
+pub mod write;

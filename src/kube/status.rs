@@ -1,6 +1,7 @@
 //! [I/O] What vipd writes to the API: `status.loadBalancer.ingress` by merge patch on the status
 //! subresource (never a full-object update that could clobber another controller's write,
-//! kube-vip#221), and Events on Services. Both run as tasks fed by channels, so a slow or absent
+//! kube-vip#221; get + update where RBAC forbids patch, [`super::write`]), and Events on
+//! Services. Both run as tasks fed by channels, so a slow or absent
 //! API server never stalls the owner loop; a failed write is kept and retried, latest wins.
 
 use crate::decide::{Desired, Problem, ServiceKey};
@@ -8,7 +9,6 @@ use crate::event_limit::{EventLimiter, Verdict};
 use crate::observe::Observer;
 use crate::report::EventReason;
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
-use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client};
 use std::collections::BTreeMap;
@@ -101,9 +101,7 @@ async fn patch_ingress(client: &Client, key: &ServiceKey, ingress: &[IpAddr]) ->
         serde_json::Value::Array(entries)
     };
     let patch = serde_json::json!({ "status": { "loadBalancer": { "ingress": ingress } } });
-    api.patch_status(&key.name, &PatchParams::default(), &Patch::Merge(patch))
-        .await
-        .map(|_| ())
+    super::write::merge(&api, &key.name, super::write::Target::Status, &patch).await
 }
 
 /// One Event about a Service.
@@ -116,7 +114,8 @@ pub struct ServiceEvent {
 }
 
 /// Publishes Events (events.k8s.io/v1) from a task, at most a burst and then one per period per
-/// Service ([`EventLimiter`]); a failure is logged, never retried.
+/// Service ([`EventLimiter`]); a failure is logged, never retried. Forbidden by RBAC: one
+/// warning, then no Event is tried for [`FORBIDDEN_PAUSE`].
 #[derive(Clone)]
 pub struct EventSink {
     tx: mpsc::UnboundedSender<ServiceEvent>,
@@ -131,8 +130,14 @@ impl EventSink {
         let recorder = Recorder::new(client, reporter);
         let (tx, mut rx) = mpsc::unbounded_channel::<ServiceEvent>();
         let mut limiter = EventLimiter::default();
+        let mut forbidden = Forbidden::default();
         tokio::spawn(async move {
             while let Some(mut ev) = rx.recv().await {
+                if forbidden.holds(std::time::Instant::now()) {
+                    observer.event_suppressed();
+                    debug!(service = %ev.service, reason = ev.reason.code(), "events are forbidden by RBAC: not sent");
+                    continue;
+                }
                 match limiter.check(&ev.service, std::time::Instant::now()) {
                     Verdict::Drop => {
                         observer.event_suppressed();
@@ -162,8 +167,16 @@ impl EventSink {
                     action: "Announce".into(),
                     secondary: None,
                 };
-                if let Err(e) = recorder.publish(&event, &reference).await {
-                    debug!(service = %ev.service, reason = ev.reason.code(), error = %e, "cannot publish an event");
+                match recorder.publish(&event, &reference).await {
+                    Ok(()) => forbidden.lifted(),
+                    Err(kube::Error::Api(e)) if e.code == 403 => {
+                        if forbidden.refused(std::time::Instant::now()) {
+                            warn!(error = %e.message, "RBAC does not allow creating Events (events.k8s.io, as under kube-vip's ClusterRole): Events are not sent, and tried again every {} minutes; `vipd manifest rbac` grants create on events", FORBIDDEN_PAUSE.as_secs() / 60);
+                        }
+                    }
+                    Err(e) => {
+                        debug!(service = %ev.service, reason = ev.reason.code(), error = %e, "cannot publish an event");
+                    }
                 }
             }
         });
@@ -172,6 +185,37 @@ impl EventSink {
 
     pub fn send(&self, ev: ServiceEvent) {
         let _ = self.tx.send(ev);
+    }
+}
+
+/// How long Events are not even tried after a 403 (RBAC is rarely fixed within minutes; each
+/// try would be another refused request).
+const FORBIDDEN_PAUSE: Duration = Duration::from_secs(600);
+
+/// Whether Events are forbidden now: after a 403, for [`FORBIDDEN_PAUSE`]; warned about once
+/// until an Event gets through again.
+#[derive(Default)]
+struct Forbidden {
+    until: Option<std::time::Instant>,
+    warned: bool,
+}
+
+impl Forbidden {
+    fn holds(&self, now: std::time::Instant) -> bool {
+        self.until.is_some_and(|t| now < t)
+    }
+
+    /// A 403: pause; `true` when this is the one to warn about.
+    fn refused(&mut self, now: std::time::Instant) -> bool {
+        self.until = Some(now + FORBIDDEN_PAUSE);
+        !std::mem::replace(&mut self.warned, true)
+    }
+
+    fn lifted(&mut self) {
+        if self.warned {
+            info!("Events are allowed again");
+        }
+        *self = Forbidden::default();
     }
 }
 
@@ -203,5 +247,32 @@ impl ProblemReports {
             .filter(|(_, d)| !d.problems.is_empty())
             .map(|(k, d)| (k.clone(), d.problems.clone()))
             .collect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn a_forbidden_event_warns_once_and_pauses_tries_until_one_gets_through() {
+        let mut f = Forbidden::default();
+        let t0 = Instant::now();
+        assert!(!f.holds(t0));
+        assert!(f.refused(t0), "the first 403 is warned about");
+        assert!(f.holds(t0 + Duration::from_secs(1)));
+        assert!(!f.holds(t0 + FORBIDDEN_PAUSE));
+        assert!(
+            !f.refused(t0 + FORBIDDEN_PAUSE),
+            "still forbidden: no second warning"
+        );
+        assert!(f.holds(t0 + FORBIDDEN_PAUSE + Duration::from_secs(1)));
+        f.lifted();
+        assert!(!f.holds(t0 + FORBIDDEN_PAUSE + Duration::from_secs(1)));
+        assert!(
+            f.refused(t0),
+            "forbidden again after it worked: warned again"
+        );
     }
 }

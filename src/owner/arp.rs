@@ -20,6 +20,7 @@ use crate::decide::{self, ClusterView, DecideConfig, Desired, NodeCtx, ServiceKe
 use crate::dhcp::plan::{self as dhcp_plan, Want};
 use crate::error::RunError;
 use crate::kube::status::ServiceEvent;
+use crate::kube::write::{self, Target};
 use crate::l2::frame::Mac;
 use crate::l2::link::{self, LinkEvent};
 use crate::model::annotation::VIP_HOST;
@@ -28,7 +29,6 @@ use crate::plan::arp::{self as arp_plan, Claimed, Links, Standing, Step, Wanted}
 use crate::plan::shutdown::{self, Step as ShutdownStep};
 use crate::report::{self, EventReason, ServiceState, VipState, Withheld};
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{Patch, PatchParams};
 use kube::Api;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -457,10 +457,7 @@ fn write_vip_host(c: &Common, key: ServiceKey) {
     let api: Api<Service> = Api::namespaced(c.client.clone(), &key.namespace);
     let patch = serde_json::json!({"metadata": {"annotations": {VIP_HOST: c.node}}});
     tokio::spawn(async move {
-        if let Err(e) = api
-            .patch(&key.name, &PatchParams::default(), &Patch::Merge(patch))
-            .await
-        {
+        if let Err(e) = write::merge(&api, &key.name, Target::Service, &patch).await {
             warn!(service = %key, error = %e, "cannot write the {VIP_HOST} annotation");
         }
     });

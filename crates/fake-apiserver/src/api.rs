@@ -276,6 +276,55 @@ fn token_request(db: &mut Db, call: &Call, name: &str) -> Result<(u16, Value)> {
     ))
 }
 
+/// Creates every object of a multi-document YAML manifest (`---` between documents), as
+/// `kubectl create -f` does, all or nothing; returns `kind/name` of each.
+pub fn create_manifest(db: &mut Db, yaml: &str, now: SystemTime) -> Result<Vec<String>> {
+    let mut parsed = Vec::new();
+    for doc in yaml.split("\n---").map(|d| d.trim_start_matches("---")) {
+        if doc
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+        {
+            continue;
+        }
+        let obj: Value = serde_saphyr::from_str(doc)
+            .map_err(|e| ApiError::BadRequest(format!("a document is not YAML: {e}")))?;
+        let api_version = obj["apiVersion"].as_str().unwrap_or("");
+        let kind = obj["kind"].as_str().unwrap_or("");
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let def = resources::RESOURCES
+            .iter()
+            .find(|r| r.group == group && r.version == version && r.kind == kind)
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!("no kind \"{kind}\" is served in {api_version}"))
+            })?;
+        parsed.push((def, obj));
+    }
+    // Every document is checked before any is created: nothing is half-created.
+    let mut out = Vec::new();
+    for (def, obj) in parsed {
+        let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str);
+        let ns = ns
+            .map(str::to_string)
+            .or_else(|| def.namespaced.then(|| "default".to_string()));
+        let (ns, name, obj) = objects::for_create(db, def, ns.as_deref(), obj, now)?;
+        if db.get(def, &ns, &name).is_some() {
+            return Err(ApiError::AlreadyExists {
+                resource: def.qualified(),
+                name,
+            });
+        }
+        out.push((def, ns, name, obj));
+    }
+    Ok(out
+        .into_iter()
+        .map(|(def, ns, name, obj)| {
+            db.put(def, &ns, &name, obj);
+            format!("{}/{name}", def.singular)
+        })
+        .collect())
+}
+
 /// The ServiceAccount `ns/name` (created unless it exists) and a new token for it.
 pub fn service_account_token(db: &mut Db, ns: &str, name: &str) -> String {
     let def = resources::find("", "v1", "serviceaccounts")

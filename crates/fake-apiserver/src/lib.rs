@@ -182,6 +182,15 @@ preferences: {{}}
             .write(|db| api::service_account_token(db, namespace, name))
     }
 
+    /// Creates every object of a multi-document YAML manifest as the admin (`kubectl create -f`),
+    /// all or nothing: e.g. the RBAC of `vipd manifest rbac` or kube-vip's. Returns `kind/name`
+    /// of each object, or why none was created.
+    pub fn create_manifest(&self, yaml: &str) -> Result<Vec<String>, String> {
+        self.store
+            .write(|db| api::create_manifest(db, yaml, std::time::SystemTime::now()))
+            .map_err(|e| e.to_string())
+    }
+
     /// Every request answered 401 or 403 so far, as `METHOD path: message`.
     pub fn refused(&self) -> Vec<String> {
         self.ctx

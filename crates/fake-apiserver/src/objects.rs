@@ -159,7 +159,17 @@ pub fn for_create(
             }
         }
     }
-    if !valid_name(&name) {
+    if def.group == "rbac.authorization.k8s.io" {
+        // RBAC objects only need to be a path segment (`system:kube-vip-role`).
+        if name == "." || name == ".." || name.contains(['/', '%']) {
+            return Err(invalid(
+                def,
+                &name,
+                "metadata.name",
+                format!("Invalid value: {name:?}: may not be '.' or '..' or contain '/' or '%'"),
+            ));
+        }
+    } else if !valid_name(&name) {
         return Err(invalid(
             def,
             &name,

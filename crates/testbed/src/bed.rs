@@ -46,6 +46,11 @@ impl BirdBed {
         cluster::node_kubeconfig(self.dir.path(), i, port)
     }
 
+    /// Node `i`'s kubeconfig for the API server on `port`, as the holder of `token`.
+    pub fn kubeconfig_as(&self, i: usize, port: u16, token: &str) -> PathBuf {
+        cluster::node_kubeconfig_as(self.dir.path(), i, port, Some(token))
+    }
+
     /// Starts the agent of node `i` (services mode, `extra` settings) against the API server on
     /// `port`, kept in [`BirdBed::agents`].
     pub fn start_agent(&mut self, i: usize, port: u16, extra: &[(&str, &str)]) {

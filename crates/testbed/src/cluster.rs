@@ -70,12 +70,22 @@ pub fn in_netns<R: Send>(ns: &str, body: impl Future<Output = R> + Send) -> R {
     })
 }
 
-/// A kubeconfig pointing at `server` (e.g. `http://10.99.0.2:41234`), no auth: what an agent
-/// on a node uses to reach the API server in the tor namespace.
+/// A kubeconfig pointing at `server` (e.g. `http://10.99.0.2:41234`), no auth (the cluster
+/// admin): what an agent on a node uses to reach the API server in the tor namespace.
 pub fn write_kubeconfig(path: &Path, server: &str) {
+    write_kubeconfig_as(path, server, None);
+}
+
+/// As [`write_kubeconfig`], authenticating with a ServiceAccount's bearer `token` (see
+/// `ApiServer::token`), so that RBAC decides what the agent may do.
+pub fn write_kubeconfig_as(path: &Path, server: &str, token: Option<&str>) {
+    let user = match token {
+        Some(t) => format!("\n    token: {t}"),
+        None => " {}".to_string(),
+    };
     let text = format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {server}\n\
-         users:\n- name: test\n  user: {{}}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n\
+         users:\n- name: test\n  user:{user}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n\
          current-context: test\n"
     );
     std::fs::write(path, text).expect("write kubeconfig");
@@ -84,10 +94,21 @@ pub fn write_kubeconfig(path: &Path, server: &str) {
 /// Writes `dir/kubeconfig-node<i>` for the agent on node `i` of a [`Topology::with_nodes`]
 /// topology: the API server on `port` in the tor namespace, reached over node `i`'s link.
 pub fn node_kubeconfig(dir: &Path, i: usize, port: u16) -> std::path::PathBuf {
+    node_kubeconfig_as(dir, i, port, None)
+}
+
+/// As [`node_kubeconfig`], with a ServiceAccount's bearer `token`.
+pub fn node_kubeconfig_as(
+    dir: &Path,
+    i: usize,
+    port: u16,
+    token: Option<&str>,
+) -> std::path::PathBuf {
     let path = dir.join(format!("kubeconfig-node{i}"));
-    write_kubeconfig(
+    write_kubeconfig_as(
         &path,
         &format!("http://{}:{port}", super::netns::Topology::tor_v4(i)),
+        token,
     );
     path
 }

@@ -38,6 +38,7 @@ pub mod lan;
 pub mod metal;
 pub mod miniupnpd;
 pub mod netns;
+pub mod rbac;
 pub mod router;
 pub mod scenarios;
 pub mod scripted_peer;
