@@ -83,6 +83,8 @@ pub struct RawSettings {
     pub bgp_attach_ip_to_interface: Option<String>,
     pub vip_interface: Option<String>,
     pub disable_service_updates: Option<String>,
+    /// vipd's own: honour `node.kubernetes.io/exclude-from-external-load-balancers`.
+    pub vip_honour_exclude_label: Option<String>,
     /// kube-vip's `annotation`: peers from this node's annotations under this prefix.
     pub annotation: Option<String>,
     pub vip_packet: Option<String>,

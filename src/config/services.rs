@@ -21,6 +21,10 @@ pub struct ServicesSettings {
     pub interface: String,
     /// `disable_service_updates`: never write `status.loadBalancer`.
     pub status_updates: bool,
+    /// `vip_honour_exclude_label` (vipd's; default false, as kube-vip, which never reads the
+    /// label): a node labelled `node.kubernetes.io/exclude-from-external-load-balancers` serves
+    /// nothing and stands for no Lease.
+    pub honour_exclude_label: bool,
     /// `lb_ipam`: allocate addresses from the kube-vip-cloud-provider ConfigMap.
     pub ipam: Option<IpamSettings>,
     /// `enable_upnp`: map the ports of `kube-vip.io/forwardUPNP` Services on the gateway.
@@ -30,6 +34,25 @@ pub struct ServicesSettings {
     /// `vip_leaseduration`, `vip_renewdeadline`, `vip_retryperiod`: every Lease election of
     /// services mode (ARP mode's, and BGP mode's per-Service Leases of DHCP and UPnP Services).
     pub election_timing: crate::election::Timing,
+}
+
+impl ServicesSettings {
+    /// What `decide` reads of these settings; `announce_ipv4`/`announce_ipv6`: whether some
+    /// peer (or the link, in ARP mode) can carry that family.
+    pub fn decide_config(
+        &self,
+        announce_ipv4: bool,
+        announce_ipv6: bool,
+    ) -> crate::decide::DecideConfig {
+        crate::decide::DecideConfig {
+            lb_class_only: self.lb_class_only,
+            lb_class_name: self.lb_class_name.clone(),
+            lb_class_legacy_handling: self.lb_class_legacy_handling,
+            announce_ipv4,
+            announce_ipv6,
+            honour_exclude_label: self.honour_exclude_label,
+        }
+    }
 }
 
 /// Where the pools are and how the allocator is elected.
@@ -101,6 +124,10 @@ pub(super) fn services_settings(raw: &RawSettings) -> Result<ServicesSettings, C
         status_updates: !flag(
             &raw.disable_service_updates,
             "disable_service_updates (--disableServiceUpdates)",
+        )?,
+        honour_exclude_label: flag(
+            &raw.vip_honour_exclude_label,
+            "vip_honour_exclude_label (--honourExcludeLabel)",
         )?,
         ipam: if flag(&raw.lb_ipam, "lb_ipam (--ipam)")? {
             Some(IpamSettings {

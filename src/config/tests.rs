@@ -23,6 +23,7 @@ fn raw(pairs: &[(&str, &str)]) -> RawSettings {
             "bgp_hold_time" => r.bgp_hold_time = v,
             "bgp_enable" => r.bgp_enable = v,
             "svc_enable" => r.svc_enable = v,
+            "vip_honour_exclude_label" => r.vip_honour_exclude_label = v,
             "vip_nodename" => r.vip_nodename = v,
             "hostname" => r.hostname = v,
             "lb_class_name" => r.lb_class_name = v,
@@ -137,6 +138,17 @@ fn services_mode_takes_kube_vip_defaults_and_names_the_node() {
     );
     assert_eq!(s.lb_class_name, "kube-vip.io/kube-vip-class");
     assert!(s.lb_class_legacy_handling && !s.lb_class_only && s.status_updates);
+    assert!(
+        !s.honour_exclude_label,
+        "kube-vip never reads the exclude-from-external-load-balancers label"
+    );
+    let honour = validate(&raw(&[
+        ("svc_enable", "true"),
+        ("vip_nodename", "node-a"),
+        ("vip_honour_exclude_label", "true"),
+    ]))
+    .unwrap();
+    assert!(honour.services.unwrap().honour_exclude_label);
     assert_eq!((s.interface.as_str(), s.attach_to_interface), ("lo", false));
     let c = validate(&raw(&[
         ("svc_enable", "true"),

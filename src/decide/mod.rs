@@ -95,6 +95,9 @@ pub struct DecideConfig {
     pub announce_ipv4: bool,
     /// Some peer can carry IPv6 VIPs.
     pub announce_ipv6: bool,
+    /// `vip_honour_exclude_label` (default false, as kube-vip): a node labelled
+    /// `node.kubernetes.io/exclude-from-external-load-balancers` serves nothing.
+    pub honour_exclude_label: bool,
 }
 
 impl Default for DecideConfig {
@@ -106,6 +109,7 @@ impl Default for DecideConfig {
             lb_class_legacy_handling: true,
             announce_ipv4: true,
             announce_ipv6: true,
+            honour_exclude_label: false,
         }
     }
 }
@@ -226,7 +230,7 @@ fn decide_service(
     // Reasons for the whole Service, in the order an operator would look: addresses, node, pods.
     let service_reason = if d.vips.is_empty() {
         Some(Skip::NoUsableAddress { field })
-    } else if node.labels.contains_key(EXCLUDE_FROM_LB) {
+    } else if cfg.honour_exclude_label && node.labels.contains_key(EXCLUDE_FROM_LB) {
         Some(Skip::NodeExcluded {
             node: node.name.clone(),
         })

@@ -82,13 +82,7 @@ impl<'a> Arp<'a> {
 
     /// ARP reaches both families on the link: no peer decides which family can be announced.
     fn decide_config(&self) -> DecideConfig {
-        DecideConfig {
-            lb_class_only: self.svc.lb_class_only,
-            lb_class_name: self.svc.lb_class_name.clone(),
-            lb_class_legacy_handling: self.svc.lb_class_legacy_handling,
-            announce_ipv4: true,
-            announce_ipv6: true,
-        }
+        self.svc.decide_config(true, true)
     }
 
     /// The plan's view of the claims.

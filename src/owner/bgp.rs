@@ -207,15 +207,9 @@ impl Executor for Bgp<'_> {
 /// Which families some peer can carry: its own, and the other one when `mpbgp_nexthop` gives
 /// it a next hop.
 fn decide_config(cfg: &Config, svc: &ServicesSettings, peers: &[PeerSpec]) -> DecideConfig {
-    let mut d = DecideConfig {
-        lb_class_only: svc.lb_class_only,
-        lb_class_name: svc.lb_class_name.clone(),
-        lb_class_legacy_handling: svc.lb_class_legacy_handling,
-        // No peers yet (annotations not read yet): nothing reaches a router anyway, and
-        // "no peer for this family" Warnings on every Service would be noise.
-        announce_ipv4: peers.is_empty(),
-        announce_ipv6: peers.is_empty(),
-    };
+    // No peers yet (annotations not read yet): nothing reaches a router anyway, and "no peer
+    // for this family" Warnings on every Service would be noise.
+    let mut d = svc.decide_config(peers.is_empty(), peers.is_empty());
     for p in peers {
         let v6 = matches!(p.address, vipd_providers::PeerAddress::Ip(IpAddr::V6(_)));
         let mpbgp = if p.mpbgp.next_hop == MpBgpNextHop::None {

@@ -198,11 +198,5 @@ pub(crate) async fn run<E: ServicesExecutor>(
 /// The allocator assigns addresses to every Service vipd serves, whichever family a peer
 /// carries.
 fn ipam_decide_config(svc: &ServicesSettings) -> DecideConfig {
-    DecideConfig {
-        lb_class_only: svc.lb_class_only,
-        lb_class_name: svc.lb_class_name.clone(),
-        lb_class_legacy_handling: svc.lb_class_legacy_handling,
-        announce_ipv4: true,
-        announce_ipv6: true,
-    }
+    svc.decide_config(true, true)
 }

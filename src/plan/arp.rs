@@ -121,7 +121,14 @@ pub fn stand(
         }
         let statics_placed = ifaces.len() == d.announced.len();
         let can_serve = statics_placed && (!d.announced.is_empty() || parent.is_ok());
-        let stands = matches!(arp.election, ElectionScope::Global { .. }) || can_serve;
+        // One Lease for all: every node stands (kube-vip's behaviour) — except one excluded
+        // from load balancers (`vip_honour_exclude_label`), which would lead and serve nothing.
+        let excluded = d
+            .not_announced
+            .iter()
+            .any(|(_, why)| matches!(why, Skip::NodeExcluded { .. }));
+        let stands =
+            !excluded && (matches!(arp.election, ElectionScope::Global { .. }) || can_serve);
         *out.eligible.entry(lease.clone()).or_default() |= stands;
         if can_serve {
             out.placed.insert(key.clone(), ifaces);

@@ -40,6 +40,10 @@ fn slice(service: &str, node: &str) -> Arc<EndpointSlice> {
 }
 
 fn decided(services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]) -> Desired {
+    decided_on(services, slices, &NodeCtx::from_node(NODE, None))
+}
+
+fn decided_on(services: &[Arc<Service>], slices: &[Arc<EndpointSlice>], node: &NodeCtx) -> Desired {
     let view = ClusterView {
         services,
         endpoint_slices: slices,
@@ -50,8 +54,9 @@ fn decided(services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]) -> Desired 
         lb_class_legacy_handling: true,
         announce_ipv4: true,
         announce_ipv6: true,
+        honour_exclude_label: true,
     };
-    decide::desired(&view, &NodeCtx::from_node(NODE, None), &cfg)
+    decide::desired(&view, node, &cfg)
 }
 
 fn arp(election: ElectionScope, interface: Option<&str>) -> ArpSettings {
@@ -301,6 +306,37 @@ fn without_an_interface_for_the_vip_a_node_warns_and_does_not_stand_unless_one_l
     );
     assert!(wanted.is_empty());
     assert_eq!(steps.len(), 1, "{steps:?}");
+}
+
+#[test]
+fn a_node_excluded_from_load_balancers_never_stands_not_even_for_the_one_lease_of_all() {
+    let services = vec![service("web", "10.0.0.10", "Cluster", json!({}))];
+    let excluded = NodeCtx {
+        name: NODE.into(),
+        labels: BTreeMap::from([(
+            "node.kubernetes.io/exclude-from-external-load-balancers".into(),
+            String::new(),
+        )]),
+    };
+    let w = Web {
+        desired: decided_on(&services, &[slice("web", "other")], &excluded),
+    };
+    let global = ElectionScope::Global {
+        namespace: "kube-system".into(),
+        name: "plndr-svcs-lock".into(),
+    };
+    let all = LeaseKey {
+        namespace: "kube-system".into(),
+        name: "plndr-svcs-lock".into(),
+    };
+    for (election, key) in [
+        (ElectionScope::PerService, lease("kubevip-web")),
+        (global, all),
+    ] {
+        let s = standing_of(&w, &arp(election, Some("eth0")), &eth("eth0"));
+        assert_eq!(s.eligible, BTreeMap::from([(key, false)]));
+        assert!(s.placed.is_empty());
+    }
 }
 
 #[test]

@@ -207,6 +207,7 @@ mod tests {
             lb_class_legacy_handling: true,
             announce_ipv4: true,
             announce_ipv6: true,
+            honour_exclude_label: true,
         };
         decide::desired(&view, &NodeCtx::from_node("n1", None), &cfg)
     }

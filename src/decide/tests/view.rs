@@ -6,7 +6,11 @@ use serde_json::json;
 // ---- Node -------------------------------------------------------------------------------------
 
 #[test]
-fn node_labelled_exclude_from_external_load_balancers_announces_nothing_whatever_the_value() {
+fn with_the_opt_in_a_node_labelled_exclude_from_external_load_balancers_announces_nothing() {
+    let honour = DecideConfig {
+        honour_exclude_label: true,
+        ..DecideConfig::default()
+    };
     for value in ["", "true", "false"] {
         let n: Node = serde_json::from_value(json!({
             "metadata": {"name": NODE,
@@ -19,13 +23,17 @@ fn node_labelled_exclude_from_external_load_balancers_announces_nothing_whatever
             json!({"kube-vip.io/loadbalancerIPs": "192.0.2.10"}),
             json!({}),
         );
-        let d = run_with(&[s], &[ready_here("a")], &node, &DecideConfig::default());
+        let d = run_with(std::slice::from_ref(&s), &[ready_here("a")], &node, &honour);
         assert_eq!(
             one(&d, "a"),
             all_skipped(&["192.0.2.10"], Skip::NodeExcluded { node: NODE.into() }),
             "{value:?}"
         );
         assert!(d.routes.is_empty());
+        // By default the label is ignored, as kube-vip ignores it (kubeadm puts it on every
+        // control-plane node, where kube-vip's documented DaemonSet runs).
+        let d = run_with(&[s], &[ready_here("a")], &node, &DecideConfig::default());
+        assert_eq!(one(&d, "a").announced, [ip("192.0.2.10")], "{value:?}");
     }
 }
 
