@@ -7,6 +7,10 @@ pub use crate::manifest::{ManifestArgs, ManifestFlags, ManifestKind};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
+/// Where Kubernetes mounts the ServiceAccount's namespace in a Pod (kube-vip reads its Lease
+/// namespace from it).
+const SA_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "vipd",
@@ -74,7 +78,8 @@ pub struct IpamArgs {
     /// Identity in the Lease [default: the host name].
     #[arg(long = "identity", env = "POD_NAME")]
     pub identity: Option<String>,
-    /// Kubeconfig file [default: $KUBECONFIG, ~/.kube/config, then in-cluster].
+    /// Kubeconfig file [default: $KUBECONFIG, /etc/kubernetes/admin.conf if it exists,
+    /// ~/.kube/config, then in-cluster].
     #[arg(long = "k8sConfigPath", env = "k8s_config_file")]
     pub k8s_config_file: Option<String>,
     /// Only Services whose loadBalancerClass is lb_class_name.
@@ -117,7 +122,8 @@ pub struct ManagerArgs {
     /// This node's name [default: the host name, lowercased].
     #[arg(long = "nodeName", env = "vip_nodename")]
     pub vip_nodename: Option<String>,
-    /// Kubeconfig file [default: $KUBECONFIG, ~/.kube/config, then in-cluster].
+    /// Kubeconfig file [default: $KUBECONFIG, /etc/kubernetes/admin.conf if it exists,
+    /// ~/.kube/config, then in-cluster].
     #[arg(long = "k8sConfigPath", env = "k8s_config_file")]
     pub k8s_config_file: Option<String>,
     /// Only Services whose loadBalancerClass is lb_class_name.
@@ -156,7 +162,8 @@ pub struct ManagerArgs {
     #[arg(long = "servicesElection", env = "svc_election", num_args = 0..=1, default_missing_value = "true")]
     pub svc_election: Option<String>,
     /// ARP mode without servicesElection: the one Lease, name or namespace/name
-    /// [default: plndr-svcs-lock in POD_NAMESPACE, else kube-system].
+    /// [default: plndr-svcs-lock in POD_NAMESPACE, else the ServiceAccount's namespace, else
+    /// kube-system].
     #[arg(long = "servicesLeaseName", env = "svc_leasename")]
     pub svc_leasename: Option<String>,
     /// Lease duration in seconds (fractions allowed) [default: 15].
@@ -354,6 +361,9 @@ impl ManagerArgs {
             lb_ipam_configmap: self.lb_ipam_configmap.clone(),
             lb_ipam_namespace: self.lb_ipam_namespace.clone(),
             pod_namespace: std::env::var("POD_NAMESPACE").ok(),
+            sa_namespace: std::fs::read_to_string(SA_NAMESPACE_FILE)
+                .ok()
+                .map(|n| n.trim().to_owned()),
             svc_election: self.svc_election.clone(),
             svc_leasename: self.svc_leasename.clone(),
             vip_leaseduration: self.vip_leaseduration.clone(),

@@ -540,17 +540,21 @@ fn env(f: &ManifestFlags) -> Vec<EnvVar> {
     };
     // kube-vip always writes vip_arp.
     env.push(value("vip_arp", if f.arp { "true" } else { "false" }));
-    env.push(EnvVar {
-        name: "vip_nodename".to_owned(),
+    let field = |name: &str, path: &str| EnvVar {
+        name: name.to_owned(),
         value: None,
         value_from: Some(EnvVarSource {
             field_ref: Some(ObjectFieldSelector {
-                field_path: "spec.nodeName".to_owned(),
+                field_path: path.to_owned(),
                 api_version: None,
             }),
             ..Default::default()
         }),
-    });
+    };
+    env.push(field("vip_nodename", "spec.nodeName"));
+    // Where the agent's Leases live (the ServiceAccount's namespace file says the same in a
+    // Pod; the env is explicit).
+    env.push(field("POD_NAMESPACE", "metadata.namespace"));
     text(&mut env, "vip_interface", &f.interface);
     yes(&mut env, "svc_enable", f.services);
     yes(&mut env, "svc_election", f.services_election);

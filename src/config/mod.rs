@@ -94,8 +94,11 @@ pub struct RawSettings {
     pub lb_ipam: Option<String>,
     pub lb_ipam_configmap: Option<String>,
     pub lb_ipam_namespace: Option<String>,
-    /// `POD_NAMESPACE` (the manifest sets it): where the IPAM Lease lives.
+    /// `POD_NAMESPACE` (the manifest sets it): where the Leases of this agent live.
     pub pod_namespace: Option<String>,
+    /// The ServiceAccount's namespace file (`/var/run/secrets/kubernetes.io/serviceaccount/
+    /// namespace`), read by the caller: where kube-vip puts its Leases.
+    pub sa_namespace: Option<String>,
     pub svc_election: Option<String>,
     pub svc_leasename: Option<String>,
     pub vip_leaseduration: Option<String>,

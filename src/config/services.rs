@@ -36,6 +36,15 @@ pub struct ServicesSettings {
     pub election_timing: crate::election::Timing,
 }
 
+/// The agent's own namespace, where its Leases live: `POD_NAMESPACE` (vipd's manifest sets it),
+/// else the ServiceAccount's namespace file (as kube-vip reads it: an image swapped into a
+/// kube-vip DaemonSet keeps kube-vip's Lease), else `kube-system`.
+fn own_namespace(raw: &RawSettings) -> &str {
+    non_empty(&raw.pod_namespace)
+        .or_else(|| non_empty(&raw.sa_namespace))
+        .unwrap_or("kube-system")
+}
+
 impl ServicesSettings {
     /// What `decide` reads of these settings; `announce_ipv4`/`announce_ipv6`: whether some
     /// peer (or the link, in ARP mode) can carry that family.
@@ -62,7 +71,8 @@ pub struct IpamSettings {
     pub configmap: String,
     /// …in this namespace (`lb_ipam_namespace`, default `kube-system`).
     pub namespace: String,
-    /// Namespace of the Lease `vipd-ipam` (the agent's own, `POD_NAMESPACE`, else kube-system).
+    /// Namespace of the Lease `vipd-ipam`: the agent's own (`POD_NAMESPACE`, else the
+    /// ServiceAccount's, else kube-system).
     pub lease_namespace: String,
 }
 
@@ -137,9 +147,7 @@ pub(super) fn services_settings(raw: &RawSettings) -> Result<ServicesSettings, C
                 namespace: non_empty(&raw.lb_ipam_namespace)
                     .unwrap_or("kube-system")
                     .to_owned(),
-                lease_namespace: non_empty(&raw.pod_namespace)
-                    .unwrap_or("kube-system")
-                    .to_owned(),
+                lease_namespace: own_namespace(raw).to_owned(),
             })
         } else {
             None
@@ -206,7 +214,7 @@ pub(super) fn arp_settings(raw: &RawSettings) -> Result<ArpSettings, ConfigError
         ElectionScope::PerService
     } else {
         let spec = non_empty(&raw.svc_leasename).unwrap_or("plndr-svcs-lock");
-        let pod_ns = non_empty(&raw.pod_namespace).unwrap_or("kube-system");
+        let pod_ns = own_namespace(raw);
         let (namespace, name) = match spec.split_once('/') {
             Some((ns, name)) if !ns.is_empty() && !name.is_empty() => (ns, name),
             Some(_) => {

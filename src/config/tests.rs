@@ -39,6 +39,8 @@ fn raw(pairs: &[(&str, &str)]) -> RawSettings {
             "vip_arp_rate" => r.vip_arp_rate = v,
             "vip_interface" => r.vip_interface = v,
             "pod_namespace" => r.pod_namespace = v,
+            "sa_namespace" => r.sa_namespace = v,
+            "lb_ipam" => r.lb_ipam = v,
             "enable_upnp" => r.enable_upnp = v,
             other => panic!("test knows no {other}"),
         }
@@ -358,6 +360,32 @@ fn arp_mode_reads_election_timing_rate_and_lease_name() {
             name: "lock".into()
         }
     );
+}
+
+#[test]
+fn the_lease_namespace_is_pod_namespace_else_the_service_accounts_as_kube_vip_reads_it() {
+    let global = |ns: &str| ElectionScope::Global {
+        namespace: ns.into(),
+        name: "plndr-svcs-lock".into(),
+    };
+    // A kube-vip DaemonSet in namespace `lb` with the image swapped: no POD_NAMESPACE, the
+    // ServiceAccount's namespace file says `lb`, where kube-vip's Lease is.
+    let swapped = arp(&[("sa_namespace", "lb")]).unwrap();
+    assert_eq!(swapped.election, global("lb"));
+    let both = arp(&[("sa_namespace", "lb"), ("pod_namespace", "vipd")]).unwrap();
+    assert_eq!(both.election, global("vipd"));
+    assert_eq!(
+        arp(&[("sa_namespace", "")]).unwrap().election,
+        global("kube-system")
+    );
+    let ipam = validate(&raw(&[
+        ("svc_enable", "true"),
+        ("vip_nodename", "n"),
+        ("lb_ipam", "true"),
+        ("sa_namespace", "lb"),
+    ]))
+    .unwrap();
+    assert_eq!(ipam.services.unwrap().ipam.unwrap().lease_namespace, "lb");
 }
 
 #[test]
