@@ -147,6 +147,127 @@ impl ServiceIntent {
     }
 }
 
+/// When a kube-vip annotation vipd does not implement asks for something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AskedWhen {
+    /// The value is `"true"` (any case).
+    True,
+    /// Any value but empty.
+    Set,
+    /// Any value but this one (what vipd does anyway).
+    Not(&'static str),
+}
+
+/// kube-vip's Service annotations that vipd does not implement yet, when they ask for
+/// something, and what kube-vip would do: each one set is a Warning (Event and log) on the
+/// Service while it lasts, never silently ignored.
+const UNSUPPORTED_ANNOTATIONS: &[(&str, AskedWhen, &str)] = &[
+    (
+        "kube-vip.io/serviceVLAN",
+        AskedWhen::Set,
+        "puts the VIP on a VLAN sub-interface of this tag",
+    ),
+    (
+        "kube-vip.io/ddns",
+        AskedWhen::True,
+        "registers the DHCP lease's host name by dynamic DNS",
+    ),
+    (
+        "kube-vip.io/rp_filter",
+        AskedWhen::Not("0"),
+        "sets rp_filter on the DHCP macvlan (vipd sets 0)",
+    ),
+    (
+        "kube-vip.io/forcePerServiceElection",
+        AskedWhen::True,
+        "elects this Service on a Lease of its own under the one Lease of all",
+    ),
+    (
+        "kube-vip.io/flush-conntrack",
+        AskedWhen::True,
+        "flushes the VIP's conntrack entries on failover",
+    ),
+    (
+        "kube-vip.io/egress",
+        AskedWhen::True,
+        "sends the Service's pods' egress traffic from the VIP (SNAT)",
+    ),
+    (
+        "kube-vip.io/egress-ipv6",
+        AskedWhen::True,
+        "sends the Service's pods' IPv6 egress traffic from the VIP (SNAT)",
+    ),
+    (
+        "kube-vip.io/egress-internal",
+        AskedWhen::True,
+        "applies egress SNAT to in-cluster traffic too",
+    ),
+    (
+        "kube-vip.io/egress-destination-ports",
+        AskedWhen::Set,
+        "limits egress SNAT to these destination ports",
+    ),
+    (
+        "kube-vip.io/egress-source-ports",
+        AskedWhen::Set,
+        "limits egress SNAT to these source ports",
+    ),
+    (
+        "kube-vip.io/egress-allowed-networks",
+        AskedWhen::Set,
+        "limits egress SNAT to these networks",
+    ),
+    (
+        "kube-vip.io/egress-denied-networks",
+        AskedWhen::Set,
+        "exempts these networks from egress SNAT",
+    ),
+    (
+        "kube-vip.io/egress-no-internal-traffic",
+        AskedWhen::True,
+        "keeps in-cluster traffic out of egress SNAT",
+    ),
+    (
+        "kube-vip.io/egress-detect-api-server",
+        AskedWhen::True,
+        "exempts the API server from egress SNAT",
+    ),
+];
+
+/// A kube-vip annotation on a Service that asks for what vipd does not do yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsupportedAnnotation {
+    pub annotation: &'static str,
+    pub value: String,
+    /// What kube-vip does with it.
+    pub kube_vip_does: &'static str,
+}
+
+/// The kube-vip annotations on `svc` that vipd does not implement and that ask for something.
+pub fn unsupported_annotations(
+    svc: &k8s_openapi::api::core::v1::Service,
+) -> Vec<UnsupportedAnnotation> {
+    let Some(ann) = svc.metadata.annotations.as_ref() else {
+        return Vec::new();
+    };
+    UNSUPPORTED_ANNOTATIONS
+        .iter()
+        .filter_map(|(annotation, when, does)| {
+            let value = ann.get(*annotation)?.trim();
+            let asks = match when {
+                AskedWhen::True => value.eq_ignore_ascii_case("true"),
+                AskedWhen::Set => !value.is_empty(),
+                AskedWhen::Not(same) => !value.is_empty() && value != *same,
+            };
+            asks.then(|| UnsupportedAnnotation {
+                annotation,
+                value: value.to_owned(),
+                kube_vip_does: does,
+            })
+        })
+        .collect()
+}
+
 /// A MAC as `aa:bb:cc:dd:ee:ff` (or with `-`): unicast and not all zeros, else `None`.
 pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
     let parts: Vec<&str> = text.trim().split([':', '-']).collect();
@@ -174,6 +295,34 @@ mod tests {
                 "annotations": annotations},
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn kube_vip_annotations_vipd_lacks_are_named_when_they_ask_for_something() {
+        let s = svc(json!({
+            "kube-vip.io/serviceVLAN": "100",
+            "kube-vip.io/egress": "true",
+            "kube-vip.io/egress-ipv6": "false",
+            "kube-vip.io/rp_filter": "0",
+            "kube-vip.io/flush-conntrack": "TRUE",
+            "kube-vip.io/loadbalancerIPs": "10.0.0.1",
+        }));
+        let found = unsupported_annotations(&s);
+        let named: Vec<(&str, &str)> = found
+            .iter()
+            .map(|u| (u.annotation, u.value.as_str()))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                ("kube-vip.io/serviceVLAN", "100"),
+                ("kube-vip.io/flush-conntrack", "TRUE"),
+                ("kube-vip.io/egress", "true"),
+            ]
+        );
+        let s = svc(json!({"kube-vip.io/rp_filter": "2"}));
+        assert_eq!(unsupported_annotations(&s).len(), 1);
+        assert!(unsupported_annotations(&svc(json!({}))).is_empty());
     }
 
     #[test]

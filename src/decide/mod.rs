@@ -204,6 +204,11 @@ fn decide_service(
             .into_iter()
             .map(Problem::InvalidAnnotation),
     );
+    d.problems.extend(
+        crate::model::unsupported_annotations(svc)
+            .into_iter()
+            .map(Problem::UnsupportedAnnotation),
+    );
     d.problems.extend(requested.problems);
     d.vips = requested.vips;
     let Some(field) = requested.field else {

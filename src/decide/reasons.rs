@@ -6,7 +6,7 @@
 
 use crate::model::annotation::{IGNORE, LOADBALANCER_IPS};
 use crate::model::label::EXCLUDE_FROM_LB;
-use crate::model::AnnotationProblem;
+use crate::model::{AnnotationProblem, UnsupportedAnnotation};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -189,6 +189,14 @@ pub enum Problem {
     /// Another annotation whose value vipd cannot use ([`crate::model::ServiceIntent`]).
     #[error("annotation {}: {:?} {}", .0.annotation, .0.value, .0.expected)]
     InvalidAnnotation(AnnotationProblem),
+    /// A kube-vip annotation vipd does not implement yet asks for something.
+    #[error(
+        "annotation {}: {:?} is not supported by vipd yet and is ignored (kube-vip {})",
+        .0.annotation,
+        .0.value,
+        .0.kube_vip_does
+    )]
+    UnsupportedAnnotation(UnsupportedAnnotation),
 }
 
 impl Problem {
@@ -202,6 +210,7 @@ impl Problem {
             Problem::NoPeerForFamily { .. } => "NoPeerForAddressFamily",
             Problem::IgnoreNotTrue { .. } => "InvalidIgnoreAnnotation",
             Problem::InvalidAnnotation(_) => "InvalidAnnotation",
+            Problem::UnsupportedAnnotation(_) => "UnsupportedAnnotation",
         }
     }
 }

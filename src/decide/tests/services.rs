@@ -404,3 +404,21 @@ fn the_intent_is_read_with_the_decision_and_an_unusable_annotation_is_a_problem_
         "annotation kube-vip.io/forwardUPNP: \"yes\" is not \"true\" or \"false\"; the Service's ports are not mapped"
     );
 }
+
+#[test]
+fn a_kube_vip_annotation_vipd_lacks_is_a_warning_and_the_vip_stays_announced() {
+    let s = lb(
+        "a",
+        json!({"kube-vip.io/loadbalancerIPs": "192.0.2.10", "kube-vip.io/serviceVLAN": "100"}),
+        json!({}),
+    );
+    let d = one(&run(&[s], &[ready_here("a")]), "a");
+    assert_eq!(d.announced, ips(&["192.0.2.10"]));
+    assert_eq!(d.problems.len(), 1, "{:?}", d.problems);
+    assert_eq!(d.problems[0].reason(), "UnsupportedAnnotation");
+    assert_eq!(
+        d.problems[0].to_string(),
+        "annotation kube-vip.io/serviceVLAN: \"100\" is not supported by vipd yet and is ignored \
+         (kube-vip puts the VIP on a VLAN sub-interface of this tag)"
+    );
+}
