@@ -41,13 +41,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         "bgp-static"
     };
     let observer = Observer::new(&node, mode, readiness.clone());
-    if let Some(addr) = cfg.http {
-        tokio::spawn(crate::http::serve(
-            addr,
-            readiness.clone(),
-            observer.clone(),
-        ));
-    }
+    serve_http(&cfg, &readiness, &observer);
     let mut peers = PeerSources::new(
         cfg.bgp.peers.clone(),
         matches!(cfg.bgp.router_id, RouterIdSource::Fixed(_)),
@@ -114,13 +108,7 @@ async fn run_arp(
     let readiness = Readiness::default();
     // /metrics and `vipd status` see the node, mode, readiness and what the owner loop holds.
     let observer = Observer::new(&svc.node_name, "arp", readiness.clone());
-    if let Some(addr) = cfg.http {
-        tokio::spawn(crate::http::serve(
-            addr,
-            readiness.clone(),
-            observer.clone(),
-        ));
-    }
+    serve_http(&cfg, &readiness, &observer);
     info!(node = %svc.node_name, "vipd started in ARP/NDP mode");
     let arp = crate::owner::arp::Arp::new(svc, arp);
     crate::owner::run(arp, svc, client, readiness, observer, shutdown).await
@@ -230,4 +218,16 @@ pub fn resolve_router_id(src: &RouterIdSource, ifs: &Interfaces) -> Result<Route
             reason: "is not set and this host has no IPv4 address to take it from".into(),
         },
     })
+}
+
+/// The agent's HTTP endpoint on `prometheus_server`, and again on `health_check_port` (kube-vip
+/// serves `/healthz` there; a livenessProbe written for kube-vip keeps working).
+fn serve_http(cfg: &Config, readiness: &Readiness, observer: &Observer) {
+    for addr in [cfg.http, cfg.health].into_iter().flatten() {
+        tokio::spawn(crate::http::serve(
+            addr,
+            readiness.clone(),
+            observer.clone(),
+        ));
+    }
 }

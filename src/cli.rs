@@ -260,6 +260,10 @@ pub struct ManagerArgs {
         default_value = ":2112"
     )]
     pub prometheus_server: String,
+    /// Also serve /healthz (and the rest) on this port of every address, as kube-vip's
+    /// health_check_port [default: 0, off].
+    #[arg(long = "healthCheckPort", env = "health_check_port")]
+    pub health_check_port: Option<String>,
     /// Services mode: also allocate addresses from the kube-vip-cloud-provider ConfigMap (one
     /// agent, elected by the Lease vipd-ipam, allocates).
     #[arg(long = "ipam", env = "lb_ipam", num_args = 0..=1, default_missing_value = "true")]
@@ -357,6 +361,7 @@ impl ManagerArgs {
             provider_config: self.provider_config.clone(),
             metal_peer_routes: self.metal_peer_routes.clone(),
             prometheus_server: Some(self.prometheus_server.clone()),
+            health_check_port: self.health_check_port.clone(),
             lb_ipam: self.lb_ipam.clone(),
             lb_ipam_configmap: self.lb_ipam_configmap.clone(),
             lb_ipam_namespace: self.lb_ipam_namespace.clone(),

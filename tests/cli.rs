@@ -183,3 +183,52 @@ fn kube_vips_slog_levels_start_the_agent_at_the_level_they_mean() {
     let errors_only = run(&["manager"], "8");
     assert!(!errors_only.contains(" INFO "), "{errors_only}");
 }
+
+/// kube-vip's `health_check_port`: `/healthz` answers there (a livenessProbe written for
+/// kube-vip keeps passing); a value that is no port exits 2 naming it.
+#[test]
+fn health_check_port_serves_healthz_as_kube_vips_does() {
+    use std::io::{Read, Write};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+        .to_string();
+    let port: &'static str = Box::leak(port.into_boxed_str());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vipd"))
+        .arg("manager")
+        .env_clear()
+        .envs(with(&[
+            ("bgp_peers", "127.0.0.1:65530::false"),
+            ("vip_address", "198.51.100.1"),
+            ("prometheus_server", ""),
+            ("health_check_port", port),
+        ]))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("vipd starts");
+    let get = || -> Option<String> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().ok()?)).ok()?;
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        Some(out)
+    };
+    let mut answer = None;
+    for _ in 0..50 {
+        answer = get();
+        if answer.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let answer = answer.expect("/healthz answers on health_check_port");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let o = vipd(&["manager"], &with(&[("health_check_port", "http")]));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("health_check_port"), "{}", stderr(&o));
+}

@@ -91,6 +91,8 @@ pub struct RawSettings {
     pub provider_config: Option<String>,
     pub metal_peer_routes: Option<String>,
     pub prometheus_server: Option<String>,
+    /// kube-vip's `health_check_port`: `/healthz` on `0.0.0.0:<port>` too; 0 = off.
+    pub health_check_port: Option<String>,
     pub lb_ipam: Option<String>,
     pub lb_ipam_configmap: Option<String>,
     pub lb_ipam_namespace: Option<String>,
@@ -125,6 +127,9 @@ pub struct Config {
     pub metal: Option<MetalSettings>,
     /// `prometheus_server`: where /healthz and /readyz are served; `None` = off.
     pub http: Option<std::net::SocketAddr>,
+    /// `health_check_port`: the same endpoint on this port of every address (kube-vip's
+    /// `/healthz` port, for livenessProbes written against kube-vip); `None` = off.
+    pub health: Option<std::net::SocketAddr>,
     /// Static VIPs from `vip_address`.
     pub vips: Vec<IpAddr>,
     /// More static VIPs, one per line; re-read on SIGHUP.
@@ -198,6 +203,19 @@ pub fn validate(raw: &RawSettings) -> Result<Config, ConfigError> {
                     "is not an address with a port (:2112, 0.0.0.0:2112, [::1]:2112)",
                 )
             })?),
+        },
+        health: match non_empty(&raw.health_check_port) {
+            None | Some("0") => None,
+            Some(v) => match v.parse::<u16>() {
+                Ok(port) => Some(std::net::SocketAddr::from(([0, 0, 0, 0], port))),
+                Err(_) => {
+                    return Err(err(
+                        "health_check_port (--healthCheckPort)",
+                        v,
+                        "is not a port number (1-65535; 0 turns it off)",
+                    ))
+                }
+            },
         },
         vips,
         vip_file: raw
