@@ -108,7 +108,7 @@ async fn run_arp(
     let readiness = Readiness::default();
     // /metrics and `vipd status` see the node, mode, readiness and what the owner loop holds.
     let observer = Observer::new(&svc.node_name, "arp", readiness.clone());
-    serve_http(&cfg, &readiness, &observer);
+    serve_http(cfg, &readiness, &observer);
     info!(node = %svc.node_name, "vipd started in ARP/NDP mode");
     let arp = crate::owner::arp::Arp::new(svc, arp);
     crate::owner::run(arp, svc, client, readiness, observer, shutdown).await
