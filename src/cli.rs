@@ -384,3 +384,40 @@ impl ManagerArgs {
         }
     }
 }
+
+/// `argv` without kube-vip's flags that vipd does not define, for `manager` and `manifest …`
+/// (kube-vip's DaemonSet and manifest commands pass them; refusing them would crash-loop a
+/// DaemonSet whose image was swapped), and those that ask for something, to be warned about.
+/// Other subcommands' arguments are untouched.
+pub fn set_aside_kube_vip_flags(
+    argv: Vec<String>,
+) -> (Vec<String>, Vec<crate::config::kube_vip::Ignored>) {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    let mut at = 1;
+    let mut path = Vec::new();
+    while let Some(sub) = argv
+        .get(at)
+        .and_then(|a| cmd.find_subcommand(a.as_str()).cloned())
+    {
+        path.push(sub.get_name().to_owned());
+        cmd = sub;
+        at += 1;
+    }
+    if !matches!(
+        path.first().map(String::as_str),
+        Some("manager" | "manifest")
+    ) {
+        return (argv, Vec::new());
+    }
+    let own: Vec<String> = cmd
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(str::to_owned))
+        .chain(["help".to_owned(), "version".to_owned()])
+        .collect();
+    let (rest, ignored) =
+        crate::config::kube_vip::strip_flags(&argv[at..], |f| own.iter().any(|o| o == f));
+    let mut out = argv[..at].to_vec();
+    out.extend(rest);
+    (out, ignored)
+}

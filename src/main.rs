@@ -7,9 +7,15 @@ use tracing_subscriber::EnvFilter;
 use vipd::cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let (argv, ignored_flags) = vipd::cli::set_aside_kube_vip_flags(std::env::args().collect());
+    let cli = Cli::parse_from(argv);
     let result: anyhow::Result<()> = match cli.command {
-        Command::Manifest(args) => return manifest(&args),
+        Command::Manifest(args) => {
+            for i in &ignored_flags {
+                eprintln!("vipd: warning: kube-vip's {i} is not supported; left out of the YAML");
+            }
+            return manifest(&args);
+        }
         Command::Manager(args) => {
             let cfg = match vipd::config::validate(&args.raw_settings()) {
                 Ok(cfg) => cfg,
@@ -19,6 +25,7 @@ fn main() -> ExitCode {
                 }
             };
             init_logging(&cfg.log_filter, args.log_format == "json");
+            warn_ignored(ignored_flags);
             runtime().and_then(|rt| {
                 rt.block_on(vipd::run(cfg, shutdown_signal()))
                     .map_err(Into::into)
@@ -106,6 +113,22 @@ fn print_out(text: &str) -> ExitCode {
             eprintln!("vipd: cannot write to stdout: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// One warning naming every kube-vip setting (environment or flag) that asks for what vipd does
+/// not do: never silently ignored.
+fn warn_ignored(flags: Vec<vipd::config::kube_vip::Ignored>) {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let mut all =
+        vipd::config::kube_vip::ignored_env(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    all.extend(flags);
+    if !all.is_empty() {
+        let list: Vec<String> = all.iter().map(ToString::to_string).collect();
+        tracing::warn!(
+            settings = %list.join("; "),
+            "kube-vip settings that vipd does not implement are ignored"
+        );
     }
 }
 

@@ -232,3 +232,87 @@ fn health_check_port_serves_healthz_as_kube_vips_does() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("health_check_port"), "{}", stderr(&o));
 }
+
+/// kube-vip's flags and variables vipd does not implement are accepted and named in one
+/// warning at start, never refused (a crash loop) and never silently dropped; those at
+/// kube-vip's defaults (what its manifest writes anyway) say nothing.
+#[test]
+fn kube_vip_settings_vipd_lacks_are_warned_about_once_not_refused() {
+    let child = Command::new(env!("CARGO_BIN_EXE_vipd"))
+        .args([
+            "manager",
+            "--leaderElection",
+            "--port",
+            "6443",
+            "--vip",
+            "10.0.0.5",
+            "--namespace",
+            "kube-system",
+        ])
+        .env_clear()
+        .envs(with(&[
+            ("bgp_peers", "127.0.0.1:65530::false"),
+            ("vip_address", "198.51.100.1"),
+            ("vip_routingtable", "true"),
+            ("egress_podcidr", "10.244.0.0/16"),
+            ("dns_mode", "first"),
+            ("enable_node_labeling", "false"),
+        ]))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("vipd starts");
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().expect("vipd exits");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let warning: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("kube-vip settings that vipd does not implement are ignored"))
+        .collect();
+    assert_eq!(warning.len(), 1, "{log}");
+    for named in [
+        "vip_routingtable",
+        "egress_podcidr",
+        "--vip",
+        "--leaderElection",
+    ] {
+        assert!(warning[0].contains(named), "{named} in {}", warning[0]);
+    }
+    for quiet in [
+        "--port",
+        "--namespace",
+        "dns_mode",
+        "enable_node_labeling",
+        "10.0.0.5",
+    ] {
+        assert!(!warning[0].contains(quiet), "{quiet} in {}", warning[0]);
+    }
+
+    let o = vipd(
+        &[
+            "manifest",
+            "daemonset",
+            "--services",
+            "--bgp",
+            "--annotations",
+            "metal.equinix.com",
+            "--controlplane",
+            "--vip",
+            "10.0.0.5",
+            "--enableNodeLabeling",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let yaml = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        !yaml.contains("cp_enable") && !yaml.contains("10.0.0.5"),
+        "{yaml}"
+    );
+    for named in ["--controlplane", "--vip", "--enableNodeLabeling"] {
+        assert!(stderr(&o).contains(named), "{named}: {}", stderr(&o));
+    }
+}

@@ -10,6 +10,7 @@
 //! [`crate::election`]'s timing); nothing here touches the network or the cluster.
 
 mod bgp;
+pub mod kube_vip;
 mod services;
 #[cfg(test)]
 mod tests;

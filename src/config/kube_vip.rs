@@ -1,0 +1,304 @@
+//! [pure] kube-vip's settings that vipd does not read (kube-vip v1.2.3, `config_envvar.go` and
+//! the root flags of `cmd/kube-vip.go`), so that none is ever silently ignored: an environment
+//! variable or flag set to something that asks for behaviour is named in one warning at start
+//! (`vipd manager`) or on stderr (`vipd manifest`, which leaves it out of the YAML). A kube-vip
+//! flag is accepted and set aside rather than refused: `unexpected argument` would crash-loop a
+//! kube-vip DaemonSet whose image was swapped.
+//!
+//! Every kube-vip setting vipd reads is in `cli.rs` under kube-vip's name; this table holds
+//! the rest, each with the values that ask for nothing (kube-vip's defaults, and what kube-vip's
+//! own manifest generator writes anyway, such as `port=6443` or `dns_mode=first`).
+
+/// One kube-vip setting vipd does not read.
+#[derive(Debug)]
+pub struct Foreign {
+    pub env: Option<&'static str>,
+    /// The long flag, without `--`.
+    pub flag: Option<&'static str>,
+    pub short: Option<char>,
+    /// The flag takes a value (`--flag value`); else it is a boolean (`--flag`, `--flag=false`).
+    pub takes_value: bool,
+    /// Values that ask for nothing (compared without case), besides empty and, for booleans,
+    /// `false`/`0`.
+    pub idle: &'static [&'static str],
+    /// What kube-vip does with it, for the warning.
+    pub does: &'static str,
+}
+
+const fn bool_(env: &'static str, flag: &'static str, does: &'static str) -> Foreign {
+    Foreign {
+        env: Some(env),
+        flag: if flag.is_empty() { None } else { Some(flag) },
+        short: None,
+        takes_value: false,
+        idle: &[],
+        does,
+    }
+}
+
+const fn value(
+    env: &'static str,
+    flag: &'static str,
+    idle: &'static [&'static str],
+    does: &'static str,
+) -> Foreign {
+    Foreign {
+        env: if env.is_empty() { None } else { Some(env) },
+        flag: if flag.is_empty() { None } else { Some(flag) },
+        short: None,
+        takes_value: true,
+        idle,
+        does,
+    }
+}
+
+const CP: &str = "the control-plane VIP (not in vipd yet)";
+const TABLE: &str = "routing-table mode (not in vipd)";
+const EGRESS: &str = "egress SNAT of Service pods (not in vipd)";
+const IPVS: &str = "IPVS load balancing of the control-plane VIP (not in vipd)";
+const ZEBRA: &str = "announces through FRR's zebra (vipd has its own BGP speaker)";
+const CP_HEALTH: &str = "health checks of the control-plane VIP's backends (not in vipd)";
+
+/// kube-vip's settings vipd does not read.
+pub static FOREIGN: &[Foreign] = &[
+    // The control-plane VIP (issue 16).
+    bool_("cp_enable", "controlplane", CP),
+    bool_("cp_detect", "autodetectcp", CP),
+    value("cp_namespace", "namespace", &["kube-system"], CP),
+    value("vip_leasename", "leaseName", &["plndr-cp-lock"], CP),
+    bool_("vip_leaderelection", "leaderElection", CP),
+    value("vip_leaseannotations", "", &["{}"], CP),
+    value("port", "port", &["6443"], CP),
+    value("kubernetes_addr", "", &[], CP),
+    value("", "vip", &[], CP),
+    bool_("vip_singlenode", "", CP),
+    bool_("vip_startleader", "", CP),
+    value("", "leaderElectionType", &["kubernetes"], CP),
+    value("", "etcdCACert", &[], CP),
+    value("", "etcdCert", &[], CP),
+    value("", "etcdKey", &[], CP),
+    value("", "etcdEndpoints", &[], CP),
+    value("control_plane_health_check_address", "controlPlaneHealthCheckAddress", &[], CP_HEALTH),
+    value("control_plane_health_check_period_seconds", "controlPlaneHealthCheckPeriodSeconds", &["5"], CP_HEALTH),
+    value("control_plane_health_check_timeout_seconds", "controlPlaneHealthCheckTimeoutSeconds", &["3"], CP_HEALTH),
+    value("control_plane_health_check_failure_threshold", "controlPlaneHealthCheckFailureThreshold", &["3"], CP_HEALTH),
+    value("control_plane_health_check_ca_path", "controlPlaneHealthCheckCAPath", &[], CP_HEALTH),
+    bool_("lb_enable", "enableLoadBalancer", IPVS),
+    value("lb_port", "lbPort", &["6443"], IPVS),
+    value("lb_fwdmethod", "lbForwardingMethod", &["local"], IPVS),
+    value("backend_health_check_interval", "", &["0"], IPVS),
+    // Other modes.
+    bool_("vip_routingtable", "table", TABLE),
+    value("vip_routingtableid", "tableID", &["198"], TABLE),
+    value("vip_routingtabletype", "tableType", &["1"], TABLE),
+    value("vip_routingprotocol", "routingProtocol", &["248"], TABLE),
+    bool_("vip_cleanroutingtable", "cleanRoutingTable", TABLE),
+    bool_("vip_wireguard", "wireguard", "WireGuard mode (not in vipd)"),
+    bool_("zebra_enable", "zebra", ZEBRA),
+    value("zebra_url", "zebraUrl", &["unix:/var/run/frr/zserv.api"], ZEBRA),
+    value("zebra_version", "zebraVersion", &["6"], ZEBRA),
+    value("zebra_software_name", "zebraSoftwareName", &["frr8.3"], ZEBRA),
+    // Egress.
+    value("egress_podcidr", "", &[], EGRESS),
+    value("egress_servicecidr", "", &[], EGRESS),
+    bool_("egress_withnftables", "egressWithNftables", EGRESS),
+    bool_("egress_enableinternalsnat", "", EGRESS),
+    bool_("egress_clean", "", EGRESS),
+    bool_("EGRESS_CLEAN", "", EGRESS),
+    value("instance_name", "instanceName", &[], EGRESS),
+    value("INSTANCE_NAME", "", &[], EGRESS),
+    value("iptables_backend", "", &[], "chooses the iptables backend of egress and the port filter (not in vipd)"),
+    // Services-mode features vipd lacks.
+    bool_("enable_service_security", "onlyAllowTrafficServicePorts", "drops traffic to a VIP except on its Service's ports (not in vipd)"),
+    bool_("enable_node_labeling", "enableNodeLabeling", "labels the node holding a Service service-provided.kube-vip.io/<svc>.<ns> (not in vipd yet)"),
+    bool_("per_service_election_on_demand", "perServiceElectionOnDemand", "elects Services annotated kube-vip.io/forcePerServiceElection on their own Lease (not in vipd)"),
+    value("vip_subnet", "vipSubnet", &["32", "128", "32,128", "128,32"], "puts ARP-mode VIPs on the interface with this mask (vipd: /32 and /128)"),
+    value("dns_mode", "dnsMode", &["first"], "resolves host names in loadbalancerIPs in this family (vipd resolves none: a Warning per Service)"),
+    value("dhcp_mode", "dhcpMode", &["ipv4"], "asks for DHCPv6 leases too (vipd: DHCPv4 only)"),
+    value("dhcp_backoff_attempts", "dhcpBackoffAttempts", &["3"], "caps DHCP retries (vipd retries with its own backoff, without a cap)"),
+    bool_("vip_ddns", "ddns", "registers DHCP leases' host names by dynamic DNS (not in vipd)"),
+    bool_("vip_interfaceloglobal", "loInterfaceGlobalScope", "gives VIPs on lo global scope (not in vipd)"),
+    bool_("vip_allow_interface_not_up", "allowInterfaceNotUp", "starts with the VIP interface down (not in vipd)"),
+    bool_("vip_loseleadership", "loseLeadership", "gives up leadership when the interface goes down (not in vipd)"),
+    value("vip_loseleadership_timeout_seconds", "loseLeadershiptTimeoutSeconds", &["30"], "how long the interface may be down before leadership is given up (not in vipd)"),
+    bool_("vip_preserve_on_leadership_loss", "preserveVipOnLeadershipLoss", "keeps the VIP address after losing the Lease (vipd always removes it)"),
+    value("mirror_dest_interface", "mirrorDestInterface", &[], "mirrors the service interface's traffic (not in vipd)"),
+    value("config_file", "config-file", &[], "reads settings from this file (vipd reads only the environment and flags: set them there)"),
+    // Harmless: vipd does the same or better on its own.
+    bool_("vip_skipdad", "", "adds IPv6 VIPs without duplicate address detection (vipd always does)"),
+    bool_("enable_endpoints", "enableEndpoints", "reads v1 Endpoints instead of EndpointSlices (vipd reads EndpointSlices, the same endpoints)"),
+    value("debounce_time", "debounceTime", &["0s", "0"], "debounces Service events (vipd debounces on its own)"),
+    value("vip_configmap", "configMap", &["plndr"], "the ConfigMap of kube-vip's `service` subcommand (not in vipd)"),
+];
+
+/// A kube-vip setting set to something vipd does not do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ignored {
+    /// `vip_routingtable` or `--table`.
+    pub name: String,
+    pub does: &'static str,
+}
+
+impl std::fmt::Display for Ignored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.name, self.does)
+    }
+}
+
+impl Foreign {
+    /// Whether `value` asks for anything.
+    fn asks(&self, value: &str) -> bool {
+        let v = value.trim();
+        let idle = v.is_empty()
+            || (!self.takes_value && (v.eq_ignore_ascii_case("false") || v == "0"))
+            || self.idle.iter().any(|i| i.eq_ignore_ascii_case(v));
+        !idle
+    }
+}
+
+/// The kube-vip environment variables in `vars` that vipd does not read and that ask for
+/// something, in table order.
+pub fn ignored_env<'a>(vars: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<Ignored> {
+    let vars: Vec<(&str, &str)> = vars.into_iter().collect();
+    FOREIGN
+        .iter()
+        .filter_map(|f| {
+            let env = f.env?;
+            let (_, value) = vars.iter().find(|(k, _)| *k == env)?;
+            f.asks(value).then(|| Ignored {
+                name: env.to_owned(),
+                does: f.does,
+            })
+        })
+        .collect()
+}
+
+/// `args` (after the subcommand) without kube-vip's flags that the subcommand does not define
+/// (`own`: its long flag names), and those of them that ask for something. `--flag=value`,
+/// `--flag value` (flags taking a value) and `--flag` (booleans) are understood, as kube-vip's
+/// pflag parses them; after `--` nothing is touched.
+pub fn strip_flags(args: &[String], own: impl Fn(&str) -> bool) -> (Vec<String>, Vec<Ignored>) {
+    let mut kept = Vec::with_capacity(args.len());
+    let mut ignored = Vec::new();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        if arg == "--" {
+            kept.push(arg.clone());
+            kept.extend(rest.by_ref().cloned());
+            break;
+        }
+        let (name, inline) = match arg.strip_prefix("--") {
+            Some(long) => match long.split_once('=') {
+                Some((n, v)) => (Some(n), Some(v)),
+                None => (Some(long), None),
+            },
+            None => (None, None),
+        };
+        let found = match name {
+            Some(n) if !own(n) => FOREIGN.iter().find(|f| f.flag == Some(n)),
+            Some(_) => None,
+            None => None,
+        };
+        let Some(f) = found else {
+            kept.push(arg.clone());
+            continue;
+        };
+        let value = match inline {
+            Some(v) => v.to_owned(),
+            None if f.takes_value => rest.next().cloned().unwrap_or_default(),
+            None => "true".to_owned(),
+        };
+        if f.asks(&value) {
+            ignored.push(Ignored {
+                name: format!("--{}", f.flag.unwrap_or_default()),
+                does: f.does,
+            });
+        }
+    }
+    (kept, ignored)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn kube_vips_flags_are_set_aside_with_their_values_and_named_when_they_ask() {
+        let (kept, ignored) = strip_flags(
+            &args(
+                "--services --bgp --port 6443 --vip 10.0.0.5 --leaderElection --table=false \
+                 --namespace kube-system --localAS 65000 --egressWithNftables=true -- --table",
+            ),
+            |_| false,
+        );
+        assert_eq!(kept, args("--services --bgp --localAS 65000 -- --table"));
+        let names: Vec<&str> = ignored.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["--vip", "--leaderElection", "--egressWithNftables"]);
+        assert_eq!(
+            ignored[0].to_string(),
+            "--vip (the control-plane VIP (not in vipd yet))"
+        );
+        // A flag the subcommand defines itself is its own (`vipd manifest --namespace`).
+        let (kept, ignored) = strip_flags(&args("--namespace lb --table"), |f| f == "namespace");
+        assert_eq!(kept, args("--namespace lb"));
+        assert_eq!(ignored.len(), 1);
+    }
+
+    #[test]
+    fn environment_at_kube_vips_defaults_asks_for_nothing() {
+        // What `kube-vip manifest daemonset --services --bgp` writes besides what vipd reads.
+        let quiet = [
+            ("port", "6443"),
+            ("vip_address", ""),
+            ("dns_mode", "first"),
+            ("dhcp_mode", "ipv4"),
+            ("vip_leaderelection", "false"),
+            ("cp_enable", "false"),
+            ("egress_withnftables", "FALSE"),
+            ("vip_subnet", "32"),
+        ];
+        assert_eq!(ignored_env(quiet), []);
+        let loud = [
+            ("vip_routingtable", "true"),
+            ("svc_enable", "true"),
+            ("egress_podcidr", "10.244.0.0/16"),
+            ("vip_subnet", "24"),
+            ("cp_enable", "true"),
+        ];
+        let names: Vec<String> = ignored_env(loud).into_iter().map(|i| i.name).collect();
+        assert_eq!(
+            names,
+            [
+                "cp_enable",
+                "vip_routingtable",
+                "egress_podcidr",
+                "vip_subnet"
+            ]
+        );
+    }
+
+    #[test]
+    fn no_foreign_setting_is_one_vipd_manager_reads() {
+        use clap::CommandFactory;
+        let cli = crate::cli::Cli::command();
+        let manager = cli.find_subcommand("manager").expect("manager");
+        for arg in manager.get_arguments() {
+            let env = arg.get_env().and_then(|e| e.to_str());
+            let long = arg.get_long();
+            for f in FOREIGN {
+                assert!(
+                    env.is_none() || f.env != env,
+                    "{env:?} is read by vipd manager"
+                );
+                assert!(
+                    long.is_none() || f.flag != long,
+                    "--{long:?} is vipd manager's"
+                );
+            }
+        }
+    }
+}
