@@ -465,3 +465,78 @@ fn attached_addresses_follow_the_routes_and_survive_restarts_without_leaks() {
         );
     });
 }
+
+/// `svc_election` in BGP mode, as kube-vip means it: one node announces each Service (the
+/// holder of its Lease `kubevip-<name>`), says so in `kube-vip.io/vipHost`, and when that node
+/// dies the other one takes the route over.
+#[test]
+fn with_svc_election_one_node_announces_each_service_and_another_takes_over() {
+    skip_unless!(root, Bird::NEEDS, VIPD_NEEDS);
+    let mut bed = Bed::new(2);
+    let tor = bed.topo.tor.clone();
+    in_netns(&tor, async {
+        let api = cluster::api_server().await;
+        let client = api.client();
+        for n in ["node0", "node1"] {
+            cluster::create_node(&client, n).await;
+        }
+        let election = [
+            ("svc_election", "true"),
+            ("vip_leaseduration", "3"),
+            ("vip_renewdeadline", "2"),
+            ("vip_retryperiod", "0.5"),
+        ];
+        bed.start_agent(0, api.addr().port(), &election);
+        bed.start_agent(1, api.addr().port(), &election);
+        cluster::create_served(
+            &client,
+            &lb_service("web", "198.18.0.40", false),
+            "node0",
+            "10.244.0.5",
+        )
+        .await;
+        eventually!(
+            UP,
+            "one path to 198.18.0.40/32",
+            bed.hops("198.18.0.40/32").len() == 1,
+            bed.explain()
+        );
+        // Never two paths: the other node stands for the Lease but does not announce.
+        for _ in 0..20 {
+            assert_eq!(bed.hops("198.18.0.40/32").len(), 1, "{}", bed.explain());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let hop = bed.hops("198.18.0.40/32")[0];
+        let leader = if hop == ip("10.99.0.1") { 0 } else { 1 };
+        let holder = cluster::lease_holder(&client, "default", "kubevip-web").await;
+        assert_eq!(holder.as_deref(), Some(format!("node{leader}").as_str()));
+        eventually!(
+            SOON,
+            format!("kube-vip.io/vipHost is node{leader}"),
+            cluster::annotation(&client, "web", "kube-vip.io/vipHost")
+                .await
+                .as_deref()
+                == Some(format!("node{leader}").as_str()),
+            bed.explain()
+        );
+        assert_eq!(cluster::ingress(&client, "web").await, ["198.18.0.40"]);
+
+        assert!(bed.agents[leader].kill());
+        let other = ip(["10.99.0.1", "10.99.1.1"][1 - leader]);
+        eventually!(
+            UP,
+            "the other node announces 198.18.0.40/32",
+            bed.hops("198.18.0.40/32") == [other],
+            bed.explain()
+        );
+        eventually!(
+            SOON,
+            format!("kube-vip.io/vipHost is node{}", 1 - leader),
+            cluster::annotation(&client, "web", "kube-vip.io/vipHost")
+                .await
+                .as_deref()
+                == Some(format!("node{}", 1 - leader).as_str()),
+            bed.explain()
+        );
+    });
+}

@@ -25,6 +25,10 @@ pub struct ServicesSettings {
     /// label): a node labelled `node.kubernetes.io/exclude-from-external-load-balancers` serves
     /// nothing and stands for no Lease.
     pub honour_exclude_label: bool,
+    /// `svc_election`: one announcer per Service, elected by its Lease (`kubevip-<name>` or
+    /// `kube-vip.io/leaseName`). ARP mode reads it into [`ArpSettings::election`]; in BGP mode
+    /// only the elected node announces a Service (kube-vip's meaning), instead of every node.
+    pub per_service_election: bool,
     /// `lb_ipam`: allocate addresses from the kube-vip-cloud-provider ConfigMap.
     pub ipam: Option<IpamSettings>,
     /// `enable_upnp`: map the ports of `kube-vip.io/forwardUPNP` Services on the gateway.
@@ -139,6 +143,7 @@ pub(super) fn services_settings(raw: &RawSettings) -> Result<ServicesSettings, C
             &raw.vip_honour_exclude_label,
             "vip_honour_exclude_label (--honourExcludeLabel)",
         )?,
+        per_service_election: flag(&raw.svc_election, "svc_election (--servicesElection)")?,
         ipam: if flag(&raw.lb_ipam, "lb_ipam (--ipam)")? {
             Some(IpamSettings {
                 configmap: non_empty(&raw.lb_ipam_configmap)

@@ -13,6 +13,7 @@
 //! RELEASE: the next leader renews), then the Lease.
 
 use super::common::Common;
+use super::vip_host::VipHosts;
 use super::{Executor, ServicesExecutor};
 use crate::config::{ArpSettings, ServicesSettings};
 use crate::decide::ingress::{ingress_target, IngressTarget};
@@ -20,16 +21,13 @@ use crate::decide::{self, ClusterView, DecideConfig, Desired, NodeCtx, ServiceKe
 use crate::dhcp::plan::{self as dhcp_plan, Want};
 use crate::error::RunError;
 use crate::kube::status::ServiceEvent;
-use crate::kube::write::{self, Target};
 use crate::l2::frame::Mac;
 use crate::l2::link::{self, LinkEvent};
-use crate::model::annotation::VIP_HOST;
 use crate::netlink::VipAddresses;
 use crate::plan::arp::{self as arp_plan, Claimed, Links, Standing, Step, Wanted};
 use crate::plan::shutdown::{self, Step as ShutdownStep};
 use crate::report::{self, EventReason, ServiceState, VipState, Withheld};
 use k8s_openapi::api::core::v1::Service;
-use kube::Api;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -62,8 +60,7 @@ pub struct Arp<'a> {
     claims: BTreeMap<IpAddr, Claim>,
     link_tx: mpsc::UnboundedSender<LinkEvent>,
     link_rx: mpsc::UnboundedReceiver<LinkEvent>,
-    /// Per Service, the resourceVersion when `vipHost` was last asked.
-    host_asked: BTreeMap<ServiceKey, Option<String>>,
+    vip_hosts: VipHosts,
 }
 
 impl<'a> Arp<'a> {
@@ -76,7 +73,7 @@ impl<'a> Arp<'a> {
             claims: BTreeMap::new(),
             link_tx,
             link_rx,
-            host_asked: BTreeMap::new(),
+            vip_hosts: VipHosts::default(),
         }
     }
 
@@ -203,31 +200,6 @@ impl<'a> Arp<'a> {
             }
         }
         served
-    }
-
-    /// `kube-vip.io/vipHost=<node>` on each Service served here that does not say so yet.
-    fn write_vip_hosts(
-        &mut self,
-        c: &Common,
-        desired: &Desired,
-        services: &BTreeMap<ServiceKey, &Service>,
-    ) {
-        let mut hosts = BTreeMap::new();
-        for (key, d) in &desired.services {
-            let Some(svc) = services.get(key) else {
-                continue;
-            };
-            let says_here = d.intent.vip_host.as_deref() == Some(c.node.as_str());
-            if !c.served().contains_key(key) || says_here {
-                continue;
-            }
-            let version = svc.metadata.resource_version.clone();
-            if self.host_asked.get(key) != Some(&version) {
-                write_vip_host(c, key.clone());
-            }
-            hosts.insert(key.clone(), version);
-        }
-        self.host_asked = hosts;
     }
 
     /// What `vipd status` shows per Service: each VIP held here (and on which interface), or
@@ -392,7 +364,8 @@ impl Executor for Arp<'_> {
 
         let served = self.served(&wanted, c);
         c.report(&desired, served, "ARP/NDP");
-        self.write_vip_hosts(c, &desired, &services);
+        // Every Service held in ARP mode is held by this node alone.
+        self.vip_hosts.write(c, &desired, &services, |_| true);
         let served = c.served().clone();
         c.write_status(snap, &desired, |key, d| status_target(served.get(key), d));
         if let Some(upnp) = c.upnp.as_mut() {
@@ -444,17 +417,6 @@ async fn release(ip: IpAddr, c: Claim) {
         Ok(()) => info!(%ip, interface = c.link.ifname(), "VIP released"),
         Err(e) => warn!(%ip, "cannot remove the VIP address: {e}"),
     }
-}
-
-/// `kube-vip.io/vipHost=<node>` on the Service, by merge patch (only that key changes).
-fn write_vip_host(c: &Common, key: ServiceKey) {
-    let api: Api<Service> = Api::namespaced(c.client.clone(), &key.namespace);
-    let patch = serde_json::json!({"metadata": {"annotations": {VIP_HOST: c.node}}});
-    tokio::spawn(async move {
-        if let Err(e) = write::merge(&api, &key.name, Target::Service, &patch).await {
-            warn!(service = %key, error = %e, "cannot write the {VIP_HOST} annotation");
-        }
-    });
 }
 
 /// What UPnP maps from: `desired` with only the VIPs this node holds announced.

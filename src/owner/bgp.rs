@@ -1,22 +1,25 @@
 //! [I/O] BGP mode's executor: hands the speaker its routes and puts the VIP addresses on the
 //! interface, as [`crate::plan::bgp`] orders. Every eligible node announces (ECMP), except
 //! what one node alone may hold (a DHCP lease, a UPnP mapping): those are served by the elected
-//! node of a per-Service Lease ([`crate::plan::gate`]).
+//! node of a per-Service Lease ([`crate::plan::gate`]). With `svc_election` every Service is
+//! served so, and its elected node writes `kube-vip.io/vipHost`.
 
 use super::announcer::Announcer;
 use super::common::Common;
+use super::vip_host::VipHosts;
 use super::{Executor, ServicesExecutor};
 use crate::bgp::driver::PeerEvent;
 use crate::bgp::speaker::Speaker;
 use crate::config::{Config, ServicesSettings};
 use crate::decide::ingress::ingress_target;
-use crate::decide::{self, ClusterView, DecideConfig, Desired, NodeCtx};
+use crate::decide::{self, ClusterView, DecideConfig, Desired, NodeCtx, ServiceKey};
 use crate::error::RunError;
 use crate::netlink::VipAddresses;
 use crate::peers::PeerSources;
 use crate::plan::shutdown::{self, Step};
 use crate::plan::{self, gate};
 use crate::report::{self, ServiceState, VipState, Withheld};
+use k8s_openapi::api::core::v1::Service;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::Instant;
@@ -34,6 +37,7 @@ pub struct Bgp<'a> {
     /// The VIP interface, when vipd puts the addresses on it (`bgp_attach_ip_to_interface`).
     addresses: Option<VipAddresses>,
     decide: DecideConfig,
+    vip_hosts: VipHosts,
 }
 
 /// What wakes BGP mode.
@@ -59,6 +63,7 @@ impl<'a> Bgp<'a> {
             peer_events,
             addresses: None,
             decide,
+            vip_hosts: VipHosts::default(),
         }
     }
 
@@ -156,9 +161,10 @@ impl Executor for Bgp<'_> {
         let node = NodeCtx::from_node(&c.node, snap.node.as_deref());
         let mut desired = decide::desired(&view, &node, &self.decide);
         // One node per DHCP (and UPnP) Service: the elected one.
-        let standing = gate::standing(&desired, c.upnp.is_some());
+        let elect_all = self.svc.per_service_election;
+        let standing = gate::standing(&desired, c.upnp.is_some(), elect_all);
         let led = c.elect.led();
-        gate::gate(&mut desired, &standing, &led);
+        gate::gate(&mut desired, &standing, &led, elect_all);
         c.dhcp
             .reconcile(&snap.services, &mut desired, &c.events)
             .await;
@@ -180,6 +186,14 @@ impl Executor for Bgp<'_> {
             .map(|(k, d)| (k.clone(), d.announced.clone()))
             .collect();
         c.report(&desired, served, "BGP");
+        // An elected Service (svc_election, DHCP, UPnP) is held here alone: say so.
+        let services: BTreeMap<ServiceKey, &Service> = snap
+            .services
+            .iter()
+            .filter_map(|s| Some((ServiceKey::of(s)?, s.as_ref())))
+            .collect();
+        let alone = |key: &ServiceKey| standing.get(key).is_some_and(|l| led.contains(l));
+        self.vip_hosts.write(c, &desired, &services, alone);
         let peers_up = self.announcer.any_peer_up();
         c.write_status(snap, &desired, |_, d| ingress_target(d, peers_up));
         c.observer.publish(

@@ -30,6 +30,7 @@ pub mod bgp;
 mod common;
 pub mod elect;
 pub mod static_vips;
+mod vip_host;
 
 use crate::config::ServicesSettings;
 use crate::decide::DecideConfig;

@@ -144,7 +144,7 @@ pub fn stand(
 /// Marks the DHCP Services this node does not lease for: not led here
 /// ([`Skip::NotElected`]), or no parent for their macvlan here (why, as if served elsewhere).
 pub fn gate(desired: &mut Desired, standing: &Standing, led: &BTreeSet<LeaseKey>, node: &str) {
-    gate::gate(desired, &standing.dhcp, led);
+    gate::gate(desired, &standing.dhcp, led, false);
     for (key, d) in desired.services.iter_mut() {
         if dhcp_plan::want(Some(d)) == Want::Lease && !standing.dhcp.contains_key(key) {
             let skip = standing

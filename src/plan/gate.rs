@@ -5,7 +5,8 @@
 //! what one node alone may hold: a DHCP lease (one lease must not be held by many MACs: the
 //! LAN would see the Service's MAC flap between ports) and a UPnP mapping (the gateway forwards
 //! a port to one internal client). Those are served by the elected node of a per-Service Lease,
-//! for which every node that passes the Service's gates stands.
+//! for which every node that passes the Service's gates stands. With `svc_election` BGP mode
+//! elects every Service as kube-vip does: one node announces each.
 
 use crate::config::ElectionScope;
 use crate::decide::{Desired, ServiceKey, Skip};
@@ -72,14 +73,16 @@ pub fn lease_steps(
 }
 
 /// BGP mode: the Services this node stands for, each with its per-Service Lease. A node
-/// stands for a `0.0.0.0` Service whose gates it passes ([`Want::Lease`]), and, with `upnp`,
-/// for a `kube-vip.io/forwardUPNP` Service it announces an IPv4 VIP of.
-pub fn standing(desired: &Desired, upnp: bool) -> BTreeMap<ServiceKey, LeaseKey> {
+/// stands for a `0.0.0.0` Service whose gates it passes ([`Want::Lease`]), with `upnp` for a
+/// `kube-vip.io/forwardUPNP` Service it announces an IPv4 VIP of, and with `elect_all`
+/// (`svc_election`) for every Service it could announce.
+pub fn standing(desired: &Desired, upnp: bool, elect_all: bool) -> BTreeMap<ServiceKey, LeaseKey> {
     let mut out = BTreeMap::new();
     for (key, d) in &desired.services {
         let dhcp = plan::want(Some(d)) == Want::Lease;
         let maps = upnp && d.intent.forward_upnp && d.announced.iter().any(IpAddr::is_ipv4);
-        if dhcp || maps {
+        let elected = elect_all && !d.announced.is_empty();
+        if dhcp || maps || elected {
             let lease = lease_key(
                 key,
                 d.intent.lease_name.as_deref(),
@@ -93,11 +96,14 @@ pub fn standing(desired: &Desired, upnp: bool) -> BTreeMap<ServiceKey, LeaseKey>
 
 /// Marks the DHCP Services this node stands for but does not lead as [`Skip::NotElected`], so
 /// their client stops here without RELEASE ([`Want::Elsewhere`]: the leader asks with the same
-/// MAC and keeps the address) and no lease of theirs is announced from here.
+/// MAC and keeps the address) and no lease of theirs is announced from here. With `elect_all`
+/// every Service not led here is withheld: its VIPs not announced, their routes gone unless
+/// another Service announced from here shares them.
 pub fn gate(
     desired: &mut Desired,
     standing: &BTreeMap<ServiceKey, LeaseKey>,
     leading: &BTreeSet<LeaseKey>,
+    elect_all: bool,
 ) {
     let placeholder = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
     for (key, lease) in standing {
@@ -107,12 +113,29 @@ pub fn gate(
         let Some(d) = desired.services.get_mut(key) else {
             continue;
         };
-        if plan::want(Some(d)) != Want::Lease {
-            continue;
-        }
         let skip = Skip::NotElected {
             lease: lease.to_string(),
         };
+        if elect_all && !d.announced.is_empty() {
+            for vip in std::mem::take(&mut d.announced) {
+                d.not_announced.push((vip, skip.clone()));
+                if let Some(wanted_by) = desired.routes.get_mut(&vip) {
+                    wanted_by.remove(key);
+                    if wanted_by.is_empty() {
+                        desired.routes.remove(&vip);
+                    }
+                }
+            }
+            // `not_announced` stays in `vips` order (the decision's invariant).
+            let order = d.vips.clone();
+            d.not_announced
+                .sort_by_key(|(vip, _)| order.iter().position(|v| v == vip));
+            d.skip = Some(skip);
+            continue;
+        }
+        if plan::want(Some(d)) != Want::Lease {
+            continue;
+        }
         for (vip, why) in &mut d.not_announced {
             if *vip == placeholder {
                 *why = skip.clone();
@@ -234,7 +257,7 @@ mod tests {
     #[test]
     fn a_node_stands_for_dhcp_services_and_with_upnp_for_the_ones_it_maps() {
         let (_, desired) = fixture();
-        let with_upnp = standing(&desired, true);
+        let with_upnp = standing(&desired, true, false);
         assert_eq!(
             with_upnp,
             BTreeMap::from([
@@ -250,9 +273,61 @@ mod tests {
             ]),
             "a static VIP without forwardUPNP is announced by every node: no Lease"
         );
-        let without = standing(&desired, false);
+        let without = standing(&desired, false, false);
         assert!(!without.contains_key(&key("mapped")));
         assert_eq!(without.len(), 2);
+    }
+
+    #[test]
+    fn with_svc_election_every_service_is_announced_by_its_leader_alone() {
+        let (_, desired) = fixture();
+        let stand = standing(&desired, false, true);
+        assert_eq!(
+            stand.get(&key("plain")),
+            Some(&lease("kubevip-plain")),
+            "a static VIP too"
+        );
+        assert_eq!(stand.len(), 4, "{stand:?}");
+        // Leading `plain` only: its route stays, `mapped`'s goes, NotElected says why.
+        let mut led_plain = desired.clone();
+        gate(
+            &mut led_plain,
+            &stand,
+            &BTreeSet::from([lease("kubevip-plain")]),
+            true,
+        );
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            led_plain.routes.keys().copied().collect::<Vec<_>>(),
+            [ip("192.0.2.11")]
+        );
+        let mapped = &led_plain.services[&key("mapped")];
+        assert!(mapped.announced.is_empty());
+        let not_elected = Skip::NotElected {
+            lease: "default/kubevip-mapped".into(),
+        };
+        assert_eq!(mapped.skip, Some(not_elected.clone()));
+        assert_eq!(mapped.not_announced, [(ip("192.0.2.10"), not_elected)]);
+        assert_eq!(
+            led_plain.services[&key("plain")].announced,
+            [ip("192.0.2.11")]
+        );
+        // A shared VIP stays routed while a Service led here announces it.
+        let mut shared = desired.clone();
+        shared
+            .routes
+            .get_mut(&ip("192.0.2.11"))
+            .unwrap()
+            .insert(key("other"));
+        gate(&mut shared, &stand, &BTreeSet::new(), true);
+        assert_eq!(
+            shared.routes.keys().copied().collect::<Vec<_>>(),
+            [ip("192.0.2.11")]
+        );
+        assert_eq!(
+            shared.routes[&ip("192.0.2.11")],
+            BTreeSet::from([key("other")])
+        );
     }
 
     #[test]
@@ -263,16 +338,17 @@ mod tests {
             d.skip = Some(Skip::NodeExcluded { node: "n1".into() });
             d.announced.clear();
         }
-        assert!(standing(&desired, true).is_empty());
+        assert!(standing(&desired, true, false).is_empty());
+        assert!(standing(&desired, true, true).is_empty());
     }
 
     #[test]
     fn only_the_leader_leases_every_other_node_stops_without_release() {
         let (_, desired) = fixture();
-        let stand = standing(&desired, true);
+        let stand = standing(&desired, true, false);
         // Not leading: DHCP is served elsewhere (stop, keep the lease for the leader).
         let mut follower = desired.clone();
-        gate(&mut follower, &stand, &BTreeSet::new());
+        gate(&mut follower, &stand, &BTreeSet::new(), false);
         let dhcp = &follower.services[&key("dhcp")];
         assert_eq!(plan::want(Some(dhcp)), Want::Elsewhere);
         assert_eq!(
@@ -301,6 +377,7 @@ mod tests {
             &mut leader,
             &stand,
             &BTreeSet::from([lease("kubevip-dhcp")]),
+            false,
         );
         assert_eq!(
             plan::want(Some(&leader.services[&key("dhcp")])),
@@ -315,7 +392,7 @@ mod tests {
     #[test]
     fn only_the_leader_maps_a_forwarded_service() {
         let (_, desired) = fixture();
-        let stand = standing(&desired, true);
+        let stand = standing(&desired, true, false);
         let vip: IpAddr = "192.0.2.10".parse().unwrap();
         let follower = upnp_view(&desired, &stand, &BTreeSet::new());
         assert!(follower.services[&key("mapped")].announced.is_empty());

@@ -344,3 +344,13 @@ pub async fn annotation(client: &Client, name: &str, key: &str) -> Option<String
         .get(key)
         .cloned()
 }
+
+/// The holder of Lease `namespace/name`, if it exists and names one.
+pub async fn lease_holder(client: &Client, namespace: &str, name: &str) -> Option<String> {
+    let lease =
+        Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .ok()??;
+    lease.spec?.holder_identity.filter(|h| !h.is_empty())
+}
