@@ -64,6 +64,7 @@ impl ServicesSettings {
             announce_ipv4,
             announce_ipv6,
             honour_exclude_label: self.honour_exclude_label,
+            status_is_source: !self.status_updates,
         }
     }
 }

@@ -68,16 +68,17 @@ pub(super) struct Requested {
     pub problems: Vec<Problem>,
 }
 
-/// Annotation `kube-vip.io/loadbalancerIPs` if it has any non-empty entry, else
-/// `spec.loadBalancerIP`.
+/// Annotation `kube-vip.io/loadbalancerIPs` if it has any non-empty entry; else, with
+/// `status_is_source`, the IP entries of `status.loadBalancer.ingress` (unless
+/// `spec.loadBalancerIP` names another address of the same family: the spec wins, as in
+/// kube-vip's `FetchServiceAddresses`); else `spec.loadBalancerIP`.
 ///
-/// `status.loadBalancer.ingress` is deliberately not a source, although kube-vip reads it
-/// (compat §1 step 3): vipd writes it from what it announces, so reading it back would let an
-/// announcement keep itself alive after the annotation or spec that asked for it is removed
-/// (with kube-vip's "status never cleared" defect, compat §9, that is a VIP announced forever),
-/// and would make vipd announce addresses another controller wrote there. Allocators
-/// (kube-vip-cloud-provider, CCMs) write the annotation and `spec.loadBalancerIP`.
-pub(super) fn requested(svc: &Service) -> Requested {
+/// The status is a source only when vipd writes none (`disable_service_updates`): vipd writes
+/// it from what it announces, so reading it back would let an announcement keep itself alive
+/// after the annotation or spec that asked for it is removed (with kube-vip's "status never
+/// cleared" defect, compat §9, a VIP announced forever). With status updates off, what is
+/// there is another controller's, and kube-vip users who run one rely on it being read.
+pub(super) fn requested(svc: &Service, status_is_source: bool) -> Requested {
     let annotated =
         annotation(svc, LOADBALANCER_IPS).filter(|v| v.split(',').any(|e| !e.trim().is_empty()));
     let spec_ip = svc
@@ -85,8 +86,26 @@ pub(super) fn requested(svc: &Service) -> Requested {
         .as_ref()
         .and_then(|s| s.load_balancer_ip.as_deref())
         .filter(|v| !v.trim().is_empty());
+    let status = status_is_source
+        .then(|| super::ingress::current_ingress(svc))
+        .unwrap_or_default();
+    let spec_differs = spec_ip
+        .and_then(|s| s.trim().parse::<IpAddr>().ok())
+        .is_some_and(|spec| {
+            status
+                .iter()
+                .any(|s| s.is_ipv4() == spec.is_ipv4() && *s != spec)
+        });
+    let status_text = status
+        .iter()
+        .map(IpAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
     let (field, raw) = match (annotated, spec_ip) {
         (Some(a), _) => (AddressField::Annotation, a),
+        (None, _) if !status.is_empty() && !spec_differs => {
+            (AddressField::Status, status_text.as_str())
+        }
         (None, Some(s)) => (AddressField::Spec, s),
         (None, None) => return Requested::default(),
     };

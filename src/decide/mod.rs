@@ -98,6 +98,10 @@ pub struct DecideConfig {
     /// `vip_honour_exclude_label` (default false, as kube-vip): a node labelled
     /// `node.kubernetes.io/exclude-from-external-load-balancers` serves nothing.
     pub honour_exclude_label: bool,
+    /// `disable_service_updates`: vipd writes no status, so `status.loadBalancer.ingress` is
+    /// another controller's and an address source between the annotation and the spec, as in
+    /// kube-vip ([`addresses`]).
+    pub status_is_source: bool,
 }
 
 impl Default for DecideConfig {
@@ -110,6 +114,7 @@ impl Default for DecideConfig {
             announce_ipv4: true,
             announce_ipv6: true,
             honour_exclude_label: false,
+            status_is_source: false,
         }
     }
 }
@@ -194,7 +199,7 @@ fn decide_service(
     if let Err(skip) = addresses::ours(svc, cfg) {
         return ServiceDecision::skipped(skip);
     }
-    let requested = addresses::requested(svc);
+    let requested = addresses::requested(svc, cfg.status_is_source);
     let mut d = ServiceDecision::skipped(Skip::NoAddress);
     let (intent, annotation_problems) = ServiceIntent::read(svc);
     d.intent = intent;

@@ -18,6 +18,9 @@ pub enum AddressField {
     /// `spec.loadBalancerIP` (deprecated in Kubernetes, still what kube-vip-cloud-provider and
     /// `kubectl expose --load-balancer-ip` write).
     Spec,
+    /// `status.loadBalancer.ingress`, written by another controller: read only with
+    /// `disable_service_updates` (vipd never writes it then), as kube-vip reads it.
+    Status,
 }
 
 impl fmt::Display for AddressField {
@@ -25,6 +28,7 @@ impl fmt::Display for AddressField {
         match self {
             AddressField::Annotation => write!(f, "annotation {LOADBALANCER_IPS}"),
             AddressField::Spec => f.write_str("spec.loadBalancerIP"),
+            AddressField::Status => f.write_str("status.loadBalancer.ingress"),
         }
     }
 }

@@ -55,6 +55,7 @@ fn decided_on(services: &[Arc<Service>], slices: &[Arc<EndpointSlice>], node: &N
         announce_ipv4: true,
         announce_ipv6: true,
         honour_exclude_label: true,
+        status_is_source: false,
     };
     decide::desired(&view, node, &cfg)
 }

@@ -422,3 +422,60 @@ fn a_kube_vip_annotation_vipd_lacks_is_a_warning_and_the_vip_stays_announced() {
          (kube-vip puts the VIP on a VLAN sub-interface of this tag)"
     );
 }
+
+// ---- status.loadBalancer.ingress as a source (disable_service_updates) ---------------------------
+
+/// `web` with `spec.loadBalancerIP` = `spec_ip` (if any), the status ingress another controller
+/// wrote, and no annotation.
+fn with_status(spec_ip: Option<&str>, ingress: &[&str]) -> Arc<Service> {
+    let mut s = (*lb("a", json!({}), json!({}))).clone();
+    if let Some(ip) = spec_ip {
+        s.spec.as_mut().unwrap().load_balancer_ip = Some(ip.into());
+    }
+    s.status = serde_json::from_value(json!({"loadBalancer": {"ingress":
+        ingress.iter().map(|ip| json!({"ip": ip})).collect::<Vec<_>>()}}))
+    .unwrap();
+    Arc::new(s)
+}
+
+#[test]
+fn with_status_updates_off_the_status_is_read_between_annotation_and_spec_as_kube_vip_does() {
+    let reads_status = DecideConfig {
+        status_is_source: true,
+        ..DecideConfig::default()
+    };
+    let node = NodeCtx::from_node(NODE, None);
+    let decided = |s: Arc<Service>, cfg: &DecideConfig| {
+        one(&run_with(&[s], &[ready_here("a")], &node, cfg), "a")
+    };
+    // Status only: read.
+    let d = decided(with_status(None, &["192.0.2.20"]), &reads_status);
+    assert_eq!(d.announced, ips(&["192.0.2.20"]));
+    // The same address in the spec: the status (the same).
+    let d = decided(
+        with_status(Some("192.0.2.20"), &["192.0.2.20", "2001:db8::20"]),
+        &reads_status,
+    );
+    assert_eq!(d.announced, ips(&["192.0.2.20", "2001:db8::20"]));
+    // Another address of the family in the spec: the spec wins.
+    let d = decided(
+        with_status(Some("192.0.2.21"), &["192.0.2.20"]),
+        &reads_status,
+    );
+    assert_eq!(d.announced, ips(&["192.0.2.21"]));
+    // The annotation wins over both.
+    let mut annotated = (*with_status(Some("192.0.2.21"), &["192.0.2.20"])).clone();
+    annotated.metadata.annotations = Some(
+        [(
+            "kube-vip.io/loadbalancerIPs".to_string(),
+            "192.0.2.22".to_string(),
+        )]
+        .into(),
+    );
+    let d = decided(Arc::new(annotated), &reads_status);
+    assert_eq!(d.announced, ips(&["192.0.2.22"]));
+    // vipd writing the status itself (the default): never read back.
+    let d = decided(with_status(None, &["192.0.2.20"]), &DecideConfig::default());
+    assert!(d.announced.is_empty());
+    assert!(d.vips.is_empty());
+}
