@@ -86,9 +86,11 @@ pub(super) fn requested(svc: &Service, status_is_source: bool) -> Requested {
         .as_ref()
         .and_then(|s| s.load_balancer_ip.as_deref())
         .filter(|v| !v.trim().is_empty());
-    let status = status_is_source
-        .then(|| super::ingress::current_ingress(svc))
-        .unwrap_or_default();
+    let status = if status_is_source {
+        super::ingress::current_ingress(svc)
+    } else {
+        Vec::new()
+    };
     let spec_differs = spec_ip
         .and_then(|s| s.trim().parse::<IpAddr>().ok())
         .is_some_and(|spec| {
