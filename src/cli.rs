@@ -147,8 +147,12 @@ pub struct ManagerArgs {
     pub disable_service_updates: Option<String>,
     /// Serve nothing from a node labelled node.kubernetes.io/exclude-from-external-load-balancers
     /// (kubeadm labels every control-plane node so; kube-vip ignores the label) [default: false].
-    #[arg(long = "honourExcludeLabel", env = "vip_honour_exclude_label", num_args = 0..=1, default_missing_value = "true")]
-    pub vip_honour_exclude_label: Option<String>,
+    #[arg(long = "honour-exclude-label", env = "vipd_honour_exclude_label", num_args = 0..=1, default_missing_value = "true")]
+    pub vipd_honour_exclude_label: Option<String>,
+    /// Clear status.loadBalancer.ingress of a Service that no endpoint serves anywhere
+    /// (kube-vip keeps the address there) [default: false].
+    #[arg(long = "clear-ingress-without-endpoints", env = "vipd_clear_ingress_without_endpoints", num_args = 0..=1, default_missing_value = "true")]
+    pub vipd_clear_ingress_without_endpoints: Option<String>,
     /// Map the ports of Services annotated kube-vip.io/forwardUPNP on the UPnP gateway (the env
     /// spelling enableUPNP is read too).
     #[arg(long = "enableUPNP", env = "enable_upnp", num_args = 0..=1, default_missing_value = "true")]
@@ -355,7 +359,8 @@ impl ManagerArgs {
             bgp_attach_ip_to_interface: self.bgp_attach_ip_to_interface.clone(),
             vip_interface: self.vip_interface.clone(),
             disable_service_updates: self.disable_service_updates.clone(),
-            vip_honour_exclude_label: self.vip_honour_exclude_label.clone(),
+            vipd_honour_exclude_label: self.vipd_honour_exclude_label.clone(),
+            vipd_clear_ingress_without_endpoints: self.vipd_clear_ingress_without_endpoints.clone(),
             annotation: self.annotation.clone(),
             vip_packet: self.vip_packet.clone(),
             provider_config: self.provider_config.clone(),

@@ -158,11 +158,11 @@ pub async fn run(keep: bool) -> Result<(), DemoError> {
         at(),
         since(scaled)
     );
-    wait_ingress(&client, "web", &[]).await?;
+    // The address stays the Service's (as kube-vip keeps it): only the route goes.
+    wait_ingress(&client, "web", &["198.51.100.10"]).await?;
     println!(
-        "{}  status.loadBalancer.ingress of default/web cleared          +{}",
-        at(),
-        since(scaled)
+        "{}  status.loadBalancer.ingress of default/web kept: [198.51.100.10]",
+        at()
     );
 
     if keep {

@@ -144,7 +144,7 @@ fn demo_runs_end_to_end_and_exits_0() {
         "status.loadBalancer.ingress = [198.51.100.11]",
         "Warning event on default/broken: InvalidLoadBalancerIP",
         "router withdrew 198.51.100.10/32",
-        "status.loadBalancer.ingress of default/web cleared",
+        "status.loadBalancer.ingress of default/web kept: [198.51.100.10]",
         "Cease/Administrative Shutdown (6/2): \"vipd shutting down\"; it holds 0 routes",
     ] {
         assert!(out.contains(step), "missing {step:?} in:\n{out}");

@@ -28,11 +28,22 @@ fn ips(list: &[&str]) -> Vec<IpAddr> {
     list.iter().map(|s| ip(s)).collect()
 }
 
-/// A new Service reaches BIRD with the node as next hop and gets its status; with its endpoints
-/// gone (externalTrafficPolicy Cluster) it is withdrawn and the status cleared; back again when
-/// an endpoint returns.
+/// A new Service reaches BIRD with the node as next hop and gets its status, each entry with
+/// the Service's ports as kube-vip writes them; with its endpoints gone (externalTrafficPolicy
+/// Cluster) it is withdrawn and the status kept, as kube-vip keeps it; back again when an
+/// endpoint returns.
 #[test]
 fn service_reaches_bird_gets_status_and_is_withdrawn_without_endpoints() {
+    withdrawn_without_endpoints(&[], false);
+}
+
+/// With `vipd_clear_ingress_without_endpoints` the status is cleared while no endpoint serves.
+#[test]
+fn asked_to_the_ingress_of_a_service_without_endpoints_is_cleared() {
+    withdrawn_without_endpoints(&[("vipd_clear_ingress_without_endpoints", "true")], true);
+}
+
+fn withdrawn_without_endpoints(extra: &[(&str, &str)], cleared: bool) {
     skip_unless!(root, Bird::NEEDS, VIPD_NEEDS);
     let mut bed = Bed::new(1);
     let tor = bed.topo.tor.clone();
@@ -40,7 +51,7 @@ fn service_reaches_bird_gets_status_and_is_withdrawn_without_endpoints() {
         let api = cluster::api_server().await;
         let client = api.client();
         cluster::create_node(&client, "node0").await;
-        bed.start_agent(0, api.addr().port(), &[]);
+        bed.start_agent(0, api.addr().port(), extra);
         cluster::create_served(
             &client,
             &lb_service("web", "198.18.0.10", false),
@@ -65,6 +76,16 @@ fn service_reaches_bird_gets_status_and_is_withdrawn_without_endpoints() {
             cluster::ingress(&client, "web").await == ["198.18.0.10"],
             bed.explain()
         );
+        let services: kube::Api<k8s_openapi::api::core::v1::Service> =
+            kube::Api::namespaced(client.clone(), "default");
+        let web = services.get("web").await.expect("web");
+        let entry =
+            serde_json::to_value(&web.status).expect("json")["loadBalancer"]["ingress"][0].clone();
+        assert_eq!(
+            entry,
+            serde_json::json!({"ip": "198.18.0.10", "ports": [{"port": 80, "protocol": "TCP"}]}),
+            "the entry carries the Service's ports"
+        );
 
         cluster::put_slice(&client, &slice("web", "web-1", &[])).await;
         eventually!(
@@ -73,12 +94,22 @@ fn service_reaches_bird_gets_status_and_is_withdrawn_without_endpoints() {
             bed.bird.route("198.18.0.10/32").is_none(),
             bed.explain()
         );
-        eventually!(
-            SOON,
-            "the ingress is cleared",
-            cluster::ingress(&client, "web").await.is_empty(),
-            bed.explain()
-        );
+        if cleared {
+            eventually!(
+                SOON,
+                "the ingress is cleared",
+                cluster::ingress(&client, "web").await.is_empty(),
+                bed.explain()
+            );
+        } else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert_eq!(
+                cluster::ingress(&client, "web").await,
+                ["198.18.0.10"],
+                "the address stays the Service's\n{}",
+                bed.explain()
+            );
+        }
 
         cluster::put_slice(
             &client,
@@ -89,6 +120,12 @@ fn service_reaches_bird_gets_status_and_is_withdrawn_without_endpoints() {
             SOON,
             "198.18.0.10/32 is back",
             bed.bird.route("198.18.0.10/32").is_some(),
+            bed.explain()
+        );
+        eventually!(
+            SOON,
+            "the ingress is [198.18.0.10] again",
+            cluster::ingress(&client, "web").await == ["198.18.0.10"],
             bed.explain()
         );
         assert_eq!(

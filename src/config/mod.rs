@@ -85,7 +85,9 @@ pub struct RawSettings {
     pub vip_interface: Option<String>,
     pub disable_service_updates: Option<String>,
     /// vipd's own: honour `node.kubernetes.io/exclude-from-external-load-balancers`.
-    pub vip_honour_exclude_label: Option<String>,
+    pub vipd_honour_exclude_label: Option<String>,
+    /// vipd's own: clear the ingress of a Service no endpoint serves.
+    pub vipd_clear_ingress_without_endpoints: Option<String>,
     /// kube-vip's `annotation`: peers from this node's annotations under this prefix.
     pub annotation: Option<String>,
     pub vip_packet: Option<String>,

@@ -21,7 +21,7 @@ pub struct ServicesSettings {
     pub interface: String,
     /// `disable_service_updates`: never write `status.loadBalancer`.
     pub status_updates: bool,
-    /// `vip_honour_exclude_label` (vipd's; default false, as kube-vip, which never reads the
+    /// `vipd_honour_exclude_label` (vipd's; default false, as kube-vip, which never reads the
     /// label): a node labelled `node.kubernetes.io/exclude-from-external-load-balancers` serves
     /// nothing and stands for no Lease.
     pub honour_exclude_label: bool,
@@ -29,6 +29,10 @@ pub struct ServicesSettings {
     /// `kube-vip.io/leaseName`). ARP mode reads it into [`ArpSettings::election`]; in BGP mode
     /// only the elected node announces a Service (kube-vip's meaning), instead of every node.
     pub per_service_election: bool,
+    /// `vipd_clear_ingress_without_endpoints` (vipd's; default false, as kube-vip, which keeps
+    /// the address in the status): clear `status.loadBalancer.ingress` of a Service that no
+    /// endpoint serves anywhere.
+    pub clear_ingress_without_endpoints: bool,
     /// `lb_ipam`: allocate addresses from the kube-vip-cloud-provider ConfigMap.
     pub ipam: Option<IpamSettings>,
     /// `enable_upnp`: map the ports of `kube-vip.io/forwardUPNP` Services on the gateway.
@@ -141,10 +145,14 @@ pub(super) fn services_settings(raw: &RawSettings) -> Result<ServicesSettings, C
             "disable_service_updates (--disableServiceUpdates)",
         )?,
         honour_exclude_label: flag(
-            &raw.vip_honour_exclude_label,
-            "vip_honour_exclude_label (--honourExcludeLabel)",
+            &raw.vipd_honour_exclude_label,
+            "vipd_honour_exclude_label (--honour-exclude-label)",
         )?,
         per_service_election: flag(&raw.svc_election, "svc_election (--servicesElection)")?,
+        clear_ingress_without_endpoints: flag(
+            &raw.vipd_clear_ingress_without_endpoints,
+            "vipd_clear_ingress_without_endpoints (--clear-ingress-without-endpoints)",
+        )?,
         ipam: if flag(&raw.lb_ipam, "lb_ipam (--ipam)")? {
             Some(IpamSettings {
                 configmap: non_empty(&raw.lb_ipam_configmap)

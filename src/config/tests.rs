@@ -23,7 +23,7 @@ fn raw(pairs: &[(&str, &str)]) -> RawSettings {
             "bgp_hold_time" => r.bgp_hold_time = v,
             "bgp_enable" => r.bgp_enable = v,
             "svc_enable" => r.svc_enable = v,
-            "vip_honour_exclude_label" => r.vip_honour_exclude_label = v,
+            "vipd_honour_exclude_label" => r.vipd_honour_exclude_label = v,
             "vip_nodename" => r.vip_nodename = v,
             "hostname" => r.hostname = v,
             "lb_class_name" => r.lb_class_name = v,
@@ -147,7 +147,7 @@ fn services_mode_takes_kube_vip_defaults_and_names_the_node() {
     let honour = validate(&raw(&[
         ("svc_enable", "true"),
         ("vip_nodename", "node-a"),
-        ("vip_honour_exclude_label", "true"),
+        ("vipd_honour_exclude_label", "true"),
     ]))
     .unwrap();
     assert!(honour.services.unwrap().honour_exclude_label);

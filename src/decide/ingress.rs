@@ -2,8 +2,11 @@
 //!
 //! Every node runs this on its own view, so a node writes only what every node would agree on:
 //! - a node that announces the Service sets the ingress to the VIPs it announces;
-//! - any node clears it for facts that hold cluster-wide (no longer a LoadBalancer, no serving
-//!   endpoint anywhere) — kube-vip never cleared it, leaving stale addresses;
+//! - any node clears it when the Service is no longer a LoadBalancer, and, only when asked
+//!   (`vipd_clear_ingress_without_endpoints`), when no endpoint serves anywhere: by default the
+//!   address stays, as kube-vip leaves it (it is still the Service's address, and DNS
+//!   controllers watching the status would otherwise drop records whenever a Service scales to
+//!   zero);
 //! - nobody touches it for per-node facts (an excluded node, no endpoint *here* under
 //!   externalTrafficPolicy Local, a family this node has no peer for) or for Services that are
 //!   not vipd's (ignored, another class): that status belongs to whoever serves them. A Service
@@ -30,8 +33,13 @@ pub enum IngressTarget {
 }
 
 /// The ingress this node should write for `decision`. `peers_up`: some BGP session is
-/// Established, so an announced VIP has actually reached a router.
-pub fn ingress_target(decision: &ServiceDecision, peers_up: bool) -> IngressTarget {
+/// Established, so an announced VIP has actually reached a router. `clear_without_endpoints`:
+/// a Service with no serving endpoint anywhere loses its ingress.
+pub fn ingress_target(
+    decision: &ServiceDecision,
+    peers_up: bool,
+    clear_without_endpoints: bool,
+) -> IngressTarget {
     if !decision.announced.is_empty() {
         return if !peers_up {
             IngressTarget::Leave
@@ -42,9 +50,80 @@ pub fn ingress_target(decision: &ServiceDecision, peers_up: bool) -> IngressTarg
         };
     }
     match &decision.skip {
-        Some(Skip::NotLoadBalancer { .. } | Skip::NoEndpoints) => IngressTarget::Clear,
+        Some(Skip::NotLoadBalancer { .. }) => IngressTarget::Clear,
+        Some(Skip::NoEndpoints) if clear_without_endpoints => IngressTarget::Clear,
         _ => IngressTarget::Leave,
     }
+}
+
+/// One port of a Service as kube-vip writes it into each ingress entry (`ports`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PortStatus {
+    pub port: i32,
+    pub protocol: String,
+}
+
+/// What to write into `status.loadBalancer.ingress`: an entry per address, each with `ports`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngressWrite {
+    pub ips: Vec<IpAddr>,
+    pub ports: Vec<PortStatus>,
+}
+
+/// The Service's ports (`spec.ports`: port, protocol, TCP when unset), as kube-vip writes them.
+pub fn status_ports(svc: &Service) -> Vec<PortStatus> {
+    let ports = svc.spec.as_ref().and_then(|s| s.ports.as_ref());
+    ports
+        .into_iter()
+        .flatten()
+        .map(|p| PortStatus {
+            port: p.port,
+            protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+        })
+        .collect()
+}
+
+/// Whether every IP entry of the ingress now carries exactly `want` as its ports.
+fn ports_match(svc: &Service, want: &[PortStatus]) -> bool {
+    let entries = svc
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref());
+    entries
+        .into_iter()
+        .flatten()
+        .filter(|e| e.ip.is_some())
+        .all(|e| {
+            let have: Vec<PortStatus> = e
+                .ports
+                .iter()
+                .flatten()
+                .map(|p| PortStatus {
+                    port: p.port,
+                    protocol: p.protocol.clone(),
+                })
+                .collect();
+            have == want
+        })
+}
+
+/// The write `target` needs on `svc`: its addresses differ ([`ingress_change`]), or they are
+/// ours (`Set`) and their `ports` no longer match the Service's. `None`: nothing to write.
+pub fn ingress_write(target: &IngressTarget, svc: &Service) -> Option<IngressWrite> {
+    let current = current_ingress(svc);
+    let ports = status_ports(svc);
+    let ips = match ingress_change(target, &current) {
+        Some(ips) => ips,
+        None => match target {
+            IngressTarget::Set(want) if !want.is_empty() && !ports_match(svc, &ports) => {
+                want.clone()
+            }
+            _ => return None,
+        },
+    };
+    let ports = if ips.is_empty() { Vec::new() } else { ports };
+    Some(IngressWrite { ips, ports })
 }
 
 /// The IP entries of `status.loadBalancer.ingress` now (hostname entries are not vipd's).
@@ -96,10 +175,10 @@ mod tests {
     fn an_announcing_node_writes_its_vips_once_a_peer_is_up() {
         let d = decision(&["198.18.0.10", "fd00:98::10"], None);
         assert_eq!(
-            ingress_target(&d, true),
+            ingress_target(&d, true, false),
             IngressTarget::Set(vec![ip("198.18.0.10"), ip("fd00:98::10")])
         );
-        assert_eq!(ingress_target(&d, false), IngressTarget::Leave);
+        assert_eq!(ingress_target(&d, false, false), IngressTarget::Leave);
     }
 
     #[test]
@@ -112,7 +191,7 @@ mod tests {
                 vip: ip("fd00:98::10"),
             },
         )];
-        let target = ingress_target(&d, true);
+        let target = ingress_target(&d, true, false);
         assert_eq!(target, IngressTarget::SetIfEmpty(vec![ip("198.18.0.10")]));
         assert_eq!(ingress_change(&target, &[]), Some(vec![ip("198.18.0.10")]));
         // What a dual-stack node wrote stays: no ping-pong between the two nodes.
@@ -133,7 +212,8 @@ mod tests {
                 IngressTarget::Clear,
             ),
             (Skip::NoAddress, IngressTarget::Leave),
-            (Skip::NoEndpoints, IngressTarget::Clear),
+            // Kept by default, as kube-vip keeps it (`clear_without_endpoints` below).
+            (Skip::NoEndpoints, IngressTarget::Leave),
             (
                 Skip::NoLocalEndpoints { node: node() },
                 IngressTarget::Leave,
@@ -155,8 +235,67 @@ mod tests {
         ];
         for (skip, want) in table {
             let d = decision(&[], Some(skip.clone()));
-            assert_eq!(ingress_target(&d, true), want, "{skip}");
+            assert_eq!(ingress_target(&d, true, false), want, "{skip}");
         }
+        let none_serve = decision(&[], Some(Skip::NoEndpoints));
+        assert_eq!(
+            ingress_target(&none_serve, true, true),
+            IngressTarget::Clear
+        );
+    }
+
+    fn web(ingress: serde_json::Value) -> Service {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"type": "LoadBalancer",
+                     "ports": [{"port": 80}, {"port": 53, "protocol": "UDP"}]},
+            "status": {"loadBalancer": {"ingress": ingress}},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn each_entry_carries_the_services_ports_as_kube_vip_writes_them() {
+        let ports = vec![
+            PortStatus {
+                port: 80,
+                protocol: "TCP".into(),
+            },
+            PortStatus {
+                port: 53,
+                protocol: "UDP".into(),
+            },
+        ];
+        let set = IngressTarget::Set(vec![ip("198.18.0.10")]);
+        // Empty status: written with the ports.
+        assert_eq!(
+            ingress_write(&set, &web(serde_json::json!([]))),
+            Some(IngressWrite {
+                ips: vec![ip("198.18.0.10")],
+                ports: ports.clone()
+            })
+        );
+        // The address is there without ports (an older vipd wrote it): written again.
+        let bare = web(serde_json::json!([{"ip": "198.18.0.10"}]));
+        assert_eq!(
+            ingress_write(&set, &bare).map(|w| w.ports),
+            Some(ports.clone())
+        );
+        // Address and ports in place: nothing to write.
+        let done = web(serde_json::json!([{"ip": "198.18.0.10",
+            "ports": [{"port": 80, "protocol": "TCP"}, {"port": 53, "protocol": "UDP"}]}]));
+        assert_eq!(ingress_write(&set, &done), None);
+        // Clearing writes no ports; another node's entries are not ours to fix.
+        assert_eq!(
+            ingress_write(&IngressTarget::Clear, &done),
+            Some(IngressWrite {
+                ips: vec![],
+                ports: vec![]
+            })
+        );
+        assert_eq!(ingress_write(&IngressTarget::Leave, &bare), None);
+        let partial = IngressTarget::SetIfEmpty(vec![ip("198.18.0.10")]);
+        assert_eq!(ingress_write(&partial, &bare), None);
     }
 
     #[test]

@@ -95,7 +95,7 @@ pub struct DecideConfig {
     pub announce_ipv4: bool,
     /// Some peer can carry IPv6 VIPs.
     pub announce_ipv6: bool,
-    /// `vip_honour_exclude_label` (default false, as kube-vip): a node labelled
+    /// `vipd_honour_exclude_label` (default false, as kube-vip): a node labelled
     /// `node.kubernetes.io/exclude-from-external-load-balancers` serves nothing.
     pub honour_exclude_label: bool,
     /// `disable_service_updates`: vipd writes no status, so `status.loadBalancer.ingress` is

@@ -4,6 +4,7 @@
 //! Services. Both run as tasks fed by channels, so a slow or absent
 //! API server never stalls the owner loop; a failed write is kept and retried, latest wins.
 
+use crate::decide::ingress::IngressWrite;
 use crate::decide::{Desired, Problem, ServiceKey};
 use crate::event_limit::{EventLimiter, Verdict};
 use crate::observe::Observer;
@@ -12,7 +13,6 @@ use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client};
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -23,7 +23,7 @@ pub const MANAGER: &str = "vipd";
 /// Sends ingress writes to the writer task.
 #[derive(Clone)]
 pub struct StatusWriter {
-    tx: mpsc::UnboundedSender<(ServiceKey, Vec<IpAddr>)>,
+    tx: mpsc::UnboundedSender<(ServiceKey, IngressWrite)>,
 }
 
 impl StatusWriter {
@@ -33,14 +33,15 @@ impl StatusWriter {
         StatusWriter { tx }
     }
 
-    /// Asks for `ingress` (empty: clear) on `key`; a later call for the same key replaces it.
-    pub fn set(&self, key: ServiceKey, ingress: Vec<IpAddr>) {
+    /// Asks for `ingress` (no addresses: clear) on `key`; a later call for the same key
+    /// replaces it.
+    pub fn set(&self, key: ServiceKey, ingress: IngressWrite) {
         let _ = self.tx.send((key, ingress));
     }
 }
 
-async fn write_loop(client: Client, mut rx: mpsc::UnboundedReceiver<(ServiceKey, Vec<IpAddr>)>) {
-    let mut pending: BTreeMap<ServiceKey, Vec<IpAddr>> = BTreeMap::new();
+async fn write_loop(client: Client, mut rx: mpsc::UnboundedReceiver<(ServiceKey, IngressWrite)>) {
+    let mut pending: BTreeMap<ServiceKey, IngressWrite> = BTreeMap::new();
     let mut delay = Duration::ZERO;
     loop {
         if pending.is_empty() {
@@ -58,7 +59,9 @@ async fn write_loop(client: Client, mut rx: mpsc::UnboundedReceiver<(ServiceKey,
         let mut failed = false;
         for (key, ingress) in std::mem::take(&mut pending) {
             match patch_ingress(&client, &key, &ingress).await {
-                Ok(()) => debug!(service = %key, ?ingress, "status.loadBalancer.ingress written"),
+                Ok(()) => {
+                    debug!(service = %key, ingress = ?ingress.ips, "status.loadBalancer.ingress written")
+                }
                 // Gone: nothing left to write to.
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => {
@@ -88,11 +91,27 @@ async fn write_loop(client: Client, mut rx: mpsc::UnboundedReceiver<(ServiceKey,
     }
 }
 
-async fn patch_ingress(client: &Client, key: &ServiceKey, ingress: &[IpAddr]) -> kube::Result<()> {
+async fn patch_ingress(
+    client: &Client,
+    key: &ServiceKey,
+    ingress: &IngressWrite,
+) -> kube::Result<()> {
     let api: Api<Service> = Api::namespaced(client.clone(), &key.namespace);
-    let entries: Vec<serde_json::Value> = ingress
+    let ports: Vec<serde_json::Value> = ingress
+        .ports
         .iter()
-        .map(|ip| serde_json::json!({ "ip": ip.to_string() }))
+        .map(|p| serde_json::json!({ "port": p.port, "protocol": p.protocol }))
+        .collect();
+    let entries: Vec<serde_json::Value> = ingress
+        .ips
+        .iter()
+        .map(|ip| {
+            let mut entry = serde_json::json!({ "ip": ip.to_string() });
+            if !ports.is_empty() {
+                entry["ports"] = serde_json::Value::Array(ports.clone());
+            }
+            entry
+        })
         .collect();
     // A merge patch replaces the list as a whole; null removes it.
     let ingress = if entries.is_empty() {

@@ -367,7 +367,10 @@ impl Executor for Arp<'_> {
         // Every Service held in ARP mode is held by this node alone.
         self.vip_hosts.write(c, &desired, &services, |_| true);
         let served = c.served().clone();
-        c.write_status(snap, &desired, |key, d| status_target(served.get(key), d));
+        let clear = self.svc.clear_ingress_without_endpoints;
+        c.write_status(snap, &desired, |key, d| {
+            status_target(served.get(key), d, clear)
+        });
         if let Some(upnp) = c.upnp.as_mut() {
             upnp.update(&snap.services, &held_view(&desired, &served));
         }
@@ -393,7 +396,11 @@ impl Executor for Arp<'_> {
 /// The ingress this node writes for a Service: only when every VIP it may serve is held (no
 /// half-written status); cluster-wide facts (no longer a LoadBalancer, no endpoint anywhere)
 /// clear it.
-fn status_target(served: Option<&Vec<IpAddr>>, d: &decide::ServiceDecision) -> IngressTarget {
+fn status_target(
+    served: Option<&Vec<IpAddr>>,
+    d: &decide::ServiceDecision,
+    clear_without_endpoints: bool,
+) -> IngressTarget {
     match served {
         Some(vips) if vips.len() == d.announced.len() => {
             if d.not_announced.is_empty() {
@@ -403,7 +410,7 @@ fn status_target(served: Option<&Vec<IpAddr>>, d: &decide::ServiceDecision) -> I
             }
         }
         Some(_) => IngressTarget::Leave,
-        None if d.announced.is_empty() => ingress_target(d, true),
+        None if d.announced.is_empty() => ingress_target(d, true, clear_without_endpoints),
         None => IngressTarget::Leave,
     }
 }
@@ -475,14 +482,14 @@ mod tests {
         let d = both_servable();
         let both = vec![ip("10.0.0.1"), ip("10.0.0.2")];
         assert_eq!(
-            status_target(Some(&both), &d),
+            status_target(Some(&both), &d, false),
             IngressTarget::Set(both.clone())
         );
         assert_eq!(
-            status_target(Some(&vec![ip("10.0.0.1")]), &d),
+            status_target(Some(&vec![ip("10.0.0.1")]), &d, false),
             IngressTarget::Leave
         );
         // Led elsewhere: not this node's to write.
-        assert_eq!(status_target(None, &d), IngressTarget::Leave);
+        assert_eq!(status_target(None, &d, false), IngressTarget::Leave);
     }
 }

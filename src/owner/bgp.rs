@@ -195,7 +195,8 @@ impl Executor for Bgp<'_> {
         let alone = |key: &ServiceKey| standing.get(key).is_some_and(|l| led.contains(l));
         self.vip_hosts.write(c, &desired, &services, alone);
         let peers_up = self.announcer.any_peer_up();
-        c.write_status(snap, &desired, |_, d| ingress_target(d, peers_up));
+        let clear = self.svc.clear_ingress_without_endpoints;
+        c.write_status(snap, &desired, |_, d| ingress_target(d, peers_up, clear));
         c.observer.publish(
             service_states(&desired, self.announcer.routes()),
             started.elapsed(),

@@ -6,7 +6,7 @@
 
 use super::elect::Elect;
 use super::Context;
-use crate::decide::ingress::{current_ingress, ingress_change, IngressTarget};
+use crate::decide::ingress::{ingress_write, IngressTarget, IngressWrite};
 use crate::decide::{Desired, ServiceDecision, ServiceKey, Skip};
 use crate::dhcp::services::DhcpServices;
 use crate::election::lease::Leadership;
@@ -59,7 +59,7 @@ pub struct Common {
     /// Per Service, the last ingress asked of the status writer and not yet seen in the view,
     /// with the Service's resourceVersion when asked: a newer version that still differs means
     /// the write was lost or overwritten, so it is asked again.
-    requested: BTreeMap<ServiceKey, (Vec<IpAddr>, Option<String>)>,
+    requested: BTreeMap<ServiceKey, (IngressWrite, Option<String>)>,
     /// Problems in Services' input (bad addresses, malformed annotations), each reported once.
     input_problems: ProblemReports,
     /// Warnings of the executor raised up to the last round…
@@ -215,7 +215,7 @@ impl Common {
             };
             let external = self.upnp.as_ref().and_then(|u| u.external_for(&key));
             let target = crate::upnp::plan::with_external(target(&key, d), external);
-            let Some(change) = ingress_change(&target, &current_ingress(svc)) else {
+            let Some(change) = ingress_write(&target, svc) else {
                 continue;
             };
             // Asked already and the watch has shown no newer version: do not ask again.

@@ -122,7 +122,7 @@ pub fn stand(
         let statics_placed = ifaces.len() == d.announced.len();
         let can_serve = statics_placed && (!d.announced.is_empty() || parent.is_ok());
         // One Lease for all: every node stands (kube-vip's behaviour) — except one excluded
-        // from load balancers (`vip_honour_exclude_label`), which would lead and serve nothing.
+        // from load balancers (`vipd_honour_exclude_label`), which would lead and serve nothing.
         let excluded = d
             .not_announced
             .iter()
