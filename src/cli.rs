@@ -153,6 +153,10 @@ pub struct ManagerArgs {
     /// (kube-vip keeps the address there) [default: false].
     #[arg(long = "clear-ingress-without-endpoints", env = "vipd_clear_ingress_without_endpoints", num_args = 0..=1, default_missing_value = "true")]
     pub vipd_clear_ingress_without_endpoints: Option<String>,
+    /// Label this node service-provided.kube-vip.io/<service>.<namespace>=<addresses> for each
+    /// Service it serves (removed when it stops serving it, and at shutdown).
+    #[arg(long = "enableNodeLabeling", env = "enable_node_labeling", num_args = 0..=1, default_missing_value = "true")]
+    pub enable_node_labeling: Option<String>,
     /// Map the ports of Services annotated kube-vip.io/forwardUPNP on the UPnP gateway (the env
     /// spelling enableUPNP is read too).
     #[arg(long = "enableUPNP", env = "enable_upnp", num_args = 0..=1, default_missing_value = "true")]
@@ -360,6 +364,7 @@ impl ManagerArgs {
             vip_interface: self.vip_interface.clone(),
             disable_service_updates: self.disable_service_updates.clone(),
             vipd_honour_exclude_label: self.vipd_honour_exclude_label.clone(),
+            enable_node_labeling: self.enable_node_labeling.clone(),
             vipd_clear_ingress_without_endpoints: self.vipd_clear_ingress_without_endpoints.clone(),
             annotation: self.annotation.clone(),
             vip_packet: self.vip_packet.clone(),

@@ -158,6 +158,10 @@ pub struct ManifestFlags {
     /// Never write status.loadBalancer of Services.
     #[arg(long = "disableServiceUpdates", env = "disable_service_updates", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true", default_value = "false", hide_default_value = true, value_parser = go_bool)]
     pub disable_service_updates: bool,
+    /// Label the node serving a Service service-provided.kube-vip.io/<service>.<namespace>
+    /// (the ClusterRole then grants patch on nodes).
+    #[arg(long = "enableNodeLabeling", env = "enable_node_labeling", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true", default_value = "false", hide_default_value = true, value_parser = go_bool)]
+    pub enable_node_labeling: bool,
     /// Address of /metrics, /healthz and /readyz; its port is the probes' and `metrics` port.
     #[arg(
         long = "prometheusHTTPServer",
@@ -273,8 +277,13 @@ pub fn cluster_rules(f: &ManifestFlags) -> Vec<PolicyRule> {
         &["endpointslices"],
         &["get", "list", "watch"],
     ));
-    // Node readiness, the exclude-from-external-load-balancers label, peer annotations.
-    rules.push(rule("", &["nodes"], &["get", "list", "watch"]));
+    // Node readiness, the exclude-from-external-load-balancers label, peer annotations; with
+    // node labelling, the node's own service-provided.kube-vip.io labels.
+    if f.enable_node_labeling {
+        rules.push(rule("", &["nodes"], &["get", "list", "watch", "patch"]));
+    } else {
+        rules.push(rule("", &["nodes"], &["get", "list", "watch"]));
+    }
     // Events on Services: events.k8s.io/v1, and core/v1 for older recorders; patch for series.
     rules.push(rule("", &["events"], &["create", "patch"]));
     rules.push(rule("events.k8s.io", &["events"], &["create", "patch"]));
@@ -596,6 +605,7 @@ fn env(f: &ManifestFlags) -> Vec<EnvVar> {
         "disable_service_updates",
         f.disable_service_updates,
     );
+    yes(&mut env, "enable_node_labeling", f.enable_node_labeling);
     text(&mut env, "vip_loglevel", &f.log);
     env
 }

@@ -302,6 +302,7 @@ fn kube_vip_settings_vipd_lacks_are_warned_about_once_not_refused() {
             "--controlplane",
             "--vip",
             "10.0.0.5",
+            "--onlyAllowTrafficServicePorts",
             "--enableNodeLabeling",
         ],
         &[],
@@ -312,7 +313,11 @@ fn kube_vip_settings_vipd_lacks_are_warned_about_once_not_refused() {
         !yaml.contains("cp_enable") && !yaml.contains("10.0.0.5"),
         "{yaml}"
     );
-    for named in ["--controlplane", "--vip", "--enableNodeLabeling"] {
+    assert!(
+        yaml.contains("enable_node_labeling"),
+        "vipd labels nodes too: {yaml}"
+    );
+    for named in ["--controlplane", "--vip", "--onlyAllowTrafficServicePorts"] {
         assert!(stderr(&o).contains(named), "{named}: {}", stderr(&o));
     }
 }

@@ -504,8 +504,9 @@ fn attached_addresses_follow_the_routes_and_survive_restarts_without_leaks() {
 }
 
 /// `svc_election` in BGP mode, as kube-vip means it: one node announces each Service (the
-/// holder of its Lease `kubevip-<name>`), says so in `kube-vip.io/vipHost`, and when that node
-/// dies the other one takes the route over.
+/// holder of its Lease `kubevip-<name>`), says so in `kube-vip.io/vipHost` and (with
+/// `enable_node_labeling`) in its Node's label `service-provided.kube-vip.io/web.default`, and
+/// when that node dies the other one takes the route over; stopped, it removes its label.
 #[test]
 fn with_svc_election_one_node_announces_each_service_and_another_takes_over() {
     skip_unless!(root, Bird::NEEDS, VIPD_NEEDS);
@@ -522,6 +523,7 @@ fn with_svc_election_one_node_announces_each_service_and_another_takes_over() {
             ("vip_leaseduration", "3"),
             ("vip_renewdeadline", "2"),
             ("vip_retryperiod", "0.5"),
+            ("enable_node_labeling", "true"),
         ];
         bed.start_agent(0, api.addr().port(), &election);
         bed.start_agent(1, api.addr().port(), &election);
@@ -557,6 +559,23 @@ fn with_svc_election_one_node_announces_each_service_and_another_takes_over() {
             bed.explain()
         );
         assert_eq!(cluster::ingress(&client, "web").await, ["198.18.0.40"]);
+        const LABEL: &str = "service-provided.kube-vip.io/web.default";
+        let label = |node: usize| {
+            let client = client.clone();
+            async move {
+                cluster::node_labels(&client, &format!("node{node}"))
+                    .await
+                    .get(LABEL)
+                    .cloned()
+            }
+        };
+        eventually!(
+            SOON,
+            format!("node{leader} is labelled {LABEL}=198.18.0.40"),
+            label(leader).await.as_deref() == Some("198.18.0.40"),
+            bed.explain()
+        );
+        assert_eq!(label(1 - leader).await, None, "only the elected node");
 
         assert!(bed.agents[leader].kill());
         let other = ip(["10.99.0.1", "10.99.1.1"][1 - leader]);
@@ -573,6 +592,20 @@ fn with_svc_election_one_node_announces_each_service_and_another_takes_over() {
                 .await
                 .as_deref()
                 == Some(format!("node{}", 1 - leader).as_str()),
+            bed.explain()
+        );
+        eventually!(
+            SOON,
+            format!("node{} is labelled", 1 - leader),
+            label(1 - leader).await.as_deref() == Some("198.18.0.40"),
+            bed.explain()
+        );
+        // A graceful stop takes the label off (a killed node could not).
+        bed.agents[1 - leader].terminate();
+        eventually!(
+            SOON,
+            format!("node{}'s label is gone after SIGTERM", 1 - leader),
+            label(1 - leader).await.is_none(),
             bed.explain()
         );
     });

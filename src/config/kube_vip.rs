@@ -110,7 +110,6 @@ pub static FOREIGN: &[Foreign] = &[
     value("iptables_backend", "", &[], "chooses the iptables backend of egress and the port filter (not in vipd)"),
     // Services-mode features vipd lacks.
     bool_("enable_service_security", "onlyAllowTrafficServicePorts", "drops traffic to a VIP except on its Service's ports (not in vipd)"),
-    bool_("enable_node_labeling", "enableNodeLabeling", "labels the node holding a Service service-provided.kube-vip.io/<svc>.<ns> (not in vipd yet)"),
     bool_("per_service_election_on_demand", "perServiceElectionOnDemand", "elects Services annotated kube-vip.io/forcePerServiceElection on their own Lease (not in vipd)"),
     value("vip_subnet", "vipSubnet", &["32", "128", "32,128", "128,32"], "puts ARP-mode VIPs on the interface with this mask (vipd: /32 and /128)"),
     value("dns_mode", "dnsMode", &["first"], "resolves host names in loadbalancerIPs in this family (vipd resolves none: a Warning per Service)"),
@@ -258,6 +257,7 @@ mod tests {
             ("dhcp_mode", "ipv4"),
             ("vip_leaderelection", "false"),
             ("cp_enable", "false"),
+            ("zebra_enable", "false"),
             ("egress_withnftables", "FALSE"),
             ("vip_subnet", "32"),
         ];

@@ -88,6 +88,7 @@ pub struct RawSettings {
     pub vipd_honour_exclude_label: Option<String>,
     /// vipd's own: clear the ingress of a Service no endpoint serves.
     pub vipd_clear_ingress_without_endpoints: Option<String>,
+    pub enable_node_labeling: Option<String>,
     /// kube-vip's `annotation`: peers from this node's annotations under this prefix.
     pub annotation: Option<String>,
     pub vip_packet: Option<String>,

@@ -33,6 +33,9 @@ pub struct ServicesSettings {
     /// the address in the status): clear `status.loadBalancer.ingress` of a Service that no
     /// endpoint serves anywhere.
     pub clear_ingress_without_endpoints: bool,
+    /// `enable_node_labeling`: label this node `service-provided.kube-vip.io/<svc>.<ns>` for
+    /// each Service it serves, as kube-vip does.
+    pub node_labeling: bool,
     /// `lb_ipam`: allocate addresses from the kube-vip-cloud-provider ConfigMap.
     pub ipam: Option<IpamSettings>,
     /// `enable_upnp`: map the ports of `kube-vip.io/forwardUPNP` Services on the gateway.
@@ -149,6 +152,10 @@ pub(super) fn services_settings(raw: &RawSettings) -> Result<ServicesSettings, C
             "vipd_honour_exclude_label (--honour-exclude-label)",
         )?,
         per_service_election: flag(&raw.svc_election, "svc_election (--servicesElection)")?,
+        node_labeling: flag(
+            &raw.enable_node_labeling,
+            "enable_node_labeling (--enableNodeLabeling)",
+        )?,
         clear_ingress_without_endpoints: flag(
             &raw.vipd_clear_ingress_without_endpoints,
             "vipd_clear_ingress_without_endpoints (--clear-ingress-without-endpoints)",

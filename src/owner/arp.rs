@@ -366,6 +366,7 @@ impl Executor for Arp<'_> {
         c.report(&desired, served, "ARP/NDP");
         // Every Service held in ARP mode is held by this node alone.
         self.vip_hosts.write(c, &desired, &services, |_| true);
+        c.label_node(snap);
         let served = c.served().clone();
         let clear = self.svc.clear_ingress_without_endpoints;
         c.write_status(snap, &desired, |key, d| {

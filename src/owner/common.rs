@@ -5,6 +5,7 @@
 //! Warnings once while they last, and the status ingress asked of the writer.
 
 use super::elect::Elect;
+use super::node_labels::NodeLabels;
 use super::Context;
 use crate::decide::ingress::{ingress_write, IngressTarget, IngressWrite};
 use crate::decide::{Desired, ServiceDecision, ServiceKey, Skip};
@@ -66,6 +67,8 @@ pub struct Common {
     warned: BTreeSet<(ServiceKey, String)>,
     /// …and those raised in this one (a Warning gone and back is raised again).
     warned_now: BTreeSet<(ServiceKey, String)>,
+    /// `enable_node_labeling`: this node's `service-provided.kube-vip.io` labels.
+    node_labels: Option<NodeLabels>,
 }
 
 /// What [`Common`] is made of, started by the caller.
@@ -81,6 +84,7 @@ pub(super) struct Parts {
     pub dhcp: DhcpServices,
     pub upnp: Option<UpnpServices>,
     pub status: Option<StatusWriter>,
+    pub node_labeling: bool,
 }
 
 impl Common {
@@ -109,6 +113,14 @@ impl Common {
             input_problems: ProblemReports::default(),
             warned: BTreeSet::new(),
             warned_now: BTreeSet::new(),
+            node_labels: p.node_labeling.then(NodeLabels::default),
+        }
+    }
+
+    /// `enable_node_labeling`: labels this node for what it serves now (after [`Common::report`]).
+    pub fn label_node(&mut self, snap: &Snapshot) {
+        if let Some(labels) = self.node_labels.as_mut() {
+            labels.update(&self.client, snap.node.as_deref(), &self.served);
         }
     }
 
@@ -276,6 +288,11 @@ impl Context for Common {
                 }
             }
             Step::ReleaseLeases => self.elect.release_all().await,
+            Step::UnlabelNode => {
+                if let Some(labels) = self.node_labels.as_mut() {
+                    labels.clear(&self.client, &self.node).await;
+                }
+            }
             _ => return false,
         }
         true

@@ -29,6 +29,7 @@ pub mod arp;
 pub mod bgp;
 mod common;
 pub mod elect;
+mod node_labels;
 pub mod static_vips;
 mod vip_host;
 
@@ -186,6 +187,7 @@ pub(crate) async fn run<E: ServicesExecutor>(
         dhcp,
         upnp,
         status,
+        node_labeling: svc.node_labeling,
     });
     info!(
         node = %svc.node_name,

@@ -29,6 +29,9 @@ pub enum Step {
     StopDhcp,
     /// Delete the UPnP port mappings this node made.
     UnmapPorts,
+    /// Remove this node's `service-provided.kube-vip.io` labels (`enable_node_labeling`): it
+    /// provides nothing any more.
+    UnlabelNode,
     /// Give up every Lease held (the next leader starts at once, on clean ground).
     ReleaseLeases,
 }
@@ -43,9 +46,16 @@ pub fn order(mode: Mode) -> Vec<Step> {
             RemoveAddresses,
             StopDhcp,
             UnmapPorts,
+            UnlabelNode,
             ReleaseLeases,
         ],
-        Mode::Arp => vec![ReleaseClaims, StopDhcp, UnmapPorts, ReleaseLeases],
+        Mode::Arp => vec![
+            ReleaseClaims,
+            StopDhcp,
+            UnmapPorts,
+            UnlabelNode,
+            ReleaseLeases,
+        ],
         Mode::Static => vec![CeaseSessions, RemovePeerRoutes],
     }
 }
@@ -69,6 +79,7 @@ mod tests {
                 Step::RemoveAddresses,
                 Step::StopDhcp,
                 Step::UnmapPorts,
+                Step::UnlabelNode,
                 Step::ReleaseLeases,
             ]
         );
@@ -82,6 +93,7 @@ mod tests {
                 Step::ReleaseClaims,
                 Step::StopDhcp,
                 Step::UnmapPorts,
+                Step::UnlabelNode,
                 Step::ReleaseLeases,
             ]
         );

@@ -354,3 +354,17 @@ pub async fn lease_holder(client: &Client, namespace: &str, name: &str) -> Optio
             .ok()??;
     lease.spec?.holder_identity.filter(|h| !h.is_empty())
 }
+
+/// The labels of Node `name` (empty if it is not there).
+pub async fn node_labels(
+    client: &Client,
+    name: &str,
+) -> std::collections::BTreeMap<String, String> {
+    Api::<Node>::all(client.clone())
+        .get_opt(name)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|n| n.metadata.labels)
+        .unwrap_or_default()
+}
