@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 
 # dnsmasq-base: DHCP server (dhcp_dnsmasq); miniupnpd-nftables, nftables, stun-server, miniupnpc:
 # UPnP IGD, its ruleset, the STUN server that gives it a usable external address, upnpc.
-# iputils-arping, ndisc6: the client side of the ARP/NDP tests (l2_arp).
-PKGS=(bird2 frr gobgpd iproute2 iputils-ping iputils-arping ndisc6 tcpdump procps dnsmasq-base miniupnpd-nftables nftables stun-server miniupnpc python3-prometheus-client)
+# iputils-arping, ndisc6: the client side of the ARP/NDP tests (l2_arp). prometheus (with
+# promtool): scrapes /metrics and unit-tests examples/prometheus/vipd-alerts.yaml (tests/prometheus.rs).
+PKGS=(bird2 frr gobgpd iproute2 iputils-ping iputils-arping ndisc6 tcpdump procps dnsmasq-base miniupnpd-nftables nftables stun-server miniupnpc python3-prometheus-client prometheus)
 
 install_packages() {
 	local missing=()

@@ -54,6 +54,7 @@ pub mod observe;
 pub mod owner;
 pub mod peers;
 pub mod plan;
+pub mod process_metrics;
 pub mod report;
 pub mod sys;
 pub mod upnp;

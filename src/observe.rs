@@ -64,9 +64,20 @@ pub struct Observer {
     live: Arc<Live>,
     registry: Arc<Registry>,
     reconcile: Histogram,
+    reconcile_by_ns: Family<Labels, Histogram, fn() -> Histogram>,
     errors: Family<Labels, Counter>,
     events_suppressed: Counter,
     leader: Family<Labels, Gauge>,
+    transitions: Family<Labels, Counter>,
+    service_events: Family<Labels, Counter>,
+    election_loops: Family<Labels, Gauge>,
+    election_attempts: Family<Labels, Counter>,
+    election_errors: Family<Labels, Counter>,
+}
+
+/// The reconcile histograms' buckets: 0.5 ms doubling to 16 s.
+fn reconcile_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
 }
 
 /// What changes between scrapes and is read at scrape time.
@@ -88,10 +99,18 @@ impl Observer {
             peers: Mutex::default(),
             services: Mutex::default(),
         });
-        let reconcile = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        let reconcile = reconcile_histogram();
+        let reconcile_by_ns = Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(
+            reconcile_histogram,
+        );
         let errors = Family::<Labels, Counter>::default();
         let events_suppressed = Counter::default();
         let leader = Family::<Labels, Gauge>::default();
+        let transitions = Family::<Labels, Counter>::default();
+        let service_events = Family::<Labels, Counter>::default();
+        let election_loops = Family::<Labels, Gauge>::default();
+        let election_attempts = Family::<Labels, Counter>::default();
+        let election_errors = Family::<Labels, Counter>::default();
         let mut registry = Registry::default();
         registry.register(
             "kube_vip_build",
@@ -122,15 +141,99 @@ impl Observer {
             "1 while this node holds the lease",
             leader.clone(),
         );
+        registry.register(
+            "kube_vip_service_reconcile_duration_seconds",
+            "Time of each reconcile, under every namespace whose Services it decided (kube-vip's name; vipd reconciles all Services in one pass)",
+            reconcile_by_ns.clone(),
+        );
+        registry.register(
+            "kube_vip_leader_election_transitions",
+            "Times this node gained or lost a Lease; frequent transitions mean instability",
+            transitions.clone(),
+        );
+        registry.register(
+            "kube_vip_manager_all_services_events",
+            "Service watch events seen, by type (ADDED, MODIFIED, DELETED)",
+            service_events.clone(),
+        );
+        registry.register(
+            "kube_vip_service_election_loops",
+            "Per-Service elections this node stands in now (1 per Service; more would be a leak)",
+            election_loops.clone(),
+        );
+        registry.register(
+            "kube_vip_service_election_attempts",
+            "Times this node started standing for a Service's Lease",
+            election_attempts.clone(),
+        );
+        registry.register(
+            "kube_vip_service_election_errors",
+            "Per-Service election failures by reason",
+            election_errors.clone(),
+        );
         registry.register_collector(Box::new(LiveCollector(Arc::clone(&live))));
+        registry.register_collector(Box::new(crate::process_metrics::ProcessCollector));
         Observer {
             live,
             registry: Arc::new(registry),
             reconcile,
+            reconcile_by_ns,
             errors,
             events_suppressed,
             leader,
+            transitions,
+            service_events,
+            election_loops,
+            election_attempts,
+            election_errors,
         }
+    }
+
+    /// A reconcile that decided Services in `namespaces` took `took`.
+    pub fn reconciled_namespaces<'a>(
+        &self,
+        namespaces: impl IntoIterator<Item = &'a str>,
+        took: Duration,
+    ) {
+        for ns in namespaces {
+            self.reconcile_by_ns
+                .get_or_create(&vec![("namespace", ns.to_owned())])
+                .observe(took.as_secs_f64());
+        }
+    }
+
+    /// A Service watch event of `kind` (`ADDED`, `MODIFIED`, `DELETED`).
+    pub fn service_event(&self, kind: &'static str) {
+        self.service_events
+            .get_or_create(&vec![("type", kind.to_owned())])
+            .inc();
+    }
+
+    /// The per-Service elections this node stands in now, as (namespace, name) of the Service:
+    /// a Service new here counts an attempt; one gone drops its loop gauge.
+    pub fn service_elections(&self, now: &[(String, String)], before: &[(String, String)]) {
+        for (ns, name) in now {
+            let labels = vec![("namespace", ns.clone()), ("name", name.clone())];
+            self.election_loops.get_or_create(&labels).set(1);
+            if !before.contains(&(ns.clone(), name.clone())) {
+                self.election_attempts.get_or_create(&labels).inc();
+            }
+        }
+        for (ns, name) in before.iter().filter(|b| !now.contains(b)) {
+            self.election_loops
+                .remove(&vec![("namespace", ns.clone()), ("name", name.clone())]);
+        }
+    }
+
+    /// A per-Service election that could not run, e.g. its Lease name is unusable.
+    pub fn service_election_error(&self, namespace: &str, name: &str, reason: &str) {
+        self.election_errors
+            .get_or_create(&vec![
+                ("namespace", namespace.to_owned()),
+                ("name", name.to_owned()),
+                ("reason", reason.to_owned()),
+            ])
+            .inc();
     }
 
     pub fn set_peers(&self, board: PeerBoard) {
@@ -139,8 +242,13 @@ impl Observer {
 
     /// The owner loop's decisions after a reconcile.
     pub fn publish(&self, services: Vec<ServiceState>, took: Duration) {
+        let namespaces: std::collections::BTreeSet<String> = services
+            .iter()
+            .filter_map(|s| s.service.split_once('/').map(|(ns, _)| ns.to_owned()))
+            .collect();
         *lock(&self.live.services) = services;
         self.reconcile.observe(took.as_secs_f64());
+        self.reconciled_namespaces(namespaces.iter().map(String::as_str), took);
     }
 
     pub fn reconcile_error(&self, namespace: &str, name: &str, reason: &str) {
@@ -158,12 +266,18 @@ impl Observer {
     }
 
     pub fn set_leader(&self, lease: &str, is_leader: bool) {
-        self.leader
+        let was = self
+            .leader
             .get_or_create(&vec![
                 ("node", self.live.node.clone()),
                 ("lease_name", lease.to_owned()),
             ])
             .set(i64::from(is_leader));
+        if was != i64::from(is_leader) {
+            self.transitions
+                .get_or_create(&vec![("lease_name", lease.to_owned())])
+                .inc();
+        }
     }
 
     pub fn report(&self) -> AgentReport {
@@ -332,6 +446,21 @@ impl Collector for LiveCollector {
         for (ns, n) in per_ns {
             ConstGauge::new(n).encode(fam.encode_family(&vec![("namespace", ns.to_owned())])?)?;
         }
+        let mut withheld: BTreeMap<&str, i64> = BTreeMap::new();
+        for v in r.services.iter().flat_map(|s| &s.vips) {
+            if let Some(why) = &v.withheld {
+                *withheld.entry(why.code.as_str()).or_default() += 1;
+            }
+        }
+        let mut fam = enc.encode_descriptor(
+            "vipd_vips_withheld",
+            "VIPs of vipd's Services not announced from this node, by reason code (as `vipd status` names it).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (reason, n) in withheld {
+            ConstGauge::new(n).encode(fam.encode_family(&vec![("reason", reason.to_owned())])?)?;
+        }
         let mut fam = enc.encode_descriptor(
             "vipd_vips_announced",
             "VIPs announced from this node to at least one peer, by mode.",
@@ -404,5 +533,60 @@ mod tests {
         );
         assert!(text.contains("kube_vip_build_info{version=\""), "{text}");
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn kube_vips_other_metric_names_and_the_process_series_are_there() {
+        let o = Observer::new("n1", "arp", Readiness::default());
+        o.publish(
+            vec![ServiceState {
+                service: "shop/idle".into(),
+                vips: vec![(
+                    "192.0.2.2".parse().unwrap(),
+                    VipState::Withheld(Withheld::Skip(crate::decide::Skip::NoEndpoints)),
+                )],
+                withheld: None,
+            }],
+            Duration::from_millis(3),
+        );
+        o.service_event("ADDED");
+        o.service_event("ADDED");
+        o.service_event("MODIFIED");
+        o.set_leader("default/kubevip-web", false);
+        o.set_leader("default/kubevip-web", true);
+        o.set_leader("default/kubevip-web", true);
+        o.set_leader("default/kubevip-web", false);
+        let web = ("default".to_string(), "web".to_string());
+        o.service_elections(std::slice::from_ref(&web), &[]);
+        o.service_elections(std::slice::from_ref(&web), std::slice::from_ref(&web));
+        o.service_election_error("default", "web", "write_failed");
+        let text = o.metrics_text();
+        for line in [
+            "kube_vip_service_reconcile_duration_seconds_count{namespace=\"shop\"} 1",
+            "kube_vip_manager_all_services_events_total{type=\"ADDED\"} 2",
+            "kube_vip_manager_all_services_events_total{type=\"MODIFIED\"} 1",
+            "kube_vip_leader_election_transitions_total{lease_name=\"default/kubevip-web\"} 2",
+            "kube_vip_service_election_loops{namespace=\"default\",name=\"web\"} 1",
+            "kube_vip_service_election_attempts_total{namespace=\"default\",name=\"web\"} 1",
+            "kube_vip_service_election_errors_total{namespace=\"default\",name=\"web\",reason=\"write_failed\"} 1",
+            "vipd_vips_withheld{reason=\"NoEndpoints\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
+        for family in [
+            "process_cpu_seconds_total ",
+            "process_resident_memory_bytes ",
+            "process_virtual_memory_bytes ",
+            "process_open_fds ",
+            "process_max_fds ",
+            "process_start_time_seconds ",
+        ] {
+            assert!(text.contains(family), "{family} missing in\n{text}");
+        }
+        // The loop ends: its gauge goes.
+        o.service_elections(&[], std::slice::from_ref(&web));
+        assert!(!o
+            .metrics_text()
+            .contains("kube_vip_service_election_loops{"));
     }
 }

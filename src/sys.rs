@@ -1,5 +1,6 @@
-//! [I/O] The one place with `unsafe`: the Linux TCP-MD5 socket option (RFC 2385) and the
-//! link-layer address (`sockaddr_ll`) of an AF_PACKET socket, which no socket crate wraps.
+//! [I/O] The one place with `unsafe`: the Linux TCP-MD5 socket option (RFC 2385), the
+//! link-layer address (`sockaddr_ll`) of an AF_PACKET socket, which no socket crate wraps, and
+//! `sysconf` for the clock tick and page size of the `process_*` metrics.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -119,4 +120,21 @@ pub fn interface_exists(name: &str) -> bool {
     // SAFETY: `c` is a valid NUL-terminated string that outlives the call; the function only
     // reads it.
     unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
+}
+
+/// `sysconf(name)`, when positive.
+fn sysconf(name: libc::c_int) -> Option<u64> {
+    // SAFETY: sysconf only reads a configuration value; any name is safe to ask about.
+    let v = unsafe { libc::sysconf(name) };
+    u64::try_from(v).ok().filter(|v| *v > 0)
+}
+
+/// Clock ticks per second (`/proc` times are in these).
+pub fn clock_ticks() -> Option<u64> {
+    sysconf(libc::_SC_CLK_TCK)
+}
+
+/// The page size in bytes (`/proc` resident sizes are in pages).
+pub fn page_size() -> Option<u64> {
+    sysconf(libc::_SC_PAGESIZE)
 }

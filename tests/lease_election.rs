@@ -34,6 +34,8 @@ impl Seen {
         self.until[who] = match l {
             Leadership::Leading { until } => Some(until),
             Leadership::NotLeading(_) => None,
+            // A failed read or write changes nothing; the fence ends a stale leadership.
+            Leadership::Failed(_) => return,
         };
     }
 

@@ -26,6 +26,10 @@ pub enum Leadership {
         until: tokio::time::Instant,
     },
     NotLeading(StopReason),
+    /// Reading (once per failure streak) or writing the Lease failed, with a short reason
+    /// (`read_failed`, `read_timeout`, `write_failed`, `write_timeout`). Leadership is as it
+    /// was: a leader that cannot renew still ends at its fence deadline.
+    Failed(&'static str),
 }
 
 /// A running election for one Lease.
@@ -193,20 +197,23 @@ impl Driver {
                 Some(v)
             }
             Ok(Err(e)) => {
-                self.failed(&e.to_string());
+                self.failed(&e.to_string(), "read_failed");
                 None
             }
             Err(_) => {
-                self.failed("timed out");
+                self.failed("timed out", "read_timeout");
                 None
             }
         }
     }
 
-    fn failed(&mut self, why: &str) {
+    fn failed(&mut self, why: &str, reason: &'static str) {
         if !self.failing {
             warn!(lease = %self.key, error = why, "cannot read the Lease; retrying (a leader stops announcing at its renew deadline)");
             self.failing = true;
+            let _ = self
+                .events
+                .send((self.key.clone(), Leadership::Failed(reason)));
         }
     }
 
@@ -255,10 +262,16 @@ impl Driver {
             }
             Ok(Err(e)) => {
                 warn!(lease = %self.key, kind = ?w.kind, error = %e, "cannot write the Lease");
+                let _ = self
+                    .events
+                    .send((self.key.clone(), Leadership::Failed("write_failed")));
                 Written::Failed
             }
             Err(_) => {
                 warn!(lease = %self.key, kind = ?w.kind, "writing the Lease timed out");
+                let _ = self
+                    .events
+                    .send((self.key.clone(), Leadership::Failed("write_timeout")));
                 Written::Failed
             }
         }

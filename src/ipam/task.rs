@@ -52,6 +52,8 @@ async fn fence(
                     until = Some(u);
                     leader.send_if_modified(|l| !std::mem::replace(l, true));
                 }
+                // A failed read or write changes nothing: the fence ends a stale leadership.
+                Some((_, Leadership::Failed(_))) => {}
                 Some((_, Leadership::NotLeading(_))) | None => {
                     until = None;
                     leader.send_if_modified(|l| std::mem::replace(l, false));

@@ -3,7 +3,8 @@
 //! through API errors and re-lists (a 410 Gone re-list swaps the store only once complete), so
 //! an API server going away never empties the view, and nothing is withdrawn for it.
 
-use futures::StreamExt;
+use crate::observe::Observer;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{self, Store};
@@ -34,13 +35,20 @@ pub struct View {
 
 impl View {
     /// Starts the watches. `namespace`: Services and EndpointSlices of one namespace only.
-    pub fn start(client: Client, namespace: Option<&str>, node_name: &str) -> View {
+    /// Each Service event is counted in `observer` (kube-vip's `all_services_events`).
+    pub fn start(
+        client: Client,
+        namespace: Option<&str>,
+        node_name: &str,
+        observer: Observer,
+    ) -> View {
         let (tx, changed) = watch::channel(0u64);
-        let (services, t1) = reflect(
+        let (services, t1) = reflect_seen(
             "services",
             scoped(client.clone(), namespace),
             watcher::Config::default(),
             tx.clone(),
+            move |kind| observer.service_event(kind),
         );
         // Only slices managed for a Service carry this label; one watch for all of them beats
         // one per Service (kube-vip) and sees every slice of a Service, not just the last.
@@ -145,8 +153,43 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
+    reflect_seen(what, api, cfg, changed, |_: &str| {})
+}
+
+/// As [`reflect`], telling `seen` the kind of each event as a watch names it (`ADDED`,
+/// `MODIFIED`, `DELETED`), told apart by whether the store held the object before it.
+pub(crate) fn reflect_seen<K>(
+    what: &'static str,
+    api: Api<K>,
+    cfg: watcher::Config,
+    changed: watch::Sender<u64>,
+    seen: impl Fn(&'static str) + Send + 'static,
+) -> (Store<K>, JoinHandle<()>)
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
     let (store, writer) = reflector::store();
-    let stream = watcher(api, cfg).default_backoff().reflect(writer);
+    let before = store.clone();
+    let stream = watcher(api, cfg)
+        .default_backoff()
+        .inspect_ok(move |ev| {
+            let kind = match ev {
+                watcher::Event::InitApply(_) => "ADDED",
+                watcher::Event::Apply(obj) => {
+                    let known = before.get(&reflector::ObjectRef::from_obj(obj)).is_some();
+                    if known {
+                        "MODIFIED"
+                    } else {
+                        "ADDED"
+                    }
+                }
+                watcher::Event::Delete(_) => "DELETED",
+                watcher::Event::Init | watcher::Event::InitDone => return,
+            };
+            seen(kind);
+        })
+        .reflect(writer);
     let task = tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         let mut failing = false;

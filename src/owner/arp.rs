@@ -367,6 +367,12 @@ impl Executor for Arp<'_> {
         // Every Service held in ARP mode is held by this node alone.
         self.vip_hosts.write(c, &desired, &services, |_| true);
         c.label_node(snap);
+        // Per-Service elections only: one Lease for all elects no Service on its own.
+        let own_leases = match self.arp.election {
+            crate::config::ElectionScope::PerService => standing.lease_of.clone(),
+            crate::config::ElectionScope::Global { .. } => BTreeMap::new(),
+        };
+        c.report_elections(&own_leases);
         let served = c.served().clone();
         let clear = self.svc.clear_ingress_without_endpoints;
         c.write_status(snap, &desired, |key, d| {

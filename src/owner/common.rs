@@ -69,6 +69,8 @@ pub struct Common {
     warned_now: BTreeSet<(ServiceKey, String)>,
     /// `enable_node_labeling`: this node's `service-provided.kube-vip.io` labels.
     node_labels: Option<NodeLabels>,
+    /// The Services whose own Lease this node stood for at the last report (namespace, name).
+    elections: Vec<(String, String)>,
 }
 
 /// What [`Common`] is made of, started by the caller.
@@ -114,7 +116,25 @@ impl Common {
             warned: BTreeSet::new(),
             warned_now: BTreeSet::new(),
             node_labels: p.node_labeling.then(NodeLabels::default),
+            elections: Vec::new(),
         }
+    }
+
+    /// kube-vip's per-Service election metrics: the Services standing for a Lease of their own
+    /// (`standing`), and each failed Lease read or write counted on the Services it elects.
+    pub fn report_elections(&mut self, standing: &BTreeMap<ServiceKey, LeaseKey>) {
+        let now: Vec<(String, String)> = standing
+            .keys()
+            .map(|k| (k.namespace.clone(), k.name.clone()))
+            .collect();
+        self.observer.service_elections(&now, &self.elections);
+        for (lease, reason) in self.elect.take_failures() {
+            for (key, _) in standing.iter().filter(|(_, l)| **l == lease) {
+                self.observer
+                    .service_election_error(&key.namespace, &key.name, reason);
+            }
+        }
+        self.elections = now;
     }
 
     /// `enable_node_labeling`: labels this node for what it serves now (after [`Common::report`]).

@@ -30,6 +30,8 @@ pub struct Elect {
     lead_tx: mpsc::UnboundedSender<(LeaseKey, Leadership)>,
     /// `kube_vip_is_leader` per Lease.
     observer: Observer,
+    /// Lease reads and writes that failed, for the per-Service election metrics.
+    failures: Vec<(LeaseKey, &'static str)>,
 }
 
 impl Elect {
@@ -51,6 +53,7 @@ impl Elect {
             leading: BTreeMap::new(),
             lead_tx,
             observer,
+            failures: Vec::new(),
         }
     }
 
@@ -72,7 +75,16 @@ impl Elect {
                 }
                 was
             }
+            Leadership::Failed(reason) => {
+                self.failures.push((key, reason));
+                false
+            }
         }
+    }
+
+    /// The Lease reads and writes that failed since the last call.
+    pub fn take_failures(&mut self) -> Vec<(LeaseKey, &'static str)> {
+        std::mem::take(&mut self.failures)
     }
 
     /// The earliest fence deadline of the Leases led.

@@ -152,7 +152,12 @@ pub(crate) async fn run<E: ServicesExecutor>(
             observer.clone(),
         )))
     });
-    let view = View::start(client.clone(), svc.namespace.as_deref(), &svc.node_name);
+    let view = View::start(
+        client.clone(),
+        svc.namespace.as_deref(),
+        &svc.node_name,
+        observer.clone(),
+    );
     let events = EventSink::start(client.clone(), &svc.node_name, observer.clone());
     let (lead_tx, lead_rx) = tokio::sync::mpsc::unbounded_channel();
     let (parent, clients_hold) = exec.dhcp_parent();
