@@ -14,6 +14,12 @@ fn main() -> ExitCode {
             for i in &ignored_flags {
                 eprintln!("vipd: warning: kube-vip's {i} is not supported; left out of the YAML");
             }
+            let (vipd::cli::ManifestKind::Daemonset(f)
+            | vipd::cli::ManifestKind::Pod(f)
+            | vipd::cli::ManifestKind::Rbac(f)) = &args.kind;
+            for w in vipd::manifest::warnings(f) {
+                eprintln!("vipd: warning: {w}");
+            }
             return manifest(&args);
         }
         Command::Manager(args) => {

@@ -4,7 +4,7 @@
 
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -78,6 +78,8 @@ enum Doc {
     ServiceAccount(ServiceAccount),
     ClusterRole(ClusterRole),
     ClusterRoleBinding(ClusterRoleBinding),
+    Role(Role),
+    RoleBinding(RoleBinding),
     DaemonSet(Box<DaemonSet>),
     Pod(Box<Pod>),
 }
@@ -100,6 +102,8 @@ fn parse(yaml: &str) -> Vec<Doc> {
             Some("ServiceAccount") => Doc::ServiceAccount(typed(v)),
             Some("ClusterRole") => Doc::ClusterRole(typed(v)),
             Some("ClusterRoleBinding") => Doc::ClusterRoleBinding(typed(v)),
+            Some("Role") => Doc::Role(typed(v)),
+            Some("RoleBinding") => Doc::RoleBinding(typed(v)),
             Some("DaemonSet") => Doc::DaemonSet(Box::new(typed(v))),
             Some("Pod") => Doc::Pod(Box::new(typed(v))),
             other => panic!("unexpected kind {other:?}"),
@@ -113,6 +117,8 @@ fn kinds(docs: &[Doc]) -> Vec<&'static str> {
             Doc::ServiceAccount(_) => "ServiceAccount",
             Doc::ClusterRole(_) => "ClusterRole",
             Doc::ClusterRoleBinding(_) => "ClusterRoleBinding",
+            Doc::Role(_) => "Role",
+            Doc::RoleBinding(_) => "RoleBinding",
             Doc::DaemonSet(_) => "DaemonSet",
             Doc::Pod(_) => "Pod",
         })
@@ -646,4 +652,74 @@ fn the_dockerfile_runs_what_the_daemonset_asks_for() {
         minor(rust) >= minor(needed),
         "builder rust {rust} < rust-version {needed}"
     );
+}
+
+/// Every flag `vipd manager` takes is a manifest flag too, written under the agent's name.
+#[test]
+fn the_agents_other_flags_are_passed_on_as_given() {
+    let ds = daemonset(&[
+        "--services",
+        "--arp",
+        "--servicesLeaseName",
+        "infra/lock",
+        "--leaseDuration",
+        "5",
+        "--leaseRenewDuration",
+        "3",
+        "--leaseRetry",
+        "1",
+        "--serviceInterface",
+        "eth1",
+        "--enableUPNP",
+        "--healthCheckPort",
+        "8080",
+        "--clear-ingress-without-endpoints",
+    ]);
+    let got = env(container(pod_spec(&ds)));
+    for (k, v) in [
+        ("svc_leasename", "infra/lock"),
+        ("vip_leaseduration", "5"),
+        ("vip_renewdeadline", "3"),
+        ("vip_retryperiod", "1"),
+        ("vip_servicesinterface", "eth1"),
+        ("enable_upnp", "true"),
+        ("health_check_port", "8080"),
+        ("vipd_clear_ingress_without_endpoints", "true"),
+    ] {
+        assert_eq!(got.get(k).map(String::as_str), Some(v), "{k}: {got:?}");
+    }
+    // What the agent would refuse, the manifest refuses: a renew deadline above the duration.
+    let o = run(&[
+        "daemonset",
+        "--services",
+        "--arp",
+        "--leaseDuration",
+        "3",
+        "--leaseRenewDuration",
+        "5",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("vip_renewdeadline"));
+}
+
+/// kube-vip's `manifest rbac --role` (a Role and RoleBinding in the namespace; implies
+/// `--rolebinding`) and `--rolebinding` (the ClusterRole bound in the namespace).
+#[test]
+fn rbac_role_and_rolebinding_as_kube_vip_prints_them() {
+    let role = parse(&render(&["rbac", "--services", "--bgp", "--role"]));
+    assert_eq!(kinds(&role), ["ServiceAccount", "Role", "RoleBinding"]);
+    let (Doc::Role(r), Doc::RoleBinding(b)) = (&role[1], &role[2]) else {
+        unreachable!()
+    };
+    assert_eq!(r.metadata.namespace.as_deref(), Some("kube-system"));
+    assert!(!r.rules.clone().unwrap_or_default().is_empty());
+    assert_eq!(b.role_ref.kind, "Role");
+    assert_eq!(b.metadata.namespace.as_deref(), Some("kube-system"));
+    let bound = parse(&render(&["rbac", "--services", "--bgp", "--rolebinding"]));
+    assert_eq!(
+        kinds(&bound),
+        ["ServiceAccount", "ClusterRole", "RoleBinding"]
+    );
+    let o = run(&["rbac", "--services", "--bgp", "--role"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("grant only inside namespace"));
 }

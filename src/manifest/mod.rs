@@ -9,7 +9,10 @@
 //! - Objects are named `vipd` (kube-vip: `kube-vip-ds`, `system:kube-vip-role`, …).
 //! - The ClusterRole grants only what the chosen modes use: Leases only with an election,
 //!   IPAM or ARP mode, Service writes only with IPAM or ARP mode, ConfigMaps only with IPAM,
-//!   no `nodes` writes (vipd writes no Node), no `endpoints`, `pods` or `servicecidrs`.
+//!   `nodes` patch only with `--enableNodeLabeling`, no `endpoints`, `pods` or `servicecidrs`.
+//!   `rbac --role` / `--rolebinding` print a namespaced Role / RoleBinding as kube-vip's do.
+//! - Every flag of `vipd manager` is a flag here too ([`PassOn`]); kube-vip flags vipd does not
+//!   implement are accepted, named on stderr and left out.
 //! - The DaemonSet always uses its ServiceAccount; `--inCluster` is accepted and changes nothing
 //!   (kube-vip without it mounts the host's admin.conf). The static Pod always uses the host's
 //!   kubeconfig instead, since the kubelet refuses static Pods that name a ServiceAccount.
@@ -22,6 +25,9 @@
 //!   own message.
 
 use crate::config::{ConfigError, RawSettings};
+mod pass_on;
+pub use pass_on::PassOn;
+
 use clap::{Args, Subcommand};
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec};
 use k8s_openapi::api::core::v1::{
@@ -31,7 +37,9 @@ use k8s_openapi::api::core::v1::{
     ResourceRequirements, SecretVolumeSource, SecurityContext, ServiceAccount, Toleration, Volume,
     VolumeMount,
 };
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -59,7 +67,8 @@ pub enum ManifestKind {
     /// A static Pod for /etc/kubernetes/manifests on a control-plane node; it reaches the API
     /// with the host's kubeconfig, as static Pods cannot use a ServiceAccount or a Secret.
     Pod(Box<ManifestFlags>),
-    /// Only the ServiceAccount, ClusterRole and ClusterRoleBinding.
+    /// Only the ServiceAccount, ClusterRole and ClusterRoleBinding (`--role`: a Role and a
+    /// RoleBinding in the namespace; `--rolebinding`: the ClusterRole bound in the namespace).
     Rbac(Box<ManifestFlags>),
 }
 
@@ -179,6 +188,14 @@ pub struct ManifestFlags {
         default_value = "/etc/kubernetes/admin.conf"
     )]
     pub k8s_config_path: String,
+    /// `rbac`: a namespaced Role and RoleBinding instead of the ClusterRole and its binding.
+    #[arg(long, num_args = 0..=1, value_name = "BOOL", default_missing_value = "true", default_value = "false", hide_default_value = true, value_parser = go_bool)]
+    pub role: bool,
+    /// `rbac`: bind the ClusterRole in the namespace only (a RoleBinding).
+    #[arg(long, num_args = 0..=1, value_name = "BOOL", default_missing_value = "true", default_value = "false", hide_default_value = true, value_parser = go_bool)]
+    pub rolebinding: bool,
+    #[command(flatten)]
+    pub pass_on: PassOn,
 }
 
 /// Name of every object vipd's manifests create.
@@ -309,29 +326,71 @@ fn rbac(f: &ManifestFlags, docs: &mut Vec<String>) -> Result<(), Error> {
         metadata: meta(Some(&f.namespace)),
         ..Default::default()
     };
-    let role = ClusterRole {
-        metadata: meta(None),
-        rules: Some(cluster_rules(f)),
-        ..Default::default()
-    };
-    let binding = ClusterRoleBinding {
-        metadata: meta(None),
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".to_owned(),
-            kind: "ClusterRole".to_owned(),
-            name: NAME.to_owned(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".to_owned(),
-            name: NAME.to_owned(),
-            namespace: Some(f.namespace.clone()),
-            ..Default::default()
-        }]),
-    };
     docs.push(yaml(&account)?);
-    docs.push(yaml(&role)?);
-    docs.push(yaml(&binding)?);
+    let subjects = Some(vec![Subject {
+        kind: "ServiceAccount".to_owned(),
+        name: NAME.to_owned(),
+        namespace: Some(f.namespace.clone()),
+        ..Default::default()
+    }]);
+    let role_ref = |kind: &str| RoleRef {
+        api_group: "rbac.authorization.k8s.io".to_owned(),
+        kind: kind.to_owned(),
+        name: NAME.to_owned(),
+    };
+    // kube-vip's --role: a Role and its RoleBinding in the namespace (implies --rolebinding);
+    // --rolebinding alone: the ClusterRole, bound in the namespace only.
+    if f.role {
+        let role = Role {
+            metadata: meta(Some(&f.namespace)),
+            rules: Some(cluster_rules(f)),
+        };
+        docs.push(yaml(&role)?);
+    } else {
+        let role = ClusterRole {
+            metadata: meta(None),
+            rules: Some(cluster_rules(f)),
+            ..Default::default()
+        };
+        docs.push(yaml(&role)?);
+    }
+    if f.role || f.rolebinding {
+        let binding = RoleBinding {
+            metadata: meta(Some(&f.namespace)),
+            role_ref: role_ref(if f.role { "Role" } else { "ClusterRole" }),
+            subjects,
+        };
+        docs.push(yaml(&binding)?);
+    } else {
+        let binding = ClusterRoleBinding {
+            metadata: meta(None),
+            role_ref: role_ref("ClusterRole"),
+            subjects,
+        };
+        docs.push(yaml(&binding)?);
+    }
     Ok(())
+}
+
+/// What the manifest cannot do as asked, for stderr.
+pub fn warnings(f: &ManifestFlags) -> Vec<String> {
+    let mut out = Vec::new();
+    if f.role || f.rolebinding {
+        out.push(format!(
+            "--role/--rolebinding grant only inside namespace {}: the agent also reads its Node \
+             and (without --serviceNamespace {0}) Services of every namespace, which only a \
+             ClusterRoleBinding grants",
+            f.namespace
+        ));
+    }
+    if f.pass_on.vip_nodename.is_some() {
+        out.push(
+            "--nodeName is not written: the DaemonSet and the static Pod take each node's name \
+             from spec.nodeName"
+                .to_owned(),
+        );
+    }
+    out
 }
 
 /// Where the container's kubeconfig comes from.
@@ -607,6 +666,9 @@ fn env(f: &ManifestFlags) -> Vec<EnvVar> {
     );
     yes(&mut env, "enable_node_labeling", f.enable_node_labeling);
     text(&mut env, "vip_loglevel", &f.log);
+    for (name, v) in f.pass_on.env() {
+        env.push(value(name, v));
+    }
     env
 }
 
@@ -644,6 +706,35 @@ fn check(env: &[EnvVar]) -> Result<(), Error> {
         provider_config: get("provider_config"),
         metal_peer_routes: get("metal_peer_routes"),
         k8s_config_file: get("k8s_config_file"),
+        svc_namespace: get("svc_namespace"),
+        lb_class_legacy_handling: get("lb_class_legacy_handling"),
+        vipd_honour_exclude_label: get("vipd_honour_exclude_label"),
+        vipd_clear_ingress_without_endpoints: get("vipd_clear_ingress_without_endpoints"),
+        enable_node_labeling: get("enable_node_labeling"),
+        enable_upnp: get("enable_upnp"),
+        svc_election: get("svc_election"),
+        svc_leasename: get("svc_leasename"),
+        vip_leaseduration: get("vip_leaseduration"),
+        vip_renewdeadline: get("vip_renewdeadline"),
+        vip_retryperiod: get("vip_retryperiod"),
+        vip_arp_rate: get("vip_arpRate"),
+        vip_servicesinterface: get("vip_servicesinterface"),
+        bgp_routerinterface: get("bgp_routerinterface"),
+        bgp_hold_time: get("bgp_hold_time"),
+        bgp_keepalive_interval: get("bgp_keepalive_interval"),
+        bgp_passive: get("bgp_passive"),
+        bgp_listen_port: get("bgp_listen_port"),
+        bgp_unready_after: get("vipd_bgp_unready_after"),
+        mpbgp_nexthop: get("mpbgp_nexthop"),
+        mpbgp_ipv4: get("mpbgp_ipv4"),
+        mpbgp_ipv6: get("mpbgp_ipv6"),
+        health_check_port: get("health_check_port"),
+        lb_ipam: get("lb_ipam"),
+        lb_ipam_configmap: get("lb_ipam_configmap"),
+        lb_ipam_namespace: get("lb_ipam_namespace"),
+        vip_address: get("vip_address"),
+        vip_file: get("vip_file"),
+        prometheus_server: get("prometheus_server"),
         ..Default::default()
     };
     crate::config::validate(&raw)?;

@@ -1,0 +1,153 @@
+//! [pure] The manager settings `vipd manifest` passes on into the container's environment as
+//! given, so that every flag `vipd manager` takes, the manifest takes too.
+
+use clap::Args;
+
+/// The rest of `vipd manager`'s settings: the manifest writes each one given into the
+/// container's environment as it is (booleans as `true` when given bare), so that every flag
+/// the agent takes is one the manifest takes (a test holds the two flag sets together).
+#[derive(Debug, Clone, Default, Args)]
+pub struct PassOn {
+    /// Watch Services of this namespace only.
+    #[arg(long = "serviceNamespace", value_name = "NAMESPACE")]
+    pub svc_namespace: Option<String>,
+    /// Accepted as kube-vip's is; the DaemonSet and the static Pod take each node's name from
+    /// spec.nodeName.
+    #[arg(long = "nodeName", value_name = "NAME")]
+    pub vip_nodename: Option<String>,
+    /// Also serve Services without a class unless lbClassOnly.
+    #[arg(long = "lbClassNameLegacyHandling", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true")]
+    pub lb_class_legacy_handling: Option<String>,
+    /// vipd_honour_exclude_label.
+    #[arg(long = "honour-exclude-label", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true")]
+    pub vipd_honour_exclude_label: Option<String>,
+    /// vipd_clear_ingress_without_endpoints.
+    #[arg(long = "clear-ingress-without-endpoints", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true")]
+    pub vipd_clear_ingress_without_endpoints: Option<String>,
+    /// Map the ports of forwardUPNP Services on the UPnP gateway.
+    #[arg(long = "enableUPNP", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true")]
+    pub enable_upnp: Option<String>,
+    /// The one Lease of ARP mode (`name` or `namespace/name`).
+    #[arg(long = "servicesLeaseName", value_name = "LEASE")]
+    pub svc_leasename: Option<String>,
+    /// Seconds a Lease stays valid without renew.
+    #[arg(long = "leaseDuration", value_name = "SECONDS")]
+    pub vip_leaseduration: Option<String>,
+    /// Seconds a leader may go without renewing.
+    #[arg(long = "leaseRenewDuration", value_name = "SECONDS")]
+    pub vip_renewdeadline: Option<String>,
+    /// Seconds between Lease reads and renews.
+    #[arg(long = "leaseRetry", value_name = "SECONDS")]
+    pub vip_retryperiod: Option<String>,
+    /// Milliseconds between repeated ARP/NDP announcements.
+    #[arg(long = "arpRate", value_name = "MS")]
+    pub vip_arp_rate: Option<String>,
+    /// Interface for Service VIPs.
+    #[arg(long = "serviceInterface", value_name = "INTERFACE")]
+    pub vip_servicesinterface: Option<String>,
+    /// Take the router id from this interface's IPv4 address.
+    #[arg(long = "bgpRouterInterface", value_name = "INTERFACE")]
+    pub bgp_routerinterface: Option<String>,
+    /// BGP hold time, seconds.
+    #[arg(long = "bgpHoldTimer", value_name = "SECONDS")]
+    pub bgp_hold_time: Option<String>,
+    /// BGP keepalive interval, seconds.
+    #[arg(long = "bgpKeepAliveInterval", value_name = "SECONDS")]
+    pub bgp_keepalive_interval: Option<String>,
+    /// Listen for the peers instead of connecting.
+    #[arg(long = "bgp-passive", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true")]
+    pub bgp_passive: Option<String>,
+    /// Port of passive mode.
+    #[arg(long = "bgp-listen-port", value_name = "PORT")]
+    pub bgp_listen_port: Option<String>,
+    /// Seconds a session may stay down before /readyz fails.
+    #[arg(long = "bgp-unready-after", value_name = "SECONDS")]
+    pub vipd_bgp_unready_after: Option<String>,
+    /// Next hop for VIPs of the other family than the session.
+    #[arg(long = "mpbgpNexthop", value_name = "MODE")]
+    pub mpbgp_nexthop: Option<String>,
+    #[arg(long = "mpbgpIPv4", value_name = "ADDRESS")]
+    pub mpbgp_ipv4: Option<String>,
+    #[arg(long = "mpbgpIPv6", value_name = "ADDRESS")]
+    pub mpbgp_ipv6: Option<String>,
+    /// Also serve /healthz on this port.
+    #[arg(long = "healthCheckPort", value_name = "PORT")]
+    pub health_check_port: Option<String>,
+    /// The IPAM ConfigMap.
+    #[arg(long = "ipamConfigMap", value_name = "NAME")]
+    pub lb_ipam_configmap: Option<String>,
+    /// Its namespace.
+    #[arg(long = "ipamNamespace", value_name = "NAMESPACE")]
+    pub lb_ipam_namespace: Option<String>,
+    /// Static VIPs (services mode off).
+    #[arg(long = "address", value_name = "ADDRESSES")]
+    pub vip_address: Option<String>,
+    /// More static VIPs, one per line, in the container.
+    #[arg(long = "vip-file", value_name = "PATH")]
+    pub vip_file: Option<String>,
+    /// Log format: text or json.
+    #[arg(long = "log-format", value_name = "FORMAT")]
+    pub vipd_log_format: Option<String>,
+}
+
+impl PassOn {
+    /// (environment variable, value) of each setting given, in the agent's names.
+    pub fn env(&self) -> Vec<(&'static str, &str)> {
+        let all: [(&'static str, &Option<String>); 26] = [
+            ("svc_namespace", &self.svc_namespace),
+            ("lb_class_legacy_handling", &self.lb_class_legacy_handling),
+            ("vipd_honour_exclude_label", &self.vipd_honour_exclude_label),
+            (
+                "vipd_clear_ingress_without_endpoints",
+                &self.vipd_clear_ingress_without_endpoints,
+            ),
+            ("enable_upnp", &self.enable_upnp),
+            ("svc_leasename", &self.svc_leasename),
+            ("vip_leaseduration", &self.vip_leaseduration),
+            ("vip_renewdeadline", &self.vip_renewdeadline),
+            ("vip_retryperiod", &self.vip_retryperiod),
+            ("vip_arpRate", &self.vip_arp_rate),
+            ("vip_servicesinterface", &self.vip_servicesinterface),
+            ("bgp_routerinterface", &self.bgp_routerinterface),
+            ("bgp_hold_time", &self.bgp_hold_time),
+            ("bgp_keepalive_interval", &self.bgp_keepalive_interval),
+            ("bgp_passive", &self.bgp_passive),
+            ("bgp_listen_port", &self.bgp_listen_port),
+            ("vipd_bgp_unready_after", &self.vipd_bgp_unready_after),
+            ("mpbgp_nexthop", &self.mpbgp_nexthop),
+            ("mpbgp_ipv4", &self.mpbgp_ipv4),
+            ("mpbgp_ipv6", &self.mpbgp_ipv6),
+            ("health_check_port", &self.health_check_port),
+            ("lb_ipam_configmap", &self.lb_ipam_configmap),
+            ("lb_ipam_namespace", &self.lb_ipam_namespace),
+            ("vip_address", &self.vip_address),
+            ("vip_file", &self.vip_file),
+            ("vipd_log_format", &self.vipd_log_format),
+        ];
+        all.into_iter()
+            .filter_map(|(k, v)| Some((k, v.as_deref().filter(|v| !v.is_empty())?)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_flag_of_the_agent_is_a_flag_of_the_manifest() {
+        let cli = crate::cli::Cli::command();
+        let manager = cli.find_subcommand("manager").expect("manager");
+        let manifest = cli.find_subcommand("manifest").expect("manifest");
+        for kind in ["daemonset", "pod", "rbac"] {
+            let sub = manifest.find_subcommand(kind).expect(kind);
+            for arg in manager.get_arguments() {
+                let Some(long) = arg.get_long() else { continue };
+                assert!(
+                    sub.get_arguments().any(|a| a.get_long() == Some(long)),
+                    "vipd manager --{long} is not a flag of vipd manifest {kind}"
+                );
+            }
+        }
+    }
+}
