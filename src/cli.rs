@@ -39,6 +39,16 @@ pub enum Command {
     /// Run only the address allocator (what `manager --ipam` runs beside the agent), e.g. as a
     /// Deployment: Services without an address get one from the kubevip ConfigMap's pools.
     Ipam(IpamArgs),
+    /// Read a kube-vip DaemonSet or static Pod (`kubectl get ds kube-vip-ds -n kube-system -o
+    /// yaml`) and say, per setting, what vipd does with it; then print the equivalent vipd
+    /// manifest (the report as YAML comments, so the output can go to `kubectl apply -f -`).
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The kube-vip manifest; `-` or none: standard input.
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

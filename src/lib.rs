@@ -47,6 +47,7 @@ pub mod ipam;
 pub mod kube;
 pub mod l2;
 pub mod manifest;
+pub mod migrate;
 pub mod model;
 pub mod netif;
 pub mod netlink;

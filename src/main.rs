@@ -55,6 +55,7 @@ fn main() -> ExitCode {
             })
         }
         Command::Status(args) => return status(&args),
+        Command::Migrate(args) => return migrate(&args),
         Command::Demo(args) => {
             init_logging("error", false);
             runtime().and_then(|rt| rt.block_on(vipd::demo::run(args.keep)).map_err(Into::into))
@@ -80,6 +81,28 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn manifest(args: &vipd::cli::ManifestArgs) -> ExitCode {
     match vipd::manifest::render(args) {
         Ok(yaml) => print_out(&yaml),
+        Err(e) => {
+            eprintln!("vipd: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `vipd migrate`: exit status 2 when the input cannot be read or migrated.
+fn migrate(args: &vipd::cli::MigrateArgs) -> ExitCode {
+    use std::io::Read;
+    let mut input = String::new();
+    let read = match args.file.as_deref() {
+        None => std::io::stdin().read_to_string(&mut input).map(|_| ()),
+        Some(p) if p.as_os_str() == "-" => std::io::stdin().read_to_string(&mut input).map(|_| ()),
+        Some(p) => std::fs::read_to_string(p).map(|t| input = t),
+    };
+    if let Err(e) = read {
+        eprintln!("vipd: cannot read the kube-vip manifest: {e}");
+        return ExitCode::from(2);
+    }
+    match vipd::migrate::plan(&input).and_then(|m| vipd::migrate::render(&m)) {
+        Ok(text) => print_out(&text),
         Err(e) => {
             eprintln!("vipd: {e}");
             ExitCode::from(2)

@@ -196,6 +196,10 @@ pub struct ManifestFlags {
     pub rolebinding: bool,
     #[command(flatten)]
     pub pass_on: PassOn,
+    /// More environment of the container, as given (`vipd migrate` carries a kube-vip
+    /// DaemonSet's Secret references and foreign variables over); never from the command line.
+    #[arg(skip)]
+    pub extra_env: Vec<EnvVar>,
 }
 
 /// Name of every object vipd's manifests create.
@@ -506,6 +510,13 @@ fn pod_spec(f: &ManifestFlags, access: Access) -> Result<PodSpec, Error> {
         mounts.push(read_only_mount("cloud-sa-volume", METAL_MOUNT));
     }
     check(&env)?;
+    // Carried over as given, after the check (a Secret reference has no value to check); a
+    // name the flags already set is not written twice.
+    for extra in &f.extra_env {
+        if !env.iter().any(|e| e.name == extra.name) {
+            env.push(extra.clone());
+        }
+    }
     let (probe_host, port) = metrics_port(&f.prometheus_server)?;
     let probe = |path: &str| Probe {
         http_get: Some(HTTPGetAction {

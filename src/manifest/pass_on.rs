@@ -5,7 +5,10 @@ use clap::Args;
 
 /// The rest of `vipd manager`'s settings: the manifest writes each one given into the
 /// container's environment as it is (booleans as `true` when given bare), so that every flag
-/// the agent takes is one the manifest takes (a test holds the two flag sets together).
+/// the agent takes is one the manifest takes (a test holds the two flag sets together). Each
+/// falls back to its environment variable, as the other manifest flags do, except
+/// `--serviceNamespace` (kube-vip's manifest reads `svc_namespace` as `--namespace`) and
+/// `--nodeName`.
 #[derive(Debug, Clone, Default, Args)]
 pub struct PassOn {
     /// Watch Services of this namespace only.
@@ -16,77 +19,115 @@ pub struct PassOn {
     #[arg(long = "nodeName", value_name = "NAME")]
     pub vip_nodename: Option<String>,
     /// Also serve Services without a class unless lbClassOnly.
-    #[arg(long = "lbClassNameLegacyHandling", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true")]
+    #[arg(long = "lbClassNameLegacyHandling", env = "lb_class_legacy_handling", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true")]
     pub lb_class_legacy_handling: Option<String>,
     /// vipd_honour_exclude_label.
-    #[arg(long = "honour-exclude-label", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true")]
+    #[arg(long = "honour-exclude-label", env = "vipd_honour_exclude_label", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true")]
     pub vipd_honour_exclude_label: Option<String>,
     /// vipd_clear_ingress_without_endpoints.
-    #[arg(long = "clear-ingress-without-endpoints", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true")]
+    #[arg(long = "clear-ingress-without-endpoints", env = "vipd_clear_ingress_without_endpoints", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true")]
     pub vipd_clear_ingress_without_endpoints: Option<String>,
     /// Map the ports of forwardUPNP Services on the UPnP gateway.
-    #[arg(long = "enableUPNP", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true")]
+    #[arg(long = "enableUPNP", env = "enable_upnp", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true")]
     pub enable_upnp: Option<String>,
     /// The one Lease of ARP mode (`name` or `namespace/name`).
-    #[arg(long = "servicesLeaseName", value_name = "LEASE")]
+    #[arg(
+        long = "servicesLeaseName",
+        env = "svc_leasename",
+        value_name = "LEASE"
+    )]
     pub svc_leasename: Option<String>,
     /// Seconds a Lease stays valid without renew.
-    #[arg(long = "leaseDuration", value_name = "SECONDS")]
+    #[arg(
+        long = "leaseDuration",
+        env = "vip_leaseduration",
+        value_name = "SECONDS"
+    )]
     pub vip_leaseduration: Option<String>,
     /// Seconds a leader may go without renewing.
-    #[arg(long = "leaseRenewDuration", value_name = "SECONDS")]
+    #[arg(
+        long = "leaseRenewDuration",
+        env = "vip_renewdeadline",
+        value_name = "SECONDS"
+    )]
     pub vip_renewdeadline: Option<String>,
     /// Seconds between Lease reads and renews.
-    #[arg(long = "leaseRetry", value_name = "SECONDS")]
+    #[arg(long = "leaseRetry", env = "vip_retryperiod", value_name = "SECONDS")]
     pub vip_retryperiod: Option<String>,
     /// Milliseconds between repeated ARP/NDP announcements.
-    #[arg(long = "arpRate", value_name = "MS")]
+    #[arg(long = "arpRate", env = "vip_arpRate", value_name = "MS")]
     pub vip_arp_rate: Option<String>,
     /// Interface for Service VIPs.
-    #[arg(long = "serviceInterface", value_name = "INTERFACE")]
+    #[arg(
+        long = "serviceInterface",
+        env = "vip_servicesinterface",
+        value_name = "INTERFACE"
+    )]
     pub vip_servicesinterface: Option<String>,
     /// Take the router id from this interface's IPv4 address.
-    #[arg(long = "bgpRouterInterface", value_name = "INTERFACE")]
+    #[arg(
+        long = "bgpRouterInterface",
+        env = "bgp_routerinterface",
+        value_name = "INTERFACE"
+    )]
     pub bgp_routerinterface: Option<String>,
     /// BGP hold time, seconds.
-    #[arg(long = "bgpHoldTimer", value_name = "SECONDS")]
+    #[arg(long = "bgpHoldTimer", env = "bgp_hold_time", value_name = "SECONDS")]
     pub bgp_hold_time: Option<String>,
     /// BGP keepalive interval, seconds.
-    #[arg(long = "bgpKeepAliveInterval", value_name = "SECONDS")]
+    #[arg(
+        long = "bgpKeepAliveInterval",
+        env = "bgp_keepalive_interval",
+        value_name = "SECONDS"
+    )]
     pub bgp_keepalive_interval: Option<String>,
     /// Listen for the peers instead of connecting.
-    #[arg(long = "bgp-passive", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true")]
+    #[arg(long = "bgp-passive", env = "bgp_passive", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true")]
     pub bgp_passive: Option<String>,
     /// Port of passive mode.
-    #[arg(long = "bgp-listen-port", value_name = "PORT")]
+    #[arg(long = "bgp-listen-port", env = "bgp_listen_port", value_name = "PORT")]
     pub bgp_listen_port: Option<String>,
     /// Seconds a session may stay down before /readyz fails.
-    #[arg(long = "bgp-unready-after", value_name = "SECONDS")]
+    #[arg(
+        long = "bgp-unready-after",
+        env = "vipd_bgp_unready_after",
+        value_name = "SECONDS"
+    )]
     pub vipd_bgp_unready_after: Option<String>,
     /// Next hop for VIPs of the other family than the session.
-    #[arg(long = "mpbgpNexthop", value_name = "MODE")]
+    #[arg(long = "mpbgpNexthop", env = "mpbgp_nexthop", value_name = "MODE")]
     pub mpbgp_nexthop: Option<String>,
-    #[arg(long = "mpbgpIPv4", value_name = "ADDRESS")]
+    /// The IPv4 next hop for IPv4 VIPs over IPv6 sessions (mpbgp_nexthop=fixed).
+    #[arg(long = "mpbgpIPv4", env = "mpbgp_ipv4", value_name = "ADDRESS")]
     pub mpbgp_ipv4: Option<String>,
-    #[arg(long = "mpbgpIPv6", value_name = "ADDRESS")]
+    /// The IPv6 next hop for IPv6 VIPs over IPv4 sessions (mpbgp_nexthop=fixed).
+    #[arg(long = "mpbgpIPv6", env = "mpbgp_ipv6", value_name = "ADDRESS")]
     pub mpbgp_ipv6: Option<String>,
     /// Also serve /healthz on this port.
-    #[arg(long = "healthCheckPort", value_name = "PORT")]
+    #[arg(
+        long = "healthCheckPort",
+        env = "health_check_port",
+        value_name = "PORT"
+    )]
     pub health_check_port: Option<String>,
     /// The IPAM ConfigMap.
-    #[arg(long = "ipamConfigMap", value_name = "NAME")]
+    #[arg(long = "ipamConfigMap", env = "lb_ipam_configmap", value_name = "NAME")]
     pub lb_ipam_configmap: Option<String>,
     /// Its namespace.
-    #[arg(long = "ipamNamespace", value_name = "NAMESPACE")]
+    #[arg(
+        long = "ipamNamespace",
+        env = "lb_ipam_namespace",
+        value_name = "NAMESPACE"
+    )]
     pub lb_ipam_namespace: Option<String>,
     /// Static VIPs (services mode off).
-    #[arg(long = "address", value_name = "ADDRESSES")]
+    #[arg(long = "address", env = "vip_address", value_name = "ADDRESSES")]
     pub vip_address: Option<String>,
     /// More static VIPs, one per line, in the container.
-    #[arg(long = "vip-file", value_name = "PATH")]
+    #[arg(long = "vip-file", env = "vip_file", value_name = "PATH")]
     pub vip_file: Option<String>,
     /// Log format: text or json.
-    #[arg(long = "log-format", value_name = "FORMAT")]
+    #[arg(long = "log-format", env = "vipd_log_format", value_name = "FORMAT")]
     pub vipd_log_format: Option<String>,
 }
 
