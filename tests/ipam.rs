@@ -19,6 +19,7 @@ use kube::Api;
 use support::bird::Bird;
 use support::cluster::{self, in_netns};
 use support::netns::Topology;
+use support::rbac::{self, Grant};
 use support::router::{Family, Router, RouterConfig};
 use support::vipd::Vipd;
 use support::VIPD_NEEDS;
@@ -55,7 +56,10 @@ fn two_agents_allocate_distinct_addresses_across_a_leader_crash() {
         let mut agents = Vec::new();
         for i in 0..2 {
             cluster::create_node(&client, &format!("node{i}")).await;
-            let kubeconfig = cluster::node_kubeconfig(dir.path(), i, api.addr().port());
+            // vipd's own ClusterRole with --ipam suffices (checked at the end).
+            let token = rbac::grant(&api, IPAM_GRANT);
+            let kubeconfig =
+                cluster::node_kubeconfig_as(dir.path(), i, api.addr().port(), Some(&token));
             let mut agent = Vipd::services(&topo, i, &kubeconfig, &[("lb_ipam", "true")]);
             agent.start();
             agents.push(agent);
@@ -161,5 +165,9 @@ fn two_agents_allocate_distinct_addresses_across_a_leader_crash() {
             },
             explain(&agents)
         );
+        rbac::assert_refusals(&api, IPAM_GRANT, 0, &explain(&agents));
     });
 }
+
+/// vipd's ClusterRole for BGP services mode with the allocator, as `vipd manifest rbac` prints it.
+const IPAM_GRANT: Grant = Grant::Vipd(&["--services", "--bgp", "--ipam"]);

@@ -22,7 +22,9 @@ use support::bird::Bird;
 use support::cluster::{self, in_netns, lb_service};
 use support::lan::{vip_on, Lan};
 use support::netns::Topology;
-use support::rbac::{KUBE_VIP_MANIFEST_RBAC, KUBE_VIP_SA, KUBE_VIP_WEBSITE};
+use support::rbac::{
+    assert_refusals, Grant, KUBE_VIP_MANIFEST_RBAC, KUBE_VIP_SA, KUBE_VIP_WEBSITE,
+};
 use support::router::Router;
 use support::vipd::Vipd;
 use support::VIPD_NEEDS;
@@ -91,34 +93,6 @@ async fn kube_vips_cluster_role_grants_update_but_not_patch_and_no_events() {
     }
 }
 
-/// What may be refused to an agent under kube-vip's ClusterRole, each at most once per agent:
-/// the first patch of a Service, the first patch of a status, and the first Event (Events are
-/// then not tried for ten minutes).
-fn assert_refused_once_each(refused: &[String], agents: usize, explain: &str) {
-    let kinds = [("PATCH", "/status:"), ("PATCH", ""), ("POST", "/events:")];
-    let mut counts = [0usize; 3];
-    for r in refused {
-        let (method, rest) = r.split_once(' ').unwrap_or((r, ""));
-        let path = rest.split(": ").next().unwrap_or("");
-        let k = if method == "PATCH" && path.ends_with("/status") {
-            0
-        } else if method == "PATCH" && path.contains("/services/") {
-            1
-        } else if method == "POST" && path.ends_with("/events") {
-            2
-        } else {
-            panic!("refused something kube-vip's ClusterRole should allow vipd: {r}\n{explain}");
-        };
-        counts[k] += 1;
-    }
-    for (n, (method, what)) in counts.iter().zip(kinds) {
-        assert!(
-            *n <= agents,
-            "{method} …{what} refused {n} times for {agents} agents: {refused:#?}\n{explain}"
-        );
-    }
-}
-
 /// BGP mode (kube-vip's environment: BGP peers, services) with kube-vip's ServiceAccount: the
 /// Service is announced and gets its ingress; the refused patch is asked once, then writes go by
 /// get + update; a second Service adds no refusal.
@@ -156,7 +130,7 @@ fn bgp_mode_under_kube_vips_cluster_role_writes_status_and_asks_nothing_forbidde
             explain()
         );
         let refused = api.refused();
-        assert_refused_once_each(&refused, 1, &explain());
+        assert_refusals(&api, Grant::KubeVip, 1, &explain());
 
         cluster::create_served(
             &client,
@@ -238,6 +212,17 @@ fn bgp_mode_under_vipds_own_cluster_role_is_refused_nothing() {
 /// (a Service write, by get + update).
 #[test]
 fn arp_mode_with_service_election_under_kube_vips_cluster_role() {
+    arp_with_service_election(Grant::KubeVip);
+}
+
+/// The same under vipd's own ClusterRole for ARP mode with per-Service election: refused
+/// nothing.
+#[test]
+fn arp_mode_with_service_election_under_vipds_own_cluster_role() {
+    arp_with_service_election(Grant::Vipd(&["--services", "--arp", "--servicesElection"]));
+}
+
+fn arp_with_service_election(grant: Grant) {
     skip_unless!(root, VIPD_NEEDS);
     const NODES: usize = 2;
     let topo = Topology::with_nodes(NODES);
@@ -247,9 +232,7 @@ fn arp_mode_with_service_election_under_kube_vips_cluster_role() {
     in_netns(&tor, async {
         let api = cluster::api_server().await;
         let client = api.client();
-        api.create_manifest(KUBE_VIP_MANIFEST_RBAC)
-            .expect("kube-vip's RBAC");
-        let token = api.token(KUBE_VIP_SA.0, KUBE_VIP_SA.1);
+        let token = support::rbac::grant(&api, grant);
         let settings = [
             ("svc_election", "true"),
             ("vip_leaseduration", "3"),
@@ -302,7 +285,7 @@ fn arp_mode_with_service_election_under_kube_vips_cluster_role() {
                 == Some(node.as_str()),
             explain()
         );
-        assert_refused_once_each(&api.refused(), NODES, &explain());
+        assert_refusals(&api, grant, NODES, &explain());
         drop(agents);
     });
 }

@@ -22,12 +22,16 @@ use support::cluster::{self, in_netns, lb_service, slice, Ep};
 use support::dnsmasq::{self, LeaseLine};
 use support::lan::{client_neigh, Lan};
 use support::netns::Topology;
+use support::rbac::{self, Grant};
 use support::router::{Router, RouterConfig};
 use support::vipd::Vipd;
 use support::{ns_stdout, ns_succeeds, run_ok, VIPD_NEEDS};
 
 const UP: Duration = Duration::from_secs(30);
 const SOON: Duration = Duration::from_secs(10);
+
+/// vipd's ClusterRole for ARP mode with per-Service election, as `vipd manifest rbac` prints it.
+const ARP_GRANT: Grant = Grant::Vipd(&["--services", "--arp", "--servicesElection"]);
 
 fn leased(lines: &[LeaseLine], mac: &str) -> Option<String> {
     lines
@@ -146,7 +150,10 @@ fn a_dhcp_service_is_leased_announced_kept_across_restart_and_released_on_delete
         let client = api.client();
         let services: Api<Service> = Api::namespaced(client.clone(), "default");
         cluster::create_node(&client, "node0").await;
-        let kubeconfig = cluster::node_kubeconfig(dir.path(), 0, api.addr().port());
+        // Under kube-vip's RBAC, as after an image swap: DHCP writes hwaddr and requestedIP.
+        let token = rbac::grant(&api, Grant::KubeVip);
+        let kubeconfig =
+            cluster::node_kubeconfig_as(dir.path(), 0, api.addr().port(), Some(&token));
         let agent_env = [("vip_interface", "veth-tor")];
         let mut agent = Vipd::services(&topo, 0, &kubeconfig, &agent_env);
         agent.start();
@@ -357,6 +364,8 @@ fn a_dhcp_service_is_leased_announced_kept_across_restart_and_released_on_delete
             macvlans(&node) == ["vip-foreign"],
             format!("{:?}\n{}", macvlans(&node), explain(&agent))
         );
+        // Three agent processes in turn, each refused at most its first patch and Event.
+        rbac::assert_refusals(&api, Grant::KubeVip, 3, &explain(&agent));
         drop(agent);
     });
 }
@@ -402,7 +411,9 @@ impl SharedSegment {
         let mut agents = Vec::new();
         for i in 0..2 {
             cluster::create_node(&client, &format!("node{i}")).await;
-            let kubeconfig = cluster::node_kubeconfig(self.dir.path(), i, api.addr().port());
+            let token = rbac::grant(api, Grant::KubeVip);
+            let kubeconfig =
+                cluster::node_kubeconfig_as(self.dir.path(), i, api.addr().port(), Some(&token));
             let mut agent = Vipd::services(&self.topo, i, &kubeconfig, &settings);
             agent.start();
             agents.push(agent);
@@ -741,7 +752,11 @@ impl ArpLan {
     /// Node `i`'s Node object and its started ARP-mode agent on `lan0`, with `extra` settings.
     async fn agent(&self, api: &ApiServer, i: usize, extra: &[(&str, &str)]) -> Vipd {
         cluster::create_node(&api.client(), &format!("node{i}")).await;
-        let kubeconfig = cluster::node_kubeconfig(self.dir.path(), i, api.addr().port());
+        // Under vipd's own RBAC for ARP mode (the tests read Warning Events, which kube-vip's
+        // role does not allow; BGP mode's DHCP tests run under kube-vip's).
+        let token = rbac::grant(api, ARP_GRANT);
+        let kubeconfig =
+            cluster::node_kubeconfig_as(self.dir.path(), i, api.addr().port(), Some(&token));
         let mut settings = vec![("vip_interface", "lan0")];
         settings.extend_from_slice(extra);
         let mut agent = Vipd::arp(&self.topo, i, &kubeconfig, &settings);
@@ -902,6 +917,7 @@ fn in_arp_mode_the_leader_answers_for_the_lease_with_the_services_mac_and_so_doe
             explain(&agents)
         );
         assert!(dnsmasq.log().contains("DHCPRELEASE"));
+        rbac::assert_refusals(&api, ARP_GRANT, agents.len(), &explain(&agents));
         drop(agents);
     });
 }

@@ -21,6 +21,7 @@ use serde_json::json;
 use support::cluster::{self, in_netns, slice, Ep};
 use support::daemon::Daemon;
 use support::miniupnpd::{UpnpBed, GW_WAN_IP, NEEDS};
+use support::rbac::{self, Grant};
 use support::{ns_stdout, ns_succeeds, path_str, VIPD_NEEDS};
 
 const UP: Duration = Duration::from_secs(30);
@@ -51,6 +52,15 @@ fn lan_agent(
     agent_on(&bed.lan, "node0", dir, api, mode)
 }
 
+/// vipd's role for `mode`: ARP mode writes `vipHost`, BGP mode only status and Leases.
+fn grant_for(mode: &[(&str, &str)]) -> Grant<'static> {
+    if mode.contains(&("vip_arp", "true")) {
+        Grant::Vipd(&["--services", "--arp", "--enableUPNP"])
+    } else {
+        Grant::Vipd(&["--services", "--bgp", "--enableUPNP"])
+    }
+}
+
 /// An agent in namespace `ns` as node `node`, services mode with `enableUPNP=true` (the guide's
 /// spelling) and `mode` (BGP or ARP settings), reading the API server on the gateway. Started.
 fn agent_on(
@@ -60,10 +70,14 @@ fn agent_on(
     api: &ApiServer,
     mode: &[(&str, &str)],
 ) -> Daemon {
+    // Under vipd's own ClusterRole for the mode, as `vipd manifest rbac` prints it: every
+    // UPnP test proves it suffices (assert_refusals at their ends).
+    let token = rbac::grant(api, grant_for(mode));
     let kubeconfig = dir.join(format!("{node}.kubeconfig"));
-    cluster::write_kubeconfig(
+    cluster::write_kubeconfig_as(
         &kubeconfig,
         &format!("http://10.96.0.1:{}", api.addr().port()),
+        Some(&token),
     );
     let kubeconfig = path_str(&kubeconfig);
     let env: Vec<(String, String)> = [
@@ -188,6 +202,7 @@ fn forward_upnp_services_are_mapped_refusals_are_events_and_mappings_go_with_the
             "left behind: {left:?}\n{}",
             explain(&agent)
         );
+        rbac::assert_refusals(&api, grant_for(&[]), 0, &explain(&agent));
     });
 }
 
@@ -274,6 +289,7 @@ fn in_arp_mode_the_leader_maps_the_vip_it_holds() {
                 .contains("10.96.0.50/"),
             "the VIP left the interface"
         );
+        rbac::assert_refusals(&api, grant_for(&[("vip_arp", "true")]), 0, "ARP mode");
     });
 }
 
@@ -375,6 +391,7 @@ fn in_bgp_mode_only_the_elected_node_maps_and_the_next_one_takes_over() {
             explain(&agents)
         );
         eprintln!("node{other} took over the mapping");
+        rbac::assert_refusals(&api, grant_for(&[]), 0, &explain(&agents));
     });
 }
 
