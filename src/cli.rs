@@ -310,22 +310,55 @@ pub struct ManagerArgs {
 impl IpamArgs {
     /// The settings of `vipd ipam`, checked; a bad value names its variable and flag.
     pub fn settings(&self) -> Result<IpamStandalone, ConfigError> {
-        let lb_class_only = vipd_providers::static_peers::parse_bool(&self.lb_class_only)
-            .ok_or_else(|| ConfigError {
-                setting: "lb_class_only (--lbClassOnly)".into(),
-                value: self.lb_class_only.clone(),
-                reason: "is not a boolean (true or false)".into(),
+        // kube-vip-cloud-provider's variables, read where vipd's own are not set: a
+        // Deployment of kube-vip-cloud-provider with the image swapped keeps working.
+        let kvcp = |value: &str, default: &str, ours: &str, theirs: &str| -> String {
+            let ours_set = std::env::var_os(ours).is_some();
+            match std::env::var(theirs) {
+                Ok(v) if value == default && !ours_set && !v.is_empty() => v,
+                _ => value.to_owned(),
+            }
+        };
+        let lb_class_only = kvcp(
+            &self.lb_class_only,
+            "false",
+            "lb_class_only",
+            "KUBEVIP_ENABLE_LOADBALANCERCLASS",
+        );
+        let lb_class_only =
+            vipd_providers::static_peers::parse_bool(&lb_class_only).ok_or_else(|| {
+                ConfigError {
+                    setting: "lb_class_only (--lbClassOnly, KUBEVIP_ENABLE_LOADBALANCERCLASS)"
+                        .into(),
+                    value: lb_class_only.clone(),
+                    reason: "is not a boolean (true or false)".into(),
+                }
             })?;
         Ok(IpamStandalone {
             kubeconfig: self.k8s_config_file.as_deref().map(PathBuf::from),
             identity: self.identity.clone(),
             ipam: IpamSettings {
-                configmap: self.configmap.clone(),
-                namespace: self.namespace.clone(),
+                configmap: kvcp(
+                    &self.configmap,
+                    "kubevip",
+                    "lb_ipam_configmap",
+                    "KUBEVIP_CONFIG_MAP",
+                ),
+                namespace: kvcp(
+                    &self.namespace,
+                    "kube-system",
+                    "lb_ipam_namespace",
+                    "KUBEVIP_NAMESPACE",
+                ),
                 lease_namespace: self.lease_namespace.clone(),
             },
             lb_class_only,
-            lb_class_name: self.lb_class_name.clone(),
+            lb_class_name: kvcp(
+                &self.lb_class_name,
+                "kube-vip.io/kube-vip-class",
+                "lb_class_name",
+                "KUBEVIP_CUSTOM_LOADBALANCERCLASS_NAME",
+            ),
         })
     }
 }
@@ -432,8 +465,16 @@ pub fn set_aside_kube_vip_flags(
     }
     let own: Vec<String> = cmd
         .get_arguments()
-        .filter_map(|a| a.get_long().map(str::to_owned))
-        .chain(["help".to_owned(), "version".to_owned()])
+        .flat_map(|a| {
+            let short = a.get_short().map(|c| c.to_string());
+            a.get_long().map(str::to_owned).into_iter().chain(short)
+        })
+        .chain([
+            "help".to_owned(),
+            "version".to_owned(),
+            "h".to_owned(),
+            "V".to_owned(),
+        ])
         .collect();
     let (rest, ignored) =
         crate::config::kube_vip::strip_flags(&argv[at..], |f| own.iter().any(|o| o == f));

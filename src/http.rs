@@ -18,8 +18,16 @@ use tracing::{info, warn};
 /// Serves until the task is dropped. A port that cannot be bound is logged, not fatal: the agent
 /// announcing matters more than its probes.
 pub async fn serve(addr: SocketAddr, readiness: Readiness, observer: Observer) {
-    let listener = match TcpListener::bind(addr).await {
-        Ok(l) => l,
+    let bound = match TcpListener::bind(addr).await {
+        // Every address, but IPv6 is off on this host: every IPv4 address.
+        Err(_) if addr.ip() == std::net::IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED) => {
+            let v4 = SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, addr.port()));
+            TcpListener::bind(v4).await.map(|l| (l, v4))
+        }
+        other => other.map(|l| (l, addr)),
+    };
+    let (listener, addr) = match bound {
+        Ok(b) => b,
         Err(e) => {
             warn!(%addr, "cannot serve /healthz, /readyz, /metrics and /status: {e}");
             return;
@@ -177,9 +185,13 @@ mod tests {
 
     #[test]
     fn listen_addresses_follow_kube_vip() {
+        // Go's ":2112" and "0.0.0.0:2112" listen on every address of both families.
+        for every in [":2112", "0.0.0.0:2112", "[::]:2112"] {
+            assert_eq!(listen_address(every), Some("[::]:2112".parse().unwrap()));
+        }
         assert_eq!(
-            listen_address(":2112"),
-            Some("0.0.0.0:2112".parse().unwrap())
+            listen_address("127.0.0.1:2112"),
+            Some("127.0.0.1:2112".parse().unwrap())
         );
         assert_eq!(listen_address("[::1]:9"), Some("[::1]:9".parse().unwrap()));
         assert_eq!(listen_address("2112"), None);

@@ -31,7 +31,9 @@ fn main() -> ExitCode {
                 }
             };
             init_logging(&cfg.log_filter, args.log_format == "json");
-            warn_ignored(ignored_flags);
+            let mut ignored = ignored_flags;
+            ignored.extend(vipd::config::kube_vip::ignored_in(&cfg));
+            warn_ignored(ignored);
             runtime().and_then(|rt| {
                 rt.block_on(vipd::run(cfg, shutdown_signal()))
                     .map_err(Into::into)

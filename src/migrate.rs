@@ -1,4 +1,4 @@
-//! [pure] `vipd migrate`: reads a kube-vip DaemonSet or static Pod (as `kubectl get ds
+//! [I/O] `vipd migrate`: reads a kube-vip DaemonSet or static Pod (as `kubectl get ds
 //! kube-vip-ds -n kube-system -o yaml` prints it, or as `kube-vip manifest` wrote it) and says,
 //! per setting, what vipd does with it — the same, differently (how), not supported, or nothing
 //! (kube-vip's default) — then prints the equivalent vipd manifest, every report line a YAML
@@ -6,7 +6,8 @@
 //!
 //! Nothing is lost: a setting read from a Secret or from the Pod (`valueFrom`), and a variable
 //! that is no kube-vip setting (`HTTP_PROXY`), are carried over into the new container as they
-//! are; everything else becomes a `vipd manifest` flag, checked as the agent checks it.
+//! are; everything else becomes a `vipd manifest` flag, checked as the agent checks it. [I/O]
+//! only as `vipd manifest` is: its flags fall back to the process environment when parsed.
 
 use crate::config::kube_vip::{strip_flags, FOREIGN};
 use k8s_openapi::api::core::v1::{Container, EnvVar};
@@ -106,7 +107,13 @@ fn secret(name: &str) -> bool {
 }
 
 /// Variables vipd reads that are no flag of its manifest: carried over, with the same meaning.
-const READ_AS_IS: &[&str] = &["PACKET_AUTH_TOKEN"];
+const READ_AS_IS: &[&str] = &[
+    "PACKET_AUTH_TOKEN",
+    "METAL_API_KEY",
+    "METAL_PROJECT_ID",
+    "PACKET_PROJECT_ID",
+    "vip_packetprojectid",
+];
 
 /// Reads `yaml` (one document, several, or a `List`).
 pub fn plan(yaml: &str) -> Result<Migration, MigrateError> {

@@ -56,6 +56,9 @@ pub struct ServiceIntent {
     pub lease_name: Option<String>,
     /// `kube-vip.io/serviceInterface`, unless `auto`: where its VIP or DHCP macvlan goes.
     pub interface: Option<String>,
+    /// `kube-vip.io/serviceInterface: auto`: the interface whose subnet holds the VIP, before
+    /// any interface the settings name (kube-vip's order).
+    pub interface_auto: bool,
     /// `kube-vip.io/vipHost`: the node that says it holds the VIP (ARP mode).
     pub vip_host: Option<String>,
     /// `kube-vip.io/forwardUPNP` is `"true"` (exactly, as kube-vip compares it).
@@ -135,6 +138,7 @@ impl ServiceIntent {
             interface: get(SERVICE_INTERFACE)
                 .filter(|i| *i != "auto")
                 .map(str::to_owned),
+            interface_auto: get(SERVICE_INTERFACE) == Some("auto"),
             vip_host: get(VIP_HOST).map(str::to_owned),
             forward_upnp,
             upnp_lease_duration: raw(UPNP_LEASE_DURATION).map(str::to_owned),
@@ -342,6 +346,7 @@ mod tests {
                 uid: "u-1".into(),
                 lease_name: Some("infra/shared".into()),
                 interface: None,
+                interface_auto: true,
                 vip_host: Some("node1".into()),
                 forward_upnp: true,
                 upnp_lease_duration: None,

@@ -69,7 +69,6 @@ pub struct Observer {
     events_suppressed: Counter,
     leader: Family<Labels, Gauge>,
     transitions: Family<Labels, Counter>,
-    service_events: Family<Labels, Counter>,
     election_loops: Family<Labels, Gauge>,
     election_attempts: Family<Labels, Counter>,
     election_errors: Family<Labels, Counter>,
@@ -88,6 +87,8 @@ struct Live {
     readiness: Readiness,
     peers: Mutex<Option<PeerBoard>>,
     services: Mutex<Vec<ServiceState>>,
+    /// Service watch events by type, exposed under kube-vip's exact name (no `_total`).
+    service_events: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Observer {
@@ -98,6 +99,7 @@ impl Observer {
             readiness,
             peers: Mutex::default(),
             services: Mutex::default(),
+            service_events: Mutex::default(),
         });
         let reconcile = reconcile_histogram();
         let reconcile_by_ns = Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(
@@ -107,7 +109,6 @@ impl Observer {
         let events_suppressed = Counter::default();
         let leader = Family::<Labels, Gauge>::default();
         let transitions = Family::<Labels, Counter>::default();
-        let service_events = Family::<Labels, Counter>::default();
         let election_loops = Family::<Labels, Gauge>::default();
         let election_attempts = Family::<Labels, Counter>::default();
         let election_errors = Family::<Labels, Counter>::default();
@@ -148,13 +149,8 @@ impl Observer {
         );
         registry.register(
             "kube_vip_leader_election_transitions",
-            "Times this node gained or lost a Lease; frequent transitions mean instability",
+            "Times this node gained a Lease; frequent transitions mean instability",
             transitions.clone(),
-        );
-        registry.register(
-            "kube_vip_manager_all_services_events",
-            "Service watch events seen, by type (ADDED, MODIFIED, DELETED)",
-            service_events.clone(),
         );
         registry.register(
             "kube_vip_service_election_loops",
@@ -182,7 +178,6 @@ impl Observer {
             events_suppressed,
             leader,
             transitions,
-            service_events,
             election_loops,
             election_attempts,
             election_errors,
@@ -204,9 +199,7 @@ impl Observer {
 
     /// A Service watch event of `kind` (`ADDED`, `MODIFIED`, `DELETED`).
     pub fn service_event(&self, kind: &'static str) {
-        self.service_events
-            .get_or_create(&vec![("type", kind.to_owned())])
-            .inc();
+        *lock(&self.live.service_events).entry(kind).or_default() += 1;
     }
 
     /// The per-Service elections this node stands in now, as (namespace, name) of the Service:
@@ -265,6 +258,8 @@ impl Observer {
         self.events_suppressed.inc();
     }
 
+    /// This node leads Lease `lease` (its name, as kube-vip labels it) or no longer; a gain
+    /// counts a transition, as in kube-vip.
     pub fn set_leader(&self, lease: &str, is_leader: bool) {
         let was = self
             .leader
@@ -273,7 +268,7 @@ impl Observer {
                 ("lease_name", lease.to_owned()),
             ])
             .set(i64::from(is_leader));
-        if was != i64::from(is_leader) {
+        if is_leader && was == 0 {
             self.transitions
                 .get_or_create(&vec![("lease_name", lease.to_owned())])
                 .inc();
@@ -419,6 +414,18 @@ impl Collector for LiveCollector {
                 ConstCounter::new(*n).encode(fam.encode_family(&labels)?)?;
             }
         }
+        // kube-vip's client_golang counter without `_total`, served in the Prometheus text
+        // format: the same series name only as an untyped metric in OpenMetrics.
+        let mut fam = enc.encode_descriptor(
+            "kube_vip_manager_all_services_events",
+            "Service watch events seen, by type (ADDED, MODIFIED, DELETED); a counter, under kube-vip's name.",
+            None,
+            MetricType::Unknown,
+        )?;
+        for (kind, n) in lock(&self.0.service_events).iter() {
+            let n = i64::try_from(*n).unwrap_or(i64::MAX);
+            ConstGauge::new(n).encode(fam.encode_family(&vec![("type", (*kind).to_owned())])?)?;
+        }
         let mut per_ns: BTreeMap<&str, i64> = BTreeMap::new();
         // The agent's own mode shows, 0 when nothing is announced (static VIPs are BGP routes).
         let own = if r.mode == "bgp-static" {
@@ -552,10 +559,11 @@ mod tests {
         o.service_event("ADDED");
         o.service_event("ADDED");
         o.service_event("MODIFIED");
-        o.set_leader("default/kubevip-web", false);
-        o.set_leader("default/kubevip-web", true);
-        o.set_leader("default/kubevip-web", true);
-        o.set_leader("default/kubevip-web", false);
+        o.set_leader("kubevip-web", false);
+        o.set_leader("kubevip-web", true);
+        o.set_leader("kubevip-web", true);
+        o.set_leader("kubevip-web", false);
+        o.set_leader("kubevip-web", true);
         let web = ("default".to_string(), "web".to_string());
         o.service_elections(std::slice::from_ref(&web), &[]);
         o.service_elections(std::slice::from_ref(&web), std::slice::from_ref(&web));
@@ -563,9 +571,9 @@ mod tests {
         let text = o.metrics_text();
         for line in [
             "kube_vip_service_reconcile_duration_seconds_count{namespace=\"shop\"} 1",
-            "kube_vip_manager_all_services_events_total{type=\"ADDED\"} 2",
-            "kube_vip_manager_all_services_events_total{type=\"MODIFIED\"} 1",
-            "kube_vip_leader_election_transitions_total{lease_name=\"default/kubevip-web\"} 2",
+            "kube_vip_manager_all_services_events{type=\"ADDED\"} 2",
+            "kube_vip_manager_all_services_events{type=\"MODIFIED\"} 1",
+            "kube_vip_leader_election_transitions_total{lease_name=\"kubevip-web\"} 2",
             "kube_vip_service_election_loops{namespace=\"default\",name=\"web\"} 1",
             "kube_vip_service_election_attempts_total{namespace=\"default\",name=\"web\"} 1",
             "kube_vip_service_election_errors_total{namespace=\"default\",name=\"web\",reason=\"write_failed\"} 1",

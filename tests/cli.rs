@@ -228,9 +228,12 @@ fn health_check_port_serves_healthz_as_kube_vips_does() {
     let answer = answer.expect("/healthz answers on health_check_port");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 
-    let o = vipd(&["manager"], &with(&[("health_check_port", "http")]));
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("health_check_port"), "{}", stderr(&o));
+    // Not a port, or not above 1024 (kube-vip's rule): exit 2 naming it.
+    for bad in ["http", "80", "1024"] {
+        let o = vipd(&["manager"], &with(&[("health_check_port", bad)]));
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", stderr(&o));
+        assert!(stderr(&o).contains("health_check_port"), "{}", stderr(&o));
+    }
 }
 
 /// kube-vip's flags and variables vipd does not implement are accepted and named in one
@@ -246,12 +249,12 @@ fn kube_vip_settings_vipd_lacks_are_warned_about_once_not_refused() {
             "6443",
             "--vip",
             "10.0.0.5",
-            "--namespace",
+            "-n",
             "kube-system",
         ])
         .env_clear()
         .envs(with(&[
-            ("bgp_peers", "127.0.0.1:65530::false"),
+            ("bgp_peers", "127.0.0.1:65530::false:179::true;300;;3"),
             ("vip_address", "198.51.100.1"),
             ("vip_routingtable", "true"),
             ("egress_podcidr", "10.244.0.0/16"),

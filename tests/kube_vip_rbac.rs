@@ -215,6 +215,13 @@ fn arp_mode_with_service_election_under_kube_vips_cluster_role() {
     arp_with_service_election(Grant::KubeVip);
 }
 
+/// ARP mode with one Lease for all (kube-vip's `plndr-svcs-lock`, its default) under kube-vip's
+/// ClusterRole.
+#[test]
+fn arp_mode_with_one_lease_for_all_under_kube_vips_cluster_role() {
+    arp_mode(Grant::KubeVip, false);
+}
+
 /// The same under vipd's own ClusterRole for ARP mode with per-Service election: refused
 /// nothing.
 #[test]
@@ -223,6 +230,10 @@ fn arp_mode_with_service_election_under_vipds_own_cluster_role() {
 }
 
 fn arp_with_service_election(grant: Grant) {
+    arp_mode(grant, true);
+}
+
+fn arp_mode(grant: Grant, per_service: bool) {
     skip_unless!(root, VIPD_NEEDS);
     const NODES: usize = 2;
     let topo = Topology::with_nodes(NODES);
@@ -234,7 +245,7 @@ fn arp_with_service_election(grant: Grant) {
         let client = api.client();
         let token = support::rbac::grant(&api, grant);
         let settings = [
-            ("svc_election", "true"),
+            ("svc_election", if per_service { "true" } else { "false" }),
             ("vip_leaseduration", "3"),
             ("vip_renewdeadline", "2"),
             ("vip_retryperiod", "0.5"),
@@ -287,5 +298,88 @@ fn arp_with_service_election(grant: Grant) {
         );
         assert_refusals(&api, grant, NODES, &explain());
         drop(agents);
+    });
+}
+
+/// The services guide's Equinix Metal DaemonSet (`kube-vip manifest daemonset --interface
+/// bond0 --services --bgp --annotations metal.equinix.com --inCluster`, its environment as
+/// kube-vip v1.2.3 writes it) with the image swapped: under kube-vip's ClusterRole the agent
+/// reads its peer from its Node's annotations, peers with BIRD and writes the Service's status.
+#[test]
+fn the_guides_equinix_daemonset_with_the_image_swapped_peers_from_annotations() {
+    skip_unless!(root, Bird::NEEDS, VIPD_NEEDS);
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/kube-vip/guide-equinix-annotations-daemonset.yaml");
+    let text = std::fs::read_to_string(&fixture).expect("fixture");
+    let ds: k8s_openapi::api::apps::v1::DaemonSet =
+        serde_saphyr::from_str(&text).expect("the guide's DaemonSet");
+    let container = &ds.spec.unwrap().template.spec.unwrap().containers[0];
+    let mut env: Vec<(String, String)> = container
+        .env
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| match (e.value, e.value_from) {
+            (Some(v), _) => (e.name, v),
+            // The kubelet fills vip_nodename from spec.nodeName.
+            (None, Some(_)) if e.name == "vip_nodename" => (e.name, "node0".into()),
+            (None, _) => (e.name, String::new()),
+        })
+        .collect();
+    let topo = Topology::with_nodes(1);
+    let mut bird = Bird::new(
+        &topo,
+        support::router::RouterConfig::ipv4().password("s3cret-md5"),
+    );
+    bird.start();
+    let dir = tempfile::tempdir().unwrap();
+    let tor = topo.tor.clone();
+    in_netns(&tor, async {
+        let api = cluster::api_server().await;
+        let client = api.client();
+        let mut node = cluster::node("node0");
+        node.metadata.annotations = Some(
+            [
+                ("node-asn", "65000"),
+                ("peer-asn", "65530"),
+                ("peer-ip", "10.99.0.2"),
+                ("src-ip", "10.99.0.1"),
+                // base64 of "s3cret-md5", as the CCM writes it
+                ("bgp-pass", "czNjcmV0LW1kNQ=="),
+            ]
+            .into_iter()
+            .map(|(k, v)| (format!("metal.equinix.com/bgp-peers-0-{k}"), v.to_owned()))
+            .collect(),
+        );
+        Api::<k8s_openapi::api::core::v1::Node>::all(client.clone())
+            .create(&Default::default(), &node)
+            .await
+            .expect("node0");
+        let token = support::rbac::grant(&api, Grant::KubeVip);
+        let kubeconfig =
+            cluster::node_kubeconfig_as(dir.path(), 0, api.addr().port(), Some(&token));
+        env.push(("k8s_config_file".into(), support::path_str(&kubeconfig)));
+        let mut agent = Vipd::with_env(&topo, 0, env.clone());
+        agent.start();
+        cluster::create_served(
+            &client,
+            &lb_service("web", "198.18.0.10", false),
+            "node0",
+            "10.244.0.5",
+        )
+        .await;
+        eventually!(
+            UP,
+            "BIRD has the VIP from the annotated session",
+            !bird.next_hops("198.18.0.10/32").is_empty(),
+            format!("{}\n{}", bird.log_tail(), agent.log_tail())
+        );
+        eventually!(
+            UP,
+            "the Service's status names its VIP",
+            cluster::ingress(&client, "web").await == ["198.18.0.10"],
+            agent.log_tail()
+        );
+        assert_refusals(&api, Grant::KubeVip, 1, &agent.log_tail());
     });
 }

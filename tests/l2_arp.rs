@@ -633,9 +633,8 @@ fn node_reports(
             .and_then(|a| a.iter().find(|s| s["service"] == format!("default/{name}")))
             .ok_or_else(|| format!("{name} missing on node{i}: {status:#}"))?;
         let v = &entry["vips"][0];
-        let leader = format!(
-            "kube_vip_is_leader{{node=\"node{i}\",lease_name=\"default/kubevip-{name}\"}} 1"
-        );
+        let leader =
+            format!("kube_vip_is_leader{{node=\"node{i}\",lease_name=\"kubevip-{name}\"}} 1");
         let ok = if *on == Some(i) {
             held += 1;
             v["vip"] == *vip

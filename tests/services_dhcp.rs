@@ -664,9 +664,7 @@ fn only_the_elected_node_leases_a_dhcp_service_under_cluster_policy() {
                 cluster::http_get("127.0.0.1:2112", "/metrics"),
             );
             metrics.lines().any(|l| {
-                l == format!(
-                    "kube_vip_is_leader{{node=\"node{i}\",lease_name=\"default/kubevip-web\"}} 1"
-                )
+                l == format!("kube_vip_is_leader{{node=\"node{i}\",lease_name=\"kubevip-web\"}} 1")
             })
         };
         assert!(

@@ -64,7 +64,10 @@ pub static FOREIGN: &[Foreign] = &[
     // The control-plane VIP (issue 16).
     bool_("cp_enable", "controlplane", CP),
     bool_("cp_detect", "autodetectcp", CP),
-    value("cp_namespace", "namespace", &["kube-system"], CP),
+    Foreign {
+        short: Some('n'),
+        ..value("cp_namespace", "namespace", &["kube-system"], CP)
+    },
     value("vip_leasename", "leaseName", &["plndr-cp-lock"], CP),
     bool_("vip_leaderelection", "leaderElection", CP),
     value("vip_leaseannotations", "", &["{}"], CP),
@@ -101,7 +104,12 @@ pub static FOREIGN: &[Foreign] = &[
     // Egress.
     value("egress_podcidr", "", &[], EGRESS),
     value("egress_servicecidr", "", &[], EGRESS),
-    bool_("egress_withnftables", "egressWithNftables", EGRESS),
+    // Only how egress SNAT is done (nftables by default, iptables with false): the egress
+    // annotations that ask for SNAT are what is warned about, per Service.
+    Foreign {
+        idle: &["true"],
+        ..bool_("egress_withnftables", "egressWithNftables", EGRESS)
+    },
     bool_("egress_enableinternalsnat", "", EGRESS),
     bool_("egress_clean", "", EGRESS),
     bool_("EGRESS_CLEAN", "", EGRESS),
@@ -121,6 +129,12 @@ pub static FOREIGN: &[Foreign] = &[
     bool_("vip_loseleadership", "loseLeadership", "gives up leadership when the interface goes down (not in vipd)"),
     value("vip_loseleadership_timeout_seconds", "loseLeadershiptTimeoutSeconds", &["30"], "how long the interface may be down before leadership is given up (not in vipd)"),
     bool_("vip_preserve_on_leadership_loss", "preserveVipOnLeadershipLoss", "keeps the VIP address after losing the Lease (vipd always removes it)"),
+    // kube-vip ≤ v0.8's Equinix Metal flags; vipd reads the API key and project from
+    // --provider-config (cloud-sa.json) or PACKET_AUTH_TOKEN.
+    value("", "metalKey", &[], "the Equinix Metal API key (vipd: PACKET_AUTH_TOKEN or --provider-config)"),
+    value("", "metalProject", &[], "the Equinix Metal project by name (vipd: --provider-config's projectID)"),
+    value("", "metalProjectID", &[], "the Equinix Metal project (vipd: the variable vip_packetprojectid or --provider-config's projectID)"),
+    value("vip_packetproject", "", &[], "the Equinix Metal project by name (vipd: --provider-config's projectID)"),
     value("mirror_dest_interface", "mirrorDestInterface", &[], "mirrors the service interface's traffic (not in vipd)"),
     value("config_file", "config-file", &[], "reads settings from this file (vipd reads only the environment and flags: set them there)"),
     // Harmless: vipd does the same or better on its own.
@@ -173,7 +187,8 @@ pub fn ignored_env<'a>(vars: impl IntoIterator<Item = (&'a str, &'a str)>) -> Ve
 }
 
 /// `args` (after the subcommand) without kube-vip's flags that the subcommand does not define
-/// (`own`: its long flag names), and those of them that ask for something. `--flag=value`,
+/// (`own`: its long flag names, and its short ones as one-letter names), and those of them that
+/// ask for something. `--flag=value`,
 /// `--flag value` (flags taking a value) and `--flag` (booleans) are understood, as kube-vip's
 /// pflag parses them; after `--` nothing is touched.
 pub fn strip_flags(args: &[String], own: impl Fn(&str) -> bool) -> (Vec<String>, Vec<Ignored>) {
@@ -193,10 +208,23 @@ pub fn strip_flags(args: &[String], own: impl Fn(&str) -> bool) -> (Vec<String>,
             },
             None => (None, None),
         };
-        let found = match name {
-            Some(n) if !own(n) => FOREIGN.iter().find(|f| f.flag == Some(n)),
-            Some(_) => None,
-            None => None,
+        // `-n value`, `-n=value`, `-nvalue`: a short flag of a foreign setting.
+        let short = arg
+            .strip_prefix('-')
+            .filter(|s| !s.starts_with('-'))
+            .and_then(|s| {
+                let c = s.chars().next()?;
+                if own(&c.to_string()) {
+                    return None;
+                }
+                let f = FOREIGN.iter().find(|f| f.short == Some(c))?;
+                let rest = &s[c.len_utf8()..];
+                Some((f, (!rest.is_empty()).then(|| rest.trim_start_matches('='))))
+            });
+        let (found, inline) = match (name, short) {
+            (Some(n), _) if !own(n) => (FOREIGN.iter().find(|f| f.flag == Some(n)), inline),
+            (None, Some((f, v))) => (Some(f), v),
+            _ => (None, inline),
         };
         let Some(f) = found else {
             kept.push(arg.clone());
@@ -209,12 +237,30 @@ pub fn strip_flags(args: &[String], own: impl Fn(&str) -> bool) -> (Vec<String>,
         };
         if f.asks(&value) {
             ignored.push(Ignored {
-                name: format!("--{}", f.flag.unwrap_or_default()),
+                name: match (f.flag, f.short) {
+                    (Some(long), _) => format!("--{long}"),
+                    (None, Some(c)) => format!("-{c}"),
+                    (None, None) => String::new(),
+                },
                 does: f.does,
             });
         }
     }
     (kept, ignored)
+}
+
+/// What the parsed settings ask for that vipd does not do yet: BFD on a `bgp_peers` entry
+/// (kube-vip ≥ v1.2.2 runs it; vipd reads the field and runs the session without it).
+pub fn ignored_in(cfg: &super::Config) -> Vec<Ignored> {
+    cfg.bgp
+        .peers
+        .iter()
+        .filter(|p| p.bfd.as_ref().is_some_and(|b| b.enabled))
+        .map(|p| Ignored {
+            name: format!("bgp_peers BFD of {}", p.address),
+            does: "runs BFD with the peer (not in vipd yet: the session runs without it)",
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -230,13 +276,13 @@ mod tests {
         let (kept, ignored) = strip_flags(
             &args(
                 "--services --bgp --port 6443 --vip 10.0.0.5 --leaderElection --table=false \
-                 --namespace kube-system --localAS 65000 --egressWithNftables=true -- --table",
+                 --namespace kube-system --localAS 65000 --egressWithNftables=false -- --table",
             ),
             |_| false,
         );
         assert_eq!(kept, args("--services --bgp --localAS 65000 -- --table"));
         let names: Vec<&str> = ignored.iter().map(|i| i.name.as_str()).collect();
-        assert_eq!(names, ["--vip", "--leaderElection", "--egressWithNftables"]);
+        assert_eq!(names, ["--vip", "--leaderElection"]);
         assert_eq!(
             ignored[0].to_string(),
             "--vip (the control-plane VIP (not in vipd yet))"
@@ -245,6 +291,14 @@ mod tests {
         let (kept, ignored) = strip_flags(&args("--namespace lb --table"), |f| f == "namespace");
         assert_eq!(kept, args("--namespace lb"));
         assert_eq!(ignored.len(), 1);
+        // kube-vip's `-n` (cp_namespace) in every form; it asks for nothing at kube-system.
+        for form in ["-n lb", "-n=lb", "-nlb"] {
+            let (kept, ignored) = strip_flags(&args(&format!("--services {form}")), |_| false);
+            assert_eq!(kept, args("--services"), "{form}");
+            assert_eq!(ignored.len(), 1, "{form}");
+        }
+        let (_, ignored) = strip_flags(&args("-n kube-system"), |_| false);
+        assert!(ignored.is_empty());
     }
 
     #[test]

@@ -95,7 +95,7 @@ pub struct RawSettings {
     pub provider_config: Option<String>,
     pub metal_peer_routes: Option<String>,
     pub prometheus_server: Option<String>,
-    /// kube-vip's `health_check_port`: `/healthz` on `0.0.0.0:<port>` too; 0 = off.
+    /// kube-vip's `health_check_port`: `/healthz` on `[::]:<port>` too (every address); 0 = off.
     pub health_check_port: Option<String>,
     pub lb_ipam: Option<String>,
     pub lb_ipam_configmap: Option<String>,
@@ -210,13 +210,18 @@ pub fn validate(raw: &RawSettings) -> Result<Config, ConfigError> {
         },
         health: match non_empty(&raw.health_check_port) {
             None | Some("0") => None,
+            // Every address of both families, as Go's ":<port>"; above 1024, as kube-vip
+            // requires.
             Some(v) => match v.parse::<u16>() {
-                Ok(port) => Some(std::net::SocketAddr::from(([0, 0, 0, 0], port))),
-                Err(_) => {
+                Ok(port) if port > 1024 => Some(std::net::SocketAddr::new(
+                    std::net::Ipv6Addr::UNSPECIFIED.into(),
+                    port,
+                )),
+                _ => {
                     return Err(err(
                         "health_check_port (--healthCheckPort)",
                         v,
-                        "is not a port number (1-65535; 0 turns it off)",
+                        "is not a port above 1024 (kube-vip's rule; 0 turns it off)",
                     ))
                 }
             },

@@ -19,6 +19,9 @@ pub struct ServicesSettings {
     pub attach_to_interface: bool,
     /// `vip_interface`; `lo` when unset.
     pub interface: String,
+    /// `vip_servicesinterface`, unless `auto`: BGP mode's DHCP macvlans sit on it, before
+    /// `vip_interface` (ARP mode reads it in [`ArpSettings`]).
+    pub services_interface: Option<String>,
     /// `disable_service_updates`: never write `status.loadBalancer`.
     pub status_updates: bool,
     /// `vipd_honour_exclude_label` (vipd's; default false, as kube-vip, which never reads the
@@ -142,6 +145,9 @@ pub(super) fn services_settings(raw: &RawSettings) -> Result<ServicesSettings, C
             "bgp_attach_ip_to_interface (--bgpAttachIPToInterface)",
         )?,
         interface: non_empty(&raw.vip_interface).unwrap_or("lo").to_owned(),
+        services_interface: non_empty(&raw.vip_servicesinterface)
+            .filter(|i| *i != "auto")
+            .map(str::to_owned),
         upnp: flag(&raw.enable_upnp, "enable_upnp (enableUPNP)")?,
         status_updates: !flag(
             &raw.disable_service_updates,

@@ -76,11 +76,17 @@ pub(super) fn log_filter(v: Option<&str>) -> Result<String, ConfigError> {
     Ok(level.to_owned())
 }
 
-/// `:2112` / `0.0.0.0:2112` / `[::1]:2112` as a socket address (empty host = all IPv4).
+/// `:2112` / `0.0.0.0:2112` / `[::1]:2112` as a socket address. An empty or unspecified host
+/// is every address of both families, as Go's `net.Listen("tcp", ":2112")` (kube-vip's) takes
+/// it: `[::]`, which Linux serves dual-stack ([`crate::http::serve`] falls back to `0.0.0.0`
+/// where IPv6 is off).
 pub fn listen_address(spec: &str) -> Option<SocketAddr> {
     let (host, port) = spec.rsplit_once(':')?;
     let port: u16 = port.parse().ok()?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let ip = if host.is_empty() { "0.0.0.0" } else { host };
+    let ip = match host {
+        "" | "0.0.0.0" | "::" => "::",
+        host => host,
+    };
     Some(SocketAddr::new(ip.parse().ok()?, port))
 }

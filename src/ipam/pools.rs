@@ -512,7 +512,7 @@ pub enum PoolError {
         network: ipnet::IpNet,
     },
     #[error(
-        "IPAM ConfigMap {key}: 0.0.0.0/32 asks for DHCP addresses, which vipd does not support yet; the entry is skipped"
+        "IPAM ConfigMap {key}: 0.0.0.0/32 (a pool handing every Service DHCP) is not supported by vipd's allocator yet; the entry is skipped (a Service annotated kube-vip.io/loadbalancerIPs: 0.0.0.0 gets its address by DHCP from the agents)"
     )]
     DhcpPool { key: String },
     #[error("IPAM ConfigMap {key}: {value:?} is neither true nor false; false is used")]

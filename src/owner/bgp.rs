@@ -114,8 +114,14 @@ impl<'a> Bgp<'a> {
 }
 
 impl ServicesExecutor for Bgp<'_> {
+    /// `vip_servicesinterface`, else `vip_interface` (the annotation comes first, per Service).
     fn dhcp_parent(&self) -> (String, bool) {
-        (self.svc.interface.clone(), true)
+        let parent = self
+            .svc
+            .services_interface
+            .as_ref()
+            .unwrap_or(&self.svc.interface);
+        (parent.clone(), true)
     }
 }
 

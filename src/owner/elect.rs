@@ -63,7 +63,7 @@ impl Elect {
             Leadership::Leading { until } => {
                 let new = self.leading.insert(key.clone(), until).is_none();
                 if new {
-                    self.observer.set_leader(&key.to_string(), true);
+                    self.observer.set_leader(&key.name, true);
                 }
                 new
             }
@@ -71,7 +71,7 @@ impl Elect {
                 let was = self.leading.remove(&key).is_some();
                 if was {
                     info!(lease = %key, %why, "leadership ended: what it elects stops here");
-                    self.observer.set_leader(&key.to_string(), false);
+                    self.observer.set_leader(&key.name, false);
                 }
                 was
             }
@@ -104,7 +104,7 @@ impl Elect {
         for key in fenced {
             self.leading.remove(&key);
             info!(lease = %key, "leadership reached its renew deadline without a renew: what it elects stops here");
-            self.observer.set_leader(&key.to_string(), false);
+            self.observer.set_leader(&key.name, false);
         }
         self.leading.keys().cloned().collect()
     }

@@ -252,10 +252,8 @@ pub fn hold(
 
 /// The interface DHCP macvlans sit on unless the Service names one.
 pub fn default_parent(arp: &ArpSettings) -> Option<String> {
-    arp.services_interface
-        .clone()
-        .or_else(|| arp.interface.clone())
-        .filter(|i| i != "auto")
+    let named = |i: &Option<String>| i.clone().filter(|i| i != "auto");
+    named(&arp.services_interface).or_else(|| named(&arp.interface))
 }
 
 /// The parent of a DHCP Service's macvlan: `kube-vip.io/serviceInterface`, else
@@ -307,11 +305,21 @@ fn interface_for(
     arp: &ArpSettings,
     links: &Links,
 ) -> Result<String, String> {
-    let named = intent
-        .interface
-        .as_deref()
-        .or(arp.services_interface.as_deref())
-        .or(arp.interface.as_deref());
+    // kube-vip's order: the annotation, `vip_servicesinterface`, `vip_interface`; `auto` in
+    // the annotation or in `vip_servicesinterface` means the subnet match, at once.
+    let named = if intent.interface_auto {
+        None
+    } else {
+        match (
+            intent.interface.as_deref(),
+            arp.services_interface.as_deref(),
+        ) {
+            (Some(i), _) => Some(i),
+            (None, Some("auto")) => None,
+            (None, Some(i)) => Some(i),
+            (None, None) => arp.interface.as_deref().filter(|i| *i != "auto"),
+        }
+    };
     if let Some(i) = named {
         return Ok(i.to_owned());
     }

@@ -524,6 +524,39 @@ fn a_dhcp_macvlan_sits_on_the_annotated_then_the_services_then_the_vip_interface
 }
 
 #[test]
+fn auto_means_the_subnet_match_before_any_interface_the_settings_name() {
+    let links = Links {
+        subnet_of: BTreeMap::from([(ip("10.0.0.10"), "eth3".into())]),
+        ..Links::default()
+    };
+    let named = ArpSettings {
+        services_interface: Some("eth1".into()),
+        ..arp(ElectionScope::PerService, Some("eth0"))
+    };
+    let with = |ann: serde_json::Value| intent(&service("web", "10.0.0.10", "Cluster", ann));
+    let vip = ip("10.0.0.10");
+    // The annotation's `auto` wins over vip_servicesinterface and vip_interface (kube-vip).
+    let auto = with(json!({"kube-vip.io/serviceInterface": "auto"}));
+    assert_eq!(interface_for(&auto, vip, &named, &links), Ok("eth3".into()));
+    // Without it: vip_servicesinterface, and its `auto` is the subnet match too.
+    assert_eq!(
+        interface_for(&with(json!({})), vip, &named, &links),
+        Ok("eth1".into())
+    );
+    let services_auto = ArpSettings {
+        services_interface: Some("auto".into()),
+        ..named.clone()
+    };
+    assert_eq!(
+        interface_for(&with(json!({})), vip, &services_auto, &links),
+        Ok("eth3".into())
+    );
+    // A DHCP macvlan has no VIP to match: `auto` in vip_servicesinterface passes to vip_interface.
+    let dhcp = intent(&service("web", "0.0.0.0", "Cluster", json!({})));
+    assert_eq!(dhcp_parent(&dhcp, &services_auto), Ok("eth0".into()));
+}
+
+#[test]
 fn lease_steps_stop_what_is_unused_first_and_only_change_what_changed() {
     let eligible = BTreeMap::from([(lease("a"), true), (lease("b"), false), (lease("c"), true)]);
     let stood = BTreeMap::from([
