@@ -32,6 +32,27 @@ fn with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static s
     env
 }
 
+/// Runs `vipd <args>` with `env` (on [`BASE`]) for `ms` milliseconds, stops it with SIGTERM and
+/// returns whether it exited cleanly and its log.
+fn run_briefly(args: &[&str], env: &[(&'static str, &'static str)], ms: u64) -> (bool, String) {
+    let child = Command::new(env!("CARGO_BIN_EXE_vipd"))
+        .args(args)
+        .env_clear()
+        .envs(with(env))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("vipd starts");
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().expect("vipd exits");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn a_bad_as_exits_2_naming_variable_flag_and_value() {
     let o = vipd(&["manager"], &with(&[("bgp_as", "65k")]));
@@ -108,26 +129,18 @@ fn help_shows_kube_vip_names_but_never_password_values() {
 #[test]
 fn debug_logs_never_show_a_password() {
     // A peer nobody answers: vipd logs at trace level while it tries, then is stopped.
-    let child = Command::new(env!("CARGO_BIN_EXE_vipd"))
-        .arg("manager")
-        .env_clear()
-        .envs(with(&[
+    let (clean, log) = run_briefly(
+        &["manager"],
+        &[
             ("bgp_peers", "127.0.0.1:65530:hunter2:false:1"),
             ("vip_address", "198.51.100.1"),
             ("vip_loglevel", "trace"),
-        ]))
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("vipd starts");
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let out = child.wait_with_output().expect("vipd exits");
-    let log = String::from_utf8_lossy(&out.stderr);
+        ],
+        1500,
+    );
     assert!(log.contains("starting BGP session"), "{log}");
     assert!(!log.contains("hunter2"), "{log}");
-    assert!(out.status.success(), "SIGTERM is a clean exit: {log}");
+    assert!(clean, "SIGTERM is a clean exit: {log}");
 }
 
 #[test]
@@ -156,24 +169,16 @@ fn demo_runs_end_to_end_and_exits_0() {
 #[test]
 fn kube_vips_slog_levels_start_the_agent_at_the_level_they_mean() {
     let run = |args: &[&str], level: &'static str| {
-        let child = Command::new(env!("CARGO_BIN_EXE_vipd"))
-            .args(args)
-            .env_clear()
-            .envs(with(&[
+        let (clean, log) = run_briefly(
+            args,
+            &[
                 ("bgp_peers", "127.0.0.1:65530::false"),
                 ("vip_address", "198.51.100.1"),
                 ("vip_loglevel", level),
-            ]))
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("vipd starts");
-        std::thread::sleep(std::time::Duration::from_millis(1000));
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let out = child.wait_with_output().expect("vipd exits");
-        let log = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "{args:?} {level}: {log}");
+            ],
+            1000,
+        );
+        assert!(clean, "{args:?} {level}: {log}");
         log
     };
     let debug = run(&["manager"], "-4");
@@ -241,8 +246,8 @@ fn health_check_port_serves_healthz_as_kube_vips_does() {
 /// kube-vip's defaults (what its manifest writes anyway) say nothing.
 #[test]
 fn kube_vip_settings_vipd_lacks_are_warned_about_once_not_refused() {
-    let child = Command::new(env!("CARGO_BIN_EXE_vipd"))
-        .args([
+    let (clean, log) = run_briefly(
+        &[
             "manager",
             "--leaderElection",
             "--port",
@@ -251,26 +256,18 @@ fn kube_vip_settings_vipd_lacks_are_warned_about_once_not_refused() {
             "10.0.0.5",
             "-n",
             "kube-system",
-        ])
-        .env_clear()
-        .envs(with(&[
+        ],
+        &[
             ("bgp_peers", "127.0.0.1:65530::false:179::true;300;;3"),
             ("vip_address", "198.51.100.1"),
             ("vip_routingtable", "true"),
             ("egress_podcidr", "10.244.0.0/16"),
             ("dns_mode", "first"),
             ("enable_node_labeling", "false"),
-        ]))
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("vipd starts");
-    std::thread::sleep(std::time::Duration::from_millis(1000));
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let out = child.wait_with_output().expect("vipd exits");
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
+        ],
+        1000,
+    );
+    assert!(clean, "{log}");
     let warning: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("kube-vip settings that vipd does not implement are ignored"))

@@ -337,24 +337,8 @@ fn the_guides_equinix_daemonset_with_the_image_swapped_peers_from_annotations() 
     in_netns(&tor, async {
         let api = cluster::api_server().await;
         let client = api.client();
-        let mut node = cluster::node("node0");
-        node.metadata.annotations = Some(
-            [
-                ("node-asn", "65000"),
-                ("peer-asn", "65530"),
-                ("peer-ip", "10.99.0.2"),
-                ("src-ip", "10.99.0.1"),
-                // base64 of "s3cret-md5", as the CCM writes it
-                ("bgp-pass", "czNjcmV0LW1kNQ=="),
-            ]
-            .into_iter()
-            .map(|(k, v)| (format!("metal.equinix.com/bgp-peers-0-{k}"), v.to_owned()))
-            .collect(),
-        );
-        Api::<k8s_openapi::api::core::v1::Node>::all(client.clone())
-            .create(&Default::default(), &node)
-            .await
-            .expect("node0");
+        let annotations = cluster::metal_annotations("10.99.0.2", "10.99.0.1", false);
+        cluster::create_annotated_node(&client, "node0", annotations).await;
         let token = support::rbac::grant(&api, Grant::KubeVip);
         let kubeconfig =
             cluster::node_kubeconfig_as(dir.path(), 0, api.addr().port(), Some(&token));

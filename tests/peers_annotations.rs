@@ -23,33 +23,11 @@ use support::router::{Router, RouterConfig};
 use support::vipd::Vipd;
 use support::VIPD_NEEDS;
 
-const KEY: &str = "metal.equinix.com/bgp-peers-0-";
-
-fn annotations(peer: &str, src: &str, multihop: bool) -> BTreeMap<String, String> {
-    [
-        ("node-asn", "65000"),
-        ("peer-asn", "65530"),
-        ("peer-ip", peer),
-        ("src-ip", src),
-        // base64 of "s3cret-md5"
-        ("bgp-pass", "czNjcmV0LW1kNQ=="),
-        ("peer-multi-hop", if multihop { "true" } else { "false" }),
-    ]
-    .into_iter()
-    .map(|(k, v)| (format!("{KEY}{k}"), v.to_string()))
-    .collect()
-}
-
 /// The API server (in the calling namespace) with Node `node0` carrying `annotations`.
 async fn annotated_node0(annotations: BTreeMap<String, String>) -> (ApiServer, kube::Client) {
     let api = cluster::api_server().await;
     let client = api.client();
-    let mut node = cluster::node("node0");
-    node.metadata.annotations = Some(annotations);
-    Api::<Node>::all(client.clone())
-        .create(&Default::default(), &node)
-        .await
-        .unwrap();
+    cluster::create_annotated_node(&client, "node0", annotations).await;
     (api, client)
 }
 
@@ -69,7 +47,12 @@ fn annotated_peers_are_followed_live() {
     let dir = tempfile::tempdir().unwrap();
     let tor = topo.tor.clone();
     in_netns(&tor, async {
-        let (api, client) = annotated_node0(annotations("10.99.255.2", "10.99.255.1", true)).await;
+        let (api, client) = annotated_node0(cluster::metal_annotations(
+            "10.99.255.2",
+            "10.99.255.1",
+            true,
+        ))
+        .await;
         let kubeconfig = cluster::node_kubeconfig(dir.path(), 0, api.addr().port());
         let mut agent = Vipd::services(
             &topo,
@@ -115,8 +98,7 @@ fn annotated_peers_are_followed_live() {
             "no session on the direct link yet"
         );
 
-        let patch =
-            json!({"metadata": {"annotations": annotations("10.99.0.2", "10.99.0.1", false)}});
+        let patch = json!({"metadata": {"annotations": cluster::metal_annotations("10.99.0.2", "10.99.0.1", false)}});
         Api::<Node>::all(client.clone())
             .patch("node0", &PatchParams::default(), &Patch::Merge(patch))
             .await
@@ -175,8 +157,7 @@ fn missing_annotations_keep_the_agent_unready_and_say_which_key() {
             format!("{reply:?}\n{}", agent.log_tail())
         );
         assert!(agent.is_running(), "no crash loop while waiting");
-        let patch =
-            json!({"metadata": {"annotations": annotations("10.99.0.2", "10.99.0.1", false)}});
+        let patch = json!({"metadata": {"annotations": cluster::metal_annotations("10.99.0.2", "10.99.0.1", false)}});
         Api::<Node>::all(client.clone())
             .patch("node0", &PatchParams::default(), &Patch::Merge(patch))
             .await
@@ -260,7 +241,8 @@ fn the_rendered_daemonsets_environment_runs_an_agent_that_peers_and_announces() 
     let dir = tempfile::tempdir().unwrap();
     let tor = topo.tor.clone();
     in_netns(&tor, async {
-        let (api, client) = annotated_node0(annotations("10.99.0.2", "10.99.0.1", false)).await;
+        let (api, client) =
+            annotated_node0(cluster::metal_annotations("10.99.0.2", "10.99.0.1", false)).await;
         let kubeconfig = cluster::node_kubeconfig(dir.path(), 0, api.addr().port());
         env.push(("k8s_config_file".into(), support::path_str(&kubeconfig)));
         let mut agent = Vipd::with_env(&topo, 0, env.clone());

@@ -64,6 +64,10 @@ fn prometheus_scrapes_every_vipd_series_with_kube_vips_names() {
     }
     let vipd_port = free_port();
     let prom_port = free_port();
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Both logs are kept so a failed scrape says why.
+    let vipd_log = tempfile::NamedTempFile::new_in(dir.path()).expect("vipd log");
+    let prom_log = tempfile::NamedTempFile::new_in(dir.path()).expect("prometheus log");
     let vipd = Command::new(env!("CARGO_BIN_EXE_vipd"))
         .arg("manager")
         .env_clear()
@@ -74,11 +78,10 @@ fn prometheus_scrapes_every_vipd_series_with_kube_vips_names() {
             ("vip_address", "198.51.100.1"),
             ("prometheus_server", &format!("127.0.0.1:{vipd_port}")),
         ])
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(vipd_log.reopen().expect("vipd log")))
         .spawn()
         .expect("vipd starts");
     let _vipd = Killed(vipd);
-    let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("prometheus.yml");
     std::fs::write(
         &config,
@@ -100,7 +103,7 @@ fn prometheus_scrapes_every_vipd_series_with_kube_vips_names() {
         ))
         .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(prom_log.reopen().expect("prometheus log")))
         .spawn()
         .expect("prometheus starts");
     let _prometheus = Killed(prometheus);
@@ -119,7 +122,12 @@ fn prometheus_scrapes_every_vipd_series_with_kube_vips_names() {
     assert_eq!(
         up.as_deref(),
         Some("1"),
-        "Prometheus scraped vipd's /metrics"
+        "Prometheus scraped vipd's /metrics\n\
+         --- targets (lastError) ---\n{}\n--- /metrics ---\n{}\n--- vipd ---\n{}\n--- prometheus ---\n{}",
+        get(prom_port, "/api/v1/targets").unwrap_or_default(),
+        get(vipd_port, "/metrics").unwrap_or_else(|| "(no answer)".into()),
+        std::fs::read_to_string(vipd_log.path()).unwrap_or_default(),
+        std::fs::read_to_string(prom_log.path()).unwrap_or_default(),
     );
     for (series, label) in [
         ("kube_vip_build_info", Some(("build", "vipd"))),

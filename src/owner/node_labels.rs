@@ -67,6 +67,9 @@ pub struct NodeLabels {
     asked: Option<(serde_json::Map<String, serde_json::Value>, Option<String>)>,
     /// The Node's labels as last seen, for the shutdown's removal.
     seen: BTreeMap<String, String>,
+    /// The write last started: shutdown waits for it, since its labels may not have come back
+    /// through the watch yet (and would otherwise land after the removal).
+    in_flight: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// How long shutdown waits to remove the labels (the API server may be gone).
@@ -91,21 +94,39 @@ impl NodeLabels {
             return;
         }
         let name = node.metadata.name.clone().unwrap_or_default();
-        tokio::spawn(write(client.clone(), name, asked.0.clone()));
+        self.in_flight = Some(tokio::spawn(write(client.clone(), name, asked.0.clone())));
         self.asked = Some(asked);
     }
 
     /// Shutdown: this node serves nothing any more; its labels go (waited for, briefly).
     pub async fn clear(&mut self, client: &kube::Client, node: &str) {
-        if let Some(patch) = label_patch(&self.seen, &BTreeMap::new()) {
-            let done = tokio::time::timeout(
-                SHUTDOWN_WRITE,
-                write(client.clone(), node.to_owned(), patch),
-            );
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_WRITE;
+        if let Some(pending) = self.in_flight.take() {
+            let _ = tokio::time::timeout_at(deadline, pending).await;
+        }
+        if let Some(patch) = label_patch(&self.held(), &BTreeMap::new()) {
+            let done =
+                tokio::time::timeout_at(deadline, write(client.clone(), node.to_owned(), patch));
             if done.await.is_err() {
                 warn!(node, "shutdown: the node's service-provided.kube-vip.io labels could not be removed in time");
             }
         }
+    }
+}
+
+impl NodeLabels {
+    /// The labels this node may carry: those seen, and those last asked for that the watch
+    /// has not shown yet.
+    fn held(&self) -> BTreeMap<String, String> {
+        let mut held = self.seen.clone();
+        if let Some((asked, _)) = &self.asked {
+            for (k, v) in asked {
+                if let Some(v) = v.as_str() {
+                    held.insert(k.clone(), v.to_owned());
+                }
+            }
+        }
+        held
     }
 }
 
@@ -197,5 +218,35 @@ mod tests {
             ),
         ]);
         assert_eq!(label_patch(&done, &wanted), None);
+    }
+
+    #[test]
+    fn shutdown_removes_labels_asked_for_that_the_watch_has_not_shown_yet() {
+        let asked: serde_json::Map<_, _> = serde_json::json!({
+            "service-provided.kube-vip.io/web.shop": "192.0.2.10",
+            "service-provided.kube-vip.io/old.shop": null,
+        })
+        .as_object()
+        .cloned()
+        .unwrap();
+        let labels = NodeLabels {
+            asked: Some((asked, Some("7".into()))),
+            seen: BTreeMap::from([
+                ("kubernetes.io/hostname".into(), "node0".into()),
+                (
+                    "service-provided.kube-vip.io/old.shop".into(),
+                    "192.0.2.9".into(),
+                ),
+            ]),
+            in_flight: None,
+        };
+        let patch = label_patch(&labels.held(), &BTreeMap::new()).unwrap();
+        assert_eq!(
+            serde_json::Value::Object(patch),
+            serde_json::json!({
+                "service-provided.kube-vip.io/web.shop": null,
+                "service-provided.kube-vip.io/old.shop": null,
+            })
+        );
     }
 }

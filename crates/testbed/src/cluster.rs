@@ -368,3 +368,37 @@ pub async fn node_labels(
         .and_then(|n| n.metadata.labels)
         .unwrap_or_default()
 }
+
+/// The Equinix CCM's BGP annotations of one peer (index 0) as it writes them on a Node, with
+/// the MD5 password `s3cret-md5` (base64, as the CCM encodes it).
+pub fn metal_annotations(
+    peer: &str,
+    src: &str,
+    multihop: bool,
+) -> std::collections::BTreeMap<String, String> {
+    [
+        ("node-asn", "65000"),
+        ("peer-asn", "65530"),
+        ("peer-ip", peer),
+        ("src-ip", src),
+        ("bgp-pass", "czNjcmV0LW1kNQ=="),
+        ("peer-multi-hop", if multihop { "true" } else { "false" }),
+    ]
+    .into_iter()
+    .map(|(k, v)| (format!("metal.equinix.com/bgp-peers-0-{k}"), v.to_string()))
+    .collect()
+}
+
+/// Creates Node `name` carrying `annotations`.
+pub async fn create_annotated_node(
+    client: &Client,
+    name: &str,
+    annotations: std::collections::BTreeMap<String, String>,
+) {
+    let mut n = node(name);
+    n.metadata.annotations = Some(annotations);
+    Api::<Node>::all(client.clone())
+        .create(&Default::default(), &n)
+        .await
+        .expect("create the Node");
+}
