@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 # UPnP IGD, its ruleset, the STUN server that gives it a usable external address, upnpc.
 # iputils-arping, ndisc6: the client side of the ARP/NDP tests (l2_arp). prometheus (with
 # promtool): scrapes /metrics and unit-tests examples/prometheus/vipd-alerts.yaml (tests/prometheus.rs).
-PKGS=(bird2 frr gobgpd iproute2 iputils-ping iputils-arping ndisc6 tcpdump procps dnsmasq-base miniupnpd-nftables nftables stun-server miniupnpc python3-prometheus-client prometheus)
+# openssl: the test CA and the TLS /livez stand-in of the control-plane VIP's tests.
+PKGS=(bird2 frr gobgpd iproute2 iputils-ping iputils-arping ndisc6 tcpdump procps dnsmasq-base miniupnpd-nftables nftables stun-server miniupnpc python3-prometheus-client prometheus openssl)
 
 install_packages() {
 	local missing=()

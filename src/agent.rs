@@ -6,6 +6,7 @@
 use crate::bgp::speaker::{PeerBoard, Speaker, SpeakerConfig};
 use crate::bgp::types::{host_routes, Asn, RouterId};
 use crate::config::{Config, ConfigError, RouterIdSource};
+use crate::control_plane::ControlPlaneVip;
 pub use crate::error::RunError;
 use crate::netif::Interfaces;
 use crate::observe::Observer;
@@ -35,11 +36,17 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     };
     let readiness = Readiness::default();
     let node = cfg.node_name.clone().unwrap_or_else(host_name);
-    let mode = if cfg.services.is_some() {
-        "bgp"
-    } else {
-        "bgp-static"
+    let mode = match (&cfg.services, &cfg.control_plane) {
+        (Some(_), _) => "bgp",
+        (None, Some(_)) => "bgp-controlplane",
+        (None, None) => "bgp-static",
     };
+    // A CA file that cannot be read stops the start, before any session comes up.
+    let control_plane = cfg
+        .control_plane
+        .as_ref()
+        .map(ControlPlaneVip::start)
+        .transpose()?;
     let observer = Observer::new(&node, mode, readiness.clone());
     serve_http(&cfg, &readiness, &observer);
     let mut peers = PeerSources::new(
@@ -87,11 +94,11 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     peers.apply(&mut speaker).await;
     match (&cfg.services, client) {
         (Some(svc), Some(client)) => {
-            let bgp = crate::owner::bgp::Bgp::new(&cfg, svc, speaker, peers);
+            let bgp = crate::owner::bgp::Bgp::new(&cfg, svc, speaker, peers, control_plane);
             crate::owner::run(bgp, svc, client, readiness, observer, shutdown).await
         }
         _ => {
-            let exec = StaticVips::new(&cfg, static_vips, speaker, peers, observer);
+            let exec = StaticVips::new(&cfg, static_vips, speaker, peers, observer, control_plane);
             crate::owner::drive(exec, &mut Detached, shutdown).await
         }
     }
@@ -104,6 +111,9 @@ async fn run_arp(
     arp: &crate::config::ArpSettings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    if cfg.control_plane.is_some() {
+        warn!("cp_enable (--controlplane) is not served in ARP mode yet: vipd announces the control-plane VIP by BGP only; keep kube-vip for it or use bgp_enable");
+    }
     let client = crate::kube::client::client(cfg.kubeconfig.as_deref()).await?;
     let readiness = Readiness::default();
     // /metrics and `vipd status` see the node, mode, readiness and what the owner loop holds.

@@ -298,6 +298,49 @@ pub struct ManagerArgs {
     /// A file of more static VIPs, one per line; re-read on SIGHUP.
     #[arg(long = "vip-file", env = "vip_file")]
     pub vip_file: Option<String>,
+    /// The control-plane VIP: --address is the API servers' address, announced by BGP from
+    /// every node whose own API server passes its health check (beside Services with
+    /// --services, over the same sessions).
+    #[arg(long = "controlplane", env = "cp_enable", num_args = 0..=1, default_missing_value = "true")]
+    pub cp_enable: Option<String>,
+    /// The API server's port [default: 6443].
+    #[arg(long = "port", env = "port")]
+    pub port: Option<String>,
+    /// The control-plane VIP's health check URL [default: https://127.0.0.1:<port>/livez, not
+    /// verified unless --controlPlaneHealthCheckCAPath].
+    #[arg(
+        long = "controlPlaneHealthCheckAddress",
+        env = "control_plane_health_check_address"
+    )]
+    pub control_plane_health_check_address: Option<String>,
+    /// Seconds between health checks [default: 5].
+    #[arg(
+        long = "controlPlaneHealthCheckPeriodSeconds",
+        env = "control_plane_health_check_period_seconds"
+    )]
+    pub control_plane_health_check_period_seconds: Option<String>,
+    /// Seconds a health check may take [default: 3].
+    #[arg(
+        long = "controlPlaneHealthCheckTimeoutSeconds",
+        env = "control_plane_health_check_timeout_seconds"
+    )]
+    pub control_plane_health_check_timeout_seconds: Option<String>,
+    /// Failed checks in a row that withdraw the VIP [default: 3].
+    #[arg(
+        long = "controlPlaneHealthCheckFailureThreshold",
+        env = "control_plane_health_check_failure_threshold"
+    )]
+    pub control_plane_health_check_failure_threshold: Option<String>,
+    /// CA certificate(s), PEM, that the health check's TLS is verified against.
+    #[arg(
+        long = "controlPlaneHealthCheckCAPath",
+        env = "control_plane_health_check_ca_path"
+    )]
+    pub control_plane_health_check_ca_path: Option<String>,
+    /// false: announce the control-plane VIP without checking the API server (kube-vip's
+    /// behaviour without --controlPlaneHealthCheckAddress) [default: true].
+    #[arg(long = "cp-health-check", env = "vipd_cp_health_check", num_args = 0..=1, default_missing_value = "true")]
+    pub vipd_cp_health_check: Option<String>,
     /// Log level: kube-vip's slog numbers (-4 debug, 0 info, 4 warn, 8 error) or
     /// error/warn/info/debug/trace. RUST_LOG wins.
     #[arg(long = "log", env = "vip_loglevel", allow_negative_numbers = true)]
@@ -393,6 +436,20 @@ impl ManagerArgs {
                 .clone()
                 .or_else(|| std::env::var("address").ok()),
             vip_file: self.vip_file.clone(),
+            cp_enable: self.cp_enable.clone(),
+            port: self.port.clone(),
+            control_plane_health_check_address: self.control_plane_health_check_address.clone(),
+            control_plane_health_check_period_seconds: self
+                .control_plane_health_check_period_seconds
+                .clone(),
+            control_plane_health_check_timeout_seconds: self
+                .control_plane_health_check_timeout_seconds
+                .clone(),
+            control_plane_health_check_failure_threshold: self
+                .control_plane_health_check_failure_threshold
+                .clone(),
+            control_plane_health_check_ca_path: self.control_plane_health_check_ca_path.clone(),
+            vipd_cp_health_check: self.vipd_cp_health_check.clone(),
             vip_loglevel: self.vip_loglevel.clone(),
             svc_namespace: self.svc_namespace.clone(),
             vip_nodename: self.vip_nodename.clone(),

@@ -16,6 +16,8 @@ pub enum RunError {
     Kube(#[from] crate::kube::client::ClientError),
     #[error(transparent)]
     Netlink(#[from] crate::netlink::NetlinkError),
+    #[error(transparent)]
+    ControlPlane(#[from] crate::control_plane::probe::ProbeError),
     #[error("peer provider: {0}")]
     Provider(String),
     #[error("cannot read {what}: {source}")]

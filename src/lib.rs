@@ -20,7 +20,7 @@
 //! - [`plan`] (pure): ordered steps from what is wanted and what is held.
 //! - [`decide`] (pure): Services and EndpointSlices in, VIPs with typed reasons and problems out.
 //! - Feature folders, each a pure core and its driver: [`bgp`], [`election`], [`ipam`],
-//!   [`l2`], [`dhcp`], [`upnp`].
+//!   [`l2`], [`dhcp`], [`upnp`], [`control_plane`] (the API server's VIP and its health check).
 //! - Plumbing: [`kube`] (client, watched view, status and Events writes), [`peers`] (the peer
 //!   set, static and watched), [`netlink`] (VIP addresses, marked as vipd's), [`netif`] (local
 //!   addresses), [`sys`] (the only `unsafe`), [`config`] (pure: checked settings), [`model`]
@@ -36,6 +36,7 @@ pub mod agent;
 pub mod bgp;
 pub mod cli;
 pub mod config;
+pub mod control_plane;
 pub mod decide;
 pub mod demo;
 pub mod dhcp;

@@ -93,6 +93,9 @@ fn differs(name: &str, value: &str) -> Option<&'static str> {
         {
             Some("BFD options are read and not used yet (no BFD in vipd)")
         }
+        "cp_enable" if value == "true" => Some(
+            "announced only while this node's API server answers https://127.0.0.1:<port>/livez (kube-vip checks only with control_plane_health_check_address; vipd_cp_health_check=false turns it off)",
+        ),
         _ => None,
     }
 }
@@ -193,9 +196,10 @@ fn read(obj: &Value, kind: Kind, spec: &Value, c: &Container) -> Migration {
             .unwrap_or_default()
     };
     let cp = value_of("cp_enable") == "true";
+    let arp = value_of("vip_arp") == "true";
     let services = value_of("svc_enable") == "true";
     for e in &env {
-        read_env(&mut m, e, cp, services);
+        read_env(&mut m, e, cp && arp, services && !cp);
     }
     read_args(&mut m, c);
     m
@@ -246,7 +250,9 @@ fn shown(e: &EnvVar) -> String {
     }
 }
 
-fn read_env(m: &mut Migration, e: &EnvVar, cp: bool, services: bool) {
+/// `cp_arp`: the control-plane VIP in ARP mode (not in vipd yet); `services`: services mode
+/// without the control-plane VIP (`vip_address` means nothing then).
+fn read_env(m: &mut Migration, e: &EnvVar, cp_arp: bool, services: bool) {
     let name = e.name.as_str();
     let value = e.value.clone().unwrap_or_default();
     let mut row = |verdict| {
@@ -276,9 +282,17 @@ fn read_env(m: &mut Migration, e: &EnvVar, cp: bool, services: bool) {
         m.extra_env.push(e.clone());
         return;
     }
+    if name == "cp_enable" && cp_arp {
+        row(Verdict::Unsupported(
+            "kube-vip's control-plane VIP in ARP mode, not in vipd yet (BGP mode has it)",
+        ));
+        return;
+    }
     if matches!(name, "vip_address" | "address") {
-        let verdict = if cp {
-            Verdict::Unsupported("kube-vip's control-plane VIP (cp_enable), not in vipd yet")
+        let verdict = if cp_arp {
+            Verdict::Unsupported(
+                "kube-vip's control-plane VIP in ARP mode, not in vipd yet (BGP mode has it)",
+            )
         } else if services {
             Verdict::Nothing("static VIPs are not read in services mode, by kube-vip neither")
         } else if value.is_empty() {

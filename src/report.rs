@@ -136,6 +136,8 @@ pub enum Withheld {
     Unplaced,
     /// ARP mode: another node leads the Lease that elects it.
     NotLeader { lease: String },
+    /// The control-plane VIP: this node's API server fails its health check.
+    ApiServerUnhealthy { why: String },
 }
 
 impl Withheld {
@@ -150,6 +152,7 @@ impl Withheld {
             Withheld::ClaimFailed => "ClaimFailed",
             Withheld::Unplaced => "NoInterface",
             Withheld::NotLeader { .. } => "NotLeader",
+            Withheld::ApiServerUnhealthy { .. } => "ApiServerUnhealthy",
         }
     }
 
@@ -176,6 +179,9 @@ impl std::fmt::Display for Withheld {
                 f.write_str("leading, but no interface for it (see the Warning Event)")
             }
             Withheld::NotLeader { lease } => write!(f, "this node does not lead Lease {lease}"),
+            Withheld::ApiServerUnhealthy { why } => {
+                write!(f, "this node's API server fails its health check: {why}")
+            }
         }
     }
 }

@@ -300,8 +300,10 @@ fn kube_vip_settings_vipd_lacks_are_warned_about_once_not_refused() {
             "--annotations",
             "metal.equinix.com",
             "--controlplane",
-            "--vip",
+            "--address",
             "10.0.0.5",
+            "--vip",
+            "10.0.0.6",
             "--onlyAllowTrafficServicePorts",
             "--enableNodeLabeling",
         ],
@@ -309,15 +311,16 @@ fn kube_vip_settings_vipd_lacks_are_warned_about_once_not_refused() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let yaml = String::from_utf8_lossy(&o.stdout);
+    // The control-plane VIP is vipd's now (by BGP); kube-vip's old --vip is still set aside.
     assert!(
-        !yaml.contains("cp_enable") && !yaml.contains("10.0.0.5"),
+        yaml.contains("cp_enable") && yaml.contains("10.0.0.5") && !yaml.contains("10.0.0.6"),
         "{yaml}"
     );
     assert!(
         yaml.contains("enable_node_labeling"),
         "vipd labels nodes too: {yaml}"
     );
-    for named in ["--controlplane", "--vip", "--onlyAllowTrafficServicePorts"] {
+    for named in ["--vip", "--onlyAllowTrafficServicePorts"] {
         assert!(stderr(&o).contains(named), "{named}: {}", stderr(&o));
     }
 }

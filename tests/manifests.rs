@@ -561,6 +561,56 @@ fn the_static_pod_uses_the_host_kubeconfig_and_no_service_account() {
     );
 }
 
+/// The control-plane VIP by BGP reads nothing from the API: its static Pod mounts no kubeconfig,
+/// so it runs during `kubeadm init` before admin.conf has rights. With Services it mounts the
+/// one it is given (kubeadm >= 1.29: super-admin.conf during init, as kube-vip's docs say).
+#[test]
+fn the_control_plane_static_pod_needs_no_kubeconfig_unless_it_serves_services() {
+    let cp = [
+        "pod",
+        "--controlplane",
+        "--bgp",
+        "--address",
+        "192.0.2.100",
+        "--bgppeers",
+        "10.0.0.1:65530::false",
+    ];
+    let docs = parse(&render(&cp));
+    let [Doc::Pod(pod)] = &docs[..] else {
+        panic!("{docs:?}")
+    };
+    let spec = pod.spec.as_ref().unwrap();
+    assert_eq!(spec.volumes, None);
+    assert_eq!(spec.host_aliases, None);
+    let vars = env(container(spec));
+    assert!(!vars.contains_key("k8s_config_file"), "{vars:?}");
+    assert_eq!(vars["cp_enable"], "true");
+    assert_eq!(vars["vip_address"], "192.0.2.100");
+
+    let mut hybrid = cp.to_vec();
+    hybrid.extend([
+        "--services",
+        "--k8sConfigPath",
+        "/etc/kubernetes/super-admin.conf",
+    ]);
+    let docs = parse(&render(&hybrid));
+    let [Doc::Pod(pod)] = &docs[..] else {
+        panic!("{docs:?}")
+    };
+    let spec = pod.spec.as_ref().unwrap();
+    assert_eq!(
+        env(container(spec))["k8s_config_file"],
+        "/etc/kubernetes/super-admin.conf"
+    );
+    let paths: Vec<_> = spec
+        .volumes
+        .iter()
+        .flatten()
+        .map(|v| v.host_path.as_ref().unwrap().path.as_str())
+        .collect();
+    assert_eq!(paths, ["/etc/kubernetes/super-admin.conf"]);
+}
+
 #[test]
 fn in_cluster_is_accepted_in_both_spellings_and_changes_nothing() {
     let base = render(&["daemonset", "--bgp", "--annotations", "x"]);

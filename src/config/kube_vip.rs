@@ -52,17 +52,15 @@ const fn value(
     }
 }
 
-const CP: &str = "the control-plane VIP (not in vipd yet)";
+const CP: &str = "a control-plane VIP setting vipd does not read yet (vipd takes the VIP from --address and announces it by BGP from each node whose API server is healthy: no leader election, no ARP)";
 const TABLE: &str = "routing-table mode (not in vipd)";
 const EGRESS: &str = "egress SNAT of Service pods (not in vipd)";
 const IPVS: &str = "IPVS load balancing of the control-plane VIP (not in vipd)";
 const ZEBRA: &str = "announces through FRR's zebra (vipd has its own BGP speaker)";
-const CP_HEALTH: &str = "health checks of the control-plane VIP's backends (not in vipd)";
 
 /// kube-vip's settings vipd does not read.
 pub static FOREIGN: &[Foreign] = &[
     // The control-plane VIP (issue 16).
-    bool_("cp_enable", "controlplane", CP),
     bool_("cp_detect", "autodetectcp", CP),
     Foreign {
         short: Some('n'),
@@ -71,7 +69,6 @@ pub static FOREIGN: &[Foreign] = &[
     value("vip_leasename", "leaseName", &["plndr-cp-lock"], CP),
     bool_("vip_leaderelection", "leaderElection", CP),
     value("vip_leaseannotations", "", &["{}"], CP),
-    value("port", "port", &["6443"], CP),
     value("kubernetes_addr", "", &[], CP),
     value("", "vip", &[], CP),
     bool_("vip_singlenode", "", CP),
@@ -81,11 +78,6 @@ pub static FOREIGN: &[Foreign] = &[
     value("", "etcdCert", &[], CP),
     value("", "etcdKey", &[], CP),
     value("", "etcdEndpoints", &[], CP),
-    value("control_plane_health_check_address", "controlPlaneHealthCheckAddress", &[], CP_HEALTH),
-    value("control_plane_health_check_period_seconds", "controlPlaneHealthCheckPeriodSeconds", &["5"], CP_HEALTH),
-    value("control_plane_health_check_timeout_seconds", "controlPlaneHealthCheckTimeoutSeconds", &["3"], CP_HEALTH),
-    value("control_plane_health_check_failure_threshold", "controlPlaneHealthCheckFailureThreshold", &["3"], CP_HEALTH),
-    value("control_plane_health_check_ca_path", "controlPlaneHealthCheckCAPath", &[], CP_HEALTH),
     bool_("lb_enable", "enableLoadBalancer", IPVS),
     value("lb_port", "lbPort", &["6443"], IPVS),
     value("lb_fwdmethod", "lbForwardingMethod", &["local"], IPVS),
@@ -280,13 +272,14 @@ mod tests {
             ),
             |_| false,
         );
-        assert_eq!(kept, args("--services --bgp --localAS 65000 -- --table"));
+        // --port is vipd's own now (the control-plane VIP's API server port).
+        assert_eq!(
+            kept,
+            args("--services --bgp --port 6443 --localAS 65000 -- --table")
+        );
         let names: Vec<&str> = ignored.iter().map(|i| i.name.as_str()).collect();
         assert_eq!(names, ["--vip", "--leaderElection"]);
-        assert_eq!(
-            ignored[0].to_string(),
-            "--vip (the control-plane VIP (not in vipd yet))"
-        );
+        assert_eq!(ignored[0].to_string(), format!("--vip ({CP})"));
         // A flag the subcommand defines itself is its own (`vipd manifest --namespace`).
         let (kept, ignored) = strip_flags(&args("--namespace lb --table"), |f| f == "namespace");
         assert_eq!(kept, args("--namespace lb"));
@@ -310,7 +303,7 @@ mod tests {
             ("dns_mode", "first"),
             ("dhcp_mode", "ipv4"),
             ("vip_leaderelection", "false"),
-            ("cp_enable", "false"),
+            ("cp_detect", "false"),
             ("zebra_enable", "false"),
             ("egress_withnftables", "FALSE"),
             ("vip_subnet", "32"),
@@ -321,13 +314,13 @@ mod tests {
             ("svc_enable", "true"),
             ("egress_podcidr", "10.244.0.0/16"),
             ("vip_subnet", "24"),
-            ("cp_enable", "true"),
+            ("vip_leaderelection", "true"),
         ];
         let names: Vec<String> = ignored_env(loud).into_iter().map(|i| i.name).collect();
         assert_eq!(
             names,
             [
-                "cp_enable",
+                "vip_leaderelection",
                 "vip_routingtable",
                 "egress_podcidr",
                 "vip_subnet"

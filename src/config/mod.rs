@@ -10,6 +10,7 @@
 //! [`crate::election`]'s timing); nothing here touches the network or the cluster.
 
 mod bgp;
+mod control_plane;
 pub mod kube_vip;
 mod services;
 #[cfg(test)]
@@ -18,6 +19,8 @@ mod values;
 
 use bgp::bgp_settings;
 pub use bgp::{BgpSettings, MetalSettings, RouterIdSource, DEFAULT_UNREADY_AFTER};
+use control_plane::control_plane_settings;
+pub use control_plane::{ControlPlaneHealth, ControlPlaneSettings, TlsCheck};
 use services::{node_name, services_settings};
 pub use services::{ArpSettings, ElectionScope, IpamSettings, IpamStandalone, ServicesSettings};
 use values::log_filter;
@@ -72,6 +75,17 @@ pub struct RawSettings {
     pub mpbgp_ipv6: Option<String>,
     pub vip_address: Option<String>,
     pub vip_file: Option<String>,
+    /// `cp_enable`: `vip_address` is the control-plane VIP.
+    pub cp_enable: Option<String>,
+    /// kube-vip's `port`: the API server's (6443).
+    pub port: Option<String>,
+    pub control_plane_health_check_address: Option<String>,
+    pub control_plane_health_check_period_seconds: Option<String>,
+    pub control_plane_health_check_timeout_seconds: Option<String>,
+    pub control_plane_health_check_failure_threshold: Option<String>,
+    pub control_plane_health_check_ca_path: Option<String>,
+    /// vipd's own: `false` announces the control-plane VIP without a health check.
+    pub vipd_cp_health_check: Option<String>,
     pub vip_loglevel: Option<String>,
     pub svc_namespace: Option<String>,
     pub vip_nodename: Option<String>,
@@ -134,7 +148,9 @@ pub struct Config {
     /// `health_check_port`: the same endpoint on this port of every address (kube-vip's
     /// `/healthz` port, for livenessProbes written against kube-vip); `None` = off.
     pub health: Option<std::net::SocketAddr>,
-    /// Static VIPs from `vip_address`.
+    /// `cp_enable`: the control-plane VIP (`vip_address`), health-gated.
+    pub control_plane: Option<ControlPlaneSettings>,
+    /// Static VIPs from `vip_address` (without `cp_enable`).
     pub vips: Vec<IpAddr>,
     /// More static VIPs, one per line; re-read on SIGHUP.
     pub vip_file: Option<PathBuf>,
@@ -153,6 +169,13 @@ pub fn validate(raw: &RawSettings) -> Result<Config, ConfigError> {
         ));
     }
     if arp && !flag(&raw.svc_enable, "svc_enable (--services)")? {
+        if flag(&raw.cp_enable, "cp_enable (--controlplane)")? {
+            return Err(err(
+                "cp_enable (--controlplane)",
+                "true",
+                "with vip_arp: vipd serves the control-plane VIP in BGP mode only so far; use bgp_enable, or keep kube-vip for the control plane",
+            ));
+        }
         return Err(err(
             "vip_arp (--arp)",
             "true",
@@ -170,6 +193,13 @@ pub fn validate(raw: &RawSettings) -> Result<Config, ConfigError> {
     let vips = match &raw.vip_address {
         Some(v) => parse_vip_list(v, "vip_address (--address)")?,
         None => Vec::new(),
+    };
+    let control_plane = control_plane_settings(raw, &vips)?;
+    // With cp_enable, vip_address is the control-plane VIP, not a static one.
+    let vips = if control_plane.is_some() {
+        Vec::new()
+    } else {
+        vips
     };
     let services = if flag(&raw.svc_enable, "svc_enable (--services)")? {
         Some(services_settings(raw)?)
@@ -226,6 +256,7 @@ pub fn validate(raw: &RawSettings) -> Result<Config, ConfigError> {
                 }
             },
         },
+        control_plane,
         vips,
         vip_file: raw
             .vip_file

@@ -38,6 +38,20 @@ fn raw(pairs: &[(&str, &str)]) -> RawSettings {
             "vip_retryperiod" => r.vip_retryperiod = v,
             "vip_arp_rate" => r.vip_arp_rate = v,
             "vip_interface" => r.vip_interface = v,
+            "cp_enable" => r.cp_enable = v,
+            "port" => r.port = v,
+            "control_plane_health_check_address" => r.control_plane_health_check_address = v,
+            "control_plane_health_check_period_seconds" => {
+                r.control_plane_health_check_period_seconds = v
+            }
+            "control_plane_health_check_timeout_seconds" => {
+                r.control_plane_health_check_timeout_seconds = v
+            }
+            "control_plane_health_check_failure_threshold" => {
+                r.control_plane_health_check_failure_threshold = v
+            }
+            "control_plane_health_check_ca_path" => r.control_plane_health_check_ca_path = v,
+            "vipd_cp_health_check" => r.vipd_cp_health_check = v,
             "pod_namespace" => r.pod_namespace = v,
             "sa_namespace" => r.sa_namespace = v,
             "lb_ipam" => r.lb_ipam = v,
@@ -409,4 +423,113 @@ fn arp_mode_needs_services_and_excludes_bgp() {
     assert!(e.reason.contains("exactly one mode"), "{e}");
     let e = validate(&raw(&[("vip_arp", "true"), ("bgp_enable", "false")])).unwrap_err();
     assert!(e.reason.contains("svc_enable"), "{e}");
+}
+
+#[test]
+fn cp_enable_makes_vip_address_the_control_plane_vip_checked_at_the_local_livez_by_default() {
+    let c = validate(&raw(&[
+        ("cp_enable", "true"),
+        ("vip_address", "192.0.2.100"),
+    ]))
+    .unwrap();
+    assert!(c.vips.is_empty(), "no longer a static VIP");
+    assert_eq!(
+        c.control_plane,
+        Some(ControlPlaneSettings {
+            vips: vec!["192.0.2.100".parse().unwrap()],
+            port: 6443,
+            interface: "lo".into(),
+            health: Some(ControlPlaneHealth {
+                url: "https://127.0.0.1:6443/livez".into(),
+                period: Duration::from_secs(5),
+                timeout: Duration::from_secs(3),
+                failure_threshold: 3,
+                tls: TlsCheck::Skip,
+            }),
+        })
+    );
+    // IPv6 only: the IPv6 loopback; kube-vip's settings as given.
+    let c = validate(&raw(&[
+        ("cp_enable", "true"),
+        ("vip_address", "2001:db8::100"),
+        ("port", "8443"),
+        ("vip_interface", "eth0"),
+        ("control_plane_health_check_period_seconds", "1"),
+        ("control_plane_health_check_timeout_seconds", "1"),
+        ("control_plane_health_check_failure_threshold", "2"),
+        (
+            "control_plane_health_check_ca_path",
+            "/etc/kubernetes/pki/ca.crt",
+        ),
+    ]))
+    .unwrap()
+    .control_plane
+    .unwrap();
+    assert_eq!(c.interface, "eth0");
+    let h = c.health.unwrap();
+    assert_eq!(h.url, "https://[::1]:8443/livez");
+    assert_eq!(
+        (h.period, h.timeout, h.failure_threshold),
+        (Duration::from_secs(1), Duration::from_secs(1), 2)
+    );
+    assert_eq!(h.tls, TlsCheck::Ca("/etc/kubernetes/pki/ca.crt".into()));
+}
+
+#[test]
+fn a_control_plane_health_url_the_operator_writes_is_verified_against_the_systems_roots() {
+    let c = validate(&raw(&[
+        ("cp_enable", "true"),
+        ("vip_address", "192.0.2.100"),
+        (
+            "control_plane_health_check_address",
+            "https://10.0.0.5:6443/readyz",
+        ),
+    ]))
+    .unwrap();
+    let h = c.control_plane.unwrap().health.unwrap();
+    assert_eq!(h.url, "https://10.0.0.5:6443/readyz");
+    assert_eq!(h.tls, TlsCheck::SystemRoots);
+    // Switched off: announced without a check, as kube-vip without an address.
+    let c = validate(&raw(&[
+        ("cp_enable", "true"),
+        ("vip_address", "192.0.2.100"),
+        ("vipd_cp_health_check", "false"),
+    ]))
+    .unwrap();
+    assert_eq!(c.control_plane.unwrap().health, None);
+}
+
+#[test]
+fn control_plane_settings_that_cannot_work_name_the_setting_and_value() {
+    let bad = |pairs: &[(&str, &str)]| {
+        let mut all = vec![("cp_enable", "true"), ("vip_address", "192.0.2.100")];
+        all.extend_from_slice(pairs);
+        validate(&raw(&all)).unwrap_err().to_string()
+    };
+    let e = validate(&raw(&[("cp_enable", "true")]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cp_enable") && e.contains("vip_address"), "{e}");
+    let e = bad(&[("port", "0")]);
+    assert!(e.contains("port (--port)") && e.contains("\"0\""), "{e}");
+    let e = bad(&[("control_plane_health_check_period_seconds", "5s")]);
+    assert!(
+        e.contains("control_plane_health_check_period_seconds") && e.contains("5s"),
+        "{e}"
+    );
+    let e = bad(&[("control_plane_health_check_failure_threshold", "0")]);
+    assert!(e.contains("failure_threshold"), "{e}");
+    let e = bad(&[("control_plane_health_check_address", "127.0.0.1:6443/livez")]);
+    assert!(e.contains("not an http:// or https:// URL"), "{e}");
+    let e = bad(&[("vip_address", "192.0.2.100,192.0.2.101")]);
+    assert!(e.contains("more than one address of a family"), "{e}");
+    let e = validate(&raw(&[
+        ("bgp_enable", "false"),
+        ("vip_arp", "true"),
+        ("cp_enable", "true"),
+        ("vip_address", "192.0.2.100"),
+    ]))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("BGP mode only"), "{e}");
 }

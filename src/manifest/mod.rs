@@ -474,7 +474,11 @@ fn pod_spec(f: &ManifestFlags, access: Access) -> Result<PodSpec, Error> {
     let mut env = env(f);
     let mut volumes = Vec::new();
     let mut mounts = Vec::new();
-    if access == Access::HostKubeconfig {
+    // The control-plane VIP by BGP alone reads nothing from the API: such a static Pod mounts no
+    // kubeconfig, so it runs from the first moment of `kubeadm init` (before admin.conf has any
+    // rights), with no credential on it at all.
+    let host_kubeconfig = access == Access::HostKubeconfig && needs_api(f);
+    if host_kubeconfig {
         env.push(value("k8s_config_file", &f.k8s_config_path));
         volumes.push(Volume {
             name: "kubeconfig".to_owned(),
@@ -570,7 +574,7 @@ fn pod_spec(f: &ManifestFlags, access: Access) -> Result<PodSpec, Error> {
         host_network: Some(true),
         service_account_name: (access == Access::ServiceAccount).then(|| NAME.to_owned()),
         // kube-vip's static Pod: a kubeconfig naming `kubernetes` reaches the local API server.
-        host_aliases: (access == Access::HostKubeconfig).then(|| {
+        host_aliases: host_kubeconfig.then(|| {
             vec![HostAlias {
                 ip: "127.0.0.1".to_owned(),
                 hostnames: Some(vec!["kubernetes".to_owned()]),
@@ -580,6 +584,13 @@ fn pod_spec(f: &ManifestFlags, access: Access) -> Result<PodSpec, Error> {
         volumes: (!volumes.is_empty()).then_some(volumes),
         ..Default::default()
     })
+}
+
+/// Whether the agent talks to the API server: Services, the peers from node annotations, IPAM.
+/// The control-plane VIP and static VIPs by BGP (with peers from the settings or the Metal API)
+/// do not.
+fn needs_api(f: &ManifestFlags) -> bool {
+    f.services || f.ipam || f.annotations.as_deref().is_some_and(|a| !a.is_empty())
 }
 
 /// `--provider-config` implies `--metal`, as it did for kube-vip before v0.9.
@@ -745,6 +756,18 @@ fn check(env: &[EnvVar]) -> Result<(), Error> {
         lb_ipam_namespace: get("lb_ipam_namespace"),
         vip_address: get("vip_address"),
         vip_file: get("vip_file"),
+        cp_enable: get("cp_enable"),
+        port: get("port"),
+        control_plane_health_check_address: get("control_plane_health_check_address"),
+        control_plane_health_check_period_seconds: get("control_plane_health_check_period_seconds"),
+        control_plane_health_check_timeout_seconds: get(
+            "control_plane_health_check_timeout_seconds",
+        ),
+        control_plane_health_check_failure_threshold: get(
+            "control_plane_health_check_failure_threshold",
+        ),
+        control_plane_health_check_ca_path: get("control_plane_health_check_ca_path"),
+        vipd_cp_health_check: get("vipd_cp_health_check"),
         prometheus_server: get("prometheus_server"),
         ..Default::default()
     };

@@ -129,12 +129,56 @@ pub struct PassOn {
     /// Log format: text or json.
     #[arg(long = "log-format", env = "vipd_log_format", value_name = "FORMAT")]
     pub vipd_log_format: Option<String>,
+    /// The control-plane VIP (--address), announced by BGP while the local API server is healthy.
+    #[arg(long = "controlplane", env = "cp_enable", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true")]
+    pub cp_enable: Option<String>,
+    /// The API server's port.
+    #[arg(long = "port", env = "port", value_name = "PORT")]
+    pub port: Option<String>,
+    /// The control-plane VIP's health check URL.
+    #[arg(
+        long = "controlPlaneHealthCheckAddress",
+        env = "control_plane_health_check_address",
+        value_name = "URL"
+    )]
+    pub control_plane_health_check_address: Option<String>,
+    /// Seconds between health checks.
+    #[arg(
+        long = "controlPlaneHealthCheckPeriodSeconds",
+        env = "control_plane_health_check_period_seconds",
+        value_name = "SECONDS"
+    )]
+    pub control_plane_health_check_period_seconds: Option<String>,
+    /// Seconds a health check may take.
+    #[arg(
+        long = "controlPlaneHealthCheckTimeoutSeconds",
+        env = "control_plane_health_check_timeout_seconds",
+        value_name = "SECONDS"
+    )]
+    pub control_plane_health_check_timeout_seconds: Option<String>,
+    /// Failed checks in a row that withdraw the VIP.
+    #[arg(
+        long = "controlPlaneHealthCheckFailureThreshold",
+        env = "control_plane_health_check_failure_threshold",
+        value_name = "COUNT"
+    )]
+    pub control_plane_health_check_failure_threshold: Option<String>,
+    /// CA certificate(s) in the container for the health check's TLS.
+    #[arg(
+        long = "controlPlaneHealthCheckCAPath",
+        env = "control_plane_health_check_ca_path",
+        value_name = "PATH"
+    )]
+    pub control_plane_health_check_ca_path: Option<String>,
+    /// false: announce the control-plane VIP without a health check.
+    #[arg(long = "cp-health-check", env = "vipd_cp_health_check", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true")]
+    pub vipd_cp_health_check: Option<String>,
 }
 
 impl PassOn {
     /// (environment variable, value) of each setting given, in the agent's names.
     pub fn env(&self) -> Vec<(&'static str, &str)> {
-        let all: [(&'static str, &Option<String>); 26] = [
+        let all: [(&'static str, &Option<String>); 34] = [
             ("svc_namespace", &self.svc_namespace),
             ("lb_class_legacy_handling", &self.lb_class_legacy_handling),
             ("vipd_honour_exclude_label", &self.vipd_honour_exclude_label),
@@ -164,6 +208,29 @@ impl PassOn {
             ("vip_address", &self.vip_address),
             ("vip_file", &self.vip_file),
             ("vipd_log_format", &self.vipd_log_format),
+            ("cp_enable", &self.cp_enable),
+            ("port", &self.port),
+            (
+                "control_plane_health_check_address",
+                &self.control_plane_health_check_address,
+            ),
+            (
+                "control_plane_health_check_period_seconds",
+                &self.control_plane_health_check_period_seconds,
+            ),
+            (
+                "control_plane_health_check_timeout_seconds",
+                &self.control_plane_health_check_timeout_seconds,
+            ),
+            (
+                "control_plane_health_check_failure_threshold",
+                &self.control_plane_health_check_failure_threshold,
+            ),
+            (
+                "control_plane_health_check_ca_path",
+                &self.control_plane_health_check_ca_path,
+            ),
+            ("vipd_cp_health_check", &self.vipd_cp_health_check),
         ];
         all.into_iter()
             .filter_map(|(k, v)| Some((k, v.as_deref().filter(|v| !v.is_empty())?)))

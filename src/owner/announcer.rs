@@ -1,14 +1,17 @@
 //! [I/O] What BGP mode and static VIPs share: the speaker with the route set handed to it, and
-//! the peer set it talks to — routes set only when they change, peer changes applied, and the
-//! two shutdown steps that belong to BGP (the Cease, then the host routes to the peers).
+//! the peer set it talks to — routes set only when they change, peer changes applied, the
+//! execution of [`crate::plan::bgp`]'s steps (addresses and routes), and the two shutdown steps
+//! that belong to BGP (the Cease, then the host routes to the peers).
 
 use crate::bgp::speaker::Speaker;
 use crate::bgp::types::host_routes;
+use crate::netlink::VipAddresses;
 use crate::peers::PeerSources;
+use crate::plan;
 use crate::plan::shutdown::Step;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
-use tracing::info;
+use tracing::{info, warn};
 
 pub struct Announcer {
     /// Taken by the Cease of shutdown.
@@ -49,6 +52,56 @@ impl Announcer {
             speaker.set_routes(host_routes(&vips));
         }
         self.routes = wanted;
+    }
+
+    /// Carries out [`plan::bgp`]'s steps, with the VIP interface (when vipd puts addresses on
+    /// it) read just before planning. An address added changes what may be announced, so the
+    /// plan is made again at once with the interface read anew; the second round adds nothing
+    /// it did not already try. `off_interface`: wanted VIPs routed without an address here.
+    pub async fn apply_plan(
+        &mut self,
+        mut addresses: Option<&mut VipAddresses>,
+        wanted: &BTreeSet<IpAddr>,
+        off_interface: &BTreeSet<IpAddr>,
+    ) {
+        for _round in 0..2 {
+            let present = match &addresses {
+                Some(a) => a.present().await,
+                None => BTreeSet::new(),
+            };
+            let ours = addresses
+                .as_ref()
+                .map(|a| a.ours().clone())
+                .unwrap_or_default();
+            let routed = self.routes.clone();
+            let held = plan::bgp::Held {
+                routed: &routed,
+                interface: addresses.is_some().then_some(plan::bgp::Interface {
+                    present: &present,
+                    ours: &ours,
+                }),
+            };
+            let mut added = false;
+            for step in plan::bgp::plan(wanted, off_interface, held) {
+                match (step, addresses.as_deref_mut()) {
+                    (plan::bgp::Step::AddAddress(ip), Some(a)) => match a.put(ip).await {
+                        Ok(_) => added = true,
+                        Err(e) => warn!("{e}; not announcing it until its address is in place"),
+                    },
+                    (plan::bgp::Step::RemoveAddress(ip), Some(a)) => {
+                        if let Err(e) = a.take(ip).await {
+                            warn!("{e}");
+                        }
+                    }
+                    (plan::bgp::Step::SetRoutes(routes), _) => self.set_routes(routes),
+                    // Address steps come only with an interface to put them on.
+                    (plan::bgp::Step::AddAddress(_) | plan::bgp::Step::RemoveAddress(_), None) => {}
+                }
+            }
+            if !added {
+                break;
+            }
+        }
     }
 
     /// The peer set changed: hand it to the speaker.

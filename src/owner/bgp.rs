@@ -11,13 +11,14 @@ use super::{Executor, ServicesExecutor};
 use crate::bgp::driver::PeerEvent;
 use crate::bgp::speaker::Speaker;
 use crate::config::{Config, ServicesSettings};
+use crate::control_plane::ControlPlaneVip;
 use crate::decide::ingress::ingress_target;
 use crate::decide::{self, ClusterView, DecideConfig, Desired, NodeCtx, ServiceKey};
 use crate::error::RunError;
 use crate::netlink::VipAddresses;
 use crate::peers::PeerSources;
+use crate::plan::gate;
 use crate::plan::shutdown::{self, Step};
-use crate::plan::{self, gate};
 use crate::report::{self, ServiceState, VipState, Withheld};
 use k8s_openapi::api::core::v1::Service;
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,10 +35,13 @@ pub struct Bgp<'a> {
     /// Peer events only wake the loop; whether a session is up is read from the speaker, so
     /// an Up that happened before the loop started is not missed.
     peer_events: mpsc::UnboundedReceiver<PeerEvent>,
-    /// The VIP interface, when vipd puts the addresses on it (`bgp_attach_ip_to_interface`).
+    /// The VIP interface, when vipd puts addresses on it (`bgp_attach_ip_to_interface`, or
+    /// the control-plane VIP's).
     addresses: Option<VipAddresses>,
     decide: DecideConfig,
     vip_hosts: VipHosts,
+    /// `cp_enable`: the control-plane VIP, one more wanted VIP while the API server is healthy.
+    control_plane: Option<ControlPlaneVip>,
 }
 
 /// What wakes BGP mode.
@@ -45,6 +49,8 @@ pub enum Wake {
     /// The peer set changed (annotations, the Metal API).
     Peers,
     Peer(PeerEvent),
+    /// The local API server's health changed (`cp_enable`).
+    ControlPlane,
 }
 
 impl<'a> Bgp<'a> {
@@ -53,6 +59,7 @@ impl<'a> Bgp<'a> {
         svc: &'a ServicesSettings,
         mut speaker: Speaker,
         peers: PeerSources,
+        control_plane: Option<ControlPlaneVip>,
     ) -> Bgp<'a> {
         let peer_events = speaker.events();
         let decide = decide_config(cfg, svc, &peers.current());
@@ -64,51 +71,7 @@ impl<'a> Bgp<'a> {
             addresses: None,
             decide,
             vip_hosts: VipHosts::default(),
-        }
-    }
-
-    /// Carries out [`plan::bgp`]'s steps, with the VIP interface read just before planning. An
-    /// address added changes what may be announced, so the plan is made again at once with the
-    /// interface read anew; the second round adds nothing it did not already try.
-    async fn apply_plan(&mut self, wanted: &BTreeSet<IpAddr>, on_macvlans: &BTreeSet<IpAddr>) {
-        for _round in 0..2 {
-            let present = match &self.addresses {
-                Some(a) => a.present().await,
-                None => BTreeSet::new(),
-            };
-            let ours = self
-                .addresses
-                .as_ref()
-                .map(|a| a.ours().clone())
-                .unwrap_or_default();
-            let routed = self.announcer.routes().clone();
-            let held = plan::bgp::Held {
-                routed: &routed,
-                interface: self.addresses.is_some().then_some(plan::bgp::Interface {
-                    present: &present,
-                    ours: &ours,
-                }),
-            };
-            let mut added = false;
-            for step in plan::bgp::plan(wanted, on_macvlans, held) {
-                match (step, self.addresses.as_mut()) {
-                    (plan::bgp::Step::AddAddress(ip), Some(a)) => match a.put(ip).await {
-                        Ok(_) => added = true,
-                        Err(e) => warn!("{e}; not announcing it until its address is in place"),
-                    },
-                    (plan::bgp::Step::RemoveAddress(ip), Some(a)) => {
-                        if let Err(e) = a.take(ip).await {
-                            warn!("{e}");
-                        }
-                    }
-                    (plan::bgp::Step::SetRoutes(routes), _) => self.announcer.set_routes(routes),
-                    // Address steps come only with an interface to put them on.
-                    (plan::bgp::Step::AddAddress(_) | plan::bgp::Step::RemoveAddress(_), None) => {}
-                }
-            }
-            if !added {
-                break;
-            }
+            control_plane,
         }
     }
 }
@@ -132,16 +95,23 @@ impl Executor for Bgp<'_> {
     const NAME: &'static str = "services mode";
 
     async fn prepare(&mut self) -> Result<(), RunError> {
-        if self.svc.attach_to_interface {
+        if self.svc.attach_to_interface || self.control_plane.is_some() {
             self.addresses = Some(VipAddresses::open(&self.svc.interface).await?);
         }
         Ok(())
     }
 
     async fn wake(&mut self) -> Wake {
+        let control_plane = async {
+            match self.control_plane.as_mut() {
+                Some(cp) => cp.changed().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = self.announcer.peers.changed() => Wake::Peers,
             Some(ev) = self.peer_events.recv() => Wake::Peer(ev),
+            () = control_plane => Wake::ControlPlane,
         }
     }
 
@@ -154,6 +124,7 @@ impl Executor for Bgp<'_> {
             }
             // UPDATEs a peer sends us cannot change a decision.
             Wake::Peer(ev) => !matches!(ev, PeerEvent::Learned { .. }),
+            Wake::ControlPlane => true,
         }
     }
 
@@ -180,8 +151,20 @@ impl Executor for Bgp<'_> {
         for step in gate::lease_steps(&eligible, &c.elect.stood()) {
             c.elect.apply(step);
         }
-        let wanted: BTreeSet<IpAddr> = desired.routes.keys().copied().collect();
-        self.apply_plan(&wanted, &on_macvlans).await;
+        let mut wanted: BTreeSet<IpAddr> = desired.routes.keys().copied().collect();
+        // Without bgp_attach_ip_to_interface only the control-plane VIP gets an address here.
+        let mut off_interface = on_macvlans;
+        if !self.svc.attach_to_interface {
+            off_interface.extend(wanted.iter().copied());
+        }
+        if let Some(cp) = &self.control_plane {
+            let cp_vips = cp.wanted();
+            off_interface.retain(|ip| !cp_vips.contains(ip));
+            wanted.extend(cp_vips);
+        }
+        self.announcer
+            .apply_plan(self.addresses.as_mut(), &wanted, &off_interface)
+            .await;
         if let Some(upnp) = c.upnp.as_mut() {
             upnp.update(&snap.services, &gate::upnp_view(&desired, &standing, &led));
         }
@@ -205,10 +188,11 @@ impl Executor for Bgp<'_> {
         let peers_up = self.announcer.any_peer_up();
         let clear = self.svc.clear_ingress_without_endpoints;
         c.write_status(snap, &desired, |_, d| ingress_target(d, peers_up, clear));
-        c.observer.publish(
-            service_states(&desired, self.announcer.routes()),
-            started.elapsed(),
-        );
+        let mut states = service_states(&desired, self.announcer.routes());
+        if let Some(cp) = &self.control_plane {
+            states.insert(0, cp.state(self.announcer.routes()));
+        }
+        c.observer.publish(states, started.elapsed());
     }
 
     async fn shutdown_step(&mut self, step: Step) {

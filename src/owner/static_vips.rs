@@ -1,16 +1,18 @@
 //! [I/O] Static VIPs (`vip_address`, `vip_file`, no services mode): the owner loop's third
 //! input, the smallest. No cluster to watch ([`Detached`]): the VIPs are the routes, re-read
 //! from the file on SIGHUP; the peer set can change under them. A broken edit of the file keeps
-//! what is announced.
+//! what is announced. With `cp_enable`, `vip_address` is the control-plane VIP instead: put on
+//! the VIP interface and announced while this node's API server is healthy.
 
 use super::announcer::Announcer;
 use super::{Context, Executor};
 use crate::bgp::speaker::Speaker;
 use crate::config::{parse_vip_list, Config};
+use crate::control_plane::ControlPlaneVip;
 use crate::error::RunError;
+use crate::netlink::VipAddresses;
 use crate::observe::Observer;
 use crate::peers::PeerSources;
-use crate::plan;
 use crate::plan::shutdown::{self, Step};
 use crate::report::{ServiceState, VipState};
 use std::collections::BTreeSet;
@@ -41,6 +43,9 @@ pub struct StaticVips<'a> {
     announcer: Announcer,
     observer: Observer,
     hangup: Option<Signal>,
+    control_plane: Option<ControlPlaneVip>,
+    /// The control-plane VIP's interface (`vip_interface`, else `lo`).
+    addresses: Option<VipAddresses>,
 }
 
 /// What wakes static mode.
@@ -49,6 +54,8 @@ pub enum Wake {
     Peers,
     /// SIGHUP: read the VIP file again.
     Hangup,
+    /// The local API server's health changed (`cp_enable`).
+    ControlPlane,
 }
 
 impl<'a> StaticVips<'a> {
@@ -60,6 +67,7 @@ impl<'a> StaticVips<'a> {
         speaker: Speaker,
         peers: PeerSources,
         observer: Observer,
+        control_plane: Option<ControlPlaneVip>,
     ) -> StaticVips<'a> {
         StaticVips {
             cfg,
@@ -67,6 +75,8 @@ impl<'a> StaticVips<'a> {
             vips,
             observer,
             hangup: None,
+            control_plane,
+            addresses: None,
         }
     }
 }
@@ -83,7 +93,12 @@ impl Executor for StaticVips<'_> {
             source,
         })?;
         self.hangup = Some(hangup);
-        info!(vips = self.vips.len(), "announcing static VIPs");
+        if let Some(cp) = &self.cfg.control_plane {
+            self.addresses = Some(VipAddresses::open(&cp.interface).await?);
+        }
+        if !self.vips.is_empty() || self.control_plane.is_none() {
+            info!(vips = self.vips.len(), "announcing static VIPs");
+        }
         Ok(())
     }
 
@@ -94,14 +109,22 @@ impl Executor for StaticVips<'_> {
                 None => std::future::pending().await,
             }
         };
+        let control_plane = async {
+            match self.control_plane.as_mut() {
+                Some(cp) => cp.changed().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = self.announcer.peers.changed() => Wake::Peers,
             Some(()) = hangup => Wake::Hangup,
+            () = control_plane => Wake::ControlPlane,
         }
     }
 
     async fn on_wake(&mut self, wake: Wake, _c: &mut Detached) -> bool {
         match wake {
+            Wake::ControlPlane => true,
             Wake::Peers => {
                 self.announcer.apply_peers().await;
                 false
@@ -132,23 +155,39 @@ impl Executor for StaticVips<'_> {
     }
 
     async fn reconcile(&mut self, _c: &mut Detached) {
-        let wanted: BTreeSet<IpAddr> = self.vips.iter().copied().collect();
-        let held = plan::bgp::Held {
-            routed: self.announcer.routes(),
-            interface: None,
-        };
-        for step in plan::bgp::plan(&wanted, &BTreeSet::new(), held) {
-            if let plan::bgp::Step::SetRoutes(routes) = step {
-                self.announcer.set_routes(routes);
-            }
+        // Static VIPs are routes only; the control-plane VIP's address goes on the interface.
+        let mut off_interface: BTreeSet<IpAddr> = self.vips.iter().copied().collect();
+        let mut wanted = off_interface.clone();
+        if let Some(cp) = &self.control_plane {
+            let cp_vips = cp.wanted();
+            off_interface.retain(|ip| !cp_vips.contains(ip));
+            wanted.extend(cp_vips);
         }
-        self.observer
-            .publish(static_state(&self.vips), Duration::ZERO);
+        self.announcer
+            .apply_plan(self.addresses.as_mut(), &wanted, &off_interface)
+            .await;
+        let mut states = Vec::new();
+        if let Some(cp) = &self.control_plane {
+            states.push(cp.state(self.announcer.routes()));
+        }
+        if !self.vips.is_empty() || self.control_plane.is_none() {
+            states.extend(static_state(&self.vips));
+        }
+        self.observer.publish(states, Duration::ZERO);
     }
 
     async fn shutdown_step(&mut self, step: Step) {
-        if !self.announcer.shutdown_step(step).await {
-            warn!(step = ?step, "not a step of static mode's shutdown");
+        if self.announcer.shutdown_step(step).await {
+            return;
+        }
+        match (step, self.addresses.as_mut()) {
+            (Step::RemoveAddresses, Some(addrs)) => {
+                for e in addrs.remove_unwanted(&BTreeSet::new()).await {
+                    warn!("shutdown: {e}");
+                }
+            }
+            (Step::RemoveAddresses, None) => {}
+            (other, _) => warn!(step = ?other, "not a step of static mode's shutdown"),
         }
     }
 }

@@ -44,8 +44,10 @@ pub enum Step {
     RemoveAddress(IpAddr),
 }
 
-/// The steps from `held` to announcing `wanted`. `on_macvlans`: DHCP VIPs whose lease is bound
-/// on their macvlan (their address is there, not on the VIP interface).
+/// The steps from `held` to announcing `wanted`. `on_macvlans`: wanted VIPs whose address is not
+/// vipd's to put on the VIP interface — DHCP VIPs whose lease is bound on their macvlan, and,
+/// where vipd puts only the control-plane VIP there (no `bgp_attach_ip_to_interface`), the
+/// Services' and static VIPs.
 pub fn plan(
     wanted: &BTreeSet<IpAddr>,
     on_macvlans: &BTreeSet<IpAddr>,

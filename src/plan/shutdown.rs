@@ -9,7 +9,8 @@ pub enum Mode {
     Bgp,
     /// Services mode answering ARP/NDP (no speaker).
     Arp,
-    /// `vip_address` / `vip_file`: routes only.
+    /// `vip_address` / `vip_file`: routes only; with `cp_enable`, the control-plane VIP's
+    /// address on the VIP interface.
     Static,
 }
 
@@ -56,7 +57,7 @@ pub fn order(mode: Mode) -> Vec<Step> {
             UnlabelNode,
             ReleaseLeases,
         ],
-        Mode::Static => vec![CeaseSessions, RemovePeerRoutes],
+        Mode::Static => vec![CeaseSessions, RemovePeerRoutes, RemoveAddresses],
     }
 }
 
@@ -100,10 +101,14 @@ mod tests {
     }
 
     #[test]
-    fn static_mode_only_has_routes_to_withdraw() {
+    fn static_mode_withdraws_its_routes_before_the_control_plane_vips_address_goes() {
         assert_eq!(
             order(Mode::Static),
-            [Step::CeaseSessions, Step::RemovePeerRoutes]
+            [
+                Step::CeaseSessions,
+                Step::RemovePeerRoutes,
+                Step::RemoveAddresses
+            ]
         );
     }
 

@@ -35,6 +35,7 @@ pub mod dnsmasq;
 pub mod frr;
 pub mod gobgp;
 pub mod lan;
+pub mod livez;
 pub mod metal;
 pub mod miniupnpd;
 pub mod netns;
