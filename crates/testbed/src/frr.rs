@@ -38,6 +38,20 @@ impl Frr {
     fn vtysh_json(&self, command: &str) -> Value {
         serde_json::from_str(&self.vtysh(command)).unwrap_or(Value::Null)
     }
+
+    /// The next hop of every path bgpd holds for `prefix` (one per announcing neighbor), sorted.
+    pub fn next_hops(&self, prefix: &str) -> Vec<std::net::IpAddr> {
+        let family = Family::of(prefix).word();
+        let route = self.vtysh_json(&format!("show bgp {family} unicast {prefix} json"));
+        let mut hops: Vec<std::net::IpAddr> = route["paths"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["nexthops"][0]["ip"].as_str()?.parse().ok())
+            .collect();
+        hops.sort();
+        hops
+    }
 }
 
 impl Router for Frr {
