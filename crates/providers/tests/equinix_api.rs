@@ -555,6 +555,36 @@ async fn a_rejected_token_is_permanent_names_the_call_and_is_never_shown() {
     assert_eq!(cfg.api_key.expose_secret(), wrong);
 }
 
+/// D3: a redirect from base-url to another host must not carry the API key there. The second
+/// host records what it receives; it must receive nothing.
+#[tokio::test]
+async fn a_redirect_is_not_followed_so_the_api_key_never_reaches_another_host() {
+    let other = Mock::start(|r, _| metal_api(r)).await;
+    let target = format!("{}/projects/{PID}/bgp-config", other.base_url());
+    let mock = Mock::start(move |_, _| Response {
+        status: 302,
+        headers: vec![("Location".into(), target.clone())],
+        body: String::new(),
+        delay: Duration::ZERO,
+    })
+    .await;
+    let c = client(&mock);
+    let e = c.bgp_config().await.unwrap_err();
+    assert!(
+        matches!(&e, MetalError::Redirected { status: 302, location, .. } if location.contains("/bgp-config")),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("does not follow redirects"), "{e}");
+    assert!(!e.is_transient(), "a redirect is configuration, not a blip");
+    assert!(
+        other.requests().is_empty(),
+        "the other host was reached: {:?}",
+        other.requests()
+    );
+    assert_eq!(mock.requests().len(), 1);
+    assert_no_token(&e.to_string());
+}
+
 #[tokio::test]
 async fn forbidden_and_not_found_are_permanent_and_scrub_a_token_echoed_by_the_api() {
     let mock = Mock::start(|r, _| {

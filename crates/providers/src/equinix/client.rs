@@ -80,6 +80,14 @@ pub enum MetalError {
         "{call}: 404 Not Found ({message}): check projectID (METAL_PROJECT_ID) and the device"
     )]
     NotFound { call: String, message: String },
+    /// A redirect is never followed: the API key would go with it (reqwest keeps custom
+    /// headers such as `X-Auth-Token` across origins).
+    #[error("{call}: the API answered {status} redirecting to {location}; vipd does not follow redirects, so the API key is only ever sent to base-url: set base-url to the API's own address")]
+    Redirected {
+        call: String,
+        status: u16,
+        location: String,
+    },
     #[error("{call}: {status} ({message})")]
     Rejected {
         call: String,
@@ -204,6 +212,8 @@ impl MetalClient {
             .user_agent(concat!("vipd/", env!("CARGO_PKG_VERSION")))
             .timeout(opts.request_timeout)
             .connect_timeout(opts.connect_timeout)
+            // Never carry X-Auth-Token to wherever a 3xx points (another host included).
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| MetalError::Client(e.to_string()))?;
         Ok(MetalClient {
@@ -398,9 +408,21 @@ impl MetalClient {
         let resp = req.send().await.map_err(transport)?;
         let status = resp.status();
         let retry_after = wait_hint(resp.headers(), SystemTime::now());
+        let resp_location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         let body = resp.bytes().await.map_err(transport)?.to_vec();
         if status.is_success() {
             return Ok(Reply { body });
+        }
+        if status.is_redirection() {
+            let location = resp_location.unwrap_or_else(|| "(no Location)".into());
+            return Err(MetalError::Redirected {
+                call,
+                status: status.as_u16(),
+                location: self.scrub(location),
+            });
         }
         let message = self.scrub(error_message(&body));
         Err(match status {
