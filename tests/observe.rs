@@ -332,6 +332,57 @@ fn a_flapping_service_cannot_flood_the_api_with_events() {
     });
 }
 
+/// A 200 KB malformed annotation value (D4): the Warning Event still reaches the API, its note
+/// cut to kube-apiserver's 1,024 bytes saying how much was left out, and no log line carries
+/// the whole value.
+#[test]
+fn a_huge_bad_annotation_becomes_a_bounded_warning_event_and_log_line() {
+    skip_unless!(root, Bird::NEEDS, VIPD_NEEDS);
+    let bed = BirdBed::new(1);
+    in_netns(&bed.topo.tor, async {
+        let (api, client) = bed.cluster(&[]).await;
+        let huge = format!("198.18.0.30,{}", "x".repeat(200_000));
+        let svc = cluster::lb_service("huge", &huge, false);
+        cluster::create_served(&client, &svc, "node0", "10.244.0.5").await;
+        let agent = bed.agent(0, api.addr().port(), &[]);
+        let explain = || bed.explain_with(&[&agent]);
+        let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+            kube::Api::namespaced(client.clone(), "default");
+        let mut note: Option<String>;
+        eventually!(
+            Duration::from_secs(20),
+            "the Warning Event about the bad entry is written",
+            {
+                note = events
+                    .list(&Default::default())
+                    .await
+                    .unwrap()
+                    .items
+                    .into_iter()
+                    .filter(|e| {
+                        e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("huge")
+                            && e.type_.as_deref() == Some("Warning")
+                    })
+                    .find_map(|e| e.note);
+                note.is_some()
+            },
+            explain()
+        );
+        let note = note.unwrap();
+        assert!(note.len() <= 1024, "{} bytes", note.len());
+        assert!(note.ends_with("more bytes)"), "{note}");
+        // The valid entry is still served.
+        eventually!(
+            Duration::from_secs(20),
+            "198.18.0.30 is announced",
+            !bed.bird.next_hops("198.18.0.30/32").is_empty(),
+            explain()
+        );
+        let longest = agent.log().lines().map(str::len).max().unwrap_or(0);
+        assert!(longest < 4096, "a log line of {longest} bytes");
+    });
+}
+
 /// `/metrics` as `name value` pairs, for a test that needs no label matching.
 fn scrape_unparsed(ns: &str) -> BTreeMap<String, f64> {
     let (_, body) = in_netns(ns, cluster::http_get(HTTP, "/metrics"));

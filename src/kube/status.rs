@@ -4,6 +4,7 @@
 //! Services. Both run as tasks fed by channels, so a slow or absent
 //! API server never stalls the owner loop; a failed write is kept and retried, latest wins.
 
+use super::note::{bounded, EVENT_NOTE_LIMIT, LOG_LIMIT};
 use crate::decide::ingress::IngressWrite;
 use crate::decide::{Desired, Problem, ServiceKey};
 use crate::event_limit::{EventLimiter, Verdict};
@@ -157,17 +158,19 @@ impl EventSink {
                     debug!(service = %ev.service, reason = ev.reason.code(), "events are forbidden by RBAC: not sent");
                     continue;
                 }
-                match limiter.check(&ev.service, std::time::Instant::now()) {
+                let suffix = match limiter.check(&ev.service, std::time::Instant::now()) {
                     Verdict::Drop => {
                         observer.event_suppressed();
                         debug!(service = %ev.service, reason = ev.reason.code(), "event rate limit: not sent");
                         continue;
                     }
-                    Verdict::Send { suppressed: 0 } => {}
-                    Verdict::Send { suppressed } => ev.note.push_str(&format!(
+                    Verdict::Send { suppressed: 0 } => String::new(),
+                    Verdict::Send { suppressed } => format!(
                         " ({suppressed} earlier events about this Service were not sent: rate limit)"
-                    )),
-                }
+                    ),
+                };
+                // Within kube-apiserver's 1,024 bytes, or the Event is refused and lost.
+                ev.note = bounded(&ev.note, EVENT_NOTE_LIMIT - suffix.len()) + &suffix;
                 let reference = ObjectReference {
                     api_version: Some("v1".into()),
                     kind: Some("Service".into()),
@@ -251,7 +254,7 @@ impl ProblemReports {
         for (key, d) in &desired.services {
             let known = self.reported.get(key).map(Vec::as_slice).unwrap_or(&[]);
             for p in d.problems.iter().filter(|p| !known.contains(p)) {
-                warn!(service = %key, reason = p.reason(), "{p}");
+                warn!(service = %key, reason = p.reason(), "{}", bounded(&p.to_string(), LOG_LIMIT));
                 observer.reconcile_error(&key.namespace, &key.name, p.reason());
                 events.send(ServiceEvent {
                     service: key.clone(),

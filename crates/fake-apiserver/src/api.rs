@@ -219,12 +219,37 @@ fn body_json(call: &Call) -> Result<Value> {
 fn create(db: &mut Db, call: &Call) -> Result<(u16, Value)> {
     let def = call.path.def;
     let body = body_json(call)?;
+    event_note_fits(def, &body)?;
     let (ns, name, obj) =
         objects::for_create(db, def, call.path.namespace.as_deref(), body, call.now)?;
     if call.dry_run() {
         return Ok((201, obj));
     }
     Ok((201, db.put(def, &ns, &name, obj)))
+}
+
+/// kube-apiserver's validation of `events.k8s.io/v1` Events: a `note` of at most 1024 bytes
+/// (`NoteLengthLimit`); a longer one is refused with 422 and the Event is lost.
+const EVENT_NOTE_LIMIT: usize = 1024;
+
+fn event_note_fits(def: &ResourceDef, body: &Value) -> Result<()> {
+    if def.group != "events.k8s.io" {
+        return Ok(());
+    }
+    let note = body.get("note").and_then(Value::as_str).unwrap_or("");
+    if note.len() <= EVENT_NOTE_LIMIT {
+        return Ok(());
+    }
+    let name = body["metadata"]["name"]
+        .as_str()
+        .or_else(|| body["metadata"]["generateName"].as_str())
+        .unwrap_or("");
+    Err(crate::error::invalid(
+        def,
+        name,
+        "note",
+        format!("Too long: may not be more than {EVENT_NOTE_LIMIT} bytes"),
+    ))
 }
 
 /// `POST …/serviceaccounts/<name>/token` (what `kubectl create token` sends): a bearer token
@@ -579,6 +604,26 @@ mod tests {
     }
 
     const SVCS: &str = "/api/v1/namespaces/default/services";
+
+    #[test]
+    fn an_event_note_over_1024_bytes_is_refused_as_kube_apiserver_refuses_it() {
+        let mut db = db();
+        let url = "/apis/events.k8s.io/v1/namespaces/default/events";
+        let event = |note: String| {
+            json!({"metadata": {"name": "web.1"}, "reason": "Announced", "note": note,
+                   "type": "Normal", "action": "Announce", "reportingController": "vipd",
+                   "reportingInstance": "node0", "eventTime": "2026-12-07T00:00:00.000000Z"})
+        };
+        let e = run(&mut db, "POST", url, None, event("x".repeat(1025))).err();
+        assert_eq!(
+            e.map(|e| e.to_string()),
+            Some(
+                "Event \"web.1\" is invalid: note: Too long: may not be more than 1024 bytes"
+                    .into()
+            )
+        );
+        assert!(run(&mut db, "POST", url, None, event("x".repeat(1024))).is_ok());
+    }
 
     #[test]
     fn a_no_op_patch_keeps_the_resource_version() {
