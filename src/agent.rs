@@ -25,6 +25,12 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             return run_arp(&cfg, svc, arp, shutdown).await;
         }
     }
+    // A VIP file that cannot be used stops the start before any session or HTTP endpoint
+    // comes up (a peer would see a connect and a Cease).
+    let static_vips = match &cfg.services {
+        None => load_vips(&cfg).await?,
+        Some(_) => Vec::new(),
+    };
     let ifs = Interfaces::read().map_err(|source| RunError::Io {
         what: "the local interface addresses".into(),
         source,
@@ -81,16 +87,11 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         peers = peers.current().len(),
         "vipd started"
     );
-    // Static VIPs are known now: the speaker holds them before any session starts, so the
-    // first UPDATEs carry the whole table and End-of-RIB never precedes it.
-    let static_vips = match &cfg.services {
-        None => {
-            let vips = load_vips(&cfg).await?;
-            speaker.set_routes(host_routes(&vips));
-            vips
-        }
-        Some(_) => Vec::new(),
-    };
+    // The static VIPs, read before anything starts: the speaker holds them before any session
+    // starts, so the first UPDATEs carry the whole table and End-of-RIB never precedes it.
+    if cfg.services.is_none() {
+        speaker.set_routes(host_routes(&static_vips));
+    }
     peers.apply(&mut speaker).await;
     match (&cfg.services, client) {
         (Some(svc), Some(client)) => {

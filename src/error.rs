@@ -17,6 +17,8 @@ pub enum RunError {
     #[error(transparent)]
     Netlink(#[from] crate::netlink::NetlinkError),
     #[error(transparent)]
+    VipFile(#[from] crate::vip_file::VipFileError),
+    #[error(transparent)]
     ControlPlane(#[from] crate::control_plane::probe::ProbeError),
     #[error("peer provider: {0}")]
     Provider(String),
@@ -25,4 +27,15 @@ pub enum RunError {
         what: String,
         source: std::io::Error,
     },
+}
+
+impl RunError {
+    /// A setting that cannot work (a bad value, a VIP file that cannot be used): exit status 2,
+    /// as for every bad setting, so that it is told apart from a fault at run time.
+    pub fn is_setting(&self) -> bool {
+        matches!(
+            self,
+            RunError::Config(_) | RunError::VipFile(_) | RunError::ControlPlane(_)
+        )
+    }
 }

@@ -23,8 +23,10 @@
 //!   [`l2`], [`dhcp`], [`upnp`], [`control_plane`] (the API server's VIP and its health check).
 //! - Plumbing: [`kube`] (client, watched view, status and Events writes), [`peers`] (the peer
 //!   set, static and watched), [`netlink`] (VIP addresses, marked as vipd's), [`netif`] (local
-//!   addresses), [`sys`] (the only `unsafe`), [`config`] (pure: checked settings), [`model`]
+//!   addresses), [`vip_file`] (the VIP file, read whole and settled), [`sys`] (the only
+//!   `unsafe`), [`config`] (pure: checked settings), [`model`]
 //!   (pure: every `kube-vip.io/*` name once).
+//! - [`note`] (pure) bounds outside text before it becomes an Event note or a log line.
 //! - [`report`] (pure) is what `vipd status` shows; [`observe`] collects it and the metrics;
 //!   [`http`] serves `/healthz`, `/readyz`, `/metrics` and `/status`.
 //! - [`manifest`] (pure) prints the RBAC, DaemonSet and static Pod; [`demo`] runs `vipd demo`.
@@ -52,6 +54,7 @@ pub mod migrate;
 pub mod model;
 pub mod netif;
 pub mod netlink;
+pub mod note;
 pub mod observe;
 pub mod owner;
 pub mod peers;
@@ -60,6 +63,7 @@ pub mod process_metrics;
 pub mod report;
 pub mod sys;
 pub mod upnp;
+pub mod vip_file;
 pub mod wake;
 
 pub use agent::run;

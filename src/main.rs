@@ -34,10 +34,25 @@ fn main() -> ExitCode {
             let mut ignored = ignored_flags;
             ignored.extend(vipd::config::kube_vip::ignored_in(&cfg));
             warn_ignored(ignored);
-            runtime().and_then(|rt| {
-                rt.block_on(vipd::run(cfg, shutdown_signal()))
-                    .map_err(Into::into)
-            })
+            let rt = match runtime() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("vipd: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            return match rt.block_on(vipd::run(cfg, shutdown_signal())) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    let setting = e.is_setting();
+                    eprintln!(
+                        "vipd: {}{}",
+                        if setting { "bad setting: " } else { "" },
+                        error_chain(&e)
+                    );
+                    ExitCode::from(if setting { 2 } else { 1 })
+                }
+            };
         }
         Command::Ipam(args) => {
             let settings = match args.settings() {
@@ -70,6 +85,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and each cause its message does not already hold ("cannot read X: No such file
+/// (os error 2)" once, not twice).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -19,9 +19,14 @@ pub fn parse_vip_list(text: &str, source: &str) -> Result<Vec<IpAddr>, ConfigErr
                     source.to_owned()
                 }
             };
-            let ip: IpAddr = item
-                .parse()
-                .map_err(|_| err(&at(), item, "is not an IP address"))?;
+            // A 10 MB line is named by its head, not echoed whole.
+            let ip: IpAddr = item.parse().map_err(|_| {
+                err(
+                    &at(),
+                    &crate::note::bounded(item, 128),
+                    "is not an IP address",
+                )
+            })?;
             if ip.is_unspecified() {
                 return Err(err(
                     &at(),

@@ -5,7 +5,6 @@
 //! [`crate::observe`] and [`crate::event_limit`]; never the owner loop or a feature folder.
 
 pub mod client;
-pub mod note;
 pub mod status;
 pub mod view;
 pub mod write;

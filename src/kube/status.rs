@@ -4,10 +4,10 @@
 //! Services. Both run as tasks fed by channels, so a slow or absent
 //! API server never stalls the owner loop; a failed write is kept and retried, latest wins.
 
-use super::note::{bounded, EVENT_NOTE_LIMIT, LOG_LIMIT};
 use crate::decide::ingress::IngressWrite;
 use crate::decide::{Desired, Problem, ServiceKey};
 use crate::event_limit::{EventLimiter, Verdict};
+use crate::note::{bounded, EVENT_NOTE_LIMIT, LOG_LIMIT};
 use crate::observe::Observer;
 use crate::report::EventReason;
 use k8s_openapi::api::core::v1::{ObjectReference, Service};

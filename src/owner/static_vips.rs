@@ -196,12 +196,7 @@ impl Executor for StaticVips<'_> {
 pub async fn load_vips(cfg: &Config) -> Result<Vec<IpAddr>, RunError> {
     let mut vips = cfg.vips.clone();
     if let Some(path) = &cfg.vip_file {
-        let text = tokio::fs::read_to_string(path)
-            .await
-            .map_err(|source| RunError::Io {
-                what: format!("vip_file {}", path.display()),
-                source,
-            })?;
+        let text = crate::vip_file::read_settled(path).await?;
         vips.extend(parse_vip_list(
             &text,
             &format!("vip_file {}", path.display()),
@@ -209,7 +204,7 @@ pub async fn load_vips(cfg: &Config) -> Result<Vec<IpAddr>, RunError> {
     }
     vips.sort();
     vips.dedup();
-    if vips.is_empty() {
+    if vips.is_empty() && cfg.control_plane.is_none() {
         warn!(
             "no VIPs configured (vip_address, vip_file): sessions come up with nothing to announce"
         );
