@@ -36,6 +36,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         source,
     })?;
     let router_id = resolve_router_id(&cfg.bgp.router_id, &ifs)?;
+    check_sources(&cfg, &ifs)?;
     let client = match (&cfg.services, &cfg.bgp.annotations) {
         (None, None) => None,
         _ => Some(crate::kube::client::client(cfg.kubeconfig.as_deref()).await?),
@@ -54,7 +55,7 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
         .map(ControlPlaneVip::start)
         .transpose()?;
     let observer = Observer::new(&node, mode, readiness.clone());
-    serve_http(&cfg, &readiness, &observer);
+    serve_http(&cfg, &readiness, &observer).await?;
     let mut peers = PeerSources::new(
         cfg.bgp.peers.clone(),
         matches!(cfg.bgp.router_id, RouterIdSource::Fixed(_)),
@@ -119,7 +120,7 @@ async fn run_arp(
     let readiness = Readiness::default();
     // /metrics and `vipd status` see the node, mode, readiness and what the owner loop holds.
     let observer = Observer::new(&svc.node_name, "arp", readiness.clone());
-    serve_http(cfg, &readiness, &observer);
+    serve_http(cfg, &readiness, &observer).await?;
     info!(node = %svc.node_name, "vipd started in ARP/NDP mode");
     let arp = crate::owner::arp::Arp::new(svc, arp);
     crate::owner::run(arp, svc, client, readiness, observer, shutdown).await
@@ -211,6 +212,36 @@ pub fn speaker_config(cfg: &Config, router_id: RouterId) -> SpeakerConfig {
     }
 }
 
+/// Whether a network interface of this name exists here (with or without addresses).
+fn interface_exists(ifname: &str) -> bool {
+    !ifname.contains('/') && std::path::Path::new("/sys/class/net").join(ifname).exists()
+}
+
+/// `bgp_sourceif` must name an interface of this host and `bgp_sourceip` one of its addresses:
+/// otherwise every connect fails, retried forever, for a setting that cannot work.
+fn check_sources(cfg: &Config, ifs: &Interfaces) -> Result<(), ConfigError> {
+    if let Some(ifname) = &cfg.bgp.source_if {
+        if !interface_exists(ifname) {
+            return Err(ConfigError {
+                setting: "bgp_sourceif (--sourceIF)".into(),
+                value: ifname.clone(),
+                reason: "is not an interface of this host".into(),
+            });
+        }
+    }
+    if let Some(ip) = cfg.bgp.source_ip {
+        if ifs.holding(ip).is_none() {
+            return Err(ConfigError {
+                setting: "bgp_sourceip (--sourceIP)".into(),
+                value: ip.to_string(),
+                reason: "is not an address of this host: sessions could never be set up from it"
+                    .into(),
+            });
+        }
+    }
+    Ok(())
+}
+
 pub fn resolve_router_id(src: &RouterIdSource, ifs: &Interfaces) -> Result<RouterId, ConfigError> {
     let found = match src {
         RouterIdSource::Fixed(ip) => Some(*ip),
@@ -221,7 +252,11 @@ pub fn resolve_router_id(src: &RouterIdSource, ifs: &Interfaces) -> Result<Route
         RouterIdSource::Interface(ifname) => ConfigError {
             setting: "bgp_routerinterface".into(),
             value: ifname.clone(),
-            reason: "has no IPv4 address to use as the router id".into(),
+            reason: if interface_exists(ifname) {
+                "has no IPv4 address to use as the router id".into()
+            } else {
+                "is not an interface of this host".into()
+            },
         },
         _ => ConfigError {
             setting: "bgp_routerid (--bgpRouterID)".into(),
@@ -232,13 +267,33 @@ pub fn resolve_router_id(src: &RouterIdSource, ifs: &Interfaces) -> Result<Route
 }
 
 /// The agent's HTTP endpoint on `prometheus_server`, and again on `health_check_port` (kube-vip
-/// serves `/healthz` there; a livenessProbe written for kube-vip keeps working).
-fn serve_http(cfg: &Config, readiness: &Readiness, observer: &Observer) {
-    for addr in [cfg.http, cfg.health].into_iter().flatten() {
+/// serves `/healthz` there; a livenessProbe written for kube-vip keeps working). Both are bound
+/// before anything else starts; one that cannot be is a bad setting.
+async fn serve_http(
+    cfg: &Config,
+    readiness: &Readiness,
+    observer: &Observer,
+) -> Result<(), RunError> {
+    let listeners = [
+        (cfg.http, "prometheus_server (--prometheusHTTPServer)"),
+        (cfg.health, "health_check_port (--healthCheckPort)"),
+    ];
+    let mut bound = Vec::new();
+    for (addr, setting) in listeners {
+        let Some(addr) = addr else { continue };
+        let listener = crate::http::bind(addr).await.map_err(|e| ConfigError {
+            setting: setting.into(),
+            value: addr.to_string(),
+            reason: format!("cannot be listened on: {e}"),
+        })?;
+        bound.push(listener);
+    }
+    for listener in bound {
         tokio::spawn(crate::http::serve(
-            addr,
+            listener,
             readiness.clone(),
             observer.clone(),
         ));
     }
+    Ok(())
 }

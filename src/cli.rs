@@ -345,8 +345,8 @@ pub struct ManagerArgs {
     /// error/warn/info/debug/trace. RUST_LOG wins.
     #[arg(long = "log", env = "vip_loglevel", allow_negative_numbers = true)]
     pub vip_loglevel: Option<String>,
-    /// Log format.
-    #[arg(long = "log-format", env = "vipd_log_format", value_parser = ["text", "json"], default_value = "text")]
+    /// Log format: text or json.
+    #[arg(long = "log-format", env = "vipd_log_format", default_value = "text")]
     pub log_format: String,
 }
 

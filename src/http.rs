@@ -13,26 +13,28 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
-use tracing::{info, warn};
+use tracing::info;
 
-/// Serves until the task is dropped. A port that cannot be bound is logged, not fatal: the agent
-/// announcing matters more than its probes.
-pub async fn serve(addr: SocketAddr, readiness: Readiness, observer: Observer) {
-    let bound = match TcpListener::bind(addr).await {
+/// Binds the endpoint's address (`[::]` falls back to `0.0.0.0` where IPv6 is off). Done before
+/// anything starts: an address that cannot be bound stops the agent, since a DaemonSet whose
+/// probes cannot connect is restarted anyway, and quietly running without `/healthz` hides it.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
+    match TcpListener::bind(addr).await {
         // Every address, but IPv6 is off on this host: every IPv4 address.
         Err(_) if addr.ip() == std::net::IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED) => {
             let v4 = SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, addr.port()));
             TcpListener::bind(v4).await.map(|l| (l, v4))
         }
         other => other.map(|l| (l, addr)),
-    };
-    let (listener, addr) = match bound {
-        Ok(b) => b,
-        Err(e) => {
-            warn!(%addr, "cannot serve /healthz, /readyz, /metrics and /status: {e}");
-            return;
-        }
-    };
+    }
+}
+
+/// Serves on a listener from [`bind`] for the life of the agent.
+pub async fn serve(
+    (listener, addr): (TcpListener, SocketAddr),
+    readiness: Readiness,
+    observer: Observer,
+) {
     info!(%addr, "serving /healthz, /readyz, /metrics and /status");
     while let Ok((stream, _)) = listener.accept().await {
         let readiness = readiness.clone();

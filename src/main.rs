@@ -30,7 +30,17 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            init_logging(&cfg.log_filter, args.log_format == "json");
+            // Checked here rather than by clap, whose message names the flag but not the
+            // variable a DaemonSet sets.
+            let json = match args.log_format.as_str() {
+                "text" => false,
+                "json" => true,
+                other => {
+                    eprintln!("vipd: bad setting: vipd_log_format (--log-format): {other:?} is not a log format (text or json)");
+                    return ExitCode::from(2);
+                }
+            };
+            init_logging(&cfg.log_filter, json);
             let mut ignored = ignored_flags;
             ignored.extend(vipd::config::kube_vip::ignored_in(&cfg));
             warn_ignored(ignored);

@@ -21,6 +21,8 @@ const BASE: &[(&str, &str)] = &[
     ("bgp_enable", "true"),
     ("bgp_routerid", "192.0.2.1"),
     ("bgp_peers", "192.0.2.2:65530"),
+    // Tests run side by side: each agent's endpoint on a port of its own.
+    ("prometheus_server", "127.0.0.1:0"),
 ];
 
 fn with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
@@ -440,5 +442,73 @@ fn a_vip_file_rewritten_in_place_under_sighup_is_never_read_torn() {
             l.contains("added=0") && l.contains("removed=0") && l.contains("total=50"),
             "a torn read: {l}"
         );
+    }
+}
+
+/// D11 and D12: settings that could never work are refused at start (exit 2), each message
+/// naming the setting, the value and what is wrong, instead of being retried forever.
+#[test]
+fn settings_that_can_never_work_exit_2_with_a_message_that_says_why() {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("bgp_peers", "0.0.0.0:65000")],
+            "0.0.0.0 is not a unicast address",
+        ),
+        (
+            &[("bgp_peers", "224.0.0.5:65000")],
+            "224.0.0.5 is not a unicast address",
+        ),
+        (
+            &[("bgp_peers", "fd00::2:65001:secret")],
+            "fd00::2 is an IPv6 address: write it in brackets, [fd00::2]:AS",
+        ),
+        (
+            &[("mpbgp_nexthop", "fixed")],
+            "mpbgp_nexthop: \"fixed\" needs the next hop to fix",
+        ),
+        (
+            &[("bgp_attach_ip_to_interface", "maybe")],
+            "bgp_attach_ip_to_interface (--bgpAttachIPToInterface): \"maybe\" is not a boolean",
+        ),
+        (
+            &[("vipd_log_format", "yaml")],
+            "vipd_log_format (--log-format): \"yaml\" is not a log format (text or json)",
+        ),
+        (
+            &[("bgp_sourceif", "nonexistent0")],
+            "bgp_sourceif (--sourceIF): \"nonexistent0\" is not an interface of this host",
+        ),
+        (
+            &[("bgp_sourceip", "192.0.2.77")],
+            "bgp_sourceip (--sourceIP): \"192.0.2.77\" is not an address of this host",
+        ),
+        (
+            &[
+                ("bgp_routerid", ""),
+                ("bgp_routerinterface", "nonexistent0"),
+            ],
+            "bgp_routerinterface: \"nonexistent0\" is not an interface of this host",
+        ),
+        (
+            &[("prometheus_server", "192.0.2.77:2112")],
+            "prometheus_server (--prometheusHTTPServer): \"192.0.2.77:2112\" cannot be listened on",
+        ),
+    ];
+    for (env, says) in cases {
+        let mut all: Vec<(&'static str, &str)> = vec![("prometheus_server", "127.0.0.1:0")];
+        for (k, v) in env.iter() {
+            let k: &'static str = Box::leak(k.to_string().into_boxed_str());
+            all.retain(|(key, _)| *key != k);
+            all.push((k, v));
+        }
+        let o = exits_within(&all, 10).unwrap_or_else(|| panic!("{env:?}: still running"));
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{env:?}: {err}");
+        assert!(err.contains(says), "{env:?}: {err}");
+        assert!(
+            !err.contains("secret"),
+            "the password is never shown: {err}"
+        );
+        assert!(!err.contains("starting BGP session"), "{env:?}: {err}");
     }
 }

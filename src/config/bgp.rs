@@ -194,6 +194,18 @@ pub(super) fn bgp_settings(raw: &RawSettings, bgp_on: bool) -> Result<BgpSetting
                 .map_err(|_| err("mpbgp_ipv6", v, "is not an IPv6 address"))?,
         );
     }
+    // `fixed` needs an address to fix the next hop to, globally or in some peer's entry.
+    let fixed_somewhere = |m: &MpBgpSpec| m.ipv4.is_some() || m.ipv6.is_some();
+    if mpbgp.next_hop == vipd_providers::MpBgpNextHop::Fixed
+        && !fixed_somewhere(&mpbgp)
+        && !peers.iter().any(|p| fixed_somewhere(&p.mpbgp))
+    {
+        return Err(err(
+            "mpbgp_nexthop",
+            "fixed",
+            "needs the next hop to fix: set mpbgp_ipv4 and/or mpbgp_ipv6",
+        ));
+    }
     Ok(BgpSettings {
         local_as,
         router_id,

@@ -189,6 +189,11 @@ pub fn validate(raw: &RawSettings) -> Result<Config, ConfigError> {
             "is not set: no mode is enabled. Set bgp_enable=true (--bgp) or vip_arp=true (--arp)",
         ));
     }
+    // Checked in every mode, though only services mode reads it: a typo is never taken as false.
+    flag(
+        &raw.bgp_attach_ip_to_interface,
+        "bgp_attach_ip_to_interface (--bgpAttachIPToInterface)",
+    )?;
     let bgp = bgp_settings(raw, bgp_on)?;
     let vips = match &raw.vip_address {
         Some(v) => parse_vip_list(v, "vip_address (--address)")?,

@@ -174,7 +174,13 @@ impl Executor for Bgp<'_> {
             .filter(|(_, d)| !d.announced.is_empty())
             .map(|(k, d)| (k.clone(), d.announced.clone()))
             .collect();
-        c.report(&desired, served, "BGP");
+        // Handed to the speaker is not yet at a router: say so while no session is up.
+        let how = if self.announcer.any_peer_up() {
+            "BGP"
+        } else {
+            "BGP (no session is up yet: routers get it once one is)"
+        };
+        c.report(&desired, served, how);
         // An elected Service (svc_election, DHCP, UPnP) is held here alone: say so.
         let services: BTreeMap<ServiceKey, &Service> = snap
             .services

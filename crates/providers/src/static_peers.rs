@@ -47,6 +47,18 @@ fn parse_entry(entry: usize, text: &str) -> Result<PeerSpec, PeerParseError> {
         field,
         problem,
     };
+    if let PeerAddress::Ip(ip) = &address {
+        let unicast = match ip {
+            IpAddr::V4(v4) => !(v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast()),
+            IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_multicast()),
+        };
+        if !unicast {
+            return Err(err(
+                "address",
+                format!("{ip} is not a unicast address: no BGP peer can have it"),
+            ));
+        }
+    }
     let unnumbered = matches!(address, PeerAddress::Unnumbered(_));
     let remote_as = match fields.first() {
         Some(asn) if !asn.is_empty() => asn
@@ -127,7 +139,8 @@ fn split_address(text: &str) -> Result<(PeerAddress, &str), String> {
     if let Some(after) = text.strip_prefix('[') {
         let (inside, rest) = after
             .split_once(']')
-            .ok_or_else(|| format!("{text:?} opens '[' but never closes it"))?;
+            // The entry is not echoed: what follows may be the password.
+            .ok_or_else(|| "the address opens '[' but never closes it".to_owned())?;
         let ip: Ipv6Addr = inside
             .parse()
             .map_err(|_| format!("{inside:?} is not an IPv6 address"))?;
@@ -139,14 +152,22 @@ fn split_address(text: &str) -> Result<(PeerAddress, &str), String> {
         return Ok((PeerAddress::Ip(IpAddr::V6(ip)), rest));
     }
     let (addr, rest) = text.split_once(':').unwrap_or((text, ""));
-    let ip: Ipv4Addr = addr.parse().map_err(|_| {
-        if text.matches(':').count() > 6 {
+    let ip: Ipv4Addr = addr.parse().map_err(|_| match unbracketed_ipv6(text) {
+        // Only the address is named: the fields after it may hold the password.
+        Some(v6) => format!("{v6} is an IPv6 address: write it in brackets, [{v6}]:AS"),
+        None if text.matches(':').count() > 6 => {
             format!("{addr:?} looks like part of an unbracketed IPv6 address; write [addr]:AS")
-        } else {
-            format!("{addr:?} is not an IPv4 address")
         }
+        None => format!("{addr:?} is not an IPv4 address"),
     })?;
     Ok((PeerAddress::Ip(IpAddr::V4(ip)), rest))
+}
+
+/// The shortest run of `:`-separated fields at the start of `text` that reads as an IPv6
+/// address, if any (`fd00::2:65001` → `fd00::2`).
+fn unbracketed_ipv6(text: &str) -> Option<Ipv6Addr> {
+    let parts: Vec<&str> = text.split(':').collect();
+    (2..=parts.len()).find_map(|n| parts[..n].join(":").parse().ok())
 }
 
 /// Go's `strconv.ParseBool`, which kube-vip uses.
@@ -243,30 +264,22 @@ fn parse_bfd(v: &str) -> Result<BfdSpec, String> {
 
 /// The entry as it may be shown: the password field (third) masked.
 fn redact(text: &str) -> String {
-    let (head, rest) = match text.strip_prefix('[') {
-        Some(after) => match after.split_once(']') {
-            Some((inside, rest)) => (
-                format!("[{inside}]"),
-                rest.strip_prefix(':').unwrap_or(rest),
-            ),
-            None => return text.to_owned(),
-        },
-        None => match text.split_once(':') {
-            Some((a, r)) => (a.to_owned(), r),
-            None => return text.to_owned(),
-        },
+    // Where the address cannot be read, neither can where the password starts: show nothing
+    // of the entry (the error names what is wrong with the address).
+    let Ok((_, rest)) = split_address(text) else {
+        return "(entry not shown: its address cannot be read, and it may hold a password)".into();
     };
+    if rest.is_empty() {
+        return text.to_owned();
+    }
+    let head = &text[..text.len() - rest.len() - 1];
     let mut fields: Vec<String> = rest.split(':').map(str::to_owned).collect();
     if let Some(pw) = fields.get_mut(1) {
         if !pw.is_empty() {
             *pw = "*****".into();
         }
     }
-    if rest.is_empty() {
-        head
-    } else {
-        format!("{head}:{}", fields.join(":"))
-    }
+    format!("{head}:{}", fields.join(":"))
 }
 
 #[cfg(test)]
@@ -359,9 +372,18 @@ mod tests {
         let e = parse_bgp_peers("fd00::1:65000").unwrap_err();
         assert_eq!(e.field, "address");
         let e = parse_bgp_peers("fd00:0:0:0:0:0:0:1:65000").unwrap_err();
-        assert!(e.problem.contains("unbracketed IPv6"), "{}", e.problem);
-        let e = parse_bgp_peers("[fd00::1:65000").unwrap_err();
+        assert!(
+            e.problem
+                .contains("fd00::1 is an IPv6 address: write it in brackets"),
+            "{}",
+            e.problem
+        );
+        // Neither the unclosed bracket nor the unbracketed address shows what follows it.
+        let e = parse_bgp_peers("[fd00::1:65000:hunter2").unwrap_err();
         assert!(e.problem.contains("never closes"));
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let e = parse_bgp_peers("fd00::1:65000:hunter2").unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
         let e = parse_bgp_peers("10.0.0.300:65000").unwrap_err();
         assert!(e.problem.contains("10.0.0.300"));
         let e = parse_bgp_peers("10.0.0.1").unwrap_err();
