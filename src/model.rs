@@ -111,6 +111,17 @@ impl ServiceIntent {
                 );
             }
         }
+        // kube-vip compares without case (`strings.EqualFold`); anything else is false there too,
+        // which a typo should not be without a word.
+        if let Some(v) = get(ALLOW_NO_ENDPOINTS) {
+            if !v.eq_ignore_ascii_case("true") && !v.eq_ignore_ascii_case("false") {
+                bad(
+                    ALLOW_NO_ENDPOINTS,
+                    v,
+                    "is not \"true\" or \"false\"; taken as false: the Service is announced only while an endpoint serves it",
+                );
+            }
+        }
         let hwaddr = get(HWADDR).and_then(|v| {
             let mac = parse_mac(v);
             if mac.is_none() {

@@ -103,23 +103,58 @@ pub(super) fn requested(svc: &Service, status_is_source: bool) -> Requested {
         .map(IpAddr::to_string)
         .collect::<Vec<_>>()
         .join(",");
+    // Set but naming nothing: said, then read as absent (as kube-vip reads it).
+    let mut empty = Vec::new();
+    if let Some(v) = annotation(svc, LOADBALANCER_IPS).filter(|_| annotated.is_none()) {
+        empty.push(Problem::NoAddressGiven {
+            field: AddressField::Annotation,
+            value: v.to_owned(),
+        });
+    }
+    if let Some(v) = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.load_balancer_ip.as_deref())
+        .filter(|v| !v.is_empty() && v.trim().is_empty())
+    {
+        empty.push(Problem::NoAddressGiven {
+            field: AddressField::Spec,
+            value: v.to_owned(),
+        });
+    }
     let (field, raw) = match (annotated, spec_ip) {
         (Some(a), _) => (AddressField::Annotation, a),
         (None, _) if !status.is_empty() && !spec_differs => {
             (AddressField::Status, status_text.as_str())
         }
         (None, Some(s)) => (AddressField::Spec, s),
-        (None, None) => return Requested::default(),
+        (None, None) => {
+            return Requested {
+                problems: empty,
+                ..Requested::default()
+            }
+        }
     };
     let mut out = Requested {
         field: Some(field),
+        problems: empty,
         ..Requested::default()
     };
     // spec.loadBalancerIP holds one address; splitting it on ',' too is harmless and gives a
     // clearer message for "a,b" than "not an IP".
     for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
         match parse_entry(field, entry) {
-            Ok(ip) if !out.vips.contains(&ip) => out.vips.push(ip),
+            Ok(ip) if !out.vips.contains(&ip) => {
+                let link_local = match ip {
+                    IpAddr::V4(v4) => v4.is_link_local(),
+                    IpAddr::V6(v6) => v6.is_unicast_link_local(),
+                };
+                if link_local {
+                    out.problems
+                        .push(Problem::LinkLocalAddress { field, value: ip });
+                }
+                out.vips.push(ip);
+            }
             Ok(_) => {} // a repeated address asks for nothing more
             Err(p) => out.problems.push(p),
         }

@@ -176,6 +176,13 @@ pub enum Problem {
     /// to this node.
     #[error("{field}: {value} is not a unicast address a router can reach")]
     UnusableAddress { field: AddressField, value: IpAddr },
+    /// The field is set but names no address (`",,,"`, blanks).
+    #[error("{field}: {value:?} names no address")]
+    NoAddressGiven { field: AddressField, value: String },
+    /// Link-local (169.254.0.0/16, fe80::/10): announced as asked, but routers do not forward
+    /// traffic for it beyond its link.
+    #[error("{field}: {value} is link-local; it is announced, but routers do not forward traffic to it beyond one link")]
+    LinkLocalAddress { field: AddressField, value: IpAddr },
     /// `0.0.0.0` / `::` (DHCP) is not supported yet.
     #[error("{field}: {value} asks for an address by DHCP, which vipd does not support yet")]
     DhcpNotSupported { field: AddressField, value: IpAddr },
@@ -210,6 +217,8 @@ impl Problem {
             Problem::InvalidAddress { .. } => "InvalidLoadBalancerIP",
             Problem::UnsupportedHostname { .. } => "UnsupportedLoadBalancerHostname",
             Problem::UnusableAddress { .. } => "UnusableLoadBalancerIP",
+            Problem::NoAddressGiven { .. } => "EmptyLoadBalancerIP",
+            Problem::LinkLocalAddress { .. } => "LinkLocalLoadBalancerIP",
             Problem::DhcpNotSupported { .. } => "DHCPNotSupported",
             Problem::NoPeerForFamily { .. } => "NoPeerForAddressFamily",
             Problem::IgnoreNotTrue { .. } => "InvalidIgnoreAnnotation",

@@ -117,7 +117,37 @@ pub fn write(db: &mut Db, call: &Call) -> Result<Outcome> {
         ("DELETE", None, false) => delete_collection(db, call).map(|o| (200, o)),
         _ => Err(ApiError::MethodNotAllowed),
     }?;
+    mirror_event(db, call, &out.1);
     Ok(Outcome::Json(out.0, out.1))
+}
+
+/// After a write of an `events.k8s.io` Event: its core `v1` view follows (`event_view`):
+/// rewritten while it exists, removed with it.
+fn mirror_event(db: &mut Db, call: &Call, written: &Value) {
+    let def = call.path.def;
+    if def.group != "events.k8s.io" || call.dry_run() {
+        return;
+    }
+    let Some(core) = resources::find("", "v1", "events") else {
+        return;
+    };
+    let Some(name) = call
+        .path
+        .name
+        .clone()
+        .or_else(|| written["metadata"]["name"].as_str().map(str::to_string))
+    else {
+        return;
+    };
+    let ns = call.ns().to_string();
+    match db.get(def, &ns, &name).map(super::event_view::core_event) {
+        Some(view) => {
+            db.put(core, &ns, &name, view);
+        }
+        None => {
+            db.remove(core, &ns, &name);
+        }
+    }
 }
 
 fn list(db: &Db, call: &Call) -> Result<Value> {

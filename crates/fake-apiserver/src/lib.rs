@@ -32,6 +32,7 @@ mod api;
 mod auth;
 mod discovery;
 mod error;
+mod event_view;
 mod http;
 mod meta;
 mod objects;

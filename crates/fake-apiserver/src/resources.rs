@@ -67,8 +67,9 @@ const RBAC: ResourceDef = ResourceDef {
 };
 
 /// Every served resource. Two `events` exist, as on a real server: core `v1` (what
-/// `kubectl get events` shows) and `events.k8s.io/v1` (what kube's `Recorder` writes). Unlike a
-/// real server they are two separate stores, not two views of one. Only core events have the
+/// `kubectl get events` shows) and `events.k8s.io/v1` (what kube's `Recorder` writes). A real
+/// server keeps one store under both; here each write of an events.k8s.io Event rewrites its
+/// core view (`event_view`), so `kubectl get events` shows what vipd records. Only core events have the
 /// short name `ev`, so that `kubectl get ev` is not ambiguous.
 pub static RESOURCES: &[ResourceDef] = &[
     ResourceDef {

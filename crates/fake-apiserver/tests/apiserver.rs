@@ -1061,3 +1061,54 @@ async fn token_client(server: &ApiServer, token: &str) -> kube::Client {
         .unwrap_or_else(|e| panic!("{e}"));
     kube::Client::try_from(config).unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// What kube's `Recorder` writes (events.k8s.io) is what `kubectl get events` and `kubectl
+/// describe` show (core v1), as on kube-apiserver, where both are views of one store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_events_show_in_kubectl_get_events_and_describe() {
+    if !kubectl_or_skip("recorded_events_show_in_kubectl_get_events_and_describe") {
+        return;
+    }
+    let server = ApiServer::start(any_port())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let client = server.client();
+    let web = Api::<Service>::default_namespaced(client.clone())
+        .create(&PostParams::default(), &svc("web", json!({})))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let recorder = kube::runtime::events::Recorder::new(client.clone(), "vipd".into());
+    let event = kube::runtime::events::Event {
+        type_: kube::runtime::events::EventType::Warning,
+        reason: "InvalidLoadBalancerIP".into(),
+        note: Some("annotation kube-vip.io/loadbalancerIPs: \"oops\" is not an IP address".into()),
+        action: "Announce".into(),
+        secondary: None,
+    };
+    let reference = kube::Resource::object_ref(&web, &());
+    for _ in 0..2 {
+        recorder
+            .publish(&event, &reference)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let kubectl = Kubectl::new(&server);
+    let listed: Value = serde_json::from_str(&kubectl.run(&["get", "events", "-o", "json"]).await)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let items = listed["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 1, "{listed}");
+    let e = &items[0];
+    assert_eq!(e["reason"], "InvalidLoadBalancerIP");
+    assert_eq!(e["type"], "Warning");
+    assert_eq!(e["involvedObject"]["name"], "web");
+    assert_eq!(e["count"], 2, "the series shows as a count");
+    assert!(
+        e["message"].as_str().unwrap_or("").contains("\"oops\""),
+        "{e}"
+    );
+    let described = kubectl.run(&["describe", "service", "web"]).await;
+    assert!(
+        described.contains("InvalidLoadBalancerIP"),
+        "describe shows the Event:\n{described}"
+    );
+}

@@ -139,10 +139,11 @@ fn allow_reconcile_without_endpoints_announces_with_cluster_policy_only() {
                "kube-vip.io/allow-reconcile-without-endpoints": "1"}),
         json!({}),
     );
-    assert_eq!(
-        one(&run(&[not_true], &[]), "a"),
-        all_skipped(&["192.0.2.10"], Skip::NoEndpoints)
-    );
+    // "1" is false, as in kube-vip, and said so.
+    let got = one(&run(&[not_true], &[]), "a");
+    assert_eq!(got.skip, Some(Skip::NoEndpoints));
+    assert_eq!(got.problems.len(), 1, "{:?}", got.problems);
+    assert_eq!(got.problems[0].reason(), "InvalidAnnotation");
     let local = lb(
         "a",
         json!({"kube-vip.io/loadbalancerIPs": "192.0.2.10",

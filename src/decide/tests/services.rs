@@ -184,7 +184,15 @@ fn spec_load_balancer_ip_is_used_when_the_annotation_is_absent_or_has_no_entries
             json!({"loadBalancerIP": "192.0.2.20"}),
         );
         let d = run(&[s], &[ready_here("a")]);
-        assert_eq!(one(&d, "a"), announced(&["192.0.2.20"]), "{annotations}");
+        let mut want = announced(&["192.0.2.20"]);
+        // An annotation that names nothing is read as absent, and said.
+        if let Some(v) = annotations["kube-vip.io/loadbalancerIPs"].as_str() {
+            want.problems = vec![Problem::NoAddressGiven {
+                field: Annotation,
+                value: v.into(),
+            }];
+        }
+        assert_eq!(one(&d, "a"), want, "{annotations}");
     }
 }
 
@@ -478,4 +486,69 @@ fn with_status_updates_off_the_status_is_read_between_annotation_and_spec_as_kub
     let d = decided(with_status(None, &["192.0.2.20"]), &DecideConfig::default());
     assert!(d.announced.is_empty());
     assert!(d.vips.is_empty());
+}
+
+#[test]
+fn an_address_field_that_names_nothing_is_a_problem_not_silence() {
+    let s = lb(
+        "a",
+        json!({"kube-vip.io/loadbalancerIPs": ",,,"}),
+        json!({"loadBalancerIP": "  "}),
+    );
+    let d = run(&[s], &[ready_here("a")]);
+    let got = one(&d, "a");
+    assert_eq!(
+        got.problems,
+        vec![
+            Problem::NoAddressGiven {
+                field: Annotation,
+                value: ",,,".into(),
+            },
+            Problem::NoAddressGiven {
+                field: Spec,
+                value: "  ".into(),
+            },
+        ]
+    );
+    assert!(got.vips.is_empty());
+    assert_eq!(got.problems[0].reason(), "EmptyLoadBalancerIP");
+    // An empty spec.loadBalancerIP is what many charts write: no problem.
+    let s = lb("b", json!({}), json!({"loadBalancerIP": ""}));
+    assert!(one(&run(&[s], &[ready_here("b")]), "b").problems.is_empty());
+}
+
+#[test]
+fn a_link_local_vip_is_announced_with_a_warning() {
+    let s = lb(
+        "a",
+        json!({"kube-vip.io/loadbalancerIPs": "169.254.10.10"}),
+        json!({}),
+    );
+    let d = run(&[s], &[ready_here("a")]);
+    let mut want = announced(&["169.254.10.10"]);
+    want.problems = vec![Problem::LinkLocalAddress {
+        field: Annotation,
+        value: ip("169.254.10.10"),
+    }];
+    assert_eq!(one(&d, "a"), want);
+    assert_eq!(want.problems[0].reason(), "LinkLocalLoadBalancerIP");
+}
+
+#[test]
+fn a_garbage_allow_reconcile_without_endpoints_is_false_and_said() {
+    let s = lb(
+        "a",
+        json!({"kube-vip.io/loadbalancerIPs": "192.0.2.10",
+               "kube-vip.io/allow-reconcile-without-endpoints": "yes"}),
+        json!({}),
+    );
+    let d = run(&[s], &[]);
+    let got = one(&d, "a");
+    assert_eq!(got.skip, Some(Skip::NoEndpoints));
+    assert!(
+        matches!(&got.problems[..], [Problem::InvalidAnnotation(p)]
+            if p.annotation == "kube-vip.io/allow-reconcile-without-endpoints" && p.value == "yes"),
+        "{:?}",
+        got.problems
+    );
 }
