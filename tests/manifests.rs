@@ -270,6 +270,10 @@ fn the_daemonset_runs_on_the_host_network_with_net_admin_and_net_raw_only() {
     assert_eq!(sc.privileged, None);
     assert_eq!(sc.allow_privilege_escalation, Some(false));
     assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(
+        sc.seccomp_profile.as_ref().map(|p| p.type_.as_str()),
+        Some("RuntimeDefault")
+    );
 }
 
 #[test]

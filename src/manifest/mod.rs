@@ -34,8 +34,8 @@ use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
     HostAlias, HostPathVolumeSource, NodeAffinity, NodeSelector, NodeSelectorRequirement,
     NodeSelectorTerm, ObjectFieldSelector, Pod, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SecretVolumeSource, SecurityContext, ServiceAccount, Toleration, Volume,
-    VolumeMount,
+    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, ServiceAccount,
+    Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
@@ -565,6 +565,12 @@ fn pod_spec(f: &ManifestFlags, access: Access) -> Result<PodSpec, Error> {
             }),
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
+            // The container runtime's default syscall filter: vipd needs no unusual syscall
+            // (netlink, raw sockets and TCP-MD5 setsockopt are all allowed by it).
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_owned(),
+                localhost_profile: None,
+            }),
             ..Default::default()
         }),
         volume_mounts: (!mounts.is_empty()).then_some(mounts),
