@@ -103,7 +103,8 @@ pub async fn fetch_status(server: &str) -> Result<crate::report::AgentReport, St
     let resp = tokio::time::timeout(std::time::Duration::from_secs(5), client.get(uri))
         .await
         .map_err(|_| unreachable("no answer within 5 s".into()))?
-        .map_err(|e| unreachable(error_chain(&e)))?;
+        // hyper's client errors say "client error (Connect)"; the cause says what happened.
+        .map_err(|e| unreachable(vipd_providers::error_chain(&e)))?;
     let status = resp.status();
     let body = resp
         .into_body()
@@ -122,18 +123,6 @@ pub async fn fetch_status(server: &str) -> Result<crate::report::AgentReport, St
         url,
         reason: e.to_string(),
     })
-}
-
-/// hyper's client errors say "client error (Connect)"; the cause says what happened.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cur = c.source();
-    }
-    out
 }
 
 fn with_type(body: String, content_type: &'static str) -> Response<Full<Bytes>> {

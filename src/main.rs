@@ -58,7 +58,7 @@ fn main() -> ExitCode {
                     eprintln!(
                         "vipd: {}{}",
                         if setting { "bad setting: " } else { "" },
-                        error_chain(&e)
+                        vipd_providers::error_chain(&e)
                     );
                     ExitCode::from(if setting { 2 } else { 1 })
                 }
@@ -95,22 +95,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The error and each cause its message does not already hold ("cannot read X: No such file
-/// (os error 2)" once, not twice).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cause = c.source();
-    }
-    out
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use support::bed::BirdBed as Bed;
 use support::bird::Bird;
-use support::cluster::{self, in_netns, lb_service};
+use support::cluster::in_netns;
 use support::frr::Frr;
 use support::livez::{Livez, Pki};
 use support::netns::Topology;
@@ -193,16 +193,7 @@ fn hybrid_one_agent_announces_the_control_plane_vip_and_services_over_one_sessio
     server.start();
     let tor = bed.topo.tor.clone();
     in_netns(&tor, async {
-        let api = cluster::api_server().await;
-        let client = api.client();
-        cluster::create_node(&client, "node0").await;
-        cluster::create_served(
-            &client,
-            &lb_service("web", "198.18.0.10", false),
-            "node0",
-            "10.244.0.5",
-        )
-        .await;
+        let (api, _client) = bed.cluster(&[("web", "198.18.0.10", true)]).await;
         let ca = pki.ca.display().to_string();
         bed.start_agent(
             0,

@@ -92,6 +92,14 @@ impl ControlPlaneVip {
         }
     }
 
+    /// Adds the VIPs to announce now to `wanted`, each with its address on the VIP interface
+    /// (taken out of `off_interface`, should a Service name the same address).
+    pub fn join(&self, wanted: &mut BTreeSet<IpAddr>, off_interface: &mut BTreeSet<IpAddr>) {
+        let vips = self.wanted();
+        off_interface.retain(|ip| !vips.contains(ip));
+        wanted.extend(vips);
+    }
+
     /// Completes when the health changes; cancel-safe. Never, without a health check.
     pub async fn changed(&mut self) {
         match self.health.as_mut() {

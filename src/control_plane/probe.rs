@@ -82,19 +82,7 @@ fn describe(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return "no answer within the timeout".into();
     }
-    let mut out = String::new();
-    let mut cur: Option<&dyn std::error::Error> = Some(e);
-    while let Some(err) = cur {
-        let text = err.to_string();
-        if !out.contains(&text) {
-            if !out.is_empty() {
-                out.push_str(": ");
-            }
-            out.push_str(&text);
-        }
-        cur = err.source();
-    }
-    out
+    vipd_providers::error_chain(e)
 }
 
 /// Sleeps between checks; a check that takes long shortens the next wait, so the period holds.

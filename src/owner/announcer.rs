@@ -120,6 +120,28 @@ impl Announcer {
         })
     }
 
+    /// A shutdown step of a mode that announces by BGP (`mode`: for the log): the speaker's own,
+    /// or taking vipd's addresses off the VIP interface.
+    pub async fn shutdown_step_with(
+        &mut self,
+        step: Step,
+        addresses: Option<&mut VipAddresses>,
+        mode: &str,
+    ) {
+        if self.shutdown_step(step).await {
+            return;
+        }
+        match (step, addresses) {
+            (Step::RemoveAddresses, Some(addrs)) => {
+                for e in addrs.remove_unwanted(&BTreeSet::new()).await {
+                    warn!("shutdown: {e}");
+                }
+            }
+            (Step::RemoveAddresses, None) => {}
+            (other, _) => warn!(step = ?other, "not a step of {mode}'s shutdown"),
+        }
+    }
+
     /// Carries out `step` if it is one of the speaker's; whether it was.
     pub async fn shutdown_step(&mut self, step: Step) -> bool {
         match step {

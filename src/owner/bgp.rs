@@ -25,7 +25,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::Instant;
 use tokio::sync::mpsc;
-use tracing::warn;
 use vipd_providers::{MpBgpNextHop, PeerSpec};
 
 pub struct Bgp<'a> {
@@ -158,9 +157,7 @@ impl Executor for Bgp<'_> {
             off_interface.extend(wanted.iter().copied());
         }
         if let Some(cp) = &self.control_plane {
-            let cp_vips = cp.wanted();
-            off_interface.retain(|ip| !cp_vips.contains(ip));
-            wanted.extend(cp_vips);
+            cp.join(&mut wanted, &mut off_interface);
         }
         self.announcer
             .apply_plan(self.addresses.as_mut(), &wanted, &off_interface)
@@ -202,18 +199,9 @@ impl Executor for Bgp<'_> {
     }
 
     async fn shutdown_step(&mut self, step: Step) {
-        if self.announcer.shutdown_step(step).await {
-            return;
-        }
-        match (step, self.addresses.as_mut()) {
-            (Step::RemoveAddresses, Some(addrs)) => {
-                for e in addrs.remove_unwanted(&BTreeSet::new()).await {
-                    warn!("shutdown: {e}");
-                }
-            }
-            (Step::RemoveAddresses, None) => {}
-            (other, _) => warn!(step = ?other, "not a step of BGP mode's shutdown"),
-        }
+        self.announcer
+            .shutdown_step_with(step, self.addresses.as_mut(), "BGP mode")
+            .await;
     }
 }
 

@@ -159,9 +159,7 @@ impl Executor for StaticVips<'_> {
         let mut off_interface: BTreeSet<IpAddr> = self.vips.iter().copied().collect();
         let mut wanted = off_interface.clone();
         if let Some(cp) = &self.control_plane {
-            let cp_vips = cp.wanted();
-            off_interface.retain(|ip| !cp_vips.contains(ip));
-            wanted.extend(cp_vips);
+            cp.join(&mut wanted, &mut off_interface);
         }
         self.announcer
             .apply_plan(self.addresses.as_mut(), &wanted, &off_interface)
@@ -177,18 +175,9 @@ impl Executor for StaticVips<'_> {
     }
 
     async fn shutdown_step(&mut self, step: Step) {
-        if self.announcer.shutdown_step(step).await {
-            return;
-        }
-        match (step, self.addresses.as_mut()) {
-            (Step::RemoveAddresses, Some(addrs)) => {
-                for e in addrs.remove_unwanted(&BTreeSet::new()).await {
-                    warn!("shutdown: {e}");
-                }
-            }
-            (Step::RemoveAddresses, None) => {}
-            (other, _) => warn!(step = ?other, "not a step of static mode's shutdown"),
-        }
+        self.announcer
+            .shutdown_step_with(step, self.addresses.as_mut(), "static mode")
+            .await;
     }
 }
 

@@ -40,3 +40,19 @@ pub enum ProviderError {
     #[error(transparent)]
     Metal(#[from] equinix::MetalError),
 }
+
+/// An error and each cause its message does not already hold ("error sending request: …:
+/// connection refused", and "No such file (os error 2)" once, not twice).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        cur = s.source();
+    }
+    text
+}

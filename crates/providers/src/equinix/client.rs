@@ -403,7 +403,7 @@ impl MetalClient {
         let transport = |e: reqwest::Error| MetalError::Transport {
             call: call.clone(),
             timeout: e.is_timeout(),
-            detail: self.scrub(error_chain(&e)),
+            detail: self.scrub(crate::error_chain(&e)),
         };
         let resp = req.send().await.map_err(transport)?;
         let status = resp.status();
@@ -486,21 +486,6 @@ fn describe(method: &Method, path: &str, query: &[(&str, String)]) -> String {
     } else {
         format!("{method} {path}?{}", shown.join("&"))
     }
-}
-
-/// The error and its causes ("error sending request: … : connection refused").
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        cur = s.source();
-    }
-    text
 }
 
 /// How long the API wants us to wait: `X-RateLimit-Reset` (unix seconds; small values are read
