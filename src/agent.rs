@@ -39,11 +39,14 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     check_sources(&cfg, &ifs)?;
     let client = match (&cfg.services, &cfg.bgp.annotations) {
         (None, None) => None,
-        _ => Some(crate::kube::client::client(cfg.kubeconfig.as_deref()).await?),
+        _ => {
+            Some(crate::kube::client::client_to(cfg.kubeconfig.as_deref(), &cfg.kube_server).await?)
+        }
     };
     let readiness = Readiness::default();
     let node = cfg.node_name.clone().unwrap_or_else(host_name);
     let mode = match (&cfg.services, &cfg.control_plane) {
+        (Some(s), _) if !s.watch_services => "bgp-controlplane",
         (Some(_), _) => "bgp",
         (None, Some(_)) => "bgp-controlplane",
         (None, None) => "bgp-static",
@@ -113,16 +116,25 @@ async fn run_arp(
     arp: &crate::config::ArpSettings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    if cfg.control_plane.is_some() {
-        warn!("cp_enable (--controlplane) is not served in ARP mode yet: vipd announces the control-plane VIP by BGP only; keep kube-vip for it or use bgp_enable");
-    }
-    let client = crate::kube::client::client(cfg.kubeconfig.as_deref()).await?;
+    // A CA file that cannot be read stops the start.
+    let control_plane = cfg
+        .control_plane
+        .as_ref()
+        .map(ControlPlaneVip::start)
+        .transpose()?;
+    let client =
+        crate::kube::client::client_to(cfg.kubeconfig.as_deref(), &cfg.kube_server).await?;
     let readiness = Readiness::default();
     // /metrics and `vipd status` see the node, mode, readiness and what the owner loop holds.
-    let observer = Observer::new(&svc.node_name, "arp", readiness.clone());
+    let mode = if svc.watch_services {
+        "arp"
+    } else {
+        "arp-controlplane"
+    };
+    let observer = Observer::new(&svc.node_name, mode, readiness.clone());
     serve_http(cfg, &readiness, &observer).await?;
     info!(node = %svc.node_name, "vipd started in ARP/NDP mode");
-    let arp = crate::owner::arp::Arp::new(svc, arp);
+    let arp = crate::owner::arp::Arp::new(svc, arp, control_plane);
     crate::owner::run(arp, svc, client, readiness, observer, shutdown).await
 }
 

@@ -341,6 +341,21 @@ pub struct ManagerArgs {
     /// behaviour without --controlPlaneHealthCheckAddress) [default: true].
     #[arg(long = "cp-health-check", env = "vipd_cp_health_check", num_args = 0..=1, default_missing_value = "true")]
     pub vipd_cp_health_check: Option<String>,
+    /// Namespace of the control-plane Lease [default: kube-system].
+    #[arg(short = 'n', long = "namespace", env = "cp_namespace")]
+    pub cp_namespace: Option<String>,
+    /// Name of the control-plane Lease [default: plndr-cp-lock].
+    #[arg(long = "leaseName", env = "vip_leasename")]
+    pub vip_leasename: Option<String>,
+    /// BGP mode: only the holder of the control-plane Lease announces the control-plane VIP
+    /// (else every healthy node does). ARP mode always elects.
+    #[arg(long = "leaderElection", env = "vip_leaderelection", num_args = 0..=1, default_missing_value = "true")]
+    pub vip_leaderelection: Option<String>,
+    /// The API server to talk to (host:port) instead of the kubeconfig's: a control-plane
+    /// node's own, before the VIP is up [default with --controlplane and
+    /// /etc/kubernetes/admin.conf: kubernetes:<port>, 127.0.0.1 by the Pod's hostAliases].
+    #[arg(long = "kubernetes-addr", env = "kubernetes_addr")]
+    pub kubernetes_addr: Option<String>,
     /// Log level: kube-vip's slog numbers (-4 debug, 0 info, 4 warn, 8 error) or
     /// error/warn/info/debug/trace. RUST_LOG wins.
     #[arg(long = "log", env = "vip_loglevel", allow_negative_numbers = true)]
@@ -450,6 +465,10 @@ impl ManagerArgs {
                 .clone(),
             control_plane_health_check_ca_path: self.control_plane_health_check_ca_path.clone(),
             vipd_cp_health_check: self.vipd_cp_health_check.clone(),
+            cp_namespace: self.cp_namespace.clone(),
+            vip_leasename: self.vip_leasename.clone(),
+            vip_leaderelection: self.vip_leaderelection.clone(),
+            kubernetes_addr: self.kubernetes_addr.clone(),
             vip_loglevel: self.vip_loglevel.clone(),
             svc_namespace: self.svc_namespace.clone(),
             vip_nodename: self.vip_nodename.clone(),

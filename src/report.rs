@@ -138,6 +138,8 @@ pub enum Withheld {
     NotLeader { lease: String },
     /// The control-plane VIP: this node's API server fails its health check.
     ApiServerUnhealthy { why: String },
+    /// ARP mode's control-plane VIP: its interface is down.
+    LinkDown { why: String },
 }
 
 impl Withheld {
@@ -153,6 +155,7 @@ impl Withheld {
             Withheld::Unplaced => "NoInterface",
             Withheld::NotLeader { .. } => "NotLeader",
             Withheld::ApiServerUnhealthy { .. } => "ApiServerUnhealthy",
+            Withheld::LinkDown { .. } => "InterfaceDown",
         }
     }
 
@@ -182,6 +185,7 @@ impl std::fmt::Display for Withheld {
             Withheld::ApiServerUnhealthy { why } => {
                 write!(f, "this node's API server fails its health check: {why}")
             }
+            Withheld::LinkDown { why } => write!(f, "not standing: {why}"),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! `https://127.0.0.1:<port>/livez`, where kube-vip checks only when given an address).
 
 use super::{err, flag, non_empty, ConfigError, RawSettings};
+use crate::election::LeaseKey;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,6 +21,13 @@ pub struct ControlPlaneSettings {
     /// `None` with `vipd_cp_health_check=false`: announced always, as kube-vip without
     /// `control_plane_health_check_address`.
     pub health: Option<ControlPlaneHealth>,
+    /// The Lease that elects the holder: `cp_namespace` (kube-system) / `vip_leasename`
+    /// (plndr-cp-lock).
+    pub lease: LeaseKey,
+    /// One elected node holds the VIP: always in ARP mode (two holders of one address on a
+    /// LAN is never right, whatever `vip_leaderelection` says), in BGP mode with
+    /// `vip_leaderelection`. Otherwise every node whose API server is healthy announces it.
+    pub elected: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +56,7 @@ pub enum TlsCheck {
 pub fn control_plane_settings(
     raw: &RawSettings,
     vips: &[IpAddr],
+    arp: bool,
 ) -> Result<Option<ControlPlaneSettings>, ConfigError> {
     if !flag(&raw.cp_enable, "cp_enable (--controlplane)")? {
         return Ok(None);
@@ -77,6 +86,31 @@ pub fn control_plane_settings(
             .ok_or_else(|| err("port (--port)", v, "is not a TCP port (1-65535)"))?,
     };
     let interface = non_empty(&raw.vip_interface).unwrap_or("lo").to_owned();
+    let lease = LeaseKey {
+        namespace: non_empty(&raw.cp_namespace)
+            .unwrap_or("kube-system")
+            .to_owned(),
+        name: non_empty(&raw.vip_leasename)
+            .unwrap_or("plndr-cp-lock")
+            .to_owned(),
+    };
+    for (setting, value) in [
+        ("cp_namespace (--namespace)", &lease.namespace),
+        ("vip_leasename (--leaseName)", &lease.name),
+    ] {
+        if !is_dns_subdomain(value) {
+            return Err(err(
+                setting,
+                value,
+                "is not a Kubernetes object name (lower-case letters, digits, '-' and '.', at most 253)",
+            ));
+        }
+    }
+    let elected = arp
+        || flag(
+            &raw.vip_leaderelection,
+            "vip_leaderelection (--leaderElection)",
+        )?;
     let checked = match non_empty(&raw.vipd_cp_health_check) {
         None => true,
         Some(_) => flag(
@@ -91,6 +125,8 @@ pub fn control_plane_settings(
             port,
             interface,
             health: None,
+            lease,
+            elected,
         }));
     }
     let seconds = |v: &Option<String>, setting: &str, default: u64| -> Result<u64, ConfigError> {
@@ -169,5 +205,22 @@ pub fn control_plane_settings(
             failure_threshold: threshold,
             tls,
         }),
+        lease,
+        elected,
     }))
+}
+
+/// A DNS-1123 subdomain, as Kubernetes names (and namespaces, which are labels, a subset)
+/// must be: the API server would refuse the Lease otherwise, on every retry.
+fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|part| {
+            !part.is_empty()
+                && part.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && part.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        })
 }

@@ -52,7 +52,7 @@ const fn value(
     }
 }
 
-const CP: &str = "a control-plane VIP setting vipd does not read yet (vipd takes the VIP from --address and announces it by BGP from each node whose API server is healthy: no leader election, no ARP)";
+const CP: &str = "a control-plane VIP setting vipd does not read (vipd takes the VIP from --address, elects its holder on the Lease cp_namespace/vip_leasename through the Kubernetes API, and gates it on the local API server's health)";
 const TABLE: &str = "routing-table mode (not in vipd)";
 const EGRESS: &str = "egress SNAT of Service pods (not in vipd)";
 const IPVS: &str = "IPVS load balancing of the control-plane VIP (not in vipd)";
@@ -62,14 +62,7 @@ const ZEBRA: &str = "announces through FRR's zebra (vipd has its own BGP speaker
 pub static FOREIGN: &[Foreign] = &[
     // The control-plane VIP (issue 16).
     bool_("cp_detect", "autodetectcp", CP),
-    Foreign {
-        short: Some('n'),
-        ..value("cp_namespace", "namespace", &["kube-system"], CP)
-    },
-    value("vip_leasename", "leaseName", &["plndr-cp-lock"], CP),
-    bool_("vip_leaderelection", "leaderElection", CP),
     value("vip_leaseannotations", "", &["{}"], CP),
-    value("kubernetes_addr", "", &[], CP),
     value("", "vip", &[], CP),
     bool_("vip_singlenode", "", CP),
     bool_("vip_startleader", "", CP),
@@ -272,26 +265,21 @@ mod tests {
             ),
             |_| false,
         );
-        // --port is vipd's own now (the control-plane VIP's API server port).
+        // --port, --leaderElection and --namespace are vipd's own now (the control-plane VIP).
         assert_eq!(
             kept,
-            args("--services --bgp --port 6443 --localAS 65000 -- --table")
+            args(
+                "--services --bgp --port 6443 --leaderElection --namespace kube-system \
+                 --localAS 65000 -- --table"
+            )
         );
         let names: Vec<&str> = ignored.iter().map(|i| i.name.as_str()).collect();
-        assert_eq!(names, ["--vip", "--leaderElection"]);
+        assert_eq!(names, ["--vip"]);
         assert_eq!(ignored[0].to_string(), format!("--vip ({CP})"));
         // A flag the subcommand defines itself is its own (`vipd manifest --namespace`).
         let (kept, ignored) = strip_flags(&args("--namespace lb --table"), |f| f == "namespace");
         assert_eq!(kept, args("--namespace lb"));
         assert_eq!(ignored.len(), 1);
-        // kube-vip's `-n` (cp_namespace) in every form; it asks for nothing at kube-system.
-        for form in ["-n lb", "-n=lb", "-nlb"] {
-            let (kept, ignored) = strip_flags(&args(&format!("--services {form}")), |_| false);
-            assert_eq!(kept, args("--services"), "{form}");
-            assert_eq!(ignored.len(), 1, "{form}");
-        }
-        let (_, ignored) = strip_flags(&args("-n kube-system"), |_| false);
-        assert!(ignored.is_empty());
     }
 
     #[test]
@@ -317,15 +305,7 @@ mod tests {
             ("vip_leaderelection", "true"),
         ];
         let names: Vec<String> = ignored_env(loud).into_iter().map(|i| i.name).collect();
-        assert_eq!(
-            names,
-            [
-                "vip_leaderelection",
-                "vip_routingtable",
-                "egress_podcidr",
-                "vip_subnet"
-            ]
-        );
+        assert_eq!(names, ["vip_routingtable", "egress_podcidr", "vip_subnet"]);
     }
 
     #[test]

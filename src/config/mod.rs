@@ -21,7 +21,7 @@ use bgp::bgp_settings;
 pub use bgp::{BgpSettings, MetalSettings, RouterIdSource, DEFAULT_UNREADY_AFTER};
 use control_plane::control_plane_settings;
 pub use control_plane::{ControlPlaneHealth, ControlPlaneSettings, TlsCheck};
-use services::{node_name, services_settings};
+use services::{control_plane_only, node_name, services_settings};
 pub use services::{ArpSettings, ElectionScope, IpamSettings, IpamStandalone, ServicesSettings};
 use values::log_filter;
 pub use values::{listen_address, parse_vip_list};
@@ -86,6 +86,15 @@ pub struct RawSettings {
     pub control_plane_health_check_ca_path: Option<String>,
     /// vipd's own: `false` announces the control-plane VIP without a health check.
     pub vipd_cp_health_check: Option<String>,
+    /// The control-plane Lease's namespace (`cp_namespace`, kube-system) and name
+    /// (`vip_leasename`, plndr-cp-lock).
+    pub cp_namespace: Option<String>,
+    pub vip_leasename: Option<String>,
+    /// `vip_leaderelection`: in BGP mode, only the control-plane Lease's holder announces.
+    pub vip_leaderelection: Option<String>,
+    /// `kubernetes_addr`: the API server this agent talks to (host:port), instead of the
+    /// kubeconfig's.
+    pub kubernetes_addr: Option<String>,
     pub vip_loglevel: Option<String>,
     pub svc_namespace: Option<String>,
     pub vip_nodename: Option<String>,
@@ -141,6 +150,8 @@ pub struct Config {
     pub node_name: Option<String>,
     /// `k8s_config_file`; `None` = the usual kubeconfig search, then in-cluster.
     pub kubeconfig: Option<PathBuf>,
+    /// `kubernetes_addr`, and the control plane's port (see [`crate::kube::client`]).
+    pub kube_server: ServerOverride,
     /// `Some` with `vip_packet` / `--metal`: peers from the Equinix Metal API.
     pub metal: Option<MetalSettings>,
     /// `prometheus_server`: where /healthz and /readyz are served; `None` = off.
@@ -158,6 +169,15 @@ pub struct Config {
     pub log_filter: String,
 }
 
+/// Where the API server is, if not where the kubeconfig says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerOverride {
+    /// `kubernetes_addr`: host:port (https) or a URL.
+    pub address: Option<String>,
+    /// `cp_enable`'s `port`: with the host's admin.conf, `kubernetes:<port>`.
+    pub control_plane_port: Option<u16>,
+}
+
 pub fn validate(raw: &RawSettings) -> Result<Config, ConfigError> {
     let arp = flag(&raw.vip_arp, "vip_arp (--arp)")?;
     let bgp_on = flag(&raw.bgp_enable, "bgp_enable (--bgp)")?;
@@ -168,18 +188,13 @@ pub fn validate(raw: &RawSettings) -> Result<Config, ConfigError> {
             "and bgp_enable are both set: kube-vip runs exactly one mode; choose one",
         ));
     }
-    if arp && !flag(&raw.svc_enable, "svc_enable (--services)")? {
-        if flag(&raw.cp_enable, "cp_enable (--controlplane)")? {
-            return Err(err(
-                "cp_enable (--controlplane)",
-                "true",
-                "with vip_arp: vipd serves the control-plane VIP in BGP mode only so far; use bgp_enable, or keep kube-vip for the control plane",
-            ));
-        }
+    let svc_on = flag(&raw.svc_enable, "svc_enable (--services)")?;
+    let cp_on = flag(&raw.cp_enable, "cp_enable (--controlplane)")?;
+    if arp && !svc_on && !cp_on {
         return Err(err(
             "vip_arp (--arp)",
             "true",
-            "announces the VIPs of LoadBalancer Services: set svc_enable=true (or --services) too",
+            "announces the VIPs of LoadBalancer Services or the control plane: set svc_enable=true (--services), cp_enable=true (--controlplane), or both",
         ));
     }
     if !arp && !bgp_on {
@@ -199,15 +214,19 @@ pub fn validate(raw: &RawSettings) -> Result<Config, ConfigError> {
         Some(v) => parse_vip_list(v, "vip_address (--address)")?,
         None => Vec::new(),
     };
-    let control_plane = control_plane_settings(raw, &vips)?;
+    let control_plane = control_plane_settings(raw, &vips, arp)?;
     // With cp_enable, vip_address is the control-plane VIP, not a static one.
     let vips = if control_plane.is_some() {
         Vec::new()
     } else {
         vips
     };
-    let services = if flag(&raw.svc_enable, "svc_enable (--services)")? {
+    // An elected control-plane VIP needs the owner loop's Leases: services mode runs for it
+    // alone, watching no Service.
+    let services = if svc_on {
         Some(services_settings(raw)?)
+    } else if control_plane.as_ref().is_some_and(|cp| cp.elected) {
+        Some(control_plane_only(raw)?)
     } else {
         None
     };
@@ -232,6 +251,10 @@ pub fn validate(raw: &RawSettings) -> Result<Config, ConfigError> {
         services,
         node_name,
         kubeconfig: non_empty(&raw.k8s_config_file).map(PathBuf::from),
+        kube_server: ServerOverride {
+            address: non_empty(&raw.kubernetes_addr).map(str::to_owned),
+            control_plane_port: control_plane.as_ref().map(|cp| cp.port),
+        },
         metal,
         http: match non_empty(&raw.prometheus_server) {
             None => None,

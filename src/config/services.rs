@@ -8,6 +8,10 @@ use std::time::Duration;
 /// Services mode (`svc_enable`): what to watch and how to treat the Services found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServicesSettings {
+    /// `svc_enable`: Services are watched and served. `false` when services mode runs only
+    /// for the control-plane VIP's election (`cp_enable` with `vip_arp`, or with
+    /// `vip_leaderelection`): no Service or EndpointSlice is watched, none is served.
+    pub watch_services: bool,
     /// Watch Services of this namespace only (`svc_namespace`); `None` = all namespaces.
     pub namespace: Option<String>,
     /// This node's name (`vip_nodename`, else the host name lowercased, as kube-vip does).
@@ -125,6 +129,7 @@ pub enum ElectionScope {
 
 pub(super) fn services_settings(raw: &RawSettings) -> Result<ServicesSettings, ConfigError> {
     Ok(ServicesSettings {
+        watch_services: true,
         namespace: non_empty(&raw.svc_namespace).map(str::to_owned),
         node_name: node_name(raw)?,
         lb_class_only: flag(&raw.lb_class_only, "lb_class_only (--lbClassOnly)")?,
@@ -185,6 +190,20 @@ pub(super) fn services_settings(raw: &RawSettings) -> Result<ServicesSettings, C
             None
         },
         election_timing: election_timing(raw)?,
+    })
+}
+
+/// Services mode for the control-plane VIP alone (`cp_enable` without `svc_enable`): the
+/// node, the Lease timings and ARP's settings; no Service is watched, allocated, mapped,
+/// labelled or written.
+pub(super) fn control_plane_only(raw: &RawSettings) -> Result<ServicesSettings, ConfigError> {
+    Ok(ServicesSettings {
+        watch_services: false,
+        ipam: None,
+        upnp: false,
+        status_updates: false,
+        node_labeling: false,
+        ..services_settings(raw)?
     })
 }
 

@@ -52,6 +52,10 @@ fn raw(pairs: &[(&str, &str)]) -> RawSettings {
             }
             "control_plane_health_check_ca_path" => r.control_plane_health_check_ca_path = v,
             "vipd_cp_health_check" => r.vipd_cp_health_check = v,
+            "cp_namespace" => r.cp_namespace = v,
+            "vip_leasename" => r.vip_leasename = v,
+            "vip_leaderelection" => r.vip_leaderelection = v,
+            "kubernetes_addr" => r.kubernetes_addr = v,
             "pod_namespace" => r.pod_namespace = v,
             "sa_namespace" => r.sa_namespace = v,
             "lb_ipam" => r.lb_ipam = v,
@@ -446,8 +450,18 @@ fn cp_enable_makes_vip_address_the_control_plane_vip_checked_at_the_local_livez_
                 failure_threshold: 3,
                 tls: TlsCheck::Skip,
             }),
+            lease: crate::election::LeaseKey {
+                namespace: "kube-system".into(),
+                name: "plndr-cp-lock".into(),
+            },
+            elected: false,
         })
     );
+    assert!(
+        c.services.is_none(),
+        "every healthy node announces: no Lease, no watch"
+    );
+    assert_eq!(c.kube_server.control_plane_port, Some(6443));
     // IPv6 only: the IPv6 loopback; kube-vip's settings as given.
     let c = validate(&raw(&[
         ("cp_enable", "true"),
@@ -523,13 +537,68 @@ fn control_plane_settings_that_cannot_work_name_the_setting_and_value() {
     assert!(e.contains("not an http:// or https:// URL"), "{e}");
     let e = bad(&[("vip_address", "192.0.2.100,192.0.2.101")]);
     assert!(e.contains("more than one address of a family"), "{e}");
-    let e = validate(&raw(&[
+    let e = bad(&[("vip_leasename", "Plndr_CP")]);
+    assert!(
+        e.contains("vip_leasename (--leaseName)") && e.contains("Plndr_CP"),
+        "{e}"
+    );
+    let e = bad(&[("cp_namespace", "-x")]);
+    assert!(e.contains("cp_namespace"), "{e}");
+    let e = bad(&[("vip_leaderelection", "yes please")]);
+    assert!(e.contains("vip_leaderelection"), "{e}");
+}
+
+#[test]
+fn an_elected_control_plane_vip_runs_services_mode_watching_no_service() {
+    // ARP mode: always elected, services mode for its Lease alone.
+    let c = validate(&raw(&[
         ("bgp_enable", "false"),
         ("vip_arp", "true"),
         ("cp_enable", "true"),
         ("vip_address", "192.0.2.100"),
+        ("vip_nodename", "cp1"),
+        ("cp_namespace", "infra"),
+        ("vip_leasename", "api-vip"),
     ]))
-    .unwrap_err()
-    .to_string();
-    assert!(e.contains("BGP mode only"), "{e}");
+    .unwrap();
+    let cp = c.control_plane.unwrap();
+    assert!(cp.elected);
+    assert_eq!(cp.lease.to_string(), "infra/api-vip");
+    let svc = c.services.unwrap();
+    assert!(!svc.watch_services && svc.arp.is_some());
+    assert!(svc.ipam.is_none() && !svc.upnp && !svc.status_updates);
+    // BGP mode with vip_leaderelection: the same, with the speaker.
+    let c = validate(&raw(&[
+        ("bgp_enable", "true"),
+        ("bgp_as", "65000"),
+        ("bgp_routerid", "10.0.0.1"),
+        ("cp_enable", "true"),
+        ("vip_leaderelection", "true"),
+        ("vip_address", "192.0.2.100"),
+        ("vip_nodename", "cp1"),
+    ]))
+    .unwrap();
+    assert!(c.control_plane.unwrap().elected);
+    assert!(!c.services.unwrap().watch_services);
+    // Hybrid: Services watched as ever.
+    let c = validate(&raw(&[
+        ("bgp_enable", "false"),
+        ("vip_arp", "true"),
+        ("svc_enable", "true"),
+        ("cp_enable", "true"),
+        ("vip_address", "192.0.2.100"),
+        ("vip_nodename", "cp1"),
+        ("kubernetes_addr", "10.0.0.5:6443"),
+    ]))
+    .unwrap();
+    assert!(c.services.unwrap().watch_services);
+    assert_eq!(c.kube_server.address.as_deref(), Some("10.0.0.5:6443"));
+    // ARP mode still needs something to announce.
+    let e = validate(&raw(&[
+        ("bgp_enable", "false"),
+        ("vip_arp", "true"),
+        ("vip_nodename", "cp1"),
+    ]))
+    .unwrap_err();
+    assert!(e.reason.contains("cp_enable"), "{e}");
 }

@@ -1,12 +1,16 @@
 //! [I/O] The control-plane VIP (`cp_enable`, kube-vip's `--controlplane`): the address of the
-//! cluster's API servers, announced by every control-plane node whose own API server passes its
-//! health check ([`health`], [`probe`]). It is one more wanted VIP of the owner loop, alone
-//! (static mode) or beside the Services' (hybrid), over the same BGP sessions.
+//! cluster's API servers, held only by nodes whose own API server passes its health check
+//! ([`health`], [`probe`]). In BGP mode every such node announces it (ECMP), or only the holder
+//! of its Lease with `vip_leaderelection`; in ARP mode the holder of its Lease claims it on the
+//! LAN while its interface is up ([`link`]). It is one more wanted VIP of the owner loop, alone
+//! or beside the Services' (hybrid), over the same sessions or links.
 
 pub mod health;
+pub mod link;
 pub mod probe;
 
 use crate::config::ControlPlaneSettings;
+use crate::election::LeaseKey;
 use crate::report::{ServiceState, VipState, Withheld};
 use health::{Change, Health};
 use probe::{pace, Probe, ProbeError};
@@ -26,6 +30,8 @@ pub enum ApiServer {
 /// The control-plane VIP as the owner loop holds it.
 pub struct ControlPlaneVip {
     vips: Vec<IpAddr>,
+    lease: LeaseKey,
+    elected: bool,
     /// `None` when the health check is off (`vipd_cp_health_check=false`): always announced,
     /// as kube-vip does without `control_plane_health_check_address`.
     health: Option<watch::Receiver<ApiServer>>,
@@ -48,6 +54,8 @@ impl ControlPlaneVip {
             info!(vips = ?settings.vips, "control-plane VIP: announced without a health check (vipd_cp_health_check=false)");
             return Ok(ControlPlaneVip {
                 vips: settings.vips.clone(),
+                lease: settings.lease.clone(),
+                elected: settings.elected,
                 health: None,
                 _task: None,
             });
@@ -72,9 +80,34 @@ impl ControlPlaneVip {
         ));
         Ok(ControlPlaneVip {
             vips: settings.vips.clone(),
+            lease: settings.lease.clone(),
+            elected: settings.elected,
             health: Some(rx),
             _task: Some(Aborted(task)),
         })
+    }
+
+    /// The VIPs, whether held now or not.
+    pub fn vips(&self) -> &[IpAddr] {
+        &self.vips
+    }
+
+    /// The Lease that elects the holder (`cp_namespace`/`vip_leasename`).
+    pub fn lease(&self) -> &LeaseKey {
+        &self.lease
+    }
+
+    /// Whether one elected node holds it (ARP mode, or BGP with `vip_leaderelection`).
+    pub fn elected(&self) -> bool {
+        self.elected
+    }
+
+    /// Why this node's API server may not be announced, if it may not.
+    pub fn unhealthy(&self) -> Option<String> {
+        match self.api_server() {
+            ApiServer::Healthy => None,
+            ApiServer::Unhealthy(why) => Some(why),
+        }
     }
 
     pub fn api_server(&self) -> ApiServer {
@@ -113,14 +146,18 @@ impl ControlPlaneVip {
         }
     }
 
-    /// What `vipd status` shows for it.
-    pub fn state(&self, routed: &BTreeSet<IpAddr>) -> ServiceState {
+    /// What `vipd status` shows for it in BGP mode; `led`: whether this node holds its Lease
+    /// (always true when not elected).
+    pub fn state(&self, routed: &BTreeSet<IpAddr>, led: bool) -> ServiceState {
         let why = match self.api_server() {
-            ApiServer::Healthy => None,
+            ApiServer::Healthy if led => None,
+            ApiServer::Healthy => Some(Withheld::NotLeader {
+                lease: self.lease.to_string(),
+            }),
             ApiServer::Unhealthy(why) => Some(Withheld::ApiServerUnhealthy { why }),
         };
         ServiceState {
-            service: "(control plane: cp_enable)".into(),
+            service: STATUS_NAME.into(),
             vips: self
                 .vips
                 .iter()
@@ -139,6 +176,9 @@ impl ControlPlaneVip {
         }
     }
 }
+
+/// How `vipd status` names the control-plane VIP.
+pub const STATUS_NAME: &str = "(control plane: cp_enable)";
 
 /// Checks every `period` for the life of the agent, publishing each change.
 async fn run(

@@ -26,58 +26,53 @@ pub struct Snapshot {
 }
 
 pub struct View {
-    services: Store<Service>,
-    slices: Store<EndpointSlice>,
+    /// `None`: services mode runs for the control-plane VIP alone and watches no Service.
+    services: Option<(Store<Service>, Store<EndpointSlice>)>,
     nodes: Store<Node>,
     changed: watch::Receiver<u64>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl View {
-    /// Starts the watches. `namespace`: Services and EndpointSlices of one namespace only.
-    /// Each Service event is counted in `observer` (kube-vip's `all_services_events`).
+    /// Starts the watches. `namespace`: Services and EndpointSlices of one namespace only;
+    /// `watch_services` false: none at all (the node only). Each Service event is counted in
+    /// `observer` (kube-vip's `all_services_events`).
     pub fn start(
         client: Client,
+        watch_services: bool,
         namespace: Option<&str>,
         node_name: &str,
         observer: Observer,
     ) -> View {
         let (tx, changed) = watch::channel(0u64);
-        let (services, t1) = reflect_seen(
-            "services",
-            scoped(client.clone(), namespace),
-            watcher::Config::default(),
-            tx.clone(),
-            move |kind| observer.service_event(kind),
-        );
-        // Only slices managed for a Service carry this label; one watch for all of them beats
-        // one per Service (kube-vip) and sees every slice of a Service, not just the last.
-        let (slices, t2) = reflect(
-            "endpointslices",
-            scoped(client.clone(), namespace),
-            watcher::Config::default().labels("kubernetes.io/service-name"),
-            tx.clone(),
-        );
+        let mut tasks = Vec::new();
+        let services = watch_services.then(|| {
+            let (services, t1) = services_and_slices(client.clone(), namespace, &tx, observer);
+            tasks.extend(t1);
+            services
+        });
         let (nodes, t3) = reflect(
             "node",
             Api::<Node>::all(client),
             watcher::Config::default().fields(&format!("metadata.name={node_name}")),
             tx,
         );
+        tasks.push(t3);
         View {
             services,
-            slices,
             nodes,
             changed,
-            tasks: vec![t1, t2, t3],
+            tasks,
         }
     }
 
     /// Waits until every store holds a complete first list. Before that, a missing Service
     /// could be a Service not yet listed: deciding then could withdraw a healthy VIP.
     pub async fn ready(&self) {
-        wait_ready(&self.services, "services").await;
-        wait_ready(&self.slices, "endpointslices").await;
+        if let Some((services, slices)) = &self.services {
+            wait_ready(services, "services").await;
+            wait_ready(slices, "endpointslices").await;
+        }
         wait_ready(&self.nodes, "node").await;
     }
 
@@ -90,12 +85,43 @@ impl View {
     }
 
     pub fn snapshot(&self) -> Snapshot {
+        let (services, endpoint_slices) = match &self.services {
+            Some((services, slices)) => (services.state(), slices.state()),
+            None => (Vec::new(), Vec::new()),
+        };
         Snapshot {
-            services: self.services.state(),
-            endpoint_slices: self.slices.state(),
+            services,
+            endpoint_slices,
             node: self.nodes.state().into_iter().next(),
         }
     }
+}
+
+type Stores = (Store<Service>, Store<EndpointSlice>);
+
+/// The Services and EndpointSlices watches.
+fn services_and_slices(
+    client: Client,
+    namespace: Option<&str>,
+    tx: &watch::Sender<u64>,
+    observer: Observer,
+) -> (Stores, [JoinHandle<()>; 2]) {
+    let (services, t1) = reflect_seen(
+        "services",
+        scoped(client.clone(), namespace),
+        watcher::Config::default(),
+        tx.clone(),
+        move |kind| observer.service_event(kind),
+    );
+    // Only slices managed for a Service carry this label; one watch for all of them beats
+    // one per Service (kube-vip) and sees every slice of a Service, not just the last.
+    let (slices, t2) = reflect(
+        "endpointslices",
+        scoped(client, namespace),
+        watcher::Config::default().labels("kubernetes.io/service-name"),
+        tx.clone(),
+    );
+    ((services, slices), [t1, t2])
 }
 
 impl Drop for View {

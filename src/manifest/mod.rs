@@ -592,11 +592,24 @@ fn pod_spec(f: &ManifestFlags, access: Access) -> Result<PodSpec, Error> {
     })
 }
 
-/// Whether the agent talks to the API server: Services, the peers from node annotations, IPAM.
-/// The control-plane VIP and static VIPs by BGP (with peers from the settings or the Metal API)
-/// do not.
+/// Whether the agent talks to the API server: Services, the peers from node annotations, IPAM,
+/// and an elected control-plane VIP (ARP mode, or `--leaderElection`). The control-plane VIP
+/// announced by every healthy node and static VIPs by BGP (with peers from the settings or the
+/// Metal API) do not.
 fn needs_api(f: &ManifestFlags) -> bool {
-    f.services || f.ipam || f.annotations.as_deref().is_some_and(|a| !a.is_empty())
+    f.services
+        || f.ipam
+        || f.annotations.as_deref().is_some_and(|a| !a.is_empty())
+        || (control_plane(f) && (f.arp || f.leader_election))
+}
+
+/// `--controlplane` as given (a boolean flag passed on as written).
+fn control_plane(f: &ManifestFlags) -> bool {
+    f.pass_on
+        .cp_enable
+        .as_deref()
+        .and_then(vipd_providers::static_peers::parse_bool)
+        .unwrap_or(false)
 }
 
 /// `--provider-config` implies `--metal`, as it did for kube-vip before v0.9.
@@ -697,6 +710,10 @@ fn env(f: &ManifestFlags) -> Vec<EnvVar> {
     for (name, v) in f.pass_on.env() {
         env.push(value(name, v));
     }
+    // kube-vip's generator: the control-plane Lease lives in the manifest's namespace.
+    if control_plane(f) {
+        env.push(value("cp_namespace", &f.namespace));
+    }
     env
 }
 
@@ -774,6 +791,10 @@ fn check(env: &[EnvVar]) -> Result<(), Error> {
         ),
         control_plane_health_check_ca_path: get("control_plane_health_check_ca_path"),
         vipd_cp_health_check: get("vipd_cp_health_check"),
+        cp_namespace: get("cp_namespace"),
+        vip_leasename: get("vip_leasename"),
+        vip_leaderelection: get("vip_leaderelection"),
+        kubernetes_addr: get("kubernetes_addr"),
         prometheus_server: get("prometheus_server"),
         ..Default::default()
     };

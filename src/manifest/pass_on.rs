@@ -173,12 +173,22 @@ pub struct PassOn {
     /// false: announce the control-plane VIP without a health check.
     #[arg(long = "cp-health-check", env = "vipd_cp_health_check", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true")]
     pub vipd_cp_health_check: Option<String>,
+    /// Name of the control-plane Lease.
+    #[arg(long = "leaseName", env = "vip_leasename", value_name = "LEASE")]
+    pub vip_leasename: Option<String>,
+    /// The API server the agent talks to (host:port) instead of its kubeconfig's.
+    #[arg(
+        long = "kubernetes-addr",
+        env = "kubernetes_addr",
+        value_name = "HOST:PORT"
+    )]
+    pub kubernetes_addr: Option<String>,
 }
 
 impl PassOn {
     /// (environment variable, value) of each setting given, in the agent's names.
     pub fn env(&self) -> Vec<(&'static str, &str)> {
-        let all: [(&'static str, &Option<String>); 34] = [
+        let all: [(&'static str, &Option<String>); 36] = [
             ("svc_namespace", &self.svc_namespace),
             ("lb_class_legacy_handling", &self.lb_class_legacy_handling),
             ("vipd_honour_exclude_label", &self.vipd_honour_exclude_label),
@@ -231,6 +241,8 @@ impl PassOn {
                 &self.control_plane_health_check_ca_path,
             ),
             ("vipd_cp_health_check", &self.vipd_cp_health_check),
+            ("vip_leasename", &self.vip_leasename),
+            ("kubernetes_addr", &self.kubernetes_addr),
         ];
         all.into_iter()
             .filter_map(|(k, v)| Some((k, v.as_deref().filter(|v| !v.is_empty())?)))

@@ -6,6 +6,10 @@
 //! deadline, when the Service goes or loses its endpoints here, and on shutdown — always before
 //! the Lease is released, so the next leader never overlaps.
 //!
+//! The control-plane VIP (`cp_enable`) is elected the same way, on its own Lease, by nodes whose
+//! API server is healthy and whose VIP interface is up ([`crate::plan::arp`]); its holder labels
+//! its Node `kube-vip.io/has-ip`.
+//!
 //! DHCP (`0.0.0.0`) Services are elected like any other: a node stands when it knows the
 //! macvlan's parent. The leader runs the DHCP client and claims the leased address on the
 //! macvlan itself, so clients learn the Service's own MAC (`kube-vip.io/hwaddr`), which the
@@ -16,6 +20,8 @@ use super::common::Common;
 use super::vip_host::VipHosts;
 use super::{Executor, ServicesExecutor};
 use crate::config::{ArpSettings, ServicesSettings};
+use crate::control_plane::link::{self as cp_link, LinkState, LinkWatch};
+use crate::control_plane::{ControlPlaneVip, STATUS_NAME};
 use crate::decide::ingress::{ingress_target, IngressTarget};
 use crate::decide::{self, ClusterView, DecideConfig, Desired, NodeCtx, ServiceKey};
 use crate::dhcp::plan::{self as dhcp_plan, Want};
@@ -24,7 +30,9 @@ use crate::kube::status::ServiceEvent;
 use crate::l2::frame::Mac;
 use crate::l2::link::{self, LinkEvent};
 use crate::netlink::VipAddresses;
-use crate::plan::arp::{self as arp_plan, Claimed, Links, Standing, Step, Wanted};
+use crate::plan::arp::{
+    self as arp_plan, Claimed, ControlPlane, Links, NotStanding, Standing, Step, Wanted,
+};
 use crate::plan::shutdown::{self, Step as ShutdownStep};
 use crate::report::{self, EventReason, ServiceState, VipState, Withheld};
 use k8s_openapi::api::core::v1::Service;
@@ -52,9 +60,21 @@ struct Claim {
     state: ClaimState,
 }
 
+/// What wakes ARP mode besides the cluster.
+pub enum Wake {
+    /// A claim was probed, refused or failed.
+    Link(LinkEvent),
+    /// The control-plane VIP's API server or interface changed.
+    ControlPlane,
+}
+
 pub struct Arp<'a> {
     svc: &'a ServicesSettings,
     arp: &'a ArpSettings,
+    /// `cp_enable`: the control-plane VIP, with the state of its interface.
+    control_plane: Option<(ControlPlaneVip, LinkWatch)>,
+    /// Why the control-plane VIP was last not stood for (logged when it changes).
+    cp_not_standing: Option<NotStanding>,
     /// One handle per interface used.
     links: BTreeMap<String, Arc<VipAddresses>>,
     claims: BTreeMap<IpAddr, Claim>,
@@ -64,11 +84,17 @@ pub struct Arp<'a> {
 }
 
 impl<'a> Arp<'a> {
-    pub fn new(svc: &'a ServicesSettings, arp: &'a ArpSettings) -> Arp<'a> {
+    pub fn new(
+        svc: &'a ServicesSettings,
+        arp: &'a ArpSettings,
+        control_plane: Option<ControlPlaneVip>,
+    ) -> Arp<'a> {
         let (link_tx, link_rx) = mpsc::unbounded_channel();
         Arp {
             svc,
             arp,
+            control_plane: control_plane.map(|cp| (cp, LinkWatch::start())),
+            cp_not_standing: None,
             links: BTreeMap::new(),
             claims: BTreeMap::new(),
             link_tx,
@@ -96,16 +122,31 @@ impl<'a> Arp<'a> {
             .collect()
     }
 
-    /// One snapshot of the node's interfaces, read before planning.
+    /// The control-plane VIP as the plan sees it.
+    fn control_plane_now(&self) -> Option<ControlPlane> {
+        let (cp, _) = self.control_plane.as_ref()?;
+        Some(ControlPlane {
+            lease: cp.lease().clone(),
+            vips: cp.vips().to_vec(),
+            unhealthy: cp.unhealthy(),
+        })
+    }
+
+    /// One snapshot of the node's interfaces, read before planning; the control-plane VIP's
+    /// interfaces are watched from here on, against the states read now.
     fn links_now(&self, desired: &Desired) -> Links {
         let mut links = Links::default();
+        let cp_vips = self
+            .control_plane
+            .as_ref()
+            .map(|(cp, _)| cp.vips())
+            .unwrap_or_default();
         match crate::netif::Interfaces::read() {
             Ok(ifs) => {
-                for d in desired.services.values() {
-                    for vip in &d.announced {
-                        if let Some(i) = ifs.subnet_holding(*vip) {
-                            links.subnet_of.insert(*vip, i.to_owned());
-                        }
+                let vips = desired.services.values().flat_map(|d| d.announced.iter());
+                for vip in vips.chain(cp_vips) {
+                    if let Some(i) = ifs.subnet_holding(*vip) {
+                        links.subnet_of.insert(*vip, i.to_owned());
                     }
                 }
             }
@@ -115,7 +156,111 @@ impl<'a> Arp<'a> {
             .into_iter()
             .filter(|i| crate::sys::interface_exists(i))
             .collect();
+        if let Some((_, watch)) = &self.control_plane {
+            let ifnames: BTreeSet<String> = cp_vips
+                .iter()
+                .filter_map(|vip| arp_plan::control_plane_interface(*vip, self.arp, &links).ok())
+                .collect();
+            let states: Vec<(String, LinkState)> = ifnames
+                .into_iter()
+                .map(|i| {
+                    let state = cp_link::read(&i);
+                    (i, state)
+                })
+                .collect();
+            for (ifname, state) in &states {
+                if let LinkState::Down(why) = state {
+                    links.down.insert(ifname.clone(), why.clone());
+                }
+            }
+            watch.watch(states);
+        }
         links
+    }
+
+    /// Logs each change of why this node does not stand for the control-plane VIP.
+    fn log_control_plane(&mut self, standing: &Standing) {
+        let now = standing
+            .control_plane
+            .as_ref()
+            .and_then(|cp| cp.not_standing.clone());
+        if now == self.cp_not_standing {
+            return;
+        }
+        match &now {
+            None => info!("control-plane VIP: standing for its Lease"),
+            Some(NotStanding::Unhealthy(why)) => {
+                warn!("control-plane VIP: not standing for its Lease: this node's API server fails its health check ({why})")
+            }
+            Some(NotStanding::LinkDown(why)) => {
+                warn!("control-plane VIP: not standing for its Lease: {why}")
+            }
+            Some(NotStanding::Unplaced(why)) => {
+                warn!("control-plane VIP: not standing for its Lease: {why}")
+            }
+        }
+        self.cp_not_standing = now;
+    }
+
+    /// The control-plane VIPs held here now.
+    fn control_plane_held(&self, wanted: &Wanted) -> Vec<IpAddr> {
+        let Some((cp, _)) = &self.control_plane else {
+            return Vec::new();
+        };
+        cp.vips()
+            .iter()
+            .copied()
+            .filter(|vip| {
+                wanted.contains_key(vip)
+                    && self
+                        .claims
+                        .get(vip)
+                        .is_some_and(|c| c.state == ClaimState::Held)
+            })
+            .collect()
+    }
+
+    /// What `vipd status` shows for the control-plane VIP.
+    fn control_plane_state(
+        &self,
+        standing: &Standing,
+        led: &BTreeSet<crate::election::LeaseKey>,
+        wanted: &Wanted,
+    ) -> Option<ServiceState> {
+        let (cp, _) = self.control_plane.as_ref()?;
+        let plan = standing.control_plane.as_ref()?;
+        let vip_state = |vip: &IpAddr| {
+            let withheld = match (wanted.get(vip), self.claims.get(vip).map(|c| &c.state)) {
+                (Some((ifname, _)), Some(ClaimState::Held)) => {
+                    return VipState::Held {
+                        mode: if vip.is_ipv4() { "arp" } else { "ndp" }.into(),
+                        via: ifname.clone(),
+                    }
+                }
+                (Some(_), Some(ClaimState::Refused(mac))) => Withheld::AddressInUse {
+                    mac: mac.to_string(),
+                },
+                (Some(_), Some(ClaimState::Failed)) => Withheld::ClaimFailed,
+                (Some(_), _) => Withheld::Probing,
+                (None, _) => match &plan.not_standing {
+                    Some(NotStanding::Unhealthy(why)) => {
+                        Withheld::ApiServerUnhealthy { why: why.clone() }
+                    }
+                    Some(NotStanding::LinkDown(why)) => Withheld::LinkDown { why: why.clone() },
+                    Some(NotStanding::Unplaced(_)) => Withheld::Unplaced,
+                    None if led.contains(&plan.lease) => Withheld::Unplaced,
+                    None => Withheld::NotLeader {
+                        lease: plan.lease.to_string(),
+                    },
+                },
+            };
+            VipState::Withheld(withheld)
+        };
+        Some(ServiceState {
+            service: STATUS_NAME.into(),
+            withheld: None,
+            vips: cp.vips().iter().map(|v| (*v, vip_state(v))).collect(),
+        })
     }
 
     async fn execute(&mut self, step: Step, c: &mut Common) {
@@ -261,11 +406,15 @@ impl ServicesExecutor for Arp<'_> {
             false,
         )
     }
+
+    fn control_plane(&self) -> bool {
+        self.control_plane.is_some()
+    }
 }
 
 impl Executor for Arp<'_> {
     type Ctx = Common;
-    type Wake = LinkEvent;
+    type Wake = Wake;
     const MODE: shutdown::Mode = shutdown::Mode::Arp;
     const NAME: &'static str = "ARP mode";
 
@@ -278,19 +427,40 @@ impl Executor for Arp<'_> {
                 "removed VIP addresses of an earlier vipd before standing for election"
             );
         }
-        info!(election = ?self.arp.election, "ARP mode");
+        if self.svc.watch_services {
+            info!(election = ?self.arp.election, "ARP mode: Services");
+        }
+        if let Some((cp, _)) = &self.control_plane {
+            info!(lease = %cp.lease(), vips = ?cp.vips(), "ARP mode: the control-plane VIP, held by its Lease's holder");
+        }
         Ok(())
     }
 
-    async fn wake(&mut self) -> LinkEvent {
-        match self.link_rx.recv().await {
-            Some(ev) => ev,
-            // The loop holds a sender: never closed while it runs.
-            None => std::future::pending().await,
+    async fn wake(&mut self) -> Wake {
+        let control_plane = async {
+            match self.control_plane.as_mut() {
+                Some((cp, link)) => tokio::select! {
+                    () = cp.changed() => {},
+                    () = link.changed() => {},
+                },
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            ev = self.link_rx.recv() => match ev {
+                Some(ev) => Wake::Link(ev),
+                // The loop holds a sender: never closed while it runs.
+                None => std::future::pending().await,
+            },
+            () = control_plane => Wake::ControlPlane,
         }
     }
 
-    async fn on_wake(&mut self, ev: LinkEvent, c: &mut Common) -> bool {
+    async fn on_wake(&mut self, wake: Wake, c: &mut Common) -> bool {
+        let ev = match wake {
+            Wake::Link(ev) => ev,
+            Wake::ControlPlane => return true,
+        };
         let (vip, state) = match &ev {
             LinkEvent::Claimed(vip) => (*vip, ClaimState::Held),
             LinkEvent::Refused(vip, mac) => (*vip, ClaimState::Refused(*mac)),
@@ -344,7 +514,16 @@ impl Executor for Arp<'_> {
             .filter_map(|(k, _)| Some((k.clone(), c.dhcp.failing(k)?.to_owned())))
             .collect();
         let links = self.links_now(&desired);
-        let standing = arp_plan::stand(&desired, self.arp, &c.node, &links, &failing);
+        let control_plane = self.control_plane_now();
+        let standing = arp_plan::stand(
+            &desired,
+            self.arp,
+            &c.node,
+            &links,
+            &failing,
+            control_plane.as_ref(),
+        );
+        self.log_control_plane(&standing);
         for (key, note) in &standing.unplaced {
             c.warn_once(key, EventReason::NoInterface, note.clone());
         }
@@ -366,7 +545,7 @@ impl Executor for Arp<'_> {
         c.report(&desired, served, "ARP/NDP");
         // Every Service held in ARP mode is held by this node alone.
         self.vip_hosts.write(c, &desired, &services, |_| true);
-        c.label_node(snap);
+        c.label_node(snap, &self.control_plane_held(&wanted));
         // Per-Service elections only: one Lease for all elects no Service on its own.
         let own_leases = match self.arp.election {
             crate::config::ElectionScope::PerService => standing.lease_of.clone(),
@@ -381,10 +560,11 @@ impl Executor for Arp<'_> {
         if let Some(upnp) = c.upnp.as_mut() {
             upnp.update(&snap.services, &held_view(&desired, &served));
         }
-        c.observer.publish(
-            self.states(&desired, &standing, &led, &wanted),
-            started.elapsed(),
-        );
+        let mut states = self.states(&desired, &standing, &led, &wanted);
+        if let Some(cp) = self.control_plane_state(&standing, &led, &wanted) {
+            states.insert(0, cp);
+        }
+        c.observer.publish(states, started.elapsed());
     }
 
     async fn shutdown_step(&mut self, step: ShutdownStep) {

@@ -85,6 +85,10 @@ impl ServicesExecutor for Bgp<'_> {
             .unwrap_or(&self.svc.interface);
         (parent.clone(), true)
     }
+
+    fn control_plane(&self) -> bool {
+        self.control_plane.is_some()
+    }
 }
 
 impl Executor for Bgp<'_> {
@@ -146,7 +150,16 @@ impl Executor for Bgp<'_> {
             .await;
         let on_macvlans = c.dhcp.leased();
         // After DHCP stopped what is no longer led here: a released Lease is taken at once.
-        let eligible: BTreeMap<_, _> = standing.values().map(|l| (l.clone(), true)).collect();
+        let mut eligible: BTreeMap<_, _> = standing.values().map(|l| (l.clone(), true)).collect();
+        // vip_leaderelection: the control-plane Lease is stood for while the API server is
+        // healthy (an unhealthy holder releases it: the next healthy node takes it at once).
+        let cp_led = match &self.control_plane {
+            Some(cp) if cp.elected() => {
+                *eligible.entry(cp.lease().clone()).or_default() |= cp.unhealthy().is_none();
+                led.contains(cp.lease())
+            }
+            _ => true,
+        };
         for step in gate::lease_steps(&eligible, &c.elect.stood()) {
             c.elect.apply(step);
         }
@@ -156,7 +169,7 @@ impl Executor for Bgp<'_> {
         if !self.svc.attach_to_interface {
             off_interface.extend(wanted.iter().copied());
         }
-        if let Some(cp) = &self.control_plane {
+        if let Some(cp) = self.control_plane.as_ref().filter(|_| cp_led) {
             cp.join(&mut wanted, &mut off_interface);
         }
         self.announcer
@@ -186,14 +199,25 @@ impl Executor for Bgp<'_> {
             .collect();
         let alone = |key: &ServiceKey| standing.get(key).is_some_and(|l| led.contains(l));
         self.vip_hosts.write(c, &desired, &services, alone);
-        c.label_node(snap);
+        let cp_held: Vec<IpAddr> = match &self.control_plane {
+            Some(cp) => {
+                let routed = self.announcer.routes();
+                cp.vips()
+                    .iter()
+                    .copied()
+                    .filter(|v| routed.contains(v))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        c.label_node(snap, &cp_held);
         c.report_elections(&standing);
         let peers_up = self.announcer.any_peer_up();
         let clear = self.svc.clear_ingress_without_endpoints;
         c.write_status(snap, &desired, |_, d| ingress_target(d, peers_up, clear));
         let mut states = service_states(&desired, self.announcer.routes());
         if let Some(cp) = &self.control_plane {
-            states.insert(0, cp.state(self.announcer.routes()));
+            states.insert(0, cp.state(self.announcer.routes(), cp_led));
         }
         c.observer.publish(states, started.elapsed());
     }

@@ -5,7 +5,7 @@
 //! Warnings once while they last, and the status ingress asked of the writer.
 
 use super::elect::Elect;
-use super::node_labels::NodeLabels;
+use super::node_labels::{NodeLabels, Owned};
 use super::Context;
 use crate::decide::ingress::{ingress_write, IngressTarget, IngressWrite};
 use crate::decide::{Desired, ServiceDecision, ServiceKey, Skip};
@@ -67,7 +67,8 @@ pub struct Common {
     warned: BTreeSet<(ServiceKey, String)>,
     /// …and those raised in this one (a Warning gone and back is raised again).
     warned_now: BTreeSet<(ServiceKey, String)>,
-    /// `enable_node_labeling`: this node's `service-provided.kube-vip.io` labels.
+    /// `enable_node_labeling`'s `service-provided.kube-vip.io` labels, and `cp_enable`'s
+    /// `kube-vip.io/has-ip`.
     node_labels: Option<NodeLabels>,
     /// The Services whose own Lease this node stood for at the last report (namespace, name).
     elections: Vec<(String, String)>,
@@ -86,7 +87,7 @@ pub(super) struct Parts {
     pub dhcp: DhcpServices,
     pub upnp: Option<UpnpServices>,
     pub status: Option<StatusWriter>,
-    pub node_labeling: bool,
+    pub node_labels: Owned,
 }
 
 impl Common {
@@ -115,7 +116,8 @@ impl Common {
             input_problems: ProblemReports::default(),
             warned: BTreeSet::new(),
             warned_now: BTreeSet::new(),
-            node_labels: p.node_labeling.then(NodeLabels::default),
+            node_labels: (p.node_labels != Owned::default())
+                .then(|| NodeLabels::new(p.node_labels)),
             elections: Vec::new(),
         }
     }
@@ -138,9 +140,10 @@ impl Common {
     }
 
     /// `enable_node_labeling`: labels this node for what it serves now (after [`Common::report`]).
-    pub fn label_node(&mut self, snap: &Snapshot) {
+    /// `cp_held`: the control-plane VIPs held here now.
+    pub fn label_node(&mut self, snap: &Snapshot, cp_held: &[IpAddr]) {
         if let Some(labels) = self.node_labels.as_mut() {
-            labels.update(&self.client, snap.node.as_deref(), &self.served);
+            labels.update(&self.client, snap.node.as_deref(), &self.served, cp_held);
         }
     }
 

@@ -88,6 +88,8 @@ pub(crate) trait ServicesExecutor: Executor<Ctx = Common> {
     /// The DHCP clients' default macvlan parent, and whether each client puts its lease on the
     /// macvlan itself (else the executor does, after probing).
     fn dhcp_parent(&self) -> (String, bool);
+    /// Whether it holds the control-plane VIP (`cp_enable`).
+    fn control_plane(&self) -> bool;
 }
 
 /// The loop: once the input is ready, plan and execute, then wait for a wake-up of the input or
@@ -137,10 +139,12 @@ pub(crate) async fn run<E: ServicesExecutor>(
     observer: Observer,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    readiness.not_ready(
-        "services",
-        "waiting for the first complete list of Services, EndpointSlices and this node",
-    );
+    let waiting = if svc.watch_services {
+        "waiting for the first complete list of Services, EndpointSlices and this node"
+    } else {
+        "waiting for this node's Node (the control-plane VIP alone: no Service is watched)"
+    };
+    readiness.not_ready("services", waiting);
     // The allocator runs beside the owner loop (it only writes Services; what it writes comes
     // back through the watch like any other change). Aborted when services mode ends.
     let _ipam = svc.ipam.clone().map(|settings| {
@@ -154,6 +158,7 @@ pub(crate) async fn run<E: ServicesExecutor>(
     });
     let view = View::start(
         client.clone(),
+        svc.watch_services,
         svc.namespace.as_deref(),
         &svc.node_name,
         observer.clone(),
@@ -192,12 +197,15 @@ pub(crate) async fn run<E: ServicesExecutor>(
         dhcp,
         upnp,
         status,
-        node_labeling: svc.node_labeling,
+        node_labels: node_labels::Owned {
+            services: svc.node_labeling,
+            control_plane: exec.control_plane(),
+        },
     });
     info!(
         node = %svc.node_name,
         namespace = svc.namespace.as_deref().unwrap_or("(all)"),
-        "{}: waiting for the first complete list of Services, EndpointSlices and this node",
+        "{}: {waiting}",
         E::NAME
     );
     drive(exec, &mut common, shutdown).await

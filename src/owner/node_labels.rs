@@ -1,8 +1,10 @@
 //! [I/O] `enable_node_labeling`: the label `service-provided.kube-vip.io/<service>.<namespace>`
 //! on this node's Node for each Service it serves, valued with the Service's addresses (IPv6
 //! as 32 hex digits, as kube-vip writes them), and gone when it no longer serves it. Cilium's
-//! egress-gateway setups select nodes by it. Only labels under that prefix are vipd's: they are
-//! this node's own, so any left from an earlier run are removed too.
+//! egress-gateway setups select nodes by it. With `cp_enable`, `kube-vip.io/has-ip` names the
+//! control-plane VIP on the node(s) holding it, as kube-vip's leader writes it. Only labels
+//! under that prefix (and that one key) are vipd's: they are this node's own, so any left from
+//! an earlier run are removed too.
 
 use crate::decide::ServiceKey;
 use k8s_openapi::api::core::v1::Node;
@@ -14,6 +16,24 @@ use tracing::{info, warn};
 
 /// kube-vip's label prefix.
 pub const PREFIX: &str = "service-provided.kube-vip.io/";
+
+/// kube-vip's label on the node holding the control-plane VIP.
+pub const HAS_IP: &str = "kube-vip.io/has-ip";
+
+/// Which labels are vipd's to write and remove.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Owned {
+    /// `enable_node_labeling`: those under [`PREFIX`].
+    pub services: bool,
+    /// `cp_enable`: [`HAS_IP`].
+    pub control_plane: bool,
+}
+
+impl Owned {
+    fn owns(&self, key: &str) -> bool {
+        (self.services && key.starts_with(PREFIX)) || (self.control_plane && key == HAS_IP)
+    }
+}
 
 /// [pure] The labels this node should carry for the Services it serves.
 pub fn wanted(served: &BTreeMap<ServiceKey, Vec<IpAddr>>) -> BTreeMap<String, String> {
@@ -31,6 +51,12 @@ pub fn wanted(served: &BTreeMap<ServiceKey, Vec<IpAddr>>) -> BTreeMap<String, St
         .collect()
 }
 
+/// [pure] [`HAS_IP`] valued with the control-plane VIPs held here, if any.
+pub fn has_ip(held: &[IpAddr]) -> Option<(String, String)> {
+    let value: Vec<String> = held.iter().map(label_value).collect();
+    (!value.is_empty()).then(|| (HAS_IP.to_owned(), value.join("_")))
+}
+
 /// kube-vip's `SanitizeIPForLabel`: IPv4 as written, IPv6 as its 16 bytes in hex.
 fn label_value(ip: &IpAddr) -> String {
     match ip {
@@ -39,11 +65,12 @@ fn label_value(ip: &IpAddr) -> String {
     }
 }
 
-/// [pure] The merge patch of `metadata.labels` from `current` to `wanted` under [`PREFIX`]
-/// (`null` removes), or `None` when they agree.
+/// [pure] The merge patch of `metadata.labels` from `current` to `wanted` among the labels
+/// `owned` (`null` removes), or `None` when they agree.
 pub fn label_patch(
     current: &BTreeMap<String, String>,
     wanted: &BTreeMap<String, String>,
+    owned: Owned,
 ) -> Option<serde_json::Map<String, serde_json::Value>> {
     let mut patch = serde_json::Map::new();
     for (k, v) in wanted {
@@ -51,7 +78,7 @@ pub fn label_patch(
             patch.insert(k.clone(), v.clone().into());
         }
     }
-    for k in current.keys().filter(|k| k.starts_with(PREFIX)) {
+    for k in current.keys().filter(|k| owned.owns(k)) {
         if !wanted.contains_key(k) {
             patch.insert(k.clone(), serde_json::Value::Null);
         }
@@ -62,6 +89,7 @@ pub fn label_patch(
 /// Keeps this node's labels in step with what it serves.
 #[derive(Default)]
 pub struct NodeLabels {
+    owned: Owned,
     /// The patch last asked, with the Node's resourceVersion then: not asked again until the
     /// watch shows a newer Node.
     asked: Option<(serde_json::Map<String, serde_json::Value>, Option<String>)>,
@@ -76,16 +104,33 @@ pub struct NodeLabels {
 const SHUTDOWN_WRITE: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl NodeLabels {
-    /// Asks for the labels of what `served` holds on `node` (this node's Node as watched).
+    pub fn new(owned: Owned) -> NodeLabels {
+        NodeLabels {
+            owned,
+            ..NodeLabels::default()
+        }
+    }
+
+    /// Asks for the labels of what `served` holds on `node` (this node's Node as watched), and
+    /// of the control-plane VIPs held here (`cp_held`).
     pub fn update(
         &mut self,
         client: &kube::Client,
         node: Option<&Node>,
         served: &BTreeMap<ServiceKey, Vec<IpAddr>>,
+        cp_held: &[IpAddr],
     ) {
         let Some(node) = node else { return };
         self.seen = node.metadata.labels.clone().unwrap_or_default();
-        let Some(patch) = label_patch(&self.seen, &wanted(served)) else {
+        let mut labels = if self.owned.services {
+            wanted(served)
+        } else {
+            BTreeMap::new()
+        };
+        if self.owned.control_plane {
+            labels.extend(has_ip(cp_held));
+        }
+        let Some(patch) = label_patch(&self.seen, &labels, self.owned) else {
             self.asked = None;
             return;
         };
@@ -104,11 +149,14 @@ impl NodeLabels {
         if let Some(pending) = self.in_flight.take() {
             let _ = tokio::time::timeout_at(deadline, pending).await;
         }
-        if let Some(patch) = label_patch(&self.held(), &BTreeMap::new()) {
+        if let Some(patch) = label_patch(&self.held(), &BTreeMap::new(), self.owned) {
             let done =
                 tokio::time::timeout_at(deadline, write(client.clone(), node.to_owned(), patch));
             if done.await.is_err() {
-                warn!(node, "shutdown: the node's service-provided.kube-vip.io labels could not be removed in time");
+                warn!(
+                    node,
+                    "shutdown: the node's kube-vip.io labels could not be removed in time"
+                );
             }
         }
     }
@@ -142,13 +190,49 @@ async fn write(
         .await
     {
         Ok(_) => info!(node, labels = %body["metadata"]["labels"], "node labels written"),
-        Err(e) => warn!(node, error = %e, "cannot write the service-provided.kube-vip.io labels"),
+        Err(e) => warn!(node, error = %e, "cannot write the node's kube-vip.io labels"),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SERVICES: Owned = Owned {
+        services: true,
+        control_plane: false,
+    };
+
+    #[test]
+    fn has_ip_names_the_control_plane_vips_held_and_is_removed_when_none_is() {
+        let v4: IpAddr = "192.0.2.100".parse().unwrap();
+        let v6: IpAddr = "2001:db8::100".parse().unwrap();
+        assert_eq!(
+            has_ip(&[v4, v6]),
+            Some((
+                HAS_IP.to_owned(),
+                "192.0.2.100_20010db8000000000000000000000100".to_owned()
+            ))
+        );
+        assert_eq!(has_ip(&[]), None);
+        let cp = Owned {
+            services: false,
+            control_plane: true,
+        };
+        let current = BTreeMap::from([
+            (HAS_IP.to_owned(), "192.0.2.100".to_owned()),
+            (format!("{PREFIX}web.shop"), "192.0.2.10".to_owned()),
+        ]);
+        // Without enable_node_labeling the Service labels are not vipd's to touch.
+        assert_eq!(
+            label_patch(&current, &BTreeMap::new(), cp).map(serde_json::Value::Object),
+            Some(serde_json::json!({ HAS_IP: null }))
+        );
+        assert_eq!(
+            label_patch(&current, &BTreeMap::from([has_ip(&[v4]).unwrap()]), cp),
+            None
+        );
+    }
 
     fn key(name: &str) -> ServiceKey {
         ServiceKey {
@@ -202,7 +286,7 @@ mod tests {
             "service-provided.kube-vip.io/web.shop".to_string(),
             "192.0.2.10".to_string(),
         )]);
-        let patch = label_patch(&current, &wanted).unwrap();
+        let patch = label_patch(&current, &wanted, SERVICES).unwrap();
         assert_eq!(
             serde_json::Value::Object(patch),
             serde_json::json!({
@@ -217,7 +301,7 @@ mod tests {
                 "192.0.2.10".to_string(),
             ),
         ]);
-        assert_eq!(label_patch(&done, &wanted), None);
+        assert_eq!(label_patch(&done, &wanted, SERVICES), None);
     }
 
     #[test]
@@ -230,6 +314,7 @@ mod tests {
         .cloned()
         .unwrap();
         let labels = NodeLabels {
+            owned: SERVICES,
             asked: Some((asked, Some("7".into()))),
             seen: BTreeMap::from([
                 ("kubernetes.io/hostname".into(), "node0".into()),
@@ -240,7 +325,7 @@ mod tests {
             ]),
             in_flight: None,
         };
-        let patch = label_patch(&labels.held(), &BTreeMap::new()).unwrap();
+        let patch = label_patch(&labels.held(), &BTreeMap::new(), SERVICES).unwrap();
         assert_eq!(
             serde_json::Value::Object(patch),
             serde_json::json!({

@@ -166,7 +166,7 @@ impl Executor for StaticVips<'_> {
             .await;
         let mut states = Vec::new();
         if let Some(cp) = &self.control_plane {
-            states.push(cp.state(self.announcer.routes()));
+            states.push(cp.state(self.announcer.routes(), true));
         }
         if !self.vips.is_empty() || self.control_plane.is_none() {
             states.extend(static_state(&self.vips));

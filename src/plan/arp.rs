@@ -12,6 +12,10 @@
 //! 3. [`hold`], with the leases bound now: the VIPs to hold, and the steps, ordered so that
 //!    **addresses go before any Lease is released or handed on** — the next leader never
 //!    overlaps with this node.
+//!
+//! The control-plane VIP (`cp_enable`) is one more elected VIP: its own Lease
+//! (`plndr-cp-lock`), stood for only while this node's API server passes its health check and
+//! the VIP's interface is up, held on `vip_interface` (else the interface whose subnet holds it).
 
 use super::gate::{self, LeaseStep};
 use crate::config::{ArpSettings, ElectionScope};
@@ -32,6 +36,39 @@ pub struct Links {
     pub read_error: Option<String>,
     /// The interfaces that exist here, of those a DHCP macvlan may sit on.
     pub existing: BTreeSet<String>,
+    /// The control-plane VIP's interfaces that are down, each with why.
+    pub down: BTreeMap<String, String>,
+}
+
+/// The control-plane VIP, as ARP mode plans it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlPlane {
+    pub lease: LeaseKey,
+    /// One IPv4 and/or one IPv6 address.
+    pub vips: Vec<IpAddr>,
+    /// This node's API server fails its health check: why.
+    pub unhealthy: Option<String>,
+}
+
+/// Why this node does not stand for the control-plane Lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotStanding {
+    /// Its API server fails its health check.
+    Unhealthy(String),
+    /// The VIP's interface is down.
+    LinkDown(String),
+    /// No interface for a VIP (the Warning names the setting that fixes it).
+    Unplaced(String),
+}
+
+/// The control-plane VIP's part of [`Standing`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlPlaneStanding {
+    pub lease: LeaseKey,
+    /// Each VIP with its interface (those that could be placed).
+    pub placed: Vec<(IpAddr, String)>,
+    /// `None`: this node stands.
+    pub not_standing: Option<NotStanding>,
 }
 
 /// Who stands for what, from [`stand`].
@@ -51,6 +88,8 @@ pub struct Standing {
     /// The VIPs (or DHCP macvlan parents) this node has no interface for: per Service, the
     /// Warning to raise (once while it lasts), naming the setting that fixes it.
     pub unplaced: Vec<(ServiceKey, String)>,
+    /// The control-plane VIP, with `cp_enable`.
+    pub control_plane: Option<ControlPlaneStanding>,
 }
 
 /// A VIP this node claims now, as the plan sees it.
@@ -77,7 +116,8 @@ pub enum Step {
     },
 }
 
-/// What the VIPs held serve: per VIP, its interface and the Services that want it.
+/// What the VIPs held serve: per VIP, its interface and the Services that want it (none: the
+/// control-plane VIP).
 pub type Wanted = BTreeMap<IpAddr, (String, BTreeSet<ServiceKey>)>;
 
 /// Per Service with VIPs: its Lease, where each VIP it may serve goes, and whether this node
@@ -89,6 +129,7 @@ pub fn stand(
     node: &str,
     links: &Links,
     failing: &BTreeMap<ServiceKey, String>,
+    control_plane: Option<&ControlPlane>,
 ) -> Standing {
     let mut out = Standing::default();
     for (key, d) in &desired.services {
@@ -138,7 +179,61 @@ pub fn stand(
         }
         out.lease_of.insert(key.clone(), lease);
     }
+    if let Some(cp) = control_plane {
+        let cp = stand_control_plane(cp, arp, links);
+        *out.eligible.entry(cp.lease.clone()).or_default() |= cp.not_standing.is_none();
+        out.control_plane = Some(cp);
+    }
     out
+}
+
+/// Whether this node stands for the control-plane Lease, and where each VIP goes. Health
+/// first: a node whose API server is down never holds the address of the API servers.
+fn stand_control_plane(
+    cp: &ControlPlane,
+    arp: &ArpSettings,
+    links: &Links,
+) -> ControlPlaneStanding {
+    let mut placed = Vec::new();
+    let mut unplaced = None;
+    for vip in &cp.vips {
+        match control_plane_interface(*vip, arp, links) {
+            Ok(ifname) => placed.push((*vip, ifname)),
+            Err(why) => unplaced = unplaced.or(Some(why)),
+        }
+    }
+    let down = placed
+        .iter()
+        .find_map(|(_, ifname)| links.down.get(ifname).cloned());
+    let not_standing = match (&cp.unhealthy, down, unplaced) {
+        (Some(why), _, _) => Some(NotStanding::Unhealthy(why.clone())),
+        (None, Some(why), _) => Some(NotStanding::LinkDown(why)),
+        (None, None, Some(why)) => Some(NotStanding::Unplaced(why)),
+        (None, None, None) => None,
+    };
+    ControlPlaneStanding {
+        lease: cp.lease.clone(),
+        placed,
+        not_standing,
+    }
+}
+
+/// The control-plane VIP's interface: `vip_interface`, else the one whose subnet holds it.
+/// (`vip_servicesinterface` and the Service annotation are the Services'.)
+pub fn control_plane_interface(
+    vip: IpAddr,
+    arp: &ArpSettings,
+    links: &Links,
+) -> Result<String, String> {
+    if let Some(i) = &arp.interface {
+        return Ok(i.clone());
+    }
+    if let Some(e) = &links.read_error {
+        return Err(format!("cannot read the local interfaces: {e}"));
+    }
+    links.subnet_of.get(&vip).cloned().ok_or_else(|| {
+        format!("no interface has a subnet holding the control-plane VIP {vip}: set vip_interface")
+    })
 }
 
 /// Marks the DHCP Services this node does not lease for: not led here
@@ -188,8 +283,9 @@ pub fn before_dhcp(
         .collect()
 }
 
-/// The VIPs to hold (those of Services whose Lease this node leads and that it can serve, and
-/// each DHCP lease on its macvlan, `leased`) and the steps from `claims` and `elections` (the
+/// The VIPs to hold (those of Services whose Lease this node leads and that it can serve, each
+/// DHCP lease on its macvlan, `leased`, and the control-plane VIP while its Lease is led here
+/// and this node still stands: it goes the moment the API server or the link fails) and the steps from `claims` and `elections` (the
 /// Leases stood for now, with their eligibility): releases first, then the Leases no Service uses any more, then
 /// standing, then the new claims.
 pub fn hold(
@@ -212,6 +308,15 @@ pub fn hold(
                 .or_insert_with(|| (ifname, BTreeSet::new()))
                 .1
                 .insert(key.clone());
+        }
+    }
+    if let Some(cp) = &standing.control_plane {
+        if leading.contains(&cp.lease) && cp.not_standing.is_none() {
+            for (vip, ifname) in &cp.placed {
+                wanted
+                    .entry(*vip)
+                    .or_insert_with(|| (ifname.clone(), BTreeSet::new()));
+            }
         }
     }
     let mut steps = Vec::new();

@@ -135,7 +135,7 @@ fn web() -> Web {
 }
 
 fn standing_of(w: &Web, arp: &ArpSettings, links: &Links) -> Standing {
-    stand(&w.desired, arp, NODE, links, &BTreeMap::new())
+    stand(&w.desired, arp, NODE, links, &BTreeMap::new(), None)
 }
 
 /// The steps for a node that stands for `kubevip-web`, holds 10.0.0.10 on eth0 and leads `led`.
@@ -455,6 +455,7 @@ fn a_node_without_the_macvlan_parent_or_whose_dhcp_failed_stands_down_and_says_w
         NODE,
         &eth("eth1"),
         &failing,
+        None,
     );
     assert_eq!(s.eligible, BTreeMap::from([(lease("kubevip-dhcp"), false)]));
     assert_eq!(
@@ -577,5 +578,166 @@ fn lease_steps_stop_what_is_unused_first_and_only_change_what_changed() {
                 eligible: true
             },
         ]
+    );
+}
+
+fn control_plane(unhealthy: Option<&str>) -> ControlPlane {
+    ControlPlane {
+        lease: LeaseKey {
+            namespace: "kube-system".into(),
+            name: "plndr-cp-lock".into(),
+        },
+        vips: vec![ip("10.0.0.100")],
+        unhealthy: unhealthy.map(Into::into),
+    }
+}
+
+fn cp_lease() -> LeaseKey {
+    control_plane(None).lease
+}
+
+/// No Service at all: the control-plane VIP alone (`cp_enable` without `svc_enable`).
+fn stand_cp(cp: &ControlPlane, arp: &ArpSettings, links: &Links) -> Standing {
+    stand(
+        &Desired::default(),
+        arp,
+        NODE,
+        links,
+        &BTreeMap::new(),
+        Some(cp),
+    )
+}
+
+#[test]
+fn the_control_plane_vip_is_stood_for_while_healthy_and_held_only_while_led() {
+    let cp = control_plane(None);
+    let settings = arp(ElectionScope::PerService, Some("eth0"));
+    let s = stand_cp(&cp, &settings, &Links::default());
+    assert_eq!(s.eligible, BTreeMap::from([(cp_lease(), true)]));
+    // Not led yet: stand, claim nothing.
+    let (wanted, steps) = hold(
+        &s,
+        &BTreeSet::new(),
+        &BTreeMap::new(),
+        &BTreeMap::new(),
+        &BTreeMap::new(),
+    );
+    assert!(wanted.is_empty());
+    assert_eq!(
+        steps,
+        [Step::Lease(LeaseStep::Stand {
+            lease: cp_lease(),
+            eligible: true
+        })]
+    );
+    // Led: claim it on vip_interface, for no Service.
+    let led = BTreeSet::from([cp_lease()]);
+    let stood = BTreeMap::from([(cp_lease(), true)]);
+    let (wanted, steps) = hold(&s, &led, &BTreeMap::new(), &BTreeMap::new(), &stood);
+    assert_eq!(
+        wanted,
+        BTreeMap::from([(ip("10.0.0.100"), ("eth0".to_owned(), BTreeSet::new()))])
+    );
+    assert_eq!(steps, [claim("10.0.0.100", "eth0", None)]);
+    // Held: nothing to do.
+    let held = claimed("10.0.0.100", "eth0", None);
+    let (_, steps) = hold(&s, &led, &BTreeMap::new(), &held, &stood);
+    assert!(steps.is_empty(), "{steps:?}");
+}
+
+#[test]
+fn a_failing_api_server_or_a_down_link_releases_the_address_before_the_lease() {
+    let settings = arp(ElectionScope::PerService, Some("eth0"));
+    let led = BTreeSet::from([cp_lease()]);
+    let stood = BTreeMap::from([(cp_lease(), true)]);
+    let held = claimed("10.0.0.100", "eth0", None);
+    let unhealthy = control_plane(Some("connection refused"));
+    let down = Links {
+        down: BTreeMap::from([("eth0".to_owned(), "interface eth0 is down".to_owned())]),
+        ..Links::default()
+    };
+    for (cp, links, why) in [
+        (
+            &unhealthy,
+            &Links::default(),
+            NotStanding::Unhealthy("connection refused".into()),
+        ),
+        (
+            &control_plane(None),
+            &down,
+            NotStanding::LinkDown("interface eth0 is down".into()),
+        ),
+    ] {
+        let s = stand_cp(cp, &settings, links);
+        assert_eq!(s.control_plane.as_ref().unwrap().not_standing, Some(why));
+        let (wanted, steps) = hold(&s, &led, &BTreeMap::new(), &held, &stood);
+        assert!(wanted.is_empty(), "not held, though the Lease is still led");
+        // The address goes first; then the election learns this node no longer stands (and
+        // releases the Lease, so another node takes it without waiting for it to expire).
+        assert_eq!(
+            steps,
+            [
+                Step::Release(ip("10.0.0.100")),
+                Step::Lease(LeaseStep::Stand {
+                    lease: cp_lease(),
+                    eligible: false
+                }),
+            ]
+        );
+    }
+}
+
+#[test]
+fn the_control_plane_vip_goes_on_the_subnets_interface_without_vip_interface() {
+    let cp = control_plane(None);
+    let settings = arp(ElectionScope::PerService, None);
+    let s = stand_cp(&cp, &settings, &Links::default());
+    let standing = s.control_plane.unwrap();
+    assert_eq!(
+        standing.not_standing,
+        Some(NotStanding::Unplaced(
+            "no interface has a subnet holding the control-plane VIP 10.0.0.100: set vip_interface"
+                .into()
+        ))
+    );
+    assert_eq!(s.eligible, BTreeMap::from([(cp_lease(), false)]));
+    let links = Links {
+        subnet_of: BTreeMap::from([(ip("10.0.0.100"), "eth2".into())]),
+        ..Links::default()
+    };
+    // vip_servicesinterface is the Services' alone.
+    let services_only = ArpSettings {
+        services_interface: Some("eth9".into()),
+        ..settings
+    };
+    let s = stand_cp(&cp, &services_only, &links);
+    let standing = s.control_plane.unwrap();
+    assert_eq!(standing.not_standing, None);
+    assert_eq!(standing.placed, [(ip("10.0.0.100"), "eth2".to_owned())]);
+}
+
+#[test]
+fn services_and_the_control_plane_stand_for_their_own_leases_side_by_side() {
+    let w = web();
+    let cp = control_plane(None);
+    let settings = arp(ElectionScope::PerService, Some("eth0"));
+    let s = stand(
+        &w.desired,
+        &settings,
+        NODE,
+        &Links::default(),
+        &BTreeMap::new(),
+        Some(&cp),
+    );
+    assert_eq!(
+        s.eligible,
+        BTreeMap::from([(lease("kubevip-web"), true), (cp_lease(), true)])
+    );
+    // Only the Service's Lease is led: only its VIP is held.
+    let led = BTreeSet::from([lease("kubevip-web")]);
+    let (wanted, _) = hold(&s, &led, &BTreeMap::new(), &BTreeMap::new(), &s.eligible);
+    assert_eq!(
+        wanted.keys().copied().collect::<Vec<_>>(),
+        [ip("10.0.0.10")]
     );
 }
