@@ -26,6 +26,9 @@ const CP_PREFIX: &str = "198.18.0.100/32";
 const UP: Duration = Duration::from_secs(20);
 /// period 1 s × threshold 2, the check's timeout, one more second.
 const WITHDRAWN: Duration = Duration::from_secs(4);
+/// With leader election, after the holder released the Lease: the next node reads it (every
+/// 0.5 s), takes it after its stagger (< 0.5 s), and its UPDATE reaches BIRD.
+const LEASE_TAKEOVER: Duration = Duration::from_secs(2);
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -283,3 +286,150 @@ fn an_agent_started_before_its_api_server_announces_once_it_answers_and_keeps_it
         agent.log_tail()
     );
 }
+
+/// `vip_leaderelection=true` (kube-vip's BGP control plane with leader election): the holder of
+/// the Lease `kube-system/plndr-cp-lock` alone announces the VIP, so BIRD has one next hop at a
+/// time. The holder's API server stops: it stands down and releases the Lease within period ×
+/// threshold, and another healthy node announces within the lease duration after that; the
+/// Node of the announcing node carries `kube-vip.io/has-ip`. No agent reads any Service.
+#[test]
+fn with_leader_election_only_the_holder_of_the_lease_announces_the_control_plane_vip() {
+    skip_unless!(root, Bird::NEEDS, VIPD_NEEDS, support::livez::NEEDS);
+    let bed = Bed::new(3);
+    let pki = Pki::new("cluster-ca");
+    let mut servers: Vec<Livez> = (0..3)
+        .map(|i| {
+            let mut s = Livez::new(&bed.node(i), 6443, &pki);
+            s.start();
+            s
+        })
+        .collect();
+    let tor = bed.topo.tor.clone();
+    in_netns(&tor, async {
+        let api = support::cluster::api_server().await;
+        let client = api.client();
+        // Only what an elected control-plane VIP needs: its Lease and its own Node (for
+        // kube-vip.io/has-ip). A Service read would be refused, and counted.
+        api.create_manifest(CP_ONLY_RBAC).expect("RBAC");
+        let token = api.token("kube-system", "vipd-cp");
+        let mut agents = Vec::new();
+        for i in 0..3 {
+            support::cluster::create_node(&client, &format!("node{i}")).await;
+            let kubeconfig = bed.kubeconfig_as(i, api.addr().port(), &token);
+            let kubeconfig = kubeconfig.display().to_string();
+            let name = format!("node{i}");
+            let extra = [
+                ("vip_leaderelection", "true"),
+                ("vip_nodename", name.as_str()),
+                ("k8s_config_file", kubeconfig.as_str()),
+                ("vip_leaseduration", "3"),
+                ("vip_renewdeadline", "2"),
+                ("vip_retryperiod", "0.5"),
+            ];
+            let mut a = Vipd::with_env(&bed.topo, i, cp_env(i, &pki.ca, &extra));
+            a.start();
+            agents.push(a);
+        }
+        let explain = |agents: &[Vipd]| bed.explain_with(&agents.iter().collect::<Vec<_>>());
+        let holder = || async {
+            let lease = kube::Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(
+                client.clone(),
+                "kube-system",
+            )
+            .get_opt("plndr-cp-lock")
+            .await
+            .ok()??;
+            lease.spec?.holder_identity.filter(|h| !h.is_empty())
+        };
+        eventually!(
+            UP,
+            "BIRD has the VIP from exactly one node, the Lease's holder",
+            {
+                let hops = bed.hops(CP_PREFIX);
+                let lease = holder().await;
+                hops.len() == 1
+                    && lease.is_some_and(|h| hops[0] == node_ip(h[4..].parse().unwrap()))
+            },
+            explain(&agents)
+        );
+        let first = holder().await.unwrap();
+        let old: usize = first[4..].parse().unwrap();
+        support::holds_for(
+            Duration::from_secs(3),
+            "one next hop at a time, the holder's",
+            || bed.hops(CP_PREFIX) == [node_ip(old)],
+            || explain(&agents),
+        );
+        for i in 0..3 {
+            assert_eq!(
+                has_vip(&bed.node(i)),
+                i == old,
+                "the address only on the holder"
+            );
+        }
+        let labels = kube::Api::<k8s_openapi::api::core::v1::Node>::all(client.clone())
+            .get(&first)
+            .await
+            .unwrap()
+            .metadata
+            .labels
+            .unwrap_or_default();
+        assert_eq!(
+            labels.get("kube-vip.io/has-ip").map(String::as_str),
+            Some(CP_VIP)
+        );
+
+        servers[old].kill();
+        let gone = Instant::now();
+        eventually!(
+            WITHDRAWN + LEASE_TAKEOVER,
+            "another healthy node announces the VIP alone",
+            {
+                let hops = bed.hops(CP_PREFIX);
+                hops.len() == 1 && hops[0] != node_ip(old)
+            },
+            explain(&agents)
+        );
+        let took = gone.elapsed();
+        eprintln!("==== the VIP moved from node{old} in {took:?} ====");
+        assert!(took <= WITHDRAWN + LEASE_TAKEOVER, "moved after {took:?}");
+        assert!(
+            !has_vip(&bed.node(old)),
+            "the old holder took its address off"
+        );
+        let now = holder().await.unwrap();
+        assert_ne!(now, first, "the Lease moved with it");
+        assert_eq!(
+            api.refused(),
+            Vec::<String>::new(),
+            "nothing beyond Leases and Nodes was asked for"
+        );
+    });
+}
+
+const CP_ONLY_RBAC: &str = r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: vipd-cp, namespace: kube-system}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: vipd-cp}
+rules:
+- apiGroups: [""]
+  resources: [nodes]
+  verbs: [get, list, watch, patch]
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [get, list, watch, create, update]
+- apiGroups: ["", events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: vipd-cp}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: vipd-cp}
+subjects:
+- {kind: ServiceAccount, name: vipd-cp, namespace: kube-system}
+"#;

@@ -27,15 +27,13 @@
 extern crate vipd_testbed;
 use vipd_testbed as support;
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use fake_apiserver::ApiServer;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client};
 use support::cluster::{self, in_netns, Ep};
-use support::daemon::Daemon;
-use support::lan::{client_neigh, mac, vip_on, Lan};
+use support::lan::{client_neigh, mac, vip_on, Lan, Watch};
 use support::netns::Topology;
 use support::vipd::Vipd;
 use support::{ns_succeeds, run_ok, VIPD_NEEDS};
@@ -75,90 +73,6 @@ fn explain(agents: &[Vipd]) -> String {
         .collect()
 }
 
-/// One frame claiming the VIP: when (capture clock, seconds) and from which MAC.
-#[derive(Debug, Clone, PartialEq)]
-struct Claim {
-    at: f64,
-    mac: String,
-}
-
-/// From `tcpdump -tt -e -nn` lines: the client's questions for `vip` (round starts) and every
-/// frame claiming `vip` (ARP reply or announcement; Neighbour Advertisement for it).
-fn parse_capture(text: &str, vip: &str, client_mac: &str) -> (Vec<f64>, Vec<Claim>) {
-    let mut rounds = Vec::new();
-    let mut claims = Vec::new();
-    for line in text.lines() {
-        let mut w = line.split_whitespace();
-        let (Some(at), Some(src)) = (w.next().and_then(|t| t.parse::<f64>().ok()), w.next()) else {
-            continue;
-        };
-        let src = src.to_lowercase();
-        // arping's requests print as "who-has VIP (ff:ff:ff:ff:ff:ff) tell 10.97.0.2".
-        let asks = line.contains(&format!("who-has {vip} "));
-        let question = (asks && line.contains("tell 10.97.0.2,"))
-            || line.contains(&format!("neighbor solicitation, who has {vip},"));
-        if question && src == client_mac {
-            rounds.push(at);
-            continue;
-        }
-        let claim = line.contains(&format!("Reply {vip} is-at"))
-            || (asks && line.contains(&format!("tell {vip},")))
-            || line.contains(&format!("neighbor advertisement, tgt is {vip},"));
-        if claim && src != client_mac {
-            claims.push(Claim { at, mac: src });
-        }
-    }
-    (rounds, claims)
-}
-
-/// A new leader's first frame comes at least the probe time (250 ms) after the old leader's
-/// last: rounds and windows below that can only hold two MACs if both hold the VIP.
-const AT_ONCE: f64 = 0.2;
-
-/// Claims of two MACs "at once", as readable lines: within one client round no longer than
-/// [`AT_ONCE`] (longer rounds, when the asker was slow, are not judged by this rule), or any two
-/// claims of different MACs less than [`AT_ONCE`] apart.
-fn overlaps(rounds: &[f64], claims: &[Claim]) -> Vec<String> {
-    let mut bad = Vec::new();
-    for pair in rounds.windows(2).filter(|p| p[1] - p[0] <= AT_ONCE + 0.05) {
-        let macs: BTreeSet<&str> = claims
-            .iter()
-            .filter(|c| c.at >= pair[0] && c.at < pair[1])
-            .map(|c| c.mac.as_str())
-            .collect();
-        if macs.len() > 1 {
-            bad.push(format!("round {:.3}..{:.3}: {macs:?}", pair[0], pair[1]));
-        }
-    }
-    for (i, a) in claims.iter().enumerate() {
-        for b in claims[i + 1..].iter().take_while(|b| b.at - a.at < AT_ONCE) {
-            if b.mac != a.mac {
-                bad.push(format!(
-                    "{} at {:.3} and {} at {:.3}",
-                    a.mac, a.at, b.mac, b.at
-                ));
-            }
-        }
-    }
-    bad
-}
-
-#[test]
-fn the_overlap_rules_catch_two_macs_in_one_round_or_close_together_only() {
-    let c = |at, mac: &str| Claim {
-        at,
-        mac: mac.into(),
-    };
-    assert!(overlaps(&[0.0, 0.2, 0.4], &[c(0.1, "a"), c(0.35, "b")]).is_empty());
-    assert_eq!(
-        overlaps(&[0.0, 0.2], &[c(0.01, "a"), c(0.15, "b")]).len(),
-        2
-    );
-    assert_eq!(overlaps(&[], &[c(0.0, "a"), c(0.1, "b")]).len(), 1);
-    // A slow round is not judged by the round rule; far-apart claims are fine.
-    assert!(overlaps(&[0.0, 0.9], &[c(0.1, "a"), c(0.6, "b")]).is_empty());
-}
-
 #[derive(Clone, Copy, PartialEq)]
 enum Family {
     V4,
@@ -187,54 +101,11 @@ fn failovers(family: Family, vip: &str, rounds: usize) {
     let lan = Lan::new(&topo);
     let dir = tempfile::tempdir().unwrap();
     let macs: Vec<String> = topo.nodes.iter().map(|n| mac(n)).collect();
-    let client_mac = mac(&lan.client);
-    let filter = if family == Family::V4 { "arp" } else { "icmp6" };
-    let mut capture = Daemon::new(
-        "tcpdump in the client",
-        &lan.client,
-        [
-            "tcpdump",
-            "-i",
-            "lan0",
-            "-tt",
-            "-nn",
-            "-e",
-            "-l",
-            "-U",
-            "--immediate-mode",
-            filter,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
-        dir.path().join("tcpdump.log"),
-    );
-    capture.start();
+    let watch = Watch::start(&lan, dir.path(), vip);
     let tor = topo.tor.clone();
     let report = in_netns(&tor, async {
         let (_api, client, mut agents) =
             start_cluster(&topo, dir.path(), TIMING, &[("web", vip)]).await;
-
-        // The client asks for the VIP about every 200 ms for the whole run (the rounds):
-        // a broadcast ARP request, or a Neighbour Solicitation to the solicited-node group.
-        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-        let client_ns = lan.client.clone();
-        let vip_owned = vip.to_string();
-        let asker = std::thread::spawn(move || {
-            // iputils arping takes whole seconds only: `timeout` ends each round at 200 ms.
-            let args: Vec<&str> = match family {
-                Family::V4 => vec![
-                    "timeout", "0.2", "arping", "-b", "-c", "1", "-w", "1", "-I", "lan0",
-                    &vip_owned,
-                ],
-                Family::V6 => vec![
-                    "ndisc6", "-q", "-m", "-r", "1", "-w", "180", &vip_owned, "lan0",
-                ],
-            };
-            while stop_rx.recv_timeout(Duration::from_millis(10)).is_err() {
-                let _ = ns_succeeds(&client_ns, &args);
-            }
-        });
 
         // First leader: the client resolves the VIP to its MAC.
         let ping: Vec<&str> = match family {
@@ -381,24 +252,12 @@ fn failovers(family: Family, vip: &str, rounds: usize) {
                 eprintln!("---- full log of agent {i} ----\n{}", a.log());
             }
         }
-        let _ = stop_tx.send(());
-        asker.join().unwrap();
-        // The capture drains.
-        tokio::time::sleep(Duration::from_millis(300)).await;
         times
     });
-    capture.stop();
-    let text = std::fs::read_to_string(dir.path().join("tcpdump.log")).unwrap();
-    if let Some(keep) = std::env::var_os("L2_KEEP_CAPTURE") {
-        std::fs::write(keep, &text).unwrap();
-    }
-    let (rounds_seen, claims) = parse_capture(&text, vip, &client_mac);
-    let macs_seen: BTreeSet<&str> = claims.iter().map(|c| c.mac.as_str()).collect();
-    let bad = overlaps(&rounds_seen, &claims);
-    let answered = rounds_seen
-        .windows(2)
-        .filter(|p| claims.iter().any(|c| c.at >= p[0] && c.at < p[1]))
-        .count();
+    let seen = watch.finish(std::env::var_os("L2_KEEP_CAPTURE").as_deref());
+    let (rounds_seen, claims, bad) = (&seen.rounds, &seen.claims, &seen.overlaps);
+    let macs_seen = seen.macs();
+    let answered = seen.answered();
     let kills: Vec<f64> = report
         .iter()
         .filter(|(_, g)| !g)

@@ -615,6 +615,40 @@ fn the_control_plane_static_pod_needs_no_kubeconfig_unless_it_serves_services() 
     assert_eq!(paths, ["/etc/kubernetes/super-admin.conf"]);
 }
 
+/// ARP mode elects the control-plane VIP's holder on a Lease: its static Pod mounts the host's
+/// admin.conf and maps `kubernetes` to 127.0.0.1, so the agent reaches the node's own API
+/// server before the VIP is up (kube-vip's layout); the Lease lives in the manifest's
+/// namespace, as kube-vip's generator writes `cp_namespace`.
+#[test]
+fn the_arp_control_plane_static_pod_reaches_its_own_api_server_for_the_lease() {
+    let docs = parse(&render(&[
+        "pod",
+        "--controlplane",
+        "--arp",
+        "--address",
+        "192.0.2.100",
+        "--interface",
+        "eth0",
+        "--leaderElection",
+    ]));
+    let [Doc::Pod(pod)] = &docs[..] else {
+        panic!("{docs:?}")
+    };
+    let spec = pod.spec.as_ref().unwrap();
+    let aliases = spec.host_aliases.as_ref().expect("hostAliases");
+    assert_eq!(aliases[0].ip, "127.0.0.1");
+    assert_eq!(
+        aliases[0].hostnames.as_deref(),
+        Some(&["kubernetes".to_owned()][..])
+    );
+    let vars = env(container(spec));
+    assert_eq!(vars["k8s_config_file"], "/etc/kubernetes/admin.conf");
+    assert_eq!(vars["cp_enable"], "true");
+    assert_eq!(vars["cp_namespace"], "kube-system");
+    assert_eq!(vars["vip_arp"], "true");
+    assert!(!vars.contains_key("svc_enable"), "{vars:?}");
+}
+
 #[test]
 fn in_cluster_is_accepted_in_both_spellings_and_changes_nothing() {
     let base = render(&["daemonset", "--bgp", "--annotations", "x"]);

@@ -36,6 +36,12 @@ fn openssl(dir: &Path, args: &[&str]) {
 impl Pki {
     /// A new CA (`cn`) and a certificate for `127.0.0.1` and `::1` it signed.
     pub fn new(cn: &str) -> Pki {
+        Pki::for_addresses(cn, &[])
+    }
+
+    /// As [`Pki::new`], the certificate naming `more` addresses too (the control-plane VIP, as
+    /// kubeadm's API server certificate does).
+    pub fn for_addresses(cn: &str, more: &[&str]) -> Pki {
         let dir = tempfile::tempdir().expect("temp dir");
         let d = dir.path();
         let ec = [
@@ -63,7 +69,11 @@ impl Pki {
             "/CN=kube-apiserver",
         ]);
         openssl(d, &csr);
-        std::fs::write(d.join("san.ext"), "subjectAltName=IP:127.0.0.1,IP:::1\n").expect("san.ext");
+        let mut san = String::from("subjectAltName=IP:127.0.0.1,IP:::1");
+        for ip in more {
+            san.push_str(&format!(",IP:{ip}"));
+        }
+        std::fs::write(d.join("san.ext"), san + "\n").expect("san.ext");
         openssl(
             d,
             &[
@@ -100,13 +110,23 @@ pub struct Livez {
 }
 
 impl Livez {
-    /// Serves with `pki`'s certificate in namespace `ns`. Not started.
+    /// Serves with `pki`'s certificate in namespace `ns` on its loopback. Not started.
     pub fn new(ns: &str, port: u16, pki: &Pki) -> Livez {
+        Livez::listening(ns, &format!("127.0.0.1:{port}"), pki)
+    }
+
+    /// As [`Livez::new`], on every address of the namespace (the VIP's included): what a
+    /// client reaching the API servers through the control-plane VIP talks to.
+    pub fn on_every_address(ns: &str, port: u16, pki: &Pki) -> Livez {
+        Livez::listening(ns, &port.to_string(), pki)
+    }
+
+    fn listening(ns: &str, accept: &str, pki: &Pki) -> Livez {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("livez"), "ok").expect("livez");
         // -WWW serves files of the working directory: /livez is the file `livez`.
         let script = format!(
-            "cd '{}' && exec openssl s_server -quiet -WWW -accept 127.0.0.1:{port} -cert '{}' -key '{}'",
+            "cd '{}' && exec openssl s_server -quiet -WWW -accept {accept} -cert '{}' -key '{}'",
             path_str(dir.path()),
             path_str(&pki.cert),
             path_str(&pki.key),
