@@ -298,9 +298,9 @@ pub struct ManagerArgs {
     /// A file of more static VIPs, one per line; re-read on SIGHUP.
     #[arg(long = "vip-file", env = "vip_file")]
     pub vip_file: Option<String>,
-    /// The control-plane VIP: --address is the API servers' address, announced by BGP from
-    /// every node whose own API server passes its health check (beside Services with
-    /// --services, over the same sessions).
+    /// The control-plane VIP: --address is the API servers' address, held only by nodes whose
+    /// own API server passes its health check: by BGP every such node (or the Lease's holder
+    /// with --leaderElection), by ARP the Lease's holder; beside Services with --services.
     #[arg(long = "controlplane", env = "cp_enable", num_args = 0..=1, default_missing_value = "true")]
     pub cp_enable: Option<String>,
     /// The API server's port [default: 6443].

@@ -196,10 +196,9 @@ fn read(obj: &Value, kind: Kind, spec: &Value, c: &Container) -> Migration {
             .unwrap_or_default()
     };
     let cp = value_of("cp_enable") == "true";
-    let arp = value_of("vip_arp") == "true";
     let services = value_of("svc_enable") == "true";
     for e in &env {
-        read_env(&mut m, e, cp && arp, services && !cp);
+        read_env(&mut m, e, services && !cp);
     }
     read_args(&mut m, c);
     m
@@ -250,9 +249,8 @@ fn shown(e: &EnvVar) -> String {
     }
 }
 
-/// `cp_arp`: the control-plane VIP in ARP mode (not in vipd yet); `services`: services mode
-/// without the control-plane VIP (`vip_address` means nothing then).
-fn read_env(m: &mut Migration, e: &EnvVar, cp_arp: bool, services: bool) {
+/// `services`: services mode without the control-plane VIP (`vip_address` means nothing then).
+fn read_env(m: &mut Migration, e: &EnvVar, services: bool) {
     let name = e.name.as_str();
     let value = e.value.clone().unwrap_or_default();
     let mut row = |verdict| {
@@ -282,18 +280,19 @@ fn read_env(m: &mut Migration, e: &EnvVar, cp_arp: bool, services: bool) {
         m.extra_env.push(e.clone());
         return;
     }
-    if name == "cp_enable" && cp_arp {
-        row(Verdict::Unsupported(
-            "kube-vip's control-plane VIP in ARP mode, not in vipd yet (BGP mode has it)",
-        ));
+    // The control-plane Lease's namespace: vipd's manifest writes its own namespace there (as
+    // kube-vip's generator does) unless the value is carried over, as here.
+    if name == "cp_namespace" {
+        row(if value.is_empty() {
+            Verdict::Nothing("empty")
+        } else {
+            m.extra_env.push(e.clone());
+            Verdict::Same
+        });
         return;
     }
     if matches!(name, "vip_address" | "address") {
-        let verdict = if cp_arp {
-            Verdict::Unsupported(
-                "kube-vip's control-plane VIP in ARP mode, not in vipd yet (BGP mode has it)",
-            )
-        } else if services {
+        let verdict = if services {
             Verdict::Nothing("static VIPs are not read in services mode, by kube-vip neither")
         } else if value.is_empty() {
             Verdict::Nothing("empty")

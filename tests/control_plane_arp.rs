@@ -273,6 +273,16 @@ fn the_control_plane_vip_follows_a_healthy_node_within_the_lease_duration_and_on
                     .collect::<Vec<_>>()
                     .join("\n")
             );
+            // A standby says why it does not hold the VIP.
+            let standby = (old + 1) % NODES;
+            let (_, status) = in_netns(
+                &topo.nodes[standby],
+                cluster::http_get("127.0.0.1:2112", "/status"),
+            );
+            assert!(
+                status.contains("(control plane: cp_enable)") && status.contains("NotLeader"),
+                "node{standby}'s /status: {status}"
+            );
             let t0 = Instant::now();
             match fault {
                 Fault::Kill => {
@@ -425,5 +435,71 @@ fn an_agent_started_before_its_api_server_claims_the_vip_once_it_answers_and_kee
             agent.log_tail()
         );
         server.kill();
+    });
+}
+
+/// Hybrid in ARP mode: one agent holds the control-plane VIP (its own Lease, gated on its API
+/// server) and a Service's VIP (the Service's Lease) on the same link; the API server stopping
+/// releases only the control-plane VIP and its Lease.
+#[test]
+fn hybrid_one_agent_holds_the_control_plane_vip_and_a_services_vip_each_on_its_own_lease() {
+    skip_unless!(root, VIPD_NEEDS, NEEDS, support::livez::NEEDS);
+    const SVC_VIP: &str = "10.97.0.60";
+    let topo = Topology::with_nodes(1);
+    let lan = Lan::new(&topo);
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::for_addresses("cluster-ca", &[VIP]);
+    let ns = topo.nodes[0].clone();
+    let mut server = Livez::on_every_address(&ns, 6443, &pki);
+    server.start();
+    let tor = topo.tor.clone();
+    in_netns(&tor, async {
+        let api = cluster::api_server().await;
+        let client = api.client();
+        cluster::create_node(&client, "node0").await;
+        cluster::create_served(
+            &client,
+            &cluster::lb_service("web", SVC_VIP, false),
+            "node0",
+            "10.244.0.5",
+        )
+        .await;
+        let kubeconfig = cluster::node_kubeconfig(dir.path(), 0, api.addr().port());
+        let mut env = cp_env(0, &kubeconfig, &pki.ca);
+        env.push(("svc_enable".into(), "true".into()));
+        env.push(("svc_election".into(), "true".into()));
+        let mut agent = Vipd::with_env(&topo, 0, env);
+        agent.start();
+        eventually!(
+            Duration::from_secs(15),
+            "both VIPs are on node0's link, each under its own Lease, the Service's status set",
+            vip_on(&ns, VIP)
+                && vip_on(&ns, SVC_VIP)
+                && holder(&client).await.as_deref() == Some("node0")
+                && cluster::ingress(&client, "web").await == [SVC_VIP.to_string()],
+            agent.log_tail()
+        );
+        for vip in [VIP, SVC_VIP] {
+            assert!(
+                ns_succeeds(&lan.client, &["ping", "-c1", "-W1", vip]),
+                "the client reaches {vip}"
+            );
+        }
+        server.kill();
+        eventually!(
+            Duration::from_secs(4),
+            "the control-plane VIP and its Lease go; the Service's VIP stays",
+            !vip_on(&ns, VIP) && holder(&client).await.is_none(),
+            agent.log_tail()
+        );
+        assert!(vip_on(&ns, SVC_VIP), "the Service's VIP stays");
+        let lease = Api::<Lease>::namespaced(client.clone(), "default")
+            .get("kubevip-web")
+            .await
+            .expect("the Service's Lease");
+        assert_eq!(
+            lease.spec.and_then(|s| s.holder_identity).as_deref(),
+            Some("node0")
+        );
     });
 }

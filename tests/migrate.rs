@@ -174,6 +174,7 @@ async fn vipd_manager_runs_with_kube_vips_generated_environment() {
     api.write_kubeconfig(&kubeconfig).expect("kubeconfig");
     for fixture in [
         "website-bgp-daemonset.yaml",
+        "website-arp-daemonset.yaml",
         "guide-equinix-annotations-daemonset.yaml",
     ] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -235,9 +235,11 @@ pub fn strip_flags(args: &[String], own: impl Fn(&str) -> bool) -> (Vec<String>,
 }
 
 /// What the parsed settings ask for that vipd does not do yet: BFD on a `bgp_peers` entry
-/// (kube-vip ≥ v1.2.2 runs it; vipd reads the field and runs the session without it).
+/// (kube-vip ≥ v1.2.2 runs it; vipd reads the field and runs the session without it), and
+/// `vip_leaderelection` without `cp_enable` (vipd elects only the control-plane VIP by it).
 pub fn ignored_in(cfg: &super::Config) -> Vec<Ignored> {
-    cfg.bgp
+    let mut ignored: Vec<Ignored> = cfg
+        .bgp
         .peers
         .iter()
         .filter(|p| p.bfd.as_ref().is_some_and(|b| b.enabled))
@@ -245,7 +247,14 @@ pub fn ignored_in(cfg: &super::Config) -> Vec<Ignored> {
             name: format!("bgp_peers BFD of {}", p.address),
             does: "runs BFD with the peer (not in vipd yet: the session runs without it)",
         })
-        .collect()
+        .collect();
+    if cfg.leader_election_without_control_plane {
+        ignored.push(Ignored {
+            name: "vip_leaderelection (--leaderElection)".into(),
+            does: "elects the control-plane VIP's holder, and nothing without cp_enable (in BGP services mode kube-vip also keeps a Service's routes when its endpoints leave; vipd withdraws them)",
+        });
+    }
+    ignored
 }
 
 #[cfg(test)]

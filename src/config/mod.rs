@@ -152,6 +152,8 @@ pub struct Config {
     pub kubeconfig: Option<PathBuf>,
     /// `kubernetes_addr`, and the control plane's port (see [`crate::kube::client`]).
     pub kube_server: ServerOverride,
+    /// `vip_leaderelection=true` without `cp_enable`: asks for nothing here (named at start).
+    pub leader_election_without_control_plane: bool,
     /// `Some` with `vip_packet` / `--metal`: peers from the Equinix Metal API.
     pub metal: Option<MetalSettings>,
     /// `prometheus_server`: where /healthz and /readyz are served; `None` = off.
@@ -251,6 +253,11 @@ pub fn validate(raw: &RawSettings) -> Result<Config, ConfigError> {
         services,
         node_name,
         kubeconfig: non_empty(&raw.k8s_config_file).map(PathBuf::from),
+        leader_election_without_control_plane: control_plane.is_none()
+            && flag(
+                &raw.vip_leaderelection,
+                "vip_leaderelection (--leaderElection)",
+            )?,
         kube_server: ServerOverride {
             address: non_empty(&raw.kubernetes_addr).map(str::to_owned),
             control_plane_port: control_plane.as_ref().map(|cp| cp.port),

@@ -710,8 +710,9 @@ fn env(f: &ManifestFlags) -> Vec<EnvVar> {
     for (name, v) in f.pass_on.env() {
         env.push(value(name, v));
     }
-    // kube-vip's generator: the control-plane Lease lives in the manifest's namespace.
-    if control_plane(f) {
+    // kube-vip's generator: the control-plane Lease lives in the manifest's namespace, unless
+    // one is carried over (`vipd migrate`).
+    if control_plane(f) && !f.extra_env.iter().any(|e| e.name == "cp_namespace") {
         env.push(value("cp_namespace", &f.namespace));
     }
     env

@@ -129,7 +129,7 @@ pub struct PassOn {
     /// Log format: text or json.
     #[arg(long = "log-format", env = "vipd_log_format", value_name = "FORMAT")]
     pub vipd_log_format: Option<String>,
-    /// The control-plane VIP (--address), announced by BGP while the local API server is healthy.
+    /// The control-plane VIP (--address), held by BGP or ARP while the local API server is healthy.
     #[arg(long = "controlplane", env = "cp_enable", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true")]
     pub cp_enable: Option<String>,
     /// The API server's port.
