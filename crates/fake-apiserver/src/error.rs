@@ -44,6 +44,10 @@ pub enum ApiError {
     /// 401: a bearer token the server did not issue (or whose ServiceAccount is gone).
     #[error("Unauthorized")]
     Unauthorized,
+    /// 500, injected by a fault mode ([`crate::Faults`]): what an overloaded or failing
+    /// kube-apiserver (etcd timeouts) answers.
+    #[error("Internal error occurred: {0}")]
+    Internal(String),
     /// 403: RBAC does not allow it; `message` is worded as kube-apiserver's
     /// ([`crate::auth::Attributes::forbidden`]).
     #[error("{message}")]
@@ -69,6 +73,7 @@ impl ApiError {
             ApiError::TooLarge(_) => 413,
             ApiError::Unauthorized => 401,
             ApiError::Forbidden { .. } => 403,
+            ApiError::Internal(_) => 500,
         }
     }
 
@@ -85,6 +90,7 @@ impl ApiError {
             ApiError::TooLarge(_) => "RequestEntityTooLarge",
             ApiError::Unauthorized => "Unauthorized",
             ApiError::Forbidden { .. } => "Forbidden",
+            ApiError::Internal(_) => "InternalError",
         }
     }
 

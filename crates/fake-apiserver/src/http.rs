@@ -40,6 +40,8 @@ pub(super) struct Ctx {
     pub bookmark_interval: Duration,
     /// Every 401 and 403 answered, as `METHOD path: message` (for tests that count them).
     pub refused: std::sync::Mutex<Vec<String>>,
+    /// Injected faults (chaos tests).
+    pub faults: std::sync::Mutex<crate::Faults>,
 }
 
 /// Serves `listener` until `shutdown` changes (or its sender is dropped), then drops every
@@ -80,6 +82,16 @@ pub(super) async fn serve(
 }
 
 async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let faults = ctx.faults.lock().map(|f| *f).unwrap_or_default();
+    if !faults.delay.is_zero() {
+        tokio::time::sleep(faults.delay).await;
+    }
+    if faults.errors_per_mille > 0 && fastrand::u32(0..1000) < faults.errors_per_mille {
+        debug!(path = req.uri().path(), "fake API server: injected 500");
+        return Ok(error(&ApiError::Internal(
+            "injected fault: etcdserver: request timed out".into(),
+        )));
+    }
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     let query = Query::parse(req.uri().query());

@@ -61,6 +61,16 @@ pub struct ServerOptions {
     pub bookmark_interval: Duration,
 }
 
+/// Faults the server injects into every request until changed ([`ApiServer::set_faults`]): what
+/// a loaded or failing kube-apiserver does to its clients.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Requests (watches included) answered `500 InternalError`, per thousand, at random.
+    pub errors_per_mille: u32,
+    /// Every request waits this long before it is served.
+    pub delay: Duration,
+}
+
 impl Default for ServerOptions {
     fn default() -> ServerOptions {
         ServerOptions {
@@ -113,6 +123,7 @@ impl ApiServer {
             addr,
             bookmark_interval: options.bookmark_interval,
             refused: std::sync::Mutex::new(Vec::new()),
+            faults: std::sync::Mutex::new(Faults::default()),
         });
         let task = tokio::spawn(http::serve(listener, ctx.clone(), stop));
         tracing::debug!(%addr, "fake API server listening");
@@ -190,6 +201,19 @@ preferences: {{}}
         self.store
             .write(|db| api::create_manifest(db, yaml, std::time::SystemTime::now()))
             .map_err(|e| e.to_string())
+    }
+
+    /// Injects `faults` into every request from now on (`Faults::default()` ends them).
+    pub fn set_faults(&self, faults: Faults) {
+        if let Ok(mut f) = self.ctx.faults.lock() {
+            *f = faults;
+        }
+    }
+
+    /// Drops the history of changes so that every watch and list resumed from an older
+    /// resourceVersion gets `410 Gone` (what an etcd compaction does).
+    pub fn compact(&self) {
+        self.store.compact();
     }
 
     /// Every request answered 401 or 403 so far, as `METHOD path: message`.

@@ -1,6 +1,6 @@
 //! The fake API server of `vipd demo` and the tests, driven over real HTTP through the real
 //! `kube` client (and kubectl, when installed). Nothing here reads the store directly: the only
-//! store calls are `compact()`, `stop()` and `start_with()`.
+//! store calls are `compact()`, `stop()` and `start_with()` (and the fault mode, `set_faults`).
 
 use fake_apiserver::{ApiServer, ServerOptions, Store};
 use futures::{StreamExt, TryStreamExt};
@@ -1110,5 +1110,47 @@ async fn recorded_events_show_in_kubectl_get_events_and_describe() {
     assert!(
         described.contains("InvalidLoadBalancerIP"),
         "describe shows the Event:\n{described}"
+    );
+}
+
+/// The chaos tests' fault mode: every request fails with kube-apiserver's 500 `InternalError`
+/// (or waits first) until the faults are cleared, and a compaction sends a watch resumed from
+/// before it `410 Gone`.
+#[tokio::test]
+async fn injected_faults_answer_500_or_wait_until_cleared() {
+    let api = ApiServer::start(any_port()).await.unwrap();
+    let services: Api<Service> = Api::namespaced(api.client(), "default");
+    services
+        .create(&PostParams::default(), &svc("web", json!({})))
+        .await
+        .unwrap();
+    api.set_faults(fake_apiserver::Faults {
+        errors_per_mille: 1000,
+        delay: Duration::ZERO,
+    });
+    let (code, reason) = api_error(services.get("web").await.unwrap_err());
+    assert_eq!((code, reason.as_str()), (500, "InternalError"));
+    api.set_faults(fake_apiserver::Faults {
+        errors_per_mille: 0,
+        delay: Duration::from_millis(300),
+    });
+    let t0 = std::time::Instant::now();
+    services.get("web").await.expect("served, late");
+    assert!(t0.elapsed() >= Duration::from_millis(300));
+    api.set_faults(fake_apiserver::Faults::default());
+    let listed = services.list(&Default::default()).await.unwrap();
+    let rv = listed.metadata.resource_version.unwrap();
+    services
+        .create(&PostParams::default(), &svc("api", json!({})))
+        .await
+        .unwrap();
+    api.compact();
+    let from_before = WatchParams::default();
+    let mut stream = services.watch(&from_before, &rv).await.unwrap().boxed();
+    let first = stream.try_next().await;
+    assert!(
+        matches!(&first, Ok(Some(WatchEvent::Error(e))) if e.code == 410)
+            || matches!(&first, Err(_)),
+        "{first:?}"
     );
 }

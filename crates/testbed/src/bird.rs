@@ -59,6 +59,15 @@ impl Bird {
         hops
     }
 
+    /// Every BGP prefix of `master4` with the next hop of each path, from `show route all`:
+    /// a prefix line, then each path's attributes (`BGP.next_hop: …`), a path of the same
+    /// prefix starting with blanks.
+    pub fn table(&self) -> std::collections::BTreeMap<String, Vec<std::net::IpAddr>> {
+        parse_table(&self.birdc(&[
+            "show", "route", "table", "master4", "where", "source", "=", "RTS_BGP", "all",
+        ]))
+    }
+
     /// Every BGP route of `table` ("master4") with the Unix time (µs resolution) BIRD imported
     /// it, from BIRD's own stamps: `198.18.0.10/32  unicast [vipd0 1795921087.040336] * ...`.
     pub fn import_times(&self, table: &str) -> Vec<(String, f64)> {
@@ -268,6 +277,33 @@ pub fn parse_route(out: &str) -> Option<RouteInfo> {
 
 /// Parses `show route ... count`: "1 of 2 routes for 2 networks in table master4", where the
 /// first number is the routes that passed the filter.
+/// See [`Bird::table`].
+pub fn parse_table(out: &str) -> std::collections::BTreeMap<String, Vec<std::net::IpAddr>> {
+    let mut table: std::collections::BTreeMap<String, Vec<std::net::IpAddr>> = Default::default();
+    let mut current: Option<String> = None;
+    for line in out.lines() {
+        let first = line.split_whitespace().next().unwrap_or_default();
+        if !line.starts_with(char::is_whitespace) && first.contains('/') {
+            current = Some(first.to_owned());
+            table.entry(first.to_owned()).or_default();
+        } else if let (Some(p), Some(v)) = (&current, line.trim().strip_prefix("BGP.next_hop:")) {
+            if let Some(hop) = global_address(v.split_whitespace()) {
+                table.entry(p.clone()).or_default().push(hop);
+            }
+        }
+    }
+    for hops in table.values_mut() {
+        hops.sort();
+    }
+    table
+}
+
+impl super::router::Tables for Bird {
+    fn table4(&self) -> std::collections::BTreeMap<String, Vec<std::net::IpAddr>> {
+        self.table()
+    }
+}
+
 pub fn parse_count(out: &str) -> usize {
     out.lines()
         .find(|l| l.contains(" routes for "))

@@ -54,6 +54,26 @@ impl Frr {
     }
 }
 
+impl super::router::Tables for Frr {
+    /// `show bgp ipv4 unicast json`: `{"routes": {"198.18.0.10/32": [path, …], …}}`, each path
+    /// with `nexthops[0].ip`.
+    fn table4(&self) -> std::collections::BTreeMap<String, Vec<std::net::IpAddr>> {
+        let table = self.vtysh_json("show bgp ipv4 unicast json");
+        let mut out = std::collections::BTreeMap::new();
+        for (prefix, paths) in table["routes"].as_object().into_iter().flatten() {
+            let mut hops: Vec<std::net::IpAddr> = paths
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p["nexthops"][0]["ip"].as_str()?.parse().ok())
+                .collect();
+            hops.sort();
+            out.insert(prefix.clone(), hops);
+        }
+        out
+    }
+}
+
 impl Router for Frr {
     const NAME: &'static str = "frr";
     const NEEDS: &'static [(&'static str, &'static str)] = &[

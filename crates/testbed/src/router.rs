@@ -195,6 +195,13 @@ pub trait Router {
     fn log_tail(&self) -> String;
 }
 
+/// A router whose whole IPv4 BGP table can be read at once (the chaos test compares 200
+/// prefixes every second; one CLI call per prefix would be too slow).
+pub trait Tables {
+    /// Every IPv4 BGP prefix with the next hop of each path (sorted).
+    fn table4(&self) -> std::collections::BTreeMap<String, Vec<std::net::IpAddr>>;
+}
+
 /// Parses each number in an AS path as printed by BIRD ("65000 65001", sets as "{65002 65003}"),
 /// flattening sets.
 pub fn as_numbers(text: &str) -> Vec<u32> {
