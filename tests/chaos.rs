@@ -129,7 +129,9 @@ fn diff(want: &BTreeMap<String, Vec<IpAddr>>, have: &BTreeMap<String, Vec<IpAddr
 }
 
 /// RSS (KiB) and open descriptors of a process.
-fn usage(pid: u32) -> Option<(u64, usize)> {
+type Usage = (u64, usize);
+
+fn usage(pid: u32) -> Option<Usage> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let rss = status
         .lines()
@@ -148,8 +150,8 @@ struct Report {
     /// Per fault kind, the slowest convergence.
     slowest: BTreeMap<Fault, Duration>,
     violations: Vec<String>,
-    /// Per agent process: (pid, first, last) usage.
-    usage: BTreeMap<u32, (usize, (u64, usize), (u64, usize))>,
+    /// Per agent process (pid): its node, first and last usage.
+    usage: BTreeMap<u32, (usize, Usage, Usage)>,
 }
 
 impl Report {
