@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::Receiver;
 use vipd_providers::{MpBgpSpec, PeerSpec};
 
 use fake_apiserver::ApiServer;
@@ -333,7 +333,7 @@ async fn wait_warning(client: &Client, name: &str) -> Result<String, DemoError> 
 
 async fn keep_running(
     kubeconfig: &std::path::Path,
-    events: &mut UnboundedReceiver<PeerEvent>,
+    events: &mut Receiver<PeerEvent>,
     table: &mut BTreeSet<IpNet>,
 ) {
     println!(
@@ -378,7 +378,7 @@ fn apply(table: &mut BTreeSet<IpNet>, e: &PeerEvent) {
 
 /// Applies router events to `table` until `done` says so; returns the event that finished it.
 async fn wait_for(
-    events: &mut UnboundedReceiver<PeerEvent>,
+    events: &mut Receiver<PeerEvent>,
     table: &mut BTreeSet<IpNet>,
     what: &str,
     done: impl Fn(&PeerEvent, &BTreeSet<IpNet>) -> bool,

@@ -6,7 +6,7 @@ use ipnet::IpNet;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::Receiver;
 use vipd::bgp::driver::PeerEvent;
 use vipd::bgp::speaker::{Speaker, SpeakerConfig};
 use vipd::bgp::types::host_routes;
@@ -29,10 +29,7 @@ fn cfg(asn: u32, id: [u8; 4], passive: bool) -> SpeakerConfig {
 }
 
 /// A passive "router" that accepts vipd (AS 65000) from 127.0.0.1.
-async fn router(
-    asn: u32,
-    password: Option<&str>,
-) -> (Speaker, UnboundedReceiver<PeerEvent>, SocketAddr) {
+async fn router(asn: u32, password: Option<&str>) -> (Speaker, Receiver<PeerEvent>, SocketAddr) {
     let mut r = Speaker::start(cfg(asn, [192, 0, 2, 200], true))
         .await
         .unwrap();
@@ -54,7 +51,7 @@ fn nets(v: &[&str]) -> BTreeSet<IpNet> {
 
 /// Waits (at most 10 s) for an event matching `want`, keeping `table` up to date.
 async fn until(
-    rx: &mut UnboundedReceiver<PeerEvent>,
+    rx: &mut Receiver<PeerEvent>,
     table: &mut BTreeSet<IpNet>,
     what: &str,
     want: impl Fn(&PeerEvent, &BTreeSet<IpNet>) -> bool,
@@ -215,5 +212,54 @@ async fn tcp_md5_key_on_one_side_only_keeps_the_session_down() {
     };
     assert!(reason.contains("TCP-MD5"), "{reason}");
     assert!(ea.try_recv().is_err(), "the router saw a session");
+    vipd.shutdown("test over", Duration::from_secs(2)).await;
+}
+
+/// A peer that sends UPDATEs faster than anyone reads the speaker's events fills a bounded
+/// queue, not memory: the router here never reads while vipd announces and withdraws 100,000
+/// routes six times (thousands of UPDATEs); the queue holds at most its capacity, the session
+/// stays up, and once read again the events resume.
+#[tokio::test]
+async fn a_peer_flooding_updates_fills_a_bounded_event_queue_not_memory() {
+    let (router, mut events, addr) = router(65001, None).await;
+    let mut vipd = Speaker::start(cfg(65000, [192, 0, 2, 1], false))
+        .await
+        .unwrap();
+    vipd.set_peers(vec![peer(addr, 65001)]).await;
+    let many: Vec<IpAddr> = (0..100_000u32)
+        .map(|i| IpAddr::from([10, 200 + (i >> 16) as u8, (i >> 8) as u8, i as u8]))
+        .collect();
+    for round in 0..12 {
+        vipd.set_routes(host_routes(if round % 2 == 0 { &many } else { &[] }));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        events.len(),
+        vipd::bgp::driver::PEER_EVENTS,
+        "the unread queue is full, and no fuller"
+    );
+    let board = router.board().snapshot();
+    assert!(
+        !board.is_empty() && board.iter().all(|(_, p)| p.established_since.is_some()),
+        "the session stays up: {board:?}"
+    );
+    assert!(
+        board
+            .iter()
+            .all(|(_, p)| p.updates_received > vipd::bgp::driver::PEER_EVENTS as u64),
+        "the router received more UPDATEs than the queue holds: {board:?}"
+    );
+    let (mut table, mut seen_up) = (BTreeSet::new(), false);
+    while let Ok(e) = events.try_recv() {
+        seen_up |= matches!(e, PeerEvent::Up { .. });
+    }
+    assert!(seen_up, "the session's Up was queued before the flood");
+    // Reading again: a new change arrives as events.
+    vipd.set_routes(host_routes(&["198.51.100.77".parse().unwrap()]));
+    until(&mut events, &mut table, "events after the flood", |e, _| {
+        matches!(e, PeerEvent::Learned { announced, .. } if announced.contains(&"198.51.100.77/32".parse().unwrap()))
+    })
+    .await;
     vipd.shutdown("test over", Duration::from_secs(2)).await;
 }

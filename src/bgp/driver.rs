@@ -38,6 +38,12 @@ pub struct Transport {
     pub mpbgp_v6: Option<std::net::Ipv6Addr>,
 }
 
+/// How many peer events may wait to be read. Peers feed this queue (every UPDATE they send is
+/// a `Learned` event), so it is bounded: when full, `Learned` events are dropped (vipd decides
+/// nothing from them; they are counted in the peer's status), while a session going up or down
+/// still gets through.
+pub const PEER_EVENTS: usize = 1024;
+
 /// Commands from the speaker to a peer task.
 #[derive(Debug)]
 pub enum Control {
@@ -84,7 +90,7 @@ pub struct PeerTask {
     write_failed: Option<String>,
     connecting: Option<Connecting>,
     status: watch::Sender<PeerStatus>,
-    events: Option<mpsc::UnboundedSender<PeerEvent>>,
+    events: Option<mpsc::Sender<PeerEvent>>,
     write_timeout: Duration,
 }
 
@@ -93,7 +99,7 @@ impl PeerTask {
         transport: Transport,
         cfg: SessionConfig,
         status: watch::Sender<PeerStatus>,
-        events: Option<mpsc::UnboundedSender<PeerEvent>>,
+        events: Option<mpsc::Sender<PeerEvent>>,
     ) -> Self {
         // A write that cannot finish within the hold time means the peer is gone.
         let write_timeout = Duration::from_secs(u64::from(cfg.hold_time.secs()).max(30));
@@ -368,8 +374,20 @@ impl PeerTask {
     }
 
     fn emit(&self, event: PeerEvent) {
-        if let Some(tx) = &self.events {
-            let _ = tx.send(event);
+        let Some(tx) = &self.events else { return };
+        match tx.try_send(event) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(PeerEvent::Learned { .. })) => {
+                debug!("peer events queue full: an UPDATE's event is dropped");
+            }
+            // A state change waits for room on its own task, so the peer's I/O never blocks
+            // on the reader.
+            Err(mpsc::error::TrySendError::Full(state)) => {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let _ = tx.send(state).await;
+                });
+            }
         }
     }
 

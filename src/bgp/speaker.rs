@@ -82,7 +82,7 @@ pub struct Speaker {
     cfg: SpeakerConfig,
     peers: BTreeMap<SocketAddr, PeerHandle>,
     routes: watch::Sender<Arc<RouteSet>>,
-    events: Option<mpsc::UnboundedSender<PeerEvent>>,
+    events: Option<mpsc::Sender<PeerEvent>>,
     accept: AcceptTable,
     listeners: Vec<(Arc<TcpListener>, JoinHandle<()>)>,
     board: PeerBoard,
@@ -116,9 +116,11 @@ impl Speaker {
         })
     }
 
-    /// Peer events from now on (sessions up and down, routes the peers sent).
-    pub fn events(&mut self) -> mpsc::UnboundedReceiver<PeerEvent> {
-        let (tx, rx) = mpsc::unbounded_channel();
+    /// Peer events from now on (sessions up and down, routes the peers sent). Bounded: a peer
+    /// that floods UPDATEs faster than they are read loses `Learned` events, never memory
+    /// ([`crate::bgp::driver::PEER_EVENTS`]).
+    pub fn events(&mut self) -> mpsc::Receiver<PeerEvent> {
+        let (tx, rx) = mpsc::channel(crate::bgp::driver::PEER_EVENTS);
         self.events = Some(tx);
         rx
     }

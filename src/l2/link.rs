@@ -16,6 +16,12 @@ use tracing::{debug, info, warn};
 /// After a refused probe, probe again this often: the other holder may go away.
 const REPROBE: Duration = Duration::from_secs(10);
 
+/// How many link events may wait to be read. Frames from the LAN feed this queue (every frame
+/// of another host claiming a VIP is a `Contested` event), so it is bounded: when full,
+/// `Contested` events are dropped (logged, and nothing is decided from them), while the outcome
+/// of a claim still gets through.
+pub const LINK_EVENTS: usize = 256;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkEvent {
     /// The address is on the interface and announced.
@@ -33,11 +39,11 @@ pub async fn claim(
     vip: IpAddr,
     link: Arc<VipAddresses>,
     rate: Duration,
-    events: mpsc::UnboundedSender<LinkEvent>,
+    events: mpsc::Sender<LinkEvent>,
 ) {
     if let Err(e) = run(vip, &link, rate, &events).await {
         warn!(%vip, interface = link.ifname(), "{e}");
-        let _ = events.send(LinkEvent::Failed(vip, e));
+        emit(&events, LinkEvent::Failed(vip, e));
     }
 }
 
@@ -45,7 +51,7 @@ async fn run(
     vip: IpAddr,
     link: &VipAddresses,
     rate: Duration,
-    events: &mpsc::UnboundedSender<LinkEvent>,
+    events: &mpsc::Sender<LinkEvent>,
 ) -> Result<(), String> {
     let mac = Mac(link
         .mac()
@@ -79,19 +85,19 @@ async fn run(
                     Output::AddAddress => {
                         link.add(vip).await.map_err(|e| e.to_string())?;
                         info!(%vip, interface = link.ifname(), "VIP claimed: nobody answered the probe");
-                        let _ = events.send(LinkEvent::Claimed(vip));
+                        emit(events, LinkEvent::Claimed(vip));
                         queue.extend(announcer.handle(Input::AddressAdded, Instant::now()));
                     }
                     Output::Refused(other) => {
                         if reported != Some(other) {
                             warn!(%vip, %other, "another host answers for the VIP: not claiming it");
-                            let _ = events.send(LinkEvent::Refused(vip, other));
+                            emit(events, LinkEvent::Refused(vip, other));
                             reported = Some(other);
                         }
                     }
                     Output::Contested(other) => {
                         warn!(%vip, %other, "another host also announces the VIP");
-                        let _ = events.send(LinkEvent::Contested(vip, other));
+                        emit(events, LinkEvent::Contested(vip, other));
                     }
                 }
             }
@@ -116,6 +122,23 @@ async fn run(
             }
         }
         tokio::time::sleep(REPROBE).await;
+    }
+}
+
+/// Sends `ev` without waiting: a `Contested` event is dropped when the queue is full; an
+/// outcome waits for room on its own task, so frames keep being read.
+fn emit(events: &mpsc::Sender<LinkEvent>, ev: LinkEvent) {
+    match events.try_send(ev) {
+        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+        Err(mpsc::error::TrySendError::Full(LinkEvent::Contested(vip, _))) => {
+            debug!(%vip, "link events queue full: a contesting frame's event is dropped");
+        }
+        Err(mpsc::error::TrySendError::Full(outcome)) => {
+            let events = events.clone();
+            tokio::spawn(async move {
+                let _ = events.send(outcome).await;
+            });
+        }
     }
 }
 

@@ -78,8 +78,8 @@ pub struct Arp<'a> {
     /// One handle per interface used.
     links: BTreeMap<String, Arc<VipAddresses>>,
     claims: BTreeMap<IpAddr, Claim>,
-    link_tx: mpsc::UnboundedSender<LinkEvent>,
-    link_rx: mpsc::UnboundedReceiver<LinkEvent>,
+    link_tx: mpsc::Sender<LinkEvent>,
+    link_rx: mpsc::Receiver<LinkEvent>,
     vip_hosts: VipHosts,
 }
 
@@ -89,7 +89,7 @@ impl<'a> Arp<'a> {
         arp: &'a ArpSettings,
         control_plane: Option<ControlPlaneVip>,
     ) -> Arp<'a> {
-        let (link_tx, link_rx) = mpsc::unbounded_channel();
+        let (link_tx, link_rx) = mpsc::channel(link::LINK_EVENTS);
         Arp {
             svc,
             arp,

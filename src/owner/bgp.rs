@@ -33,7 +33,7 @@ pub struct Bgp<'a> {
     announcer: Announcer,
     /// Peer events only wake the loop; whether a session is up is read from the speaker, so
     /// an Up that happened before the loop started is not missed.
-    peer_events: mpsc::UnboundedReceiver<PeerEvent>,
+    peer_events: mpsc::Receiver<PeerEvent>,
     /// The VIP interface, when vipd puts addresses on it (`bgp_attach_ip_to_interface`, or
     /// the control-plane VIP's).
     addresses: Option<VipAddresses>,
