@@ -4,6 +4,12 @@
 //! the router via the private gateway (the router's address is not otherwise reachable, as with
 //! Metal's 169.254.255.x), peers with BIRD with the API's MD5 password and announces a Service.
 //! SIGTERM removes the route. Root and BIRD needed; skipped loudly otherwise.
+//!
+//! It is also the planted-secrets run: the Metal API key, the MD5 password the API hands out,
+//! a static peer's password, a node annotation's (base64) password and the agent's own bearer
+//! token are all in play, with sessions up and failing and Warning Events raised; then every
+//! log line, `/metrics`, `/status`, `vipd status`, every Event and the exit message of a bad
+//! setting are searched for each of them (plain and base64).
 
 #[macro_use]
 extern crate vipd_testbed;
@@ -20,6 +26,27 @@ use support::vipd::Vipd;
 use support::{ns_stdout, run_ok, VIPD_NEEDS};
 
 const ROUTER: &str = "169.254.255.1";
+/// A peer that never answers (its session keeps failing and being retried, and says so).
+const STATIC_PEER_IP: &str = "10.99.0.77";
+const STATIC_PASS: &str = "PlantedStaticPass41";
+const ANNOTATION_PASS: &str = "PlantedAnnotationPass42";
+/// base64 of [`ANNOTATION_PASS`].
+const ANNOTATION_PASS_B64: &str = "UGxhbnRlZEFubm90YXRpb25QYXNzNDI=";
+
+const ADMIN_RBAC: &str = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: everything}
+rules:
+- {apiGroups: ["*"], resources: ["*"], verbs: ["*"]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: vipd-admin}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: everything}
+subjects:
+- {kind: ServiceAccount, name: vipd, namespace: kube-system}
+"#;
 
 #[test]
 fn metal_api_peers_reach_bird_through_the_installed_peer_route() {
@@ -68,7 +95,17 @@ fn metal_api_peers_reach_bird_through_the_installed_peer_route() {
         .unwrap();
         let api = cluster::api_server().await;
         let client = api.client();
-        cluster::create_node(&client, "node0").await;
+        // A node annotation peer with a password (base64, as Metal's CCM writes it).
+        let annotations = [
+            ("node-asn", "65000"),
+            ("peer-asn", "65530"),
+            ("peer-ip", STATIC_PEER_IP),
+            ("bgp-pass", ANNOTATION_PASS_B64),
+        ]
+        .into_iter()
+        .map(|(k, v)| (format!("metal.equinix.com/bgp-peers-0-{k}"), v.to_string()))
+        .collect();
+        cluster::create_annotated_node(&client, "node0", annotations).await;
         cluster::create_served(
             &client,
             &lb_service("web", "198.18.0.10", false),
@@ -76,18 +113,28 @@ fn metal_api_peers_reach_bird_through_the_installed_peer_route() {
             "10.244.0.5",
         )
         .await;
-        let kubeconfig = cluster::node_kubeconfig(dir.path(), 0, api.addr().port());
+        // The agent authenticates with a bearer token (the admin's rights, so RBAC is not in
+        // the way): one more secret planted.
+        api.create_manifest(ADMIN_RBAC).expect("RBAC");
+        let token = api.token("kube-system", "vipd");
+        let kubeconfig =
+            cluster::node_kubeconfig_as(dir.path(), 0, api.addr().port(), Some(&token));
+        // A Service whose address is bad: a Warning Event.
+        cluster::create_service(&client, &lb_service("bad", "not-an-address", false)).await;
         let cloud_sa = cloud_sa.display().to_string();
+        let static_peer = format!("10.99.0.78:65531:{STATIC_PASS}:true");
         let mut agent = Vipd::services(
             &topo,
             0,
             &kubeconfig,
             &[
-                ("bgp_peers", ""),
+                ("bgp_peers", &static_peer),
                 ("bgp_routerid", ""),
                 ("vip_packet", "true"),
                 ("provider_config", &cloud_sa),
                 ("metal_peer_routes", "true"),
+                ("annotation", "metal.equinix.com"),
+                ("prometheus_server", "127.0.0.1:2112"),
             ],
         );
         agent.start();
@@ -131,14 +178,57 @@ fn metal_api_peers_reach_bird_through_the_installed_peer_route() {
         ] {
             assert!(requests.contains(&call), "{call} missing from {requests:?}");
         }
-        assert!(
-            !agent.log().contains(TOKEN),
-            "the API token leaked into the log"
+        // Let the sessions to the peers that never answer fail and be retried (and logged).
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        // Every place an operator or a scraper reads: none holds a planted secret.
+        let (_, metrics) = in_netns(&node, cluster::http_get("127.0.0.1:2112", "/metrics"));
+        let (_, status) = in_netns(&node, cluster::http_get("127.0.0.1:2112", "/status"));
+        let cli = ns_stdout(
+            &node,
+            &[&support::vipd_bin(), "status", "--server", "127.0.0.1:2112"],
         );
+        let events = cluster::all_event_notes(&client).await;
         assert!(
-            !agent.log().contains("Md5Secret77"),
-            "the MD5 password leaked into the log"
+            events.iter().any(|e| e.contains("not-an-address")),
+            "the bad Service's Warning is there to search: {events:?}"
         );
+        let secrets = [
+            TOKEN,
+            "Md5Secret77",
+            STATIC_PASS,
+            ANNOTATION_PASS,
+            ANNOTATION_PASS_B64,
+            token.as_str(),
+        ];
+        let places = [
+            ("the log", agent.log()),
+            ("/metrics", metrics),
+            ("/status", status),
+            ("vipd status", cli),
+            ("the Events", events.join("\n")),
+        ];
+        for (place, text) in &places {
+            assert!(text.len() > 50, "{place} has something to search: {text}");
+            for secret in secrets {
+                assert!(
+                    !text.contains(secret),
+                    "a planted secret leaked into {place}"
+                );
+            }
+        }
+        // A bad setting's exit message names the setting, not the password beside it.
+        let bad = std::process::Command::new(support::vipd_bin())
+            .arg("manager")
+            .env_clear()
+            .env("bgp_enable", "true")
+            .env("bgp_as", "65000")
+            .env("bgp_routerid", "10.0.0.1")
+            .env("bgp_peers", format!("10.0.0.2:65530:{STATIC_PASS}:maybe"))
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&bad.stderr);
+        assert_eq!(bad.status.code(), Some(2), "{said}");
+        assert!(!said.contains(STATIC_PASS), "{said}");
 
         agent.terminate();
         let status = agent.wait_exit(Duration::from_secs(10));

@@ -27,6 +27,38 @@ pub async fn warned(client: &Client, reason: &str, needle: &str) -> bool {
         .any(|n| n.contains(needle))
 }
 
+/// Every Event's note and reason in every namespace, events.k8s.io and core v1 alike (none if
+/// a list fails).
+pub async fn all_event_notes(client: &Client) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(l) = Api::<k8s_openapi::api::events::v1::Event>::all(client.clone())
+        .list(&Default::default())
+        .await
+    {
+        for e in l.items {
+            out.push(format!(
+                "{} {} {}",
+                e.reason.unwrap_or_default(),
+                e.note.unwrap_or_default(),
+                e.regarding.and_then(|r| r.name).unwrap_or_default()
+            ));
+        }
+    }
+    if let Ok(l) = Api::<k8s_openapi::api::core::v1::Event>::all(client.clone())
+        .list(&Default::default())
+        .await
+    {
+        for e in l.items {
+            out.push(format!(
+                "{} {}",
+                e.reason.unwrap_or_default(),
+                e.message.unwrap_or_default()
+            ));
+        }
+    }
+    out
+}
+
 /// The notes of the Warning Events with `reason` in namespace `default` (none if the list
 /// fails: callers poll).
 pub async fn event_notes(client: &Client, reason: &str) -> Vec<String> {
