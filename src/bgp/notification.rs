@@ -16,6 +16,10 @@ pub mod code {
     pub const ROUTE_REFRESH: u8 = 7;
 }
 
+/// RFC 4271 §4.1: the longest BGP message without RFC 8654's Extended Message capability,
+/// which vipd does not advertise.
+pub const MAX_MESSAGE: usize = 4096;
+
 /// One NOTIFICATION: what a peer sent us, or what we send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notification {
@@ -44,17 +48,19 @@ impl Notification {
         }
     }
 
-    /// The whole message, header included.
+    /// The whole message, header included, at most [`MAX_MESSAGE`] octets: data that quotes a
+    /// whole message (RFC 7313's malformed ROUTE-REFRESH, up to 4096 octets itself) is cut to
+    /// fit, as a peer without the Extended Message capability would refuse anything longer.
     pub fn encode(&self) -> Vec<u8> {
-        let len = 21 + self.data.len();
+        let data = &self.data[..self.data.len().min(MAX_MESSAGE - 21)];
+        let len = 21 + data.len();
         let mut out = Vec::with_capacity(len);
         out.extend_from_slice(&[0xff; 16]);
-        // Our own NOTIFICATIONs carry at most a Cease text (256 bytes) or one attribute (< 4 KiB).
-        out.extend_from_slice(&(len.min(usize::from(u16::MAX)) as u16).to_be_bytes());
+        out.extend_from_slice(&(len as u16).to_be_bytes());
         out.push(3);
         out.push(self.code);
         out.push(self.subcode);
-        out.extend_from_slice(&self.data);
+        out.extend_from_slice(data);
         out
     }
 
@@ -180,6 +186,19 @@ impl fmt::Display for Notification {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found writing the bgp_session fuzz target: a malformed ROUTE-REFRESH of 4096 octets, quoted
+    /// whole, made a NOTIFICATION of 4117.
+    #[test]
+    fn a_notification_quoting_a_whole_message_is_cut_to_the_largest_message() {
+        let quoted = vec![0xab; MAX_MESSAGE];
+        let wire = Notification::new(code::ROUTE_REFRESH, 1, quoted).encode();
+        assert_eq!(wire.len(), MAX_MESSAGE);
+        assert_eq!(u16::from_be_bytes([wire[16], wire[17]]), 4096);
+        let short = Notification::new(code::CEASE, 2, vec![3, b'b', b'y', b'e']).encode();
+        assert_eq!(short.len(), 25);
+        assert_eq!(&short[21..], &[3, b'b', b'y', b'e']);
+    }
 
     #[test]
     fn known_codes_are_named_with_their_numbers() {

@@ -147,7 +147,13 @@ fn split_address(text: &str) -> Result<(PeerAddress, &str), String> {
         let rest = match rest.strip_prefix(':') {
             Some(r) => r,
             None if rest.is_empty() => "",
-            None => return Err(format!("unexpected {rest:?} after ']'")),
+            // Not echoed either: what follows the address may hold the password.
+            None => {
+                return Err(format!(
+                    "[{inside}] must be followed by ':' and the AS number ({} characters after ']' instead)",
+                    rest.chars().count()
+                ))
+            }
         };
         return Ok((PeerAddress::Ip(IpAddr::V6(ip)), rest));
     }
@@ -384,6 +390,10 @@ mod tests {
         assert!(!e.to_string().contains("hunter2"), "{e}");
         let e = parse_bgp_peers("fd00::1:65000:hunter2").unwrap_err();
         assert!(!e.to_string().contains("hunter2"), "{e}");
+        // Found by the bgp_peers fuzz target: a missing ':' after ']' echoed the rest.
+        let e = parse_bgp_peers("[fd00::1]65000:hunter2").unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert!(e.problem.contains("[fd00::1] must be followed by ':'"), "{e}");
         let e = parse_bgp_peers("10.0.0.300:65000").unwrap_err();
         assert!(e.problem.contains("10.0.0.300"));
         let e = parse_bgp_peers("10.0.0.1").unwrap_err();
