@@ -46,6 +46,17 @@ mod store;
 mod table;
 mod watch;
 
+/// The request parsers, re-exported for the fuzz targets (`fuzz/`): selectors, query strings,
+/// paths, patch bodies and their application, protobuf bodies. Not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::error::ApiError;
+    pub use crate::patch::{apply, parse_body, PatchKind};
+    pub use crate::proto::decode;
+    pub use crate::routes::{route, Query, Route};
+    pub use crate::selector::Selector;
+}
+
 pub use store::Store;
 
 use std::net::SocketAddr;
