@@ -393,7 +393,10 @@ mod tests {
         // Found by the bgp_peers fuzz target: a missing ':' after ']' echoed the rest.
         let e = parse_bgp_peers("[fd00::1]65000:hunter2").unwrap_err();
         assert!(!e.to_string().contains("hunter2"), "{e}");
-        assert!(e.problem.contains("[fd00::1] must be followed by ':'"), "{e}");
+        assert!(
+            e.problem.contains("[fd00::1] must be followed by ':'"),
+            "{e}"
+        );
         let e = parse_bgp_peers("10.0.0.300:65000").unwrap_err();
         assert!(e.problem.contains("10.0.0.300"));
         let e = parse_bgp_peers("10.0.0.1").unwrap_err();
