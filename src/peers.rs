@@ -191,7 +191,8 @@ fn merge(
 async fn watch_node(client: Client, node: String, source: AnnotationSource) {
     let api: Api<Node> = Api::all(client);
     let cfg = watcher::Config::default().fields(&format!("metadata.name={node}"));
-    let mut events = std::pin::pin!(watcher(api, cfg).default_backoff());
+    let mut events =
+        std::pin::pin!(watcher(api, cfg).backoff(crate::kube::backoff::WatchBackoff::default()));
     // A failed read keeps the last good prefixes: an empty list would make every peer
     // multihop, change every spec and re-establish every session.
     let mut connected = Vec::new();

@@ -339,7 +339,8 @@ fn run_chaos<R: Router + Tables + Send + Sync>() {
                         put_endpoints(&client, i, &nodes).await;
                         world.endpoints[i] = nodes;
                     }
-                    Duration::from_secs(10)
+                    // A watch may be waiting out its backoff (at most 8 s) after an API fault.
+                    Duration::from_secs(15)
                 }
                 Fault::AgentKill => {
                     let n = rng.usize(0..NODES);

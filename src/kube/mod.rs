@@ -4,6 +4,7 @@
 //! Plumbing: may import [`crate::decide`] (keys, ingress), [`crate::report`] (Event reasons),
 //! [`crate::observe`] and [`crate::event_limit`]; never the owner loop or a feature folder.
 
+pub mod backoff;
 pub mod client;
 pub mod status;
 pub mod view;

@@ -198,7 +198,7 @@ where
     let (store, writer) = reflector::store();
     let before = store.clone();
     let stream = watcher(api, cfg)
-        .default_backoff()
+        .backoff(super::backoff::WatchBackoff::default())
         .inspect_ok(move |ev| {
             let kind = match ev {
                 watcher::Event::InitApply(_) => "ADDED",
