@@ -291,10 +291,8 @@ fn the_control_plane_vip_follows_a_healthy_node_within_the_lease_duration_and_on
                     agents[old].start();
                 }
                 Fault::Terminate => {
-                    agents[old].terminate();
-                    let exit = agents[old].wait_exit(Duration::from_secs(10));
                     assert!(
-                        exit.is_some_and(|e| e.success()),
+                        agents[old].terminate_cleanly(),
                         "vipd exits cleanly on SIGTERM\n{}",
                         explain(&agents)
                     );

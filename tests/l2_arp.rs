@@ -159,10 +159,8 @@ fn failovers(family: Family, vip: &str, rounds: usize) {
             let old = idx;
             let t0 = Instant::now();
             if graceful {
-                agents[old].terminate();
-                let exit = agents[old].wait_exit(Duration::from_secs(10));
                 assert!(
-                    exit.is_some_and(|e| e.success()),
+                    agents[old].terminate_cleanly(),
                     "vipd exits cleanly on SIGTERM\n{}",
                     explain(&agents)
                 );

@@ -220,6 +220,26 @@ impl<'a> Arp<'a> {
             .collect()
     }
 
+    /// A wanted VIP's state from its claim: held, or why not yet; `None` when it is not
+    /// wanted here (the caller says why).
+    fn claim_state(&self, vip: &IpAddr, wanted: &Wanted) -> Option<VipState> {
+        let (ifname, _) = wanted.get(vip)?;
+        let withheld = match self.claims.get(vip).map(|c| &c.state) {
+            Some(ClaimState::Held) => {
+                return Some(VipState::Held {
+                    mode: if vip.is_ipv4() { "arp" } else { "ndp" }.into(),
+                    via: ifname.clone(),
+                })
+            }
+            Some(ClaimState::Refused(mac)) => Withheld::AddressInUse {
+                mac: mac.to_string(),
+            },
+            Some(ClaimState::Failed) => Withheld::ClaimFailed,
+            _ => Withheld::Probing,
+        };
+        Some(VipState::Withheld(withheld))
+    }
+
     /// What `vipd status` shows for the control-plane VIP.
     fn control_plane_state(
         &self,
@@ -230,31 +250,20 @@ impl<'a> Arp<'a> {
         let (cp, _) = self.control_plane.as_ref()?;
         let plan = standing.control_plane.as_ref()?;
         let vip_state = |vip: &IpAddr| {
-            let withheld = match (wanted.get(vip), self.claims.get(vip).map(|c| &c.state)) {
-                (Some((ifname, _)), Some(ClaimState::Held)) => {
-                    return VipState::Held {
-                        mode: if vip.is_ipv4() { "arp" } else { "ndp" }.into(),
-                        via: ifname.clone(),
-                    }
+            if let Some(claimed) = self.claim_state(vip, wanted) {
+                return claimed;
+            }
+            VipState::Withheld(match &plan.not_standing {
+                Some(NotStanding::Unhealthy(why)) => {
+                    Withheld::ApiServerUnhealthy { why: why.clone() }
                 }
-                (Some(_), Some(ClaimState::Refused(mac))) => Withheld::AddressInUse {
-                    mac: mac.to_string(),
+                Some(NotStanding::LinkDown(why)) => Withheld::LinkDown { why: why.clone() },
+                Some(NotStanding::Unplaced(_)) => Withheld::Unplaced,
+                None if led.contains(&plan.lease) => Withheld::Unplaced,
+                None => Withheld::NotLeader {
+                    lease: plan.lease.to_string(),
                 },
-                (Some(_), Some(ClaimState::Failed)) => Withheld::ClaimFailed,
-                (Some(_), _) => Withheld::Probing,
-                (None, _) => match &plan.not_standing {
-                    Some(NotStanding::Unhealthy(why)) => {
-                        Withheld::ApiServerUnhealthy { why: why.clone() }
-                    }
-                    Some(NotStanding::LinkDown(why)) => Withheld::LinkDown { why: why.clone() },
-                    Some(NotStanding::Unplaced(_)) => Withheld::Unplaced,
-                    None if led.contains(&plan.lease) => Withheld::Unplaced,
-                    None => Withheld::NotLeader {
-                        lease: plan.lease.to_string(),
-                    },
-                },
-            };
-            VipState::Withheld(withheld)
+            })
         };
         Some(ServiceState {
             service: STATUS_NAME.into(),
@@ -368,26 +377,17 @@ impl<'a> Arp<'a> {
                     if let Some(s) = &d.skip {
                         return VipState::Withheld(s.clone().into());
                     }
+                    if let Some(claimed) = self.claim_state(vip, wanted) {
+                        return claimed;
+                    }
                     let lease = standing.lease_of.get(key);
-                    let is_led = lease.is_some_and(|l| led.contains(l));
-                    let withheld = match (wanted.get(vip), self.claims.get(vip).map(|c| &c.state)) {
-                        (Some((ifname, _)), Some(ClaimState::Held)) => {
-                            return VipState::Held {
-                                mode: if vip.is_ipv4() { "arp" } else { "ndp" }.into(),
-                                via: ifname.clone(),
-                            }
-                        }
-                        (Some(_), Some(ClaimState::Refused(mac))) => Withheld::AddressInUse {
-                            mac: mac.to_string(),
-                        },
-                        (Some(_), Some(ClaimState::Failed)) => Withheld::ClaimFailed,
-                        (Some(_), _) => Withheld::Probing,
-                        (None, _) if is_led => Withheld::Unplaced,
-                        (None, _) => Withheld::NotLeader {
+                    VipState::Withheld(if lease.is_some_and(|l| led.contains(l)) {
+                        Withheld::Unplaced
+                    } else {
+                        Withheld::NotLeader {
                             lease: lease.map_or(String::new(), ToString::to_string),
-                        },
-                    };
-                    VipState::Withheld(withheld)
+                        }
+                    })
                 };
                 ServiceState {
                     service: key.to_string(),

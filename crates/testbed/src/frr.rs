@@ -43,15 +43,20 @@ impl Frr {
     pub fn next_hops(&self, prefix: &str) -> Vec<std::net::IpAddr> {
         let family = Family::of(prefix).word();
         let route = self.vtysh_json(&format!("show bgp {family} unicast {prefix} json"));
-        let mut hops: Vec<std::net::IpAddr> = route["paths"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| p["nexthops"][0]["ip"].as_str()?.parse().ok())
-            .collect();
-        hops.sort();
-        hops
+        path_hops(&route["paths"])
     }
+}
+
+/// The first next hop of each path in a JSON array of bgpd's paths, sorted.
+fn path_hops(paths: &Value) -> Vec<std::net::IpAddr> {
+    let mut hops: Vec<std::net::IpAddr> = paths
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["nexthops"][0]["ip"].as_str()?.parse().ok())
+        .collect();
+    hops.sort();
+    hops
 }
 
 impl super::router::Tables for Frr {
@@ -61,14 +66,7 @@ impl super::router::Tables for Frr {
         let table = self.vtysh_json("show bgp ipv4 unicast json");
         let mut out = std::collections::BTreeMap::new();
         for (prefix, paths) in table["routes"].as_object().into_iter().flatten() {
-            let mut hops: Vec<std::net::IpAddr> = paths
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|p| p["nexthops"][0]["ip"].as_str()?.parse().ok())
-                .collect();
-            hops.sort();
-            out.insert(prefix.clone(), hops);
+            out.insert(prefix.clone(), path_hops(paths));
         }
         out
     }

@@ -152,6 +152,13 @@ impl Vipd {
         assert!(self.daemon.signal("TERM"), "vipd is not running");
     }
 
+    /// SIGTERM, then whether it exited with status 0 within 10 s.
+    pub fn terminate_cleanly(&mut self) -> bool {
+        self.terminate();
+        self.wait_exit(Duration::from_secs(10))
+            .is_some_and(|e| e.success())
+    }
+
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         self.daemon.wait_exit(timeout)
     }
