@@ -326,6 +326,42 @@ mod tests {
         \tBGP.next_hop: fd00:99::1 fe80::4437:ddff:fe80:a858\n\
         \tBGP.local_pref: 100\n";
 
+    // Captured from BIRD 2.0.12 in the chaos run: one prefix from three nodes (ECMP), one from
+    // a single node.
+    const SHOW_TABLE: &str = "BIRD 2.0.12 ready.\nTable master4:\n\
+        198.19.0.132/32      unicast [vipd0 1796655584.454599] * (100) [AS65000i]\n\
+        \tvia 10.99.0.1 on veth-node\n\
+        \tType: BGP univ\n\
+        \tBGP.origin: IGP\n\
+        \tBGP.as_path: 65000\n\
+        \tBGP.next_hop: 10.99.0.1\n\
+        \tBGP.local_pref: 100\n\
+        \x20                    unicast [vipd1 1796655557.146106] (100) [AS65000i]\n\
+        \tvia 10.99.1.1 on veth-n1\n\
+        \tBGP.next_hop: 10.99.1.1\n\
+        \x20                    unicast [vipd2 1796655572.615116] (100) [AS65000i]\n\
+        \tvia 10.99.2.1 on veth-n2\n\
+        \tBGP.next_hop: 10.99.2.1\n\
+        198.19.0.24/32       unicast [vipd2 1796655584.454599] * (100) [AS65000i]\n\
+        \tvia 10.99.2.1 on veth-n2\n\
+        \tBGP.next_hop: 10.99.2.1\n";
+
+    #[test]
+    fn the_table_parser_reads_every_path_of_every_prefix() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let table = parse_table(SHOW_TABLE);
+        assert_eq!(
+            table,
+            std::collections::BTreeMap::from([
+                (
+                    "198.19.0.132/32".to_owned(),
+                    vec![ip("10.99.0.1"), ip("10.99.1.1"), ip("10.99.2.1")]
+                ),
+                ("198.19.0.24/32".to_owned(), vec![ip("10.99.2.1")]),
+            ])
+        );
+    }
+
     #[test]
     fn bird_route_parser_reads_next_hop_as_path_and_origin() {
         assert_eq!(
