@@ -8,6 +8,7 @@
 #   FUZZ_SECONDS=10 scripts/fuzz.sh CI's short run: each target for that many seconds
 #   FUZZ_TARGETS="bgp_wire decide"  only these
 #   FUZZ_JOBS=2                     targets run side by side (default 1)
+#   FUZZ_MAX_SECONDS=600            with FUZZ_RUNS: also stop a target after that long
 #
 # The corpora in fuzz/corpus/ are kept in the repository and grow with each campaign; a crash
 # is written to fuzz/artifacts/<target>/ and fails the run.
@@ -22,6 +23,7 @@ if [[ -n ${FUZZ_SECONDS:-} ]]; then
 	limit=(-max_total_time="$FUZZ_SECONDS")
 else
 	limit=(-runs="${FUZZ_RUNS:-10000000}")
+	[[ -n ${FUZZ_MAX_SECONDS:-} ]] && limit+=(-max_total_time="$FUZZ_MAX_SECONDS")
 fi
 run_one() {
 	local t=$1 log
