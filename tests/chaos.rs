@@ -131,19 +131,6 @@ fn diff(want: &BTreeMap<String, Vec<IpAddr>>, have: &BTreeMap<String, Vec<IpAddr
 /// RSS (KiB) and open descriptors of a process.
 type Usage = (u64, usize);
 
-fn usage(pid: u32) -> Option<Usage> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count();
-    Some((rss, fds))
-}
-
 #[derive(Default)]
 struct Report {
     faults: BTreeMap<Fault, usize>,
@@ -158,7 +145,7 @@ impl Report {
     fn sample(&mut self, agents: &mut [Vipd]) {
         for (i, a) in agents.iter_mut().enumerate() {
             if let Some(pid) = a.pid().filter(|_| a.is_running()) {
-                if let Some(u) = usage(pid) {
+                if let Some(u) = support::proc_usage(pid) {
                     self.usage
                         .entry(pid)
                         .and_modify(|e| e.2 = u)

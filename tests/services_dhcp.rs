@@ -849,9 +849,14 @@ fn in_arp_mode_the_leader_answers_for_the_lease_with_the_services_mac_and_so_doe
             "strict ARP on the parent"
         );
         assert_eq!(
-            [conf(&mv, "arp_ignore"), conf(&mv, "rp_filter")],
-            ["1", "0"],
-            "the macvlan answers for its own address only and filters no source"
+            [
+                conf(&mv, "arp_ignore"),
+                conf(&mv, "arp_announce"),
+                conf(&mv, "rp_filter")
+            ],
+            ["1", "2", "0"],
+            "the macvlan answers for its own address only, asks with it (never the node's, \
+             which would give the node's address the Service's MAC) and filters no source"
         );
         eventually!(
             SOON,

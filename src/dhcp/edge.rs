@@ -1,10 +1,17 @@
 //! [I/O] One DHCP VIP: a macvlan, a UDP socket on it, a [`Client`] driven by packets and timers,
 //! and the leased address kept on the macvlan while the lease lasts.
 //!
-//! The socket is UDP `0.0.0.0:68` bound to the macvlan (`SO_BINDTODEVICE`) with `SO_BROADCAST`;
-//! our requests carry the BROADCAST flag, so OFFER and ACK arrive as broadcasts before the
-//! address exists and no packet socket is needed. A server that stops answering changes nothing
-//! until the lease expires: only the client's `Unbound` removes the address.
+//! Two UDP port-68 sockets bound to the macvlan (`SO_BINDTODEVICE`, `SO_BROADCAST`): one on
+//! `0.0.0.0` (our requests carry the BROADCAST flag, so OFFER and ACK arrive as broadcasts
+//! before the address exists and no packet socket is needed), and while a lease is bound one on
+//! the leased address (`IP_FREEBIND`: in ARP mode it goes on the macvlan only once claimed), so
+//! that RENEW, REBIND and RELEASE leave with the lease as their source and the unicast replies
+//! to it arrive. While the lease is not on the macvlan, a unicast goes as a broadcast from the
+//! first socket instead: the kernel would resolve the server from the macvlan naming another of
+//! the node's addresses as the ARP sender, and the server's host would then reach the node's
+//! address at the Service's MAC, which goes away with the Service (found by tests/chaos_lan.rs).
+//! A server that stops answering changes nothing until the lease expires: only the client's
+//! `Unbound` removes the address.
 
 use super::client::{Action, Client, ClientConfig, Destination, Lease};
 use super::macvlan::{self, MacvlanError};
@@ -80,7 +87,7 @@ impl DhcpVip {
     /// Creates the macvlan and its socket and starts the client.
     pub async fn start(spec: DhcpSpec, seed: u64) -> Result<DhcpVip, DhcpError> {
         macvlan::create(&spec.parent, &spec.ifname, spec.mac, &spec.alias).await?;
-        let socket = match open_socket(&spec.ifname) {
+        let socket = match open_socket(&spec.ifname, Ipv4Addr::UNSPECIFIED) {
             Ok(s) => s,
             Err(source) => {
                 let _ = macvlan::delete(&spec.ifname, &spec.alias).await;
@@ -110,6 +117,7 @@ impl DhcpVip {
                 hold_address: spec.hold_address,
                 ifname: spec.ifname,
                 socket,
+                leased: None,
                 client: Client::new(cfg),
                 addresses,
                 lease: lease_tx,
@@ -162,15 +170,47 @@ impl Drop for DhcpVip {
     }
 }
 
-fn open_socket(ifname: &str) -> std::io::Result<UdpSocket> {
+/// A datagram from whichever socket has one first.
+async fn recv_either(
+    any: &UdpSocket,
+    leased: Option<&UdpSocket>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, SocketAddr)> {
+    let Some(leased) = leased else {
+        return any.recv_from(buf).await;
+    };
+    // Readiness first, so neither read borrows `buf` while the other might win.
+    tokio::select! {
+        r = any.readable() => r.map(|()| true),
+        r = leased.readable() => r.map(|()| false),
+    }
+    .and_then(|from_any| {
+        let socket = if from_any { any } else { leased };
+        socket.try_recv_from(buf)
+    })
+    .or_else(|e| {
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            // Spurious readiness: report nothing received; the loop asks again.
+            Ok((0, SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))))
+        } else {
+            Err(e)
+        }
+    })
+}
+
+/// UDP port 68 on `local` (`0.0.0.0`, or the lease), bound to the macvlan `ifname`.
+fn open_socket(ifname: &str, local: Ipv4Addr) -> std::io::Result<UdpSocket> {
     let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     // Another DHCP client on the host may hold 0.0.0.0:68 on another interface.
     socket.set_reuse_address(true)?;
     socket.bind_device(Some(ifname.as_bytes()))?;
     socket.set_broadcast(true)?;
     socket.set_nonblocking(true)?;
-    let any = SocketAddr::from((Ipv4Addr::UNSPECIFIED, CLIENT_PORT));
-    socket.bind(&any.into())?;
+    if !local.is_unspecified() {
+        // In ARP mode the lease goes on the macvlan only once the node claims it.
+        socket.set_freebind_v4(true)?;
+    }
+    socket.bind(&SocketAddr::from((local, CLIENT_PORT)).into())?;
     UdpSocket::from_std(socket.into())
 }
 
@@ -178,6 +218,8 @@ struct Run {
     hold_address: bool,
     ifname: String,
     socket: UdpSocket,
+    /// While a lease is bound: its address and a socket bound to it.
+    leased: Option<(Ipv4Addr, UdpSocket)>,
     client: Client,
     addresses: VipAddresses,
     lease: watch::Sender<Option<Lease>>,
@@ -209,7 +251,9 @@ impl Run {
                     }
                     return;
                 }
-                received = self.socket.recv_from(&mut buf) => match received {
+                received = recv_either(&self.socket, self.leased.as_ref().map(|l| &l.1), &mut buf) => match received {
+                    // Nothing (spurious readiness) or an empty datagram: no DHCP message.
+                    Ok((0, _)) => Vec::new(),
                     Ok((n, from)) => {
                         debug!(macvlan = %self.ifname, %from, bytes = n, "DHCP packet");
                         self.client.handle(Instant::now(), &buf[..n])
@@ -230,21 +274,49 @@ impl Run {
         }
     }
 
+    /// Opens the socket on the lease's address (once per lease). On failure requests go from
+    /// the `0.0.0.0` socket, with the kernel's choice of source, which servers accept.
+    fn bind_lease(&mut self, address: Ipv4Addr) {
+        if self.leased.as_ref().is_some_and(|l| l.0 == address) {
+            return;
+        }
+        self.leased = None;
+        match open_socket(&self.ifname, address) {
+            Ok(socket) => self.leased = Some((address, socket)),
+            Err(e) => warn!(
+                macvlan = %self.ifname,
+                %address,
+                "DHCP socket: cannot bind the lease's address, requests go with the kernel's source: {e}"
+            ),
+        }
+    }
+
+    /// The socket on the bound lease, when the lease is on the macvlan now (so the kernel names
+    /// it as the ARP sender too).
+    async fn socket_on_lease(&self) -> Option<&UdpSocket> {
+        let (address, socket) = self.leased.as_ref()?;
+        let present = self.addresses.present().await;
+        present.contains(&IpAddr::V4(*address)).then_some(socket)
+    }
+
     async fn apply(&mut self, actions: Vec<Action>) {
         for action in actions {
             match action {
                 Action::Send { to, payload } => {
-                    let dest = match to {
-                        Destination::Broadcast => Ipv4Addr::BROADCAST,
-                        Destination::Unicast(ip) => ip,
+                    let on_lease = self.socket_on_lease().await;
+                    let (socket, dest) = match (to, on_lease) {
+                        (Destination::Unicast(ip), Some(s)) => (s, ip),
+                        (Destination::Broadcast, Some(s)) => (s, Ipv4Addr::BROADCAST),
+                        (_, None) => (&self.socket, Ipv4Addr::BROADCAST),
                     };
                     let addr = SocketAddrV4::new(dest, SERVER_PORT);
                     // A lost packet is what retransmission is for: log and go on.
-                    if let Err(e) = self.socket.send_to(&payload, addr).await {
+                    if let Err(e) = socket.send_to(&payload, addr).await {
                         warn!(macvlan = %self.ifname, %addr, "DHCP send: {e}");
                     }
                 }
                 Action::Bound(lease) => {
+                    self.bind_lease(lease.address);
                     let wanted = BTreeSet::from([IpAddr::V4(lease.address)]);
                     if self.hold_address {
                         for e in self.addresses.add_missing(&wanted).await {
@@ -274,6 +346,9 @@ impl Run {
                         .collect();
                     for e in self.addresses.remove_unwanted(&wanted).await {
                         warn!(macvlan = %self.ifname, "{e}");
+                    }
+                    if self.leased.as_ref().is_some_and(|l| l.0 == address) {
+                        self.leased = None;
                     }
                     info!(macvlan = %self.ifname, %address, "DHCP lease ended");
                     if self

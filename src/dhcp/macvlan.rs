@@ -251,15 +251,22 @@ async fn link(handle: &Handle, name: &str) -> Option<(u32, Option<Vec<u8>>)> {
 ///   answer for the lease with the node's MAC, and ask with the lease as sender when replying
 ///   to a client, which rewrites the client's entry for the lease to the node's MAC; the
 ///   macvlan would answer for the node's addresses with the Service's MAC (wrong once the
-///   Service moves). So `arp_ignore=1` (answer only for addresses on the interface) on both and
-///   `arp_announce=2` (ask with the interface's own address) on the parent: kube-proxy's "strict
-///   ARP". The parent's values are node-wide settings: only raised, and logged when changed.
+///   Service moves). So `arp_ignore=1` (answer only for addresses on the interface) and
+///   `arp_announce=2` (ask with the interface's own address) on both: kube-proxy's "strict
+///   ARP". On the macvlan `arp_announce=2` matters as much: the DHCP client's unicast RENEW
+///   leaves by the macvlan with the node's address as source (the lease is deprecated, so never
+///   a source), and with `arp_announce=0` the macvlan asked "who-has <server> tell <node
+///   address>" from the Service's MAC; the gateway then sent all the node's traffic to that MAC,
+///   and lost the node for half a minute when the macvlan went (a failover, a restart: found by
+///   tests/chaos_lan.rs). The parent's values are node-wide settings: only raised, and logged
+///   when changed.
 async fn configure(handle: &Handle, parent: &str, parent_index: u32, name: &str, index: u32) {
     use devconf::Setting::{ArpAnnounce, ArpIgnore, RpFilter};
-    if let Err(e) = devconf::set(handle, index, &[(RpFilter, 0), (ArpIgnore, 1)]).await {
+    let own = [(RpFilter, 0), (ArpIgnore, 1), (ArpAnnounce, 2)];
+    if let Err(e) = devconf::set(handle, index, &own).await {
         warn!(
             macvlan = name,
-            "cannot set rp_filter=0, arp_ignore=1 on the macvlan: {e}"
+            "cannot set rp_filter=0, arp_ignore=1, arp_announce=2 on the macvlan: {e}"
         );
     }
     let all = std::fs::read_to_string("/proc/sys/net/ipv4/conf/all/rp_filter");

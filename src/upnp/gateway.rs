@@ -24,7 +24,7 @@ pub enum UpnpError {
         bind: SocketAddr,
         source: SearchError,
     },
-    #[error("gateway {gateway} refused to map {proto} {port} -> {internal} ({service}): {source}")]
+    #[error("gateway {gateway} {} {proto} {port} -> {internal} ({service}): {source}", add_failed(.source))]
     Add {
         gateway: SocketAddr,
         proto: Proto,
@@ -45,6 +45,18 @@ pub enum UpnpError {
         gateway: SocketAddr,
         source: GetExternalIpError,
     },
+}
+
+/// How an AddPortMapping failed: the gateway said no, or it was not reached at all (down,
+/// rebooting), which is not a refusal and must not read as one.
+fn add_failed(e: &AddPortError) -> &'static str {
+    use igd_next::RequestError as R;
+    match e {
+        AddPortError::RequestError(R::IoError(_) | R::HyperError(_) | R::HyperClientError(_)) => {
+            "could not be asked to map"
+        }
+        _ => "refused to map",
+    }
 }
 
 /// Where to look for the gateway.
@@ -327,5 +339,24 @@ pub async fn run(
             warn!("UPnP shutdown: {e}");
         }
         state.send_replace(forwarder.state(&[]));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gateway_that_cannot_be_reached_did_not_refuse() {
+        let unreachable = AddPortError::RequestError(igd_next::RequestError::IoError(
+            std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        ));
+        assert_eq!(add_failed(&unreachable), "could not be asked to map");
+        assert_eq!(add_failed(&AddPortError::PortInUse), "refused to map");
+        let coded = AddPortError::RequestError(igd_next::RequestError::ErrorCode(
+            718,
+            "ConflictInMappingEntry".into(),
+        ));
+        assert_eq!(add_failed(&coded), "refused to map");
     }
 }

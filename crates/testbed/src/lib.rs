@@ -230,6 +230,21 @@ pub fn tail(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// A process's resident set (KiB) and open descriptors, from /proc; `None` once it is gone.
+/// The chaos runs sample it to show that an agent's memory and descriptors stay flat.
+pub fn proc_usage(pid: u32) -> Option<(u64, usize)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count();
+    Some((rss, fds))
+}
+
 /// The `vipd` binary under test: `VIPD_BIN` if set (e.g. the release build), else the one
 /// cargo built beside the running test binary (`target/<profile>/vipd`, the test being in
 /// `target/<profile>/deps/`).
@@ -262,6 +277,13 @@ mod tests {
             Some("fd00:99::1".parse().unwrap())
         );
         assert_eq!(global_address(["garbage"]), None);
+    }
+
+    #[test]
+    fn proc_usage_reads_this_process_and_nothing_for_a_missing_one() {
+        let (rss, fds) = proc_usage(std::process::id()).expect("this process");
+        assert!(rss > 0 && fds >= 3, "rss {rss} KiB, fds {fds}");
+        assert_eq!(proc_usage(u32::MAX), None);
     }
 
     #[test]

@@ -194,14 +194,21 @@ impl UpnpBed {
             "",
         );
         bed.miniupnpd.start();
-        let gw_ns = gw.clone();
-        let log = bed.miniupnpd.log_path().to_path_buf();
-        bed.miniupnpd.wait_ready(
+        bed.wait_serving(0);
+        bed
+    }
+
+    /// Waits until the `after`+1-th start of miniupnpd has learned its address by STUN and
+    /// serves HTTP (the log keeps every start, so earlier ones do not count).
+    fn wait_serving(&mut self, after: usize) {
+        let gw_ns = self.gw.clone();
+        let log = self.miniupnpd.log_path().to_path_buf();
+        self.miniupnpd.wait_ready(
             Duration::from_secs(10),
             "miniupnpd learned its address by STUN and serves HTTP",
             || {
                 std::fs::read_to_string(&log)
-                    .is_ok_and(|l| l.contains("Port forwarding is now enabled"))
+                    .is_ok_and(|l| l.matches("Port forwarding is now enabled").count() > after)
                     && ns_succeeds(
                         &gw_ns,
                         &[
@@ -213,7 +220,32 @@ impl UpnpBed {
             },
             "",
         );
-        bed
+    }
+
+    /// The gateway goes down as a rebooting home router does: miniupnpd is killed and its
+    /// mappings (lease file and nftables rules) are lost. [`UpnpBed::gateway_back`] ends it.
+    pub fn gateway_lost(&mut self) {
+        self.miniupnpd.kill();
+        let _ = std::fs::remove_file(self.lease_file());
+        for chain in ["miniupnpd", "prerouting_miniupnpd", "postrouting_miniupnpd"] {
+            run_ok(
+                "ip",
+                &[
+                    "netns", "exec", &self.gw, "nft", "flush", "chain", "inet", "filter", chain,
+                ],
+            );
+        }
+    }
+
+    /// The rebooted gateway serves again, with no mapping at all.
+    pub fn gateway_back(&mut self) {
+        let starts = self
+            .miniupnpd
+            .log()
+            .matches("Port forwarding is now enabled")
+            .count();
+        self.miniupnpd.start();
+        self.wait_serving(starts);
     }
 
     pub fn lease_file(&self) -> std::path::PathBuf {
