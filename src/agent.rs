@@ -221,6 +221,7 @@ pub fn speaker_config(cfg: &Config, router_id: RouterId) -> SpeakerConfig {
         source_if: b.source_if.clone(),
         mpbgp: b.mpbgp.clone(),
         backoff: Default::default(),
+        graceful_restart: b.graceful_restart,
     }
 }
 

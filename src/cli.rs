@@ -249,6 +249,15 @@ pub struct ManagerArgs {
     /// /readyz fails while a BGP session has been down this many seconds [default: 120; 0: never].
     #[arg(long = "bgp-unready-after", env = "vipd_bgp_unready_after")]
     pub bgp_unready_after: Option<String>,
+    /// Graceful restart (RFC 4724): seconds peers keep vipd's routes while it restarts; a stop
+    /// on a node that stays is a restart [default: 120; at most 4095; 0: none, every stop is a
+    /// Cease].
+    #[arg(long = "bgp-restart-time", env = "vipd_bgp_restart_time")]
+    pub bgp_restart_time: Option<String>,
+    /// Long-lived graceful restart (RFC 9494): seconds peers then keep them as least preferred
+    /// [default: 0: not offered].
+    #[arg(long = "bgp-llgr-stale-time", env = "vipd_bgp_llgr_stale_time")]
+    pub bgp_llgr_stale_time: Option<String>,
     /// Next hop for VIPs of the other family: fixed, auto_sourceip or auto_sourceif.
     #[arg(long = "mpbgpNexthop", env = "mpbgp_nexthop")]
     pub mpbgp_nexthop: Option<String>,
@@ -442,6 +451,8 @@ impl ManagerArgs {
             bgp_passive: self.bgp_passive.clone(),
             bgp_listen_port: self.bgp_listen_port.clone(),
             bgp_unready_after: self.bgp_unready_after.clone(),
+            bgp_restart_time: self.bgp_restart_time.clone(),
+            bgp_llgr_stale_time: self.bgp_llgr_stale_time.clone(),
             mpbgp_nexthop: self.mpbgp_nexthop.clone(),
             mpbgp_ipv4: self.mpbgp_ipv4.clone(),
             mpbgp_ipv6: self.mpbgp_ipv6.clone(),

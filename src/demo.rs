@@ -230,6 +230,8 @@ fn agent_config(
         svc_enable: set("true"),
         vip_nodename: set(NODE),
         k8s_config_file: Some(kubeconfig.display().to_string()),
+        // The demo ends in a shutdown (the node goes away), not a restart: a Cease.
+        bgp_restart_time: set("0"),
         ..RawSettings::default()
     })?)
 }
@@ -246,6 +248,7 @@ fn router_config() -> SpeakerConfig {
         source_if: None,
         mpbgp: MpBgpSpec::default(),
         backoff: Default::default(),
+        graceful_restart: None,
     }
 }
 

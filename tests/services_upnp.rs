@@ -91,6 +91,7 @@ fn agent_on(
     .chain(mode)
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
+    let env = support::vipd::shutdown_on_sigterm(env);
     let mut agent = Daemon::new(
         &format!("vipd {node}"),
         ns,

@@ -25,6 +25,7 @@ fn cfg(asn: u32, id: [u8; 4], passive: bool) -> SpeakerConfig {
         source_if: None,
         mpbgp: MpBgpSpec::default(),
         backoff: Default::default(),
+        graceful_restart: None,
     }
 }
 

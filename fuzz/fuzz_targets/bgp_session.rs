@@ -65,6 +65,7 @@ fn config(passive: bool, any_as: bool) -> SessionConfig {
         keepalive: None,
         passive,
         backoff: Backoff::default(),
+        graceful_restart: None,
     }
 }
 

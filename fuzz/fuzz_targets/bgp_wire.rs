@@ -153,6 +153,7 @@ fn check_open(body: &[u8]) {
         router_id: RouterId(Ipv4Addr::new(10, 99, 0, 1)),
         hold_time: HoldTime::new(90).expect("90 s is a valid hold time"),
         families: vec![Family::Ipv4, Family::Ipv6],
+        graceful_restart: None,
     };
     for (expected, keepalive) in [
         (Asn(0), None),

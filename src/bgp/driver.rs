@@ -51,6 +51,10 @@ pub enum Control {
         kind: CeaseKind,
         reason: String,
     },
+    /// vipd restarts: end the session so that a graceful-restart peer keeps our routes.
+    Restart {
+        reason: String,
+    },
     /// A connection the passive listener accepted from this peer.
     Accepted(TcpStream),
 }
@@ -150,6 +154,10 @@ impl PeerTask {
             let input = match event {
                 Event::Control(Some(Control::Stop { kind, reason })) => {
                     self.step(Input::Stop { kind, reason }).await;
+                    return;
+                }
+                Event::Control(Some(Control::Restart { reason })) => {
+                    self.step(Input::Restart { reason }).await;
                     return;
                 }
                 // The speaker dropped us without a word: treat it as a deconfigure.

@@ -15,7 +15,7 @@
 use crate::bgp::adj_out::{self, Changes};
 use crate::bgp::inbound::{self, Kind, Rejected, Update, UpdateRules};
 use crate::bgp::notification::{self, code, Notification};
-use crate::bgp::open::{negotiate, Negotiated, OpenOffer};
+use crate::bgp::open::{negotiate, GracefulRestartOffer, Negotiated, OpenOffer};
 use crate::bgp::types::{Asn, Family, HoldTime, RouteSet, RouterId};
 use crate::bgp::wire::{self, CeaseKind, Framer, UpdateContext};
 use netgauze_bgp_pkt::BgpMessage;
@@ -85,6 +85,8 @@ pub struct SessionConfig {
     pub keepalive: Option<Duration>,
     pub passive: bool,
     pub backoff: Backoff,
+    /// Offer graceful restart (RFC 4724) as the restarting speaker; `None` offers none.
+    pub graceful_restart: Option<GracefulRestartOffer>,
 }
 
 /// Next hops for our routes, found by the driver from the connection's local address.
@@ -100,8 +102,13 @@ pub struct NextHops {
 pub enum Input {
     /// Event 1/3: ManualStart / AutomaticStart.
     Start,
-    /// Event 2: ManualStop. Sends a Cease with this subcode and text when a session exists.
+    /// Event 2: ManualStop. Sends a Cease with this subcode and text when a session exists
+    /// (inside a Hard Reset when the N bit was negotiated: the routes must go).
     Stop { kind: CeaseKind, reason: String },
+    /// ManualStop for a restart of vipd: with a graceful-restart peer the session ends so that
+    /// the peer keeps our routes as stale (RFC 4724: no NOTIFICATION, or with the N bit a
+    /// Cease that is not a Hard Reset, RFC 8538); with any other peer this is [`Input::Stop`].
+    Restart { reason: String },
     /// Event 16/17: our connection attempt completed.
     Connected(NextHops),
     /// Event 14/15: the peer connected to us (passive mode). The driver holds the new
@@ -164,6 +171,8 @@ pub enum DownReason {
     /// A newer connection from the peer replaced one that had not reached Established.
     Collision,
     Stopped,
+    /// Stopped for a restart: the peer keeps our routes for the restart time.
+    Restarting,
 }
 
 impl DownReason {
@@ -180,6 +189,7 @@ impl DownReason {
             DownReason::UnexpectedMessage(_) => "unexpected_message",
             DownReason::Collision => "collision",
             DownReason::Stopped => "stopped",
+            DownReason::Restarting => "restarting",
         }
     }
 }
@@ -204,6 +214,10 @@ impl std::fmt::Display for DownReason {
                 "the peer connected again before this connection reached Established; the newer one is kept"
             ),
             DownReason::Stopped => write!(f, "stopped"),
+            DownReason::Restarting => write!(
+                f,
+                "stopped for a restart: the peer keeps our routes as stale until the new process sends them again"
+            ),
         }
     }
 }
@@ -249,7 +263,6 @@ impl Session {
     /// `seed` drives the backoff jitter, so tests are repeatable.
     pub fn new(cfg: SessionConfig, seed: u64) -> Self {
         Session {
-            cfg,
             state: State::Idle,
             failures: 0,
             established_at: None,
@@ -262,6 +275,7 @@ impl Session {
             desired: Arc::new(RouteSet::new()),
             sent: Arc::new(RouteSet::new()),
             advertised: 0,
+            cfg,
         }
     }
 
@@ -288,6 +302,7 @@ impl Session {
                 }
             }
             Input::Stop { kind, reason } => self.stop(kind, &reason, &mut out),
+            Input::Restart { reason } => self.restart(&reason, &mut out),
             Input::Start => self.start(now, &mut out),
             // Only our own attempt completes in Connect; a result after it was abandoned is moot.
             Input::Connected(next_hops) if self.state == State::Connect => {
@@ -388,6 +403,7 @@ impl Session {
             router_id: self.cfg.router_id,
             hold_time: self.cfg.hold_time,
             families,
+            graceful_restart: self.cfg.graceful_restart,
         };
         self.update_ctx = Some(UpdateContext {
             local_as: self.cfg.local_as,
@@ -538,7 +554,16 @@ impl Session {
     fn stop(&mut self, kind: CeaseKind, reason: &str, out: &mut Vec<Output>) {
         let had_session = self.has_connection();
         if had_session {
-            out.push(Output::Notify(wire::cease(kind, reason)));
+            let cease = wire::cease(kind, reason);
+            let hard = self
+                .negotiated
+                .as_ref()
+                .is_some_and(|n| n.graceful_notification);
+            out.push(Output::Notify(if hard {
+                wire::hard_reset(&cease)
+            } else {
+                cease
+            }));
         }
         if had_session || self.state == State::Connect {
             out.push(Output::Close);
@@ -552,6 +577,37 @@ impl Session {
                 retry_in: None,
             });
         }
+        self.reset_connection();
+        self.established_at = None;
+        self.state = State::Idle;
+    }
+
+    /// Ends an Established session for a restart so that a graceful-restart peer keeps the
+    /// routes: with the N bit a Cease (Administrative Reset) that is not a Hard Reset, without
+    /// it no NOTIFICATION at all (RFC 4724 §4.2 treats any as the end of the routes). A peer
+    /// without graceful restart, or a session not yet Established, is stopped as usual.
+    fn restart(&mut self, reason: &str, out: &mut Vec<Output>) {
+        let graceful = match (&self.negotiated, self.state) {
+            (Some(n), State::Established) if n.graceful_restart => Some(n.graceful_notification),
+            _ => None,
+        };
+        let Some(notification) = graceful else {
+            return self.stop(CeaseKind::AdministrativeShutdown, reason, out);
+        };
+        if notification {
+            out.push(Output::Notify(wire::cease(
+                CeaseKind::AdministrativeReset,
+                reason,
+            )));
+        }
+        out.push(Output::Close);
+        for t in Timer::ALL {
+            self.disarm(t, out);
+        }
+        out.push(Output::Down {
+            reason: DownReason::Restarting,
+            retry_in: None,
+        });
         self.reset_connection();
         self.established_at = None;
         self.state = State::Idle;

@@ -24,6 +24,7 @@ fn cfg() -> SessionConfig {
         keepalive: None,
         passive: false,
         backoff: Backoff::default(),
+        graceful_restart: None,
     }
 }
 
@@ -67,6 +68,7 @@ fn our_open(families: Vec<Family>) -> BgpMessage {
         router_id: cfg().router_id,
         hold_time: HoldTime::new(90).unwrap(),
         families,
+        graceful_restart: None,
     }
     .message()
 }
@@ -926,4 +928,223 @@ fn sessions_reset_right_after_establishing_back_off_and_a_stable_one_starts_over
         panic!("{out:?}")
     };
     assert!(d <= secs(1), "{d:?}");
+}
+
+// --- Graceful restart (RFC 4724, RFC 8538) ------------------------------------------------
+
+fn gr_offer() -> GracefulRestartOffer {
+    GracefulRestartOffer {
+        restart_time: 120,
+        long_lived_stale_time: 0,
+    }
+}
+
+/// A peer OPEN with the Graceful Restart capability (with or without the N bit) or none.
+fn gr_peer_open(gr: Option<bool>) -> BgpMessage {
+    use netgauze_bgp_pkt::capabilities::{GracefulRestartAddressFamily, GracefulRestartCapability};
+    let mut caps = vec![
+        BgpCapability::MultiProtocolExtensions(MultiProtocolExtensionsCapability::new(
+            AddressType::Ipv4Unicast,
+        )),
+        BgpCapability::FourOctetAs(FourOctetAsCapability::new(65530)),
+    ];
+    if let Some(n) = gr {
+        caps.push(BgpCapability::GracefulRestartCapability(
+            GracefulRestartCapability::new(
+                false,
+                n,
+                120,
+                [GracefulRestartAddressFamily::new(
+                    true,
+                    AddressType::Ipv4Unicast,
+                )],
+            ),
+        ));
+    }
+    BgpMessage::Open(BgpOpenMessage::new(
+        65530,
+        90,
+        "10.99.0.2".parse().unwrap(),
+        vec![BgpOpenMessageParameter::new_capabilities(caps)],
+    ))
+}
+
+/// Established with graceful restart offered and the peer's `gr`.
+fn established_gr(gr: Option<bool>) -> (Session, Instant, Vec<Output>) {
+    let t0 = Instant::now();
+    let mut c = cfg();
+    c.graceful_restart = Some(gr_offer());
+    let mut s = Session::new(c, 7);
+    s.handle(Input::Routes(routes(&["198.18.0.10/32"])), t0);
+    s.handle(Input::Start, t0);
+    let connected = s.handle(Input::Connected(nh4()), t0);
+    s.handle(Input::Received(bytes(&[gr_peer_open(gr)])), t0);
+    s.handle(Input::Received(bytes(&[BgpMessage::KeepAlive])), t0);
+    assert_eq!(s.state(), State::Established);
+    (s, t0, connected)
+}
+
+/// The capabilities of the OPEN in `out`.
+fn sent_caps(out: &[Output]) -> Vec<BgpCapability> {
+    out.iter()
+        .find_map(|o| match o {
+            Output::Send(msgs) => msgs.iter().find_map(|m| match m {
+                BgpMessage::Open(open) => Some(open.capabilities().into_iter().cloned().collect()),
+                _ => None,
+            }),
+            _ => None,
+        })
+        .expect("an OPEN was sent")
+}
+
+#[test]
+fn the_open_offers_graceful_restart_with_n_and_f_and_without_r() {
+    use netgauze_bgp_pkt::capabilities::{
+        GracefulRestartAddressFamily, GracefulRestartCapability,
+        LongLivedGracefulRestartAddressFamily, LongLivedGracefulRestartCapability,
+    };
+    let (_, _, connected) = established_gr(Some(true));
+    let gr = GracefulRestartCapability::new(
+        false,
+        true,
+        120,
+        [GracefulRestartAddressFamily::new(
+            true,
+            AddressType::Ipv4Unicast,
+        )],
+    );
+    let caps = sent_caps(&connected);
+    assert!(
+        caps.contains(&BgpCapability::GracefulRestartCapability(gr)),
+        "{caps:?}"
+    );
+    assert!(!caps
+        .iter()
+        .any(|c| matches!(c, BgpCapability::LongLivedGracefulRestart(_))));
+    // LLGR only when asked for, beside GR (RFC 9494 §2); a restart time past 12 bits is capped.
+    let t0 = Instant::now();
+    let mut c = cfg();
+    c.graceful_restart = Some(GracefulRestartOffer {
+        restart_time: 5000,
+        long_lived_stale_time: 86_400,
+    });
+    let mut s = Session::new(c, 7);
+    s.handle(Input::Start, t0);
+    let caps = sent_caps(&s.handle(Input::Connected(nh4()), t0));
+    assert!(caps.iter().any(|c| matches!(c,
+        BgpCapability::GracefulRestartCapability(g) if g.time() == 4095)));
+    assert!(caps.contains(&BgpCapability::LongLivedGracefulRestart(
+        LongLivedGracefulRestartCapability::new([LongLivedGracefulRestartAddressFamily::new(
+            true,
+            AddressType::Ipv4Unicast,
+            86_400
+        )])
+    )));
+    // No offer, no capability: what a stop is then is always a Cease.
+    let (_, _, plain) = {
+        let t0 = Instant::now();
+        let mut s = Session::new(cfg(), 7);
+        s.handle(Input::Start, t0);
+        let out = s.handle(Input::Connected(nh4()), t0);
+        (s, t0, out)
+    };
+    assert!(!sent_caps(&plain)
+        .iter()
+        .any(|c| matches!(c, BgpCapability::GracefulRestartCapability(_))));
+}
+
+#[test]
+fn a_restart_with_an_n_bit_peer_sends_administrative_reset_and_no_hard_reset() {
+    let (mut s, t0, _) = established_gr(Some(true));
+    assert!(s.negotiated().unwrap().graceful_notification);
+    assert_eq!(
+        s.handle(
+            Input::Restart {
+                reason: "vipd restarting".into()
+            },
+            t0
+        ),
+        [
+            Output::Notify(Notification::new(6, 4, *b"\x0fvipd restarting")),
+            Output::Close,
+            Output::Disarm(Timer::Hold),
+            Output::Disarm(Timer::Keepalive),
+            Output::Down {
+                reason: DownReason::Restarting,
+                retry_in: None
+            },
+        ]
+    );
+    assert_eq!(s.state(), State::Idle);
+}
+
+#[test]
+fn a_restart_with_a_peer_without_n_closes_without_any_notification() {
+    let (mut s, t0, _) = established_gr(Some(false));
+    let n = s.negotiated().unwrap();
+    assert!(n.graceful_restart && !n.graceful_notification);
+    assert_eq!(
+        s.handle(
+            Input::Restart {
+                reason: "vipd restarting".into()
+            },
+            t0
+        ),
+        [
+            Output::Close,
+            Output::Disarm(Timer::Hold),
+            Output::Disarm(Timer::Keepalive),
+            Output::Down {
+                reason: DownReason::Restarting,
+                retry_in: None
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_restart_with_a_peer_without_graceful_restart_is_a_plain_cease() {
+    let (mut s, t0, _) = established_gr(None);
+    assert!(!s.negotiated().unwrap().graceful_restart);
+    let out = s.handle(
+        Input::Restart {
+            reason: "vipd restarting".into(),
+        },
+        t0,
+    );
+    assert_eq!(
+        out[0],
+        Output::Notify(Notification::new(6, 2, *b"\x0fvipd restarting"))
+    );
+    assert!(out.contains(&Output::Down {
+        reason: DownReason::Stopped,
+        retry_in: None
+    }));
+}
+
+#[test]
+fn a_shutdown_with_an_n_bit_peer_is_a_hard_reset_carrying_the_cease() {
+    let (mut s, t0, _) = established_gr(Some(true));
+    let out = s.handle(
+        Input::Stop {
+            kind: CeaseKind::AdministrativeShutdown,
+            reason: "bye".into(),
+        },
+        t0,
+    );
+    // Cease / Hard Reset (6/9), data: the inner Cease's code, subcode and shutdown message.
+    assert_eq!(
+        out[0],
+        Output::Notify(Notification::new(6, 9, *b"\x06\x02\x03bye"))
+    );
+    // Without the N bit a plain Cease ends graceful restart already (RFC 4724 §4.2).
+    let (mut s, t0, _) = established_gr(Some(false));
+    let out = s.handle(
+        Input::Stop {
+            kind: CeaseKind::AdministrativeShutdown,
+            reason: "bye".into(),
+        },
+        t0,
+    );
+    assert_eq!(out[0], Output::Notify(Notification::new(6, 2, *b"\x03bye")));
 }

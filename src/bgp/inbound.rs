@@ -109,6 +109,45 @@ pub struct Capabilities {
     pub as4: Option<u32>,
     /// Route refresh in any of its forms (RFC 2918 code 2, Cisco's 128, enhanced 70).
     pub route_refresh: bool,
+    /// Graceful Restart (RFC 4724 §3): the peer keeps our routes as stale while we restart.
+    pub graceful_restart: Option<PeerGracefulRestart>,
+    /// Long-lived Graceful Restart (RFC 9494), in any well-formed length.
+    pub long_lived_graceful_restart: bool,
+}
+
+/// The peer's Graceful Restart capability.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerGracefulRestart {
+    /// The R bit: the peer has restarted.
+    pub restarting: bool,
+    /// The N bit (RFC 8538): a NOTIFICATION other than Hard Reset keeps the routes too.
+    pub notification: bool,
+    /// Seconds (12 bits).
+    pub restart_time: u16,
+    /// (AFI, SAFI, forwarding state preserved) per family.
+    pub families: Vec<(u16, u8, bool)>,
+}
+
+impl PeerGracefulRestart {
+    /// The capability's value (RFC 4724 §3); `None` when its length is not 2 + 4n. A malformed
+    /// Graceful Restart capability costs the peer graceful restart, not the session.
+    pub fn parse(value: &[u8]) -> Option<PeerGracefulRestart> {
+        let [flags_time_hi, time_lo, tuples @ ..] = value else {
+            return None;
+        };
+        if tuples.len() % 4 != 0 {
+            return None;
+        }
+        Some(PeerGracefulRestart {
+            restarting: flags_time_hi & 0x80 != 0,
+            notification: flags_time_hi & 0x40 != 0,
+            restart_time: u16::from_be_bytes([flags_time_hi & 0x0f, *time_lo]),
+            families: tuples
+                .chunks_exact(4)
+                .map(|t| (u16::from_be_bytes([t[0], t[1]]), t[2], t[3] & 0x80 != 0))
+                .collect(),
+        })
+    }
 }
 
 impl PeerOpen {
@@ -242,8 +281,10 @@ fn capabilities(mut value: &[u8], caps: &mut Capabilities) -> Result<(), Rejecte
                 exact(4, "4-octet AS")?;
                 caps.as4 = Some(u32::from_be_bytes([cval[0], cval[1], cval[2], cval[3]]));
             }
-            // Graceful restart, add-path, FQDN, …: offered to us, not used; RFC 5492 §3 says
-            // ignore capabilities we do not take up.
+            64 => caps.graceful_restart = PeerGracefulRestart::parse(cval),
+            71 => caps.long_lived_graceful_restart = clen > 0 && clen % 7 == 0,
+            // Add-path, FQDN, …: offered to us, not used; RFC 5492 §3 says ignore capabilities
+            // we do not take up.
             _ => {}
         }
         value = &rest[clen..];

@@ -477,6 +477,39 @@ fn open_capabilities_are_read() {
 }
 
 #[test]
+fn graceful_restart_capabilities_are_read_and_a_malformed_one_only_costs_graceful_restart() {
+    // FRR's: R and N set, 120 s, IPv4 unicast with forwarding preserved.
+    let o = open(&open_body(&caps(&[64, 6, 0xc0, 120, 0, 1, 1, 0x80]))).unwrap();
+    assert_eq!(
+        o.caps.graceful_restart,
+        Some(PeerGracefulRestart {
+            restarting: true,
+            notification: true,
+            restart_time: 120,
+            families: vec![(1, 1, true)],
+        })
+    );
+    assert!(!o.caps.long_lived_graceful_restart);
+    // BIRD's helper: no flags, 4095 s (all 12 bits), no families; LLGR for IPv6 unicast.
+    let o = open(&open_body(&caps(&[
+        64, 2, 0x0f, 0xff, 71, 7, 0, 2, 1, 0, 0, 0, 60,
+    ])))
+    .unwrap();
+    let gr = o.caps.graceful_restart.unwrap();
+    assert_eq!(
+        (gr.restarting, gr.notification, gr.restart_time),
+        (false, false, 4095)
+    );
+    assert!(gr.families.is_empty());
+    assert!(o.caps.long_lived_graceful_restart);
+    // 2 + 3 octets: not a Graceful Restart capability, but the OPEN stands.
+    let o = open(&open_body(&caps(&[64, 5, 0, 120, 0, 1, 1]))).unwrap();
+    assert_eq!(o.caps.graceful_restart, None);
+    let o = open(&open_body(&caps(&[71, 6, 0, 1, 1, 0, 0, 60]))).unwrap();
+    assert!(!o.caps.long_lived_graceful_restart);
+}
+
+#[test]
 fn impossible_capability_lengths_are_open_message_error_unspecific() {
     for (case, params) in [
         (

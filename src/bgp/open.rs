@@ -5,7 +5,9 @@ use crate::bgp::inbound::PeerOpen;
 use crate::bgp::notification::{code, Notification};
 use crate::bgp::types::{Asn, Family, HoldTime, RouterId};
 use netgauze_bgp_pkt::capabilities::{
-    BgpCapability, FourOctetAsCapability, MultiProtocolExtensionsCapability,
+    BgpCapability, FourOctetAsCapability, GracefulRestartAddressFamily, GracefulRestartCapability,
+    LongLivedGracefulRestartAddressFamily, LongLivedGracefulRestartCapability,
+    MultiProtocolExtensionsCapability,
 };
 use netgauze_bgp_pkt::open::{BgpOpenMessage, BgpOpenMessageParameter};
 use netgauze_bgp_pkt::BgpMessage;
@@ -21,6 +23,31 @@ pub struct OpenOffer {
     pub hold_time: HoldTime,
     /// Families we would announce on this session (those we have a next hop for).
     pub families: Vec<Family>,
+    pub graceful_restart: Option<GracefulRestartOffer>,
+}
+
+/// What vipd offers as a restarting speaker (RFC 4724, with RFC 8538's N bit and RFC 9494).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GracefulRestartOffer {
+    /// How long the peer keeps our routes as stale once the session is gone (12 bits).
+    pub restart_time: u16,
+    /// RFC 9494: how long the peer then keeps them as least preferred; 0 offers no LLGR.
+    pub long_lived_stale_time: u32,
+}
+
+// The bits of our capability, the same in every OPEN, so vipd keeps no state across processes:
+// - F (forwarding state preserved) set for every family: what forwards to a VIP is the node's
+//   kernel and kube-proxy, which a restart of vipd does not touch; a peer seeing F=0 would drop
+//   our stale routes the moment the new process connects, before it has sent them again. After
+//   a clean shutdown the peer holds no stale route, so F changes nothing there; after a reboot
+//   the new process sends its whole table and End-of-RIB at once, and the peer removes what is
+//   still stale then.
+// - R (restarted) clear: it only tells the peer not to wait for our End-of-RIB before sending
+//   its own routes, and vipd takes none.
+
+impl GracefulRestartOffer {
+    /// The most the 12-bit Restart Time field holds.
+    pub const MAX_RESTART_TIME: u16 = 4095;
 }
 
 impl OpenOffer {
@@ -34,6 +61,37 @@ impl OpenOffer {
                 ))
             })
             .collect();
+        if let Some(gr) = self.graceful_restart {
+            let families: Vec<GracefulRestartAddressFamily> = self
+                .families
+                .iter()
+                .map(|f| GracefulRestartAddressFamily::new(true, address_type(*f)))
+                .collect();
+            // N is always set: vipd sends Hard Reset when it means the routes to go.
+            caps.push(BgpCapability::GracefulRestartCapability(
+                GracefulRestartCapability::new(
+                    false,
+                    true,
+                    gr.restart_time.min(GracefulRestartOffer::MAX_RESTART_TIME),
+                    families,
+                ),
+            ));
+            if gr.long_lived_stale_time > 0 {
+                let stale = gr
+                    .long_lived_stale_time
+                    .min(LongLivedGracefulRestartAddressFamily::MAX_STALE_TIME);
+                let families: Vec<LongLivedGracefulRestartAddressFamily> = self
+                    .families
+                    .iter()
+                    .map(|f| {
+                        LongLivedGracefulRestartAddressFamily::new(true, address_type(*f), stale)
+                    })
+                    .collect();
+                caps.push(BgpCapability::LongLivedGracefulRestart(
+                    LongLivedGracefulRestartCapability::new(families),
+                ));
+            }
+        }
         caps.push(BgpCapability::RouteRefresh);
         caps.push(BgpCapability::FourOctetAs(FourOctetAsCapability::new(
             self.local_as.0,
@@ -75,6 +133,14 @@ pub struct Negotiated {
     /// Families both sides offered, in our order.
     pub families: Vec<Family>,
     pub peer_route_refresh: bool,
+    /// Both sent Graceful Restart: the peer keeps our routes as stale when the session ends
+    /// without a NOTIFICATION (RFC 4724 §4.2).
+    #[serde(default)]
+    pub graceful_restart: bool,
+    /// Both sent the N bit too: a NOTIFICATION other than Hard Reset keeps them as well, and
+    /// Hard Reset is how vipd says they must go (RFC 8538).
+    #[serde(default)]
+    pub graceful_notification: bool,
 }
 
 /// Why the peer's OPEN was refused: the NOTIFICATION to send and the operator's explanation.
@@ -154,5 +220,11 @@ pub fn negotiate(
         asn4,
         families,
         peer_route_refresh: caps.route_refresh,
+        graceful_restart: offer.graceful_restart.is_some() && caps.graceful_restart.is_some(),
+        graceful_notification: offer.graceful_restart.is_some()
+            && caps
+                .graceful_restart
+                .as_ref()
+                .is_some_and(|g| g.notification),
     })
 }

@@ -4,6 +4,7 @@
 
 use crate::bgp::driver::{Control, PeerEvent, PeerStatus, PeerTask, Transport};
 use crate::bgp::fsm::{Backoff, SessionConfig};
+use crate::bgp::open::GracefulRestartOffer;
 use crate::bgp::types::{Asn, HoldTime, RouteSet, RouterId};
 use crate::bgp::wire::CeaseKind;
 use crate::sys;
@@ -32,6 +33,8 @@ pub struct SpeakerConfig {
     pub source_if: Option<String>,
     pub mpbgp: MpBgpSpec,
     pub backoff: Backoff,
+    /// Offered to every peer (RFC 4724); `None` offers none.
+    pub graceful_restart: Option<GracefulRestartOffer>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -171,7 +174,14 @@ impl Speaker {
             if let Some(handle) = self.peers.remove(&key) {
                 self.board.set(key, None);
                 info!(peer = %key, ?kind, "stopping BGP session");
-                stopping.push(self.stop_peer(key, handle, kind, String::new()));
+                stopping.push(self.stop_peer(
+                    key,
+                    handle,
+                    Control::Stop {
+                        kind,
+                        reason: String::new(),
+                    },
+                ));
             }
         }
         for task in stopping {
@@ -202,20 +212,43 @@ impl Speaker {
             .await;
     }
 
+    /// The agent restarts: every session ends so that a graceful-restart peer keeps our routes
+    /// as stale until the next process sends them again (the others get a Cease), waiting at
+    /// most three seconds.
+    pub async fn restart(self) {
+        info!("restarting: ending every session so that graceful-restart peers keep our routes");
+        self.finish(
+            |reason| Control::Restart { reason },
+            "vipd restarting",
+            Duration::from_secs(3),
+        )
+        .await;
+    }
+
     /// Sends every peer a Cease (Administrative Shutdown with `reason`) and waits for the
     /// sessions to close, at most `deadline`.
-    pub async fn shutdown(mut self, reason: &str, deadline: Duration) {
+    pub async fn shutdown(self, reason: &str, deadline: Duration) {
+        self.finish(
+            |reason| Control::Stop {
+                kind: CeaseKind::AdministrativeShutdown,
+                reason,
+            },
+            reason,
+            deadline,
+        )
+        .await;
+    }
+
+    async fn finish(
+        mut self,
+        control: impl Fn(String) -> Control,
+        reason: &str,
+        deadline: Duration,
+    ) {
         let peers = std::mem::take(&mut self.peers);
         let tasks: Vec<JoinHandle<()>> = peers
             .into_iter()
-            .map(|(key, handle)| {
-                self.stop_peer(
-                    key,
-                    handle,
-                    CeaseKind::AdministrativeShutdown,
-                    reason.to_owned(),
-                )
-            })
+            .map(|(key, handle)| self.stop_peer(key, handle, control(reason.to_owned())))
             .collect();
         let all = async {
             for t in tasks {
@@ -230,13 +263,7 @@ impl Speaker {
         }
     }
 
-    fn stop_peer(
-        &self,
-        key: SocketAddr,
-        handle: PeerHandle,
-        kind: CeaseKind,
-        reason: String,
-    ) -> JoinHandle<()> {
+    fn stop_peer(&self, key: SocketAddr, handle: PeerHandle, control: Control) -> JoinHandle<()> {
         self.accept
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -250,7 +277,7 @@ impl Speaker {
             }
         }
         // The task may already be gone (it ended on its own); then there is nothing to stop.
-        let _ = handle.control.try_send(Control::Stop { kind, reason });
+        let _ = handle.control.try_send(control);
         handle.task
     }
 
@@ -288,6 +315,7 @@ impl Speaker {
             keepalive: cfg.keepalive,
             passive: cfg.passive,
             backoff: cfg.backoff,
+            graceful_restart: cfg.graceful_restart,
         };
         let (control, control_rx) = mpsc::channel(4);
         if cfg.passive {

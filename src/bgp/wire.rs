@@ -273,6 +273,19 @@ pub fn cease(kind: CeaseKind, reason: &str) -> Notification {
     Notification::new(code::CEASE, kind.subcode(), data)
 }
 
+/// RFC 8538 §3: Cease / Hard Reset (subcode 9) carrying `inner` (its code, subcode and data):
+/// the peer drops our routes at once even though graceful restart was negotiated.
+pub fn hard_reset(inner: &Notification) -> Notification {
+    let mut data = Vec::with_capacity(inner.data.len() + 2);
+    data.push(inner.code);
+    data.push(inner.subcode);
+    data.extend_from_slice(&inner.data);
+    Notification::new(code::CEASE, HARD_RESET, data)
+}
+
+/// RFC 8538's Cease subcode.
+pub const HARD_RESET: u8 = 9;
+
 /// The Cease subcodes (RFC 4486) vipd sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CeaseKind {

@@ -225,6 +225,7 @@ fn established() -> (Session, Instant) {
         keepalive: None,
         passive: false,
         backoff: Backoff::default(),
+        graceful_restart: None,
     };
     let mut s = Session::new(cfg, 1);
     s.handle(Input::Start, t0);
@@ -240,6 +241,7 @@ fn established() -> (Session, Instant) {
         router_id: RouterId("10.99.0.2".parse().unwrap()),
         hold_time: HoldTime::new(90).unwrap(),
         families: vec![Family::Ipv4, Family::Ipv6],
+        graceful_restart: None,
     }
     .message();
     let mut bytes = Vec::new();

@@ -2,6 +2,7 @@
 //! (`bgp_peers` and the single-peer variables) and the Equinix Metal provider.
 
 use super::{err, flag, non_empty, ConfigError, RawSettings};
+use crate::bgp::open::GracefulRestartOffer;
 use crate::bgp::types::HoldTime;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
@@ -37,6 +38,9 @@ pub struct BgpSettings {
     /// `vipd_bgp_unready_after`: `/readyz` fails while a session has been down this long
     /// (`None`: never), so a probe sees an agent whose peers are gone.
     pub unready_after: Option<Duration>,
+    /// `vipd_bgp_restart_time` and `vipd_bgp_llgr_stale_time`: graceful restart as offered to
+    /// every peer; `None` (restart time 0) offers none, and every stop is a Cease.
+    pub graceful_restart: Option<GracefulRestartOffer>,
 }
 
 /// The legacy Equinix Metal API provider (`vip_packet` / `--metal`).
@@ -121,6 +125,7 @@ pub(super) fn bgp_settings(raw: &RawSettings, bgp_on: bool) -> Result<BgpSetting
         },
         None => Some(DEFAULT_UNREADY_AFTER),
     };
+    let graceful_restart = graceful_restart(raw)?;
     let mut peers = match &raw.bgp_peers {
         Some(v) => parse_bgp_peers(v).map_err(|e| ConfigError {
             setting: "bgp_peers (--bgppeers)".into(),
@@ -219,7 +224,52 @@ pub(super) fn bgp_settings(raw: &RawSettings, bgp_on: bool) -> Result<BgpSetting
         mpbgp,
         annotations,
         unready_after,
+        graceful_restart,
     })
+}
+
+/// Peers keep the routes this long across a restart unless set otherwise: FRR's and BIRD's
+/// default restart time.
+pub const DEFAULT_RESTART_TIME: u16 = 120;
+
+fn graceful_restart(raw: &RawSettings) -> Result<Option<GracefulRestartOffer>, ConfigError> {
+    let restart_time = match &raw.bgp_restart_time {
+        Some(v) => match v.parse::<u16>() {
+            Ok(t) if t <= GracefulRestartOffer::MAX_RESTART_TIME => t,
+            _ => {
+                return Err(err(
+                    "vipd_bgp_restart_time (--bgp-restart-time)",
+                    v,
+                    "is not a number of seconds from 0 (no graceful restart) to 4095",
+                ))
+            }
+        },
+        None => DEFAULT_RESTART_TIME,
+    };
+    let long_lived_stale_time = match &raw.bgp_llgr_stale_time {
+        Some(v) => match v.parse::<u32>() {
+            Ok(t) if t <= 0x00ff_ffff => t,
+            _ => {
+                return Err(err(
+                    "vipd_bgp_llgr_stale_time (--bgp-llgr-stale-time)",
+                    v,
+                    "is not a number of seconds from 0 (not offered) to 16777215",
+                ))
+            }
+        },
+        None => 0,
+    };
+    if restart_time == 0 && long_lived_stale_time > 0 {
+        return Err(err(
+            "vipd_bgp_llgr_stale_time (--bgp-llgr-stale-time)",
+            &long_lived_stale_time.to_string(),
+            "needs graceful restart, which vipd_bgp_restart_time=0 turns off (RFC 9494 §2)",
+        ));
+    }
+    Ok((restart_time > 0).then_some(GracefulRestartOffer {
+        restart_time,
+        long_lived_stale_time,
+    }))
 }
 
 /// Long enough for a router reboot and the connect-retry backoff's top (30 s) to pass.

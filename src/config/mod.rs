@@ -70,6 +70,9 @@ pub struct RawSettings {
     pub bgp_passive: Option<String>,
     pub bgp_listen_port: Option<String>,
     pub bgp_unready_after: Option<String>,
+    /// vipd's own: graceful restart's restart time (0: none) and LLGR's stale time.
+    pub bgp_restart_time: Option<String>,
+    pub bgp_llgr_stale_time: Option<String>,
     pub mpbgp_nexthop: Option<String>,
     pub mpbgp_ipv4: Option<String>,
     pub mpbgp_ipv6: Option<String>,

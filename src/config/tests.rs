@@ -60,10 +60,66 @@ fn raw(pairs: &[(&str, &str)]) -> RawSettings {
             "sa_namespace" => r.sa_namespace = v,
             "lb_ipam" => r.lb_ipam = v,
             "enable_upnp" => r.enable_upnp = v,
+            "vipd_bgp_restart_time" => r.bgp_restart_time = v,
+            "vipd_bgp_llgr_stale_time" => r.bgp_llgr_stale_time = v,
             other => panic!("test knows no {other}"),
         }
     }
     r
+}
+
+#[test]
+fn graceful_restart_is_offered_for_120_s_unless_set_otherwise() {
+    use crate::bgp::open::GracefulRestartOffer;
+    let gr = |pairs: &[(&str, &str)]| validate(&raw(pairs)).map(|c| c.bgp.graceful_restart);
+    assert_eq!(
+        gr(&[]).unwrap(),
+        Some(GracefulRestartOffer {
+            restart_time: 120,
+            long_lived_stale_time: 0
+        })
+    );
+    assert_eq!(gr(&[("vipd_bgp_restart_time", "0")]).unwrap(), None);
+    assert_eq!(
+        gr(&[
+            ("vipd_bgp_restart_time", "30"),
+            ("vipd_bgp_llgr_stale_time", "86400")
+        ])
+        .unwrap(),
+        Some(GracefulRestartOffer {
+            restart_time: 30,
+            long_lived_stale_time: 86400
+        })
+    );
+    for (pairs, setting, value) in [
+        (
+            &[("vipd_bgp_restart_time", "4096")][..],
+            "vipd_bgp_restart_time",
+            "4096",
+        ),
+        (
+            &[("vipd_bgp_restart_time", "2m")][..],
+            "vipd_bgp_restart_time",
+            "2m",
+        ),
+        (
+            &[("vipd_bgp_llgr_stale_time", "16777216")][..],
+            "vipd_bgp_llgr_stale_time",
+            "16777216",
+        ),
+        (
+            &[
+                ("vipd_bgp_restart_time", "0"),
+                ("vipd_bgp_llgr_stale_time", "60"),
+            ][..],
+            "vipd_bgp_llgr_stale_time",
+            "60",
+        ),
+    ] {
+        let e = gr(pairs).unwrap_err();
+        assert!(e.setting.starts_with(setting), "{e}");
+        assert_eq!(e.value, value, "{e}");
+    }
 }
 
 #[test]

@@ -84,6 +84,11 @@ impl View {
         }
     }
 
+    /// This node's Node object as last seen.
+    pub fn node(&self) -> Option<Arc<Node>> {
+        self.nodes.state().into_iter().next()
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         let (services, endpoint_slices) = match &self.services {
             Some((services, slices)) => (services.state(), slices.state()),

@@ -94,6 +94,20 @@ pub struct PassOn {
         value_name = "SECONDS"
     )]
     pub vipd_bgp_unready_after: Option<String>,
+    /// Seconds peers keep the routes while vipd restarts (0: no graceful restart).
+    #[arg(
+        long = "bgp-restart-time",
+        env = "vipd_bgp_restart_time",
+        value_name = "SECONDS"
+    )]
+    pub vipd_bgp_restart_time: Option<String>,
+    /// Seconds peers then keep them as least preferred (RFC 9494; 0: not offered).
+    #[arg(
+        long = "bgp-llgr-stale-time",
+        env = "vipd_bgp_llgr_stale_time",
+        value_name = "SECONDS"
+    )]
+    pub vipd_bgp_llgr_stale_time: Option<String>,
     /// Next hop for VIPs of the other family than the session.
     #[arg(long = "mpbgpNexthop", env = "mpbgp_nexthop", value_name = "MODE")]
     pub mpbgp_nexthop: Option<String>,
@@ -188,7 +202,7 @@ pub struct PassOn {
 impl PassOn {
     /// (environment variable, value) of each setting given, in the agent's names.
     pub fn env(&self) -> Vec<(&'static str, &str)> {
-        let all: [(&'static str, &Option<String>); 36] = [
+        let all: [(&'static str, &Option<String>); 38] = [
             ("svc_namespace", &self.svc_namespace),
             ("lb_class_legacy_handling", &self.lb_class_legacy_handling),
             ("vipd_honour_exclude_label", &self.vipd_honour_exclude_label),
@@ -209,6 +223,8 @@ impl PassOn {
             ("bgp_passive", &self.bgp_passive),
             ("bgp_listen_port", &self.bgp_listen_port),
             ("vipd_bgp_unready_after", &self.vipd_bgp_unready_after),
+            ("vipd_bgp_restart_time", &self.vipd_bgp_restart_time),
+            ("vipd_bgp_llgr_stale_time", &self.vipd_bgp_llgr_stale_time),
             ("mpbgp_nexthop", &self.mpbgp_nexthop),
             ("mpbgp_ipv4", &self.mpbgp_ipv4),
             ("mpbgp_ipv6", &self.mpbgp_ipv6),

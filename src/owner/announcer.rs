@@ -150,6 +150,11 @@ impl Announcer {
                     speaker.cease().await;
                 }
             }
+            Step::RestartSessions => {
+                if let Some(speaker) = self.speaker.take() {
+                    speaker.restart().await;
+                }
+            }
             Step::RemovePeerRoutes => self.peers.remove_routes().await,
             _ => return false,
         }

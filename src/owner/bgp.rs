@@ -7,7 +7,7 @@
 use super::announcer::Announcer;
 use super::common::Common;
 use super::vip_host::VipHosts;
-use super::{Executor, ServicesExecutor};
+use super::{Context, Executor, ServicesExecutor};
 use crate::bgp::driver::PeerEvent;
 use crate::bgp::speaker::Speaker;
 use crate::config::{Config, ServicesSettings};
@@ -226,6 +226,14 @@ impl Executor for Bgp<'_> {
         self.announcer
             .shutdown_step_with(step, self.addresses.as_mut(), "BGP mode")
             .await;
+    }
+
+    fn stop(&self, ctx: &Common) -> (shutdown::Stop, String) {
+        shutdown::stop(
+            self.cfg.bgp.graceful_restart.is_some(),
+            self.svc.honour_exclude_label,
+            ctx.node().as_deref(),
+        )
     }
 }
 

@@ -265,6 +265,10 @@ impl Common {
 }
 
 impl Context for Common {
+    fn node(&self) -> Option<Arc<k8s_openapi::api::core::v1::Node>> {
+        self.view.node()
+    }
+
     async fn ready(&mut self) {
         self.view.ready().await;
         info!("watches listed; deciding");

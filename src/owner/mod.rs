@@ -57,6 +57,10 @@ pub(crate) trait Context {
     async fn wake(&mut self) -> bool;
     /// Carries out `step` if it is the context's own; whether it was.
     async fn shutdown_step(&mut self, step: Step) -> bool;
+    /// This node's Node object as last seen, if the context watches it.
+    fn node(&self) -> Option<std::sync::Arc<k8s_openapi::api::core::v1::Node>> {
+        None
+    }
 }
 
 /// What one mode does with the plan.
@@ -81,6 +85,14 @@ pub(crate) trait Executor {
     async fn reconcile(&mut self, c: &mut Self::Ctx);
     /// One of this mode's own shutdown steps.
     async fn shutdown_step(&mut self, step: Step);
+    /// Whether stopping now is a restart or a shutdown ([`shutdown::stop`]), and why. Without
+    /// graceful restart (ARP mode) always a shutdown.
+    fn stop(&self, _ctx: &Self::Ctx) -> (shutdown::Stop, String) {
+        (
+            shutdown::Stop::Shutdown,
+            "this mode has no graceful restart".into(),
+        )
+    }
 }
 
 /// A services-mode executor: plans from the watched cluster ([`Common`]).
@@ -121,8 +133,12 @@ pub(crate) async fn drive<E: Executor>(
             }
         }
     }
-    info!("{}: shutting down", E::NAME);
-    for step in shutdown::order(E::MODE) {
+    let (stop, why) = exec.stop(ctx);
+    match stop {
+        shutdown::Stop::Restart => info!("{}: stopping for a restart: {why}", E::NAME),
+        shutdown::Stop::Shutdown => info!("{}: shutting down: {why}", E::NAME),
+    }
+    for step in shutdown::order(E::MODE, stop) {
         if !ctx.shutdown_step(step).await {
             exec.shutdown_step(step).await;
         }

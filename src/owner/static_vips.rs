@@ -179,6 +179,11 @@ impl Executor for StaticVips<'_> {
             .shutdown_step_with(step, self.addresses.as_mut(), "static mode")
             .await;
     }
+
+    /// No Node is watched here: a restart unless graceful restart is off.
+    fn stop(&self, _ctx: &Detached) -> (shutdown::Stop, String) {
+        shutdown::stop(self.cfg.bgp.graceful_restart.is_some(), false, None)
+    }
 }
 
 /// The VIPs of `vip_address` and `vip_file`, sorted, without duplicates.

@@ -1,6 +1,13 @@
-//! [pure] The order in which vipd stops serving, for every mode, owned here once: nothing that
-//! makes a router or a neighbour send traffic here outlives the address that answers it, and
-//! the Leases go last, so the next holder of a VIP never overlaps with this node.
+//! [pure] How vipd stops, for every mode, owned here once.
+//!
+//! A **shutdown** undoes everything in order: nothing that makes a router or a neighbour send
+//! traffic here outlives the address that answers it, and the Leases go last, so the next
+//! holder of a VIP never overlaps with this node. A **restart** (BGP and static modes, with
+//! graceful restart) only ends the sessions so that the routers keep the routes as stale, and
+//! leaves the addresses, Leases, labels, DHCP leases and UPnP mappings for the next process,
+//! which takes them up again: a rolling upgrade moves no traffic. [`stop`] tells the two apart.
+
+use k8s_openapi::api::core::v1::Node;
 
 /// Which owner loop is stopping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +26,9 @@ pub enum Mode {
 pub enum Step {
     /// A Cease NOTIFICATION to every peer: each withdraws every route at once.
     CeaseSessions,
+    /// End every session so that graceful-restart peers keep the routes as stale (RFC 4724);
+    /// the others get a Cease.
+    RestartSessions,
     /// The host routes to the peers vipd installed (Equinix Metal's `peer_routes`).
     RemovePeerRoutes,
     /// Stop answering ARP/NDP for the VIPs held, and take their addresses off.
@@ -37,9 +47,93 @@ pub enum Step {
     ReleaseLeases,
 }
 
-/// The shutdown steps of `mode`, in order.
-pub fn order(mode: Mode) -> Vec<Step> {
+/// What kind of stop this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// vipd restarts on a node that stays (an upgrade, a new setting, a crash loop).
+    Restart,
+    /// The node, or vipd on it, goes away.
+    Shutdown,
+}
+
+/// Whether this stop is a restart or a shutdown, and why, from the settings and this node's
+/// Node object as last seen. SIGTERM alone cannot tell: the kubelet sends it for a DaemonSet
+/// rolling update and for a graceful node shutdown alike. What the Node says when it goes away
+/// is read instead: a shutdown when the Node is being deleted, is cordoned (`kubectl drain`,
+/// `kubectl cordon`, the autoscaler's `ToBeDeletedByClusterAutoscaler` taint), is marked
+/// out of service, excluded from load balancers (with `honour_exclude`,
+/// `vipd_honour_exclude_label`), or reported by the kubelet as shutting down (its graceful node
+/// shutdown). Anything else is a restart, whose worst case (the node dies unnoticed right
+/// after) the routers end at the restart time.
+pub fn stop(graceful_restart: bool, honour_exclude: bool, node: Option<&Node>) -> (Stop, String) {
+    if !graceful_restart {
+        return (
+            Stop::Shutdown,
+            "graceful restart is off (vipd_bgp_restart_time=0)".into(),
+        );
+    }
+    match node.and_then(|n| leaving(n, honour_exclude)) {
+        Some(why) => (Stop::Shutdown, why),
+        None => (
+            Stop::Restart,
+            "the node stays: peers keep the routes until the next process sends them again".into(),
+        ),
+    }
+}
+
+/// Why the Node is going away or out of service, if it is.
+fn leaving(node: &Node, honour_exclude: bool) -> Option<String> {
+    if node.metadata.deletion_timestamp.is_some() {
+        return Some("the Node is being deleted".into());
+    }
+    let spec = node.spec.as_ref();
+    if spec.and_then(|s| s.unschedulable) == Some(true) {
+        return Some("the node is cordoned (spec.unschedulable: drained or in maintenance)".into());
+    }
+    for taint in spec.and_then(|s| s.taints.as_ref()).into_iter().flatten() {
+        if matches!(
+            taint.key.as_str(),
+            "ToBeDeletedByClusterAutoscaler" | "node.kubernetes.io/out-of-service"
+        ) {
+            return Some(format!("the node has the taint {}", taint.key));
+        }
+    }
+    let excluded = honour_exclude
+        && node
+            .metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key(crate::model::label::EXCLUDE_FROM_LB));
+    if excluded {
+        return Some(format!(
+            "the node is labelled {}",
+            crate::model::label::EXCLUDE_FROM_LB
+        ));
+    }
+    let shutting_down = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| {
+            c.type_ == "Ready"
+                && c.status != "True"
+                && c.message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("shutting down"))
+        });
+    shutting_down.then(|| "the kubelet reports the node is shutting down".into())
+}
+
+/// The steps of `mode` for a stop of kind `stop`, in order.
+pub fn order(mode: Mode, stop: Stop) -> Vec<Step> {
     use Step::*;
+    if stop == Stop::Restart && mode != Mode::Arp {
+        // Everything else stays as it is for the next process; ARP/NDP has no graceful restart
+        // (a neighbour that stops hearing us moves on), so ARP mode always shuts down.
+        return vec![RestartSessions];
+    }
     match mode {
         Mode::Bgp => vec![
             CeaseSessions,
@@ -73,7 +167,7 @@ mod tests {
     #[test]
     fn bgp_mode_withdraws_every_route_before_any_address_lease_or_mapping_goes() {
         assert_eq!(
-            order(Mode::Bgp),
+            order(Mode::Bgp, Stop::Shutdown),
             [
                 Step::CeaseSessions,
                 Step::RemovePeerRoutes,
@@ -89,7 +183,7 @@ mod tests {
     #[test]
     fn arp_mode_stops_answering_before_the_macvlans_go_and_releases_the_leases_last() {
         assert_eq!(
-            order(Mode::Arp),
+            order(Mode::Arp, Stop::Shutdown),
             [
                 Step::ReleaseClaims,
                 Step::StopDhcp,
@@ -103,7 +197,7 @@ mod tests {
     #[test]
     fn static_mode_withdraws_its_routes_before_the_control_plane_vips_address_goes() {
         assert_eq!(
-            order(Mode::Static),
+            order(Mode::Static, Stop::Shutdown),
             [
                 Step::CeaseSessions,
                 Step::RemovePeerRoutes,
@@ -115,7 +209,7 @@ mod tests {
     #[test]
     fn in_every_mode_the_leases_go_last_and_nothing_announces_after_its_address_is_gone() {
         for mode in [Mode::Bgp, Mode::Arp, Mode::Static] {
-            let steps = order(mode);
+            let steps = order(mode, Stop::Shutdown);
             if let Some(last) = steps.last() {
                 assert!(
                     *last == Step::ReleaseLeases || !steps.contains(&Step::ReleaseLeases),
@@ -135,5 +229,87 @@ mod tests {
                 "{mode:?}: leased addresses no longer announced before their macvlans go"
             );
         }
+    }
+
+    #[test]
+    fn a_restart_only_ends_the_sessions_gracefully_except_in_arp_mode() {
+        assert_eq!(order(Mode::Bgp, Stop::Restart), [Step::RestartSessions]);
+        assert_eq!(order(Mode::Static, Stop::Restart), [Step::RestartSessions]);
+        assert_eq!(
+            order(Mode::Arp, Stop::Restart),
+            order(Mode::Arp, Stop::Shutdown)
+        );
+    }
+
+    fn node(json: serde_json::Value) -> Node {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_stop_is_a_restart_unless_the_node_goes_away_or_graceful_restart_is_off() {
+        let plain = node(serde_json::json!({"metadata": {"name": "n1"}}));
+        assert_eq!(stop(true, true, Some(&plain)).0, Stop::Restart);
+        assert_eq!(stop(true, true, None).0, Stop::Restart);
+        let (kind, why) = stop(false, true, Some(&plain));
+        assert_eq!(kind, Stop::Shutdown);
+        assert!(why.contains("vipd_bgp_restart_time=0"), "{why}");
+        for (case, json, says) in [
+            (
+                "deleted",
+                serde_json::json!({"metadata": {"name": "n1",
+                    "deletionTimestamp": "2026-12-07T10:00:00Z"}}),
+                "being deleted",
+            ),
+            (
+                "cordoned",
+                serde_json::json!({"metadata": {"name": "n1"},
+                    "spec": {"unschedulable": true}}),
+                "cordoned",
+            ),
+            (
+                "autoscaler",
+                serde_json::json!({"metadata": {"name": "n1"},
+                    "spec": {"taints": [{"key": "ToBeDeletedByClusterAutoscaler",
+                                         "effect": "NoSchedule"}]}}),
+                "ToBeDeletedByClusterAutoscaler",
+            ),
+            (
+                "out of service",
+                serde_json::json!({"metadata": {"name": "n1"},
+                    "spec": {"taints": [{"key": "node.kubernetes.io/out-of-service",
+                                         "value": "nodeshutdown", "effect": "NoExecute"}]}}),
+                "out-of-service",
+            ),
+            (
+                "excluded",
+                serde_json::json!({"metadata": {"name": "n1", "labels":
+                    {"node.kubernetes.io/exclude-from-external-load-balancers": ""}}}),
+                "exclude-from-external-load-balancers",
+            ),
+            (
+                "kubelet shutdown",
+                serde_json::json!({"metadata": {"name": "n1"},
+                    "status": {"conditions": [{"type": "Ready", "status": "False",
+                        "reason": "KubeletNotReady", "message": "node is shutting down"}]}}),
+                "shutting down",
+            ),
+        ] {
+            let (kind, why) = stop(true, true, Some(&node(json)));
+            assert_eq!(kind, Stop::Shutdown, "{case}");
+            assert!(why.contains(says), "{case}: {why}");
+        }
+        // Not ready for another reason (the kubelet lost the API server): still a restart.
+        let unready = node(serde_json::json!({"metadata": {"name": "n1"},
+            "status": {"conditions": [{"type": "Ready", "status": "Unknown",
+                "message": "Kubelet stopped posting node status."}]}}));
+        assert_eq!(stop(true, true, Some(&unready)).0, Stop::Restart);
+        // The exclude label only counts where vipd honours it (vipd_honour_exclude_label).
+        let excluded = node(serde_json::json!({"metadata": {"name": "n1", "labels":
+            {"node.kubernetes.io/exclude-from-external-load-balancers": ""}}}));
+        assert_eq!(stop(true, false, Some(&excluded)).0, Stop::Restart);
+        // A taint vipd does not know about is no reason to shut down.
+        let tainted = node(serde_json::json!({"metadata": {"name": "n1"},
+            "spec": {"taints": [{"key": "dedicated", "value": "lb", "effect": "NoSchedule"}]}}));
+        assert_eq!(stop(true, true, Some(&tainted)).0, Stop::Restart);
     }
 }

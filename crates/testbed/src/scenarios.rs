@@ -42,11 +42,19 @@ struct Bed<R: Router> {
 
 impl<R: Router> Bed<R> {
     fn start(cfg: RouterConfig, vips: &[&str]) -> Bed<R> {
+        Bed::start_with(cfg, vips, &[])
+    }
+
+    /// As [`Bed::start`], with more settings for vipd (later ones win).
+    fn start_with(cfg: RouterConfig, vips: &[&str], extra: &[(&str, &str)]) -> Bed<R> {
         let topo = Topology::setup();
         let mut router = R::new(&topo, cfg.clone());
         router.start();
         let addresses: Vec<&str> = vips.iter().map(|p| address_of(p)).collect();
         let mut vipd = Vipd::new(&topo, &cfg, &addresses);
+        for (k, v) in extra {
+            vipd.set_env(k, v);
+        }
         vipd.start();
         Bed { vipd, router, topo }
     }
@@ -398,4 +406,79 @@ pub fn cease_on_shutdown_empties_the_table<R: Router>() {
         bed.explain()
     );
     eprintln!("{}: table empty {emptied:.1?} after SIGTERM", R::NAME);
+}
+
+/// How many times vipd is restarted in [`graceful_restart_keeps_every_route`], alternately by
+/// SIGTERM and SIGKILL.
+const RESTARTS: usize = 10;
+/// How long vipd stays away in each restart: long enough that a router that dropped the routes
+/// would show it in many samples.
+const AWAY: Duration = Duration::from_secs(2);
+
+/// Graceful restart, vipd's default (120 s): vipd is stopped [`RESTARTS`] times, alternately by
+/// SIGTERM (a restart on a node that stays) and SIGKILL (a crash), stays away [`AWAY`], and a
+/// new process starts. The router, a graceful-restart helper by default, keeps every route at
+/// every 50 ms sample of its table, from the first stop to the last session back; each new
+/// process's session comes up with the whole table. Against the same router with graceful
+/// restart off, a SIGTERM empties the table at once ([`cease_on_shutdown_empties_the_table`]).
+pub fn graceful_restart_keeps_every_route<R: Router + Sync>() {
+    skip_unless!(root, R::NEEDS, VIPD_NEEDS);
+    let mut bed = Bed::<R>::start_with(
+        RouterConfig::ipv4().hold_time(90),
+        THREE_VIPS,
+        &[("vipd_bgp_restart_time", "120")],
+    );
+    bed.wait_established();
+    bed.wait_table_back(THREE_VIPS, NODE_V4, "at start");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (samples, fewest) = std::thread::scope(|scope| {
+        let router = &bed.router;
+        let stop = &stop;
+        let sampler = scope.spawn(move || {
+            let (mut samples, mut fewest) = (0usize, usize::MAX);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                fewest = fewest.min(router.route_count(Family::Ipv4));
+                samples += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            (samples, fewest)
+        });
+        for i in 1..=RESTARTS {
+            let crash = i % 2 == 0;
+            if crash {
+                assert!(bed.vipd.kill(), "vipd was not running\n{}", bed.explain());
+            } else {
+                bed.vipd.terminate();
+                let status = bed.vipd.wait_exit(Duration::from_secs(5));
+                assert!(
+                    status.is_some_and(|s| s.success()),
+                    "vipd must exit 0 after SIGTERM, got {status:?}\n{}",
+                    bed.explain()
+                );
+            }
+            std::thread::sleep(AWAY);
+            bed.vipd.start();
+            let took = bed.wait_table_back(THREE_VIPS, NODE_V4, &format!("after restart {i}"));
+            let how = if crash { "SIGKILL" } else { "SIGTERM" };
+            eprintln!(
+                "{}: restart {i} ({how}): session and table back after {took:.1?}",
+                R::NAME
+            );
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        sampler.join().expect("sampler")
+    });
+    assert_eq!(
+        fewest,
+        THREE_VIPS.len(),
+        "{} held only {fewest} of {} routes at some sample ({samples} samples over {RESTARTS} \
+         restarts)\n{}",
+        R::NAME,
+        THREE_VIPS.len(),
+        bed.explain()
+    );
+    eprintln!(
+        "{}: {samples} samples over {RESTARTS} restarts, never fewer than {fewest} routes",
+        R::NAME
+    );
 }

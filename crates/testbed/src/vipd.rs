@@ -38,7 +38,7 @@ impl Vipd {
         if cfg.multihop {
             env.push(("bgp_sourceip", NODE_LO.to_string()));
         }
-        let env = env.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let env = shutdown_on_sigterm(env.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
         let argv = vec![crate::vipd_bin(), "manager".to_string()];
         let daemon =
             Daemon::new("vipd", &topo.node, argv, dir.path().join("vipd.log")).with_clean_env(env);
@@ -85,8 +85,10 @@ impl Vipd {
         Vipd::with_env(topo, i, env)
     }
 
-    /// `vipd manager` on node `i` with exactly the environment `env`. Not started.
+    /// `vipd manager` on node `i` with the environment `env` (and [`shutdown_on_sigterm`]).
+    /// Not started.
     pub fn with_env(topo: &Topology, i: usize, env: Vec<(String, String)>) -> Vipd {
+        let env = shutdown_on_sigterm(env);
         let dir = tempfile::tempdir().expect("temp dir for vipd");
         let argv = vec![crate::vipd_bin(), "manager".to_string()];
         let daemon = Daemon::new(
@@ -128,6 +130,11 @@ impl Vipd {
 
     pub fn start(&mut self) {
         self.daemon.start();
+    }
+
+    /// Sets (or overrides) one setting for the next start.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.daemon.add_env(key, value);
     }
 
     /// Rewrites the VIP file; takes effect on [`Vipd::reload`].
@@ -188,6 +195,18 @@ impl Vipd {
             .collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
+}
+
+/// Graceful restart off (`vipd_bgp_restart_time=0`) unless `env` sets it: the acceptance tests
+/// check what a shutdown does to the routers (every route withdrawn at SIGTERM), and BIRD and
+/// FRR are graceful-restart helpers, which would keep the routes of a restarting vipd for two
+/// minutes. tests/graceful_restart.rs runs the default (a SIGTERM on a node that stays is a
+/// restart) against them.
+pub fn shutdown_on_sigterm(mut env: Vec<(String, String)>) -> Vec<(String, String)> {
+    if !env.iter().any(|(k, _)| k == "vipd_bgp_restart_time") {
+        env.push(("vipd_bgp_restart_time".into(), "0".into()));
+    }
+    env
 }
 
 /// kube-vip's `bgp_peers`: `address:AS:password:multihop:port`, IPv6 addresses in brackets.

@@ -1,0 +1,126 @@
+//! Graceful restart (RFC 4724, vipd's default) against the real routers, which are helpers by
+//! default: a restarted or crashed vipd costs no route (the routers keep them as stale until the
+//! new process sends them again), while a stop on a node that goes away (cordoned, here) still
+//! withdraws every route at once. Root, BIRD 2 and FRR needed; skipped loudly otherwise.
+
+#[macro_use]
+extern crate vipd_testbed;
+use vipd_testbed as support;
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Patch, PatchParams};
+use kube::Api;
+use serde_json::json;
+use support::bed::BirdBed;
+use support::bird::Bird;
+use support::cluster::{self, in_netns, lb_service};
+use support::frr::Frr;
+use support::router::{Family, Router};
+use support::{scenarios, VIPD_NEEDS};
+
+#[test]
+fn bird_keeps_every_route_through_ten_restarts_and_crashes() {
+    scenarios::graceful_restart_keeps_every_route::<Bird>();
+}
+
+#[test]
+fn frr_keeps_every_route_through_ten_restarts_and_crashes() {
+    scenarios::graceful_restart_keeps_every_route::<Frr>();
+}
+
+/// Services mode with graceful restart on: SIGTERM on a node that stays leaves BIRD the route
+/// (and the new process takes it up); the same SIGTERM once the node is cordoned (what `kubectl
+/// drain` does first) is a shutdown: a Cease, and BIRD holds nothing within a second although
+/// its hold time is 90 s and the restart time 120 s.
+#[test]
+fn a_stop_on_a_cordoned_node_withdraws_at_once_and_a_plain_one_keeps_the_route() {
+    skip_unless!(root, Bird::NEEDS, VIPD_NEEDS);
+    let mut bed = BirdBed::new(1);
+    let tor = bed.topo.tor.clone();
+    in_netns(&tor, async {
+        let api = cluster::api_server().await;
+        let client = api.client();
+        cluster::create_node(&client, "node0").await;
+        let gr = [("vipd_bgp_restart_time", "120")];
+        bed.start_agent(0, api.addr().port(), &gr);
+        cluster::create_served(
+            &client,
+            &lb_service("web", "198.18.0.10", false),
+            "node0",
+            "10.244.0.5",
+        )
+        .await;
+        let held = |bed: &BirdBed| bed.bird.route("198.18.0.10/32").is_some();
+        eventually!(
+            Duration::from_secs(20),
+            "BIRD holds 198.18.0.10/32",
+            held(&bed),
+            bed.explain()
+        );
+        // A plain SIGTERM: a restart. The route stays while no vipd runs.
+        bed.agents[0].terminate();
+        assert!(
+            bed.agents[0]
+                .wait_exit(Duration::from_secs(10))
+                .is_some_and(|s| s.success()),
+            "{}",
+            bed.explain()
+        );
+        support::holds_for(
+            Duration::from_secs(3),
+            "BIRD keeps the route of a restarting vipd",
+            || held(&bed),
+            || bed.explain(),
+        );
+        assert!(
+            bed.agents[0].log().contains("stopping for a restart"),
+            "{}",
+            bed.explain()
+        );
+        bed.agents[0].start();
+        eventually!(
+            Duration::from_secs(20),
+            "the new process's session is up with the route",
+            bed.bird.session_established() && held(&bed),
+            bed.explain()
+        );
+        // Cordoned: the next SIGTERM is a shutdown.
+        let nodes: Api<Node> = Api::all(client.clone());
+        nodes
+            .patch(
+                "node0",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"unschedulable": true}})),
+            )
+            .await
+            .expect("cordon node0");
+        // The watch brings the Node within milliseconds; what vipd decides at SIGTERM is read
+        // from its log below, so a missed cordon fails loudly rather than passing.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let sent = Instant::now();
+        bed.agents[0].terminate();
+        support::wait_until_or_explain(
+            Duration::from_secs(1),
+            "BIRD holds no route from vipd within 1 s of SIGTERM on a cordoned node",
+            || bed.bird.route_count(Family::Ipv4) == 0,
+            || bed.explain(),
+        );
+        let emptied = sent.elapsed();
+        assert!(
+            bed.agents[0]
+                .wait_exit(Duration::from_secs(10))
+                .is_some_and(|s| s.success()),
+            "{}",
+            bed.explain()
+        );
+        let log = bed.agents[0].log();
+        assert!(
+            log.contains("shutting down: the node is cordoned"),
+            "the log says why the stop is a shutdown\n{}",
+            bed.explain()
+        );
+        eprintln!("cordoned node: BIRD empty {emptied:.1?} after SIGTERM");
+    });
+}
