@@ -13,8 +13,10 @@
 //!   - `0xCB` `Closed`, `0xCC` `ConnectFailed`, `0xCD` `Connected`, `0xCE` `Incoming`,
 //!     `0xCF` `Start`;
 //!   - `0xD0..=0xDF`: `Routes` with (selector & 15) host routes of both families;
-//!   - `0xE0..=0xEF`: `Stop` with a Cease kind from the selector and a reason of the next
-//!     `n` bytes, `n` being the byte after the selector;
+//!   - `0xE0..=0xE7`: `Stop` with a Cease kind from the selector and a reason of the next
+//!     `n` bytes, `n` being the byte after the selector; `0xE8..=0xEF`: `Restart` with such
+//!     a reason (the session offers graceful restart, and the valid peer OPEN of bit 0 carries
+//!     the Graceful Restart capability with the N bit, so both ways of ending are reached);
 //!   - `0xF0..=0xFF`: `Received` of the next ((selector & 15) + 1) × 256 bytes (whole 4 KiB
 //!     UPDATEs in one read).
 //!
@@ -33,7 +35,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use netgauze_bgp_pkt::capabilities::{
-    BgpCapability, FourOctetAsCapability, MultiProtocolExtensionsCapability,
+    BgpCapability, FourOctetAsCapability, GracefulRestartAddressFamily, GracefulRestartCapability,
+    MultiProtocolExtensionsCapability,
 };
 use netgauze_bgp_pkt::open::{BgpOpenMessage, BgpOpenMessageParameter};
 use netgauze_bgp_pkt::BgpMessage;
@@ -42,6 +45,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vipd::bgp::fsm::{Backoff, Input, NextHops, Output, Session, SessionConfig, State, Timer};
+use vipd::bgp::open::GracefulRestartOffer;
 use vipd::bgp::types::{host_routes, Asn, HoldTime, RouteSet, RouterId};
 use vipd::bgp::wire::{self, CeaseKind, MAX_MESSAGE_LEN};
 
@@ -65,7 +69,10 @@ fn config(passive: bool, any_as: bool) -> SessionConfig {
         keepalive: None,
         passive,
         backoff: Backoff::default(),
-        graceful_restart: None,
+        graceful_restart: Some(GracefulRestartOffer {
+            restart_time: 120,
+            long_lived_stale_time: 0,
+        }),
     }
 }
 
@@ -84,8 +91,17 @@ fn peer_hello(families: &[AddressType]) -> Vec<u8> {
         .iter()
         .map(|a| BgpCapability::MultiProtocolExtensions(MultiProtocolExtensionsCapability::new(*a)))
         .collect();
-    caps.push(BgpCapability::FourOctetAs(FourOctetAsCapability::new(PEER_AS)));
+    caps.push(BgpCapability::FourOctetAs(FourOctetAsCapability::new(
+        PEER_AS,
+    )));
     caps.push(BgpCapability::RouteRefresh);
+    let gr_families: Vec<GracefulRestartAddressFamily> = families
+        .iter()
+        .map(|a| GracefulRestartAddressFamily::new(true, *a))
+        .collect();
+    caps.push(BgpCapability::GracefulRestartCapability(
+        GracefulRestartCapability::new(false, true, 120, gr_families),
+    ));
     let open = BgpMessage::Open(BgpOpenMessage::new(
         Asn(PEER_AS).two_octet(),
         90,
@@ -176,9 +192,16 @@ impl Harness {
             );
         }
         if state == State::Established {
-            assert!(s.negotiated().is_some(), "Established without a negotiation");
+            assert!(
+                s.negotiated().is_some(),
+                "Established without a negotiation"
+            );
         } else {
-            assert_eq!(s.advertised(), 0, "routes counted without a session ({state:?})");
+            assert_eq!(
+                s.advertised(),
+                0,
+                "routes counted without a session ({state:?})"
+            );
         }
         assert!(
             s.advertised() <= self.desired,
@@ -238,9 +261,13 @@ fuzz_target!(|data: &[u8]| {
             0xE0..=0xEF => {
                 let n = take(&mut rest, 1).first().copied().unwrap_or(0);
                 let reason = String::from_utf8_lossy(take(&mut rest, usize::from(n))).into_owned();
-                Input::Stop {
-                    kind: CEASE_KINDS[usize::from(op & 0x0f) % CEASE_KINDS.len()],
-                    reason,
+                if op & 0x08 == 0 {
+                    Input::Stop {
+                        kind: CEASE_KINDS[usize::from(op & 0x07) % CEASE_KINDS.len()],
+                        reason,
+                    }
+                } else {
+                    Input::Restart { reason }
                 }
             }
             0xF0..=0xFF => {
