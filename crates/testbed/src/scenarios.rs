@@ -412,8 +412,8 @@ pub fn cease_on_shutdown_empties_the_table<R: Router>() {
 /// SIGTERM and SIGKILL.
 const RESTARTS: usize = 10;
 /// How long vipd stays away in each restart: long enough that a router that dropped the routes
-/// would show it in many samples.
-const AWAY: Duration = Duration::from_secs(2);
+/// would show it in many samples (and a ping at 1,000 a second in a thousand).
+const AWAY: Duration = Duration::from_secs(1);
 
 /// Graceful restart, vipd's default (120 s): vipd is stopped [`RESTARTS`] times, alternately by
 /// SIGTERM (a restart on a node that stays) and SIGKILL (a crash), stays away [`AWAY`], and a
@@ -481,4 +481,141 @@ pub fn graceful_restart_keeps_every_route<R: Router + Sync>() {
         "{}: {samples} samples over {RESTARTS} restarts, never fewer than {fewest} routes",
         R::NAME
     );
+}
+
+/// What a client behind the router saw while vipd restarted: echo requests sent, answered, and
+/// refused at once for want of a route (ping's "+N errors"), and the longest time without an
+/// answer.
+#[derive(Debug, Clone, Copy)]
+pub struct PingTally {
+    pub sent: u64,
+    pub received: u64,
+    pub errors: u64,
+    pub longest_silence: Duration,
+}
+
+/// A client on the router's host pings the VIP at 1,000 packets a second, through the route the
+/// router installed in its kernel (FRR's zebra does; the node answers for the VIP on its
+/// loopback, as kube-proxy's address would), while vipd is restarted `rounds` times, alternately
+/// by SIGTERM and SIGKILL, away [`AWAY`] each time. `restart_time` is `vipd_bgp_restart_time`
+/// ("0": every stop is a Cease, as before graceful restart).
+pub fn pings_through_restarts<R: Router>(restart_time: &str, rounds: usize) -> PingTally {
+    let mut bed = Bed::<R>::start_with(
+        RouterConfig::ipv4().hold_time(90),
+        &[VIP4],
+        &[("vipd_bgp_restart_time", restart_time)],
+    );
+    let node = bed.topo.node.clone();
+    crate::run_ok("ip", &["-n", &node, "address", "add", VIP4, "dev", "lo"]);
+    bed.wait_established();
+    bed.wait_table_back(&[VIP4], NODE_V4, "at start");
+    let tor = bed.topo.tor.clone();
+    let in_fib = || crate::ns_stdout(&tor, &["ip", "route", "show", VIP4]).contains("via");
+    wait_until_or_explain(
+        ROUTE_SEEN,
+        "the router's kernel routes the VIP to the node",
+        in_fib,
+        || bed.explain(),
+    );
+    // Each round: away, the session and table back (well under 0.5 s), one second of traffic.
+    let span = (AWAY + Duration::from_millis(1500)) * rounds as u32 + Duration::from_secs(1);
+    let count = (span.as_millis() as u64).to_string();
+    // Into a file, not a pipe: a pipe nobody reads until the end fills at 64 KiB and stalls ping.
+    let log = tempfile::NamedTempFile::new().expect("ping log");
+    let mut ping = std::process::Command::new(crate::tool("ip"))
+        .args([
+            "netns", "exec", &tor, "ping", "-D", "-n", "-i", "0.001", "-W", "1",
+        ])
+        .args(["-c", &count, address_of(VIP4)])
+        .stdout(log.reopen().expect("ping log handle"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start ping");
+    std::thread::sleep(Duration::from_secs(1));
+    for i in 1..=rounds {
+        if i % 2 == 0 {
+            assert!(bed.vipd.kill(), "vipd was not running\n{}", bed.explain());
+        } else {
+            bed.vipd.terminate();
+            assert!(
+                bed.vipd.wait_exit(Duration::from_secs(5)).is_some(),
+                "vipd did not exit after SIGTERM\n{}",
+                bed.explain()
+            );
+        }
+        std::thread::sleep(AWAY);
+        bed.vipd.start();
+        bed.wait_table_back(&[VIP4], NODE_V4, &format!("after restart {i}"));
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    ping.wait().expect("ping ends");
+    let text = std::fs::read_to_string(log.path()).expect("ping output");
+    tally(&text).unwrap_or_else(|| {
+        panic!(
+            "no ping statistics in:\n{}\n{}",
+            crate::tail(&text, 5),
+            bed.explain()
+        )
+    })
+}
+
+/// Reads ping's `-D` reply lines (`[1765100000.123456] 64 bytes from …`) and its summary
+/// ("N packets transmitted, M received[, +E errors], …").
+fn tally(ping: &str) -> Option<PingTally> {
+    let line = ping.lines().find(|l| l.contains("packets transmitted"))?;
+    let number = |field: &str| {
+        field
+            .split_whitespace()
+            .next()?
+            .trim_start_matches('+')
+            .parse()
+            .ok()
+    };
+    let fields: Vec<&str> = line.split(", ").collect();
+    let sent = number(fields.first()?)?;
+    let received = number(fields.get(1)?)?;
+    let errors = fields
+        .iter()
+        .find(|f| f.ends_with("errors"))
+        .and_then(|f| number(f))
+        .unwrap_or(0);
+    let stamps: Vec<f64> = ping
+        .lines()
+        .filter(|l| l.contains(" bytes from "))
+        .filter_map(|l| l.strip_prefix('[')?.split(']').next()?.parse().ok())
+        .collect();
+    let longest = stamps
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .fold(0.0f64, f64::max);
+    Some(PingTally {
+        sent,
+        received,
+        errors,
+        longest_silence: Duration::from_secs_f64(longest.max(0.0)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ping_summaries_and_silences_are_read() {
+        let t = super::tally(
+            "[1765100000.000100] 64 bytes from 198.18.0.10: icmp_seq=1 ttl=64 time=0.05 ms\n\
+             [1765100000.001200] 64 bytes from 198.18.0.10: icmp_seq=2 ttl=64 time=0.05 ms\n\
+             [1765100001.251200] 64 bytes from 198.18.0.10: icmp_seq=900 ttl=64 time=0.05 ms\n\
+             --- 198.18.0.10 ping statistics ---\n\
+             26000 packets transmitted, 25123 received, +870 errors, 3.37% packet loss, time 31002ms\n",
+        )
+        .unwrap();
+        assert_eq!((t.sent, t.received, t.errors), (26000, 25123, 870));
+        assert_eq!(t.longest_silence.as_millis(), 1250);
+        let t =
+            super::tally("5 packets transmitted, 5 received, 0% packet loss, time 4ms").unwrap();
+        assert_eq!(
+            (t.errors, t.longest_silence),
+            (0, std::time::Duration::ZERO)
+        );
+        assert!(super::tally("ping: connect: Network is unreachable").is_none());
+    }
 }
