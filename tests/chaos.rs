@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use fake_apiserver::{ApiServer, Faults};
 use kube::Client;
 use support::bird::Bird;
+use support::chaos;
 use support::cluster::{self, in_netns, Ep};
 use support::frr::Frr;
 use support::netns::Topology;
@@ -199,15 +200,8 @@ async fn put_endpoints(client: &Client, i: usize, nodes: &BTreeSet<usize>) {
 }
 
 fn run_chaos<R: Router + Tables + Send + Sync>() {
-    let seconds: u64 = std::env::var("CHAOS_SECONDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(30);
-    let seed: u64 = std::env::var("CHAOS_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..));
-    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut run = chaos::Run::from_env();
+    let seed = run.seed;
     let topo = Topology::with_nodes(NODES);
     let mut router = R::new(&topo, RouterConfig::nodes(NODES));
     router.start();
@@ -227,7 +221,7 @@ fn run_chaos<R: Router + Tables + Send + Sync>() {
         for i in 0..SERVICES {
             let (name, vip, local) = service(i);
             cluster::create_service(&client, &cluster::lb_service(&name, &vip, local)).await;
-            let nodes = BTreeSet::from([rng.usize(0..NODES)]);
+            let nodes = BTreeSet::from([run.rng.usize(0..NODES)]);
             put_endpoints(&client, i, &nodes).await;
             world.endpoints.push(nodes);
         }
@@ -294,16 +288,8 @@ fn run_chaos<R: Router + Tables + Send + Sync>() {
         );
         report.slowest.clear();
         report.sample(&mut agents);
-        let started = Instant::now();
-        let mut round = 0usize;
-        while started.elapsed() < Duration::from_secs(seconds) || round < ALL.len() {
-            // Every kind once first, in a fixed order; then at random.
-            let fault = if round < ALL.len() {
-                ALL[round]
-            } else {
-                ALL[rng.usize(0..ALL.len())]
-            };
-            round += 1;
+        run.begin();
+        while let Some(fault) = run.next(&ALL) {
             *report.faults.entry(fault).or_default() += 1;
             let before = vip_table(&router);
             let mut withdrawn: BTreeSet<String> = BTreeSet::new();
@@ -321,8 +307,8 @@ fn run_chaos<R: Router + Tables + Send + Sync>() {
             let budget = match fault {
                 Fault::EndpointsMove => {
                     for _ in 0..10 {
-                        let i = rng.usize(0..SERVICES);
-                        let nodes = BTreeSet::from([rng.usize(0..NODES)]);
+                        let i = run.rng.usize(0..SERVICES);
+                        let nodes = BTreeSet::from([run.rng.usize(0..NODES)]);
                         put_endpoints(&client, i, &nodes).await;
                         world.endpoints[i] = nodes;
                     }
@@ -330,7 +316,7 @@ fn run_chaos<R: Router + Tables + Send + Sync>() {
                     Duration::from_secs(15)
                 }
                 Fault::AgentKill => {
-                    let n = rng.usize(0..NODES);
+                    let n = run.rng.usize(0..NODES);
                     agents[n].kill();
                     world.running.remove(&n);
                     converge(
@@ -342,7 +328,7 @@ fn run_chaos<R: Router + Tables + Send + Sync>() {
                         fault,
                     )
                     .await;
-                    tokio::time::sleep(Duration::from_millis(rng.u64(0..2000))).await;
+                    tokio::time::sleep(Duration::from_millis(run.rng.u64(0..2000))).await;
                     agents[n].start();
                     world.running.insert(n);
                     Duration::from_secs(30)
@@ -353,17 +339,17 @@ fn run_chaos<R: Router + Tables + Send + Sync>() {
                     Duration::from_secs(50)
                 }
                 Fault::LinkFlap => {
-                    let n = rng.usize(0..NODES);
+                    let n = run.rng.usize(0..NODES);
                     let ns = &topo.nodes[n];
                     run_ok("ip", &["-n", ns, "link", "set", "veth-tor", "down"]);
-                    tokio::time::sleep(Duration::from_millis(rng.u64(500..4000))).await;
+                    tokio::time::sleep(Duration::from_millis(run.rng.u64(500..4000))).await;
                     run_ok("ip", &["-n", ns, "link", "set", "veth-tor", "up"]);
                     Duration::from_secs(50)
                 }
                 Fault::Netem => {
                     // 10% loss both ways (nftables) and a 256 kbit/s bottleneck (tbf) on one
                     // node's link for 5 s. (This kernel has no sch_netem for added delay.)
-                    let n = rng.usize(0..NODES);
+                    let n = run.rng.usize(0..NODES);
                     let ns = &topo.nodes[n];
                     let nft = "add table inet chaos\n\
                         add chain inet chaos out { type filter hook output priority 0; }\n\
@@ -459,7 +445,7 @@ fn run_chaos<R: Router + Tables + Send + Sync>() {
                 break;
             }
         }
-        let ran = started.elapsed();
+        let ran = run.elapsed();
         // Flat: no agent process grew its descriptors, or its RSS beyond a margin.
         for (pid, (i, first, last)) in &report.usage {
             if last.1 > first.1 + 16 {
@@ -512,15 +498,7 @@ fn run_chaos<R: Router + Tables + Send + Sync>() {
         report.summary(R::NAME, ran, seed)
     });
     eprintln!("==== {summary} ====");
-    if let Some(path) = std::env::var_os("CHAOS_REPORT") {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .unwrap();
-        writeln!(f, "{summary}").unwrap();
-    }
+    chaos::append_report(&summary);
     assert!(summary.contains("violations: 0;"), "seed {seed}: {summary}");
 }
 

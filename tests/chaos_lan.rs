@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use fake_apiserver::ApiServer;
 use kube::Client;
 use serde_json::json;
+use support::chaos;
 use support::cluster::{self, in_netns, slice, Ep};
 use support::daemon::Daemon;
 use support::miniupnpd::{self, UpnpBed};
@@ -84,20 +85,6 @@ fn dnsmasq_on(bed: &UpnpBed) -> Daemon {
         &["dhcp-option=option:T1,5", "dhcp-option=option:T2,10"],
     );
     dnsmasq::daemon(&bed.gw, &conf, bed.dir.path().join("dnsmasq.log"))
-}
-
-fn start_dnsmasq(daemon: &mut Daemon, gw: &str) {
-    daemon.start();
-    daemon.wait_ready(
-        Duration::from_secs(10),
-        "dnsmasq bound to udp/67",
-        || {
-            !ns_stdout(gw, &["ss", "-Hlun", "sport = :67"])
-                .trim()
-                .is_empty()
-        },
-        "",
-    );
 }
 
 /// The agent on the LAN host as node0: ARP mode on `eth-gw`, UPnP on, under vipd's own role.
@@ -283,18 +270,11 @@ impl Report {
 #[test]
 fn chaos_on_a_lan_keeps_every_leased_address_and_its_mapping() {
     skip_unless!(root, miniupnpd::NEEDS, dnsmasq::NEEDS, VIPD_NEEDS);
-    let seconds: u64 = std::env::var("CHAOS_SECONDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(30);
-    let seed: u64 = std::env::var("CHAOS_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..));
-    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut run = chaos::Run::from_env();
+    let seed = run.seed;
     let mut bed = UpnpBed::setup();
     let mut dhcp = dnsmasq_on(&bed);
-    start_dnsmasq(&mut dhcp, &bed.gw);
+    dnsmasq::start(&mut dhcp, &bed.gw);
     let dir = tempfile::tempdir().expect("temp dir");
     let gw = bed.gw.clone();
     let lan = bed.lan.clone();
@@ -348,15 +328,8 @@ fn chaos_on_a_lan_keeps_every_leased_address_and_its_mapping() {
         eprintln!("leased: {leased:?}");
         let mut report = Report::default();
         report.sample(&mut agent);
-        let started = Instant::now();
-        let mut round = 0usize;
-        while started.elapsed() < Duration::from_secs(seconds) || round < ALL.len() {
-            let fault = if round < ALL.len() {
-                ALL[round]
-            } else {
-                ALL[rng.usize(0..ALL.len())]
-            };
-            round += 1;
+        run.begin();
+        while let Some(fault) = run.next(&ALL) {
             *report.faults.entry(fault).or_default() += 1;
             // After the faults that touch leasing, every address must also be ACKed again:
             // proof that a live client (the restarted agent's, after AgentKill) renews it.
@@ -365,17 +338,17 @@ fn chaos_on_a_lan_keeps_every_leased_address_and_its_mapping() {
                 Fault::DhcpServerGone => {
                     // Past T1 and T2 (RENEW and REBIND unanswered), well within the lease.
                     dhcp.kill();
-                    let window = Duration::from_secs(rng.u64(5..40));
+                    let window = Duration::from_secs(run.rng.u64(5..40));
                     hold(&client, &lan, &leased, window, fault, &mut report).await;
                     acked_before = Some(acks(&dhcp, &leased));
-                    start_dnsmasq(&mut dhcp, &gw);
+                    dnsmasq::start(&mut dhcp, &gw);
                     // REBINDING retransmits at half the time left, at least 60 s apart
                     // (RFC 2131 §4.4.5): the next REBIND comes within 60 s of the last.
                     Duration::from_secs(75)
                 }
                 Fault::GatewayReboot => {
                     bed.gateway_lost();
-                    let window = Duration::from_secs(rng.u64(2..15));
+                    let window = Duration::from_secs(run.rng.u64(2..15));
                     hold(&client, &lan, &leased, window, fault, &mut report).await;
                     bed.gateway_back();
                     // The next refresh (every 10 s), or the failure backoff (≤ 60 s) if the
@@ -384,14 +357,14 @@ fn chaos_on_a_lan_keeps_every_leased_address_and_its_mapping() {
                 }
                 Fault::AgentKill => {
                     agent.kill();
-                    tokio::time::sleep(Duration::from_millis(rng.u64(0..2000))).await;
+                    tokio::time::sleep(Duration::from_millis(run.rng.u64(0..2000))).await;
                     acked_before = Some(acks(&dhcp, &leased));
                     agent.start();
                     Duration::from_secs(30)
                 }
                 Fault::LinkFlap => {
                     ns_succeeds(&lan, &["ip", "link", "set", "eth-gw", "down"]);
-                    tokio::time::sleep(Duration::from_millis(rng.u64(500..4000))).await;
+                    tokio::time::sleep(Duration::from_millis(run.rng.u64(500..4000))).await;
                     ns_succeeds(&lan, &["ip", "link", "set", "eth-gw", "up"]);
                     Duration::from_secs(30)
                 }
@@ -452,7 +425,7 @@ fn chaos_on_a_lan_keeps_every_leased_address_and_its_mapping() {
                 break;
             }
         }
-        let ran = started.elapsed();
+        let ran = run.elapsed();
         for ((first, last), pid) in report.usage.values().copied().zip(report.usage.keys()) {
             if last.1 > first.1 + 16 {
                 report
@@ -495,14 +468,6 @@ fn chaos_on_a_lan_keeps_every_leased_address_and_its_mapping() {
     });
     dhcp.stop();
     eprintln!("==== {summary} ====");
-    if let Some(path) = std::env::var_os("CHAOS_REPORT") {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .expect("open CHAOS_REPORT");
-        writeln!(f, "{summary}").expect("append to CHAOS_REPORT");
-    }
+    chaos::append_report(&summary);
     assert!(summary.contains("violations: 0;"), "seed {seed}: {summary}");
 }

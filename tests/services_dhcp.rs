@@ -64,17 +64,7 @@ fn start_dnsmasq(
     let lease_file = dir.join("dnsmasq.leases");
     dnsmasq::write_config(&conf, interface, range, "2m", &lease_file, extra);
     let mut daemon = dnsmasq::daemon(ns, &conf, dir.join("dnsmasq.log"));
-    daemon.start();
-    daemon.wait_ready(
-        Duration::from_secs(10),
-        "dnsmasq bound to udp/67",
-        || {
-            !ns_stdout(ns, &["ss", "-Hlun", "sport = :67"])
-                .trim()
-                .is_empty()
-        },
-        "",
-    );
+    dnsmasq::start(&mut daemon, ns);
     (daemon, lease_file)
 }
 

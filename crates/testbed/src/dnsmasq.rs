@@ -201,6 +201,21 @@ pub fn write_config(
     std::fs::write(conf, &text).expect("write dnsmasq.conf");
 }
 
+/// Starts `daemon` (dnsmasq in `ns`) and waits until it listens on udp/67.
+pub fn start(daemon: &mut Daemon, ns: &str) {
+    daemon.start();
+    daemon.wait_ready(
+        std::time::Duration::from_secs(10),
+        "dnsmasq bound to udp/67",
+        || {
+            !super::ns_stdout(ns, &["ss", "-Hlun", "sport = :67"])
+                .trim()
+                .is_empty()
+        },
+        "",
+    );
+}
+
 /// dnsmasq in the foreground in `ns` with config `conf`, logging to `log`. Not started.
 pub fn daemon(ns: &str, conf: &std::path::Path, log: PathBuf) -> Daemon {
     Daemon::new(

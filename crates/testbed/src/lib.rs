@@ -29,6 +29,7 @@ macro_rules! skip_unless {
 
 pub mod bed;
 pub mod bird;
+pub mod chaos;
 pub mod claims;
 pub mod cluster;
 pub mod daemon;
