@@ -31,11 +31,12 @@ fn frr_keeps_every_route_through_ten_restarts_and_crashes() {
 }
 
 /// Services mode with graceful restart on: SIGTERM on a node that stays leaves BIRD the route
-/// (and the new process takes it up); the same SIGTERM once the node is cordoned (what `kubectl
-/// drain` does first) is a shutdown: a Cease, and BIRD holds nothing within a second although
-/// its hold time is 90 s and the restart time 120 s.
+/// (and the new process takes it up). Cordoning the node (what `kubectl drain` does first) marks
+/// its routes with GRACEFUL_SHUTDOWN (RFC 8326) and uncordoning unmarks them; a SIGTERM while it
+/// is cordoned is a shutdown: a Cease, and BIRD holds nothing within a second although its hold
+/// time is 90 s and the restart time 120 s.
 #[test]
-fn a_stop_on_a_cordoned_node_withdraws_at_once_and_a_plain_one_keeps_the_route() {
+fn a_cordoned_node_marks_its_routes_for_graceful_shutdown_and_its_stop_withdraws_them() {
     skip_unless!(root, Bird::NEEDS, VIPD_NEEDS);
     let mut bed = BirdBed::new(1);
     let tor = bed.topo.tor.clone();
@@ -86,19 +87,53 @@ fn a_stop_on_a_cordoned_node_withdraws_at_once_and_a_plain_one_keeps_the_route()
             bed.bird.session_established() && held(&bed),
             bed.explain()
         );
-        // Cordoned: the next SIGTERM is a shutdown.
+        // Cordoned: the routes stay, marked for graceful shutdown (RFC 8326), so BIRD (or a
+        // policy on it) can prefer any other path; uncordoned, the mark goes.
         let nodes: Api<Node> = Api::all(client.clone());
-        nodes
-            .patch(
-                "node0",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"spec": {"unschedulable": true}})),
+        let cordon = |on: bool| {
+            let nodes = nodes.clone();
+            async move {
+                nodes
+                    .patch(
+                        "node0",
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"spec": {"unschedulable": on}})),
+                    )
+                    .await
+                    .expect("cordon or uncordon node0")
+            }
+        };
+        let marked = |bed: &BirdBed| {
+            bed.bird
+                .route_all("198.18.0.10/32")
+                .contains("BGP.community: (65535,0)")
+        };
+        cordon(true).await;
+        eventually!(
+            Duration::from_secs(10),
+            "BIRD's route carries GRACEFUL_SHUTDOWN (65535,0) once node0 is cordoned",
+            held(&bed) && marked(&bed),
+            format!(
+                "{}\n{}",
+                bed.bird.route_all("198.18.0.10/32"),
+                bed.explain()
             )
-            .await
-            .expect("cordon node0");
-        // The watch brings the Node within milliseconds; what vipd decides at SIGTERM is read
-        // from its log below, so a missed cordon fails loudly rather than passing.
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        );
+        cordon(false).await;
+        eventually!(
+            Duration::from_secs(10),
+            "the mark goes when node0 is uncordoned, the route stays",
+            held(&bed) && !marked(&bed),
+            bed.explain()
+        );
+        // Cordoned again: the next SIGTERM is a shutdown.
+        cordon(true).await;
+        eventually!(
+            Duration::from_secs(10),
+            "marked again",
+            marked(&bed),
+            bed.explain()
+        );
         let sent = Instant::now();
         bed.agents[0].terminate();
         support::wait_until_or_explain(

@@ -79,10 +79,14 @@ impl fmt::Display for Family {
 
 /// Per-route attributes beyond those every route gets (ORIGIN, AS_PATH, NEXT_HOP).
 ///
-/// Routes with equal attributes share UPDATEs. Per-service communities and local preference
-/// become fields here; the packing and diffing already group by this type.
+/// Routes with equal attributes share UPDATEs, and a change of attributes re-announces the
+/// route (the packing and diffing group by this type).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct RouteAttrs {}
+pub struct RouteAttrs {
+    /// RFC 8326: the GRACEFUL_SHUTDOWN community (65535:0), and LOCAL_PREF 0 to iBGP peers, so
+    /// routers prefer any other path before this node withdraws.
+    pub graceful_shutdown: bool,
+}
 
 /// The whole set of routes the speaker should announce to every peer, ordered so UPDATEs
 /// and diffs are deterministic.
@@ -90,8 +94,13 @@ pub type RouteSet = BTreeMap<IpNet, RouteAttrs>;
 
 /// A host route (/32, /128) with default attributes for each VIP.
 pub fn host_routes(vips: &[IpAddr]) -> RouteSet {
+    host_routes_with(vips, &RouteAttrs::default())
+}
+
+/// A host route (/32, /128) with `attrs` for each VIP.
+pub fn host_routes_with(vips: &[IpAddr], attrs: &RouteAttrs) -> RouteSet {
     vips.iter()
-        .map(|ip| (host_prefix(*ip), RouteAttrs::default()))
+        .map(|ip| (host_prefix(*ip), attrs.clone()))
         .collect()
 }
 

@@ -7,10 +7,11 @@ use crate::bgp::notification::{code, Notification};
 use crate::bgp::types::{Asn, Family, RouteAttrs};
 use bytes::{Buf, BytesMut};
 use ipnet::IpNet;
+use netgauze_bgp_pkt::community::Community;
 use netgauze_bgp_pkt::nlri::{Ipv4Unicast, Ipv4UnicastAddress, Ipv6Unicast, Ipv6UnicastAddress};
 use netgauze_bgp_pkt::path_attribute::{
-    As2PathSegment, As4Path, As4PathSegment, AsPath, AsPathSegmentType, LocalPreference, MpReach,
-    MpUnreach, NextHop, Origin, PathAttribute, PathAttributeValue,
+    As2PathSegment, As4Path, As4PathSegment, AsPath, AsPathSegmentType, Communities,
+    LocalPreference, MpReach, MpUnreach, NextHop, Origin, PathAttribute, PathAttributeValue,
 };
 use netgauze_bgp_pkt::update::BgpUpdateMessage;
 use netgauze_bgp_pkt::BgpMessage;
@@ -123,7 +124,7 @@ impl UpdateContext {
         }
     }
 
-    fn common_attributes(&self) -> Vec<PathAttribute> {
+    fn common_attributes(&self, route: &RouteAttrs) -> Vec<PathAttribute> {
         let mut attrs = vec![attr(PathAttributeValue::Origin(Origin::IGP))];
         let our_path: Vec<u32> = if self.ebgp {
             vec![self.local_as.0]
@@ -159,19 +160,26 @@ impl UpdateContext {
             }
         }
         if !self.ebgp {
+            // RFC 8326 §4: LOCAL_PREF 0 inside the AS, where the community may not be acted on.
+            let pref = if route.graceful_shutdown { 0 } else { 100 };
             attrs.push(attr(PathAttributeValue::LocalPreference(
-                LocalPreference::new(100),
+                LocalPreference::new(pref),
+            )));
+        }
+        if route.graceful_shutdown {
+            attrs.push(optional_transitive(PathAttributeValue::Communities(
+                Communities::new([Community::new(GRACEFUL_SHUTDOWN)]),
             )));
         }
         attrs
     }
 
-    /// UPDATEs announcing `prefixes` (all of `family`, all with `_attrs`), each at most 4096
+    /// UPDATEs announcing `prefixes` (all of `family`, all with `route`), each at most 4096
     /// bytes. Empty when the session has no next hop for the family.
     pub fn announcements(
         &self,
         family: Family,
-        _attrs: &RouteAttrs,
+        route: &RouteAttrs,
         prefixes: &[IpNet],
     ) -> Vec<BgpMessage> {
         match family {
@@ -179,7 +187,7 @@ impl UpdateContext {
                 let Some(nh) = self.next_hop_v4 else {
                     return vec![];
                 };
-                let mut attrs = self.common_attributes();
+                let mut attrs = self.common_attributes(route);
                 attrs.push(attr(PathAttributeValue::NextHop(NextHop::new(nh))));
                 let base = update_len(BgpUpdateMessage::new([], attrs.clone(), []));
                 pack(prefixes, base, |chunk| {
@@ -190,7 +198,7 @@ impl UpdateContext {
                 let Some(global) = self.next_hop_v6 else {
                     return vec![];
                 };
-                let common = self.common_attributes();
+                let common = self.common_attributes(route);
                 let with_reach = |nlri: Vec<Ipv6UnicastAddress>| {
                     let mut attrs = common.clone();
                     attrs.insert(
@@ -282,6 +290,9 @@ pub fn hard_reset(inner: &Notification) -> Notification {
     data.extend_from_slice(&inner.data);
     Notification::new(code::CEASE, HARD_RESET, data)
 }
+
+/// RFC 8326's well-known community 65535:0.
+pub const GRACEFUL_SHUTDOWN: u32 = 0xFFFF_0000;
 
 /// RFC 8538's Cease subcode.
 pub const HARD_RESET: u8 = 9;

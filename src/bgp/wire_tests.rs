@@ -58,6 +58,15 @@ fn netgauze_decode(buf: &[u8], asn4: bool) -> BgpMessage {
 /// Encodes, checks every message against the size limit, decodes with netgauze, and returns
 /// the prefixes found and the raw messages.
 fn roundtrip(msgs: &[BgpMessage], asn4: bool) -> (Vec<IpNet>, Vec<IpNet>, Vec<BgpMessage>) {
+    roundtrip_from(msgs, asn4, true)
+}
+
+/// [`roundtrip`] with our receive side reading as an eBGP or iBGP peer would.
+fn roundtrip_from(
+    msgs: &[BgpMessage],
+    asn4: bool,
+    ebgp: bool,
+) -> (Vec<IpNet>, Vec<IpNet>, Vec<BgpMessage>) {
     let mut announced = Vec::new();
     let mut withdrawn = Vec::new();
     let mut decoded = Vec::new();
@@ -70,9 +79,8 @@ fn roundtrip(msgs: &[BgpMessage], asn4: bool) -> (Vec<IpNet>, Vec<IpNet>, Vec<Bg
         assert_eq!(&back, m, "decode(encode(m)) == m");
         if let BgpMessage::Update(_) = m {
             // Our own receive side reads what we send as a clean UPDATE.
-            let got =
-                crate::bgp::inbound::update(&buf[HEADER_LEN..], UpdateRules { asn4, ebgp: true })
-                    .expect("our UPDATE passes our own checks");
+            let got = crate::bgp::inbound::update(&buf[HEADER_LEN..], UpdateRules { asn4, ebgp })
+                .expect("our UPDATE passes our own checks");
             assert_eq!(got.action, crate::bgp::inbound::Action::Accept, "{got:?}");
             assert!(got.discarded.is_empty(), "{got:?}");
         }
@@ -174,6 +182,60 @@ fn ebgp_as_path_is_one_as_sequence_with_our_as() {
         buf.windows(4).any(|w| w == [0x40, 0x01, 0x01, 0x00]),
         "ORIGIN IGP"
     );
+}
+
+#[test]
+fn graceful_shutdown_adds_65535_0_and_to_ibgp_local_pref_0() {
+    let gs = RouteAttrs {
+        graceful_shutdown: true,
+    };
+    for ebgp in [true, false] {
+        let mut c = ctx(true, 65000);
+        c.ebgp = ebgp;
+        for family in [Family::Ipv4, Family::Ipv6] {
+            let hosts = match family {
+                Family::Ipv4 => hosts_v4(3),
+                Family::Ipv6 => hosts_v6(3),
+            };
+            let (_, _, decoded) = roundtrip_from(&c.announcements(family, &gs, &hosts), true, ebgp);
+            let BgpMessage::Update(u) = &decoded[0] else {
+                panic!()
+            };
+            let communities: Vec<u32> = u
+                .path_attributes()
+                .iter()
+                .filter_map(|a| match a.value() {
+                    V::Communities(c) => Some(c.communities().iter().map(|c| c.value())),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
+            assert_eq!(communities, [0xFFFF_0000], "{family} ebgp {ebgp}");
+            let pref = u.path_attributes().iter().find_map(|a| match a.value() {
+                V::LocalPreference(p) => Some(p.metric()),
+                _ => None,
+            });
+            assert_eq!(pref, (!ebgp).then_some(0), "{family} ebgp {ebgp}");
+        }
+        // Without it: no community, and iBGP's usual LOCAL_PREF 100.
+        let (_, _, plain) = roundtrip_from(
+            &c.announcements(Family::Ipv4, &RouteAttrs::default(), &hosts_v4(1)),
+            true,
+            ebgp,
+        );
+        let BgpMessage::Update(u) = &plain[0] else {
+            panic!()
+        };
+        assert!(!u
+            .path_attributes()
+            .iter()
+            .any(|a| matches!(a.value(), V::Communities(_))));
+        let pref = u.path_attributes().iter().find_map(|a| match a.value() {
+            V::LocalPreference(p) => Some(p.metric()),
+            _ => None,
+        });
+        assert_eq!(pref, (!ebgp).then_some(100));
+    }
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! that belong to BGP (the Cease, then the host routes to the peers).
 
 use crate::bgp::speaker::Speaker;
-use crate::bgp::types::host_routes;
+use crate::bgp::types::{host_routes_with, RouteAttrs};
 use crate::netlink::VipAddresses;
 use crate::peers::PeerSources;
 use crate::plan;
@@ -19,6 +19,8 @@ pub struct Announcer {
     pub peers: PeerSources,
     /// The VIPs handed to the speaker.
     routes: BTreeSet<IpAddr>,
+    /// The attributes every route carries (RFC 8326's graceful shutdown while the node leaves).
+    attrs: RouteAttrs,
 }
 
 impl Announcer {
@@ -28,7 +30,23 @@ impl Announcer {
             speaker: Some(speaker),
             peers,
             routes,
+            attrs: RouteAttrs::default(),
         }
+    }
+
+    /// RFC 8326: while `on`, every route carries GRACEFUL_SHUTDOWN (and LOCAL_PREF 0 to iBGP
+    /// peers), so routers move traffic to other paths before this node withdraws; off again, the
+    /// routes are announced as usual. Whether it changed.
+    pub fn set_graceful_shutdown(&mut self, on: bool) -> bool {
+        if self.attrs.graceful_shutdown == on {
+            return false;
+        }
+        self.attrs.graceful_shutdown = on;
+        if let Some(speaker) = &self.speaker {
+            let vips: Vec<IpAddr> = self.routes.iter().copied().collect();
+            speaker.set_routes(host_routes_with(&vips, &self.attrs));
+        }
+        true
     }
 
     /// The VIPs handed to the speaker.
@@ -49,7 +67,7 @@ impl Announcer {
         );
         if let Some(speaker) = &self.speaker {
             let vips: Vec<IpAddr> = wanted.iter().copied().collect();
-            speaker.set_routes(host_routes(&vips));
+            speaker.set_routes(host_routes_with(&vips, &self.attrs));
         }
         self.routes = wanted;
     }

@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::Instant;
 use tokio::sync::mpsc;
+use tracing::info;
 use vipd_providers::{MpBgpNextHop, PeerSpec};
 
 pub struct Bgp<'a> {
@@ -139,6 +140,20 @@ impl Executor for Bgp<'_> {
             endpoint_slices: &snap.endpoint_slices,
         };
         let node = NodeCtx::from_node(&c.node, snap.node.as_deref());
+        // A node on its way out (cordoned, deleted, shutting down) keeps its routes, marked
+        // for graceful shutdown so routers prefer any other path until the stop withdraws them.
+        let leaving = snap
+            .node
+            .as_deref()
+            .and_then(|n| shutdown::node_leaving(n, self.svc.honour_exclude_label));
+        if self.announcer.set_graceful_shutdown(leaving.is_some()) {
+            match &leaving {
+                Some(why) => info!(
+                    "graceful shutdown (RFC 8326): every route now carries 65535:0 because {why}"
+                ),
+                None => info!("graceful shutdown over: routes announced as usual again"),
+            }
+        }
         let mut desired = decide::desired(&view, &node, &self.decide);
         // One node per DHCP (and UPnP) Service: the elected one.
         let elect_all = self.svc.per_service_election;

@@ -72,7 +72,7 @@ pub fn stop(graceful_restart: bool, honour_exclude: bool, node: Option<&Node>) -
             "graceful restart is off (vipd_bgp_restart_time=0)".into(),
         );
     }
-    match node.and_then(|n| leaving(n, honour_exclude)) {
+    match node.and_then(|n| node_leaving(n, honour_exclude)) {
         Some(why) => (Stop::Shutdown, why),
         None => (
             Stop::Restart,
@@ -81,8 +81,9 @@ pub fn stop(graceful_restart: bool, honour_exclude: bool, node: Option<&Node>) -
     }
 }
 
-/// Why the Node is going away or out of service, if it is.
-fn leaving(node: &Node, honour_exclude: bool) -> Option<String> {
+/// Why the Node is going away or out of service, if it is: then its routes carry RFC 8326's
+/// GRACEFUL_SHUTDOWN while it lasts, and a stop is a shutdown.
+pub fn node_leaving(node: &Node, honour_exclude: bool) -> Option<String> {
     if node.metadata.deletion_timestamp.is_some() {
         return Some("the Node is being deleted".into());
     }

@@ -47,6 +47,12 @@ impl Bird {
         self.birdc(&[verb, &Bird::protocol(i)]);
     }
 
+    /// `birdc show route <prefix> all`: every path with all its attributes, as BIRD prints them
+    /// (`BGP.community: (65535,0)`, `BGP.local_pref: 100`, …).
+    pub fn route_all(&self, prefix: &str) -> String {
+        self.birdc(&["show", "route", prefix, "all"])
+    }
+
     /// The next hop of every path BIRD holds for `prefix` (one per announcing node, ECMP).
     pub fn next_hops(&self, prefix: &str) -> Vec<std::net::IpAddr> {
         let mut hops: Vec<_> = self
