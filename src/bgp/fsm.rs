@@ -568,12 +568,17 @@ impl Session {
         if had_session || self.state == State::Connect {
             out.push(Output::Close);
         }
+        self.idle(had_session.then_some(DownReason::Stopped), out);
+    }
+
+    /// Stopped: no timer, no connection, Idle; `down` reported if a session ended.
+    fn idle(&mut self, down: Option<DownReason>, out: &mut Vec<Output>) {
         for t in Timer::ALL {
             self.disarm(t, out);
         }
-        if had_session {
+        if let Some(reason) = down {
             out.push(Output::Down {
-                reason: DownReason::Stopped,
+                reason,
                 retry_in: None,
             });
         }
@@ -601,16 +606,7 @@ impl Session {
             )));
         }
         out.push(Output::Close);
-        for t in Timer::ALL {
-            self.disarm(t, out);
-        }
-        out.push(Output::Down {
-            reason: DownReason::Restarting,
-            retry_in: None,
-        });
-        self.reset_connection();
-        self.established_at = None;
-        self.state = State::Idle;
+        self.idle(Some(DownReason::Restarting), out);
     }
 
     /// What the peer sent ends the session: tell it why (RFC 4271 §6), then fail.
