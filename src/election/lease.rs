@@ -80,6 +80,12 @@ impl Election {
 
     /// Stops standing: releases the Lease if held (the caller has already dropped what it
     /// announced under it), waiting at most `deadline`.
+    /// Ends the election task without a word to the API server: the Lease stays held, for the
+    /// next process of this node (the same holder identity) to renew. A restart's way out.
+    pub fn abandon(self) {
+        self.task.abort();
+    }
+
     pub async fn stop(self, deadline: Duration) {
         let _ = self.stop.send(true);
         let abort = self.task.abort_handle();

@@ -156,6 +156,8 @@ impl Announcer {
                 }
             }
             (Step::RemoveAddresses, None) => {}
+            // Static mode runs no election or UPnP task of the services' kind: nothing to leave.
+            (Step::LeaveForNextProcess, _) => {}
             (other, _) => warn!(step = ?other, "not a step of {mode}'s shutdown"),
         }
     }

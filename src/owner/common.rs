@@ -315,6 +315,12 @@ impl Context for Common {
                 }
             }
             Step::ReleaseLeases => self.elect.release_all().await,
+            Step::LeaveForNextProcess => {
+                self.elect.abandon_all();
+                if let Some(upnp) = self.upnp.as_mut() {
+                    upnp.abandon();
+                }
+            }
             Step::UnlabelNode => {
                 if let Some(labels) = self.node_labels.as_mut() {
                     labels.clear(&self.client, &self.node).await;

@@ -151,6 +151,14 @@ impl Elect {
     }
 
     /// Releases every Lease (shutdown's last step), waiting at most two seconds for each.
+    /// A restart: every election task ends and every Lease stays held for the next process.
+    pub fn abandon_all(&mut self) {
+        self.leading.clear();
+        for (election, _) in std::mem::take(&mut self.elections).into_values() {
+            election.abandon();
+        }
+    }
+
     pub async fn release_all(&mut self) {
         self.leading.clear();
         let stops: Vec<_> = std::mem::take(&mut self.elections)

@@ -29,6 +29,10 @@ pub enum Step {
     /// End every session so that graceful-restart peers keep the routes as stale (RFC 4724);
     /// the others get a Cease.
     RestartSessions,
+    /// A restart's other step: end the election and UPnP tasks without releasing a Lease or
+    /// deleting a mapping (their stop channels closing as the process exits would), so the
+    /// next process of this node, the same holder identity, takes them up.
+    LeaveForNextProcess,
     /// The host routes to the peers vipd installed (Equinix Metal's `peer_routes`).
     RemovePeerRoutes,
     /// Stop answering ARP/NDP for the VIPs held, and take their addresses off.
@@ -133,7 +137,7 @@ pub fn order(mode: Mode, stop: Stop) -> Vec<Step> {
     if stop == Stop::Restart && mode != Mode::Arp {
         // Everything else stays as it is for the next process; ARP/NDP has no graceful restart
         // (a neighbour that stops hearing us moves on), so ARP mode always shuts down.
-        return vec![RestartSessions];
+        return vec![RestartSessions, LeaveForNextProcess];
     }
     match mode {
         Mode::Bgp => vec![
@@ -234,8 +238,9 @@ mod tests {
 
     #[test]
     fn a_restart_only_ends_the_sessions_gracefully_except_in_arp_mode() {
-        assert_eq!(order(Mode::Bgp, Stop::Restart), [Step::RestartSessions]);
-        assert_eq!(order(Mode::Static, Stop::Restart), [Step::RestartSessions]);
+        let restart = [Step::RestartSessions, Step::LeaveForNextProcess];
+        assert_eq!(order(Mode::Bgp, Stop::Restart), restart);
+        assert_eq!(order(Mode::Static, Stop::Restart), restart);
         assert_eq!(
             order(Mode::Arp, Stop::Restart),
             order(Mode::Arp, Stop::Shutdown)

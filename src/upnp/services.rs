@@ -88,6 +88,14 @@ impl UpnpServices {
             .flatten()
     }
 
+    /// A restart: ends the task and leaves every mapping for the next process to refresh.
+    pub fn abandon(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        self.stop = None;
+    }
+
     /// Deletes every mapping and ends the task.
     pub async fn shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {
