@@ -222,6 +222,7 @@ pub fn speaker_config(cfg: &Config, router_id: RouterId) -> SpeakerConfig {
         mpbgp: b.mpbgp.clone(),
         backoff: Default::default(),
         graceful_restart: b.graceful_restart,
+        bfd: b.bfd,
     }
 }
 

@@ -258,6 +258,10 @@ pub struct ManagerArgs {
     /// [default: 0: not offered].
     #[arg(long = "bgp-llgr-stale-time", env = "vipd_bgp_llgr_stale_time")]
     pub bgp_llgr_stale_time: Option<String>,
+    /// BFD for every peer whose bgp_peers entry sets none: enable;rxMs;txMs;multiplier, as the
+    /// seventh field of bgp_peers (e.g. true;300;300;3) [default: off].
+    #[arg(long = "bfd", env = "vipd_bfd")]
+    pub bfd: Option<String>,
     /// Next hop for VIPs of the other family: fixed, auto_sourceip or auto_sourceif.
     #[arg(long = "mpbgpNexthop", env = "mpbgp_nexthop")]
     pub mpbgp_nexthop: Option<String>,
@@ -453,6 +457,7 @@ impl ManagerArgs {
             bgp_unready_after: self.bgp_unready_after.clone(),
             bgp_restart_time: self.bgp_restart_time.clone(),
             bgp_llgr_stale_time: self.bgp_llgr_stale_time.clone(),
+            bfd: self.bfd.clone(),
             mpbgp_nexthop: self.mpbgp_nexthop.clone(),
             mpbgp_ipv4: self.mpbgp_ipv4.clone(),
             mpbgp_ipv6: self.mpbgp_ipv6.clone(),

@@ -249,6 +249,7 @@ fn router_config() -> SpeakerConfig {
         mpbgp: MpBgpSpec::default(),
         backoff: Default::default(),
         graceful_restart: None,
+        bfd: None,
     }
 }
 

@@ -35,6 +35,7 @@
 //! `vipd-fake-apiserver`.
 
 pub mod agent;
+pub mod bfd;
 pub mod bgp;
 pub mod cli;
 pub mod config;

@@ -89,9 +89,9 @@ fn differs(name: &str, value: &str) -> Option<&'static str> {
         "bgp_peers"
             if value
                 .split(',')
-                .any(|p| p.split(':').nth(6).is_some_and(|b| !b.is_empty())) =>
+                .any(|p| p.split(':').nth(6).is_some_and(|b| b.starts_with("true"))) =>
         {
-            Some("BFD options are read and not used yet (no BFD in vipd)")
+            Some("BFD runs single hop (UDP 3784, TTL 255) unless the peer is multihop (4784), and a restart of vipd sends AdminDown first so that the peer keeps the routes (RFC 5882 §3.2)")
         }
         "cp_enable" if value == "true" => Some(
             "announced only while this node's API server answers https://127.0.0.1:<port>/livez (kube-vip checks only with control_plane_health_check_address; vipd_cp_health_check=false turns it off)",

@@ -402,6 +402,38 @@ impl Collector for LiveCollector {
                 ConstCounter::new(value(p)).encode(fam.encode_family(&peer(p))?)?;
             }
         }
+        let bfd: Vec<(&report::PeerReport, &report::BfdReport)> = r
+            .peers
+            .iter()
+            .filter_map(|p| p.bfd.as_ref().map(|b| (p, b)))
+            .collect();
+        let mut fam = enc.encode_descriptor(
+            "vipd_bfd_session_up",
+            "1 while the peer's BFD session is Up (peers with BFD only).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (p, b) in &bfd {
+            ConstGauge::new(i64::from(b.up())).encode(fam.encode_family(&peer(p))?)?;
+        }
+        let bfd_counters: [(&str, &str, fn(&report::BfdReport) -> u64); 2] = [
+            (
+                "vipd_bfd_session_failures",
+                "Times the BFD session failed (left Up without an AdminDown), each ending the BGP session.",
+                |b| b.failures,
+            ),
+            (
+                "vipd_bfd_packets_discarded",
+                "BFD packets from the peer refused (RFC 5880 6.8.6, wrong TTL of RFC 5881).",
+                |b| b.discarded,
+            ),
+        ];
+        for (name, help, value) in bfd_counters {
+            let mut fam = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (p, b) in &bfd {
+                ConstCounter::new(value(b)).encode(fam.encode_family(&peer(p))?)?;
+            }
+        }
         let mut fam = enc.encode_descriptor(
             "vipd_bgp_session_downs",
             "Sessions and connection attempts ended, by reason (connection_closed, peer_notification, hold_timer_expired, …).",

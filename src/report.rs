@@ -53,6 +53,38 @@ pub struct PeerReport {
     pub updates_treated_as_withdraw: u64,
     #[serde(default)]
     pub attributes_discarded: u64,
+    /// The peer's BFD session, when it runs one.
+    #[serde(default)]
+    pub bfd: Option<BfdReport>,
+}
+
+/// A BFD session (RFC 5880) as `vipd status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BfdReport {
+    /// AdminDown, Down, Init or Up.
+    pub state: String,
+    pub remote_state: String,
+    /// Why our side last left Up, and why the peer's did.
+    pub local_diagnostic: String,
+    pub remote_diagnostic: String,
+    pub multihop: bool,
+    /// What vipd asks for: its transmit and receive intervals and multiplier.
+    pub min_tx_ms: u64,
+    pub min_rx_ms: u64,
+    pub multiplier: u8,
+    /// How long the peer may be silent before the session fails (0 before it is heard).
+    pub detection_ms: u64,
+    pub uptime_seconds: Option<u64>,
+    /// Times the session failed (left Up without an AdminDown).
+    pub failures: u64,
+    /// Packets from the peer refused (RFC 5880 §6.8.6, RFC 5881 §5).
+    pub discarded: u64,
+}
+
+impl BfdReport {
+    pub fn up(&self) -> bool {
+        self.state == "Up"
+    }
 }
 
 impl PeerReport {
@@ -270,6 +302,27 @@ pub fn peer_report(peer: SocketAddr, s: &PeerStatus, now: Instant) -> PeerReport
         downs: s.downs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
         updates_treated_as_withdraw: s.updates_treated_as_withdraw,
         attributes_discarded: s.attributes_discarded,
+        bfd: s.bfd.as_ref().map(|b| bfd_report(b, now)),
+    }
+}
+
+fn bfd_report(b: &crate::bfd::session::Report, now: Instant) -> BfdReport {
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    BfdReport {
+        state: b.status.state.to_string(),
+        remote_state: b.status.remote_state.to_string(),
+        local_diagnostic: b.status.local_diag.name().to_owned(),
+        remote_diagnostic: b.status.remote_diag.name().to_owned(),
+        multihop: b.multihop,
+        min_tx_ms: ms(b.config.desired_min_tx),
+        min_rx_ms: ms(b.config.required_min_rx),
+        multiplier: b.config.detect_mult,
+        detection_ms: ms(b.status.detection_time),
+        uptime_seconds: b
+            .up_since
+            .map(|t| now.saturating_duration_since(t).as_secs()),
+        failures: b.failures,
+        discarded: b.discarded,
     }
 }
 
@@ -396,6 +449,23 @@ pub fn render_text(r: &AgentReport) -> String {
             p.prefixes_sent,
             p.last_error.as_deref().unwrap_or("-")
         );
+        if let Some(b) = &p.bfd {
+            let since = match b.uptime_seconds {
+                Some(up) => format!(" for {}", duration(up)),
+                None => format!(" ({})", b.local_diagnostic),
+            };
+            let _ = writeln!(
+                out,
+                "  BFD {}{since}, peer {}; tx/rx {}/{} ms x {}, detection {} ms; {} failures",
+                b.state,
+                b.remote_state,
+                b.min_tx_ms,
+                b.min_rx_ms,
+                b.multiplier,
+                b.detection_ms,
+                b.failures
+            );
+        }
     }
     let _ = writeln!(
         out,

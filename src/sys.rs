@@ -1,6 +1,7 @@
 //! [I/O] The one place with `unsafe`: the Linux TCP-MD5 socket option (RFC 2385), the
-//! link-layer address (`sockaddr_ll`) of an AF_PACKET socket, which no socket crate wraps, and
-//! `sysconf` for the clock tick and page size of the `process_*` metrics.
+//! link-layer address (`sockaddr_ll`) of an AF_PACKET socket, the received TTL of a datagram
+//! (BFD's GTSM check), which no socket crate wraps, and `sysconf` for the clock tick and page
+//! size of the `process_*` metrics.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -111,6 +112,86 @@ pub fn packet_socket(ifindex: u32, ethertype: u16) -> io::Result<socket2::Socket
 const _: () = assert!(
     std::mem::size_of::<libc::sockaddr_ll>() <= std::mem::size_of::<libc::sockaddr_storage>()
 );
+
+/// Turns on the report of each received datagram's TTL (IPv4) or hop limit (IPv6), read by
+/// [`recv_with_ttl`].
+pub fn set_recv_ttl(socket: &impl AsRawFd, ipv6: bool) -> io::Result<()> {
+    let (level, name) = if ipv6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_RECVTTL)
+    };
+    let one: libc::c_int = 1;
+    // SAFETY: the option value points at a live c_int and its size is passed with it.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Receives one datagram into `buf` (non-blocking: `WouldBlock` when none waits): its length,
+/// its source, and the TTL or hop limit it arrived with when [`set_recv_ttl`] is on.
+pub fn recv_with_ttl(
+    socket: &impl AsRawFd,
+    buf: &mut [u8],
+) -> io::Result<(usize, SocketAddr, Option<u8>)> {
+    let mut storage = socket2::SockAddrStorage::zeroed();
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // 8-byte aligned room for a few control messages (one c_int each).
+    let mut control = [0u64; 16];
+    // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    // SAFETY: `SockAddrStorage` is a `sockaddr_storage` (see `packet_socket`).
+    msg.msg_name = (unsafe { storage.view_as::<libc::sockaddr_storage>() }
+        as *mut libc::sockaddr_storage)
+        .cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: every pointer in `msg` refers to a live buffer of the length given with it.
+    let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut ttl = None;
+    // SAFETY: the kernel filled `msg_controllen` bytes of `control` with well-formed control
+    // messages; CMSG_FIRSTHDR/CMSG_NXTHDR stay within them and return null at the end, and
+    // the data of an IP_TTL/IPV6_HOPLIMIT message is one c_int (read unaligned to be safe).
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            let c = &*cmsg;
+            if (c.cmsg_level == libc::IPPROTO_IP && c.cmsg_type == libc::IP_TTL)
+                || (c.cmsg_level == libc::IPPROTO_IPV6 && c.cmsg_type == libc::IPV6_HOPLIMIT)
+            {
+                let v: libc::c_int = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                ttl = u8::try_from(v).ok();
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    // SAFETY: the kernel wrote a socket address of `msg_namelen` bytes into `storage`.
+    let from = unsafe { socket2::SockAddr::new(storage, msg.msg_namelen) };
+    let from = from.as_socket().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidData, "datagram from a non-IP address")
+    })?;
+    Ok((n as usize, from, ttl))
+}
 
 /// Whether interface `name` exists in this network namespace (`if_nametoindex`).
 pub fn interface_exists(name: &str) -> bool {

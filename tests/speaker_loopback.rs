@@ -26,6 +26,7 @@ fn cfg(asn: u32, id: [u8; 4], passive: bool) -> SpeakerConfig {
         mpbgp: MpBgpSpec::default(),
         backoff: Default::default(),
         graceful_restart: None,
+        bfd: None,
     }
 }
 

@@ -2,6 +2,7 @@
 //! (TCP-MD5, TTL, source binding), reads and writes bytes, keeps the timers the session arms,
 //! and carries out the session's outputs in order. It decides nothing.
 
+use crate::bfd;
 use crate::bgp::fsm::{DownReason, Input, NextHops, Output, Session, SessionConfig, Timer};
 use crate::bgp::inbound::Action;
 pub use crate::bgp::types::PeerStatus;
@@ -96,6 +97,8 @@ pub struct PeerTask {
     status: watch::Sender<PeerStatus>,
     events: Option<mpsc::Sender<PeerEvent>>,
     write_timeout: Duration,
+    /// The peer's BFD session, when configured: its failure ends the BGP session at once.
+    bfd: Option<bfd::driver::Handle>,
 }
 
 impl PeerTask {
@@ -104,6 +107,7 @@ impl PeerTask {
         cfg: SessionConfig,
         status: watch::Sender<PeerStatus>,
         events: Option<mpsc::Sender<PeerEvent>>,
+        bfd: Option<bfd::driver::Handle>,
     ) -> Self {
         // A write that cannot finish within the hold time means the peer is gone.
         let write_timeout = Duration::from_secs(u64::from(cfg.hold_time.secs()).max(30));
@@ -118,6 +122,7 @@ impl PeerTask {
             status,
             events,
             write_timeout,
+            bfd,
         }
     }
 
@@ -136,13 +141,16 @@ impl PeerTask {
         loop {
             let deadline = self.timers.iter().flatten().min().copied();
             let (has_connecting, has_conn) = (self.connecting.is_some(), self.conn.is_some());
+            let has_bfd = self.bfd.is_some();
             // Each branch borrows its own field; the handlers below get `self` back.
             let event = {
                 let connecting = &mut self.connecting;
                 let conn = &mut self.conn;
+                let bfd = &mut self.bfd;
                 tokio::select! {
                     biased;
                     ctl = control.recv() => Event::Control(ctl),
+                    ev = bfd_event(bfd), if has_bfd => Event::Bfd(ev),
                     // Timers before reads: a peer that keeps sending must not starve our
                     // KEEPALIVEs or the hold timer.
                     () = sleep_until(deadline), if deadline.is_some() => Event::TimerDue,
@@ -152,13 +160,29 @@ impl PeerTask {
                 }
             };
             let input = match event {
+                // The BGP session ends first and BFD goes AdminDown after it: FRR before 10.7
+                // and BIRD before 2.14 take an AdminDown for a failure (not RFC 5882 §3.2) and
+                // would end a still-open session at once, routes and all; a session already
+                // closed for a restart is one the peer keeps as stale.
                 Event::Control(Some(Control::Stop { kind, reason })) => {
                     self.step(Input::Stop { kind, reason }).await;
+                    self.bfd_admin_down().await;
                     return;
                 }
                 Event::Control(Some(Control::Restart { reason })) => {
                     self.step(Input::Restart { reason }).await;
+                    self.bfd_admin_down().await;
                     return;
+                }
+                Event::Bfd(Some(bfd::driver::Event::Down {
+                    diag,
+                    failure: true,
+                })) => Input::BfdDown(diag.name().to_owned()),
+                Event::Bfd(Some(_)) => continue,
+                Event::Bfd(None) => {
+                    warn!("the BFD session's task ended; the BGP session goes on without BFD");
+                    self.bfd = None;
+                    continue;
                 }
                 // The speaker dropped us without a word: treat it as a deconfigure.
                 Event::Control(None) | Event::RoutesChanged(false) => {
@@ -167,6 +191,7 @@ impl PeerTask {
                         reason: String::new(),
                     })
                     .await;
+                    self.bfd_admin_down().await;
                     return;
                 }
                 // The session decides what becomes of it (RFC 4271 §6.8): held aside until then.
@@ -207,6 +232,12 @@ impl PeerTask {
                 }
             };
             self.step(input).await;
+        }
+    }
+
+    async fn bfd_admin_down(&mut self) {
+        if let Some(b) = self.bfd.take() {
+            b.admin_down().await;
         }
     }
 
@@ -438,6 +469,7 @@ impl PeerTask {
 
 enum Event {
     Control(Option<Control>),
+    Bfd(Option<bfd::driver::Event>),
     ConnectDone(io::Result<TcpStream>),
     Read(io::Result<usize>),
     RoutesChanged(bool),
@@ -447,6 +479,13 @@ enum Event {
 async fn poll_connect(connecting: &mut Option<Connecting>) -> io::Result<TcpStream> {
     match connecting {
         Some(c) => c.await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn bfd_event(bfd: &mut Option<bfd::driver::Handle>) -> Option<bfd::driver::Event> {
+    match bfd {
+        Some(b) => b.events.recv().await,
         None => std::future::pending().await,
     }
 }

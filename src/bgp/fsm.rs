@@ -122,6 +122,10 @@ pub enum Input {
     Received(Vec<u8>),
     /// Events 9, 10, 11.
     Fired(Timer),
+    /// The BFD session to the peer failed (RFC 5882 §3.2): the session ends at once, with a
+    /// Cease (BFD Down, RFC 9384; inside a Hard Reset with the N bit) in case the path still
+    /// carries it.
+    BfdDown(String),
     /// The whole desired route set; only the difference to what the peer holds is sent.
     Routes(Arc<RouteSet>),
 }
@@ -173,6 +177,8 @@ pub enum DownReason {
     Stopped,
     /// Stopped for a restart: the peer keeps our routes for the restart time.
     Restarting,
+    /// BFD detected a failure of the path to the peer.
+    BfdDown(String),
 }
 
 impl DownReason {
@@ -190,6 +196,7 @@ impl DownReason {
             DownReason::Collision => "collision",
             DownReason::Stopped => "stopped",
             DownReason::Restarting => "restarting",
+            DownReason::BfdDown(_) => "bfd_down",
         }
     }
 }
@@ -218,6 +225,7 @@ impl std::fmt::Display for DownReason {
                 f,
                 "stopped for a restart: the peer keeps our routes as stale until the new process sends them again"
             ),
+            DownReason::BfdDown(why) => write!(f, "BFD session down: {why}"),
         }
     }
 }
@@ -320,6 +328,13 @@ impl Session {
                 }
             }
             Input::Received(bytes) => self.received(&bytes, now, &mut out),
+            Input::BfdDown(why) => {
+                if self.has_connection() {
+                    // The path is gone: the peer must not keep our routes as stale.
+                    out.push(Output::Notify(self.hard_cease(CeaseKind::BfdDown, "")));
+                    self.fail(DownReason::BfdDown(why), now, &mut out);
+                }
+            }
             Input::Fired(timer) => {
                 self.armed[timer.index()] = false;
                 self.fired(timer, now, &mut out);
@@ -554,21 +569,27 @@ impl Session {
     fn stop(&mut self, kind: CeaseKind, reason: &str, out: &mut Vec<Output>) {
         let had_session = self.has_connection();
         if had_session {
-            let cease = wire::cease(kind, reason);
-            let hard = self
-                .negotiated
-                .as_ref()
-                .is_some_and(|n| n.graceful_notification);
-            out.push(Output::Notify(if hard {
-                wire::hard_reset(&cease)
-            } else {
-                cease
-            }));
+            out.push(Output::Notify(self.hard_cease(kind, reason)));
         }
         if had_session || self.state == State::Connect {
             out.push(Output::Close);
         }
         self.idle(had_session.then_some(DownReason::Stopped), out);
+    }
+
+    /// A Cease that makes the peer drop our routes: inside a Hard Reset when the N bit was
+    /// negotiated (RFC 8538 §3), as a plain Cease would leave them stale.
+    fn hard_cease(&self, kind: CeaseKind, reason: &str) -> Notification {
+        let cease = wire::cease(kind, reason);
+        if self
+            .negotiated
+            .as_ref()
+            .is_some_and(|n| n.graceful_notification)
+        {
+            wire::hard_reset(&cease)
+        } else {
+            cease
+        }
     }
 
     /// Stopped: no timer, no connection, Idle; `down` reported if a session ended.

@@ -1148,3 +1148,33 @@ fn a_shutdown_with_an_n_bit_peer_is_a_hard_reset_carrying_the_cease() {
     );
     assert_eq!(out[0], Output::Notify(Notification::new(6, 2, *b"\x03bye")));
 }
+
+#[test]
+fn bfd_down_ends_an_open_session_with_cease_10_and_retries() {
+    let (mut s, t0) = established(routes(&["198.18.0.10/32"]));
+    let out = s.handle(Input::BfdDown("detection time expired".into()), t0);
+    let Some(Output::Down {
+        retry_in: Some(delay),
+        ..
+    }) = out.last().cloned()
+    else {
+        panic!("no Down in {out:?}")
+    };
+    assert_eq!(
+        out,
+        [
+            Output::Notify(Notification::new(6, 10, [])),
+            Output::Close,
+            Output::Disarm(Timer::Hold),
+            Output::Disarm(Timer::Keepalive),
+            Output::Arm(Timer::ConnectRetry, t0 + delay),
+            Output::Down {
+                reason: DownReason::BfdDown("detection time expired".into()),
+                retry_in: Some(delay)
+            },
+        ]
+    );
+    assert_eq!(s.state(), State::Active);
+    // Without a connection there is nothing to end.
+    assert_eq!(s.handle(Input::BfdDown("again".into()), t0), []);
+}

@@ -6,8 +6,9 @@
 //! - [`driver`], [`speaker`]: I/O — one task per peer running a [`fsm::Session`] over TCP, and
 //!   the handle the agent uses (`set_peers`, `set_routes`, `shutdown`).
 //!
-//! Owns the sessions and the routes handed to them. May import only [`crate::netif`] and
-//! [`crate::sys`] (TCP-MD5); the agent and the owner loop import it.
+//! Owns the sessions and the routes handed to them. May import only [`crate::netif`],
+//! [`crate::sys`] (TCP-MD5) and [`crate::bfd`] (each peer's BFD session); the agent and the
+//! owner loop import it.
 
 pub mod adj_out;
 pub mod driver;

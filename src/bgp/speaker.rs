@@ -2,6 +2,7 @@
 //! set and starts, re-establishes or stops sessions for what changed; `set_routes` takes the
 //! whole route set and every session sends its peer only the difference.
 
+use crate::bfd;
 use crate::bgp::driver::{Control, PeerEvent, PeerStatus, PeerTask, Transport};
 use crate::bgp::fsm::{Backoff, SessionConfig};
 use crate::bgp::open::GracefulRestartOffer;
@@ -16,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, info_span, warn, Instrument};
-use vipd_providers::{MpBgpSpec, PeerAddress, PeerSpec};
+use vipd_providers::{BfdSpec, MpBgpSpec, PeerAddress, PeerSpec};
 
 /// Settings shared by every session; a [`PeerSpec`] may override some per peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +36,8 @@ pub struct SpeakerConfig {
     pub backoff: Backoff,
     /// Offered to every peer (RFC 4724); `None` offers none.
     pub graceful_restart: Option<GracefulRestartOffer>,
+    /// BFD for peers that do not set their own (`vipd_bfd`).
+    pub bfd: Option<BfdSpec>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,13 +53,28 @@ struct PeerHandle {
     spec: PeerSpec,
     control: mpsc::Sender<Control>,
     task: JoinHandle<()>,
-    status: watch::Receiver<PeerStatus>,
+    status: Watched,
+}
+
+/// A session's live state, and its BFD session's when it runs one.
+#[derive(Clone, Debug)]
+struct Watched {
+    bgp: watch::Receiver<PeerStatus>,
+    bfd: Option<watch::Receiver<bfd::session::Report>>,
+}
+
+impl Watched {
+    fn now(&self) -> PeerStatus {
+        let mut s = self.bgp.borrow().clone();
+        s.bfd = self.bfd.as_ref().map(|b| b.borrow().clone());
+        s
+    }
 }
 
 /// Every session's live state, shared with the HTTP endpoint (`/metrics`, `/status`), which
 /// reads it at scrape time instead of asking the owner loop.
 #[derive(Clone, Default, Debug)]
-pub struct PeerBoard(Arc<Mutex<BTreeMap<SocketAddr, watch::Receiver<PeerStatus>>>>);
+pub struct PeerBoard(Arc<Mutex<BTreeMap<SocketAddr, Watched>>>);
 
 impl PeerBoard {
     /// Each configured peer's state now, in address order.
@@ -65,11 +83,11 @@ impl PeerBoard {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .map(|(k, rx)| (*k, rx.borrow().clone()))
+            .map(|(k, w)| (*k, w.now()))
             .collect()
     }
 
-    fn set(&self, key: SocketAddr, status: Option<watch::Receiver<PeerStatus>>) {
+    fn set(&self, key: SocketAddr, status: Option<Watched>) {
         let mut m = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         match status {
             Some(rx) => m.insert(key, rx),
@@ -89,6 +107,7 @@ pub struct Speaker {
     accept: AcceptTable,
     listeners: Vec<(Arc<TcpListener>, JoinHandle<()>)>,
     board: PeerBoard,
+    bfd_sockets: bfd::socket::Sockets,
 }
 
 impl Speaker {
@@ -116,6 +135,7 @@ impl Speaker {
             accept,
             listeners,
             board: PeerBoard::default(),
+            bfd_sockets: bfd::socket::Sockets::default(),
         })
     }
 
@@ -200,7 +220,7 @@ impl Speaker {
     pub fn status(&self) -> Vec<(SocketAddr, PeerStatus)> {
         self.peers
             .iter()
-            .map(|(k, h)| (*k, h.status.borrow().clone()))
+            .map(|(k, h)| (*k, h.status.now()))
             .collect()
     }
 
@@ -335,8 +355,10 @@ impl Speaker {
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(key.ip(), control.clone());
         }
+        let bfd = self.start_bfd(key, &spec, &transport);
+        let bfd_report = bfd.as_ref().map(|b| b.report.clone());
         let (status_tx, status) = watch::channel(PeerStatus::default());
-        let task = PeerTask::new(transport, session, status_tx, self.events.clone());
+        let task = PeerTask::new(transport, session, status_tx, self.events.clone(), bfd);
         info!(peer = %key, remote_as = spec.remote_as, "starting BGP session");
         let task = tokio::spawn(
             task.run(self.routes.subscribe(), control_rx)
@@ -346,8 +368,47 @@ impl Speaker {
             spec,
             control,
             task,
-            status,
+            status: Watched {
+                bgp: status,
+                bfd: bfd_report,
+            },
         }
+    }
+
+    /// The peer's BFD session when its entry or `vipd_bfd` turns BFD on: single hop unless the
+    /// peer is multihop, from the session's source address and interface.
+    fn start_bfd(
+        &self,
+        key: SocketAddr,
+        spec: &PeerSpec,
+        transport: &Transport,
+    ) -> Option<bfd::driver::Handle> {
+        let b = spec.bfd.or(self.cfg.bfd).filter(|b| b.enabled)?;
+        let ep = bfd::socket::Endpoint {
+            peer: key.ip(),
+            multihop: spec.multihop,
+            source: transport.source_ip,
+            interface: transport.source_if.clone(),
+        };
+        let link = match self.bfd_sockets.open(&ep) {
+            Ok(link) => link,
+            Err(e) => {
+                warn!(peer = %key, error = %e, "BFD not started for this peer; its BGP session runs without it");
+                return None;
+            }
+        };
+        let cfg = bfd::session::Config {
+            desired_min_tx: Duration::from_millis(u64::from(b.tx_ms)),
+            required_min_rx: Duration::from_millis(u64::from(b.rx_ms)),
+            detect_mult: b.multiplier,
+        };
+        info!(peer = %key, tx_ms = b.tx_ms, rx_ms = b.rx_ms, multiplier = b.multiplier, multihop = spec.multihop, "starting BFD session");
+        Some(bfd::driver::spawn(
+            cfg,
+            spec.multihop,
+            link,
+            fastrand::u32(1..),
+        ))
     }
 }
 

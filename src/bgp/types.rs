@@ -132,4 +132,6 @@ pub struct PeerStatus {
     /// Since when the session has not been Established (its start, or its last end); `None`
     /// while Established or stopped.
     pub down_since: Option<Instant>,
+    /// The peer's BFD session, when it runs one.
+    pub bfd: Option<crate::bfd::session::Report>,
 }

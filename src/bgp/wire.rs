@@ -306,6 +306,8 @@ pub enum CeaseKind {
     OtherConfigurationChange,
     /// RFC 4271 §6.8: the connection that loses a collision.
     ConnectionCollisionResolution,
+    /// RFC 9384: BFD saw the path to the peer fail.
+    BfdDown,
 }
 
 impl CeaseKind {
@@ -316,6 +318,7 @@ impl CeaseKind {
             CeaseKind::AdministrativeReset => 4,
             CeaseKind::OtherConfigurationChange => 6,
             CeaseKind::ConnectionCollisionResolution => 7,
+            CeaseKind::BfdDown => 10,
         }
     }
 }

@@ -7,8 +7,8 @@ use crate::bgp::types::HoldTime;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
-use vipd_providers::static_peers::parse_mpbgp_nexthop;
-use vipd_providers::{parse_bgp_peers, MpBgpSpec, Password, PeerAddress, PeerSpec};
+use vipd_providers::static_peers::{parse_bfd, parse_mpbgp_nexthop};
+use vipd_providers::{parse_bgp_peers, BfdSpec, MpBgpSpec, Password, PeerAddress, PeerSpec};
 
 /// Where the BGP identifier comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +41,8 @@ pub struct BgpSettings {
     /// `vipd_bgp_restart_time` and `vipd_bgp_llgr_stale_time`: graceful restart as offered to
     /// every peer; `None` (restart time 0) offers none, and every stop is a Cease.
     pub graceful_restart: Option<GracefulRestartOffer>,
+    /// `vipd_bfd`: BFD for the peers whose entry sets none (annotation and Metal peers too).
+    pub bfd: Option<BfdSpec>,
 }
 
 /// The legacy Equinix Metal API provider (`vip_packet` / `--metal`).
@@ -126,6 +128,12 @@ pub(super) fn bgp_settings(raw: &RawSettings, bgp_on: bool) -> Result<BgpSetting
         None => Some(DEFAULT_UNREADY_AFTER),
     };
     let graceful_restart = graceful_restart(raw)?;
+    let bfd = match &raw.bfd {
+        Some(v) if !v.is_empty() => {
+            Some(parse_bfd(v).map_err(|why| err("vipd_bfd (--bfd)", v, &why))?)
+        }
+        _ => None,
+    };
     let mut peers = match &raw.bgp_peers {
         Some(v) => parse_bgp_peers(v).map_err(|e| ConfigError {
             setting: "bgp_peers (--bgppeers)".into(),
@@ -225,6 +233,7 @@ pub(super) fn bgp_settings(raw: &RawSettings, bgp_on: bool) -> Result<BgpSetting
         annotations,
         unready_after,
         graceful_restart,
+        bfd,
     })
 }
 

@@ -234,20 +234,10 @@ pub fn strip_flags(args: &[String], own: impl Fn(&str) -> bool) -> (Vec<String>,
     (kept, ignored)
 }
 
-/// What the parsed settings ask for that vipd does not do yet: BFD on a `bgp_peers` entry
-/// (kube-vip ≥ v1.2.2 runs it; vipd reads the field and runs the session without it), and
-/// `vip_leaderelection` without `cp_enable` (vipd elects only the control-plane VIP by it).
+/// What the parsed settings ask for that vipd does not do yet: `vip_leaderelection` without
+/// `cp_enable` (vipd elects only the control-plane VIP by it).
 pub fn ignored_in(cfg: &super::Config) -> Vec<Ignored> {
-    let mut ignored: Vec<Ignored> = cfg
-        .bgp
-        .peers
-        .iter()
-        .filter(|p| p.bfd.as_ref().is_some_and(|b| b.enabled))
-        .map(|p| Ignored {
-            name: format!("bgp_peers BFD of {}", p.address),
-            does: "runs BFD with the peer (not in vipd yet: the session runs without it)",
-        })
-        .collect();
+    let mut ignored = Vec::new();
     if cfg.leader_election_without_control_plane {
         ignored.push(Ignored {
             name: "vip_leaderelection (--leaderElection)".into(),

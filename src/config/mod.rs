@@ -73,6 +73,8 @@ pub struct RawSettings {
     /// vipd's own: graceful restart's restart time (0: none) and LLGR's stale time.
     pub bgp_restart_time: Option<String>,
     pub bgp_llgr_stale_time: Option<String>,
+    /// vipd's own: BFD for peers that set none (`enable;rxMs;txMs;multiplier`).
+    pub bfd: Option<String>,
     pub mpbgp_nexthop: Option<String>,
     pub mpbgp_ipv4: Option<String>,
     pub mpbgp_ipv6: Option<String>,

@@ -773,6 +773,7 @@ fn check(env: &[EnvVar]) -> Result<(), Error> {
         bgp_unready_after: get("vipd_bgp_unready_after"),
         bgp_restart_time: get("vipd_bgp_restart_time"),
         bgp_llgr_stale_time: get("vipd_bgp_llgr_stale_time"),
+        bfd: get("vipd_bfd"),
         mpbgp_nexthop: get("mpbgp_nexthop"),
         mpbgp_ipv4: get("mpbgp_ipv4"),
         mpbgp_ipv6: get("mpbgp_ipv6"),

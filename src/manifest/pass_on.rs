@@ -108,6 +108,9 @@ pub struct PassOn {
         value_name = "SECONDS"
     )]
     pub vipd_bgp_llgr_stale_time: Option<String>,
+    /// BFD for peers whose entry sets none: enable;rxMs;txMs;multiplier.
+    #[arg(long = "bfd", env = "vipd_bfd", value_name = "BFD")]
+    pub vipd_bfd: Option<String>,
     /// Next hop for VIPs of the other family than the session.
     #[arg(long = "mpbgpNexthop", env = "mpbgp_nexthop", value_name = "MODE")]
     pub mpbgp_nexthop: Option<String>,
@@ -202,7 +205,7 @@ pub struct PassOn {
 impl PassOn {
     /// (environment variable, value) of each setting given, in the agent's names.
     pub fn env(&self) -> Vec<(&'static str, &str)> {
-        let all: [(&'static str, &Option<String>); 38] = [
+        let all: [(&'static str, &Option<String>); 39] = [
             ("svc_namespace", &self.svc_namespace),
             ("lb_class_legacy_handling", &self.lb_class_legacy_handling),
             ("vipd_honour_exclude_label", &self.vipd_honour_exclude_label),
@@ -225,6 +228,7 @@ impl PassOn {
             ("vipd_bgp_unready_after", &self.vipd_bgp_unready_after),
             ("vipd_bgp_restart_time", &self.vipd_bgp_restart_time),
             ("vipd_bgp_llgr_stale_time", &self.vipd_bgp_llgr_stale_time),
+            ("vipd_bfd", &self.vipd_bfd),
             ("mpbgp_nexthop", &self.mpbgp_nexthop),
             ("mpbgp_ipv4", &self.mpbgp_ipv4),
             ("mpbgp_ipv6", &self.mpbgp_ipv6),

@@ -232,7 +232,9 @@ pub fn parse_mpbgp_nexthop(value: &str) -> Result<MpBgpNextHop, String> {
     }
 }
 
-fn parse_bfd(v: &str) -> Result<BfdSpec, String> {
+/// The seventh field of a `bgp_peers` entry (and `vipd_bfd`): `enable;rxMs;txMs;multiplier`,
+/// empty parts taking the defaults (300 ms × 3).
+pub fn parse_bfd(v: &str) -> Result<BfdSpec, String> {
     let parts: Vec<&str> = v.split(';').collect();
     if parts.len() < 4 {
         return Err(format!(

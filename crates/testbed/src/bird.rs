@@ -49,6 +49,20 @@ impl Bird {
 
     /// `birdc show route <prefix> all`: every path with all its attributes, as BIRD prints them
     /// (`BGP.community: (65535,0)`, `BGP.local_pref: 100`, …).
+    /// The state (`Up`, `Down`, `Init`, `AdminDown`) of BIRD's BFD session with `peer`, from
+    /// `show bfd sessions`:
+    /// ```text
+    /// IP address                Interface  State      Since         Interval  Timeout
+    /// 10.99.0.1                 veth-tor   Up         20:04:51.456    0.300    0.900
+    /// ```
+    pub fn bfd_state(&self, peer: &str) -> Option<String> {
+        self.birdc(&["show", "bfd", "sessions"])
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|w| w.first() == Some(&peer))
+            .and_then(|w| w.get(2).map(|s| (*s).to_owned()))
+    }
+
     pub fn route_all(&self, prefix: &str) -> String {
         self.birdc(&["show", "route", prefix, "all"])
     }
@@ -93,6 +107,12 @@ impl Bird {
     /// BGP protocol name of neighbor `i` in our config.
     fn protocol(i: usize) -> String {
         format!("vipd{i}")
+    }
+}
+
+impl super::router::BfdPeer for Bird {
+    fn bfd_up(&self, peer: &str) -> bool {
+        self.bfd_state(peer).as_deref() == Some("Up")
     }
 }
 
@@ -200,6 +220,13 @@ fn bird_config(cfg: &RouterConfig) -> String {
          router id {ROUTER_ID};\n\
          protocol device {{ }}\n"
     );
+    if cfg.bfd.is_some() {
+        // BGP's `bfd on` asks this protocol for the sessions; BIRD's defaults differ from
+        // vipd's (10 ms rx, 100 ms tx, × 5), so they are set to 300 ms × 3 here.
+        c.push_str(
+            "protocol bfd {\n  interface \"*\" { min rx interval 300 ms; min tx interval 300 ms; multiplier 3; };\n  multihop { min rx interval 300 ms; min tx interval 300 ms; multiplier 3; };\n}\n",
+        );
+    }
     if cfg.multihop {
         // BIRD resolves a multihop next hop (vipd's loopback) through its own table, not the
         // kernel's: without this IGP route the VIP is kept as unreachable.
@@ -229,6 +256,11 @@ fn bird_config(cfg: &RouterConfig) -> String {
         // BIRD holds a session down for 60-300 s after an error (a hold timer, a link going
         // down) before it takes a connection again; the tests measure vipd, not that damping.
         session.push_str("  error wait time 1, 2;\n");
+        match cfg.bfd {
+            Some(super::router::BfdMode::Down) => session.push_str("  bfd on;\n"),
+            Some(super::router::BfdMode::Graceful) => session.push_str("  bfd graceful;\n"),
+            None => {}
+        }
         c.push_str(&format!(
             "protocol bgp {name} {{\n  local {local}{port} as {ROUTER_AS};\n  neighbor {vipd} as {VIPD_AS};\n\
              {session}  hold time {hold}; keepalive time {keepalive};\n  {family} {{ import all; export none; }};\n}}\n",

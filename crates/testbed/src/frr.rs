@@ -14,8 +14,11 @@ use super::router::{Family, RouteInfo, Router, RouterConfig, ROUTER_AS, ROUTER_I
 use super::{global_address, ns_stdout, ns_succeeds, path_str, tool};
 
 pub struct Frr {
-    // Field order is drop order: bgpd stops before zebra, both before the directory goes away.
+    // Field order is drop order: bgpd stops before bfdd and zebra, all before the directory
+    // goes away.
     bgpd: Daemon,
+    /// With [`RouterConfig::bfd`]: bgpd asks it (through zebra) for the BFD sessions.
+    bfdd: Option<Daemon>,
     zebra: Daemon,
     cfg: RouterConfig,
     ns: String,
@@ -37,6 +40,28 @@ impl Frr {
 
     fn vtysh_json(&self, command: &str) -> Value {
         serde_json::from_str(&self.vtysh(command)).unwrap_or(Value::Null)
+    }
+
+    /// `show bfd peers json`: one object per session, with `peer`, `status` (`up`, `down`,
+    /// `init`, `shutdown`), `diagnostic`, `remote-diagnostic`, the intervals.
+    pub fn bfd_peers(&self) -> Vec<Value> {
+        match self.vtysh_json("show bfd peers json") {
+            Value::Array(a) => a,
+            _ => Vec::new(),
+        }
+    }
+
+    /// The BFD status (`up`, `down`, …) of the session with `peer`, if bfdd has one.
+    pub fn bfd_status(&self, peer: &str) -> Option<String> {
+        self.bfd_peers()
+            .into_iter()
+            .find(|p| p["peer"].as_str() == Some(peer))
+            .and_then(|p| p["status"].as_str().map(str::to_owned))
+    }
+
+    /// bfdd's log lines (FRR's daemons share one log file).
+    pub fn log(&self) -> String {
+        self.bgpd.log_tail(400)
     }
 
     /// The next hop of every path bgpd holds for `prefix` (one per announcing neighbor), sorted.
@@ -72,12 +97,19 @@ impl super::router::Tables for Frr {
     }
 }
 
+impl super::router::BfdPeer for Frr {
+    fn bfd_up(&self, peer: &str) -> bool {
+        self.bfd_status(peer).as_deref() == Some("up")
+    }
+}
+
 impl Router for Frr {
     const NAME: &'static str = "frr";
     const NEEDS: &'static [(&'static str, &'static str)] = &[
         ("bgpd", "apt-get install frr"),
         ("zebra", "apt-get install frr"),
         ("vtysh", "apt-get install frr"),
+        ("bfdd", "apt-get install frr"),
     ];
 
     fn new(topo: &Topology, cfg: RouterConfig) -> Frr {
@@ -119,8 +151,22 @@ impl Router for Frr {
         let mut bgpd_argv = vec![tool("bgpd"), "-p".to_string(), cfg.port.to_string()];
         bgpd_argv.extend(common(&bgpd_conf, "bgpd.pid"));
         let log = dir.path().join("frr.log");
+        let bfdd = cfg.bfd.map(|_| {
+            let conf = dir.path().join("bfdd.conf");
+            std::fs::write(
+                &conf,
+                "hostname tor\nlog stdout debugging\ndebug bfd peer\n",
+            )
+            .expect("write bfdd.conf");
+            // --bfdctl: bfdd removes and recreates its control socket at start; the default
+            // path would be shared by every test bed.
+            let mut argv = vec![tool("bfdd"), "--bfdctl".to_string(), v("bfdd.sock")];
+            argv.extend(common(&conf, "bfdd.pid"));
+            Daemon::new("bfdd", &topo.tor, argv, log.clone())
+        });
         Frr {
             bgpd: Daemon::new("bgpd", &topo.tor, bgpd_argv, log.clone()),
+            bfdd,
             zebra: Daemon::new("zebra", &topo.tor, zebra_argv, log),
             cfg,
             ns: topo.tor.clone(),
@@ -143,6 +189,16 @@ impl Router for Frr {
             || zserv.exists(),
             &context,
         );
+        if let Some(bfdd) = &mut self.bfdd {
+            bfdd.start();
+            let sock = self.vty.join("bfdd.sock");
+            bfdd.wait_ready(
+                Duration::from_secs(10),
+                "bfdd creates its control socket",
+                || sock.exists(),
+                &context,
+            );
+        }
         self.bgpd.start();
         let (ns, vtysh, vty) = (self.ns.clone(), tool("vtysh"), path_str(&self.vty));
         self.bgpd.wait_ready(
@@ -166,6 +222,9 @@ impl Router for Frr {
 
     fn stop(&mut self) {
         self.bgpd.stop();
+        if let Some(bfdd) = &mut self.bfdd {
+            bfdd.stop();
+        }
         self.zebra.stop();
     }
 
@@ -173,6 +232,9 @@ impl Router for Frr {
         // bgpd first, so it cannot react to zebra's death. The pid files, vty sockets and
         // zserv.api they leave are removed by `start`, which recreates the directory.
         self.bgpd.kill();
+        if let Some(bfdd) = &mut self.bfdd {
+            bfdd.kill();
+        }
         self.zebra.kill();
     }
 
@@ -228,6 +290,10 @@ fn bgpd_config(cfg: &RouterConfig) -> String {
         }
         if let Some(password) = &cfg.password {
             c.push_str(&format!("{nb} password {password}\n"));
+        }
+        if cfg.bfd.is_some() {
+            // FRR's defaults are vipd's: 300 ms × 3.
+            c.push_str(&format!("{nb} bfd\n"));
         }
         if cfg.multihop {
             c.push_str(&format!(

@@ -83,6 +83,24 @@ pub struct RouterConfig {
     /// accept connections unless `bgp_passive=true`, so an active router adds nothing).
     pub passive: bool,
     pub hold_time: u16,
+    /// BFD (300 ms × 3) on every session: FRR's bfdd with `neighbor X bfd`, BIRD's `protocol
+    /// bfd` with `bfd on` (or `bfd graceful`).
+    pub bfd: Option<BfdMode>,
+}
+
+/// A router that runs BFD with vipd ([`RouterConfig::bfd`]).
+pub trait BfdPeer {
+    /// Whether the router's BFD session with `peer` is Up.
+    fn bfd_up(&self, peer: &str) -> bool;
+}
+
+/// What the router's BGP does when BFD says the path failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BfdMode {
+    /// End the session and drop the routes (FRR's only way; BIRD's `bfd on`).
+    Down,
+    /// BIRD's `bfd graceful`: treat it as the peer restarting (keep the routes as stale).
+    Graceful,
 }
 
 impl RouterConfig {
@@ -95,6 +113,7 @@ impl RouterConfig {
             port: 179,
             passive: true,
             hold_time: 9,
+            bfd: None,
         }
     }
 
@@ -131,6 +150,12 @@ impl RouterConfig {
     /// of [`RouterConfig::multihop`], with the same settings.
     pub fn and_direct(mut self) -> RouterConfig {
         self.neighbors.push(Neighbor::new(NODE_V4, TOR_V4));
+        self
+    }
+
+    /// BFD on every session, 300 ms × 3.
+    pub fn bfd(mut self, mode: BfdMode) -> RouterConfig {
+        self.bfd = Some(mode);
         self
     }
 

@@ -619,3 +619,183 @@ mod tests {
         assert!(super::tally("ping: connect: Network is unreachable").is_none());
     }
 }
+
+/// The path between vipd and the router cut where no link notices: nftables in the router's
+/// namespace drops every packet from and to vipd's address (as a dead switch or a dead node
+/// would), until dropped.
+struct PathCut {
+    ns: String,
+}
+
+impl PathCut {
+    fn new(ns: &str, peer: &str) -> PathCut {
+        let rules = format!(
+            "table inet vipd_cut {{\n\
+             chain in {{ type filter hook input priority -300; ip saddr {peer} drop; }}\n\
+             chain out {{ type filter hook output priority -300; ip daddr {peer} drop; }}\n\
+             }}\n"
+        );
+        let mut child = std::process::Command::new(super::tool("ip"))
+            .args(["netns", "exec", ns, "nft", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("run nft");
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .expect("nft stdin")
+            .write_all(rules.as_bytes())
+            .expect("write nft rules");
+        assert!(child.wait().expect("nft").success(), "nft refused {rules}");
+        PathCut { ns: ns.to_owned() }
+    }
+}
+
+impl Drop for PathCut {
+    fn drop(&mut self) {
+        let _ = super::ns_succeeds(&self.ns, &["nft", "delete", "table", "inet", "vipd_cut"]);
+    }
+}
+
+/// What a cut path cost with BFD on: how long until the router held none of vipd's routes, and
+/// until vipd had ended its BGP session.
+#[derive(Debug, Clone, Copy)]
+pub struct Failover {
+    pub router_withdrew: Duration,
+    pub vipd_noticed: Duration,
+}
+
+/// vipd and the router, with graceful restart and a `hold` s hold time, and with `bfd` BFD
+/// (300 ms × 3, from the seventh field of `bgp_peers`). The path is cut `rounds` times: each
+/// time both sides must notice (by BFD, else by the hold timer), the router dropping every
+/// route, and after the path heals the sessions, BFD included, come back with the routes.
+pub fn failover_after_a_cut<R: Router + super::router::BfdPeer>(
+    bfd: bool,
+    hold: u16,
+    rounds: usize,
+) -> Vec<Failover> {
+    let mut cfg = RouterConfig::ipv4().hold_time(hold);
+    if bfd {
+        cfg = cfg.bfd(super::router::BfdMode::Down);
+    }
+    let bed = Bed::<R>::start_with(cfg, THREE_VIPS, &[("vipd_bgp_restart_time", "120")]);
+    bed.wait_established();
+    bed.wait_table_back(THREE_VIPS, NODE_V4, "at start");
+    let mut out = Vec::new();
+    let limit = Duration::from_secs(u64::from(hold) + 10);
+    for round in 1..=rounds {
+        if bfd {
+            wait_until_or_explain(
+                Duration::from_secs(20),
+                &format!(
+                    "{}'s and vipd's BFD sessions are Up (round {round})",
+                    R::NAME
+                ),
+                || {
+                    bed.router.bfd_up(NODE_V4)
+                        && bed.vipd.log().matches("BFD session Up").count() >= round
+                },
+                || bed.explain(),
+            );
+        }
+        let downs_before = bed.vipd.log().matches("session down:").count();
+        let start = Instant::now();
+        let cut = PathCut::new(&bed.topo.tor, NODE_V4);
+        let (mut router_withdrew, mut vipd_noticed) = (None, None);
+        while router_withdrew.is_none() || vipd_noticed.is_none() {
+            assert!(
+                start.elapsed() < limit,
+                "the cut path went unnoticed for {limit:?} (router: {router_withdrew:?}, vipd: \
+                 {vipd_noticed:?})\n{}",
+                bed.explain()
+            );
+            if router_withdrew.is_none() && bed.router.route_count(Family::Ipv4) == 0 {
+                router_withdrew = Some(start.elapsed());
+            }
+            if vipd_noticed.is_none()
+                && bed.vipd.log().matches("session down:").count() > downs_before
+            {
+                vipd_noticed = Some(start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let f = Failover {
+            router_withdrew: router_withdrew.unwrap_or_default(),
+            vipd_noticed: vipd_noticed.unwrap_or_default(),
+        };
+        eprintln!("{} (BFD {bfd}, hold {hold} s): cut {round}: {f:?}", R::NAME);
+        out.push(f);
+        drop(cut);
+        bed.wait_table_back(THREE_VIPS, NODE_V4, &format!("after cut {round} healed"));
+    }
+    let by_bfd = bed.vipd.log().contains("session down: BFD session down");
+    assert_eq!(
+        by_bfd,
+        bfd,
+        "vipd's BGP session ended for BFD exactly when BFD runs\n{}",
+        bed.explain()
+    );
+    out
+}
+
+/// vipd with BFD and graceful restart is restarted `rounds` times (SIGTERM; with `crashes`,
+/// every other one a SIGKILL) while the router's table is sampled every 50 ms: returns the
+/// fewest routes seen and the samples taken. A restart closes the BGP session first (the router
+/// keeps the routes as stale) and only then takes BFD AdminDown.
+pub fn bfd_restarts<R: Router + super::router::BfdPeer + Sync>(
+    mode: super::router::BfdMode,
+    rounds: usize,
+    crashes: bool,
+) -> (usize, usize) {
+    let mut bed = Bed::<R>::start_with(
+        RouterConfig::ipv4().hold_time(90).bfd(mode),
+        THREE_VIPS,
+        &[("vipd_bgp_restart_time", "120")],
+    );
+    bed.wait_established();
+    bed.wait_table_back(THREE_VIPS, NODE_V4, "at start");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (samples, fewest) = std::thread::scope(|scope| {
+        let router = &bed.router;
+        let stop = &stop;
+        let sampler = scope.spawn(move || {
+            let (mut samples, mut fewest) = (0usize, usize::MAX);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                fewest = fewest.min(router.route_count(Family::Ipv4));
+                samples += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            (samples, fewest)
+        });
+        for i in 1..=rounds {
+            wait_until_or_explain(
+                Duration::from_secs(20),
+                &format!("{}'s BFD session is Up before restart {i}", R::NAME),
+                || bed.router.bfd_up(NODE_V4),
+                || bed.explain(),
+            );
+            if crashes && i % 2 == 0 {
+                assert!(bed.vipd.kill(), "vipd was not running\n{}", bed.explain());
+            } else {
+                bed.vipd.terminate();
+                let status = bed.vipd.wait_exit(Duration::from_secs(5));
+                assert!(
+                    status.is_some_and(|s| s.success()),
+                    "vipd must exit 0 after SIGTERM, got {status:?}\n{}",
+                    bed.explain()
+                );
+            }
+            std::thread::sleep(AWAY);
+            bed.vipd.start();
+            bed.wait_table_back(THREE_VIPS, NODE_V4, &format!("after restart {i}"));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        sampler.join().expect("sampler")
+    });
+    eprintln!(
+        "{} ({mode:?}): {samples} samples over {rounds} restarts, fewest routes {fewest}",
+        R::NAME
+    );
+    (fewest, samples)
+}

@@ -218,8 +218,14 @@ fn bgp_peers(cfg: &RouterConfig) -> String {
                 std::net::IpAddr::V4(a) => a.to_string(),
                 std::net::IpAddr::V6(a) => format!("[{a}]"),
             };
+            // kube-vip's seventh field: BFD on, 300 ms × 3 (after an empty MP-BGP field).
+            let bfd = if cfg.bfd.is_some() {
+                "::true;300;300;3"
+            } else {
+                ""
+            };
             format!(
-                "{address}:{as}:{password}:{multihop}:{port}",
+                "{address}:{as}:{password}:{multihop}:{port}{bfd}",
                 as = super::router::ROUTER_AS,
                 password = cfg.password.as_deref().unwrap_or(""),
                 multihop = cfg.multihop,
