@@ -262,6 +262,10 @@ pub struct ManagerArgs {
     /// seventh field of bgp_peers (e.g. true;300;300;3) [default: off].
     #[arg(long = "bfd", env = "vipd_bfd")]
     pub bfd: Option<String>,
+    /// Seconds a cordoned or leaving node keeps its routes, marked for graceful shutdown,
+    /// before it withdraws them [default: 0: until vipd stops].
+    #[arg(long = "bgp-drain-time", env = "vipd_bgp_drain_time")]
+    pub bgp_drain_time: Option<String>,
     /// Next hop for VIPs of the other family: fixed, auto_sourceip or auto_sourceif.
     #[arg(long = "mpbgpNexthop", env = "mpbgp_nexthop")]
     pub mpbgp_nexthop: Option<String>,
@@ -458,6 +462,7 @@ impl ManagerArgs {
             bgp_restart_time: self.bgp_restart_time.clone(),
             bgp_llgr_stale_time: self.bgp_llgr_stale_time.clone(),
             bfd: self.bfd.clone(),
+            bgp_drain_time: self.bgp_drain_time.clone(),
             mpbgp_nexthop: self.mpbgp_nexthop.clone(),
             mpbgp_ipv4: self.mpbgp_ipv4.clone(),
             mpbgp_ipv6: self.mpbgp_ipv6.clone(),

@@ -32,9 +32,10 @@ fn frr_keeps_every_route_through_ten_restarts_and_crashes() {
 
 /// Services mode with graceful restart on: SIGTERM on a node that stays leaves BIRD the route
 /// (and the new process takes it up). Cordoning the node (what `kubectl drain` does first) marks
-/// its routes with GRACEFUL_SHUTDOWN (RFC 8326) and uncordoning unmarks them; a SIGTERM while it
-/// is cordoned is a shutdown: a Cease, and BIRD holds nothing within a second although its hold
-/// time is 90 s and the restart time 120 s.
+/// its routes with GRACEFUL_SHUTDOWN (RFC 8326), withdrawn after `vipd_bgp_drain_time` (3 s);
+/// uncordoning brings them back unmarked; a SIGTERM while it is cordoned is a shutdown: a
+/// Cease, and BIRD holds nothing within a second although its hold time is 90 s and the restart
+/// time 120 s.
 #[test]
 fn a_cordoned_node_marks_its_routes_for_graceful_shutdown_and_its_stop_withdraws_them() {
     skip_unless!(root, Bird::NEEDS, VIPD_NEEDS);
@@ -44,7 +45,10 @@ fn a_cordoned_node_marks_its_routes_for_graceful_shutdown_and_its_stop_withdraws
         let api = cluster::api_server().await;
         let client = api.client();
         cluster::create_node(&client, "node0").await;
-        let gr = [("vipd_bgp_restart_time", "120")];
+        let gr = [
+            ("vipd_bgp_restart_time", "120"),
+            ("vipd_bgp_drain_time", "3"),
+        ];
         bed.start_agent(0, api.addr().port(), &gr);
         cluster::create_served(
             &client,
@@ -108,6 +112,7 @@ fn a_cordoned_node_marks_its_routes_for_graceful_shutdown_and_its_stop_withdraws
                 .route_all("198.18.0.10/32")
                 .contains("BGP.community: (65535,0)")
         };
+        let cordoned = Instant::now();
         cordon(true).await;
         eventually!(
             Duration::from_secs(10),
@@ -119,10 +124,28 @@ fn a_cordoned_node_marks_its_routes_for_graceful_shutdown_and_its_stop_withdraws
                 bed.explain()
             )
         );
+        // After vipd_bgp_drain_time (3 s) with the mark, the route goes while vipd runs.
+        eventually!(
+            Duration::from_secs(10),
+            "the route is withdrawn once the drain time is over",
+            !held(&bed),
+            bed.explain()
+        );
+        let drained = cordoned.elapsed();
+        assert!(
+            drained >= Duration::from_millis(2900),
+            "withdrawn {drained:?} after the cordon, before the 3 s drain time\n{}",
+            bed.explain()
+        );
+        assert!(
+            bed.agents[0].log().contains("vipd_bgp_drain_time is over"),
+            "{}",
+            bed.explain()
+        );
         cordon(false).await;
         eventually!(
             Duration::from_secs(10),
-            "the mark goes when node0 is uncordoned, the route stays",
+            "uncordoned, the route is back without the mark",
             held(&bed) && !marked(&bed),
             bed.explain()
         );

@@ -43,6 +43,9 @@ pub struct BgpSettings {
     pub graceful_restart: Option<GracefulRestartOffer>,
     /// `vipd_bfd`: BFD for the peers whose entry sets none (annotation and Metal peers too).
     pub bfd: Option<BfdSpec>,
+    /// `vipd_bgp_drain_time`: how long a leaving node's routes stay, marked for graceful
+    /// shutdown, before they are withdrawn; `None` (0): until vipd stops.
+    pub drain_time: Option<Duration>,
 }
 
 /// The legacy Equinix Metal API provider (`vip_packet` / `--metal`).
@@ -128,6 +131,19 @@ pub(super) fn bgp_settings(raw: &RawSettings, bgp_on: bool) -> Result<BgpSetting
         None => Some(DEFAULT_UNREADY_AFTER),
     };
     let graceful_restart = graceful_restart(raw)?;
+    let drain_time =
+        match &raw.bgp_drain_time {
+            Some(v) => match v.parse::<u64>() {
+                Ok(0) => None,
+                Ok(s) if s <= 86_400 => Some(Duration::from_secs(s)),
+                _ => return Err(err(
+                    "vipd_bgp_drain_time (--bgp-drain-time)",
+                    v,
+                    "is not a number of seconds from 0 (keep the routes until vipd stops) to 86400",
+                )),
+            },
+            None => None,
+        };
     let bfd = match &raw.bfd {
         Some(v) if !v.is_empty() => {
             Some(parse_bfd(v).map_err(|why| err("vipd_bfd (--bfd)", v, &why))?)
@@ -234,6 +250,7 @@ pub(super) fn bgp_settings(raw: &RawSettings, bgp_on: bool) -> Result<BgpSetting
         unready_after,
         graceful_restart,
         bfd,
+        drain_time,
     })
 }
 

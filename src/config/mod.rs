@@ -75,6 +75,8 @@ pub struct RawSettings {
     pub bgp_llgr_stale_time: Option<String>,
     /// vipd's own: BFD for peers that set none (`enable;rxMs;txMs;multiplier`).
     pub bfd: Option<String>,
+    /// vipd's own: seconds a leaving node's routes stay (marked) before they are withdrawn.
+    pub bgp_drain_time: Option<String>,
     pub mpbgp_nexthop: Option<String>,
     pub mpbgp_ipv4: Option<String>,
     pub mpbgp_ipv6: Option<String>,

@@ -67,6 +67,9 @@ pub struct NodeCtx {
     pub name: String,
     /// The Node object's labels (for `node.kubernetes.io/exclude-from-external-load-balancers`).
     pub labels: BTreeMap<String, String>,
+    /// Why the node's routes are withdrawn: it has been leaving (cordoned, being deleted, …)
+    /// for the whole `vipd_bgp_drain_time` ([`crate::plan::shutdown::drain`]).
+    pub drained: Option<String>,
 }
 
 impl NodeCtx {
@@ -78,6 +81,7 @@ impl NodeCtx {
             labels: node
                 .and_then(|n| n.metadata.labels.clone())
                 .unwrap_or_default(),
+            drained: None,
         }
     }
 }
@@ -243,6 +247,11 @@ fn decide_service(
     } else if cfg.honour_exclude_label && node.labels.contains_key(EXCLUDE_FROM_LB) {
         Some(Skip::NodeExcluded {
             node: node.name.clone(),
+        })
+    } else if let Some(why) = &node.drained {
+        Some(Skip::NodeDrained {
+            node: node.name.clone(),
+            why: why.clone(),
         })
     } else {
         endpoints::gate(svc, key, slices, &node.name).err()

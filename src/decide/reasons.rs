@@ -63,6 +63,9 @@ pub enum Skip {
     NoUsableAddress { field: AddressField },
     /// This node carries `node.kubernetes.io/exclude-from-external-load-balancers`.
     NodeExcluded { node: String },
+    /// This node has been leaving (cordoned, being deleted, …) for `vipd_bgp_drain_time`: its
+    /// routes are withdrawn after their time with RFC 8326's GRACEFUL_SHUTDOWN mark.
+    NodeDrained { node: String, why: String },
     /// externalTrafficPolicy Cluster: no endpoint in any EndpointSlice of the Service serves.
     NoEndpoints,
     /// externalTrafficPolicy Local: no serving endpoint of the Service runs on this node, so
@@ -95,6 +98,7 @@ impl Skip {
             Skip::NoAddress => "NoAddress",
             Skip::NoUsableAddress { .. } => "NoUsableAddress",
             Skip::NodeExcluded { .. } => "NodeExcluded",
+            Skip::NodeDrained { .. } => "NodeDrained",
             Skip::NoEndpoints => "NoEndpoints",
             Skip::NoLocalEndpoints { .. } => "NoLocalEndpoints",
             Skip::Dhcp { .. } => "Dhcp",
@@ -133,6 +137,10 @@ impl fmt::Display for Skip {
             Skip::NodeExcluded { node } => {
                 write!(f, "node {node} has label {EXCLUDE_FROM_LB}")
             }
+            Skip::NodeDrained { node, why } => write!(
+                f,
+                "node {node} is drained: {why} for longer than vipd_bgp_drain_time"
+            ),
             Skip::NoEndpoints => f.write_str("no serving endpoint (externalTrafficPolicy Cluster)"),
             Skip::NoLocalEndpoints { node } => write!(
                 f,

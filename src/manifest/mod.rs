@@ -774,6 +774,7 @@ fn check(env: &[EnvVar]) -> Result<(), Error> {
         bgp_restart_time: get("vipd_bgp_restart_time"),
         bgp_llgr_stale_time: get("vipd_bgp_llgr_stale_time"),
         bfd: get("vipd_bfd"),
+        bgp_drain_time: get("vipd_bgp_drain_time"),
         mpbgp_nexthop: get("mpbgp_nexthop"),
         mpbgp_ipv4: get("mpbgp_ipv4"),
         mpbgp_ipv6: get("mpbgp_ipv6"),

@@ -111,6 +111,13 @@ pub struct PassOn {
     /// BFD for peers whose entry sets none: enable;rxMs;txMs;multiplier.
     #[arg(long = "bfd", env = "vipd_bfd", value_name = "BFD")]
     pub vipd_bfd: Option<String>,
+    /// Seconds a cordoned or leaving node keeps its routes, marked, before withdrawing them.
+    #[arg(
+        long = "bgp-drain-time",
+        env = "vipd_bgp_drain_time",
+        value_name = "SECONDS"
+    )]
+    pub vipd_bgp_drain_time: Option<String>,
     /// Next hop for VIPs of the other family than the session.
     #[arg(long = "mpbgpNexthop", env = "mpbgp_nexthop", value_name = "MODE")]
     pub mpbgp_nexthop: Option<String>,
@@ -205,7 +212,7 @@ pub struct PassOn {
 impl PassOn {
     /// (environment variable, value) of each setting given, in the agent's names.
     pub fn env(&self) -> Vec<(&'static str, &str)> {
-        let all: [(&'static str, &Option<String>); 39] = [
+        let all: [(&'static str, &Option<String>); 40] = [
             ("svc_namespace", &self.svc_namespace),
             ("lb_class_legacy_handling", &self.lb_class_legacy_handling),
             ("vipd_honour_exclude_label", &self.vipd_honour_exclude_label),
@@ -229,6 +236,7 @@ impl PassOn {
             ("vipd_bgp_restart_time", &self.vipd_bgp_restart_time),
             ("vipd_bgp_llgr_stale_time", &self.vipd_bgp_llgr_stale_time),
             ("vipd_bfd", &self.vipd_bfd),
+            ("vipd_bgp_drain_time", &self.vipd_bgp_drain_time),
             ("mpbgp_nexthop", &self.mpbgp_nexthop),
             ("mpbgp_ipv4", &self.mpbgp_ipv4),
             ("mpbgp_ipv6", &self.mpbgp_ipv6),

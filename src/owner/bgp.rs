@@ -18,7 +18,7 @@ use crate::error::RunError;
 use crate::netlink::VipAddresses;
 use crate::peers::PeerSources;
 use crate::plan::gate;
-use crate::plan::shutdown::{self, Step};
+use crate::plan::shutdown::{self, Drain, Step};
 use crate::report::{self, ServiceState, VipState, Withheld};
 use k8s_openapi::api::core::v1::Service;
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,6 +42,12 @@ pub struct Bgp<'a> {
     vip_hosts: VipHosts,
     /// `cp_enable`: the control-plane VIP, one more wanted VIP while the API server is healthy.
     control_plane: Option<ControlPlaneVip>,
+    /// Since when the Node has been leaving (cordoned, being deleted, …), for the drain time.
+    leaving_since: Option<Instant>,
+    /// When the drain time of a leaving node runs out, to wake and withdraw then.
+    drain_deadline: Option<Instant>,
+    /// The drain time ran out: the routes are withdrawn.
+    drained: bool,
 }
 
 /// What wakes BGP mode.
@@ -51,6 +57,8 @@ pub enum Wake {
     Peer(PeerEvent),
     /// The local API server's health changed (`cp_enable`).
     ControlPlane,
+    /// A leaving node's drain time ran out: its routes go.
+    Drained,
 }
 
 impl<'a> Bgp<'a> {
@@ -72,6 +80,9 @@ impl<'a> Bgp<'a> {
             decide,
             vip_hosts: VipHosts::default(),
             control_plane,
+            leaving_since: None,
+            drain_deadline: None,
+            drained: false,
         }
     }
 }
@@ -112,10 +123,17 @@ impl Executor for Bgp<'_> {
                 None => std::future::pending().await,
             }
         };
+        let drain = async {
+            match self.drain_deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = self.announcer.peers.changed() => Wake::Peers,
             Some(ev) = self.peer_events.recv() => Wake::Peer(ev),
             () = control_plane => Wake::ControlPlane,
+            () = drain => Wake::Drained,
         }
     }
 
@@ -128,7 +146,7 @@ impl Executor for Bgp<'_> {
             }
             // UPDATEs a peer sends us cannot change a decision.
             Wake::Peer(ev) => !matches!(ev, PeerEvent::Learned { .. }),
-            Wake::ControlPlane => true,
+            Wake::ControlPlane | Wake::Drained => true,
         }
     }
 
@@ -139,20 +157,45 @@ impl Executor for Bgp<'_> {
             services: &snap.services,
             endpoint_slices: &snap.endpoint_slices,
         };
-        let node = NodeCtx::from_node(&c.node, snap.node.as_deref());
+        let mut node = NodeCtx::from_node(&c.node, snap.node.as_deref());
         // A node on its way out (cordoned, deleted, shutting down) keeps its routes, marked
-        // for graceful shutdown so routers prefer any other path until the stop withdraws them.
+        // for graceful shutdown so routers prefer any other path, until the drain time (if set)
+        // runs out or the stop withdraws them.
         let leaving = snap
             .node
             .as_deref()
             .and_then(|n| shutdown::node_leaving(n, self.svc.honour_exclude_label));
-        if self.announcer.set_graceful_shutdown(leaving.is_some()) {
-            match &leaving {
-                Some(why) => info!(
-                    "graceful shutdown (RFC 8326): every route now carries 65535:0 because {why}"
+        let now = Instant::now();
+        self.leaving_since = leaving.as_ref().map(|_| self.leaving_since.unwrap_or(now));
+        let drain = shutdown::drain(leaving, self.leaving_since, self.cfg.bgp.drain_time, now);
+        let marked = !matches!(drain, Drain::Serving);
+        if self.announcer.set_graceful_shutdown(marked) {
+            match &drain {
+                Drain::Marked { why, until } => info!(
+                    "graceful shutdown (RFC 8326): every route now carries 65535:0 because {why}; {}",
+                    match until {
+                        Some(_) => format!(
+                            "withdrawn after vipd_bgp_drain_time ({}s)",
+                            self.cfg.bgp.drain_time.unwrap_or_default().as_secs()
+                        ),
+                        None => "withdrawn when vipd stops (vipd_bgp_drain_time=0)".into(),
+                    }
                 ),
-                None => info!("graceful shutdown over: routes announced as usual again"),
+                _ => info!("graceful shutdown over: routes announced as usual again"),
             }
+        }
+        self.drain_deadline = match &drain {
+            Drain::Marked { until, .. } => *until,
+            _ => None,
+        };
+        if let Drain::Withdrawn { why } = drain {
+            if node.drained.is_none() && !self.drained {
+                info!("vipd_bgp_drain_time is over and {why}: withdrawing every Service's route");
+            }
+            self.drained = true;
+            node.drained = Some(why);
+        } else {
+            self.drained = false;
         }
         let mut desired = decide::desired(&view, &node, &self.decide);
         // One node per DHCP (and UPnP) Service: the elected one.

@@ -318,6 +318,7 @@ fn a_node_excluded_from_load_balancers_never_stands_not_even_for_the_one_lease_o
             "node.kubernetes.io/exclude-from-external-load-balancers".into(),
             String::new(),
         )]),
+        drained: None,
     };
     let w = Web {
         desired: decided_on(&services, &[slice("web", "other")], &excluded),

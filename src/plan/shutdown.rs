@@ -8,6 +8,7 @@
 //! which takes them up again: a rolling upgrade moves no traffic. [`stop`] tells the two apart.
 
 use k8s_openapi::api::core::v1::Node;
+use std::time::{Duration, Instant};
 
 /// Which owner loop is stopping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +130,37 @@ pub fn node_leaving(node: &Node, honour_exclude: bool) -> Option<String> {
                     .is_some_and(|m| m.contains("shutting down"))
         });
     shutting_down.then(|| "the kubelet reports the node is shutting down".into())
+}
+
+/// Where a leaving node stands in its drain (RFC 8326: mark the routes, let the routers move
+/// the traffic, then withdraw).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Drain {
+    /// Not leaving: routes as usual.
+    Serving,
+    /// Leaving: routes announced with GRACEFUL_SHUTDOWN; withdrawn at `until` when a drain
+    /// time is set.
+    Marked { why: String, until: Option<Instant> },
+    /// Leaving for the whole drain time: routes withdrawn.
+    Withdrawn { why: String },
+}
+
+/// The drain of a node leaving (`why`) since `since`, with `drain_time` (`None`: the routes
+/// stay, marked, until vipd stops), at `now`.
+pub fn drain(
+    leaving: Option<String>,
+    since: Option<Instant>,
+    drain_time: Option<Duration>,
+    now: Instant,
+) -> Drain {
+    let Some(why) = leaving else {
+        return Drain::Serving;
+    };
+    let until = since.zip(drain_time).map(|(s, d)| s + d);
+    match until {
+        Some(at) if now >= at => Drain::Withdrawn { why },
+        _ => Drain::Marked { why, until },
+    }
 }
 
 /// The steps of `mode` for a stop of kind `stop`, in order.
@@ -317,5 +349,34 @@ mod tests {
         let tainted = node(serde_json::json!({"metadata": {"name": "n1"},
             "spec": {"taints": [{"key": "dedicated", "value": "lb", "effect": "NoSchedule"}]}}));
         assert_eq!(stop(true, true, Some(&tainted)).0, Stop::Restart);
+    }
+
+    #[test]
+    fn a_leaving_node_is_marked_then_withdrawn_after_the_drain_time() {
+        let t = Instant::now();
+        let why = || Some("cordoned".to_string());
+        let d = Some(Duration::from_secs(30));
+        assert_eq!(drain(None, None, d, t), Drain::Serving);
+        assert_eq!(
+            drain(why(), Some(t), d, t + Duration::from_secs(29)),
+            Drain::Marked {
+                why: "cordoned".into(),
+                until: Some(t + Duration::from_secs(30))
+            }
+        );
+        assert_eq!(
+            drain(why(), Some(t), d, t + Duration::from_secs(30)),
+            Drain::Withdrawn {
+                why: "cordoned".into()
+            }
+        );
+        // Without a drain time the routes stay marked until the stop.
+        assert_eq!(
+            drain(why(), Some(t), None, t + Duration::from_secs(86_400)),
+            Drain::Marked {
+                why: "cordoned".into(),
+                until: None
+            }
+        );
     }
 }

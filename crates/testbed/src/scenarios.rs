@@ -666,20 +666,23 @@ pub struct Failover {
     pub vipd_noticed: Duration,
 }
 
-/// vipd and the router, with graceful restart and a `hold` s hold time, and with `bfd` BFD
-/// (300 ms × 3, from the seventh field of `bgp_peers`). The path is cut `rounds` times: each
-/// time both sides must notice (by BFD, else by the hold timer), the router dropping every
-/// route, and after the path heals the sessions, BFD included, come back with the routes.
+/// vipd and the router, with a `hold` s hold time, graceful restart offered for `restart_time`
+/// s, and with `bfd` BFD (300 ms × 3, from the seventh field of `bgp_peers`). The path is cut
+/// `rounds` times: each time both sides must notice (by BFD, else by the hold timer), the
+/// router dropping every route, and after the path heals the sessions, BFD included, come back
+/// with the routes. (With graceful restart and no BFD a helper keeps the routes for the restart
+/// time after its hold timer, RFC 8538: that case is not a failover to measure.)
 pub fn failover_after_a_cut<R: Router + super::router::BfdPeer>(
     bfd: bool,
     hold: u16,
+    restart_time: &str,
     rounds: usize,
 ) -> Vec<Failover> {
     let mut cfg = RouterConfig::ipv4().hold_time(hold);
     if bfd {
         cfg = cfg.bfd(super::router::BfdMode::Down);
     }
-    let bed = Bed::<R>::start_with(cfg, THREE_VIPS, &[("vipd_bgp_restart_time", "120")]);
+    let bed = Bed::<R>::start_with(cfg, THREE_VIPS, &[("vipd_bgp_restart_time", restart_time)]);
     bed.wait_established();
     bed.wait_table_back(THREE_VIPS, NODE_V4, "at start");
     let mut out = Vec::new();

@@ -38,6 +38,26 @@ fn with_the_opt_in_a_node_labelled_exclude_from_external_load_balancers_announce
 }
 
 #[test]
+fn a_drained_node_announces_nothing_and_says_why() {
+    let mut node = NodeCtx::from_node(NODE, None);
+    node.drained = Some("the node is cordoned".into());
+    let s = lb(
+        "a",
+        json!({"kube-vip.io/loadbalancerIPs": "192.0.2.10"}),
+        json!({}),
+    );
+    let d = run_with(&[s], &[ready_here("a")], &node, &DecideConfig::default());
+    let skip = Skip::NodeDrained {
+        node: NODE.into(),
+        why: "the node is cordoned".into(),
+    };
+    assert_eq!(one(&d, "a"), all_skipped(&["192.0.2.10"], skip.clone()));
+    assert!(d.routes.is_empty());
+    assert_eq!(skip.code(), "NodeDrained");
+    assert!(skip.to_string().contains("vipd_bgp_drain_time"), "{skip}");
+}
+
+#[test]
 fn node_ctx_takes_labels_from_the_node_and_none_when_unknown() {
     let n: Node = serde_json::from_value(json!({
         "metadata": {"name": NODE, "labels": {"kubernetes.io/hostname": NODE}},
