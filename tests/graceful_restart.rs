@@ -219,3 +219,151 @@ fn frr_forwards_every_packet_through_ten_restarts_with_graceful_restart() {
         "without graceful restart the gaps must show (else this test cannot fail): {cease:?}"
     );
 }
+
+/// The next hops of the router's kernel route for `vip` (ECMP: one per `nexthop via`).
+fn fib_hops(tor: &str, vip: &str) -> Vec<String> {
+    let out = support::ns_stdout(tor, &["ip", "route", "show", vip]);
+    let words: Vec<&str> = out.split_whitespace().collect();
+    let mut hops: Vec<String> = words
+        .windows(2)
+        .filter(|w| w[0] == "via")
+        .map(|w| w[1].to_owned())
+        .collect();
+    hops.sort();
+    hops
+}
+
+/// Echo requests namespace `ns` has answered so far.
+fn echoes(ns: &str) -> u64 {
+    support::ns_stdout(ns, &["nstat", "-asz", "IcmpInEchos"])
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("IcmpInEchos")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// Two nodes announce one VIP; BIRD installs both paths in its kernel (ECMP) and ranks a path
+/// marked GRACEFUL_SHUTDOWN last (RFC 8326's policy). A client on the router pings the VIP
+/// 1,000 times a second. The node its packets reach is cordoned: its route is marked, the
+/// router's kernel moves the traffic to the other node while BIRD still holds the marked path,
+/// and only after `vipd_bgp_drain_time` (3 s) is that path withdrawn. Not one request is lost.
+#[test]
+fn draining_a_node_moves_its_traffic_before_its_route_goes() {
+    skip_unless!(
+        root,
+        Bird::NEEDS,
+        VIPD_NEEDS,
+        &[("ping", "apt-get install iputils-ping")]
+    );
+    const VIP: &str = "198.18.0.10";
+    let mut bed = BirdBed::with(2, |c| c.kernel_ecmp());
+    for i in 0..2 {
+        // The address kube-proxy would answer on.
+        support::run_ok(
+            "ip",
+            &["-n", &bed.node(i), "address", "add", VIP, "dev", "lo"],
+        );
+    }
+    let tor = bed.topo.tor.clone();
+    let hop = |i: usize| format!("10.99.{i}.1");
+    in_netns(&tor, async {
+        let api = cluster::api_server().await;
+        let client = api.client();
+        let drain = [
+            ("vipd_bgp_restart_time", "120"),
+            ("vipd_bgp_drain_time", "3"),
+        ];
+        for i in 0..2 {
+            cluster::create_node(&client, &format!("node{i}")).await;
+            bed.start_agent(i, api.addr().port(), &drain);
+        }
+        cluster::create_served(
+            &client,
+            &lb_service("web", VIP, false),
+            "node0",
+            "10.244.0.5",
+        )
+        .await;
+        eventually!(
+            Duration::from_secs(20),
+            "the router's kernel sends the VIP to both nodes",
+            fib_hops(&tor, VIP) == [hop(0), hop(1)],
+            format!(
+                "{}\n{}",
+                support::ns_stdout(&tor, &["ip", "route"]),
+                bed.explain()
+            )
+        );
+        let log = tempfile::NamedTempFile::new().expect("ping log");
+        let mut ping = std::process::Command::new(support::tool("ip"))
+            .args([
+                "netns", "exec", &tor, "ping", "-D", "-n", "-i", "0.001", "-W", "1",
+            ])
+            .args(["-c", "9000", VIP])
+            .stdout(log.reopen().expect("ping log handle"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start ping");
+        let before: Vec<u64> = (0..2).map(|i| echoes(&bed.node(i))).collect();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let busy = (0..2)
+            .max_by_key(|&i| echoes(&bed.node(i)) - before[i])
+            .unwrap_or(0);
+        let other = 1 - busy;
+        let nodes: Api<Node> = Api::all(client.clone());
+        nodes
+            .patch(
+                &format!("node{busy}"),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"unschedulable": true}})),
+            )
+            .await
+            .expect("cordon the busy node");
+        let cordoned = Instant::now();
+        eventually!(
+            Duration::from_secs(5),
+            "the router's kernel sends the VIP to the other node only",
+            fib_hops(&tor, VIP) == [hop(other)],
+            bed.explain()
+        );
+        let moved = cordoned.elapsed();
+        assert_eq!(
+            bed.bird.next_hops(&format!("{VIP}/32")).len(),
+            2,
+            "BIRD still holds the drained node's (marked) path when the traffic has moved\n{}",
+            bed.explain()
+        );
+        eventually!(
+            Duration::from_secs(10),
+            "the drained node withdraws its path after the drain time",
+            bed.bird.next_hops(&format!("{VIP}/32")).len() == 1,
+            bed.explain()
+        );
+        let withdrawn = cordoned.elapsed();
+        assert!(withdrawn >= Duration::from_millis(2900), "{withdrawn:?}");
+        let after_move = echoes(&bed.node(busy));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            echoes(&bed.node(busy)),
+            after_move,
+            "the drained node gets no more traffic"
+        );
+        ping.wait().expect("ping ends");
+        let text = std::fs::read_to_string(log.path()).expect("ping output");
+        let t = scenarios::tally(&text).expect("ping statistics");
+        eprintln!(
+            "drain: traffic moved {moved:.1?} after the cordon, route withdrawn after \
+             {withdrawn:.1?}; {t:?}"
+        );
+        assert_eq!(
+            (t.received, t.errors),
+            (t.sent, 0),
+            "every echo request answered through the drain: {t:?}"
+        );
+    });
+}

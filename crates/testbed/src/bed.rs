@@ -25,8 +25,13 @@ pub struct BirdBed {
 impl BirdBed {
     /// `nodes` nodes, BIRD started and peering with each.
     pub fn new(nodes: usize) -> BirdBed {
+        BirdBed::with(nodes, |c| c)
+    }
+
+    /// As [`BirdBed::new`], with BIRD's configuration changed by `cfg`.
+    pub fn with(nodes: usize, cfg: impl FnOnce(RouterConfig) -> RouterConfig) -> BirdBed {
         let topo = Topology::with_nodes(nodes);
-        let mut bird = Bird::new(&topo, RouterConfig::nodes(nodes));
+        let mut bird = Bird::new(&topo, cfg(RouterConfig::nodes(nodes)));
         bird.start();
         BirdBed {
             agents: Vec::new(),

@@ -220,6 +220,9 @@ fn bird_config(cfg: &RouterConfig) -> String {
          router id {ROUTER_ID};\n\
          protocol device {{ }}\n"
     );
+    if cfg.kernel_ecmp {
+        c.push_str("protocol kernel {\n  ipv4 { export all; };\n  merge paths on;\n}\n");
+    }
     if cfg.bfd.is_some() {
         // BGP's `bfd on` asks this protocol for the sessions; BIRD's defaults differ from
         // vipd's (10 ms rx, 100 ms tx, × 5), so they are set to 300 ms × 3 here.
@@ -263,13 +266,18 @@ fn bird_config(cfg: &RouterConfig) -> String {
         }
         c.push_str(&format!(
             "protocol bgp {name} {{\n  local {local}{port} as {ROUTER_AS};\n  neighbor {vipd} as {VIPD_AS};\n\
-             {session}  hold time {hold}; keepalive time {keepalive};\n  {family} {{ import all; export none; }};\n}}\n",
+             {session}  hold time {hold}; keepalive time {keepalive};\n  {family} {{ import {import}; export none; }};\n}}\n",
             name = Bird::protocol(i),
             local = n.local,
             vipd = n.vipd,
             hold = cfg.hold_time,
             keepalive = cfg.keepalive(),
             family = n.family().word(),
+            import = if cfg.kernel_ecmp {
+                "filter { if (65535, 0) ~ bgp_community then bgp_local_pref = 0; accept; }"
+            } else {
+                "all"
+            },
         ));
     }
     c

@@ -86,6 +86,10 @@ pub struct RouterConfig {
     /// BFD (300 ms × 3) on every session: FRR's bfdd with `neighbor X bfd`, BIRD's `protocol
     /// bfd` with `bfd on` (or `bfd graceful`).
     pub bfd: Option<BfdMode>,
+    /// BIRD: install the best routes in the router's kernel, equal ones merged (ECMP), and
+    /// rank a route carrying GRACEFUL_SHUTDOWN (65535:0) last (LOCAL_PREF 0, RFC 8326 §4's
+    /// policy).
+    pub kernel_ecmp: bool,
 }
 
 /// A router that runs BFD with vipd ([`RouterConfig::bfd`]).
@@ -114,6 +118,7 @@ impl RouterConfig {
             passive: true,
             hold_time: 9,
             bfd: None,
+            kernel_ecmp: false,
         }
     }
 
@@ -150,6 +155,12 @@ impl RouterConfig {
     /// of [`RouterConfig::multihop`], with the same settings.
     pub fn and_direct(mut self) -> RouterConfig {
         self.neighbors.push(Neighbor::new(NODE_V4, TOR_V4));
+        self
+    }
+
+    /// See [`RouterConfig::kernel_ecmp`] (BIRD only).
+    pub fn kernel_ecmp(mut self) -> RouterConfig {
+        self.kernel_ecmp = true;
         self
     }
 

@@ -561,7 +561,7 @@ pub fn pings_through_restarts<R: Router>(restart_time: &str, rounds: usize) -> P
 
 /// Reads ping's `-D` reply lines (`[1765100000.123456] 64 bytes from …`) and its summary
 /// ("N packets transmitted, M received[, +E errors], …").
-fn tally(ping: &str) -> Option<PingTally> {
+pub fn tally(ping: &str) -> Option<PingTally> {
     let line = ping.lines().find(|l| l.contains("packets transmitted"))?;
     let number = |field: &str| {
         field
