@@ -415,21 +415,50 @@ const RESTARTS: usize = 10;
 /// would show it in many samples (and a ping at 1,000 a second in a thousand).
 const AWAY: Duration = Duration::from_secs(1);
 
-/// Graceful restart, vipd's default (120 s): vipd is stopped [`RESTARTS`] times, alternately by
-/// SIGTERM (a restart on a node that stays) and SIGKILL (a crash), stays away [`AWAY`], and a
-/// new process starts. The router, a graceful-restart helper by default, keeps every route at
-/// every 50 ms sample of its table, from the first stop to the last session back; each new
-/// process's session comes up with the whole table. Against the same router with graceful
-/// restart off, a SIGTERM empties the table at once ([`cease_on_shutdown_empties_the_table`]).
-pub fn graceful_restart_keeps_every_route<R: Router + Sync>() {
+/// How many VIPs [`graceful_restart_keeps_every_route`] announces.
+pub const MANY_VIPS: usize = 1000;
+
+/// 198.19.0.0/32 … : `n` host routes for the scenarios with many VIPs.
+fn many_vips(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("198.19.{}.{}/32", i / 256, i % 256))
+        .collect()
+}
+
+/// Graceful restart, vipd's default (120 s): vipd announces [`MANY_VIPS`] VIPs and is stopped
+/// [`RESTARTS`] times, alternately by SIGTERM (a restart on a node that stays) and SIGKILL (a
+/// crash), stays away [`AWAY`], and a new process starts. The router, a graceful-restart helper
+/// by default, keeps every route at every 50 ms sample of its table, from the first stop to the
+/// last session back; each new process's session comes up with the whole table, every route via
+/// the node. Against the same router with graceful restart off, a SIGTERM empties the table at
+/// once ([`cease_on_shutdown_empties_the_table`]).
+pub fn graceful_restart_keeps_every_route<R: Router + super::router::Tables + Sync>() {
     skip_unless!(root, R::NEEDS, VIPD_NEEDS);
+    let prefixes = many_vips(MANY_VIPS);
+    let vips: Vec<&str> = prefixes.iter().map(String::as_str).collect();
     let mut bed = Bed::<R>::start_with(
         RouterConfig::ipv4().hold_time(90),
-        THREE_VIPS,
+        &vips,
         &[("vipd_bgp_restart_time", "120")],
     );
-    bed.wait_established();
-    bed.wait_table_back(THREE_VIPS, NODE_V4, "at start");
+    let node: IpAddr = NODE_V4.parse().expect("node address");
+    let whole = |bed: &Bed<R>| {
+        bed.router.session_established()
+            && bed.router.route_count(Family::Ipv4) == MANY_VIPS
+            && bed.router.table4().values().all(|hops| hops == &[node])
+    };
+    let back = |bed: &Bed<R>, when: &str| {
+        wait_until_or_explain(
+            back_after_loss(),
+            &format!(
+                "{} shows the session Established and all {MANY_VIPS} routes via {NODE_V4}, {when}",
+                R::NAME
+            ),
+            || whole(bed),
+            || bed.explain(),
+        )
+    };
+    back(&bed, "at start");
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (samples, fewest) = std::thread::scope(|scope| {
         let router = &bed.router;
@@ -458,10 +487,10 @@ pub fn graceful_restart_keeps_every_route<R: Router + Sync>() {
             }
             std::thread::sleep(AWAY);
             bed.vipd.start();
-            let took = bed.wait_table_back(THREE_VIPS, NODE_V4, &format!("after restart {i}"));
+            let took = back(&bed, &format!("after restart {i}"));
             let how = if crash { "SIGKILL" } else { "SIGTERM" };
             eprintln!(
-                "{}: restart {i} ({how}): session and table back after {took:.1?}",
+                "{}: restart {i} ({how}): session and {MANY_VIPS} routes back after {took:.1?}",
                 R::NAME
             );
         }
@@ -470,11 +499,10 @@ pub fn graceful_restart_keeps_every_route<R: Router + Sync>() {
     });
     assert_eq!(
         fewest,
-        THREE_VIPS.len(),
-        "{} held only {fewest} of {} routes at some sample ({samples} samples over {RESTARTS} \
-         restarts)\n{}",
+        MANY_VIPS,
+        "{} held only {fewest} of {MANY_VIPS} routes at some sample ({samples} samples over \
+         {RESTARTS} restarts)\n{}",
         R::NAME,
-        THREE_VIPS.len(),
         bed.explain()
     );
     eprintln!(
