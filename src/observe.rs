@@ -57,6 +57,7 @@ const SESSION_STATES: [(&str, &str); 6] = [
 type Labels = Vec<(&'static str, String)>;
 /// Reads one counter of a peer.
 type PeerCount = fn(&report::PeerReport) -> u64;
+type BfdCount = fn(&report::BfdReport) -> u64;
 
 /// Cheap to clone; every clone shows the same agent.
 #[derive(Clone)]
@@ -416,7 +417,7 @@ impl Collector for LiveCollector {
         for (p, b) in &bfd {
             ConstGauge::new(i64::from(b.up())).encode(fam.encode_family(&peer(p))?)?;
         }
-        let bfd_counters: [(&str, &str, fn(&report::BfdReport) -> u64); 2] = [
+        let bfd_counters: [(&str, &str, BfdCount); 2] = [
             (
                 "vipd_bfd_session_failures",
                 "Times the BFD session failed (left Up without an AdminDown), each ending the BGP session.",

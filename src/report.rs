@@ -582,6 +582,45 @@ mod tests {
     }
 
     #[test]
+    fn a_peer_with_bfd_shows_its_session_in_json_and_text() {
+        use crate::bfd::packet::{Diag, State};
+        use crate::bfd::session::{Config, Report, Status};
+        let now = Instant::now();
+        let mut s = up(vec![Family::Ipv4], now);
+        s.bfd = Some(Report {
+            config: Config::default(),
+            multihop: false,
+            status: Status {
+                state: State::Down,
+                remote_state: State::Down,
+                local_diag: Diag::DETECTION_TIME_EXPIRED,
+                remote_diag: Diag::NONE,
+                local_discriminator: 7,
+                remote_discriminator: 0,
+                detection_time: Duration::from_millis(900),
+                transmit_interval: Duration::from_secs(1),
+            },
+            failures: 2,
+            discarded: 1,
+            up_since: None,
+        });
+        let p = peer_report("10.0.0.1:179".parse().unwrap(), &s, now);
+        let b = p.bfd.clone().expect("BFD in the report");
+        assert_eq!(
+            (b.state.as_str(), b.local_diagnostic.as_str(), b.failures),
+            ("Down", "control detection time expired", 2)
+        );
+        assert!(!b.up());
+        let text = render_text(&assemble(head(), &[], vec![p]));
+        assert!(
+            text.contains(
+                "BFD Down (control detection time expired), peer Down; tx/rx 300/300 ms x 3, detection 900 ms; 2 failures"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn text_names_each_peer_and_each_vip_with_its_reason() {
         let now = Instant::now();
         let down = PeerStatus {

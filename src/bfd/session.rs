@@ -274,11 +274,11 @@ impl Session {
         out.push(Output::Arm(Timer::Detect, now + self.detection_time()));
         let before = self.state;
         match (self.state, p.state) {
-            (_, State::AdminDown) => {
-                if self.state != State::Down {
-                    self.change(State::Down, Diag::NEIGHBOR_SIGNALED_DOWN, false, out);
-                }
+            // AdminDown takes Init and Up down (not as a failure) and keeps Down down.
+            (State::Init | State::Up, State::AdminDown) => {
+                self.change(State::Down, Diag::NEIGHBOR_SIGNALED_DOWN, false, out)
             }
+            (_, State::AdminDown) => {}
             (State::Down, State::Down) => self.change(State::Init, Diag::NONE, false, out),
             (State::Down, State::Init) | (State::Init, State::Init | State::Up) => {
                 self.change(State::Up, Diag::NONE, false, out)

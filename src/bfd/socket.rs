@@ -94,7 +94,7 @@ impl Sockets {
             return Err(OpenError::Taken(ep.peer));
         }
         let which = (ep.peer.is_ipv6(), ep.multihop);
-        if !table.listeners.contains_key(&which) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = table.listeners.entry(which) {
             let unspecified = if ep.peer.is_ipv6() {
                 IpAddr::V6(Ipv6Addr::UNSPECIFIED)
             } else {
@@ -102,8 +102,11 @@ impl Sockets {
             };
             let addr = SocketAddr::new(unspecified, ep.port());
             let sock = listener(addr).map_err(|source| OpenError::Listen { addr, source })?;
-            let task = tokio::spawn(listen(sock, ep.multihop, Arc::downgrade(&self.0)));
-            table.listeners.insert(which, task);
+            slot.insert(tokio::spawn(listen(
+                sock,
+                ep.multihop,
+                Arc::downgrade(&self.0),
+            )));
         }
         let sock = sender(ep).map_err(|source| OpenError::Send {
             peer: ep.peer,

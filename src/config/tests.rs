@@ -62,10 +62,42 @@ fn raw(pairs: &[(&str, &str)]) -> RawSettings {
             "enable_upnp" => r.enable_upnp = v,
             "vipd_bgp_restart_time" => r.bgp_restart_time = v,
             "vipd_bgp_llgr_stale_time" => r.bgp_llgr_stale_time = v,
+            "vipd_bfd" => r.bfd = v,
+            "vipd_bgp_drain_time" => r.bgp_drain_time = v,
             other => panic!("test knows no {other}"),
         }
     }
     r
+}
+
+#[test]
+fn bfd_for_every_peer_and_the_drain_time_are_read_and_checked() {
+    use vipd_providers::BfdSpec;
+    let c = validate(&raw(&[("vipd_bfd", "true;100;200;5"), ("vipd_bgp_drain_time", "30")]))
+        .unwrap();
+    assert_eq!(
+        c.bgp.bfd,
+        Some(BfdSpec {
+            enabled: true,
+            rx_ms: 100,
+            tx_ms: 200,
+            multiplier: 5
+        })
+    );
+    assert_eq!(c.bgp.drain_time, Some(std::time::Duration::from_secs(30)));
+    let c = validate(&raw(&[])).unwrap();
+    assert_eq!((c.bgp.bfd, c.bgp.drain_time), (None, None));
+    for (setting, value) in [
+        ("vipd_bfd", "yes;300;300;3"),
+        ("vipd_bfd", "true;300"),
+        ("vipd_bfd", "true;300;0;3"),
+        ("vipd_bgp_drain_time", "-1"),
+        ("vipd_bgp_drain_time", "86401"),
+    ] {
+        let e = validate(&raw(&[(setting, value)])).unwrap_err();
+        assert!(e.setting.starts_with(setting), "{e}");
+        assert_eq!(e.value, value, "{e}");
+    }
 }
 
 #[test]

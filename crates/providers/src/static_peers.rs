@@ -251,8 +251,13 @@ pub fn parse_bfd(v: &str) -> Result<BfdSpec, String> {
         if s.is_empty() {
             return Ok(d);
         }
-        s.parse()
-            .map_err(|_| format!("{name} {s:?} is not a number of milliseconds"))
+        match s.parse::<u32>() {
+            // 0 is reserved for the transmit interval and asks the peer to send nothing for
+            // the receive one (RFC 5880 §4.1): the session could never come up.
+            Ok(0) => Err(format!("{name} 0: BFD needs at least 1 ms")),
+            Ok(ms) => Ok(ms),
+            Err(_) => Err(format!("{name} {s:?} is not a number of milliseconds")),
+        }
     };
     let multiplier = match parts[3] {
         "" => default.multiplier,
@@ -336,6 +341,20 @@ mod tests {
                 multiplier: 5
             })
         );
+        // Every field between the AS and BFD left empty: port 179, BFD's defaults.
+        let bare = parse_bgp_peers("10.99.0.2:65530:::::true;;;").unwrap();
+        assert_eq!(bare[0].port, 179);
+        assert_eq!(
+            bare[0].bfd,
+            Some(BfdSpec {
+                enabled: true,
+                ..BfdSpec::default()
+            })
+        );
+        assert!(parse_bgp_peers("10.0.0.1:65000:::::true;0;300;3")
+            .unwrap_err()
+            .to_string()
+            .contains("rxMs 0"));
         let fixed =
             parse_bgp_peers("[fd00::2]:65000::::mpbgp_nexthop=fixed;mpbgp_ipv4=192.0.2.7").unwrap();
         assert_eq!(fixed[0].mpbgp.next_hop, MpBgpNextHop::Fixed);
