@@ -17,6 +17,8 @@ use support::scenarios::{self, Failover};
 use support::VIPD_NEEDS;
 
 const NFT: (&str, &str) = ("nft", "apt-get install nftables");
+/// Reads vipd's /metrics in the node's namespace.
+const PYTHON: (&str, &str) = ("python3", "apt-get install python3");
 
 /// Detection is 3 × 300 ms after the last packet heard; the rest is the router's processing and
 /// this test's polling (10 ms, plus a CLI call per poll).
@@ -33,7 +35,7 @@ fn check(name: &str, f: &[Failover]) {
 
 #[test]
 fn frr_and_vipd_notice_a_cut_path_within_a_second() {
-    skip_unless!(root, Frr::NEEDS, VIPD_NEEDS, &[NFT]);
+    skip_unless!(root, Frr::NEEDS, VIPD_NEEDS, &[NFT, PYTHON]);
     check(
         "frr",
         &scenarios::failover_after_a_cut::<Frr>(true, 90, "120", 3),
@@ -42,7 +44,7 @@ fn frr_and_vipd_notice_a_cut_path_within_a_second() {
 
 #[test]
 fn bird_and_vipd_notice_a_cut_path_within_a_second() {
-    skip_unless!(root, Bird::NEEDS, VIPD_NEEDS, &[NFT]);
+    skip_unless!(root, Bird::NEEDS, VIPD_NEEDS, &[NFT, PYTHON]);
     check(
         "bird",
         &scenarios::failover_after_a_cut::<Bird>(true, 90, "120", 3),
@@ -74,7 +76,7 @@ fn bird_with_bfd_graceful_keeps_every_route_through_restarts() {
 #[test]
 #[ignore = "a benchmark of about 7 minutes: bench/failover.sh"]
 fn failover_table() {
-    skip_unless!(root, Frr::NEEDS, Bird::NEEDS, VIPD_NEEDS, &[NFT]);
+    skip_unless!(root, Frr::NEEDS, Bird::NEEDS, VIPD_NEEDS, &[NFT, PYTHON]);
     let mut rows = Vec::new();
     for (what, bfd, hold, restart, rounds) in [
         (

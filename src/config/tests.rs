@@ -73,8 +73,11 @@ fn raw(pairs: &[(&str, &str)]) -> RawSettings {
 #[test]
 fn bfd_for_every_peer_and_the_drain_time_are_read_and_checked() {
     use vipd_providers::BfdSpec;
-    let c = validate(&raw(&[("vipd_bfd", "true;100;200;5"), ("vipd_bgp_drain_time", "30")]))
-        .unwrap();
+    let c = validate(&raw(&[
+        ("vipd_bfd", "true;100;200;5"),
+        ("vipd_bgp_drain_time", "30"),
+    ]))
+    .unwrap();
     assert_eq!(
         c.bgp.bfd,
         Some(BfdSpec {

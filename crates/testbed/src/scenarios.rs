@@ -783,6 +783,31 @@ pub fn failover_after_a_cut<R: Router + super::router::BfdPeer>(
                 "vipd status after cut {round}: {b}\n{}",
                 bed.explain()
             );
+            // And what Prometheus scrapes.
+            let metrics = crate::ns_stdout(
+                &bed.topo.node,
+                &[
+                    "python3",
+                    "-c",
+                    "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:2112/metrics').read().decode())",
+                ],
+            );
+            let sample = |name: &str| -> Option<f64> {
+                metrics
+                    .lines()
+                    .find(|l| l.starts_with(name))?
+                    .rsplit(' ')
+                    .next()?
+                    .parse()
+                    .ok()
+            };
+            assert!(
+                sample("vipd_bfd_session_failures_total") >= Some(round as f64)
+                    && sample(
+                        "vipd_bgp_session_downs_total{peer=\"10.99.0.2:179\",reason=\"bfd_down\"}"
+                    ) >= Some(round as f64),
+                "BFD failures in /metrics after cut {round}:\n{metrics}"
+            );
         }
         eprintln!("{} (BFD {bfd}, hold {hold} s): cut {round}: {f:?}", R::NAME);
         out.push(f);
