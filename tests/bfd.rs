@@ -107,3 +107,14 @@ fn failover_table() {
         );
     }
 }
+
+#[test]
+fn multihop_bfd_with_frr_and_bird() {
+    skip_unless!(root, Frr::NEEDS, Bird::NEEDS, VIPD_NEEDS, &[NFT]);
+    for took in [
+        scenarios::bfd_multihop::<Frr>(),
+        scenarios::bfd_multihop::<Bird>(),
+    ] {
+        assert!(took < WITHIN, "{took:?}");
+    }
+}

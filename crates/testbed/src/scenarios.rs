@@ -891,3 +891,41 @@ pub fn bfd_restarts<R: Router + super::router::BfdPeer + Sync>(
     );
     (fewest, samples)
 }
+
+/// Multihop BFD (RFC 5883: UDP 4784) beside an eBGP multihop session between the loopbacks:
+/// both sides bring it Up, and a cut path empties the router's table within the returned time.
+pub fn bfd_multihop<R: Router + super::router::BfdPeer>() -> Duration {
+    let bed = Bed::<R>::start_with(
+        RouterConfig::ipv4()
+            .multihop()
+            .hold_time(90)
+            .bfd(super::router::BfdMode::Down),
+        THREE_VIPS,
+        &[("vipd_bgp_restart_time", "120")],
+    );
+    bed.wait_established();
+    bed.wait_table_back(THREE_VIPS, NODE_LO, "at start");
+    wait_until_or_explain(
+        Duration::from_secs(20),
+        &format!("{}'s and vipd's multihop BFD sessions are Up", R::NAME),
+        || {
+            let b = &vipd_status(&bed.topo.node)["peers"][0]["bfd"];
+            bed.router.bfd_up(NODE_LO) && b["state"] == "Up" && b["multihop"] == true
+        },
+        || bed.explain(),
+    );
+    let start = Instant::now();
+    let _cut = PathCut::new(&bed.topo.tor, NODE_LO);
+    wait_until_or_explain(
+        Duration::from_secs(10),
+        &format!("{} drops vipd's routes after the cut", R::NAME),
+        || bed.router.route_count(Family::Ipv4) == 0,
+        || bed.explain(),
+    );
+    let took = start.elapsed();
+    eprintln!(
+        "{} multihop BFD: routes gone {took:.2?} after the cut",
+        R::NAME
+    );
+    took
+}
