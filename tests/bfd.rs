@@ -118,3 +118,10 @@ fn multihop_bfd_with_frr_and_bird() {
         assert!(took < WITHIN, "{took:?}");
     }
 }
+
+#[test]
+fn bfd_over_ipv4_and_ipv6_with_frr_and_bird() {
+    skip_unless!(root, Frr::NEEDS, Bird::NEEDS, VIPD_NEEDS);
+    scenarios::bfd_dual_stack::<Frr>();
+    scenarios::bfd_dual_stack::<Bird>();
+}

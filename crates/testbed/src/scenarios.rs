@@ -929,3 +929,28 @@ pub fn bfd_multihop<R: Router + super::router::BfdPeer>() -> Duration {
     );
     took
 }
+
+/// BFD over IPv4 and IPv6 sessions side by side (RFC 5881 with hop limit 255 for IPv6): both
+/// Up on both sides.
+pub fn bfd_dual_stack<R: Router + super::router::BfdPeer>() {
+    let bed = Bed::<R>::start_with(
+        RouterConfig::ipv4()
+            .with_ipv6()
+            .hold_time(90)
+            .bfd(super::router::BfdMode::Down),
+        &[VIP4, VIP6],
+        &[("vipd_bgp_restart_time", "120")],
+    );
+    bed.wait_established();
+    wait_until_or_explain(
+        Duration::from_secs(20),
+        &format!("{}'s and vipd's IPv4 and IPv6 BFD sessions are Up", R::NAME),
+        || {
+            let peers = &vipd_status(&bed.topo.node)["peers"];
+            bed.router.bfd_up(NODE_V4)
+                && bed.router.bfd_up(NODE_V6)
+                && (0..2).all(|i| peers[i]["bfd"]["state"] == "Up")
+        },
+        || bed.explain(),
+    );
+}
