@@ -954,3 +954,49 @@ pub fn bfd_dual_stack<R: Router + super::router::BfdPeer>() {
         || bed.explain(),
     );
 }
+
+/// Long-lived graceful restart (RFC 9494) with BIRD, an LLGR helper by default: vipd offers a
+/// 2 s restart time and 60 s of long-lived stale time, and is killed. After the restart time
+/// BIRD keeps the routes, marked LLGR_STALE (65535:6) and least preferred, instead of dropping
+/// them; the next process takes them back unmarked. Returns BIRD's route as it showed while
+/// vipd was away.
+pub fn llgr_keeps_routes_least_preferred() -> String {
+    let mut bed = Bed::<super::bird::Bird>::start_with(
+        RouterConfig::ipv4().hold_time(90),
+        &[VIP4],
+        &[
+            ("vipd_bgp_restart_time", "2"),
+            ("vipd_bgp_llgr_stale_time", "60"),
+        ],
+    );
+    bed.wait_established();
+    bed.wait_table_back(&[VIP4], NODE_V4, "at start");
+    assert!(bed.vipd.kill(), "vipd was not running\n{}", bed.explain());
+    let llgr_stale = |bed: &Bed<super::bird::Bird>| {
+        bed.router
+            .route_all(VIP4)
+            .contains("BGP.community: (65535,6)")
+    };
+    wait_until_or_explain(
+        Duration::from_secs(10),
+        "BIRD keeps the route past the 2 s restart time, marked LLGR_STALE (65535,6)",
+        || llgr_stale(&bed),
+        || format!("{}\n{}", bed.router.route_all(VIP4), bed.explain()),
+    );
+    // Well past the restart time it is still there.
+    std::thread::sleep(Duration::from_secs(3));
+    let away = bed.router.route_all(VIP4);
+    assert!(llgr_stale(&bed), "{away}\n{}", bed.explain());
+    bed.vipd.start();
+    wait_until_or_explain(
+        back_after_loss(),
+        "the new process's route replaces the stale one, unmarked",
+        || {
+            bed.router.session_established()
+                && bed.router.route(VIP4).is_some()
+                && !llgr_stale(&bed)
+        },
+        || bed.explain(),
+    );
+    away
+}
