@@ -14,12 +14,11 @@ use tracing::{debug, info, warn};
 /// What the BGP peer task hears from its BFD session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    Up,
+    /// `after_stale`: the peer was still holding a previous process's session Up (a crash)
+    /// until just now.
+    Up { after_stale: bool },
     /// The session left Up; `failure` false for an AdminDown (RFC 5882 §3.2: not acted on).
-    Down {
-        diag: Diag,
-        failure: bool,
-    },
+    Down { diag: Diag, failure: bool },
 }
 
 /// AdminDown goes out this many times, a few milliseconds apart: one lost datagram would make
@@ -138,7 +137,9 @@ impl Runner {
                 Output::Up => {
                     info!("BFD session Up");
                     self.report.send_modify(|r| r.up_since = Some(now));
-                    let _ = self.events.send(Event::Up);
+                    let _ = self.events.send(Event::Up {
+                        after_stale: self.session.saw_stale_peer(),
+                    });
                 }
                 Output::Down { diag, failure } => {
                     if failure {

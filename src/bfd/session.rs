@@ -122,6 +122,9 @@ pub struct Session {
     polling: bool,
     rng: fastrand::Rng,
     jitter: bool,
+    /// The peer sent packets addressed to another discriminator of ours: it still held a
+    /// session with a previous process (one that crashed), until it timed that one out.
+    stale_peer: bool,
 }
 
 impl Session {
@@ -144,6 +147,7 @@ impl Session {
             polling: false,
             rng: fastrand::Rng::with_seed(seed),
             jitter: true,
+            stale_peer: false,
         }
     }
 
@@ -155,6 +159,12 @@ impl Session {
 
     pub fn state(&self) -> State {
         self.state
+    }
+
+    /// Whether the peer addressed a session of ours other than this one (a previous process's)
+    /// before this one came Up: its own session with that one has just been timed out.
+    pub fn saw_stale_peer(&self) -> bool {
+        self.stale_peer
     }
 
     pub fn status(&self) -> Status {
@@ -254,6 +264,7 @@ impl Session {
 
     fn receive(&mut self, p: Packet, now: Instant, out: &mut Vec<Output>) {
         if p.your_discriminator != 0 && p.your_discriminator != self.local_disc {
+            self.stale_peer |= self.state != State::Up;
             out.push(Output::Discarded(Discard::NotOurs(p.your_discriminator)));
             return;
         }

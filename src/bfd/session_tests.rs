@@ -281,6 +281,22 @@ fn another_sessions_discriminator_is_discarded_untouched() {
         vec![Output::Discarded(Discard::NotOurs(99))]
     );
     assert_eq!(s.status(), before);
+    // Once Up, that is noise, not a previous process's session at the peer.
+    assert!(!s.saw_stale_peer());
+}
+
+#[test]
+fn a_peer_still_holding_a_previous_processs_session_is_noticed() {
+    let (mut s, t) = session();
+    s.handle(Input::Start, t);
+    assert!(!s.saw_stale_peer());
+    s.handle(Input::Received(theirs(State::Up, 0x0bad)), t);
+    assert!(s.saw_stale_peer());
+    // The peer times that session out and starts over with us.
+    s.handle(Input::Received(theirs(State::Down, 0)), t);
+    let out = s.handle(Input::Received(theirs(State::Up, LOCAL)), t);
+    assert!(out.contains(&Output::Up), "{out:?}");
+    assert!(s.saw_stale_peer());
 }
 
 #[test]

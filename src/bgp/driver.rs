@@ -45,6 +45,17 @@ pub struct Transport {
 /// still gets through.
 pub const PEER_EVENTS: usize = 1024;
 
+/// With BFD, the BGP session starts once the BFD session is Up, or after this long without it
+/// (a peer that runs no BFD). A new process after a crash cannot bring BFD Up while the peer
+/// still holds the old process's session Up, so its BGP session waits until the peer has
+/// timed that one out: were it Established first, that timeout would end it, routes and all.
+pub const BFD_FIRST: Duration = Duration::from_secs(3);
+
+/// After a crash the peer ends its session with the old process (a BFD Down) just before the
+/// new one comes Up; its BGP may act on that Down a little later (FRR hears it from bfdd through
+/// zebra). The BGP session waits this long more, so that the Down finds no session to end.
+pub const BFD_SETTLE: Duration = Duration::from_secs(1);
+
 /// Commands from the speaker to a peer task.
 #[derive(Debug)]
 pub enum Control {
@@ -99,6 +110,10 @@ pub struct PeerTask {
     write_timeout: Duration,
     /// The peer's BFD session, when configured: its failure ends the BGP session at once.
     bfd: Option<bfd::driver::Handle>,
+    /// The task is stopping: the connection the session closes is kept in `closing` until the
+    /// peer has closed its side too.
+    stopping: bool,
+    closing: Option<Conn>,
 }
 
 impl PeerTask {
@@ -123,6 +138,8 @@ impl PeerTask {
             events,
             write_timeout,
             bfd,
+            stopping: false,
+            closing: None,
         }
     }
 
@@ -136,7 +153,14 @@ impl PeerTask {
             .send_modify(|s| s.down_since = Some(Instant::now()));
         let initial = routes.borrow_and_update().clone();
         self.step(Input::Routes(initial)).await;
-        self.step(Input::Start).await;
+        // Whether `start_at` is BFD_SETTLE's (BFD is Up) rather than BFD_FIRST's.
+        let mut settling = false;
+        let mut start_at = if self.bfd.is_some() {
+            Some(Instant::now() + BFD_FIRST)
+        } else {
+            self.step(Input::Start).await;
+            None
+        };
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let deadline = self.timers.iter().flatten().min().copied();
@@ -151,6 +175,7 @@ impl PeerTask {
                     biased;
                     ctl = control.recv() => Event::Control(ctl),
                     ev = bfd_event(bfd), if has_bfd => Event::Bfd(ev),
+                    () = sleep_until(start_at), if start_at.is_some() => Event::StartWithoutBfd,
                     // Timers before reads: a peer that keeps sending must not starve our
                     // KEEPALIVEs or the hold timer.
                     () = sleep_until(deadline), if deadline.is_some() => Event::TimerDue,
@@ -165,11 +190,13 @@ impl PeerTask {
                 // would end a still-open session at once, routes and all; a session already
                 // closed for a restart is one the peer keeps as stale.
                 Event::Control(Some(Control::Stop { kind, reason })) => {
+                    self.stopping = true;
                     self.step(Input::Stop { kind, reason }).await;
                     self.bfd_admin_down().await;
                     return;
                 }
                 Event::Control(Some(Control::Restart { reason })) => {
+                    self.stopping = true;
                     self.step(Input::Restart { reason }).await;
                     self.bfd_admin_down().await;
                     return;
@@ -178,11 +205,39 @@ impl PeerTask {
                     diag,
                     failure: true,
                 })) => Input::BfdDown(diag.name().to_owned()),
+                Event::Bfd(Some(bfd::driver::Event::Up { after_stale: true }))
+                    if start_at.is_some() =>
+                {
+                    info!(
+                        "BFD Up after the peer timed out a previous process's session: the BGP session starts in {}s",
+                        BFD_SETTLE.as_secs()
+                    );
+                    start_at = Some(Instant::now() + BFD_SETTLE);
+                    settling = true;
+                    continue;
+                }
+                Event::Bfd(Some(bfd::driver::Event::Up { .. })) if start_at.is_some() => {
+                    start_at = None;
+                    Input::Start
+                }
+                Event::StartWithoutBfd => {
+                    start_at = None;
+                    if !settling {
+                        info!(
+                            "BFD not Up after {}s: the BGP session starts without waiting for it",
+                            BFD_FIRST.as_secs()
+                        );
+                    }
+                    Input::Start
+                }
                 Event::Bfd(Some(_)) => continue,
                 Event::Bfd(None) => {
                     warn!("the BFD session's task ended; the BGP session goes on without BFD");
                     self.bfd = None;
-                    continue;
+                    match start_at.take() {
+                        Some(_) => Input::Start,
+                        None => continue,
+                    }
                 }
                 // The speaker dropped us without a word: treat it as a deconfigure.
                 Event::Control(None) | Event::RoutesChanged(false) => {
@@ -235,10 +290,29 @@ impl PeerTask {
         }
     }
 
+    /// After the BGP session has ended: takes BFD AdminDown, once the peer has closed its side
+    /// of the connection (at most a second). A peer that took the BFD Down first (FRR 8.4 and
+    /// BIRD 2.0 take an AdminDown for a failure) would end the session itself, with a Hard
+    /// Reset that drops the routes a restart means to keep.
     async fn bfd_admin_down(&mut self) {
-        if let Some(b) = self.bfd.take() {
-            b.admin_down().await;
+        let Some(b) = self.bfd.take() else { return };
+        if let Some(mut conn) = self.closing.take() {
+            let mut buf = [0u8; 4096];
+            let closed = async {
+                while let Ok(n) = conn.read.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            };
+            if tokio::time::timeout(Duration::from_secs(1), closed)
+                .await
+                .is_err()
+            {
+                debug!("the peer kept the connection open for a second after our close");
+            }
         }
+        b.admin_down().await;
     }
 
     /// Feeds one input and carries out everything that follows from it, including inputs the
@@ -324,6 +398,9 @@ impl PeerTask {
                 if let Some(mut conn) = self.conn.take() {
                     // Best effort: the NOTIFICATION before this was already written.
                     let _ = conn.write.shutdown().await;
+                    if self.stopping && self.bfd.is_some() {
+                        self.closing = Some(conn);
+                    }
                 }
             }
             Output::Arm(t, at) => self.timers[t as usize] = Some(at),
@@ -470,6 +547,8 @@ impl PeerTask {
 enum Event {
     Control(Option<Control>),
     Bfd(Option<bfd::driver::Event>),
+    /// [`BFD_FIRST`] passed without BFD Up.
+    StartWithoutBfd,
     ConnectDone(io::Result<TcpStream>),
     Read(io::Result<usize>),
     RoutesChanged(bool),

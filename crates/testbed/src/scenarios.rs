@@ -415,6 +415,58 @@ const RESTARTS: usize = 10;
 /// would show it in many samples (and a ping at 1,000 a second in a thousand).
 const AWAY: Duration = Duration::from_secs(1);
 
+/// Stops vipd `rounds` times (SIGTERM; with `crashes` every other one SIGKILL), away [`AWAY`],
+/// and starts it again, while a thread samples the router's IPv4 route count every 50 ms.
+/// `before` runs before each stop; `back` waits for the table after each start and says how
+/// long it took. Returns the samples taken and the fewest routes seen.
+fn restarts_sampled<R: Router + Sync>(
+    bed: &mut Bed<R>,
+    rounds: usize,
+    crashes: bool,
+    before: impl Fn(&Bed<R>, usize),
+    back: impl Fn(&Bed<R>, usize) -> Duration,
+) -> (usize, usize) {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let router = &bed.router;
+        let stop = &stop;
+        let sampler = scope.spawn(move || {
+            let (mut samples, mut fewest) = (0usize, usize::MAX);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                fewest = fewest.min(router.route_count(Family::Ipv4));
+                samples += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            (samples, fewest)
+        });
+        for i in 1..=rounds {
+            before(bed, i);
+            let crash = crashes && i % 2 == 0;
+            if crash {
+                assert!(bed.vipd.kill(), "vipd was not running\n{}", bed.explain());
+            } else {
+                bed.vipd.terminate();
+                let status = bed.vipd.wait_exit(Duration::from_secs(5));
+                assert!(
+                    status.is_some_and(|s| s.success()),
+                    "vipd must exit 0 after SIGTERM, got {status:?}\n{}",
+                    bed.explain()
+                );
+            }
+            std::thread::sleep(AWAY);
+            bed.vipd.start();
+            let took = back(bed, i);
+            let how = if crash { "SIGKILL" } else { "SIGTERM" };
+            eprintln!(
+                "{}: restart {i} ({how}): table back after {took:.1?}",
+                R::NAME
+            );
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        sampler.join().expect("sampler")
+    })
+}
+
 /// How many VIPs [`graceful_restart_keeps_every_route`] announces.
 pub const MANY_VIPS: usize = 1000;
 
@@ -459,44 +511,13 @@ pub fn graceful_restart_keeps_every_route<R: Router + super::router::Tables + Sy
         )
     };
     back(&bed, "at start");
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let (samples, fewest) = std::thread::scope(|scope| {
-        let router = &bed.router;
-        let stop = &stop;
-        let sampler = scope.spawn(move || {
-            let (mut samples, mut fewest) = (0usize, usize::MAX);
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                fewest = fewest.min(router.route_count(Family::Ipv4));
-                samples += 1;
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            (samples, fewest)
-        });
-        for i in 1..=RESTARTS {
-            let crash = i % 2 == 0;
-            if crash {
-                assert!(bed.vipd.kill(), "vipd was not running\n{}", bed.explain());
-            } else {
-                bed.vipd.terminate();
-                let status = bed.vipd.wait_exit(Duration::from_secs(5));
-                assert!(
-                    status.is_some_and(|s| s.success()),
-                    "vipd must exit 0 after SIGTERM, got {status:?}\n{}",
-                    bed.explain()
-                );
-            }
-            std::thread::sleep(AWAY);
-            bed.vipd.start();
-            let took = back(&bed, &format!("after restart {i}"));
-            let how = if crash { "SIGKILL" } else { "SIGTERM" };
-            eprintln!(
-                "{}: restart {i} ({how}): session and {MANY_VIPS} routes back after {took:.1?}",
-                R::NAME
-            );
-        }
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        sampler.join().expect("sampler")
-    });
+    let (samples, fewest) = restarts_sampled(
+        &mut bed,
+        RESTARTS,
+        true,
+        |_, _| {},
+        |bed, i| back(bed, &format!("after restart {i}")),
+    );
     assert_eq!(
         fewest,
         MANY_VIPS,
@@ -847,47 +868,30 @@ pub fn bfd_restarts<R: Router + super::router::BfdPeer + Sync>(
     );
     bed.wait_established();
     bed.wait_table_back(THREE_VIPS, NODE_V4, "at start");
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let (samples, fewest) = std::thread::scope(|scope| {
-        let router = &bed.router;
-        let stop = &stop;
-        let sampler = scope.spawn(move || {
-            let (mut samples, mut fewest) = (0usize, usize::MAX);
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                fewest = fewest.min(router.route_count(Family::Ipv4));
-                samples += 1;
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            (samples, fewest)
-        });
-        for i in 1..=rounds {
+    let (samples, fewest) = restarts_sampled(
+        &mut bed,
+        rounds,
+        crashes,
+        |bed, i| {
             wait_until_or_explain(
                 Duration::from_secs(20),
                 &format!("{}'s BFD session is Up before restart {i}", R::NAME),
                 || bed.router.bfd_up(NODE_V4),
                 || bed.explain(),
             );
-            if crashes && i % 2 == 0 {
-                assert!(bed.vipd.kill(), "vipd was not running\n{}", bed.explain());
-            } else {
-                bed.vipd.terminate();
-                let status = bed.vipd.wait_exit(Duration::from_secs(5));
-                assert!(
-                    status.is_some_and(|s| s.success()),
-                    "vipd must exit 0 after SIGTERM, got {status:?}\n{}",
-                    bed.explain()
-                );
-            }
-            std::thread::sleep(AWAY);
-            bed.vipd.start();
-            bed.wait_table_back(THREE_VIPS, NODE_V4, &format!("after restart {i}"));
-        }
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        sampler.join().expect("sampler")
-    });
+        },
+        |bed, i| bed.wait_table_back(THREE_VIPS, NODE_V4, &format!("after restart {i}")),
+    );
     eprintln!(
         "{} ({mode:?}): {samples} samples over {rounds} restarts, fewest routes {fewest}",
         R::NAME
+    );
+    assert_eq!(
+        fewest,
+        THREE_VIPS.len(),
+        "{} ({mode:?}) dropped routes ({samples} samples)\n{}",
+        R::NAME,
+        bed.explain()
     );
     (fewest, samples)
 }
