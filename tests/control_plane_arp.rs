@@ -416,12 +416,24 @@ fn an_agent_started_before_its_api_server_claims_the_vip_once_it_answers_and_kee
             vip_on(&ns, VIP) && holder(&client).await.as_deref() == Some("node0"),
             agent.log_tail()
         );
+        // An operator's drain signal, meant for BGP mode, neither ends ARP mode nor moves the VIP.
+        assert!(agent.signal("USR1"), "vipd is not running");
         let t1 = Instant::now();
         while t1.elapsed() < Duration::from_secs(5) {
             assert!(vip_on(&ns, VIP), "the VIP stays\n{}", agent.log_tail());
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        assert!(
+            agent.is_running(),
+            "SIGUSR1 ended vipd\n{}",
+            agent.log_tail()
+        );
         let log = agent.log();
+        assert!(
+            log.contains("ARP mode has none to mark and ignores them"),
+            "{}",
+            agent.log_tail()
+        );
         assert!(
             log.contains("talking to this API server instead of the kubeconfig's"),
             "{}",

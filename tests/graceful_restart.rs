@@ -393,3 +393,10 @@ fn bird_keeps_routes_as_llgr_stale_past_the_restart_time() {
     let away = scenarios::llgr_keeps_routes_least_preferred();
     eprintln!("BIRD while vipd was away:\n{away}");
 }
+
+/// Static VIPs have no Node to cordon: an operator drains vipd by signal.
+#[test]
+fn an_operator_drains_vipd_by_signal() {
+    skip_unless!(root, Bird::NEEDS, VIPD_NEEDS);
+    scenarios::operator_drain_by_signal();
+}

@@ -167,7 +167,8 @@ fn listener(addr: SocketAddr) -> io::Result<UdpSocket> {
     if addr.is_ipv6() {
         sock.set_only_v6(true)?;
     }
-    sock.set_reuse_address(true)?;
+    // No SO_REUSEADDR: a BFD daemon of the host's own holding the port must make this fail
+    // (a warning) rather than share the port and take every other packet.
     sys::set_recv_ttl(&sock, addr.is_ipv6())?;
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;

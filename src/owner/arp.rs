@@ -39,6 +39,7 @@ use k8s_openapi::api::core::v1::Service;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -66,6 +67,8 @@ pub enum Wake {
     Link(LinkEvent),
     /// The control-plane VIP's API server or interface changed.
     ControlPlane,
+    /// SIGUSR1 or SIGUSR2, the operator's drain of BGP mode: nothing to mark here.
+    OperatorDrain,
 }
 
 pub struct Arp<'a> {
@@ -81,6 +84,8 @@ pub struct Arp<'a> {
     link_tx: mpsc::Sender<LinkEvent>,
     link_rx: mpsc::Receiver<LinkEvent>,
     vip_hosts: VipHosts,
+    /// SIGUSR1 and SIGUSR2 caught, so that a drain meant for BGP mode does not end vipd.
+    operator_signals: Option<(Signal, Signal)>,
 }
 
 impl<'a> Arp<'a> {
@@ -100,6 +105,7 @@ impl<'a> Arp<'a> {
             link_tx,
             link_rx,
             vip_hosts: VipHosts::default(),
+            operator_signals: None,
         }
     }
 
@@ -420,6 +426,13 @@ impl Executor for Arp<'_> {
 
     /// A crashed predecessor's addresses would answer ARP for VIPs this node does not lead.
     async fn prepare(&mut self) -> Result<(), RunError> {
+        let caught = signal(SignalKind::user_defined1())
+            .and_then(|a| Ok((a, signal(SignalKind::user_defined2())?)))
+            .map_err(|source| RunError::Io {
+                what: "SIGUSR1 and SIGUSR2".into(),
+                source,
+            })?;
+        self.operator_signals = Some(caught);
         let left = crate::netlink::remove_all_marked().await?;
         if left > 0 {
             info!(
@@ -446,6 +459,16 @@ impl Executor for Arp<'_> {
                 None => std::future::pending().await,
             }
         };
+        let operator = async {
+            match self.operator_signals.as_mut() {
+                Some((drain, undrain)) => tokio::select! {
+                    Some(()) = drain.recv() => {},
+                    Some(()) = undrain.recv() => {},
+                    else => std::future::pending().await,
+                },
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             ev = self.link_rx.recv() => match ev {
                 Some(ev) => Wake::Link(ev),
@@ -453,6 +476,7 @@ impl Executor for Arp<'_> {
                 None => std::future::pending().await,
             },
             () = control_plane => Wake::ControlPlane,
+            () = operator => Wake::OperatorDrain,
         }
     }
 
@@ -460,6 +484,10 @@ impl Executor for Arp<'_> {
         let ev = match wake {
             Wake::Link(ev) => ev,
             Wake::ControlPlane => return true,
+            Wake::OperatorDrain => {
+                warn!("SIGUSR1/SIGUSR2 drain BGP mode's routes; ARP mode has none to mark and ignores them (cordon the node, or stop vipd, to move its VIPs)");
+                return false;
+            }
         };
         let (vip, state) = match &ev {
             LinkEvent::Claimed(vip) => (*vip, ClaimState::Held),

@@ -6,6 +6,7 @@
 
 use super::announcer::Announcer;
 use super::common::Common;
+use super::drain::Drainer;
 use super::vip_host::VipHosts;
 use super::{Context, Executor, ServicesExecutor};
 use crate::bgp::driver::PeerEvent;
@@ -25,7 +26,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::Instant;
 use tokio::sync::mpsc;
-use tracing::info;
 use vipd_providers::{MpBgpNextHop, PeerSpec};
 
 pub struct Bgp<'a> {
@@ -42,12 +42,8 @@ pub struct Bgp<'a> {
     vip_hosts: VipHosts,
     /// `cp_enable`: the control-plane VIP, one more wanted VIP while the API server is healthy.
     control_plane: Option<ControlPlaneVip>,
-    /// Since when the Node has been leaving (cordoned, being deleted, …), for the drain time.
-    leaving_since: Option<Instant>,
-    /// When the drain time of a leaving node runs out, to wake and withdraw then.
-    drain_deadline: Option<Instant>,
-    /// The drain time ran out: the routes are withdrawn.
-    drained: bool,
+    /// The drain of a leaving node (the Node's say or the operator's), and its clock.
+    drain: Drainer,
 }
 
 /// What wakes BGP mode.
@@ -57,8 +53,9 @@ pub enum Wake {
     Peer(PeerEvent),
     /// The local API server's health changed (`cp_enable`).
     ControlPlane,
-    /// A leaving node's drain time ran out: its routes go.
-    Drained,
+    /// An operator's SIGUSR1/SIGUSR2, or a leaving node's drain time ran out; whether that
+    /// changed the drain.
+    Drain(bool),
 }
 
 impl<'a> Bgp<'a> {
@@ -80,9 +77,7 @@ impl<'a> Bgp<'a> {
             decide,
             vip_hosts: VipHosts::default(),
             control_plane,
-            leaving_since: None,
-            drain_deadline: None,
-            drained: false,
+            drain: Drainer::new(cfg.bgp.drain_time),
         }
     }
 }
@@ -113,6 +108,10 @@ impl Executor for Bgp<'_> {
         if self.svc.attach_to_interface || self.control_plane.is_some() {
             self.addresses = Some(VipAddresses::open(&self.svc.interface).await?);
         }
+        self.drain.listen().map_err(|source| RunError::Io {
+            what: "SIGUSR1 and SIGUSR2".into(),
+            source,
+        })?;
         Ok(())
     }
 
@@ -123,17 +122,11 @@ impl Executor for Bgp<'_> {
                 None => std::future::pending().await,
             }
         };
-        let drain = async {
-            match self.drain_deadline {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             () = self.announcer.peers.changed() => Wake::Peers,
             Some(ev) = self.peer_events.recv() => Wake::Peer(ev),
             () = control_plane => Wake::ControlPlane,
-            () = drain => Wake::Drained,
+            changed = self.drain.changed() => Wake::Drain(changed),
         }
     }
 
@@ -146,7 +139,8 @@ impl Executor for Bgp<'_> {
             }
             // UPDATEs a peer sends us cannot change a decision.
             Wake::Peer(ev) => !matches!(ev, PeerEvent::Learned { .. }),
-            Wake::ControlPlane | Wake::Drained => true,
+            Wake::ControlPlane => true,
+            Wake::Drain(changed) => changed,
         }
     }
 
@@ -158,44 +152,15 @@ impl Executor for Bgp<'_> {
             endpoint_slices: &snap.endpoint_slices,
         };
         let mut node = NodeCtx::from_node(&c.node, snap.node.as_deref());
-        // A node on its way out (cordoned, deleted, shutting down) keeps its routes, marked
-        // for graceful shutdown so routers prefer any other path, until the drain time (if set)
-        // runs out or the stop withdraws them.
+        // A node on its way out (cordoned, deleted, shutting down, or drained by its operator)
+        // keeps its routes, marked for graceful shutdown so routers prefer any other path,
+        // until the drain time (if set) runs out or the stop withdraws them.
         let leaving = snap
             .node
             .as_deref()
             .and_then(|n| shutdown::node_leaving(n, self.svc.honour_exclude_label));
-        let now = Instant::now();
-        self.leaving_since = leaving.as_ref().map(|_| self.leaving_since.unwrap_or(now));
-        let drain = shutdown::drain(leaving, self.leaving_since, self.cfg.bgp.drain_time, now);
-        let marked = !matches!(drain, Drain::Serving);
-        if self.announcer.set_graceful_shutdown(marked) {
-            match &drain {
-                Drain::Marked { why, until } => info!(
-                    "graceful shutdown (RFC 8326): every route now carries 65535:0 because {why}; {}",
-                    match until {
-                        Some(_) => format!(
-                            "withdrawn after vipd_bgp_drain_time ({}s)",
-                            self.cfg.bgp.drain_time.unwrap_or_default().as_secs()
-                        ),
-                        None => "withdrawn when vipd stops (vipd_bgp_drain_time=0)".into(),
-                    }
-                ),
-                _ => info!("graceful shutdown over: routes announced as usual again"),
-            }
-        }
-        self.drain_deadline = match &drain {
-            Drain::Marked { until, .. } => *until,
-            _ => None,
-        };
-        if let Drain::Withdrawn { why } = drain {
-            if node.drained.is_none() && !self.drained {
-                info!("vipd_bgp_drain_time is over and {why}: withdrawing every Service's route");
-            }
-            self.drained = true;
+        if let Drain::Withdrawn { why } = self.drain.update(leaving, &mut self.announcer) {
             node.drained = Some(why);
-        } else {
-            self.drained = false;
         }
         let mut desired = decide::desired(&view, &node, &self.decide);
         // One node per DHCP (and UPnP) Service: the elected one.
@@ -289,6 +254,7 @@ impl Executor for Bgp<'_> {
     fn stop(&self, ctx: &Common) -> (shutdown::Stop, String) {
         shutdown::stop(
             self.cfg.bgp.graceful_restart.is_some(),
+            self.drain.by_operator(),
             self.svc.honour_exclude_label,
             ctx.node().as_deref(),
         )

@@ -28,6 +28,7 @@ mod announcer;
 pub mod arp;
 pub mod bgp;
 mod common;
+mod drain;
 pub mod elect;
 mod node_labels;
 pub mod static_vips;

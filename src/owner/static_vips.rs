@@ -5,16 +5,18 @@
 //! the VIP interface and announced while this node's API server is healthy.
 
 use super::announcer::Announcer;
+use super::drain::Drainer;
 use super::{Context, Executor};
 use crate::bgp::speaker::Speaker;
 use crate::config::{parse_vip_list, Config};
 use crate::control_plane::ControlPlaneVip;
+use crate::decide::Skip;
 use crate::error::RunError;
 use crate::netlink::VipAddresses;
 use crate::observe::Observer;
 use crate::peers::PeerSources;
-use crate::plan::shutdown::{self, Step};
-use crate::report::{ServiceState, VipState};
+use crate::plan::shutdown::{self, Drain, Step};
+use crate::report::{ServiceState, VipState, Withheld};
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -46,6 +48,8 @@ pub struct StaticVips<'a> {
     control_plane: Option<ControlPlaneVip>,
     /// The control-plane VIP's interface (`vip_interface`, else `lo`).
     addresses: Option<VipAddresses>,
+    /// An operator's drain (SIGUSR1) and its clock: no Node is watched here.
+    drain: Drainer,
 }
 
 /// What wakes static mode.
@@ -56,6 +60,8 @@ pub enum Wake {
     Hangup,
     /// The local API server's health changed (`cp_enable`).
     ControlPlane,
+    /// An operator's SIGUSR1/SIGUSR2, or the drain time ran out; whether the drain changed.
+    Drain(bool),
 }
 
 impl<'a> StaticVips<'a> {
@@ -77,6 +83,7 @@ impl<'a> StaticVips<'a> {
             hangup: None,
             control_plane,
             addresses: None,
+            drain: Drainer::new(cfg.bgp.drain_time),
         }
     }
 }
@@ -93,6 +100,10 @@ impl Executor for StaticVips<'_> {
             source,
         })?;
         self.hangup = Some(hangup);
+        self.drain.listen().map_err(|source| RunError::Io {
+            what: "SIGUSR1 and SIGUSR2".into(),
+            source,
+        })?;
         if let Some(cp) = &self.cfg.control_plane {
             self.addresses = Some(VipAddresses::open(&cp.interface).await?);
         }
@@ -119,12 +130,14 @@ impl Executor for StaticVips<'_> {
             () = self.announcer.peers.changed() => Wake::Peers,
             Some(()) = hangup => Wake::Hangup,
             () = control_plane => Wake::ControlPlane,
+            changed = self.drain.changed() => Wake::Drain(changed),
         }
     }
 
     async fn on_wake(&mut self, wake: Wake, _c: &mut Detached) -> bool {
         match wake {
             Wake::ControlPlane => true,
+            Wake::Drain(changed) => changed,
             Wake::Peers => {
                 self.announcer.apply_peers().await;
                 false
@@ -155,11 +168,20 @@ impl Executor for StaticVips<'_> {
     }
 
     async fn reconcile(&mut self, _c: &mut Detached) {
+        // Drained by the operator for the whole drain time: nothing is announced.
+        let withdrawn = match self.drain.update(None, &mut self.announcer) {
+            Drain::Withdrawn { why } => Some(why),
+            _ => None,
+        };
         // Static VIPs are routes only; the control-plane VIP's address goes on the interface.
-        let mut off_interface: BTreeSet<IpAddr> = self.vips.iter().copied().collect();
-        let mut wanted = off_interface.clone();
-        if let Some(cp) = &self.control_plane {
-            cp.join(&mut wanted, &mut off_interface);
+        let mut off_interface: BTreeSet<IpAddr> = BTreeSet::new();
+        let mut wanted = BTreeSet::new();
+        if withdrawn.is_none() {
+            off_interface.extend(self.vips.iter().copied());
+            wanted = off_interface.clone();
+            if let Some(cp) = &self.control_plane {
+                cp.join(&mut wanted, &mut off_interface);
+            }
         }
         self.announcer
             .apply_plan(self.addresses.as_mut(), &wanted, &off_interface)
@@ -169,7 +191,7 @@ impl Executor for StaticVips<'_> {
             states.push(cp.state(self.announcer.routes(), true));
         }
         if !self.vips.is_empty() || self.control_plane.is_none() {
-            states.extend(static_state(&self.vips));
+            states.extend(static_state(&self.vips, withdrawn));
         }
         self.observer.publish(states, Duration::ZERO);
     }
@@ -180,9 +202,15 @@ impl Executor for StaticVips<'_> {
             .await;
     }
 
-    /// No Node is watched here: a restart unless graceful restart is off.
+    /// No Node is watched here: a restart unless graceful restart is off or an operator
+    /// drained vipd.
     fn stop(&self, _ctx: &Detached) -> (shutdown::Stop, String) {
-        shutdown::stop(self.cfg.bgp.graceful_restart.is_some(), false, None)
+        shutdown::stop(
+            self.cfg.bgp.graceful_restart.is_some(),
+            self.drain.by_operator(),
+            false,
+            None,
+        )
     }
 }
 
@@ -207,10 +235,18 @@ pub async fn load_vips(cfg: &Config) -> Result<Vec<IpAddr>, RunError> {
 }
 
 /// Static VIPs as `vipd status` shows them: one pseudo-Service, every VIP routed.
-fn static_state(vips: &[IpAddr]) -> Vec<ServiceState> {
+/// `withdrawn`: why the drain withdrew them, if it did.
+fn static_state(vips: &[IpAddr], withdrawn: Option<String>) -> Vec<ServiceState> {
+    let state = match withdrawn {
+        None => VipState::Routed,
+        Some(why) => VipState::Withheld(Withheld::Skip(Skip::NodeDrained {
+            node: "this host".into(),
+            why,
+        })),
+    };
     vec![ServiceState {
         service: "(static: vip_address, vip_file)".into(),
-        vips: vips.iter().map(|v| (*v, VipState::Routed)).collect(),
+        vips: vips.iter().map(|v| (*v, state.clone())).collect(),
         withheld: None,
     }]
 }

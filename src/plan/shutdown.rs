@@ -68,16 +68,25 @@ pub enum Stop {
 /// `kubectl cordon`, the autoscaler's `ToBeDeletedByClusterAutoscaler` taint), is marked
 /// out of service, excluded from load balancers (with `honour_exclude`,
 /// `vipd_honour_exclude_label`), or reported by the kubelet as shutting down (its graceful node
-/// shutdown). Anything else is a restart, whose worst case (the node dies unnoticed right
-/// after) the routers end at the restart time.
-pub fn stop(graceful_restart: bool, honour_exclude: bool, node: Option<&Node>) -> (Stop, String) {
+/// shutdown), and when an operator drained vipd (`by_operator`, SIGUSR1). Anything else is a
+/// restart, whose worst case (the node dies unnoticed right after) the routers end at the
+/// restart time.
+pub fn stop(
+    graceful_restart: bool,
+    by_operator: bool,
+    honour_exclude: bool,
+    node: Option<&Node>,
+) -> (Stop, String) {
     if !graceful_restart {
         return (
             Stop::Shutdown,
             "graceful restart is off (vipd_bgp_restart_time=0)".into(),
         );
     }
-    match node.and_then(|n| node_leaving(n, honour_exclude)) {
+    let leaving = node
+        .and_then(|n| node_leaving(n, honour_exclude))
+        .or_else(|| by_operator.then(|| "an operator drained vipd (SIGUSR1)".to_owned()));
+    match leaving {
         Some(why) => (Stop::Shutdown, why),
         None => (
             Stop::Restart,
@@ -286,9 +295,9 @@ mod tests {
     #[test]
     fn a_stop_is_a_restart_unless_the_node_goes_away_or_graceful_restart_is_off() {
         let plain = node(serde_json::json!({"metadata": {"name": "n1"}}));
-        assert_eq!(stop(true, true, Some(&plain)).0, Stop::Restart);
-        assert_eq!(stop(true, true, None).0, Stop::Restart);
-        let (kind, why) = stop(false, true, Some(&plain));
+        assert_eq!(stop(true, false, true, Some(&plain)).0, Stop::Restart);
+        assert_eq!(stop(true, false, true, None).0, Stop::Restart);
+        let (kind, why) = stop(false, false, true, Some(&plain));
         assert_eq!(kind, Stop::Shutdown);
         assert!(why.contains("vipd_bgp_restart_time=0"), "{why}");
         for (case, json, says) in [
@@ -332,7 +341,7 @@ mod tests {
                 "shutting down",
             ),
         ] {
-            let (kind, why) = stop(true, true, Some(&node(json)));
+            let (kind, why) = stop(true, false, true, Some(&node(json)));
             assert_eq!(kind, Stop::Shutdown, "{case}");
             assert!(why.contains(says), "{case}: {why}");
         }
@@ -340,15 +349,15 @@ mod tests {
         let unready = node(serde_json::json!({"metadata": {"name": "n1"},
             "status": {"conditions": [{"type": "Ready", "status": "Unknown",
                 "message": "Kubelet stopped posting node status."}]}}));
-        assert_eq!(stop(true, true, Some(&unready)).0, Stop::Restart);
+        assert_eq!(stop(true, false, true, Some(&unready)).0, Stop::Restart);
         // The exclude label only counts where vipd honours it (vipd_honour_exclude_label).
         let excluded = node(serde_json::json!({"metadata": {"name": "n1", "labels":
             {"node.kubernetes.io/exclude-from-external-load-balancers": ""}}}));
-        assert_eq!(stop(true, false, Some(&excluded)).0, Stop::Restart);
+        assert_eq!(stop(true, false, false, Some(&excluded)).0, Stop::Restart);
         // A taint vipd does not know about is no reason to shut down.
         let tainted = node(serde_json::json!({"metadata": {"name": "n1"},
             "spec": {"taints": [{"key": "dedicated", "value": "lb", "effect": "NoSchedule"}]}}));
-        assert_eq!(stop(true, true, Some(&tainted)).0, Stop::Restart);
+        assert_eq!(stop(true, false, true, Some(&tainted)).0, Stop::Restart);
     }
 
     #[test]
@@ -378,5 +387,13 @@ mod tests {
                 until: None
             }
         );
+    }
+
+    #[test]
+    fn an_operators_drain_makes_the_stop_a_shutdown() {
+        let (kind, why) = stop(true, true, false, None);
+        assert_eq!(kind, Stop::Shutdown);
+        assert!(why.contains("SIGUSR1"), "{why}");
+        assert_eq!(stop(true, false, false, None).0, Stop::Restart);
     }
 }

@@ -1004,3 +1004,68 @@ pub fn llgr_keeps_routes_least_preferred() -> String {
     );
     away
 }
+
+/// An operator drains vipd by signal (static VIPs: no Node to cordon): SIGUSR1 marks the routes
+/// with GRACEFUL_SHUTDOWN at BIRD, `vipd_bgp_drain_time` (2 s) later they are withdrawn, SIGUSR2
+/// brings them back unmarked; drained again, a SIGTERM is a shutdown (BIRD empty at once,
+/// graceful restart notwithstanding).
+pub fn operator_drain_by_signal() {
+    let mut bed = Bed::<super::bird::Bird>::start_with(
+        RouterConfig::ipv4().hold_time(90),
+        THREE_VIPS,
+        &[
+            ("vipd_bgp_restart_time", "120"),
+            ("vipd_bgp_drain_time", "2"),
+        ],
+    );
+    bed.wait_established();
+    bed.wait_table_back(THREE_VIPS, NODE_V4, "at start");
+    let marked = |bed: &Bed<super::bird::Bird>| {
+        bed.router
+            .route_all(VIP4)
+            .contains("BGP.community: (65535,0)")
+    };
+    let drained = Instant::now();
+    assert!(bed.vipd.signal("USR1"), "vipd is not running");
+    wait_until_or_explain(
+        Duration::from_secs(5),
+        "SIGUSR1: BIRD's routes carry GRACEFUL_SHUTDOWN (65535,0)",
+        || marked(&bed),
+        || bed.explain(),
+    );
+    wait_until_or_explain(
+        Duration::from_secs(10),
+        "the routes are withdrawn after the 2 s drain time",
+        || bed.router.route_count(Family::Ipv4) == 0,
+        || bed.explain(),
+    );
+    let took = drained.elapsed();
+    assert!(
+        took >= Duration::from_millis(1900),
+        "withdrawn after {took:?}"
+    );
+    assert!(bed.vipd.signal("USR2"), "vipd is not running");
+    bed.wait_table_back(THREE_VIPS, NODE_V4, "after SIGUSR2");
+    assert!(!marked(&bed), "unmarked after SIGUSR2\n{}", bed.explain());
+    assert!(bed.vipd.signal("USR1"), "vipd is not running");
+    wait_until_or_explain(
+        Duration::from_secs(5),
+        "marked again",
+        || marked(&bed),
+        || bed.explain(),
+    );
+    bed.vipd.terminate();
+    wait_until_or_explain(
+        Duration::from_secs(1),
+        "BIRD holds nothing within 1 s of SIGTERM on a drained vipd",
+        || bed.router.route_count(Family::Ipv4) == 0,
+        || bed.explain(),
+    );
+    assert!(
+        bed.vipd
+            .log()
+            .contains("shutting down: an operator drained vipd"),
+        "{}",
+        bed.explain()
+    );
+}

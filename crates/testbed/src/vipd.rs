@@ -154,6 +154,11 @@ impl Vipd {
         sent
     }
 
+    /// Sends `sig` (`USR1`, …); whether vipd was running.
+    pub fn signal(&mut self, sig: &str) -> bool {
+        self.daemon.signal(sig)
+    }
+
     /// SIGTERM without waiting: the caller times what follows.
     pub fn terminate(&mut self) {
         assert!(self.daemon.signal("TERM"), "vipd is not running");
