@@ -16,8 +16,8 @@ fn session() -> (Session, Instant) {
     )
 }
 
-/// What vipd sends in `state` with our defaults.
-fn ours(state: State, your: u32, tx: Duration) -> Packet {
+/// A packet from `my` in `state` to `your`, advertising `tx`, with 300 ms × 3 otherwise.
+fn packet(my: u32, state: State, your: u32, tx: Duration) -> Packet {
     Packet {
         diag: Diag::NONE,
         state,
@@ -26,7 +26,7 @@ fn ours(state: State, your: u32, tx: Duration) -> Packet {
         control_plane_independent: false,
         demand: false,
         detect_mult: 3,
-        my_discriminator: LOCAL,
+        my_discriminator: my,
         your_discriminator: your,
         desired_min_tx: tx.as_micros() as u32,
         required_min_rx: 300_000,
@@ -34,22 +34,14 @@ fn ours(state: State, your: u32, tx: Duration) -> Packet {
     }
 }
 
+/// What vipd sends in `state` with our defaults.
+fn ours(state: State, your: u32, tx: Duration) -> Packet {
+    packet(LOCAL, state, your, tx)
+}
+
 /// What the remote sends in `state`.
 fn theirs(state: State, your: u32) -> Packet {
-    Packet {
-        diag: Diag::NONE,
-        state,
-        poll: false,
-        final_: false,
-        control_plane_independent: false,
-        demand: false,
-        detect_mult: 3,
-        my_discriminator: REMOTE,
-        your_discriminator: your,
-        desired_min_tx: 300_000,
-        required_min_rx: 300_000,
-        required_min_echo_rx: 0,
-    }
+    packet(REMOTE, state, your, ms(300))
 }
 
 /// Brings a session Up through the three-way handshake and ends its Poll Sequence.
