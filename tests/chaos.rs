@@ -173,11 +173,7 @@ impl Report {
             self.faults.values().sum::<usize>(),
             faults.join(", "),
             self.violations.len(),
-            if self.violations.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", self.violations.join(" | "))
-            },
+            support::chaos::listed(&self.violations),
             usage.join("; ")
         )
     }

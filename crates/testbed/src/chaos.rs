@@ -89,3 +89,12 @@ mod tests {
         assert_eq!(run.next(&['a', 'b', 'c']), None);
     }
 }
+
+/// The violations of a report, as " (a | b)", or nothing when there are none.
+pub fn listed(violations: &[String]) -> String {
+    if violations.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", violations.join(" | "))
+    }
+}
