@@ -74,6 +74,15 @@ pub fn append_report(summary: &str) {
     }
 }
 
+/// The violations of a report, as " (a | b)", or nothing when there are none.
+pub fn listed(violations: &[String]) -> String {
+    if violations.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", violations.join(" | "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Run;
@@ -87,14 +96,5 @@ mod tests {
         assert_eq!(run.next(&['a', 'b', 'c']), Some('b'));
         assert_eq!(run.next(&['a', 'b', 'c']), Some('c'));
         assert_eq!(run.next(&['a', 'b', 'c']), None);
-    }
-}
-
-/// The violations of a report, as " (a | b)", or nothing when there are none.
-pub fn listed(violations: &[String]) -> String {
-    if violations.is_empty() {
-        String::new()
-    } else {
-        format!(" ({})", violations.join(" | "))
     }
 }
