@@ -5,13 +5,10 @@
 //! ([`crate::plan::shutdown::drain`]).
 
 use super::announcer::Announcer;
-use crate::plan::shutdown::{self, Drain};
+use crate::plan::shutdown::{self, Drain, BY_OPERATOR};
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::info;
-
-/// Why the node is leaving when the operator said so.
-pub const BY_OPERATOR: &str = "an operator drained vipd (SIGUSR1; SIGUSR2 takes it back)";
 
 pub struct Drainer {
     drain_time: Option<Duration>,

@@ -85,7 +85,7 @@ pub fn stop(
     }
     let leaving = node
         .and_then(|n| node_leaving(n, honour_exclude))
-        .or_else(|| by_operator.then(|| "an operator drained vipd (SIGUSR1)".to_owned()));
+        .or_else(|| by_operator.then(|| BY_OPERATOR.to_owned()));
     match leaving {
         Some(why) => (Stop::Shutdown, why),
         None => (
@@ -140,6 +140,9 @@ pub fn node_leaving(node: &Node, honour_exclude: bool) -> Option<String> {
         });
     shutting_down.then(|| "the kubelet reports the node is shutting down".into())
 }
+
+/// Why the node is leaving when an operator said so (SIGUSR1).
+pub const BY_OPERATOR: &str = "an operator drained vipd (SIGUSR1; SIGUSR2 takes it back)";
 
 /// Where a leaving node stands in its drain (RFC 8326: mark the routes, let the routers move
 /// the traffic, then withdraw).
