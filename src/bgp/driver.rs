@@ -3,6 +3,7 @@
 //! and carries out the session's outputs in order. It decides nothing.
 
 use crate::bfd;
+use crate::bgp::bfd_gate::{Gate, GateInput, StartGate};
 use crate::bgp::fsm::{DownReason, Input, NextHops, Output, Session, SessionConfig, Timer};
 use crate::bgp::inbound::Action;
 pub use crate::bgp::types::PeerStatus;
@@ -44,17 +45,6 @@ pub struct Transport {
 /// nothing from them; they are counted in the peer's status), while a session going up or down
 /// still gets through.
 pub const PEER_EVENTS: usize = 1024;
-
-/// With BFD, the BGP session starts once the BFD session is Up, or after this long without it
-/// (a peer that runs no BFD). A new process after a crash cannot bring BFD Up while the peer
-/// still holds the old process's session Up, so its BGP session waits until the peer has
-/// timed that one out: were it Established first, that timeout would end it, routes and all.
-pub const BFD_FIRST: Duration = Duration::from_secs(3);
-
-/// After a crash the peer ends its session with the old process (a BFD Down) just before the
-/// new one comes Up; its BGP may act on that Down a little later (FRR hears it from bfdd through
-/// zebra). The BGP session waits this long more, so that the Down finds no session to end.
-pub const BFD_SETTLE: Duration = Duration::from_secs(1);
 
 /// Commands from the speaker to a peer task.
 #[derive(Debug)]
@@ -153,14 +143,9 @@ impl PeerTask {
             .send_modify(|s| s.down_since = Some(Instant::now()));
         let initial = routes.borrow_and_update().clone();
         self.step(Input::Routes(initial)).await;
-        // Whether `start_at` is BFD_SETTLE's (BFD is Up) rather than BFD_FIRST's.
-        let mut settling = false;
-        let mut start_at = if self.bfd.is_some() {
-            Some(Instant::now() + BFD_FIRST)
-        } else {
-            self.step(Input::Start).await;
-            None
-        };
+        let (mut gate, first) = StartGate::new(self.bfd.is_some(), Instant::now());
+        let mut start_at = None;
+        self.pass(first, &mut start_at).await;
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let deadline = self.timers.iter().flatten().min().copied();
@@ -175,7 +160,7 @@ impl PeerTask {
                     biased;
                     ctl = control.recv() => Event::Control(ctl),
                     ev = bfd_event(bfd), if has_bfd => Event::Bfd(ev),
-                    () = sleep_until(start_at), if start_at.is_some() => Event::StartWithoutBfd,
+                    () = sleep_until(start_at), if start_at.is_some() => Event::GateDeadline,
                     // Timers before reads: a peer that keeps sending must not starve our
                     // KEEPALIVEs or the hold timer.
                     () = sleep_until(deadline), if deadline.is_some() => Event::TimerDue,
@@ -205,39 +190,24 @@ impl PeerTask {
                     diag,
                     failure: true,
                 })) => Input::BfdDown(diag.name().to_owned()),
-                Event::Bfd(Some(bfd::driver::Event::Up { after_stale: true }))
-                    if start_at.is_some() =>
-                {
-                    info!(
-                        "BFD Up after the peer timed out a previous process's session: the BGP session starts in {}s",
-                        BFD_SETTLE.as_secs()
-                    );
-                    start_at = Some(Instant::now() + BFD_SETTLE);
-                    settling = true;
+                Event::Bfd(Some(bfd::driver::Event::Up { after_stale })) => {
+                    let g = gate.handle(GateInput::BfdUp { after_stale }, Instant::now());
+                    self.pass(g, &mut start_at).await;
                     continue;
                 }
-                Event::Bfd(Some(bfd::driver::Event::Up { .. })) if start_at.is_some() => {
+                Event::GateDeadline => {
                     start_at = None;
-                    Input::Start
-                }
-                Event::StartWithoutBfd => {
-                    start_at = None;
-                    if !settling {
-                        info!(
-                            "BFD not Up after {}s: the BGP session starts without waiting for it",
-                            BFD_FIRST.as_secs()
-                        );
-                    }
-                    Input::Start
+                    let g = gate.handle(GateInput::Deadline, Instant::now());
+                    self.pass(g, &mut start_at).await;
+                    continue;
                 }
                 Event::Bfd(Some(_)) => continue,
                 Event::Bfd(None) => {
                     warn!("the BFD session's task ended; the BGP session goes on without BFD");
                     self.bfd = None;
-                    match start_at.take() {
-                        Some(_) => Input::Start,
-                        None => continue,
-                    }
+                    let g = gate.handle(GateInput::BfdGone, Instant::now());
+                    self.pass(g, &mut start_at).await;
+                    continue;
                 }
                 // The speaker dropped us without a word: treat it as a deconfigure.
                 Event::Control(None) | Event::RoutesChanged(false) => {
@@ -287,6 +257,25 @@ impl PeerTask {
                 }
             };
             self.step(input).await;
+        }
+    }
+
+    /// Carries out what the start gate answered: starts the session, or keeps its deadline.
+    async fn pass(&mut self, gate: Gate, start_at: &mut Option<Instant>) {
+        let why = match gate {
+            Gate::Nothing => return,
+            Gate::Start(why) => {
+                *start_at = None;
+                self.step(Input::Start).await;
+                why
+            }
+            Gate::WaitUntil(at, why) => {
+                *start_at = Some(at);
+                why
+            }
+        };
+        if let Some(line) = why.describe() {
+            info!("{line}");
         }
     }
 
@@ -547,8 +536,8 @@ impl PeerTask {
 enum Event {
     Control(Option<Control>),
     Bfd(Option<bfd::driver::Event>),
-    /// [`BFD_FIRST`] passed without BFD Up.
-    StartWithoutBfd,
+    /// The start gate's deadline passed.
+    GateDeadline,
     ConnectDone(io::Result<TcpStream>),
     Read(io::Result<usize>),
     RoutesChanged(bool),

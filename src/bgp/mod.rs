@@ -1,8 +1,9 @@
 //! [pure] The embedded BGP speaker.
 //!
-//! - [`types`], [`wire`], [`inbound`], [`notification`], [`open`], [`adj_out`], [`fsm`]: pure —
+//! - [`types`], [`wire`], [`inbound`], [`notification`], [`open`], [`adj_out`], [`fsm`], [`bfd_gate`]: pure —
 //!   message building, the checks on what peers send (RFC 4271 §6, RFC 7606), NOTIFICATIONs,
-//!   the OPEN exchange, route diffs, the per-peer session state machine.
+//!   the OPEN exchange, route diffs, the per-peer session state machine, and when a session
+//!   with BFD may start.
 //! - [`driver`], [`speaker`]: I/O — one task per peer running a [`fsm::Session`] over TCP, and
 //!   the handle the agent uses (`set_peers`, `set_routes`, `shutdown`).
 //!
@@ -11,6 +12,7 @@
 //! owner loop import it.
 
 pub mod adj_out;
+pub mod bfd_gate;
 pub mod driver;
 pub mod fsm;
 pub mod inbound;
