@@ -1,6 +1,7 @@
 //! [I/O] The agent: starts what the mode needs and runs the one owner loop ([`crate::owner`])
 //! with the mode's executor — ARP (no speaker), BGP services mode (the speaker and its peers
-//! first), or the static VIPs (`vip_address`, `vip_file`, re-read on SIGHUP). On shutdown the
+//! first), routing-table mode (BGP mode's executor with a kernel table instead of a speaker),
+//! or the static VIPs (`vip_address`, `vip_file`, re-read on SIGHUP). On shutdown the
 //! loop stops in the order [`crate::plan::shutdown`] gives.
 
 use crate::bgp::speaker::{PeerBoard, Speaker, SpeakerConfig};
@@ -23,6 +24,9 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
     if let Some(svc) = &cfg.services {
         if let Some(arp) = &svc.arp {
             return run_arp(&cfg, svc, arp, shutdown).await;
+        }
+        if let Some(spec) = svc.routing_table {
+            return run_table(&cfg, svc, spec, shutdown).await;
         }
     }
     // A VIP file that cannot be used stops the start before any session or HTTP endpoint
@@ -107,6 +111,44 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()>) -> Result<(), 
             crate::owner::drive(exec, &mut Detached, shutdown).await
         }
     }
+}
+
+/// Routing-table mode: services mode with the VIPs as routes in a kernel table, for a routing
+/// daemon on the host to announce; no speaker, no peers.
+async fn run_table(
+    cfg: &Config,
+    svc: &crate::config::ServicesSettings,
+    spec: crate::table::route::TableSpec,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let control_plane = cfg
+        .control_plane
+        .as_ref()
+        .map(ControlPlaneVip::start)
+        .transpose()?;
+    // The interface and the table are checked (and an earlier vipd's routes adopted) before
+    // anything else starts.
+    let table = crate::table::kernel::KernelTable::open(&svc.interface, spec).await?;
+    let client =
+        crate::kube::client::client_to(cfg.kubeconfig.as_deref(), &cfg.kube_server).await?;
+    let readiness = Readiness::default();
+    let mode = if svc.watch_services {
+        "table"
+    } else {
+        "table-controlplane"
+    };
+    let observer = Observer::new(&svc.node_name, mode, readiness.clone());
+    serve_http(cfg, &readiness, &observer).await?;
+    info!(
+        node = %svc.node_name,
+        interface = %svc.interface,
+        table = spec.table,
+        protocol = spec.protocol,
+        "vipd started in routing-table mode"
+    );
+    let peers = PeerSources::new(Vec::new(), false, readiness.clone());
+    let exec = crate::owner::bgp::Bgp::with_table(cfg, svc, table, peers, control_plane);
+    crate::owner::run(exec, svc, client, readiness, observer, shutdown).await
 }
 
 /// ARP/NDP mode: services mode without a BGP speaker or peers.

@@ -201,6 +201,25 @@ pub struct ManagerArgs {
     /// names one [default: vip_interface, else the interface whose subnet holds the VIP].
     #[arg(long = "serviceInterface", env = "vip_servicesinterface")]
     pub vip_servicesinterface: Option<String>,
+    /// Routing-table mode (needs --services, or --controlplane with --leaderElection): each
+    /// VIP this node serves becomes a route in a kernel routing table, for a routing daemon on
+    /// the host (BIRD, FRR) to announce. Not with --bgp or --arp.
+    #[arg(long = "table", env = "vip_routingtable", num_args = 0..=1, default_missing_value = "true")]
+    pub vip_routingtable: Option<String>,
+    /// Routing-table mode: the table (1-4294967295, not 255) [default: 198].
+    #[arg(long = "tableID", env = "vip_routingtableid")]
+    pub vip_routingtableid: Option<String>,
+    /// Routing-table mode: the route type, 1 (unicast) or 2 (local) [default: 1].
+    #[arg(long = "tableType", env = "vip_routingtabletype")]
+    pub vip_routingtabletype: Option<String>,
+    /// Routing-table mode: the routing protocol number that marks vipd's routes (5-255); every
+    /// route of the table with it is vipd's [default: 248].
+    #[arg(long = "routingProtocol", env = "vip_routingprotocol")]
+    pub vip_routingprotocol: Option<String>,
+    /// Routing-table mode: remove stale routes of vipd's protocol at start. vipd always does,
+    /// once it knows what it serves; accepted for kube-vip's manifests.
+    #[arg(long = "cleanRoutingTable", env = "vip_cleanroutingtable", num_args = 0..=1, default_missing_value = "true")]
+    pub vip_cleanroutingtable: Option<String>,
     /// Announce VIPs by BGP.
     #[arg(long = "bgp", env = "bgp_enable", num_args = 0..=1, default_missing_value = "true")]
     pub bgp_enable: Option<String>,
@@ -526,6 +545,11 @@ impl ManagerArgs {
             vip_retryperiod: self.vip_retryperiod.clone(),
             vip_arp_rate: self.vip_arp_rate.clone(),
             vip_servicesinterface: self.vip_servicesinterface.clone(),
+            vip_routingtable: self.vip_routingtable.clone(),
+            vip_routingtableid: self.vip_routingtableid.clone(),
+            vip_routingtabletype: self.vip_routingtabletype.clone(),
+            vip_routingprotocol: self.vip_routingprotocol.clone(),
+            vip_cleanroutingtable: self.vip_cleanroutingtable.clone(),
             // The services guide documents `enableUPNP`; kube-vip only reads `enable_upnp`.
             enable_upnp: self
                 .enable_upnp

@@ -10,6 +10,7 @@
 //!   (or the static  typed      order)      ▲                       │
 //!    VIP file)      reasons)               └── results come back as wake-ups; plan again
 //! ```
+//! Routing-table mode runs the bgp executor with kernel table routes in place of the speaker.
 //! Protocol cores are sans-I/O state machines fed events (`bgp::fsm`, `election`,
 //! `dhcp::client`, `l2::announcer`); their drivers hold the sockets and timers.
 //!
@@ -20,7 +21,8 @@
 //! - [`plan`] (pure): ordered steps from what is wanted and what is held.
 //! - [`decide`] (pure): Services and EndpointSlices in, VIPs with typed reasons and problems out.
 //! - Feature folders, each a pure core and its driver: [`bgp`], [`election`], [`ipam`],
-//!   [`l2`], [`dhcp`], [`upnp`], [`control_plane`] (the API server's VIP and its health check).
+//!   [`l2`], [`dhcp`], [`upnp`], [`table`] (routing-table mode's kernel routes),
+//!   [`control_plane`] (the API server's VIP and its health check).
 //! - Plumbing: [`kube`] (client, watched view, status and Events writes), [`peers`] (the peer
 //!   set, static and watched), [`netlink`] (VIP addresses, marked as vipd's), [`netif`] (local
 //!   addresses), [`vip_file`] (the VIP file, read whole and settled), [`sys`] (the only
@@ -63,6 +65,7 @@ pub mod plan;
 pub mod process_metrics;
 pub mod report;
 pub mod sys;
+pub mod table;
 pub mod upnp;
 pub mod vip_file;
 pub mod wake;

@@ -262,7 +262,7 @@ fn kube_vip_settings_vipd_lacks_are_warned_about_once_not_refused() {
         &[
             ("bgp_peers", "127.0.0.1:65530::false:179::true;300;;3"),
             ("vip_address", "198.51.100.1"),
-            ("vip_routingtable", "true"),
+            ("vip_wireguard", "true"),
             ("egress_podcidr", "10.244.0.0/16"),
             ("dns_mode", "first"),
             ("enable_node_labeling", "false"),
@@ -276,7 +276,7 @@ fn kube_vip_settings_vipd_lacks_are_warned_about_once_not_refused() {
         .collect();
     assert_eq!(warning.len(), 1, "{log}");
     for named in [
-        "vip_routingtable",
+        "vip_wireguard",
         "egress_podcidr",
         "--vip",
         "--leaderElection",

@@ -53,7 +53,6 @@ const fn value(
 }
 
 const CP: &str = "a control-plane VIP setting vipd does not read (vipd takes the VIP from --address, elects its holder on the Lease cp_namespace/vip_leasename through the Kubernetes API, and gates it on the local API server's health)";
-const TABLE: &str = "routing-table mode (not in vipd)";
 const EGRESS: &str = "egress SNAT of Service pods (not in vipd)";
 const IPVS: &str = "IPVS load balancing of the control-plane VIP (not in vipd)";
 const ZEBRA: &str = "announces through FRR's zebra (vipd has its own BGP speaker)";
@@ -76,11 +75,6 @@ pub static FOREIGN: &[Foreign] = &[
     value("lb_fwdmethod", "lbForwardingMethod", &["local"], IPVS),
     value("backend_health_check_interval", "", &["0"], IPVS),
     // Other modes.
-    bool_("vip_routingtable", "table", TABLE),
-    value("vip_routingtableid", "tableID", &["198"], TABLE),
-    value("vip_routingtabletype", "tableType", &["1"], TABLE),
-    value("vip_routingprotocol", "routingProtocol", &["248"], TABLE),
-    bool_("vip_cleanroutingtable", "cleanRoutingTable", TABLE),
     bool_("vip_wireguard", "wireguard", "WireGuard mode (not in vipd)"),
     bool_("zebra_enable", "zebra", ZEBRA),
     value("zebra_url", "zebraUrl", &["unix:/var/run/frr/zserv.api"], ZEBRA),
@@ -132,7 +126,7 @@ pub static FOREIGN: &[Foreign] = &[
 /// A kube-vip setting set to something vipd does not do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ignored {
-    /// `vip_routingtable` or `--table`.
+    /// `vip_wireguard` or `--wireguard`.
     pub name: String,
     pub does: &'static str,
 }
@@ -259,7 +253,7 @@ mod tests {
     fn kube_vips_flags_are_set_aside_with_their_values_and_named_when_they_ask() {
         let (kept, ignored) = strip_flags(
             &args(
-                "--services --bgp --port 6443 --vip 10.0.0.5 --leaderElection --table=false \
+                "--services --bgp --port 6443 --vip 10.0.0.5 --leaderElection --wireguard=false \
                  --namespace kube-system --localAS 65000 --egressWithNftables=false -- --table",
             ),
             |_| false,
@@ -276,7 +270,8 @@ mod tests {
         assert_eq!(names, ["--vip"]);
         assert_eq!(ignored[0].to_string(), format!("--vip ({CP})"));
         // A flag the subcommand defines itself is its own (`vipd manifest --namespace`).
-        let (kept, ignored) = strip_flags(&args("--namespace lb --table"), |f| f == "namespace");
+        let (kept, ignored) =
+            strip_flags(&args("--namespace lb --wireguard"), |f| f == "namespace");
         assert_eq!(kept, args("--namespace lb"));
         assert_eq!(ignored.len(), 1);
     }
@@ -297,14 +292,14 @@ mod tests {
         ];
         assert_eq!(ignored_env(quiet), []);
         let loud = [
-            ("vip_routingtable", "true"),
+            ("vip_wireguard", "true"),
             ("svc_enable", "true"),
             ("egress_podcidr", "10.244.0.0/16"),
             ("vip_subnet", "24"),
             ("vip_leaderelection", "true"),
         ];
         let names: Vec<String> = ignored_env(loud).into_iter().map(|i| i.name).collect();
-        assert_eq!(names, ["vip_routingtable", "egress_podcidr", "vip_subnet"]);
+        assert_eq!(names, ["vip_wireguard", "egress_podcidr", "vip_subnet"]);
     }
 
     #[test]

@@ -143,6 +143,13 @@ pub struct RawSettings {
     /// `vip_arpRate` (milliseconds).
     pub vip_arp_rate: Option<String>,
     pub vip_servicesinterface: Option<String>,
+    /// Routing-table mode: `vip_routingtable` and its table, route type and protocol;
+    /// `vip_cleanroutingtable` (vipd always removes its stale routes: checked, then unused).
+    pub vip_routingtable: Option<String>,
+    pub vip_routingtableid: Option<String>,
+    pub vip_routingtabletype: Option<String>,
+    pub vip_routingprotocol: Option<String>,
+    pub vip_cleanroutingtable: Option<String>,
     /// `enable_upnp` (or the guide's `enableUPNP`, which kube-vip ignores).
     pub enable_upnp: Option<String>,
 }
@@ -197,6 +204,18 @@ pub fn validate(raw: &RawSettings) -> Result<Config, ConfigError> {
             "and bgp_enable are both set: kube-vip runs exactly one mode; choose one",
         ));
     }
+    let table = flag(&raw.vip_routingtable, "vip_routingtable (--table)")?;
+    if table && (arp || bgp_on) {
+        return Err(err(
+            "vip_routingtable (--table)",
+            "true",
+            if arp {
+                "and vip_arp are both set: kube-vip runs exactly one mode; choose one"
+            } else {
+                "and bgp_enable are both set: kube-vip runs exactly one mode; choose one"
+            },
+        ));
+    }
     let svc_on = flag(&raw.svc_enable, "svc_enable (--services)")?;
     let cp_on = flag(&raw.cp_enable, "cp_enable (--controlplane)")?;
     if arp && !svc_on && !cp_on {
@@ -206,11 +225,11 @@ pub fn validate(raw: &RawSettings) -> Result<Config, ConfigError> {
             "announces the VIPs of LoadBalancer Services or the control plane: set svc_enable=true (--services), cp_enable=true (--controlplane), or both",
         ));
     }
-    if !arp && !bgp_on {
+    if !arp && !bgp_on && !table {
         return Err(err(
             "bgp_enable (--bgp)",
             raw.bgp_enable.as_deref().unwrap_or(""),
-            "is not set: no mode is enabled. Set bgp_enable=true (--bgp) or vip_arp=true (--arp)",
+            "is not set: no mode is enabled. Set bgp_enable=true (--bgp), vip_arp=true (--arp) or vip_routingtable=true (--table)",
         ));
     }
     // Checked in every mode, though only services mode reads it: a typo is never taken as false.
@@ -239,6 +258,13 @@ pub fn validate(raw: &RawSettings) -> Result<Config, ConfigError> {
     } else {
         None
     };
+    if table && services.is_none() {
+        return Err(err(
+            "vip_routingtable (--table)",
+            "true",
+            "routes the VIPs of LoadBalancer Services or an elected control-plane VIP: set svc_enable=true (--services), or cp_enable=true with vip_leaderelection=true",
+        ));
+    }
     let metal = if flag(&raw.vip_packet, "vip_packet (--metal)")? {
         Some(MetalSettings {
             provider_config: non_empty(&raw.provider_config).map(PathBuf::from),

@@ -2,6 +2,7 @@
 //! mode and the Lease elections.
 
 use super::{err, flag, non_empty, ConfigError, RawSettings};
+use crate::table::route::{RouteKind, TableSpec};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -49,6 +50,8 @@ pub struct ServicesSettings {
     pub upnp: bool,
     /// `vip_arp`: announce by ARP/NDP from an elected node instead of BGP.
     pub arp: Option<ArpSettings>,
+    /// `vip_routingtable`: put each served VIP as a route in a kernel table instead of BGP.
+    pub routing_table: Option<TableSpec>,
     /// `vip_leaseduration`, `vip_renewdeadline`, `vip_retryperiod`: every Lease election of
     /// services mode (ARP mode's, and BGP mode's per-Service Leases of DHCP and UPnP Services).
     pub election_timing: crate::election::Timing,
@@ -145,10 +148,12 @@ pub(super) fn services_settings(raw: &RawSettings) -> Result<ServicesSettings, C
                 "lb_class_legacy_handling (--lbClassNameLegacyHandling)",
             )?,
         },
+        // Routing-table mode routes VIPs without an address on the interface (kube-vip's way);
+        // the setting is still checked.
         attach_to_interface: flag(
             &raw.bgp_attach_ip_to_interface,
             "bgp_attach_ip_to_interface (--bgpAttachIPToInterface)",
-        )?,
+        )? && !flag(&raw.vip_routingtable, "vip_routingtable (--table)")?,
         interface: non_empty(&raw.vip_interface).unwrap_or("lo").to_owned(),
         services_interface: non_empty(&raw.vip_servicesinterface)
             .filter(|i| *i != "auto")
@@ -189,7 +194,58 @@ pub(super) fn services_settings(raw: &RawSettings) -> Result<ServicesSettings, C
         } else {
             None
         },
+        routing_table: if flag(&raw.vip_routingtable, "vip_routingtable (--table)")? {
+            Some(table_spec(raw)?)
+        } else {
+            None
+        },
         election_timing: election_timing(raw)?,
+    })
+}
+
+/// `vip_routingtableid`, `vip_routingtabletype`, `vip_routingprotocol` (kube-vip's defaults:
+/// 198, 1, 248), and `vip_cleanroutingtable` checked as a boolean.
+pub(super) fn table_spec(raw: &RawSettings) -> Result<TableSpec, ConfigError> {
+    flag(
+        &raw.vip_cleanroutingtable,
+        "vip_cleanroutingtable (--cleanRoutingTable)",
+    )?;
+    let d = TableSpec::default();
+    let table = match non_empty(&raw.vip_routingtableid) {
+        None => d.table,
+        Some(v) => v.parse::<u32>().ok().filter(|t| *t != 0 && *t != 255).ok_or_else(|| {
+            err(
+                "vip_routingtableid (--tableID)",
+                v,
+                "is not a routing table vipd can use: 1-4294967295, except 255 (the kernel's local table)",
+            )
+        })?,
+    };
+    let kind = match non_empty(&raw.vip_routingtabletype) {
+        None | Some("1") => RouteKind::Unicast,
+        Some("2") => RouteKind::Local,
+        Some(v) => {
+            return Err(err(
+                "vip_routingtabletype (--tableType)",
+                v,
+                "is not a route type a VIP can have: 1 (unicast, the default) or 2 (local)",
+            ))
+        }
+    };
+    let protocol = match non_empty(&raw.vip_routingprotocol) {
+        None => d.protocol,
+        Some(v) => v.parse::<u8>().ok().filter(|p| *p >= 5).ok_or_else(|| {
+            err(
+                "vip_routingprotocol (--routingProtocol)",
+                v,
+                "is not a routing protocol number vipd can mark its routes with: 5-255 (0-4 are the kernel's own: `ip route add` makes boot, 3)",
+            )
+        })?,
+    };
+    Ok(TableSpec {
+        table,
+        kind,
+        protocol,
     })
 }
 

@@ -31,6 +31,12 @@ fn raw(pairs: &[(&str, &str)]) -> RawSettings {
             "vip_address" => r.vip_address = v,
             "vip_loglevel" => r.vip_loglevel = v,
             "vip_arp" => r.vip_arp = v,
+            "vip_routingtable" => r.vip_routingtable = v,
+            "vip_routingtableid" => r.vip_routingtableid = v,
+            "vip_routingtabletype" => r.vip_routingtabletype = v,
+            "vip_routingprotocol" => r.vip_routingprotocol = v,
+            "vip_cleanroutingtable" => r.vip_cleanroutingtable = v,
+            "bgp_attach_ip_to_interface" => r.bgp_attach_ip_to_interface = v,
             "svc_election" => r.svc_election = v,
             "svc_leasename" => r.svc_leasename = v,
             "vip_leaseduration" => r.vip_leaseduration = v,
@@ -518,6 +524,90 @@ fn arp_mode_needs_services_and_excludes_bgp() {
     assert!(e.reason.contains("exactly one mode"), "{e}");
     let e = validate(&raw(&[("vip_arp", "true"), ("bgp_enable", "false")])).unwrap_err();
     assert!(e.reason.contains("svc_enable"), "{e}");
+}
+
+#[test]
+fn routing_table_mode_takes_kube_vips_defaults_and_settings() {
+    use crate::table::route::{RouteKind, TableSpec};
+    let table = |extra: &[(&str, &str)]| {
+        let mut pairs = vec![
+            ("bgp_enable", "false"),
+            ("vip_routingtable", "true"),
+            ("svc_enable", "true"),
+            ("vip_nodename", "n1"),
+            ("vip_interface", "eth0"),
+        ];
+        pairs.extend_from_slice(extra);
+        validate(&raw(&pairs))
+    };
+    let c = table(&[("bgp_attach_ip_to_interface", "true")]).unwrap();
+    let svc = c.services.unwrap();
+    assert_eq!(svc.routing_table, Some(TableSpec::default()));
+    assert_eq!(
+        TableSpec::default(),
+        TableSpec {
+            table: 198,
+            kind: RouteKind::Unicast,
+            protocol: 248
+        }
+    );
+    assert_eq!(svc.interface, "eth0");
+    assert!(svc.arp.is_none());
+    // kube-vip never puts a routing-table VIP on the interface.
+    assert!(!svc.attach_to_interface);
+    let c = table(&[
+        ("vip_routingtableid", "100000"),
+        ("vip_routingtabletype", "2"),
+        ("vip_routingprotocol", "99"),
+        ("vip_cleanroutingtable", "true"),
+    ])
+    .unwrap();
+    assert_eq!(
+        c.services.unwrap().routing_table,
+        Some(TableSpec {
+            table: 100_000,
+            kind: RouteKind::Local,
+            protocol: 99
+        })
+    );
+}
+
+#[test]
+fn routing_table_settings_that_cannot_work_are_refused_by_name_and_value() {
+    let table = |extra: &[(&str, &str)]| {
+        let mut pairs = vec![
+            ("bgp_enable", "false"),
+            ("vip_routingtable", "true"),
+            ("svc_enable", "true"),
+            ("vip_nodename", "n1"),
+        ];
+        pairs.extend_from_slice(extra);
+        validate(&raw(&pairs)).unwrap_err()
+    };
+    for (setting, value, says) in [
+        ("vip_routingtableid", "0", "1-4294967295"),
+        ("vip_routingtableid", "255", "local table"),
+        ("vip_routingtableid", "main", "1-4294967295"),
+        ("vip_routingtabletype", "6", "1 (unicast"),
+        ("vip_routingprotocol", "3", "kernel's own"),
+        ("vip_routingprotocol", "256", "5-255"),
+        ("vip_cleanroutingtable", "sometimes", "boolean"),
+    ] {
+        let e = table(&[(setting, value)]);
+        assert!(e.setting.starts_with(setting), "{setting}={value}: {e}");
+        assert_eq!(e.value, value);
+        assert!(e.reason.contains(says), "{setting}={value}: {e}");
+    }
+    // One mode at a time, and something to route.
+    let e = table(&[("bgp_enable", "true")]);
+    assert!(e.reason.contains("exactly one mode"), "{e}");
+    let e = table(&[("vip_arp", "true")]);
+    assert!(e.reason.contains("exactly one mode"), "{e}");
+    let e = table(&[("svc_enable", "false")]);
+    assert!(e.reason.contains("svc_enable=true"), "{e}");
+    // Not set at all: the mode list names it.
+    let e = validate(&raw(&[("bgp_enable", "false"), ("svc_enable", "true")])).unwrap_err();
+    assert!(e.reason.contains("vip_routingtable=true"), "{e}");
 }
 
 #[test]

@@ -64,6 +64,25 @@ pub struct PassOn {
         value_name = "INTERFACE"
     )]
     pub vip_servicesinterface: Option<String>,
+    /// Routing-table mode: each served VIP a route in a kernel table (instead of --bgp/--arp).
+    #[arg(long = "table", env = "vip_routingtable", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true")]
+    pub vip_routingtable: Option<String>,
+    /// Routing-table mode: the table.
+    #[arg(long = "tableID", env = "vip_routingtableid", value_name = "ID")]
+    pub vip_routingtableid: Option<String>,
+    /// Routing-table mode: the route type (1 unicast, 2 local).
+    #[arg(long = "tableType", env = "vip_routingtabletype", value_name = "TYPE")]
+    pub vip_routingtabletype: Option<String>,
+    /// Routing-table mode: the protocol number marking vipd's routes.
+    #[arg(
+        long = "routingProtocol",
+        env = "vip_routingprotocol",
+        value_name = "NUMBER"
+    )]
+    pub vip_routingprotocol: Option<String>,
+    /// Routing-table mode: accepted as kube-vip's (vipd always removes its stale routes).
+    #[arg(long = "cleanRoutingTable", env = "vip_cleanroutingtable", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true")]
+    pub vip_cleanroutingtable: Option<String>,
     /// Take the router id from this interface's IPv4 address.
     #[arg(
         long = "bgpRouterInterface",
@@ -212,7 +231,7 @@ pub struct PassOn {
 impl PassOn {
     /// (environment variable, value) of each setting given, in the agent's names.
     pub fn env(&self) -> Vec<(&'static str, &str)> {
-        let all: [(&'static str, &Option<String>); 40] = [
+        let all: [(&'static str, &Option<String>); 45] = [
             ("svc_namespace", &self.svc_namespace),
             ("lb_class_legacy_handling", &self.lb_class_legacy_handling),
             ("vipd_honour_exclude_label", &self.vipd_honour_exclude_label),
@@ -227,6 +246,11 @@ impl PassOn {
             ("vip_retryperiod", &self.vip_retryperiod),
             ("vip_arpRate", &self.vip_arp_rate),
             ("vip_servicesinterface", &self.vip_servicesinterface),
+            ("vip_routingtable", &self.vip_routingtable),
+            ("vip_routingtableid", &self.vip_routingtableid),
+            ("vip_routingtabletype", &self.vip_routingtabletype),
+            ("vip_routingprotocol", &self.vip_routingprotocol),
+            ("vip_cleanroutingtable", &self.vip_cleanroutingtable),
             ("bgp_routerinterface", &self.bgp_routerinterface),
             ("bgp_hold_time", &self.bgp_hold_time),
             ("bgp_keepalive_interval", &self.bgp_keepalive_interval),

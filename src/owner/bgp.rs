@@ -3,6 +3,9 @@
 //! what one node alone may hold (a DHCP lease, a UPnP mapping): those are served by the elected
 //! node of a per-Service Lease ([`crate::plan::gate`]). With `svc_election` every Service is
 //! served so, and its elected node writes `kube-vip.io/vipHost`.
+//!
+//! Routing-table mode (`vip_routingtable`) is this executor with a kernel routing table in place
+//! of the speaker ([`Bgp::with_table`]): the same decide, gates and plan; no peers.
 
 use super::announcer::Announcer;
 use super::common::Common;
@@ -21,6 +24,7 @@ use crate::peers::PeerSources;
 use crate::plan::gate;
 use crate::plan::shutdown::{self, Drain, Step};
 use crate::report::{self, ServiceState, VipState, Withheld};
+use crate::table::kernel::KernelTable;
 use k8s_openapi::api::core::v1::Service;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -68,10 +72,37 @@ impl<'a> Bgp<'a> {
     ) -> Bgp<'a> {
         let peer_events = speaker.events();
         let decide = decide_config(cfg, svc, &peers.current());
+        let announcer = Announcer::new(speaker, peers, BTreeSet::new());
+        Bgp::with(cfg, svc, announcer, decide, peer_events, control_plane)
+    }
+
+    /// Routing-table mode: routes go to `table` (both families); `peers` is empty.
+    pub fn with_table(
+        cfg: &'a Config,
+        svc: &'a ServicesSettings,
+        table: KernelTable,
+        peers: PeerSources,
+        control_plane: Option<ControlPlaneVip>,
+    ) -> Bgp<'a> {
+        let decide = svc.decide_config(true, true);
+        // No speaker: nothing ever sends a peer event.
+        let (_, peer_events) = mpsc::channel(1);
+        let announcer = Announcer::with_table(table, peers);
+        Bgp::with(cfg, svc, announcer, decide, peer_events, control_plane)
+    }
+
+    fn with(
+        cfg: &'a Config,
+        svc: &'a ServicesSettings,
+        announcer: Announcer,
+        decide: DecideConfig,
+        peer_events: mpsc::Receiver<PeerEvent>,
+        control_plane: Option<ControlPlaneVip>,
+    ) -> Bgp<'a> {
         Bgp {
             cfg,
             svc,
-            announcer: Announcer::new(speaker, peers, BTreeSet::new()),
+            announcer,
             peer_events,
             addresses: None,
             decide,
@@ -208,12 +239,8 @@ impl Executor for Bgp<'_> {
             .map(|(k, d)| (k.clone(), d.announced.clone()))
             .collect();
         // Handed to the speaker is not yet at a router: say so while no session is up.
-        let how = if self.announcer.any_peer_up() {
-            "BGP"
-        } else {
-            "BGP (no session is up yet: routers get it once one is)"
-        };
-        c.report(&desired, served, how);
+        let how = self.announcer.how();
+        c.report(&desired, served, &how);
         // An elected Service (svc_election, DHCP, UPnP) is held here alone: say so.
         let services: BTreeMap<ServiceKey, &Service> = snap
             .services
@@ -251,6 +278,8 @@ impl Executor for Bgp<'_> {
             .await;
     }
 
+    /// Routing-table mode follows the same rule (`vipd_bgp_restart_time` above 0: a restart
+    /// keeps the routes in the table for the next process to adopt, as BGP peers keep them).
     fn stop(&self, ctx: &Common) -> (shutdown::Stop, String) {
         shutdown::stop(
             self.cfg.bgp.graceful_restart.is_some(),

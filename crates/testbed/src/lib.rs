@@ -36,6 +36,7 @@ pub mod daemon;
 pub mod dnsmasq;
 pub mod frr;
 pub mod gobgp;
+pub mod host_bird;
 pub mod lan;
 pub mod livez;
 pub mod metal;

@@ -128,6 +128,30 @@ impl Vipd {
         Vipd::with_env(topo, i, env)
     }
 
+    /// vipd in routing-table mode (services, no BGP) on node `i`, named `node<i>`, its routes
+    /// through the node's link to the tor (`veth-tor`) in kube-vip's default table (198) with
+    /// protocol 248. `extra`: more settings (later ones win). Not started.
+    pub fn table(
+        topo: &Topology,
+        i: usize,
+        kubeconfig: &std::path::Path,
+        extra: &[(&str, &str)],
+    ) -> Vipd {
+        let mut env: Vec<(String, String)> = [
+            ("vip_routingtable", "true".to_string()),
+            ("svc_enable", "true".to_string()),
+            ("vip_interface", "veth-tor".to_string()),
+            ("vip_nodename", format!("node{i}")),
+            ("k8s_config_file", path_str(kubeconfig)),
+            ("RUST_LOG", "vipd=debug,info".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Vipd::with_env(topo, i, env)
+    }
+
     pub fn start(&mut self) {
         self.daemon.start();
     }

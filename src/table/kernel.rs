@@ -1,0 +1,153 @@
+//! [I/O] The VIP routes in one kernel routing table, by rtnetlink. At start the routes an
+//! earlier vipd left (its protocol number in its table, [`super::route::ours`]) are adopted;
+//! [`KernelTable::sync`] then keeps the table's vipd routes equal to the wanted set, route by
+//! route, so one that fails is reported and tried again at the next sync while the others stand.
+
+use super::route::{self, TableSpec};
+use crate::netlink::NetlinkError;
+use futures::TryStreamExt;
+use netlink_packet_route::route::{RouteMessage, RouteScope, RouteType};
+use netlink_packet_route::AddressFamily;
+use rtnetlink::Handle;
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use tracing::{info, warn};
+
+pub struct KernelTable {
+    handle: Handle,
+    ifname: String,
+    index: u32,
+    spec: TableSpec,
+    /// The VIPs that have a vipd route in the table now.
+    installed: BTreeSet<IpAddr>,
+}
+
+impl KernelTable {
+    /// Opens netlink, finds `ifname` (the routes' interface) and adopts what an earlier vipd
+    /// left in the table.
+    pub async fn open(ifname: &str, spec: TableSpec) -> Result<KernelTable, NetlinkError> {
+        let (conn, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Socket)?;
+        tokio::spawn(conn);
+        let link = handle
+            .link()
+            .get()
+            .match_name(ifname.to_owned())
+            .execute()
+            .try_next()
+            .await
+            .ok()
+            .flatten()
+            .ok_or_else(|| NetlinkError::NoInterface(ifname.to_owned()))?;
+        let mut table = KernelTable {
+            handle,
+            ifname: ifname.to_owned(),
+            index: link.header.index,
+            spec,
+            installed: BTreeSet::new(),
+        };
+        table.installed = table.listed().await?;
+        if !table.installed.is_empty() {
+            info!(
+                table = spec.table,
+                protocol = spec.protocol,
+                routes = table.installed.len(),
+                "adopted the VIP routes an earlier vipd left in the routing table"
+            );
+        }
+        Ok(table)
+    }
+
+    /// The VIPs routed in the table now (as far as vipd's own requests tell).
+    pub fn installed(&self) -> &BTreeSet<IpAddr> {
+        &self.installed
+    }
+
+    pub fn spec(&self) -> &TableSpec {
+        &self.spec
+    }
+
+    /// Makes vipd's routes in the table exactly `wanted`: adds first, then removes. Errors are
+    /// per route; a route that could not be added or removed is tried again next time.
+    pub async fn sync(&mut self, wanted: &BTreeSet<IpAddr>) -> Vec<NetlinkError> {
+        let mut errors = Vec::new();
+        for vip in wanted.difference(&self.installed.clone()) {
+            let msg = route::message(*vip, self.index, &self.spec);
+            match self.handle.route().add(msg).replace().execute().await {
+                Ok(()) => {
+                    self.installed.insert(*vip);
+                }
+                Err(e) => errors.push(self.error("add route to", *vip, e)),
+            }
+        }
+        let stale: Vec<IpAddr> = self.installed.difference(wanted).copied().collect();
+        for vip in stale {
+            match self.remove(vip).await {
+                Ok(()) => {
+                    self.installed.remove(&vip);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        errors
+    }
+
+    /// Removes every vipd route from the table (a shutdown); how many went.
+    pub async fn clear(&mut self) -> usize {
+        let n = self.installed.len();
+        for e in self.sync(&BTreeSet::new()).await {
+            warn!("{e}");
+        }
+        n - self.installed.len()
+    }
+
+    async fn remove(&self, vip: IpAddr) -> Result<(), NetlinkError> {
+        // The route as the table holds it may have another interface (an earlier vipd's): the
+        // delete names only what identifies it, destination, table and protocol.
+        let mut msg = route::message(vip, self.index, &self.spec);
+        msg.attributes
+            .retain(|a| !matches!(a, netlink_packet_route::route::RouteAttribute::Oif(_)));
+        // The kernel deletes only a route of the scope and type asked for, unless the request
+        // leaves them open (RT_SCOPE_NOWHERE, RTN_UNSPEC), as `ip route del` does.
+        msg.header.scope = RouteScope::NoWhere;
+        msg.header.kind = RouteType::Unspec;
+        match self.handle.route().del(msg).execute().await {
+            Ok(()) => Ok(()),
+            // Already gone (someone else removed it): that is what was wanted.
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ESRCH => Ok(()),
+            Err(e) => Err(self.error("remove route to", vip, e)),
+        }
+    }
+
+    /// The VIPs of vipd's routes in the table, read from the kernel.
+    pub async fn listed(&self) -> Result<BTreeSet<IpAddr>, NetlinkError> {
+        let mut found = BTreeSet::new();
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut query = RouteMessage::default();
+            query.header.address_family = family;
+            let routes: Vec<RouteMessage> = self
+                .handle
+                .route()
+                .get(query)
+                .execute()
+                .try_collect()
+                .await
+                .map_err(|source| NetlinkError::Request {
+                    action: "list",
+                    ip: format!("routes of table {}", self.spec.table),
+                    ifname: self.ifname.clone(),
+                    source: Box::new(source),
+                })?;
+            found.extend(routes.iter().filter_map(|r| route::ours(r, &self.spec)));
+        }
+        Ok(found)
+    }
+
+    fn error(&self, action: &'static str, vip: IpAddr, source: rtnetlink::Error) -> NetlinkError {
+        NetlinkError::Request {
+            action,
+            ip: vip.to_string(),
+            ifname: format!("{} (table {})", self.ifname, self.spec.table),
+            source: Box::new(source),
+        }
+    }
+}
