@@ -220,6 +220,11 @@ pub struct ManagerArgs {
     /// once it knows what it serves; accepted for kube-vip's manifests.
     #[arg(long = "cleanRoutingTable", env = "vip_cleanroutingtable", num_args = 0..=1, default_missing_value = "true")]
     pub vip_cleanroutingtable: Option<String>,
+    /// ARP mode: the prefix length of the VIP addresses put on interfaces, `v4[,v6]`, each a
+    /// number or `auto` (the length of the interface's own subnet holding the VIP)
+    /// [default: 32,128].
+    #[arg(long = "vipSubnet", env = "vip_subnet")]
+    pub vip_subnet: Option<String>,
     /// Announce VIPs by BGP.
     #[arg(long = "bgp", env = "bgp_enable", num_args = 0..=1, default_missing_value = "true")]
     pub bgp_enable: Option<String>,
@@ -546,6 +551,7 @@ impl ManagerArgs {
             vip_arp_rate: self.vip_arp_rate.clone(),
             vip_servicesinterface: self.vip_servicesinterface.clone(),
             vip_routingtable: self.vip_routingtable.clone(),
+            vip_subnet: self.vip_subnet.clone(),
             vip_routingtableid: self.vip_routingtableid.clone(),
             vip_routingtabletype: self.vip_routingtabletype.clone(),
             vip_routingprotocol: self.vip_routingprotocol.clone(),

@@ -5,7 +5,9 @@
 //! what it added before (nothing leaks), and why it never removes an address someone else
 //! added: an address that already exists is left as it is and never becomes vipd's.
 
+use crate::config::{Mask, VipMasks};
 use futures::TryStreamExt;
+use ipnet::IpNet;
 use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressProtocol,
     AddressScope, CacheInfo,
@@ -24,6 +26,10 @@ pub enum NetlinkError {
     Socket(std::io::Error),
     #[error("interface {0:?} (vip_interface) does not exist")]
     NoInterface(String),
+    #[error(
+        "vip_subnet=auto: no address of {ifname} has a subnet holding {ip}, so its mask is unknown"
+    )]
+    NoSubnet { ip: IpAddr, ifname: String },
     #[error("peer {0} cannot be routed through gateway {1} (another address family)")]
     Unroutable(IpAddr, IpAddr),
     #[error("{action} {ip} on {ifname}: {source}")]
@@ -44,6 +50,8 @@ pub struct VipAddresses {
     /// The interface's hardware address (`None`: it has none, e.g. `lo`).
     mac: Option<[u8; 6]>,
     ours: BTreeSet<IpAddr>,
+    /// The prefix length addresses get (`vip_subnet`; /32 and /128 unless set).
+    masks: VipMasks,
 }
 
 impl VipAddresses {
@@ -71,6 +79,7 @@ impl VipAddresses {
             index: link.header.index,
             mac,
             ours: BTreeSet::new(),
+            masks: VipMasks::default(),
         };
         addrs.ours = addrs
             .list()
@@ -129,6 +138,51 @@ impl VipAddresses {
 
     pub fn ours(&self) -> &BTreeSet<IpAddr> {
         &self.ours
+    }
+
+    /// Addresses get these prefix lengths from now on (ARP mode's `vip_subnet`).
+    pub fn with_masks(mut self, masks: VipMasks) -> VipAddresses {
+        self.masks = masks;
+        self
+    }
+
+    /// The prefix length `ip` gets: the configured one, or with `auto` that of the interface's
+    /// own address (not vipd's) whose subnet holds it.
+    async fn prefix_for(&self, ip: IpAddr) -> Result<u8, NetlinkError> {
+        match self.masks.of(ip) {
+            Mask::Fixed(n) => Ok(n),
+            Mask::Auto => {
+                let msgs: Vec<AddressMessage> = self
+                    .handle
+                    .address()
+                    .get()
+                    .set_link_index_filter(self.index)
+                    .execute()
+                    .try_collect()
+                    .await
+                    .map_err(|source| self.error("list addresses", None, source))?;
+                msgs.iter()
+                    .filter(|m| {
+                        !m.attributes.iter().any(|a| {
+                            matches!(a, AddressAttribute::Protocol(p) if u8::from(*p) == ADDRESS_PROTO)
+                        })
+                    })
+                    .filter_map(|m| {
+                        let own = m.attributes.iter().find_map(|a| match a {
+                            AddressAttribute::Address(a) => Some(*a),
+                            _ => None,
+                        })?;
+                        let net = IpNet::new(own, m.header.prefix_len).ok()?;
+                        net.contains(&ip).then_some(m.header.prefix_len)
+                    })
+                    // The most specific subnet, should several hold it.
+                    .max()
+                    .ok_or_else(|| NetlinkError::NoSubnet {
+                        ip,
+                        ifname: self.ifname.clone(),
+                    })
+            }
+        }
     }
 
     pub fn ifname(&self) -> &str {
@@ -193,7 +247,7 @@ impl VipAddresses {
 
     /// `Ok(false)`: the address exists already and is not vipd's; it is left alone.
     pub async fn add(&self, ip: IpAddr) -> Result<bool, NetlinkError> {
-        let prefix = if ip.is_ipv4() { 32 } else { 128 };
+        let prefix = self.prefix_for(ip).await?;
         let mut req = self.handle.address().add(self.index, ip, prefix);
         let msg = req.message_mut();
         msg.attributes

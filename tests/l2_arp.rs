@@ -685,3 +685,51 @@ fn a_leader_cut_off_from_the_api_server_drops_the_vip_before_another_node_takes_
         }
     });
 }
+
+/// `vip_subnet` gives the VIP addresses their mask, as kube-vip does: `auto` takes the length of
+/// the interface's own subnet holding the VIP (lan0's /24), a number is used as it is (/120 for
+/// IPv6 here). The addresses still carry vipd's mark, and the client reaches the IPv4 VIP.
+#[test]
+fn vip_subnet_gives_the_addresses_their_mask_fixed_or_from_the_interfaces_subnet() {
+    skip_unless!(root, VIPD_NEEDS, L2_NEEDS);
+    let (v4, v6) = ("10.97.0.91", "fd00:97::91");
+    let topo = Topology::with_nodes(NODES);
+    let lan = Lan::new(&topo);
+    let dir = tempfile::tempdir().unwrap();
+    let tor = topo.tor.clone();
+    let mut settings = TIMING.to_vec();
+    settings.push(("vip_subnet", "auto,120"));
+    in_netns(&tor, async {
+        let (_api, _client, agents) =
+            start_cluster(&topo, dir.path(), &settings, &[("sub4", v4), ("sub6", v6)]).await;
+        let shown = |vip: &str| -> Option<String> {
+            (0..NODES).find_map(|i| {
+                let out = support::ns_stdout(
+                    &topo.nodes[i],
+                    &["ip", "-br", "addr", "show", "dev", "lan0"],
+                );
+                out.split_whitespace()
+                    .find(|w| w.starts_with(&format!("{vip}/")))
+                    .map(str::to_owned)
+            })
+        };
+        eventually!(
+            Duration::from_secs(15),
+            "the IPv4 VIP is on a lan0 as /24 and the IPv6 one as /120",
+            shown(v4).as_deref() == Some("10.97.0.91/24")
+                && shown(v6).as_deref() == Some("fd00:97::91/120"),
+            format!("{:?} {:?}\n{}", shown(v4), shown(v6), explain(&agents))
+        );
+        let holder = holder_of(&topo, v4, None).expect("one holder");
+        let marked = cluster::addresses_with_proto(&topo.nodes[holder], "lan0");
+        assert!(
+            marked.contains(&(v4.parse().unwrap(), Some(118))),
+            "{marked:?}"
+        );
+        assert!(
+            ns_succeeds(&lan.client, &["ping", "-c", "1", "-W", "2", v4]),
+            "the client reaches the VIP\n{}",
+            explain(&agents)
+        );
+    });
+}

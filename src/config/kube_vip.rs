@@ -98,7 +98,6 @@ pub static FOREIGN: &[Foreign] = &[
     // Services-mode features vipd lacks.
     bool_("enable_service_security", "onlyAllowTrafficServicePorts", "drops traffic to a VIP except on its Service's ports (not in vipd)"),
     bool_("per_service_election_on_demand", "perServiceElectionOnDemand", "elects Services annotated kube-vip.io/forcePerServiceElection on their own Lease (not in vipd)"),
-    value("vip_subnet", "vipSubnet", &["32", "128", "32,128", "128,32"], "puts ARP-mode VIPs on the interface with this mask (vipd: /32 and /128)"),
     value("dns_mode", "dnsMode", &["first"], "resolves host names in loadbalancerIPs in this family (vipd resolves none: a Warning per Service)"),
     value("dhcp_mode", "dhcpMode", &["ipv4"], "asks for DHCPv6 leases too (vipd: DHCPv4 only)"),
     value("dhcp_backoff_attempts", "dhcpBackoffAttempts", &["3"], "caps DHCP retries (vipd retries with its own backoff, without a cap)"),
@@ -232,6 +231,12 @@ pub fn strip_flags(args: &[String], own: impl Fn(&str) -> bool) -> (Vec<String>,
 /// `cp_enable` (vipd elects only the control-plane VIP by it).
 pub fn ignored_in(cfg: &super::Config) -> Vec<Ignored> {
     let mut ignored = Vec::new();
+    if cfg.vip_subnet_outside_arp {
+        ignored.push(Ignored {
+            name: "vip_subnet (--vipSubnet)".into(),
+            does: "gives the VIP addresses of ARP mode this mask (vipd reads it in ARP mode only: BGP and routing-table mode route /32 and /128)",
+        });
+    }
     if cfg.leader_election_without_control_plane {
         ignored.push(Ignored {
             name: "vip_leaderelection (--leaderElection)".into(),
@@ -288,18 +293,16 @@ mod tests {
             ("cp_detect", "false"),
             ("zebra_enable", "false"),
             ("egress_withnftables", "FALSE"),
-            ("vip_subnet", "32"),
         ];
         assert_eq!(ignored_env(quiet), []);
         let loud = [
             ("vip_wireguard", "true"),
             ("svc_enable", "true"),
             ("egress_podcidr", "10.244.0.0/16"),
-            ("vip_subnet", "24"),
             ("vip_leaderelection", "true"),
         ];
         let names: Vec<String> = ignored_env(loud).into_iter().map(|i| i.name).collect();
-        assert_eq!(names, ["vip_wireguard", "egress_podcidr", "vip_subnet"]);
+        assert_eq!(names, ["vip_wireguard", "egress_podcidr"]);
     }
 
     #[test]

@@ -22,7 +22,9 @@ pub use bgp::{BgpSettings, MetalSettings, RouterIdSource, DEFAULT_UNREADY_AFTER}
 use control_plane::control_plane_settings;
 pub use control_plane::{ControlPlaneHealth, ControlPlaneSettings, TlsCheck};
 use services::{control_plane_only, node_name, services_settings};
-pub use services::{ArpSettings, ElectionScope, IpamSettings, IpamStandalone, ServicesSettings};
+pub use services::{
+    ArpSettings, ElectionScope, IpamSettings, IpamStandalone, Mask, ServicesSettings, VipMasks,
+};
 use values::log_filter;
 pub use values::{listen_address, parse_vip_list};
 
@@ -143,6 +145,8 @@ pub struct RawSettings {
     /// `vip_arpRate` (milliseconds).
     pub vip_arp_rate: Option<String>,
     pub vip_servicesinterface: Option<String>,
+    /// `vip_subnet`: ARP mode's address masks.
+    pub vip_subnet: Option<String>,
     /// Routing-table mode: `vip_routingtable` and its table, route type and protocol;
     /// `vip_cleanroutingtable` (vipd always removes its stale routes: checked, then unused).
     pub vip_routingtable: Option<String>,
@@ -168,6 +172,8 @@ pub struct Config {
     pub kube_server: ServerOverride,
     /// `vip_leaderelection=true` without `cp_enable`: asks for nothing here (named at start).
     pub leader_election_without_control_plane: bool,
+    /// `vip_subnet` asks for masks outside ARP mode, where vipd puts host addresses only.
+    pub vip_subnet_outside_arp: bool,
     /// `Some` with `vip_packet` / `--metal`: peers from the Equinix Metal API.
     pub metal: Option<MetalSettings>,
     /// `prometheus_server`: where /healthz and /readyz are served; `None` = off.
@@ -286,6 +292,17 @@ pub fn validate(raw: &RawSettings) -> Result<Config, ConfigError> {
         services,
         node_name,
         kubeconfig: non_empty(&raw.k8s_config_file).map(PathBuf::from),
+        vip_subnet_outside_arp: {
+            let masks = services::vip_masks(raw)?;
+            if !arp && (masks.v4 == services::Mask::Auto || masks.v6 == services::Mask::Auto) {
+                return Err(err(
+                    "vip_subnet (--vipSubnet)",
+                    raw.vip_subnet.as_deref().unwrap_or(""),
+                    "asks for auto, which only ARP mode (vip_arp=true) can use, as in kube-vip",
+                ));
+            }
+            !arp && !masks.is_host()
+        },
         leader_election_without_control_plane: control_plane.is_none()
             && flag(
                 &raw.vip_leaderelection,

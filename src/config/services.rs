@@ -120,6 +120,86 @@ pub struct ArpSettings {
     pub services_interface: Option<String>,
     /// `vip_interface`: next in line; `None` (or `auto`): the interface whose subnet holds the VIP.
     pub interface: Option<String>,
+    /// `vip_subnet`: the prefix length of the addresses put on interfaces.
+    pub masks: VipMasks,
+}
+
+/// The prefix length of one family's VIP addresses on an interface (`vip_subnet`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mask {
+    Fixed(u8),
+    /// `auto`: the length of the interface's own address whose subnet holds the VIP.
+    Auto,
+}
+
+/// `vip_subnet` as kube-vip reads it for Services: `v4[,v6]`, each a length or `auto`; an
+/// empty or missing part is the host length (/32, /128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VipMasks {
+    pub v4: Mask,
+    pub v6: Mask,
+}
+
+impl Default for VipMasks {
+    fn default() -> Self {
+        VipMasks {
+            v4: Mask::Fixed(32),
+            v6: Mask::Fixed(128),
+        }
+    }
+}
+
+impl VipMasks {
+    pub fn of(&self, ip: std::net::IpAddr) -> Mask {
+        if ip.is_ipv4() {
+            self.v4
+        } else {
+            self.v6
+        }
+    }
+
+    /// Whether it asks for anything but host addresses.
+    pub fn is_host(&self) -> bool {
+        *self == VipMasks::default()
+    }
+}
+
+/// `vip_subnet`: `24`, `24,64`, `/24`, `auto`, `auto,auto`, `,64`.
+pub(super) fn vip_masks(raw: &RawSettings) -> Result<VipMasks, ConfigError> {
+    const SETTING: &str = "vip_subnet (--vipSubnet)";
+    let Some(v) = non_empty(&raw.vip_subnet) else {
+        return Ok(VipMasks::default());
+    };
+    let parts: Vec<&str> = v.split(',').map(str::trim).collect();
+    if parts.len() > 2 {
+        return Err(err(
+            SETTING,
+            v,
+            "has more than two parts: it is the IPv4 length, then optionally the IPv6 one (24,64), each a number or auto",
+        ));
+    }
+    let one = |part: Option<&&str>, max: u8| -> Result<Mask, ConfigError> {
+        match part.map(|p| p.trim_start_matches('/')) {
+            None | Some("") => Ok(Mask::Fixed(max)),
+            Some(p) if p.eq_ignore_ascii_case("auto") => Ok(Mask::Auto),
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .map(Mask::Fixed)
+                .ok_or_else(|| {
+                    err(
+                        SETTING,
+                        v,
+                        format!("has {p:?} where a prefix length 1-{max} or auto belongs"),
+                    )
+                }),
+        }
+    };
+    Ok(VipMasks {
+        v4: one(parts.first(), 32)?,
+        v6: one(parts.get(1), 128)?,
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -341,6 +421,7 @@ pub(super) fn arp_settings(raw: &RawSettings) -> Result<ArpSettings, ConfigError
         interface: non_empty(&raw.vip_interface)
             .filter(|i| *i != "auto")
             .map(str::to_owned),
+        masks: vip_masks(raw)?,
     })
 }
 

@@ -32,6 +32,7 @@ fn raw(pairs: &[(&str, &str)]) -> RawSettings {
             "vip_loglevel" => r.vip_loglevel = v,
             "vip_arp" => r.vip_arp = v,
             "vip_routingtable" => r.vip_routingtable = v,
+            "vip_subnet" => r.vip_subnet = v,
             "vip_routingtableid" => r.vip_routingtableid = v,
             "vip_routingtabletype" => r.vip_routingtabletype = v,
             "vip_routingprotocol" => r.vip_routingprotocol = v,
@@ -524,6 +525,58 @@ fn arp_mode_needs_services_and_excludes_bgp() {
     assert!(e.reason.contains("exactly one mode"), "{e}");
     let e = validate(&raw(&[("vip_arp", "true"), ("bgp_enable", "false")])).unwrap_err();
     assert!(e.reason.contains("svc_enable"), "{e}");
+}
+
+#[test]
+fn vip_subnet_gives_arp_mode_its_masks_as_kube_vip_reads_them() {
+    use super::{Mask, VipMasks};
+    let arp = |subnet: &str| {
+        validate(&raw(&[
+            ("bgp_enable", "false"),
+            ("vip_arp", "true"),
+            ("svc_enable", "true"),
+            ("vip_nodename", "n1"),
+            ("vip_subnet", subnet),
+        ]))
+    };
+    let masks = |subnet: &str| arp(subnet).unwrap().services.unwrap().arp.unwrap().masks;
+    let m = |v4, v6| VipMasks { v4, v6 };
+    assert_eq!(masks(""), VipMasks::default());
+    assert_eq!(masks("24"), m(Mask::Fixed(24), Mask::Fixed(128)));
+    assert_eq!(masks("/24, 64"), m(Mask::Fixed(24), Mask::Fixed(64)));
+    assert_eq!(masks(",64"), m(Mask::Fixed(32), Mask::Fixed(64)));
+    assert_eq!(masks("auto"), m(Mask::Auto, Mask::Fixed(128)));
+    assert_eq!(masks("auto,auto"), m(Mask::Auto, Mask::Auto));
+    assert_eq!(masks("32,128"), VipMasks::default());
+    for (bad, says) in [
+        ("33", "1-32"),
+        ("0", "1-32"),
+        ("24,129", "1-128"),
+        ("24,64,8", "more than two parts"),
+        ("big", "1-32 or auto"),
+    ] {
+        let e = arp(bad).unwrap_err();
+        assert_eq!(e.setting, "vip_subnet (--vipSubnet)", "{bad}");
+        assert_eq!(e.value, bad);
+        assert!(e.reason.contains(says), "{bad}: {e}");
+    }
+    // Outside ARP mode: auto refused (as kube-vip), a length named at start, not refused.
+    let bgp = |subnet: &str| {
+        validate(&raw(&[
+            ("vip_subnet", subnet),
+            ("svc_enable", "true"),
+            ("vip_nodename", "n1"),
+        ]))
+    };
+    assert!(bgp("auto").unwrap_err().reason.contains("only ARP mode"));
+    let c = bgp("24").unwrap();
+    assert!(c.vip_subnet_outside_arp);
+    let named: Vec<String> = kube_vip::ignored_in(&c)
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    assert_eq!(named, ["vip_subnet (--vipSubnet)"]);
+    assert!(!bgp("32").unwrap().vip_subnet_outside_arp);
 }
 
 #[test]

@@ -766,6 +766,7 @@ fn check(env: &[EnvVar]) -> Result<(), Error> {
         vip_arp_rate: get("vip_arpRate"),
         vip_servicesinterface: get("vip_servicesinterface"),
         vip_routingtable: get("vip_routingtable"),
+        vip_subnet: get("vip_subnet"),
         vip_routingtableid: get("vip_routingtableid"),
         vip_routingtabletype: get("vip_routingtabletype"),
         vip_routingprotocol: get("vip_routingprotocol"),

@@ -64,6 +64,9 @@ pub struct PassOn {
         value_name = "INTERFACE"
     )]
     pub vip_servicesinterface: Option<String>,
+    /// ARP mode: the prefix length of VIP addresses, `v4[,v6]` (numbers or auto).
+    #[arg(long = "vipSubnet", env = "vip_subnet", value_name = "LENGTHS")]
+    pub vip_subnet: Option<String>,
     /// Routing-table mode: each served VIP a route in a kernel table (instead of --bgp/--arp).
     #[arg(long = "table", env = "vip_routingtable", num_args = 0..=1, value_name = "BOOL", default_missing_value = "true")]
     pub vip_routingtable: Option<String>,
@@ -231,7 +234,7 @@ pub struct PassOn {
 impl PassOn {
     /// (environment variable, value) of each setting given, in the agent's names.
     pub fn env(&self) -> Vec<(&'static str, &str)> {
-        let all: [(&'static str, &Option<String>); 45] = [
+        let all: [(&'static str, &Option<String>); 46] = [
             ("svc_namespace", &self.svc_namespace),
             ("lb_class_legacy_handling", &self.lb_class_legacy_handling),
             ("vipd_honour_exclude_label", &self.vipd_honour_exclude_label),
@@ -246,6 +249,7 @@ impl PassOn {
             ("vip_retryperiod", &self.vip_retryperiod),
             ("vip_arpRate", &self.vip_arp_rate),
             ("vip_servicesinterface", &self.vip_servicesinterface),
+            ("vip_subnet", &self.vip_subnet),
             ("vip_routingtable", &self.vip_routingtable),
             ("vip_routingtableid", &self.vip_routingtableid),
             ("vip_routingtabletype", &self.vip_routingtabletype),

@@ -328,7 +328,8 @@ impl<'a> Arp<'a> {
         if let Some(l) = self.links.get(ifname) {
             return Ok(l.clone());
         }
-        let l = Arc::new(VipAddresses::open(ifname).await?);
+        // DHCP leases keep /32 (their macvlans are opened elsewhere); the rest take vip_subnet.
+        let l = Arc::new(VipAddresses::open(ifname).await?.with_masks(self.arp.masks));
         self.links.insert(ifname.to_owned(), l.clone());
         Ok(l)
     }

@@ -66,6 +66,7 @@ fn arp(election: ElectionScope, interface: Option<&str>) -> ArpSettings {
         rate: Duration::from_secs(3),
         services_interface: None,
         interface: interface.map(Into::into),
+        masks: Default::default(),
     }
 }
 
