@@ -19,6 +19,8 @@ pub enum RunError {
     #[error(transparent)]
     VipFile(#[from] crate::vip_file::VipFileError),
     #[error(transparent)]
+    Vlan(#[from] crate::l2::vlan::VlanError),
+    #[error(transparent)]
     ControlPlane(#[from] crate::control_plane::probe::ProbeError),
     #[error("peer provider: {0}")]
     Provider(String),

@@ -1,7 +1,8 @@
 //! [pure] The kube-vip contract, each part written once: the `kube-vip.io/*` annotations a
 //! Service carries (read and written by vipd exactly as kube-vip does), the labels vipd reads or
 //! sets, and [`ServiceIntent`], a Service's annotations read once into types with their
-//! problems. Everything that reads or writes one of them names it from here.
+//! problems, and the types of kube-vip's settings read by several layers (`vip_subnet`'s
+//! masks). Everything that reads or writes one of them names it from here.
 
 /// Service annotations.
 pub mod annotation {
@@ -16,6 +17,9 @@ pub mod annotation {
     /// The interface the Service's VIP or DHCP macvlan goes on (written by IPAM from
     /// `interface-<ns>` / `interface-global`).
     pub const SERVICE_INTERFACE: &str = "kube-vip.io/serviceInterface";
+    /// ARP mode: `parent.tag` (`eth1.300`): the VIP (or DHCP macvlan) goes on that VLAN
+    /// sub-interface, created by vipd when missing.
+    pub const SERVICE_VLAN: &str = "kube-vip.io/serviceVLAN";
     /// The node that holds the VIP in ARP mode (written by the leader).
     pub const VIP_HOST: &str = "kube-vip.io/vipHost";
     /// DHCP: the macvlan's MAC (written when vipd chose it).
@@ -59,6 +63,8 @@ pub struct ServiceIntent {
     /// `kube-vip.io/serviceInterface: auto`: the interface whose subnet holds the VIP, before
     /// any interface the settings name (kube-vip's order).
     pub interface_auto: bool,
+    /// `kube-vip.io/serviceVLAN`, when well formed: before any interface (kube-vip's order).
+    pub vlan: Option<Vlan>,
     /// `kube-vip.io/vipHost`: the node that says it holds the VIP (ARP mode).
     pub vip_host: Option<String>,
     /// `kube-vip.io/forwardUPNP` is `"true"` (exactly, as kube-vip compares it).
@@ -73,6 +79,72 @@ pub struct ServiceIntent {
     pub macvlan_name: Option<String>,
     /// `kube-vip.io/loadbalancerHostname`: the DHCP client's host name.
     pub hostname: Option<String>,
+}
+
+/// The prefix length of one family's VIP addresses on an interface (`vip_subnet`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mask {
+    Fixed(u8),
+    /// `auto`: the length of the interface's own address whose subnet holds the VIP.
+    Auto,
+}
+
+/// `vip_subnet` as kube-vip reads it for Services: `v4[,v6]`, each a length or `auto`; an
+/// empty or missing part is the host length (/32, /128).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VipMasks {
+    pub v4: Mask,
+    pub v6: Mask,
+}
+
+impl Default for VipMasks {
+    fn default() -> Self {
+        VipMasks {
+            v4: Mask::Fixed(32),
+            v6: Mask::Fixed(128),
+        }
+    }
+}
+
+impl VipMasks {
+    pub fn of(&self, ip: std::net::IpAddr) -> Mask {
+        if ip.is_ipv4() {
+            self.v4
+        } else {
+            self.v6
+        }
+    }
+
+    /// Whether it asks for anything but host addresses.
+    pub fn is_host(&self) -> bool {
+        *self == VipMasks::default()
+    }
+}
+
+/// A VLAN sub-interface `parent.tag` (IEEE 802.1Q, tags 1–4094).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Vlan {
+    pub parent: String,
+    pub tag: u16,
+}
+
+impl Vlan {
+    /// `eth1.300` as kube-vip reads it: one dot, a parent name, a tag 1–4094; the whole name
+    /// must fit an interface name (15 bytes).
+    pub fn parse(text: &str) -> Option<Vlan> {
+        let (parent, tag) = text.split_once('.')?;
+        let tag: u16 = tag.parse().ok().filter(|t| (1..=4094).contains(t))?;
+        let plain = |c: char| c.is_ascii_graphic() && c != '/' && c != '.' && c != ':';
+        (!parent.is_empty() && parent.chars().all(plain) && text.len() <= 15).then(|| Vlan {
+            parent: parent.to_owned(),
+            tag,
+        })
+    }
+
+    /// The interface's name, `parent.tag`.
+    pub fn name(&self) -> String {
+        format!("{}.{}", self.parent, self.tag)
+    }
 }
 
 /// An annotation whose value vipd cannot use: reported as a Warning, never fatal to the
@@ -150,6 +222,17 @@ impl ServiceIntent {
                 .filter(|i| *i != "auto")
                 .map(str::to_owned),
             interface_auto: get(SERVICE_INTERFACE) == Some("auto"),
+            vlan: get(SERVICE_VLAN).and_then(|v| {
+                let vlan = Vlan::parse(v);
+                if vlan.is_none() {
+                    bad(
+                        SERVICE_VLAN,
+                        v,
+                        "is not parent.tag (eth1.300: an interface, a tag 1-4094, 15 characters in all); the Service's other interface settings apply",
+                    );
+                }
+                vlan
+            }),
             vip_host: get(VIP_HOST).map(str::to_owned),
             forward_upnp,
             upnp_lease_duration: raw(UPNP_LEASE_DURATION).map(str::to_owned),
@@ -178,9 +261,9 @@ enum AskedWhen {
 /// Service while it lasts, never silently ignored.
 const UNSUPPORTED_ANNOTATIONS: &[(&str, AskedWhen, &str)] = &[
     (
-        "kube-vip.io/serviceVLAN",
+        annotation::SERVICE_VLAN,
         AskedWhen::Set,
-        "puts the VIP on a VLAN sub-interface of this tag",
+        "puts the VIP on a VLAN sub-interface of this tag, which vipd does in ARP mode only",
     ),
     (
         "kube-vip.io/ddns",
@@ -341,6 +424,36 @@ mod tests {
     }
 
     #[test]
+    fn a_service_vlan_is_parent_dot_tag_as_kube_vip_reads_it() {
+        let vlan = |v: &str| ServiceIntent::read(&svc(json!({"kube-vip.io/serviceVLAN": v})));
+        let (i, problems) = vlan(" eth1.300 ");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            i.vlan,
+            Some(Vlan {
+                parent: "eth1".into(),
+                tag: 300
+            })
+        );
+        assert_eq!(i.vlan.unwrap().name(), "eth1.300");
+        for bad in [
+            "100",
+            "eth1.0",
+            "eth1.4095",
+            "eth1.x",
+            ".300",
+            "eth1.2.3",
+            "averylongname.300",
+        ] {
+            let (i, problems) = vlan(bad);
+            assert_eq!(i.vlan, None, "{bad}");
+            assert_eq!(problems.len(), 1, "{bad}");
+            assert_eq!(problems[0].annotation, "kube-vip.io/serviceVLAN");
+            assert_eq!(problems[0].value, bad);
+        }
+    }
+
+    #[test]
     fn the_intent_is_read_once_trimmed_with_auto_meaning_no_interface() {
         let (i, problems) = ServiceIntent::read(&svc(json!({
             "kube-vip.io/leaseName": " infra/shared ",
@@ -358,6 +471,7 @@ mod tests {
                 lease_name: Some("infra/shared".into()),
                 interface: None,
                 interface_auto: true,
+                vlan: None,
                 vip_host: Some("node1".into()),
                 forward_upnp: true,
                 upnp_lease_duration: None,

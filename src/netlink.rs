@@ -5,7 +5,7 @@
 //! what it added before (nothing leaks), and why it never removes an address someone else
 //! added: an address that already exists is left as it is and never becomes vipd's.
 
-use crate::config::{Mask, VipMasks};
+use crate::model::{Mask, VipMasks};
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use netlink_packet_route::address::{

@@ -22,9 +22,7 @@ pub use bgp::{BgpSettings, MetalSettings, RouterIdSource, DEFAULT_UNREADY_AFTER}
 use control_plane::control_plane_settings;
 pub use control_plane::{ControlPlaneHealth, ControlPlaneSettings, TlsCheck};
 use services::{control_plane_only, node_name, services_settings};
-pub use services::{
-    ArpSettings, ElectionScope, IpamSettings, IpamStandalone, Mask, ServicesSettings, VipMasks,
-};
+pub use services::{ArpSettings, ElectionScope, IpamSettings, IpamStandalone, ServicesSettings};
 use values::log_filter;
 pub use values::{listen_address, parse_vip_list};
 
@@ -294,7 +292,9 @@ pub fn validate(raw: &RawSettings) -> Result<Config, ConfigError> {
         kubeconfig: non_empty(&raw.k8s_config_file).map(PathBuf::from),
         vip_subnet_outside_arp: {
             let masks = services::vip_masks(raw)?;
-            if !arp && (masks.v4 == services::Mask::Auto || masks.v6 == services::Mask::Auto) {
+            if !arp
+                && (masks.v4 == crate::model::Mask::Auto || masks.v6 == crate::model::Mask::Auto)
+            {
                 return Err(err(
                     "vip_subnet (--vipSubnet)",
                     raw.vip_subnet.as_deref().unwrap_or(""),

@@ -2,6 +2,7 @@
 //! mode and the Lease elections.
 
 use super::{err, flag, non_empty, ConfigError, RawSettings};
+use crate::model::{Mask, VipMasks};
 use crate::table::route::{RouteKind, TableSpec};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -82,6 +83,7 @@ impl ServicesSettings {
             announce_ipv6,
             honour_exclude_label: self.honour_exclude_label,
             status_is_source: !self.status_updates,
+            vlans: self.arp.is_some(),
         }
     }
 }
@@ -122,46 +124,6 @@ pub struct ArpSettings {
     pub interface: Option<String>,
     /// `vip_subnet`: the prefix length of the addresses put on interfaces.
     pub masks: VipMasks,
-}
-
-/// The prefix length of one family's VIP addresses on an interface (`vip_subnet`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mask {
-    Fixed(u8),
-    /// `auto`: the length of the interface's own address whose subnet holds the VIP.
-    Auto,
-}
-
-/// `vip_subnet` as kube-vip reads it for Services: `v4[,v6]`, each a length or `auto`; an
-/// empty or missing part is the host length (/32, /128).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VipMasks {
-    pub v4: Mask,
-    pub v6: Mask,
-}
-
-impl Default for VipMasks {
-    fn default() -> Self {
-        VipMasks {
-            v4: Mask::Fixed(32),
-            v6: Mask::Fixed(128),
-        }
-    }
-}
-
-impl VipMasks {
-    pub fn of(&self, ip: std::net::IpAddr) -> Mask {
-        if ip.is_ipv4() {
-            self.v4
-        } else {
-            self.v6
-        }
-    }
-
-    /// Whether it asks for anything but host addresses.
-    pub fn is_host(&self) -> bool {
-        *self == VipMasks::default()
-    }
 }
 
 /// `vip_subnet`: `24`, `24,64`, `/24`, `auto`, `auto,auto`, `,64`.

@@ -529,7 +529,7 @@ fn arp_mode_needs_services_and_excludes_bgp() {
 
 #[test]
 fn vip_subnet_gives_arp_mode_its_masks_as_kube_vip_reads_them() {
-    use super::{Mask, VipMasks};
+    use crate::model::{Mask, VipMasks};
     let arp = |subnet: &str| {
         validate(&raw(&[
             ("bgp_enable", "false"),

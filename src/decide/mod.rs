@@ -106,6 +106,8 @@ pub struct DecideConfig {
     /// another controller's and an address source between the annotation and the spec, as in
     /// kube-vip ([`addresses`]).
     pub status_is_source: bool,
+    /// ARP mode: `kube-vip.io/serviceVLAN` is honoured (elsewhere it is a Warning).
+    pub vlans: bool,
 }
 
 impl Default for DecideConfig {
@@ -119,6 +121,7 @@ impl Default for DecideConfig {
             announce_ipv6: true,
             honour_exclude_label: false,
             status_is_source: false,
+            vlans: false,
         }
     }
 }
@@ -208,14 +211,20 @@ fn decide_service(
     let (intent, annotation_problems) = ServiceIntent::read(svc);
     d.intent = intent;
     d.problems.extend(addresses::ignore_near_miss(svc));
+    // Outside ARP mode a VLAN is not read at all: its Warning says so, not how it is malformed.
+    let vlan_unread = |p: &crate::model::AnnotationProblem| {
+        !cfg.vlans && p.annotation == crate::model::annotation::SERVICE_VLAN
+    };
     d.problems.extend(
         annotation_problems
             .into_iter()
+            .filter(|p| !vlan_unread(p))
             .map(Problem::InvalidAnnotation),
     );
     d.problems.extend(
         crate::model::unsupported_annotations(svc)
             .into_iter()
+            .filter(|u| !(cfg.vlans && u.annotation == crate::model::annotation::SERVICE_VLAN))
             .map(Problem::UnsupportedAnnotation),
     );
     d.problems.extend(requested.problems);

@@ -29,6 +29,7 @@ use crate::error::RunError;
 use crate::kube::status::ServiceEvent;
 use crate::l2::frame::Mac;
 use crate::l2::link::{self, LinkEvent};
+use crate::l2::vlan::Vlans;
 use crate::netlink::VipAddresses;
 use crate::plan::arp::{
     self as arp_plan, Claimed, ControlPlane, Links, NotStanding, Standing, Step, Wanted,
@@ -86,6 +87,8 @@ pub struct Arp<'a> {
     vip_hosts: VipHosts,
     /// SIGUSR1 and SIGUSR2 caught, so that a drain meant for BGP mode does not end vipd.
     operator_signals: Option<(Signal, Signal)>,
+    /// The VLAN sub-interfaces vipd made for Services (opened in `prepare`).
+    vlans: Option<Vlans>,
 }
 
 impl<'a> Arp<'a> {
@@ -106,6 +109,7 @@ impl<'a> Arp<'a> {
             link_rx,
             vip_hosts: VipHosts::default(),
             operator_signals: None,
+            vlans: None,
         }
     }
 
@@ -434,6 +438,7 @@ impl Executor for Arp<'_> {
                 source,
             })?;
         self.operator_signals = Some(caught);
+        self.vlans = Some(Vlans::open().await?);
         let left = crate::netlink::remove_all_marked().await?;
         if left > 0 {
             info!(
@@ -542,6 +547,14 @@ impl Executor for Arp<'_> {
             .filter(|(_, d)| dhcp_plan::want(Some(d)) == Want::Lease)
             .filter_map(|(k, _)| Some((k.clone(), c.dhcp.failing(k)?.to_owned())))
             .collect();
+        // The Services' VLANs exist before the interfaces are read: a VIP goes on its VLAN
+        // only once the VLAN is there.
+        let vlans = arp_plan::vlans(&desired);
+        if let Some(v) = self.vlans.as_mut() {
+            for e in v.ensure(&vlans).await {
+                warn!("{e}");
+            }
+        }
         let links = self.links_now(&desired);
         let control_plane = self.control_plane_now();
         let standing = arp_plan::stand(
@@ -568,6 +581,12 @@ impl Executor for Arp<'_> {
             arp_plan::hold(&standing, &led, &leased, &self.claimed(), &c.elect.stood());
         for step in steps {
             self.execute(step, c).await;
+        }
+        // After the releases and DHCP's stops: nothing sits on a VLAN that goes.
+        if let Some(v) = self.vlans.as_mut() {
+            for e in v.remove_unwanted(&vlans).await {
+                warn!("{e}");
+            }
         }
 
         let served = self.served(&wanted, c);
@@ -602,6 +621,11 @@ impl Executor for Arp<'_> {
                 info!(vips = self.claims.len(), "removing the VIP addresses");
                 for (ip, claim) in std::mem::take(&mut self.claims) {
                     release(ip, claim).await;
+                }
+            }
+            ShutdownStep::RemoveVlans => {
+                if let Some(v) = self.vlans.as_mut() {
+                    v.remove_all().await;
                 }
             }
             other => warn!(step = ?other, "not a step of ARP mode's shutdown"),

@@ -22,8 +22,9 @@ use crate::config::{ArpSettings, ElectionScope};
 use crate::decide::{Desired, ServiceKey, Skip};
 use crate::dhcp::plan::{self as dhcp_plan, Want};
 use crate::election::LeaseKey;
-use crate::model::annotation::SERVICE_INTERFACE;
+use crate::model::annotation::{SERVICE_INTERFACE, SERVICE_VLAN};
 use crate::model::ServiceIntent;
+use crate::model::Vlan;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
@@ -365,8 +366,10 @@ pub fn default_parent(arp: &ArpSettings) -> Option<String> {
 /// `vip_servicesinterface`, else `vip_interface`. There is no address yet to find a subnet by.
 pub fn dhcp_parent(intent: &ServiceIntent, arp: &ArpSettings) -> Result<String, String> {
     intent
-        .interface
-        .clone()
+        .vlan
+        .as_ref()
+        .map(Vlan::name)
+        .or_else(|| intent.interface.clone())
         .or_else(|| default_parent(arp))
         .ok_or_else(|| {
             format!(
@@ -410,8 +413,20 @@ fn interface_for(
     arp: &ArpSettings,
     links: &Links,
 ) -> Result<String, String> {
-    // kube-vip's order: the annotation, `vip_servicesinterface`, `vip_interface`; `auto` in
-    // the annotation or in `vip_servicesinterface` means the subnet match, at once.
+    // kube-vip's order: the VLAN, the interface annotation, `vip_servicesinterface`,
+    // `vip_interface`; `auto` in the annotation or in `vip_servicesinterface` means the subnet
+    // match, at once. A VLAN must exist (vipd creates it before planning, see [`vlans`]).
+    if let Some(vlan) = &intent.vlan {
+        let name = vlan.name();
+        return if links.existing.contains(&name) {
+            Ok(name)
+        } else {
+            Err(format!(
+                "the VLAN interface {name} ({SERVICE_VLAN}) is missing here: its parent {} does not exist, or it could not be created (the log says why)",
+                vlan.parent
+            ))
+        };
+    }
     let named = if intent.interface_auto {
         None
     } else {
@@ -436,13 +451,41 @@ fn interface_for(
     })
 }
 
-/// Which interfaces a snapshot must say exist: the parents of the DHCP Services' macvlans.
+/// Which interfaces a snapshot must say exist: the parents of the DHCP Services' macvlans and
+/// the VLANs of Services.
 pub fn parents_to_check(desired: &Desired, arp: &ArpSettings) -> BTreeSet<String> {
-    desired
+    let parents = desired
         .services
         .values()
         .filter(|d| dhcp_plan::want(Some(d)) == Want::Lease)
-        .filter_map(|d| dhcp_parent(&d.intent, arp).ok())
+        .filter_map(|d| dhcp_parent(&d.intent, arp).ok());
+    parents
+        .chain(vlans(desired).iter().map(Vlan::name))
+        .collect()
+}
+
+/// The VLAN sub-interfaces this node's Services need (`kube-vip.io/serviceVLAN`): those of
+/// every Service of vipd's with a VIP, whether or not this node leads it or it has endpoints
+/// now, so a node that takes a Lease over finds its interface in place. Any other VLAN vipd
+/// made goes.
+pub fn vlans(desired: &Desired) -> BTreeSet<Vlan> {
+    let ours = |d: &&crate::decide::ServiceDecision| {
+        !matches!(
+            d.skip,
+            Some(
+                Skip::NotLoadBalancer { .. }
+                    | Skip::Ignored
+                    | Skip::ClassNotOurs { .. }
+                    | Skip::ClassMissing { .. }
+            )
+        )
+    };
+    desired
+        .services
+        .values()
+        .filter(|d| !d.vips.is_empty())
+        .filter(ours)
+        .filter_map(|d| d.intent.vlan.clone())
         .collect()
 }
 

@@ -56,6 +56,7 @@ fn decided_on(services: &[Arc<Service>], slices: &[Arc<EndpointSlice>], node: &N
         announce_ipv6: true,
         honour_exclude_label: true,
         status_is_source: false,
+        vlans: true,
     };
     decide::desired(&view, node, &cfg)
 }
@@ -741,5 +742,74 @@ fn services_and_the_control_plane_stand_for_their_own_leases_side_by_side() {
     assert_eq!(
         wanted.keys().copied().collect::<Vec<_>>(),
         [ip("10.0.0.10")]
+    );
+}
+
+#[test]
+fn a_service_vlan_comes_first_is_wanted_while_the_service_is_vipds_and_must_exist() {
+    let vlan =
+        json!({"kube-vip.io/serviceVLAN": "eth1.300", "kube-vip.io/serviceInterface": "eth2"});
+    let services = vec![
+        service("tagged", "10.0.0.10", "Cluster", vlan.clone()),
+        // No endpoint anywhere: still vipd's Service, its VLAN stays.
+        service(
+            "idle",
+            "10.0.0.11",
+            "Cluster",
+            json!({"kube-vip.io/serviceVLAN": "eth1.301"}),
+        ),
+        // Another class: not vipd's, no VLAN for it.
+        Arc::new({
+            let mut s = (*service(
+                "other",
+                "10.0.0.12",
+                "Cluster",
+                json!({"kube-vip.io/serviceVLAN": "eth1.302"}),
+            ))
+            .clone();
+            s.spec.as_mut().unwrap().load_balancer_class = Some("someone-else".into());
+            s
+        }),
+    ];
+    let desired = decided(&services, &[slice("tagged", "other")]);
+    let tag = |t: u16| crate::model::Vlan {
+        parent: "eth1".into(),
+        tag: t,
+    };
+    assert_eq!(vlans(&desired), BTreeSet::from([tag(300), tag(301)]));
+    assert_eq!(
+        parents_to_check(&desired, &arp(ElectionScope::PerService, Some("eth0"))),
+        BTreeSet::from(["eth1.300".to_owned(), "eth1.301".to_owned()])
+    );
+    let cfg = arp(ElectionScope::PerService, Some("eth0"));
+    // The VLAN wins over the interface annotation and the settings, once it exists.
+    let s = stand(
+        &desired,
+        &cfg,
+        NODE,
+        &eth("eth1.300"),
+        &BTreeMap::new(),
+        None,
+    );
+    assert_eq!(
+        s.placed[&key("tagged")],
+        [(ip("10.0.0.10"), "eth1.300".to_owned())]
+    );
+    // Missing (its parent absent, or not created): not placed, and the Warning says why.
+    let s = stand(&desired, &cfg, NODE, &eth("eth0"), &BTreeMap::new(), None);
+    assert!(!s.placed.contains_key(&key("tagged")));
+    let (_, note) = s
+        .unplaced
+        .iter()
+        .find(|(k, _)| k == &key("tagged"))
+        .expect("a note for the tagged Service");
+    assert!(
+        note.contains("eth1.300") && note.contains("kube-vip.io/serviceVLAN"),
+        "{note}"
+    );
+    // A DHCP Service's macvlan sits on its VLAN.
+    assert_eq!(
+        dhcp_parent(&intent(&service("d", "0.0.0.0", "Cluster", vlan)), &cfg).as_deref(),
+        Ok("eth1.300")
     );
 }

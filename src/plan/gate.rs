@@ -232,6 +232,7 @@ mod tests {
             announce_ipv6: true,
             honour_exclude_label: true,
             status_is_source: false,
+            vlans: false,
         };
         decide::desired(&view, &NodeCtx::from_node("n1", None), &cfg)
     }

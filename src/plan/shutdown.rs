@@ -43,6 +43,9 @@ pub enum Step {
     /// Stop the DHCP clients and delete their macvlans, without RELEASE: the next holder asks
     /// with the same MAC and keeps the address.
     StopDhcp,
+    /// Delete the VLAN sub-interfaces vipd made for Services (ARP mode), once nothing is on
+    /// them.
+    RemoveVlans,
     /// Delete the UPnP port mappings this node made.
     UnmapPorts,
     /// Remove this node's `service-provided.kube-vip.io` labels (`enable_node_labeling`): it
@@ -196,6 +199,7 @@ pub fn order(mode: Mode, stop: Stop) -> Vec<Step> {
         Mode::Arp => vec![
             ReleaseClaims,
             StopDhcp,
+            RemoveVlans,
             UnmapPorts,
             UnlabelNode,
             ReleaseLeases,
@@ -236,6 +240,7 @@ mod tests {
             [
                 Step::ReleaseClaims,
                 Step::StopDhcp,
+                Step::RemoveVlans,
                 Step::UnmapPorts,
                 Step::UnlabelNode,
                 Step::ReleaseLeases,

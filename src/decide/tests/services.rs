@@ -427,7 +427,7 @@ fn a_kube_vip_annotation_vipd_lacks_is_a_warning_and_the_vip_stays_announced() {
     assert_eq!(
         d.problems[0].to_string(),
         "annotation kube-vip.io/serviceVLAN: \"100\" is not supported by vipd yet and is ignored \
-         (kube-vip puts the VIP on a VLAN sub-interface of this tag)"
+         (kube-vip puts the VIP on a VLAN sub-interface of this tag, which vipd does in ARP mode only)"
     );
 }
 
