@@ -7,5 +7,6 @@
 pub mod backoff;
 pub mod client;
 pub mod status;
+pub mod trim;
 pub mod view;
 pub mod write;

@@ -51,11 +51,13 @@ impl View {
             tasks.extend(t1);
             services
         });
-        let (nodes, t3) = reflect(
+        let (nodes, t3) = reflect_seen(
             "node",
             Api::<Node>::all(client),
             watcher::Config::default().fields(&format!("metadata.name={node_name}")),
             tx,
+            |_: &str| {},
+            super::trim::node,
         );
         tasks.push(t3);
         View {
@@ -117,14 +119,17 @@ fn services_and_slices(
         watcher::Config::default(),
         tx.clone(),
         move |kind| observer.service_event(kind),
+        super::trim::service,
     );
     // Only slices managed for a Service carry this label; one watch for all of them beats
     // one per Service (kube-vip) and sees every slice of a Service, not just the last.
-    let (slices, t2) = reflect(
+    let (slices, t2) = reflect_seen(
         "endpointslices",
         scoped(client, namespace),
         watcher::Config::default().labels("kubernetes.io/service-name"),
         tx.clone(),
+        |_: &str| {},
+        super::trim::endpoint_slice,
     );
     ((services, slices), [t1, t2])
 }
@@ -184,17 +189,19 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
-    reflect_seen(what, api, cfg, changed, |_: &str| {})
+    reflect_seen(what, api, cfg, changed, |_: &str| {}, |_: &mut K| {})
 }
 
 /// As [`reflect`], telling `seen` the kind of each event as a watch names it (`ADDED`,
-/// `MODIFIED`, `DELETED`), told apart by whether the store held the object before it.
+/// `MODIFIED`, `DELETED`), told apart by whether the store held the object before it, and
+/// keeping of each object what `trim` leaves ([`super::trim`]).
 pub(crate) fn reflect_seen<K>(
     what: &'static str,
     api: Api<K>,
     cfg: watcher::Config,
     changed: watch::Sender<u64>,
     seen: impl Fn(&'static str) + Send + 'static,
+    trim: impl FnMut(&mut K) + Send + 'static,
 ) -> (Store<K>, JoinHandle<()>)
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
@@ -220,6 +227,7 @@ where
             };
             seen(kind);
         })
+        .modify(trim)
         .reflect(writer);
     let task = tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
