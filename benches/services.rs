@@ -105,6 +105,7 @@ fn run(n: usize) -> Outcome {
             if let Some(spec) = svc.spec.as_mut() {
                 spec.allocate_load_balancer_node_ports = Some(false);
             }
+            as_kubectl_applied(&mut svc);
             services
                 .create(&PostParams::default(), &svc)
                 .await
@@ -186,4 +187,36 @@ fn date() -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()
+}
+
+/// What `kubectl apply` leaves on a Service in a real API server, which the in-repo one does not
+/// add by itself: the `last-applied-configuration` annotation (the object as applied) and the
+/// server's `managedFields` entry for the client-side apply. `VIPD_BENCH_BARE=1` leaves them out.
+fn as_kubectl_applied(svc: &mut Service) {
+    if std::env::var("VIPD_BENCH_BARE").is_ok_and(|v| v == "1") {
+        return;
+    }
+    let applied = serde_json::to_string(&svc).expect("serialize the Service");
+    svc.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(
+            "kubectl.kubernetes.io/last-applied-configuration".into(),
+            applied,
+        );
+    let fields = serde_json::json!({
+        "f:metadata": {"f:annotations": {".": {}, "f:kube-vip.io/allow-reconcile-without-endpoints": {},
+            "f:kubectl.kubernetes.io/last-applied-configuration": {}}},
+        "f:spec": {"f:allocateLoadBalancerNodePorts": {}, "f:externalTrafficPolicy": {},
+            "f:internalTrafficPolicy": {}, "f:loadBalancerIP": {},
+            "f:ports": {".": {}, "k:{\"port\":80,\"protocol\":\"TCP\"}": {".": {}, "f:name": {},
+                "f:port": {}, "f:protocol": {}, "f:targetPort": {}}},
+            "f:selector": {}, "f:sessionAffinity": {}, "f:type": {}},
+    });
+    svc.metadata.managed_fields = Some(vec![serde_json::from_value(serde_json::json!({
+        "manager": "kubectl-client-side-apply", "operation": "Update",
+        "apiVersion": "v1", "time": "2026-12-07T00:00:00Z",
+        "fieldsType": "FieldsV1", "fieldsV1": fields,
+    }))
+    .expect("a managedFields entry")]);
 }

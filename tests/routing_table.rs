@@ -168,6 +168,43 @@ fn service_vips_go_to_the_kernel_table_and_through_the_hosts_bird_to_the_tor() {
             "the log says where it announces\n{}",
             explain(&bed, &host, &agent)
         );
+
+        // Someone deletes vipd's route: the table is read again every 10 s, and the next plan
+        // (here: another Service) puts it back.
+        support::run_ok(
+            "ip",
+            &[
+                "-n",
+                &node,
+                "route",
+                "del",
+                "198.18.0.10/32",
+                "table",
+                "198",
+                "proto",
+                "248",
+            ],
+        );
+        assert!(!has_route(&bed, vip_route));
+        tokio::time::sleep(vipd::table::kernel::RELIST).await;
+        cluster::create_served(
+            &client,
+            &lb_service("second", "198.18.0.11", false),
+            "node0",
+            "10.244.0.7",
+        )
+        .await;
+        eventually!(
+            SOON,
+            "the deleted route is back beside the new one",
+            has_route(&bed, vip_route) && has_route(&bed, "198.18.0.11 dev veth-tor proto 248"),
+            explain(&bed, &host, &agent)
+        );
+        assert!(
+            agent.log().contains("is gone from the table"),
+            "the log says a route was put back\n{}",
+            explain(&bed, &host, &agent)
+        );
     });
 }
 

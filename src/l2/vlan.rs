@@ -65,52 +65,69 @@ impl Vlans {
     }
 
     /// Makes sure every wanted VLAN exists: creates what is missing. Errors are per VLAN; the
-    /// others are still made.
+    /// others are still made. One read of the links per call: it runs at every plan.
     pub async fn ensure(&mut self, wanted: &BTreeSet<Vlan>) -> Vec<VlanError> {
+        let links = match self.all_links().await {
+            Ok(l) => l,
+            Err(e) => return vec![e],
+        };
+        let by_name = |n: &str| links.iter().find(|m| name(m).as_deref() == Some(n));
         let mut errors = Vec::new();
         for vlan in wanted {
-            if let Err(e) = self.ensure_one(vlan).await {
+            let vlan_name = vlan.name();
+            let parent_index = by_name(&vlan.parent).map(|m| m.header.index);
+            if let Some(existing) = by_name(&vlan_name) {
+                if parent_index.is_none()
+                    || vlan_of(existing) != Some((parent_index.unwrap_or(0), vlan.tag))
+                {
+                    errors.push(VlanError::NotThatVlan {
+                        vlan: vlan_name,
+                        parent: vlan.parent.clone(),
+                        tag: vlan.tag,
+                    });
+                }
+                continue;
+            }
+            let Some(parent_index) = parent_index else {
+                errors.push(VlanError::NoParent {
+                    vlan: vlan_name,
+                    parent: vlan.parent.clone(),
+                });
+                continue;
+            };
+            if let Err(e) = self.create(vlan, &vlan_name, parent_index).await {
                 errors.push(e);
             }
         }
         errors
     }
 
-    async fn ensure_one(&mut self, vlan: &Vlan) -> Result<(), VlanError> {
-        let name = vlan.name();
-        let parent_index = self.index_of(&vlan.parent).await?;
-        if let Some(existing) = self.link(&name).await? {
-            if vlan_of(&existing) == Some((parent_index.unwrap_or(0), vlan.tag)) {
-                return Ok(());
-            }
-            return Err(VlanError::NotThatVlan {
-                vlan: name,
-                parent: vlan.parent.clone(),
-                tag: vlan.tag,
-            });
-        }
-        let parent_index = parent_index.ok_or_else(|| VlanError::NoParent {
-            vlan: name.clone(),
-            parent: vlan.parent.clone(),
-        })?;
+    async fn create(
+        &mut self,
+        vlan: &Vlan,
+        name: &str,
+        parent_index: u32,
+    ) -> Result<(), VlanError> {
         self.handle
             .link()
-            .add(LinkVlan::new(&name, parent_index, vlan.tag).up().build())
+            .add(LinkVlan::new(name, parent_index, vlan.tag).up().build())
             .execute()
             .await
-            .map_err(|e| request_error("create", &name, e))?;
+            .map_err(|e| request_error("create", name, e))?;
         let index = self
-            .link(&name)
+            .all_links()
             .await?
+            .iter()
+            .find(|m| self::name(m).as_deref() == Some(name))
             .map(|m| m.header.index)
-            .ok_or_else(|| request_error("find the new", &name, rtnetlink::Error::RequestFailed))?;
-        self.made.insert(name.clone(), index);
+            .ok_or_else(|| request_error("find the new", name, rtnetlink::Error::RequestFailed))?;
+        self.made.insert(name.to_owned(), index);
         self.handle
             .link()
             .set(LinkUnspec::new_with_index(index).alias(ALIAS).build())
             .execute()
             .await
-            .map_err(|e| request_error("mark", &name, e))?;
+            .map_err(|e| request_error("mark", name, e))?;
         info!(vlan = %name, parent = %vlan.parent, tag = vlan.tag, "VLAN interface created");
         Ok(())
     }
@@ -125,23 +142,29 @@ impl Vlans {
             .filter(|(n, _)| !keep.contains(*n))
             .map(|(n, i)| (n.clone(), *i))
             .collect();
+        if stale.is_empty() {
+            return Vec::new();
+        }
+        let links = match self.all_links().await {
+            Ok(l) => l,
+            Err(e) => return vec![e],
+        };
         let mut errors = Vec::new();
-        for (name, index) in stale {
+        for (vlan_name, index) in stale {
             // Only the link still carrying our mark: the index may have been reused.
-            let still_ours = self
-                .link(&name)
-                .await
-                .ok()
-                .flatten()
-                .is_some_and(|m| m.header.index == index && alias(&m) == Some(ALIAS));
+            let still_ours = links.iter().any(|m| {
+                m.header.index == index
+                    && name(m).as_deref() == Some(vlan_name.as_str())
+                    && alias(m) == Some(ALIAS)
+            });
             if still_ours {
                 if let Err(e) = self.handle.link().del(index).execute().await {
-                    errors.push(request_error("delete", &name, e));
+                    errors.push(request_error("delete", &vlan_name, e));
                     continue;
                 }
-                info!(vlan = %name, "VLAN interface deleted: no Service needs it");
+                info!(vlan = %vlan_name, "VLAN interface deleted: no Service needs it");
             }
-            self.made.remove(&name);
+            self.made.remove(&vlan_name);
         }
         errors
     }
@@ -161,18 +184,6 @@ impl Vlans {
             .try_collect()
             .await
             .map_err(|e| request_error("list the links for", "vipd's", e))
-    }
-
-    async fn link(&self, name: &str) -> Result<Option<LinkMessage>, VlanError> {
-        Ok(self
-            .all_links()
-            .await?
-            .into_iter()
-            .find(|m| self::name(m).as_deref() == Some(name)))
-    }
-
-    async fn index_of(&self, name: &str) -> Result<Option<u32>, VlanError> {
-        Ok(self.link(name).await?.map(|m| m.header.index))
     }
 }
 

@@ -165,6 +165,15 @@ impl Announcer {
                 break;
             }
         }
+        // A table is checked at every plan (read again every `RELIST`): a route someone else
+        // deleted comes back although nothing changed here.
+        if let Some(Sink::Table(table)) = &mut self.sink {
+            let routed = self.routes.clone();
+            for e in table.sync(&routed).await {
+                warn!("{e}; tried again at the next change");
+            }
+            self.routes = table.installed().clone();
+        }
     }
 
     /// The peer set changed: hand it to the speaker.

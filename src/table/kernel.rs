@@ -11,6 +11,7 @@ use netlink_packet_route::AddressFamily;
 use rtnetlink::Handle;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 pub struct KernelTable {
@@ -20,7 +21,13 @@ pub struct KernelTable {
     spec: TableSpec,
     /// The VIPs that have a vipd route in the table now.
     installed: BTreeSet<IpAddr>,
+    /// When `installed` was last read from the kernel.
+    listed_at: Instant,
 }
+
+/// How often [`KernelTable::sync`] reads the table again, so a vipd route someone else deleted
+/// (`ip route flush`, an interface that went away and came back) is put back.
+pub const RELIST: Duration = Duration::from_secs(10);
 
 impl KernelTable {
     /// Opens netlink, finds `ifname` (the routes' interface) and adopts what an earlier vipd
@@ -44,6 +51,7 @@ impl KernelTable {
             index: link.header.index,
             spec,
             installed: BTreeSet::new(),
+            listed_at: Instant::now(),
         };
         table.installed = table.listed().await?;
         if !table.installed.is_empty() {
@@ -70,6 +78,18 @@ impl KernelTable {
     /// per route; a route that could not be added or removed is tried again next time.
     pub async fn sync(&mut self, wanted: &BTreeSet<IpAddr>) -> Vec<NetlinkError> {
         let mut errors = Vec::new();
+        if self.listed_at.elapsed() >= RELIST {
+            match self.listed().await {
+                Ok(now) => {
+                    for gone in self.installed.difference(&now) {
+                        warn!(vip = %gone, table = self.spec.table, "a VIP route vipd added is gone from the table (removed by someone else?): adding it again");
+                    }
+                    self.installed = now;
+                }
+                Err(e) => errors.push(e),
+            }
+            self.listed_at = Instant::now();
+        }
         for vip in wanted.difference(&self.installed.clone()) {
             let msg = route::message(*vip, self.index, &self.spec);
             match self.handle.route().add(msg).replace().execute().await {
