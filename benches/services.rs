@@ -36,34 +36,24 @@ fn main() {
     );
     let lat = run(n_latency);
     let mem = run(n_memory);
-    let (p50, p99, max) = (
-        pct(&lat.latencies, 50.0),
-        pct(&lat.latencies, 99.0),
-        pct(&lat.latencies, 100.0),
-    );
     println!();
-    println!("| Services | created → route at BIRD p50 | p99 | max | all routes in BIRD after | vipd RSS | vipd peak RSS |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
-    println!(
-        "| {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.2} s | {:.1} MiB | {:.1} MiB |",
-        n_latency,
-        p50,
-        p99,
-        max,
-        lat.converged.as_secs_f64(),
-        lat.rss_mib,
-        lat.hwm_mib
-    );
-    println!(
-        "| {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.2} s | {:.1} MiB | {:.1} MiB |",
-        n_memory,
-        pct(&mem.latencies, 50.0),
-        pct(&mem.latencies, 99.0),
-        pct(&mem.latencies, 100.0),
-        mem.converged.as_secs_f64(),
-        mem.rss_mib,
-        mem.hwm_mib
-    );
+    println!("| Services | created → route at BIRD p50 | p99 | max | all routes in BIRD after | vipd RSS | vipd peak RSS | idle CPU | stop → BIRD empty | cold start → all routes |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (n, o) in [(n_latency, &lat), (n_memory, &mem)] {
+        println!(
+            "| {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.2} s | {:.1} MiB | {:.1} MiB | {:.2} % | {:.2} s | {:.2} s |",
+            n,
+            pct(&o.latencies, 50.0),
+            pct(&o.latencies, 99.0),
+            pct(&o.latencies, 100.0),
+            o.converged.as_secs_f64(),
+            o.rss_mib,
+            o.hwm_mib,
+            o.idle_cpu_pct,
+            o.stop_to_empty.as_secs_f64(),
+            o.cold_start.as_secs_f64()
+        );
+    }
 }
 
 struct Outcome {
@@ -73,6 +63,12 @@ struct Outcome {
     converged: Duration,
     rss_mib: f64,
     hwm_mib: f64,
+    /// vipd's CPU over 10 s of quiet with every route in BIRD, in % of one core.
+    idle_cpu_pct: f64,
+    /// SIGTERM (a Cease: the bed's agents shut down on it) → BIRD holds none of the routes.
+    stop_to_empty: Duration,
+    /// The process started again → BIRD holds all N routes (one list, one burst).
+    cold_start: Duration,
 }
 
 fn run(n: usize) -> Outcome {
@@ -121,6 +117,18 @@ fn run(n: usize) -> Outcome {
         let converged = start.elapsed();
         let pid = agent.pid().expect("vipd runs");
         let (rss_mib, hwm_mib) = memory(pid);
+        let idle_cpu_pct = {
+            let before = cpu_ticks(pid);
+            std::thread::sleep(Duration::from_secs(10));
+            let ticks = cpu_ticks(pid) - before;
+            let hz: f64 = std::process::Command::new("getconf")
+                .arg("CLK_TCK")
+                .output()
+                .ok()
+                .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+                .unwrap_or(100.0);
+            100.0 * ticks as f64 / hz / 10.0
+        };
         let mut latencies: Vec<f64> = bird
             .import_times("master4")
             .into_iter()
@@ -134,12 +142,43 @@ fn run(n: usize) -> Outcome {
             pct(&latencies, 50.0),
             pct(&latencies, 99.0)
         );
+        // Cold start: the agent stopped (its Cease empties BIRD), then started again with the N
+        // Services already in the API.
+        let stopped = Instant::now();
+        agent.terminate();
+        eventually!(
+            Duration::from_secs(120),
+            "BIRD holds none of the routes after the stop",
+            bird.route_count(Family::Ipv4) == 0,
+            agent.log_tail()
+        );
+        let stop_to_empty = stopped.elapsed();
+        agent
+            .wait_exit(Duration::from_secs(30))
+            .expect("the agent exits");
+        let started = Instant::now();
+        agent.start();
+        eventually!(
+            Duration::from_secs(300),
+            format!("BIRD holds {n} routes again"),
+            bird.route_count(Family::Ipv4) == n,
+            agent.log_tail()
+        );
+        let cold_start = started.elapsed();
+        println!(
+            "N={n}: idle CPU {idle_cpu_pct:.2} % of a core; stop → BIRD empty {:.2} s; cold start → all routes {:.2} s",
+            stop_to_empty.as_secs_f64(),
+            cold_start.as_secs_f64()
+        );
         api.stop().await;
         Outcome {
             latencies,
             converged,
             rss_mib,
             hwm_mib,
+            idle_cpu_pct,
+            stop_to_empty,
+            cold_start,
         }
     })
 }
@@ -149,6 +188,16 @@ fn unix_now() -> f64 {
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
         .as_secs_f64()
+}
+
+/// utime + stime of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc stat");
+    // After the command name (which may hold spaces) in parentheses: fields 3.. of proc(5).
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| fields[i - 3].parse::<u64>().expect("a tick count");
+    field(14) + field(15)
 }
 
 /// VmRSS and VmHWM of `pid`, in MiB.
