@@ -146,6 +146,9 @@ async fn run_table(
         protocol = spec.protocol,
         "vipd started in routing-table mode"
     );
+    if svc.interface == "lo" {
+        warn!("routing-table mode routes through vip_interface=lo: the kernel turns IPv6 unicast routes through lo into unreachable routes; set vip_interface to the interface the VIPs are reached through");
+    }
     let peers = PeerSources::new(Vec::new(), false, readiness.clone());
     let exec = crate::owner::bgp::Bgp::with_table(cfg, svc, table, peers, control_plane);
     crate::owner::run(exec, svc, client, readiness, observer, shutdown).await

@@ -26,6 +26,8 @@ pub enum NetlinkError {
     Socket(std::io::Error),
     #[error("interface {0:?} (vip_interface) does not exist")]
     NoInterface(String),
+    #[error("{what} exists and is not vipd's: left alone (the VIP is not routed there)")]
+    Foreign { what: String },
     #[error(
         "vip_subnet=auto: no address of {ifname} has a subnet holding {ip}, so its mask is unknown"
     )]

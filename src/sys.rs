@@ -195,12 +195,16 @@ pub fn recv_with_ttl(
 
 /// Whether interface `name` exists in this network namespace (`if_nametoindex`).
 pub fn interface_exists(name: &str) -> bool {
-    let Ok(c) = std::ffi::CString::new(name) else {
-        return false;
-    };
+    interface_index(name).is_some()
+}
+
+/// The index of interface `name` in this network namespace, if it exists (`if_nametoindex`).
+pub fn interface_index(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
     // SAFETY: `c` is a valid NUL-terminated string that outlives the call; the function only
     // reads it.
-    unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (index != 0).then_some(index)
 }
 
 /// `sysconf(name)`, when positive.

@@ -721,6 +721,16 @@ fn vip_subnet_gives_the_addresses_their_mask_fixed_or_from_the_interfaces_subnet
             format!("{:?} {:?}\n{}", shown(v4), shown(v6), explain(&agents))
         );
         let holder = holder_of(&topo, v4, None).expect("one holder");
+        // A /24 VIP may be its subnet's primary address somewhere: its removal must not take
+        // the other VIPs of the subnet with it.
+        assert_eq!(
+            support::ns_stdout(
+                &topo.nodes[holder],
+                &["cat", "/proc/sys/net/ipv4/conf/lan0/promote_secondaries"]
+            )
+            .trim(),
+            "1"
+        );
         let marked = cluster::addresses_with_proto(&topo.nodes[holder], "lan0");
         assert!(
             marked.contains(&(v4.parse().unwrap(), Some(118))),

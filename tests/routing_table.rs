@@ -137,6 +137,28 @@ fn service_vips_go_to_the_kernel_table_and_through_the_hosts_bird_to_the_tor() {
             "an earlier vipd's stale route is gone\n{}",
             explain(&bed, &host, &agent)
         );
+        // A Service asking for 198.18.0.99, whose route in the table is someone else's: left as
+        // it is, and the log says why.
+        cluster::create_served(
+            &client,
+            &lb_service("theirs", "198.18.0.99", false),
+            "node0",
+            "10.244.0.8",
+        )
+        .await;
+        eventually!(
+            SOON,
+            "vipd says the route to 198.18.0.99 is not its own",
+            agent
+                .log()
+                .contains("a route to 198.18.0.99 in table 198 exists and is not vipd's"),
+            explain(&bed, &host, &agent)
+        );
+        assert!(
+            has_route(&bed, "198.18.0.99 dev veth-tor scope link"),
+            "the other route is untouched\n{}",
+            explain(&bed, &host, &agent)
+        );
         // Routing-table mode puts no address on the interface (kube-vip's way).
         assert!(
             !ns_stdout(&node, &["ip", "-4", "address", "show", "dev", "veth-tor"])

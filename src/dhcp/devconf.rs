@@ -17,6 +17,7 @@ pub enum Setting {
     RpFilter = 8,
     ArpAnnounce = 18,
     ArpIgnore = 19,
+    PromoteSecondaries = 20,
 }
 
 impl Setting {
@@ -25,6 +26,7 @@ impl Setting {
             Setting::RpFilter => "rp_filter",
             Setting::ArpAnnounce => "arp_announce",
             Setting::ArpIgnore => "arp_ignore",
+            Setting::PromoteSecondaries => "promote_secondaries",
         }
     }
 }
@@ -88,6 +90,7 @@ pub async fn get(
         Setting::RpFilter => c.rp_filter,
         Setting::ArpAnnounce => c.arp_announce,
         Setting::ArpIgnore => c.arp_ignore,
+        Setting::PromoteSecondaries => c.promote_secondaries,
     }))
 }
 

@@ -64,12 +64,14 @@ impl Vlans {
         Ok(vlans)
     }
 
-    /// Makes sure every wanted VLAN exists: creates what is missing. Errors are per VLAN; the
-    /// others are still made. One read of the links per call: it runs at every plan.
-    pub async fn ensure(&mut self, wanted: &BTreeSet<Vlan>) -> Vec<VlanError> {
+    /// Makes sure every wanted VLAN exists: creates what is missing. Returns the names of the
+    /// VLANs that are in place and are what they should be (VLAN `tag` on `parent`), and the
+    /// errors of the others. One read of the links per call: it runs at every plan.
+    pub async fn ensure(&mut self, wanted: &BTreeSet<Vlan>) -> (BTreeSet<String>, Vec<VlanError>) {
+        let mut verified = BTreeSet::new();
         let links = match self.all_links().await {
             Ok(l) => l,
-            Err(e) => return vec![e],
+            Err(e) => return (verified, vec![e]),
         };
         let by_name = |n: &str| links.iter().find(|m| name(m).as_deref() == Some(n));
         let mut errors = Vec::new();
@@ -85,6 +87,8 @@ impl Vlans {
                         parent: vlan.parent.clone(),
                         tag: vlan.tag,
                     });
+                } else {
+                    verified.insert(vlan_name);
                 }
                 continue;
             }
@@ -95,11 +99,14 @@ impl Vlans {
                 });
                 continue;
             };
-            if let Err(e) = self.create(vlan, &vlan_name, parent_index).await {
-                errors.push(e);
+            match self.create(vlan, &vlan_name, parent_index).await {
+                Ok(()) => {
+                    verified.insert(vlan_name);
+                }
+                Err(e) => errors.push(e),
             }
         }
-        errors
+        (verified, errors)
     }
 
     async fn create(
@@ -121,13 +128,18 @@ impl Vlans {
             .find(|m| self::name(m).as_deref() == Some(name))
             .map(|m| m.header.index)
             .ok_or_else(|| request_error("find the new", name, rtnetlink::Error::RequestFailed))?;
-        self.made.insert(name.to_owned(), index);
-        self.handle
+        // Unmarked, it would not be found as vipd's again: deleted rather than leaked.
+        if let Err(e) = self
+            .handle
             .link()
             .set(LinkUnspec::new_with_index(index).alias(ALIAS).build())
             .execute()
             .await
-            .map_err(|e| request_error("mark", name, e))?;
+        {
+            let _ = self.handle.link().del(index).execute().await;
+            return Err(request_error("mark", name, e));
+        }
+        self.made.insert(name.to_owned(), index);
         info!(vlan = %name, parent = %vlan.parent, tag = vlan.tag, "VLAN interface created");
         Ok(())
     }

@@ -329,11 +329,18 @@ impl<'a> Arp<'a> {
         &mut self,
         ifname: &str,
     ) -> Result<Arc<VipAddresses>, crate::netlink::NetlinkError> {
+        // Only while the interface is the one opened: a VLAN deleted and made again (or any
+        // interface re-created) has a new index.
         if let Some(l) = self.links.get(ifname) {
-            return Ok(l.clone());
+            if crate::sys::interface_index(ifname) == Some(l.index()) {
+                return Ok(l.clone());
+            }
         }
         // DHCP leases keep /32 (their macvlans are opened elsewhere); the rest take vip_subnet.
         let l = Arc::new(VipAddresses::open(ifname).await?.with_masks(self.arp.masks));
+        if self.arp.masks.v4 != crate::model::Mask::Fixed(32) {
+            promote_secondaries(&l).await;
+        }
         self.links.insert(ifname.to_owned(), l.clone());
         Ok(l)
     }
@@ -550,12 +557,22 @@ impl Executor for Arp<'_> {
         // The Services' VLANs exist before the interfaces are read: a VIP goes on its VLAN
         // only once the VLAN is there.
         let vlans = arp_plan::vlans(&desired);
-        if let Some(v) = self.vlans.as_mut() {
-            for e in v.ensure(&vlans).await {
-                warn!("{e}");
+        let verified = match self.vlans.as_mut() {
+            Some(v) => {
+                let (ok, errors) = v.ensure(&vlans).await;
+                for e in errors {
+                    warn!("{e}");
+                }
+                ok
             }
-        }
-        let links = self.links_now(&desired);
+            None => BTreeSet::new(),
+        };
+        let mut links = self.links_now(&desired);
+        // A link with a VLAN's name that is not that VLAN (someone else's) is no place for it.
+        let vlan_names: BTreeSet<String> = vlans.iter().map(crate::model::Vlan::name).collect();
+        links
+            .existing
+            .retain(|n| !vlan_names.contains(n) || verified.contains(n));
         let control_plane = self.control_plane_now();
         let standing = arp_plan::stand(
             &desired,
@@ -652,6 +669,31 @@ fn status_target(
         Some(_) => IngressTarget::Leave,
         None if d.announced.is_empty() => ingress_target(d, true, clear_without_endpoints),
         None => IngressTarget::Leave,
+    }
+}
+
+/// With `vip_subnet` shorter than /32, the first VIP of a subnet on an interface becomes that
+/// subnet's primary address, and the kernel deletes every secondary with it unless
+/// `promote_secondaries` is set: removing one VIP would silently take the others of its subnet.
+async fn promote_secondaries(link: &VipAddresses) {
+    use crate::dhcp::devconf::{self, Setting};
+    let Ok((conn, handle, _)) = rtnetlink::new_connection() else {
+        warn!(
+            interface = link.ifname(),
+            "cannot open netlink to set promote_secondaries"
+        );
+        return;
+    };
+    tokio::spawn(conn);
+    match devconf::set(&handle, link.index(), &[(Setting::PromoteSecondaries, 1)]).await {
+        Ok(()) => info!(
+            interface = link.ifname(),
+            "promote_secondaries=1 (vip_subnet: removing one VIP must not remove the others of its subnet)"
+        ),
+        Err(e) => warn!(
+            interface = link.ifname(),
+            "cannot set promote_secondaries=1 ({e}): removing the first VIP of a subnet removes the others of it"
+        ),
     }
 }
 

@@ -21,6 +21,9 @@ pub struct KernelTable {
     spec: TableSpec,
     /// The VIPs that have a vipd route in the table now.
     installed: BTreeSet<IpAddr>,
+    /// Of those, the ones whose route is not the one vipd would make now (another interface or
+    /// type: an earlier vipd's settings); replaced when wanted.
+    mismatched: BTreeSet<IpAddr>,
     /// When `installed` was last read from the kernel.
     listed_at: Instant,
 }
@@ -51,9 +54,10 @@ impl KernelTable {
             index: link.header.index,
             spec,
             installed: BTreeSet::new(),
+            mismatched: BTreeSet::new(),
             listed_at: Instant::now(),
         };
-        table.installed = table.listed().await?;
+        (table.installed, table.mismatched) = table.listed().await?;
         if !table.installed.is_empty() {
             info!(
                 table = spec.table,
@@ -79,24 +83,48 @@ impl KernelTable {
     pub async fn sync(&mut self, wanted: &BTreeSet<IpAddr>) -> Vec<NetlinkError> {
         let mut errors = Vec::new();
         if self.listed_at.elapsed() >= RELIST {
+            // The interface may have been made again (a new index) since the last read.
+            if let Some(index) = crate::sys::interface_index(&self.ifname) {
+                self.index = index;
+            }
             match self.listed().await {
-                Ok(now) => {
+                Ok((now, mismatched)) => {
                     for gone in self.installed.difference(&now) {
                         warn!(vip = %gone, table = self.spec.table, "a VIP route vipd added is gone from the table (removed by someone else?): adding it again");
                     }
                     self.installed = now;
+                    self.mismatched = mismatched;
                 }
                 Err(e) => errors.push(e),
             }
             self.listed_at = Instant::now();
         }
-        for vip in wanted.difference(&self.installed.clone()) {
-            let msg = route::message(*vip, self.index, &self.spec);
-            match self.handle.route().add(msg).replace().execute().await {
+        let to_add: Vec<IpAddr> = wanted
+            .iter()
+            .filter(|v| !self.installed.contains(v) || self.mismatched.contains(v))
+            .copied()
+            .collect();
+        for vip in to_add {
+            let msg = route::message(vip, self.index, &self.spec);
+            // A route of vipd's (an earlier vipd's, with other settings) is replaced; any other
+            // route to the VIP in the table is someone else's and makes the add fail (EEXIST).
+            let request = self.handle.route().add(msg);
+            let result = if self.mismatched.contains(&vip) {
+                request.replace().execute().await
+            } else {
+                request.execute().await
+            };
+            match result {
                 Ok(()) => {
-                    self.installed.insert(*vip);
+                    self.installed.insert(vip);
+                    self.mismatched.remove(&vip);
                 }
-                Err(e) => errors.push(self.error("add route to", *vip, e)),
+                Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => {
+                    errors.push(NetlinkError::Foreign {
+                        what: format!("a route to {vip} in table {}", self.spec.table),
+                    });
+                }
+                Err(e) => errors.push(self.error("add route to", vip, e)),
             }
         }
         let stale: Vec<IpAddr> = self.installed.difference(wanted).copied().collect();
@@ -117,7 +145,7 @@ impl KernelTable {
         for e in self.sync(&BTreeSet::new()).await {
             warn!("{e}");
         }
-        n - self.installed.len()
+        n.saturating_sub(self.installed.len())
     }
 
     async fn remove(&self, vip: IpAddr) -> Result<(), NetlinkError> {
@@ -138,9 +166,11 @@ impl KernelTable {
         }
     }
 
-    /// The VIPs of vipd's routes in the table, read from the kernel.
-    pub async fn listed(&self) -> Result<BTreeSet<IpAddr>, NetlinkError> {
+    /// The VIPs of vipd's routes in the table, read from the kernel, and those of them whose
+    /// route is not the one vipd would make now.
+    pub async fn listed(&self) -> Result<(BTreeSet<IpAddr>, BTreeSet<IpAddr>), NetlinkError> {
         let mut found = BTreeSet::new();
+        let mut mismatched = BTreeSet::new();
         for family in [AddressFamily::Inet, AddressFamily::Inet6] {
             let mut query = RouteMessage::default();
             query.header.address_family = family;
@@ -157,9 +187,16 @@ impl KernelTable {
                     ifname: self.ifname.clone(),
                     source: Box::new(source),
                 })?;
-            found.extend(routes.iter().filter_map(|r| route::ours(r, &self.spec)));
+            for r in &routes {
+                if let Some(vip) = route::ours(r, &self.spec) {
+                    found.insert(vip);
+                    if !route::as_made(r, self.index, &self.spec) {
+                        mismatched.insert(vip);
+                    }
+                }
+            }
         }
-        Ok(found)
+        Ok((found, mismatched))
     }
 
     fn error(&self, action: &'static str, vip: IpAddr, source: rtnetlink::Error) -> NetlinkError {

@@ -102,6 +102,20 @@ pub fn ours(msg: &RouteMessage, spec: &TableSpec) -> Option<IpAddr> {
     (msg.header.destination_prefix_length == host).then_some(dst)
 }
 
+/// Whether one of vipd's routes is the one [`message`] makes now: through interface `oif`, of
+/// the configured kind.
+pub fn as_made(msg: &RouteMessage, oif: u32, spec: &TableSpec) -> bool {
+    let kind = match spec.kind {
+        RouteKind::Unicast => RouteType::Unicast,
+        RouteKind::Local => RouteType::Local,
+    };
+    msg.header.kind == kind
+        && msg
+            .attributes
+            .iter()
+            .any(|a| matches!(a, RouteAttribute::Oif(i) if *i == oif))
+}
+
 /// The table a route is in: RTA_TABLE when present (any table), else the header's.
 fn table_of(msg: &RouteMessage) -> u32 {
     msg.attributes
@@ -162,9 +176,16 @@ mod tests {
         let spec = TableSpec::default();
         let mine = message(v4("192.0.2.10"), 7, &spec);
         assert_eq!(ours(&mine, &spec), Some(v4("192.0.2.10")));
-        // Another interface or kind: still ours (an earlier vipd's settings).
+        // Another interface or kind: still ours (an earlier vipd's settings), not as made now.
         let other_if = message(v4("192.0.2.11"), 9, &spec);
         assert_eq!(ours(&other_if, &spec), Some(v4("192.0.2.11")));
+        assert!(as_made(&mine, 7, &spec));
+        assert!(!as_made(&other_if, 7, &spec));
+        let local = TableSpec {
+            kind: RouteKind::Local,
+            ..spec
+        };
+        assert!(!as_made(&mine, 7, &local));
         // Another protocol (ip route add: boot), another table, a prefix: not ours.
         let mut boot = mine.clone();
         boot.header.protocol = RouteProtocol::Boot;
