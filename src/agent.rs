@@ -121,24 +121,10 @@ async fn run_table(
     spec: crate::table::route::TableSpec,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let control_plane = cfg
-        .control_plane
-        .as_ref()
-        .map(ControlPlaneVip::start)
-        .transpose()?;
     // The interface and the table are checked (and an earlier vipd's routes adopted) before
     // anything else starts.
     let table = crate::table::kernel::KernelTable::open(&svc.interface, spec).await?;
-    let client =
-        crate::kube::client::client_to(cfg.kubeconfig.as_deref(), &cfg.kube_server).await?;
-    let readiness = Readiness::default();
-    let mode = if svc.watch_services {
-        "table"
-    } else {
-        "table-controlplane"
-    };
-    let observer = Observer::new(&svc.node_name, mode, readiness.clone());
-    serve_http(cfg, &readiness, &observer).await?;
+    let (control_plane, client, readiness, observer) = start_without_bgp(cfg, svc, "table").await?;
     info!(
         node = %svc.node_name,
         interface = %svc.interface,
@@ -154,14 +140,15 @@ async fn run_table(
     crate::owner::run(exec, svc, client, readiness, observer, shutdown).await
 }
 
-/// ARP/NDP mode: services mode without a BGP speaker or peers.
-async fn run_arp(
+/// What services mode without a speaker starts with: the control-plane VIP's check (a CA file
+/// that cannot be read stops the start), the Kubernetes client, readiness, and the observer
+/// behind /metrics and `vipd status` (mode `<mode>`, or `<mode>-controlplane` when no Service
+/// is watched), served over HTTP.
+async fn start_without_bgp(
     cfg: &Config,
     svc: &crate::config::ServicesSettings,
-    arp: &crate::config::ArpSettings,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), RunError> {
-    // A CA file that cannot be read stops the start.
+    mode: &str,
+) -> Result<(Option<ControlPlaneVip>, kube::Client, Readiness, Observer), RunError> {
     let control_plane = cfg
         .control_plane
         .as_ref()
@@ -170,14 +157,24 @@ async fn run_arp(
     let client =
         crate::kube::client::client_to(cfg.kubeconfig.as_deref(), &cfg.kube_server).await?;
     let readiness = Readiness::default();
-    // /metrics and `vipd status` see the node, mode, readiness and what the owner loop holds.
     let mode = if svc.watch_services {
-        "arp"
+        mode.to_owned()
     } else {
-        "arp-controlplane"
+        format!("{mode}-controlplane")
     };
-    let observer = Observer::new(&svc.node_name, mode, readiness.clone());
+    let observer = Observer::new(&svc.node_name, &mode, readiness.clone());
     serve_http(cfg, &readiness, &observer).await?;
+    Ok((control_plane, client, readiness, observer))
+}
+
+/// ARP/NDP mode: services mode without a BGP speaker or peers.
+async fn run_arp(
+    cfg: &Config,
+    svc: &crate::config::ServicesSettings,
+    arp: &crate::config::ArpSettings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let (control_plane, client, readiness, observer) = start_without_bgp(cfg, svc, "arp").await?;
     info!(node = %svc.node_name, "vipd started in ARP/NDP mode");
     let arp = crate::owner::arp::Arp::new(svc, arp, control_plane);
     crate::owner::run(arp, svc, client, readiness, observer, shutdown).await

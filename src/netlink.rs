@@ -59,18 +59,7 @@ pub struct VipAddresses {
 impl VipAddresses {
     /// Opens netlink, finds `ifname` and adopts the addresses an earlier vipd left there.
     pub async fn open(ifname: &str) -> Result<VipAddresses, NetlinkError> {
-        let (conn, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Socket)?;
-        tokio::spawn(conn);
-        let link = handle
-            .link()
-            .get()
-            .match_name(ifname.to_owned())
-            .execute()
-            .try_next()
-            .await
-            .ok()
-            .flatten()
-            .ok_or_else(|| NetlinkError::NoInterface(ifname.to_owned()))?;
+        let (handle, link) = open_link(ifname).await?;
         let mac = link.attributes.iter().find_map(|a| match a {
             netlink_packet_route::link::LinkAttribute::Address(m) => m.as_slice().try_into().ok(),
             _ => None,
@@ -100,17 +89,21 @@ impl VipAddresses {
         Ok(addrs)
     }
 
-    /// Addresses on the interface with their `IFA_PROTO`.
-    async fn list(&self) -> Result<Vec<(IpAddr, Option<u8>)>, NetlinkError> {
-        let msgs: Vec<AddressMessage> = self
-            .handle
+    /// The interface's addresses as the kernel reports them.
+    async fn messages(&self) -> Result<Vec<AddressMessage>, NetlinkError> {
+        self.handle
             .address()
             .get()
             .set_link_index_filter(self.index)
             .execute()
             .try_collect()
             .await
-            .map_err(|source| self.error("list addresses", None, source))?;
+            .map_err(|source| self.error("list addresses", None, source))
+    }
+
+    /// Addresses on the interface with their `IFA_PROTO`.
+    async fn list(&self) -> Result<Vec<(IpAddr, Option<u8>)>, NetlinkError> {
+        let msgs = self.messages().await?;
         Ok(msgs
             .iter()
             .filter_map(|m| {
@@ -154,15 +147,7 @@ impl VipAddresses {
         match self.masks.of(ip) {
             Mask::Fixed(n) => Ok(n),
             Mask::Auto => {
-                let msgs: Vec<AddressMessage> = self
-                    .handle
-                    .address()
-                    .get()
-                    .set_link_index_filter(self.index)
-                    .execute()
-                    .try_collect()
-                    .await
-                    .map_err(|source| self.error("list addresses", None, source))?;
+                let msgs = self.messages().await?;
                 msgs.iter()
                     .filter(|m| {
                         !m.attributes.iter().any(|a| {
@@ -330,6 +315,25 @@ impl VipAddresses {
             source: Box::new(source),
         }
     }
+}
+
+/// A netlink handle (its connection spawned) and interface `ifname`'s link message.
+pub(crate) async fn open_link(
+    ifname: &str,
+) -> Result<(Handle, netlink_packet_route::link::LinkMessage), NetlinkError> {
+    let (conn, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Socket)?;
+    tokio::spawn(conn);
+    let link = handle
+        .link()
+        .get()
+        .match_name(ifname.to_owned())
+        .execute()
+        .try_next()
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| NetlinkError::NoInterface(ifname.to_owned()))?;
+    Ok((handle, link))
 }
 
 /// Routing protocol number of the peer routes vipd installs (`ip route … proto 118`), so they

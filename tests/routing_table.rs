@@ -53,6 +53,17 @@ fn explain(bed: &BirdBed, host: &HostBird, agent: &Vipd) -> String {
     )
 }
 
+/// SIGTERM, and the agent exits 0 within 10 s.
+fn stop(agent: &mut Vipd, bed: &BirdBed, host: &HostBird) {
+    agent.terminate();
+    let exited = agent.wait_exit(Duration::from_secs(10));
+    assert!(
+        exited.is_some_and(|s| s.success()),
+        "{}",
+        explain(bed, host, agent)
+    );
+}
+
 /// A served Service's VIP becomes `198.18.0.10 dev veth-tor proto 248` in table 198, reaches the
 /// ToR through the host's BIRD with the node as next hop, and gets its status; without endpoints
 /// it leaves the table and the ToR, and comes back with them. A route of the table vipd did not
@@ -263,14 +274,7 @@ fn a_restart_leaves_the_routes_for_the_next_process_and_a_shutdown_takes_them() 
             held(&bed),
             explain(&bed, &host, &agent)
         );
-        agent.terminate();
-        assert!(
-            agent
-                .wait_exit(Duration::from_secs(10))
-                .is_some_and(|s| s.success()),
-            "{}",
-            explain(&bed, &host, &agent)
-        );
+        stop(&mut agent, &bed, &host);
         assert!(
             agent.log().contains("stay in the routing table"),
             "{}",
@@ -309,14 +313,7 @@ fn a_restart_leaves_the_routes_for_the_next_process_and_a_shutdown_takes_them() 
             .await
             .expect("cordon node0");
         tokio::time::sleep(Duration::from_secs(1)).await;
-        agent.terminate();
-        assert!(
-            agent
-                .wait_exit(Duration::from_secs(10))
-                .is_some_and(|s| s.success()),
-            "{}",
-            explain(&bed, &host, &agent)
-        );
+        stop(&mut agent, &bed, &host);
         assert!(
             !has_route(&bed, vip_route),
             "a shutdown empties the table of vipd's routes\n{}",

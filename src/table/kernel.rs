@@ -36,18 +36,7 @@ impl KernelTable {
     /// Opens netlink, finds `ifname` (the routes' interface) and adopts what an earlier vipd
     /// left in the table.
     pub async fn open(ifname: &str, spec: TableSpec) -> Result<KernelTable, NetlinkError> {
-        let (conn, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Socket)?;
-        tokio::spawn(conn);
-        let link = handle
-            .link()
-            .get()
-            .match_name(ifname.to_owned())
-            .execute()
-            .try_next()
-            .await
-            .ok()
-            .flatten()
-            .ok_or_else(|| NetlinkError::NoInterface(ifname.to_owned()))?;
+        let (handle, link) = crate::netlink::open_link(ifname).await?;
         let mut table = KernelTable {
             handle,
             ifname: ifname.to_owned(),

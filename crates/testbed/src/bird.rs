@@ -126,19 +126,7 @@ impl Router for Bird {
     fn new(topo: &Topology, cfg: RouterConfig) -> Bird {
         let dir = tempfile::tempdir().expect("temp dir for bird");
         let config = bird_config(&cfg);
-        let conf = dir.path().join("bird.conf");
-        std::fs::write(&conf, &config).expect("write bird.conf");
-        let socket = dir.path().join("bird.ctl");
-        let argv = vec![
-            tool("bird"),
-            "-f".to_string(), // foreground: the pid we hold is BIRD's
-            "-c".to_string(),
-            path_str(&conf),
-            "-s".to_string(),
-            path_str(&socket),
-            "-P".to_string(),
-            path_str(&dir.path().join("bird.pid")),
-        ];
+        let (argv, socket) = bird_argv(dir.path(), &config);
         let daemon = Daemon::new("bird", &topo.tor, argv, dir.path().join("bird.log"));
         Bird {
             daemon,
@@ -208,6 +196,25 @@ impl Router for Bird {
     fn log_tail(&self) -> String {
         self.daemon.log_tail(40)
     }
+}
+
+/// `bird -f` with `config` written to `dir`, its control socket and pid file there; the argv
+/// and the socket's path.
+pub(crate) fn bird_argv(dir: &std::path::Path, config: &str) -> (Vec<String>, PathBuf) {
+    let conf = dir.join("bird.conf");
+    std::fs::write(&conf, config).expect("write bird.conf");
+    let socket = dir.join("bird.ctl");
+    let argv = vec![
+        tool("bird"),
+        "-f".to_string(), // foreground: the pid we hold is BIRD's
+        "-c".to_string(),
+        path_str(&conf),
+        "-s".to_string(),
+        path_str(&socket),
+        "-P".to_string(),
+        path_str(&dir.join("bird.pid")),
+    ];
+    (argv, socket)
 }
 
 fn bird_config(cfg: &RouterConfig) -> String {

@@ -35,19 +35,7 @@ impl HostBird {
              protocol bgp tor {{\n  local {node} as {VIPD_AS};\n  neighbor {tor} as {ROUTER_AS};\n  \
              ipv4 {{ import none; export all; next hop self; }};\n}}\n"
         );
-        let conf = dir.path().join("bird.conf");
-        std::fs::write(&conf, &config).expect("write the host's bird.conf");
-        let socket = dir.path().join("bird.ctl");
-        let argv = vec![
-            tool("bird"),
-            "-f".to_string(),
-            "-c".to_string(),
-            path_str(&conf),
-            "-s".to_string(),
-            path_str(&socket),
-            "-P".to_string(),
-            path_str(&dir.path().join("bird.pid")),
-        ];
+        let (argv, socket) = super::bird::bird_argv(dir.path(), &config);
         let ns = topo.nodes[i].clone();
         let mut daemon = Daemon::new(
             &format!("bird on node{i}"),

@@ -106,6 +106,9 @@ impl Pki {
 /// `GET /livez` → `200` on `127.0.0.1:<port>` of a namespace, while running.
 pub struct Livez {
     daemon: Daemon,
+    ns: String,
+    /// The port it accepts on (every address, or the loopback's).
+    port: String,
     _dir: tempfile::TempDir,
 }
 
@@ -137,11 +140,32 @@ impl Livez {
             vec!["sh".into(), "-c".into(), script],
             dir.path().join("s_server.log"),
         );
-        Livez { daemon, _dir: dir }
+        let port = accept.rsplit(':').next().unwrap_or(accept).to_owned();
+        Livez {
+            daemon,
+            ns: ns.to_owned(),
+            port,
+            _dir: dir,
+        }
     }
 
+    /// Starts it and waits until it listens: an agent started next must not find it refusing
+    /// (a slow start on a loaded machine would read as an unhealthy API server).
     pub fn start(&mut self) {
         self.daemon.start();
+        let (ns, port) = (self.ns.clone(), format!(":{}", self.port));
+        self.daemon.wait_ready(
+            std::time::Duration::from_secs(10),
+            "openssl s_server listens",
+            || {
+                crate::ns_stdout(&ns, &["ss", "-Hltn"]).lines().any(|l| {
+                    l.split_whitespace()
+                        .nth(3)
+                        .is_some_and(|a| a.ends_with(&port))
+                })
+            },
+            "",
+        );
     }
 
     /// The API server dies.

@@ -114,18 +114,7 @@ impl Vipd {
         kubeconfig: &std::path::Path,
         extra: &[(&str, &str)],
     ) -> Vipd {
-        let mut env: Vec<(String, String)> = [
-            ("vip_arp", "true".to_string()),
-            ("svc_enable", "true".to_string()),
-            ("vip_nodename", format!("node{i}")),
-            ("k8s_config_file", path_str(kubeconfig)),
-            ("RUST_LOG", "vipd=debug,info".to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        Vipd::with_env(topo, i, env)
+        Vipd::services_without_bgp(topo, i, kubeconfig, &[("vip_arp", "true")], extra)
     }
 
     /// vipd in routing-table mode (services, no BGP) on node `i`, named `node<i>`, its routes
@@ -137,18 +126,32 @@ impl Vipd {
         kubeconfig: &std::path::Path,
         extra: &[(&str, &str)],
     ) -> Vipd {
-        let mut env: Vec<(String, String)> = [
-            ("vip_routingtable", "true".to_string()),
-            ("svc_enable", "true".to_string()),
-            ("vip_interface", "veth-tor".to_string()),
-            ("vip_nodename", format!("node{i}")),
-            ("k8s_config_file", path_str(kubeconfig)),
-            ("RUST_LOG", "vipd=debug,info".to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mode = [("vip_routingtable", "true"), ("vip_interface", "veth-tor")];
+        Vipd::services_without_bgp(topo, i, kubeconfig, &mode, extra)
+    }
+
+    /// Services mode in `mode` (a mode other than BGP) on node `i`, then `extra`.
+    fn services_without_bgp(
+        topo: &Topology,
+        i: usize,
+        kubeconfig: &std::path::Path,
+        mode: &[(&str, &str)],
+        extra: &[(&str, &str)],
+    ) -> Vipd {
+        let node = format!("node{i}");
+        let kubeconfig = path_str(kubeconfig);
+        let base = [
+            ("svc_enable", "true"),
+            ("vip_nodename", node.as_str()),
+            ("k8s_config_file", kubeconfig.as_str()),
+            ("RUST_LOG", "vipd=debug,info"),
+        ];
+        let env = mode
+            .iter()
+            .chain(base.iter())
+            .chain(extra.iter())
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Vipd::with_env(topo, i, env)
     }
 
