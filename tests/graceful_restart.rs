@@ -188,6 +188,86 @@ fn a_cordoned_node_marks_its_routes_for_graceful_shutdown_and_its_stop_withdraws
 /// restart not one echo request of 1,000 a second is lost and the replies never pause for
 /// 100 ms; restarts with `vipd_bgp_restart_time=0` (every stop a Cease, as before; four of
 /// them) leave the client without a route for each gap, measured in the same run.
+/// Services mode, restarted while the API server answers slowly (3 s per request, as a loaded
+/// API server or a large cluster's first list): the new process's session comes up long before
+/// it knows its Services. It must send neither an empty table nor End-of-RIB until it does, or
+/// BIRD (a graceful-restart helper) would drop the previous process's route as no longer
+/// announced. Sampled every 50 ms from the stop until the new process has sent it again.
+#[test]
+fn a_restart_whose_first_list_is_slow_keeps_the_route_until_the_table_is_known() {
+    skip_unless!(root, Bird::NEEDS, VIPD_NEEDS);
+    let mut bed = BirdBed::new(1);
+    let tor = bed.topo.tor.clone();
+    in_netns(&tor, async {
+        let api = cluster::api_server().await;
+        let client = api.client();
+        cluster::create_node(&client, "node0").await;
+        bed.start_agent(0, api.addr().port(), &[("vipd_bgp_restart_time", "120")]);
+        cluster::create_served(
+            &client,
+            &lb_service("web", "198.18.0.10", false),
+            "node0",
+            "10.244.0.5",
+        )
+        .await;
+        let held = |bed: &BirdBed| bed.bird.route("198.18.0.10/32").is_some();
+        eventually!(
+            Duration::from_secs(20),
+            "BIRD holds 198.18.0.10/32",
+            held(&bed),
+            bed.explain()
+        );
+        bed.agents[0].terminate();
+        assert!(
+            bed.agents[0]
+                .wait_exit(Duration::from_secs(10))
+                .is_some_and(|s| s.success()),
+            "{}",
+            bed.explain()
+        );
+        api.set_faults(fake_apiserver::Faults {
+            errors_per_mille: 0,
+            delay: Duration::from_secs(3),
+        });
+        bed.agents[0].start();
+        let started = Instant::now();
+        eventually!(
+            Duration::from_secs(10),
+            "the new process's session is up",
+            bed.bird.session_established(),
+            bed.explain()
+        );
+        let up_after = started.elapsed();
+        // From the session's start until the table is known and sent: never missing.
+        let mut samples = 0;
+        while started.elapsed() < Duration::from_secs(8) {
+            assert!(
+                held(&bed),
+                "BIRD dropped the route {:?} after the new process started (session up after {up_after:?})\n{}",
+                started.elapsed(),
+                bed.explain()
+            );
+            samples += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        api.set_faults(fake_apiserver::Faults::default());
+        assert!(
+            up_after < Duration::from_secs(3),
+            "the session came up after {up_after:?}, not before the slow first list: the test proves nothing"
+        );
+        eprintln!(
+            "==== session up {up_after:?} after start; route held at all {samples} samples ===="
+        );
+        assert!(
+            bed.agents[0]
+                .log()
+                .contains("announced from this node by BGP"),
+            "{}",
+            bed.explain()
+        );
+    });
+}
+
 #[test]
 fn frr_forwards_every_packet_through_ten_restarts_with_graceful_restart() {
     skip_unless!(

@@ -136,13 +136,16 @@ impl PeerTask {
     /// Runs until stopped; on the way out the session sends its Cease.
     pub async fn run(
         mut self,
-        mut routes: watch::Receiver<Arc<RouteSet>>,
+        mut routes: watch::Receiver<Option<Arc<RouteSet>>>,
         mut control: mpsc::Receiver<Control>,
     ) {
         self.status
             .send_modify(|s| s.down_since = Some(Instant::now()));
+        // No table yet (the agent has not decided): the session comes up and waits for it.
         let initial = routes.borrow_and_update().clone();
-        self.step(Input::Routes(initial)).await;
+        if let Some(initial) = initial {
+            self.step(Input::Routes(initial)).await;
+        }
         let (mut gate, first) = StartGate::new(self.bfd.is_some(), Instant::now());
         let mut start_at = None;
         self.pass(first, &mut start_at).await;
@@ -245,7 +248,10 @@ impl PeerTask {
                 Event::Read(Ok(0)) => Input::Closed("peer closed the connection".into()),
                 Event::Read(Ok(n)) => Input::Received(buf[..n].to_vec()),
                 Event::Read(Err(e)) => Input::Closed(e.to_string()),
-                Event::RoutesChanged(true) => Input::Routes(routes.borrow_and_update().clone()),
+                Event::RoutesChanged(true) => match routes.borrow_and_update().clone() {
+                    Some(r) => Input::Routes(r),
+                    None => continue,
+                },
                 Event::TimerDue => {
                     let now = Instant::now();
                     let due = Timer::ALL

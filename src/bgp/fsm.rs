@@ -259,6 +259,13 @@ pub struct Session {
     negotiated: Option<Negotiated>,
     /// What the peer should hold.
     desired: Arc<RouteSet>,
+    /// `desired` has been given at least once: the agent knows its table. Until then a session
+    /// that comes up sends nothing and no End-of-RIB (RFC 4724 §4.1: the restarting speaker
+    /// defers its End-of-RIB until its routes are known), so a graceful-restart peer keeps the
+    /// previous process's routes rather than taking an empty table for the whole one.
+    table_known: bool,
+    /// This session has sent its End-of-RIB.
+    eor_sent: bool,
     /// What the peer holds from us in this connection.
     sent: Arc<RouteSet>,
     /// How many prefixes of `sent` the peer takes (negotiated families), counted when `sent`
@@ -281,6 +288,8 @@ impl Session {
             update_ctx: None,
             negotiated: None,
             desired: Arc::new(RouteSet::new()),
+            table_known: false,
+            eor_sent: false,
             sent: Arc::new(RouteSet::new()),
             advertised: 0,
             cfg,
@@ -305,8 +314,10 @@ impl Session {
         match input {
             Input::Routes(routes) => {
                 self.desired = routes;
+                self.table_known = true;
                 if self.state == State::Established {
                     self.sync_routes(&mut out);
+                    self.send_end_of_rib(&mut out);
                 }
             }
             Input::Stop { kind, reason } => self.stop(kind, &reason, &mut out),
@@ -519,7 +530,19 @@ impl Session {
         if let Some(neg) = &self.negotiated {
             out.push(Output::Up(neg.clone()));
         }
-        self.sync_routes(out);
+        self.eor_sent = false;
+        if self.table_known {
+            self.sync_routes(out);
+            self.send_end_of_rib(out);
+        }
+    }
+
+    /// End-of-RIB for every family, once per session, after the table.
+    fn send_end_of_rib(&mut self, out: &mut Vec<Output>) {
+        if self.eor_sent {
+            return;
+        }
+        self.eor_sent = true;
         let eor: Vec<BgpMessage> = self
             .families()
             .iter()

@@ -244,6 +244,59 @@ fn keepalive_in_open_confirm_brings_the_session_up_and_sends_table_then_end_of_r
     assert_eq!(s.advertised(), 2);
 }
 
+/// RFC 4724 §4.1: a restarting speaker sends End-of-RIB only once it knows its table. A
+/// session that comes up before the agent has decided (the watches have not listed yet) sends
+/// nothing, so a graceful-restart peer keeps the previous process's routes; the table, then
+/// End-of-RIB, follow the first routes; later changes send only their difference.
+#[test]
+fn before_the_first_table_a_session_sends_no_end_of_rib_and_sends_it_after_the_table() {
+    let t0 = Instant::now();
+    let mut s = Session::new(cfg(), 1);
+    s.handle(Input::Start, t0);
+    s.handle(Input::Connected(nh4()), t0);
+    s.handle(
+        Input::Received(bytes(&[peer_open(65530, 90, &[AddressType::Ipv4Unicast])])),
+        t0,
+    );
+    let out = s.handle(Input::Received(bytes(&[BgpMessage::KeepAlive])), t0);
+    let neg = s.negotiated().unwrap().clone();
+    assert_eq!(
+        out,
+        [Output::Arm(Timer::Hold, t0 + secs(90)), Output::Up(neg)]
+    );
+    assert_eq!(
+        s.handle(Input::Routes(routes(&["198.18.0.10/32"])), t0),
+        [
+            Output::Send(ctx4().announcements(
+                Family::Ipv4,
+                &RouteAttrs::default(),
+                &nets(&["198.18.0.10/32"])
+            )),
+            Output::Send(vec![wire::end_of_rib(Family::Ipv4)]),
+        ]
+    );
+    assert_eq!(
+        s.handle(Input::Routes(routes(&[])), t0),
+        [Output::Send(wire::withdrawals(
+            Family::Ipv4,
+            &nets(&["198.18.0.10/32"])
+        ))]
+    );
+    // An empty first table is a table too: End-of-RIB alone.
+    let mut s = Session::new(cfg(), 2);
+    s.handle(Input::Start, t0);
+    s.handle(Input::Connected(nh4()), t0);
+    s.handle(
+        Input::Received(bytes(&[peer_open(65530, 90, &[AddressType::Ipv4Unicast])])),
+        t0,
+    );
+    s.handle(Input::Received(bytes(&[BgpMessage::KeepAlive])), t0);
+    assert_eq!(
+        s.handle(Input::Routes(routes(&[])), t0),
+        [Output::Send(vec![wire::end_of_rib(Family::Ipv4)])]
+    );
+}
+
 #[test]
 fn routes_changed_while_established_send_only_the_difference() {
     let (mut s, t0) = established(routes(&["198.18.0.10/32", "198.18.0.11/32"]));

@@ -102,7 +102,9 @@ type AcceptTable = Arc<Mutex<HashMap<IpAddr, mpsc::Sender<Control>>>>;
 pub struct Speaker {
     cfg: SpeakerConfig,
     peers: BTreeMap<SocketAddr, PeerHandle>,
-    routes: watch::Sender<Arc<RouteSet>>,
+    /// `None` until the agent first sets its routes: sessions send no table and no End-of-RIB
+    /// before then.
+    routes: watch::Sender<Option<Arc<RouteSet>>>,
     events: Option<mpsc::Sender<PeerEvent>>,
     accept: AcceptTable,
     listeners: Vec<(Arc<TcpListener>, JoinHandle<()>)>,
@@ -130,7 +132,7 @@ impl Speaker {
         Ok(Speaker {
             cfg,
             peers: BTreeMap::new(),
-            routes: watch::Sender::new(Arc::new(RouteSet::new())),
+            routes: watch::Sender::new(None),
             events: None,
             accept,
             listeners,
@@ -163,7 +165,7 @@ impl Speaker {
 
     /// Replaces the whole route set.
     pub fn set_routes(&self, routes: RouteSet) {
-        self.routes.send_replace(Arc::new(routes));
+        self.routes.send_replace(Some(Arc::new(routes)));
     }
 
     /// Replaces the whole peer set. Unchanged peers are untouched; a changed one is

@@ -31,6 +31,10 @@ pub struct Announcer {
     routes: BTreeSet<IpAddr>,
     /// The attributes every route carries (RFC 8326's graceful shutdown while the node leaves).
     attrs: RouteAttrs,
+    /// The speaker has been handed a complete table (after the first plan): until then its
+    /// sessions send nothing, not even End-of-RIB, so graceful-restart peers keep the previous
+    /// process's routes.
+    handed: bool,
 }
 
 impl Announcer {
@@ -41,6 +45,7 @@ impl Announcer {
             peers,
             routes,
             attrs: RouteAttrs::default(),
+            handed: false,
         }
     }
 
@@ -52,6 +57,7 @@ impl Announcer {
             sink: Some(Sink::Table(table)),
             peers,
             attrs: RouteAttrs::default(),
+            handed: true,
         }
     }
 
@@ -76,7 +82,8 @@ impl Announcer {
             return false;
         }
         self.attrs.graceful_shutdown = on;
-        if let Some(speaker) = self.speaker() {
+        // Before the first plan the speaker has no table to mark: the plan hands it marked.
+        if let Some(speaker) = self.speaker().filter(|_| self.handed) {
             let vips: Vec<IpAddr> = self.routes.iter().copied().collect();
             speaker.set_routes(host_routes_with(&vips, &self.attrs));
         }
@@ -106,6 +113,7 @@ impl Announcer {
                 let vips: Vec<IpAddr> = wanted.iter().copied().collect();
                 speaker.set_routes(host_routes_with(&vips, &self.attrs));
                 self.routes = wanted;
+                self.handed = true;
             }
             Some(Sink::Table(table)) => {
                 for e in table.sync(&wanted).await {
@@ -164,6 +172,15 @@ impl Announcer {
             if !added {
                 break;
             }
+        }
+        // The first plan is a complete table even when it changed nothing (no VIP at all): the
+        // sessions may now send it and their End-of-RIB.
+        if !self.handed {
+            if let Some(Sink::Speaker(speaker)) = &self.sink {
+                let vips: Vec<IpAddr> = self.routes.iter().copied().collect();
+                speaker.set_routes(host_routes_with(&vips, &self.attrs));
+            }
+            self.handed = true;
         }
         // A table is checked at every plan (read again every `RELIST`): a route someone else
         // deleted comes back although nothing changed here.
