@@ -20,6 +20,43 @@ use support::frr::Frr;
 use support::router::{Family, Router};
 use support::{scenarios, VIPD_NEEDS};
 
+const WEB: &str = "198.18.0.10/32";
+
+/// Inside the tor namespace: the API server with node0, the agent of node0 started with
+/// `settings`, a Service `web` (198.18.0.10) served by node0 and in BIRD's table; then a
+/// SIGTERM, which the agent survives cleanly (exit 0).
+async fn serve_web_then_restart(
+    bed: &mut BirdBed,
+    settings: &[(&str, &str)],
+) -> (fake_apiserver::ApiServer, kube::Client) {
+    let api = cluster::api_server().await;
+    let client = api.client();
+    cluster::create_node(&client, "node0").await;
+    bed.start_agent(0, api.addr().port(), settings);
+    cluster::create_served(
+        &client,
+        &lb_service("web", "198.18.0.10", false),
+        "node0",
+        "10.244.0.5",
+    )
+    .await;
+    eventually!(
+        Duration::from_secs(20),
+        "BIRD holds 198.18.0.10/32",
+        bed.bird.route(WEB).is_some(),
+        bed.explain()
+    );
+    bed.agents[0].terminate();
+    assert!(
+        bed.agents[0]
+            .wait_exit(Duration::from_secs(10))
+            .is_some_and(|s| s.success()),
+        "{}",
+        bed.explain()
+    );
+    (api, client)
+}
+
 #[test]
 fn bird_keeps_every_route_through_ten_restarts_and_crashes() {
     scenarios::graceful_restart_keeps_every_route::<Bird>();
@@ -42,37 +79,13 @@ fn a_cordoned_node_marks_its_routes_for_graceful_shutdown_and_its_stop_withdraws
     let mut bed = BirdBed::new(1);
     let tor = bed.topo.tor.clone();
     in_netns(&tor, async {
-        let api = cluster::api_server().await;
-        let client = api.client();
-        cluster::create_node(&client, "node0").await;
         let gr = [
             ("vipd_bgp_restart_time", "120"),
             ("vipd_bgp_drain_time", "3"),
         ];
-        bed.start_agent(0, api.addr().port(), &gr);
-        cluster::create_served(
-            &client,
-            &lb_service("web", "198.18.0.10", false),
-            "node0",
-            "10.244.0.5",
-        )
-        .await;
-        let held = |bed: &BirdBed| bed.bird.route("198.18.0.10/32").is_some();
-        eventually!(
-            Duration::from_secs(20),
-            "BIRD holds 198.18.0.10/32",
-            held(&bed),
-            bed.explain()
-        );
+        let (_api, client) = serve_web_then_restart(&mut bed, &gr).await;
+        let held = |bed: &BirdBed| bed.bird.route(WEB).is_some();
         // A plain SIGTERM: a restart. The route stays while no vipd runs.
-        bed.agents[0].terminate();
-        assert!(
-            bed.agents[0]
-                .wait_exit(Duration::from_secs(10))
-                .is_some_and(|s| s.success()),
-            "{}",
-            bed.explain()
-        );
         support::holds_for(
             Duration::from_secs(3),
             "BIRD keeps the route of a restarting vipd",
@@ -199,32 +212,9 @@ fn a_restart_whose_first_list_is_slow_keeps_the_route_until_the_table_is_known()
     let mut bed = BirdBed::new(1);
     let tor = bed.topo.tor.clone();
     in_netns(&tor, async {
-        let api = cluster::api_server().await;
-        let client = api.client();
-        cluster::create_node(&client, "node0").await;
-        bed.start_agent(0, api.addr().port(), &[("vipd_bgp_restart_time", "120")]);
-        cluster::create_served(
-            &client,
-            &lb_service("web", "198.18.0.10", false),
-            "node0",
-            "10.244.0.5",
-        )
-        .await;
-        let held = |bed: &BirdBed| bed.bird.route("198.18.0.10/32").is_some();
-        eventually!(
-            Duration::from_secs(20),
-            "BIRD holds 198.18.0.10/32",
-            held(&bed),
-            bed.explain()
-        );
-        bed.agents[0].terminate();
-        assert!(
-            bed.agents[0]
-                .wait_exit(Duration::from_secs(10))
-                .is_some_and(|s| s.success()),
-            "{}",
-            bed.explain()
-        );
+        let (api, _client) =
+            serve_web_then_restart(&mut bed, &[("vipd_bgp_restart_time", "120")]).await;
+        let held = |bed: &BirdBed| bed.bird.route(WEB).is_some();
         api.set_faults(fake_apiserver::Faults {
             errors_per_mille: 0,
             delay: Duration::from_secs(3),
