@@ -42,6 +42,8 @@ fn configs() -> [DecideConfig; 2] {
             announce_ipv6: false,
             honour_exclude_label: true,
             status_is_source: true,
+            // ARP mode's reading: kube-vip.io/serviceVLAN honoured.
+            vlans: true,
         },
     ]
 }
