@@ -29,17 +29,8 @@ async fn serve_web_then_restart(
     bed: &mut BirdBed,
     settings: &[(&str, &str)],
 ) -> (fake_apiserver::ApiServer, kube::Client) {
-    let api = cluster::api_server().await;
-    let client = api.client();
-    cluster::create_node(&client, "node0").await;
+    let (api, client) = bed.cluster(&[("web", "198.18.0.10", true)]).await;
     bed.start_agent(0, api.addr().port(), settings);
-    cluster::create_served(
-        &client,
-        &lb_service("web", "198.18.0.10", false),
-        "node0",
-        "10.244.0.5",
-    )
-    .await;
     eventually!(
         Duration::from_secs(20),
         "BIRD holds 198.18.0.10/32",

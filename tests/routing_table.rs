@@ -107,9 +107,7 @@ fn service_vips_go_to_the_kernel_table_and_through_the_hosts_bird_to_the_tor() {
     let host = HostBird::start(&bed.topo, 0, 198);
     let tor = bed.topo.tor.clone();
     in_netns(&tor, async {
-        let api = cluster::api_server().await;
-        let client = api.client();
-        cluster::create_node(&client, "node0").await;
+        let (api, client) = bed.cluster(&[]).await;
         let mut agent = Vipd::table(&bed.topo, 0, &bed.kubeconfig(0, api.addr().port()), &[]);
         agent.start();
         cluster::create_served(
@@ -251,9 +249,7 @@ fn a_restart_leaves_the_routes_for_the_next_process_and_a_shutdown_takes_them() 
     let host = HostBird::start(&bed.topo, 0, 198);
     let tor = bed.topo.tor.clone();
     in_netns(&tor, async {
-        let api = cluster::api_server().await;
-        let client = api.client();
-        cluster::create_node(&client, "node0").await;
+        let (api, client) = bed.cluster(&[]).await;
         let gr = [("vipd_bgp_restart_time", "120")];
         let mut agent = Vipd::table(&bed.topo, 0, &bed.kubeconfig(0, api.addr().port()), &gr);
         agent.start();

@@ -102,15 +102,20 @@ fn established(desired: Arc<RouteSet>) -> (Session, Instant) {
     let t0 = Instant::now();
     let mut s = Session::new(cfg(), 7);
     s.handle(Input::Routes(desired), t0);
+    bring_up(&mut s, t0);
+    assert_eq!(s.state(), State::Established);
+    (s, t0)
+}
+
+/// Start, connect, the peer's OPEN (IPv4, hold 90) and KEEPALIVE: the outputs of the last step.
+fn bring_up(s: &mut Session, t0: Instant) -> Vec<Output> {
     s.handle(Input::Start, t0);
     s.handle(Input::Connected(nh4()), t0);
     s.handle(
         Input::Received(bytes(&[peer_open(65530, 90, &[AddressType::Ipv4Unicast])])),
         t0,
     );
-    s.handle(Input::Received(bytes(&[BgpMessage::KeepAlive])), t0);
-    assert_eq!(s.state(), State::Established);
-    (s, t0)
+    s.handle(Input::Received(bytes(&[BgpMessage::KeepAlive])), t0)
 }
 
 #[test]
@@ -252,13 +257,7 @@ fn keepalive_in_open_confirm_brings_the_session_up_and_sends_table_then_end_of_r
 fn before_the_first_table_a_session_sends_no_end_of_rib_and_sends_it_after_the_table() {
     let t0 = Instant::now();
     let mut s = Session::new(cfg(), 1);
-    s.handle(Input::Start, t0);
-    s.handle(Input::Connected(nh4()), t0);
-    s.handle(
-        Input::Received(bytes(&[peer_open(65530, 90, &[AddressType::Ipv4Unicast])])),
-        t0,
-    );
-    let out = s.handle(Input::Received(bytes(&[BgpMessage::KeepAlive])), t0);
+    let out = bring_up(&mut s, t0);
     let neg = s.negotiated().unwrap().clone();
     assert_eq!(
         out,
@@ -284,13 +283,7 @@ fn before_the_first_table_a_session_sends_no_end_of_rib_and_sends_it_after_the_t
     );
     // An empty first table is a table too: End-of-RIB alone.
     let mut s = Session::new(cfg(), 2);
-    s.handle(Input::Start, t0);
-    s.handle(Input::Connected(nh4()), t0);
-    s.handle(
-        Input::Received(bytes(&[peer_open(65530, 90, &[AddressType::Ipv4Unicast])])),
-        t0,
-    );
-    s.handle(Input::Received(bytes(&[BgpMessage::KeepAlive])), t0);
+    bring_up(&mut s, t0);
     assert_eq!(
         s.handle(Input::Routes(routes(&[])), t0),
         [Output::Send(vec![wire::end_of_rib(Family::Ipv4)])]
